@@ -1,0 +1,1 @@
+//! Application-layer helpers that read payload and announce expectations.

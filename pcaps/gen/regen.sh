@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Regenerates the scenario captures in pcaps/ and their golden kernel verdicts.
+#
+#   pcaps/gen/regen.sh [NAME-FILTER]
+#
+# Needs root, Debian's python3-scapy, nftables and (for pcapng scenarios) editcap. For each
+# scenario: build the capture, replay it through the kernel oracle (../shared/oracle/ktrace,
+# or $KTRACE) with --out-pcap, and commit the kernel-stamped capture as pcaps/NAME.pcap (or
+# .pcapng), the oracle's output as pcaps/NAME.golden and the arguments as pcaps/NAME.args.
+# Goldens are never edited by hand: rerun this script.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+ktrace=${KTRACE:-$top/../shared/oracle/ktrace}
+[ -x "$ktrace" ] || { echo "regen: no oracle at $ktrace (set KTRACE)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+/usr/bin/python3 "$here/generate.py" "$work/src" "${1:-}" > "$work/list"
+while read -r name; do
+  meta="$work/src/$name.meta"
+  args=$(sed -n 's/^args=//p' "$meta")
+  fmt=$(sed -n 's/^fmt=//p' "$meta")
+  dest="$top/pcaps/$name"
+  mkdir -p "$(dirname "$dest")"
+  # shellcheck disable=SC2086
+  "$ktrace" "$work/src/$name.pcap" $args --out-pcap "$work/stamped.pcap" > "$work/golden"
+  rm -f "$dest.pcap" "$dest.pcapng"
+  if [ "$fmt" = pcapng ]; then
+    editcap -F pcapng "$work/stamped.pcap" "$dest.pcapng"
+  else
+    cp "$work/stamped.pcap" "$dest.pcap"
+  fi
+  cp "$work/golden" "$dest.golden"
+  printf '%s\n' "$args" > "$dest.args"
+  echo "regen: $name ($(grep -vc '^#' "$dest.golden") packets, $(grep -c '^# table' "$dest.golden" || true) table lines)"
+done < "$work/list"

@@ -1,0 +1,118 @@
+//! Sans-IO connection-tracking state machines after Linux's nf_conntrack.
+//!
+//! Each tracker is a pure function of the entry's protocol state, the packet's parsed header,
+//! a [`Ctx`] describing the entry (direction, status bits, the time, which the caller supplies)
+//! and the [`sysctl::Sysctl`] values. It returns a [`Decision`]: what the engine must do with the
+//! entry. Nothing here owns a table, a clock or a socket.
+//!
+//! ```
+//! use ctrack_protocols::{udp, Ctx, Decision, Dir, sysctl::Sysctl};
+//! let s = Sysctl::default();
+//! let mut st = udp::UdpState::default();
+//! let first = Ctx { dir: Dir::Original, confirmed: false, seen_reply: false, assured: false,
+//!                   now: 0, expires: 0 };
+//! match udp::track(&mut st, &first, &s) {
+//!     Decision::Accept(a) => assert_eq!(a.timeout, Some(30 * ctrack_protocols::NANOS_PER_SEC)),
+//!     _ => unreachable!(),
+//! }
+//! ```
+
+pub mod generic;
+pub mod gre;
+pub mod icmp;
+pub mod sysctl;
+pub mod udp;
+
+/// Nanoseconds of the caller's monotonic clock.
+pub type Nanos = u64;
+
+/// One second in [`Nanos`].
+pub const NANOS_PER_SEC: Nanos = 1_000_000_000;
+
+/// Converts whole seconds (as sysctls hold them) into [`Nanos`].
+#[inline]
+pub const fn secs(s: u32) -> Nanos {
+    s as Nanos * NANOS_PER_SEC
+}
+
+/// Direction of a packet relative to the connection's first packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Dir {
+    /// Same direction as the packet that created the entry.
+    Original = 0,
+    /// The opposite direction.
+    Reply = 1,
+}
+
+impl Dir {
+    /// The other direction.
+    #[inline]
+    pub fn flip(self) -> Dir {
+        match self {
+            Dir::Original => Dir::Reply,
+            Dir::Reply => Dir::Original,
+        }
+    }
+
+    /// 0 for original, 1 for reply: an index into per-direction arrays.
+    #[inline]
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a tracker knows about the entry a packet belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ctx {
+    /// The packet's direction.
+    pub dir: Dir,
+    /// False while the entry is being created by this very packet.
+    pub confirmed: bool,
+    /// The entry has already accepted a packet in the reply direction (before this one).
+    pub seen_reply: bool,
+    /// The entry is ASSURED.
+    pub assured: bool,
+    /// The time of this packet.
+    pub now: Nanos,
+    /// When the entry would expire if nothing refreshed it (0 while unconfirmed).
+    pub expires: Nanos,
+}
+
+/// The engine's instructions after a tracker has seen a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The packet is accepted and keeps its entry.
+    Accept(Accept),
+    /// The packet keeps its entry but nothing about the entry changes: no state, timeout or
+    /// counter update (the kernel's "ignored" packets).
+    Ignore,
+    /// The packet loses its entry (verdict `invalid`); the entry itself is left as it was.
+    Invalid,
+    /// The entry must be destroyed and the packet looked up again, so that it starts a fresh
+    /// connection (TCP reopening a closed connection with a SYN).
+    Reopen,
+}
+
+/// Details of an accepted packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Accept {
+    /// New lifetime counted from now, or `None` to leave the expiry time as it is.
+    pub timeout: Option<Nanos>,
+    /// Set the ASSURED bit.
+    pub assured: bool,
+    /// Delete the entry once this packet has been accounted (the kernel's `nf_ct_kill_acct`).
+    pub kill: bool,
+}
+
+impl Decision {
+    /// Accept and refresh the entry to `timeout` from now.
+    #[inline]
+    pub fn refresh(timeout: Nanos) -> Decision {
+        Decision::Accept(Accept {
+            timeout: Some(timeout),
+            assured: false,
+            kill: false,
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! UDP and UDP-Lite pseudo-connections: header checks, the 2-second stream rule, ASSURED.
+
+use crate::sysctl::Sysctl;
+use crate::{Accept, Ctx, Decision, NANOS_PER_SEC, Nanos, secs};
+
+/// How long after its first packet an entry must still be talking to count as a stream.
+pub const STREAM_DELAY: Nanos = 2 * NANOS_PER_SEC;
+
+/// Per-entry UDP state: when the entry stops being "young".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpState {
+    /// The first packet's time plus [`STREAM_DELAY`].
+    pub stream_ts: Nanos,
+}
+
+/// Why a UDP or UDP-Lite header is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Fewer than 8 bytes of header.
+    Short,
+    /// UDP: the length field is under 8 or longer than the datagram.
+    BadLength,
+    /// UDP-Lite: checksum coverage under 8 or longer than the datagram.
+    BadCoverage,
+    /// UDP-Lite: a zero checksum, which UDP-Lite forbids.
+    MissingChecksum,
+}
+
+/// What the checksum check must cover once the header is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumScope {
+    /// The sender left the checksum out (UDP checksum 0): nothing to verify.
+    None,
+    /// Verify over this many bytes of the L4 segment, starting at the UDP header.
+    Bytes(usize),
+}
+
+/// Checks a UDP header the way the kernel's `udp_error` does; `l4` is the datagram from the UDP
+/// header to the end of the IP payload.
+pub fn check_udp(l4: &[u8]) -> Result<ChecksumScope, HeaderError> {
+    if l4.len() < 8 {
+        return Err(HeaderError::Short);
+    }
+    let len = u16::from_be_bytes([l4[4], l4[5]]) as usize;
+    if len > l4.len() || len < 8 {
+        return Err(HeaderError::BadLength);
+    }
+    if l4[6] == 0 && l4[7] == 0 {
+        return Ok(ChecksumScope::None);
+    }
+    // The kernel checksums the whole IP payload, not just `len` bytes.
+    Ok(ChecksumScope::Bytes(l4.len()))
+}
+
+/// Checks a UDP-Lite header the way the kernel's `udplite_error` does.
+pub fn check_udplite(l4: &[u8]) -> Result<ChecksumScope, HeaderError> {
+    if l4.len() < 8 {
+        return Err(HeaderError::Short);
+    }
+    let mut cscov = u16::from_be_bytes([l4[4], l4[5]]) as usize;
+    if cscov == 0 {
+        cscov = l4.len();
+    } else if cscov < 8 || cscov > l4.len() {
+        return Err(HeaderError::BadCoverage);
+    }
+    if l4[6] == 0 && l4[7] == 0 {
+        return Err(HeaderError::MissingChecksum);
+    }
+    Ok(ChecksumScope::Bytes(cscov))
+}
+
+/// Tracks one accepted-header UDP or UDP-Lite packet.
+///
+/// The first packet stamps the stream deadline. Before any reply the entry lives
+/// `nf_conntrack_udp_timeout`; once replied, a packet after the stream deadline extends it to
+/// `nf_conntrack_udp_timeout_stream` and makes the entry ASSURED.
+pub fn track(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Decision {
+    if !ctx.confirmed {
+        st.stream_ts = ctx.now.saturating_add(STREAM_DELAY);
+    }
+    let mut timeout = secs(s.nf_conntrack_udp_timeout);
+    let mut assured = false;
+    if ctx.seen_reply && ctx.now > st.stream_ts {
+        timeout = secs(s.nf_conntrack_udp_timeout_stream);
+        assured = !ctx.assured;
+    }
+    Decision::Accept(Accept {
+        timeout: Some(timeout),
+        assured,
+        kill: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Dir;
+
+    fn ctx(dir: Dir, confirmed: bool, seen_reply: bool, now: Nanos) -> Ctx {
+        Ctx {
+            dir,
+            confirmed,
+            seen_reply,
+            assured: false,
+            now,
+            expires: 0,
+        }
+    }
+
+    #[test]
+    fn stream_rule() {
+        let s = Sysctl::default();
+        let mut st = UdpState::default();
+        assert_eq!(
+            track(&mut st, &ctx(Dir::Original, false, false, 10), &s),
+            Decision::refresh(secs(30))
+        );
+        assert_eq!(st.stream_ts, 10 + STREAM_DELAY);
+        // The first reply: SEEN_REPLY is not yet set when the tracker runs.
+        assert_eq!(
+            track(&mut st, &ctx(Dir::Reply, true, false, 20), &s),
+            Decision::refresh(secs(30))
+        );
+        // Replied but still young.
+        assert_eq!(
+            track(&mut st, &ctx(Dir::Original, true, true, 10 + STREAM_DELAY), &s),
+            Decision::refresh(secs(30))
+        );
+        // Past the deadline: stream timeout and ASSURED.
+        let d = track(
+            &mut st,
+            &ctx(Dir::Original, true, true, 11 + STREAM_DELAY),
+            &s,
+        );
+        assert_eq!(
+            d,
+            Decision::Accept(Accept {
+                timeout: Some(secs(120)),
+                assured: true,
+                kill: false
+            })
+        );
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(check_udp(&[0; 7]), Err(HeaderError::Short));
+        let mut h = [0u8, 1, 0, 2, 0, 9, 0, 0];
+        assert_eq!(check_udp(&h), Err(HeaderError::BadLength));
+        h[5] = 7;
+        assert_eq!(check_udp(&h), Err(HeaderError::BadLength));
+        h[5] = 8;
+        assert_eq!(check_udp(&h), Ok(ChecksumScope::None));
+        h[7] = 1;
+        assert_eq!(check_udp(&h), Ok(ChecksumScope::Bytes(8)));
+        let mut l = [0u8, 1, 0, 2, 0, 0, 0, 0, 1, 2];
+        assert_eq!(check_udplite(&l), Err(HeaderError::MissingChecksum));
+        l[7] = 1;
+        assert_eq!(check_udplite(&l), Ok(ChecksumScope::Bytes(10)));
+        l[5] = 11;
+        assert_eq!(check_udplite(&l), Err(HeaderError::BadCoverage));
+        l[5] = 9;
+        assert_eq!(check_udplite(&l), Ok(ChecksumScope::Bytes(9)));
+    }
+}

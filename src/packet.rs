@@ -1,0 +1,445 @@
+//! Frames to IP packets: link-layer decoding, IPv4/IPv6 header checks, extension headers.
+//!
+//! Zero-copy: every result borrows the caller's frame. The rules follow what reaches Linux
+//! conntrack through the receive path: a frame is IP when its link layer says so and the
+//! version nibble is 4 or 6 (the nibble, not the link layer, picks the family); the IP layer's
+//! own checks (header length, total length, IPv4 header checksum) come before tracking.
+
+/// How frames are framed: the link types ctrack reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// Ethernet II, with any number of 802.1Q / 802.1ad tags (pcap link type 1).
+    Ethernet,
+    /// Raw IP, family from the version nibble (link types 101, 12, 14, 228, 229).
+    Raw,
+    /// BSD loopback: a 4-byte address family in the capturing host's byte order (type 0).
+    Loopback,
+    /// Linux cooked capture v1 (type 113).
+    LinuxSll,
+    /// Linux cooked capture v2 (type 276).
+    LinuxSll2,
+}
+
+impl LinkType {
+    /// Maps a pcap/pcapng link-type number to a [`LinkType`].
+    ///
+    /// ```
+    /// use ctrack::LinkType;
+    /// assert_eq!(LinkType::from_dlt(1), Some(LinkType::Ethernet));
+    /// assert_eq!(LinkType::from_dlt(229), Some(LinkType::Raw));
+    /// assert_eq!(LinkType::from_dlt(105), None);
+    /// ```
+    pub fn from_dlt(dlt: u32) -> Option<LinkType> {
+        Some(match dlt {
+            1 => LinkType::Ethernet,
+            101 | 12 | 14 | 228 | 229 => LinkType::Raw,
+            0 => LinkType::Loopback,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            _ => return None,
+        })
+    }
+}
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Returns the IP packet a frame carries, or `None` when the frame is not IP (`skipped`).
+///
+/// The IP packet is trimmed to its own length field (dropping link-layer padding); a length
+/// field longer than the frame is left for [`parse_ip`] to refuse.
+pub fn ip_of_frame(frame: &[u8], link: LinkType) -> Option<&[u8]> {
+    let ip = match link {
+        LinkType::Ethernet => {
+            let mut et = be16(frame, 12)?;
+            let mut off = 14;
+            while et == ETH_P_8021Q || et == ETH_P_8021AD {
+                et = be16(frame, off + 2)?;
+                off += 4;
+            }
+            if et != ETH_P_IP && et != ETH_P_IPV6 {
+                return None;
+            }
+            frame.get(off..)?
+        }
+        LinkType::Raw => frame,
+        LinkType::Loopback => {
+            let h: [u8; 4] = frame.get(..4)?.try_into().ok()?;
+            let fam = if h[0] == 0 && h[1] == 0 {
+                u32::from_be_bytes(h)
+            } else {
+                u32::from_le_bytes(h)
+            };
+            if !matches!(fam, 2 | 24 | 28 | 30) {
+                return None;
+            }
+            &frame[4..]
+        }
+        LinkType::LinuxSll => {
+            let et = be16(frame, 14)?;
+            if et != ETH_P_IP && et != ETH_P_IPV6 {
+                return None;
+            }
+            frame.get(16..)?
+        }
+        LinkType::LinuxSll2 => {
+            let et = be16(frame, 0)?;
+            if et != ETH_P_IP && et != ETH_P_IPV6 {
+                return None;
+            }
+            frame.get(20..)?
+        }
+    };
+    if ip.len() < 20 || !matches!(ip[0] >> 4, 4 | 6) {
+        return None;
+    }
+    let len = if ip[0] >> 4 == 4 {
+        be16(ip, 2)? as usize
+    } else {
+        40 + be16(ip, 4)? as usize
+    };
+    Some(if len < ip.len() { &ip[..len] } else { ip })
+}
+
+/// Why the IP layer refused a packet before tracking (the kernel drops these in its receive
+/// path; ctrack reports them as `invalid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpError {
+    /// IPv4 header length under 20 bytes or past the packet.
+    BadHeaderLength,
+    /// The total/payload length field disagrees with the bytes present.
+    BadTotalLength,
+    /// IPv4 header checksum mismatch.
+    BadChecksum,
+    /// An extension header runs past the end of the packet.
+    TruncatedExtension,
+    /// IPv6 "no next header": nothing to track.
+    NoNextHeader,
+    /// A multicast source address, or an address the receive path refuses.
+    BadAddress,
+}
+
+/// Fragment facts of an IP packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FragInfo {
+    /// Offset of this fragment's data in bytes.
+    pub offset: u32,
+    /// More fragments follow.
+    pub more: bool,
+    /// Fragment identification (IPv4's 16 bits widened, or IPv6's 32).
+    pub id: u32,
+    /// For IPv6: offset of the fragment header inside the packet.
+    pub hdr_off: u16,
+    /// For IPv6: the header that precedes the fragment header's next-header byte.
+    pub prev_nh_off: u16,
+}
+
+/// A checked IP packet, ready for tuple extraction.
+#[derive(Clone, Copy, Debug)]
+pub struct IpPacket<'a> {
+    /// True for IPv6.
+    pub v6: bool,
+    /// The whole IP packet (header, extensions and payload), trimmed to its length field.
+    pub data: &'a [u8],
+    /// The layer-4 protocol number after extension headers.
+    pub proto: u8,
+    /// Where the layer-4 header starts in `data`.
+    pub l4_off: usize,
+    /// Set when the packet is a fragment that needs reassembly.
+    pub frag: Option<FragInfo>,
+}
+
+impl<'a> IpPacket<'a> {
+    /// Source address bytes (4 or 16).
+    #[inline]
+    pub fn src(&self) -> &'a [u8] {
+        if self.v6 {
+            &self.data[8..24]
+        } else {
+            &self.data[12..16]
+        }
+    }
+
+    /// Destination address bytes (4 or 16).
+    #[inline]
+    pub fn dst(&self) -> &'a [u8] {
+        if self.v6 {
+            &self.data[24..40]
+        } else {
+            &self.data[16..20]
+        }
+    }
+
+    /// The layer-4 bytes: header and payload.
+    #[inline]
+    pub fn l4(&self) -> &'a [u8] {
+        &self.data[self.l4_off..]
+    }
+}
+
+/// RFC 1071 one's-complement sum of `data`, folded to 16 bits, added to `init`.
+pub fn csum_add(mut sum: u64, data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_be_bytes(c.try_into().unwrap_or([0; 8]));
+        let (s, carry) = sum.overflowing_add(v);
+        sum = s + carry as u64;
+    }
+    let rest = chunks.remainder();
+    let mut buf = [0u8; 8];
+    buf[..rest.len()].copy_from_slice(rest);
+    let v = u64::from_be_bytes(buf);
+    let (s, carry) = sum.overflowing_add(v);
+    s + carry as u64
+}
+
+/// Folds a wide one's-complement sum to 16 bits.
+pub fn csum_fold(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// True when `covered` (the L4 bytes under the checksum) sums correctly with the pseudo-header
+/// of `ip` for protocol `proto` and length `l4_len`.
+pub fn l4_checksum_ok(ip: &IpPacket<'_>, proto: u8, l4_len: usize, covered: &[u8]) -> bool {
+    let mut s = csum_add(0, ip.src());
+    s = csum_add(s, ip.dst());
+    s += proto as u64 + l4_len as u64;
+    s = csum_add(s, covered);
+    csum_fold(s) == 0xffff
+}
+
+/// True when `data` sums to zero (ICMPv4: no pseudo-header).
+pub fn plain_checksum_ok(data: &[u8]) -> bool {
+    csum_fold(csum_add(0, data)) == 0xffff
+}
+
+/// Parses and checks the IP header of `ip` (as returned by [`ip_of_frame`]).
+pub fn parse_ip(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
+    if ip[0] >> 4 == 4 {
+        parse_v4(ip)
+    } else {
+        parse_v6(ip)
+    }
+}
+
+fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    if ihl < 20 || ihl > ip.len() {
+        return Err(IpError::BadHeaderLength);
+    }
+    let tot = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    if tot > ip.len() || tot < ihl {
+        return Err(IpError::BadTotalLength);
+    }
+    let data = &ip[..tot];
+    if csum_fold(csum_add(0, &data[..ihl])) != 0xffff {
+        return Err(IpError::BadChecksum);
+    }
+    let fo = u16::from_be_bytes([data[6], data[7]]);
+    let offset = (fo & 0x1fff) as u32 * 8;
+    let more = fo & 0x2000 != 0;
+    let frag = (offset != 0 || more).then(|| FragInfo {
+        offset,
+        more,
+        id: u16::from_be_bytes([data[4], data[5]]) as u32,
+        hdr_off: 0,
+        prev_nh_off: 0,
+    });
+    Ok(IpPacket {
+        v6: false,
+        data,
+        proto: data[9],
+        l4_off: ihl,
+        frag,
+    })
+}
+
+const NH_HOP: u8 = 0;
+const NH_ROUTING: u8 = 43;
+const NH_FRAGMENT: u8 = 44;
+const NH_AUTH: u8 = 51;
+const NH_NONE: u8 = 59;
+const NH_DEST: u8 = 60;
+
+fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
+    if ip.len() < 40 {
+        return Err(IpError::BadTotalLength);
+    }
+    let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    if 40 + plen > ip.len() {
+        return Err(IpError::BadTotalLength);
+    }
+    let data = &ip[..40 + plen];
+    // The receive path drops multicast sources, loopback addresses arriving on a wire, and
+    // multicast destinations of interface-local or reserved scope.
+    let src = &data[8..24];
+    let dst = &data[24..40];
+    let loopback = |a: &[u8]| a[..15].iter().all(|&b| b == 0) && a[15] == 1;
+    if src[0] == 0xff || loopback(src) || loopback(dst) || (dst[0] == 0xff && dst[1] & 0x0f <= 1)
+    {
+        return Err(IpError::BadAddress);
+    }
+    let mut nh = data[6];
+    let mut off = 40usize;
+    let mut prev_nh_off = 6usize;
+    let mut frag = None;
+    loop {
+        match nh {
+            NH_HOP | NH_ROUTING | NH_DEST | NH_AUTH => {
+                let h = data.get(off..off + 2).ok_or(IpError::TruncatedExtension)?;
+                let len = if nh == NH_AUTH {
+                    (h[1] as usize + 2) * 4
+                } else {
+                    (h[1] as usize + 1) * 8
+                };
+                if off + len > data.len() {
+                    return Err(IpError::TruncatedExtension);
+                }
+                prev_nh_off = off;
+                nh = h[0];
+                off += len;
+            }
+            NH_FRAGMENT => {
+                let h = data.get(off..off + 8).ok_or(IpError::TruncatedExtension)?;
+                let fo = u16::from_be_bytes([h[2], h[3]]);
+                let offset = (fo & 0xfff8) as u32;
+                let more = fo & 1 != 0;
+                if offset != 0 || more {
+                    frag = Some(FragInfo {
+                        offset,
+                        more,
+                        id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                        hdr_off: off as u16,
+                        prev_nh_off: prev_nh_off as u16,
+                    });
+                }
+                prev_nh_off = off;
+                nh = h[0];
+                off += 8;
+                if offset != 0 {
+                    break;
+                }
+            }
+            NH_NONE => {
+                if frag.is_some() {
+                    break;
+                }
+                return Err(IpError::NoNextHeader);
+            }
+            _ => break,
+        }
+    }
+    Ok(IpPacket {
+        v6: true,
+        data,
+        proto: nh,
+        l4_off: off,
+        frag,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let tot = 20 + payload.len();
+        let mut h = vec![
+            0x45,
+            0,
+            (tot >> 8) as u8,
+            tot as u8,
+            0,
+            1,
+            0,
+            0,
+            64,
+            proto,
+            0,
+            0,
+            10,
+            0,
+            0,
+            1,
+            10,
+            0,
+            0,
+            2,
+        ];
+        let c = !csum_fold(csum_add(0, &h));
+        h[10] = (c >> 8) as u8;
+        h[11] = c as u8;
+        h.extend_from_slice(payload);
+        h
+    }
+
+    #[test]
+    fn ethernet_vlan_and_padding() {
+        let ip = v4(17, &[0; 8]);
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x88, 0xa8, 0, 1, 0x81, 0x00, 0, 2, 0x08, 0x00]);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[0xee; 10]);
+        let got = ip_of_frame(&f, LinkType::Ethernet).unwrap();
+        assert_eq!(got, &ip[..]);
+        let p = parse_ip(got).unwrap();
+        assert_eq!((p.proto, p.l4_off, p.l4().len()), (17, 20, 8));
+    }
+
+    #[test]
+    fn non_ip_is_skipped() {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x06]);
+        f.extend_from_slice(&[0; 28]);
+        assert!(ip_of_frame(&f, LinkType::Ethernet).is_none());
+        assert!(ip_of_frame(&[0x45; 19], LinkType::Raw).is_none());
+        assert!(ip_of_frame(&[0x55; 40], LinkType::Raw).is_none());
+        assert!(ip_of_frame(&[], LinkType::LinuxSll2).is_none());
+    }
+
+    #[test]
+    fn v4_checks() {
+        let mut ip = v4(6, &[0; 20]);
+        assert!(parse_ip(&ip).is_ok());
+        ip[11] ^= 1;
+        assert_eq!(parse_ip(&ip).unwrap_err(), IpError::BadChecksum);
+        let mut ip = v4(6, &[0; 20]);
+        ip[0] = 0x44;
+        assert_eq!(parse_ip(&ip).unwrap_err(), IpError::BadHeaderLength);
+    }
+
+    #[test]
+    fn v6_extension_headers() {
+        let mut ip = vec![0x60, 0, 0, 0, 0, 0, 0, 64];
+        ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        ip.extend_from_slice(&[0; 11]);
+        ip.push(1);
+        ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        ip.extend_from_slice(&[0; 11]);
+        ip.push(2);
+        // hop-by-hop (8 bytes) -> destination options (16 bytes) -> UDP
+        ip.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+        ip.extend_from_slice(&[17, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        ip.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+        let plen = ip.len() - 40;
+        ip[4] = (plen >> 8) as u8;
+        ip[5] = plen as u8;
+        ip[6] = 0;
+        let p = parse_ip(&ip).unwrap();
+        assert_eq!((p.proto, p.l4_off), (17, 64));
+        ip[40 + 8] = NH_NONE;
+        assert_eq!(parse_ip(&ip).unwrap_err(), IpError::NoNextHeader);
+    }
+}

@@ -1,0 +1,275 @@
+//! Connection tuples: the compact per-family key the table stores, its inverse, and the
+//! public [`Tuple`] view.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ctrack_protocols::icmp;
+
+/// Protocol numbers ctrack has trackers for.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// GRE.
+    pub const GRE: u8 = 47;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
+    /// UDP-Lite.
+    pub const UDPLITE: u8 = 136;
+}
+
+/// An IP address of one family, stored as plain bytes.
+pub trait Addr:
+    Copy + Eq + Ord + Hash + Default + Debug + Send + Sync + AsRef<[u8]> + 'static
+{
+    /// True for IPv6.
+    const V6: bool;
+    /// Reads the address from exactly `Self`'s width of bytes.
+    fn from_bytes(b: &[u8]) -> Self;
+    /// Two words for hashing.
+    fn words(&self) -> (u64, u64);
+    /// The standard library's view.
+    fn ip(&self) -> IpAddr;
+}
+
+impl Addr for [u8; 4] {
+    const V6: bool = false;
+    #[inline]
+    fn from_bytes(b: &[u8]) -> Self {
+        let mut a = [0; 4];
+        a.copy_from_slice(&b[..4]);
+        a
+    }
+    #[inline]
+    fn words(&self) -> (u64, u64) {
+        (u32::from_ne_bytes(*self) as u64, 0)
+    }
+    fn ip(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(*self))
+    }
+}
+
+impl Addr for [u8; 16] {
+    const V6: bool = true;
+    #[inline]
+    fn from_bytes(b: &[u8]) -> Self {
+        let mut a = [0; 16];
+        a.copy_from_slice(&b[..16]);
+        a
+    }
+    #[inline]
+    fn words(&self) -> (u64, u64) {
+        let (a, b) = self.split_at(8);
+        (
+            u64::from_ne_bytes(a.try_into().unwrap_or([0; 8])),
+            u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])),
+        )
+    }
+    fn ip(&self) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(*self))
+    }
+}
+
+/// The original-direction tuple of a connection, as stored in the table.
+///
+/// `sport`/`dport` hold ports for TCP, UDP, UDP-Lite and SCTP; for ICMP `sport` is the
+/// identifier and `dport` is `type << 8 | code`; for GRE they are the source and destination
+/// keys; other protocols leave them zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Key<A> {
+    /// Source address.
+    pub src: A,
+    /// Destination address.
+    pub dst: A,
+    /// Source port, ICMP id or GRE source key.
+    pub sport: u16,
+    /// Destination port, ICMP type/code or GRE destination key.
+    pub dport: u16,
+    /// Conntrack zone.
+    pub zone: u16,
+    /// IP protocol number.
+    pub proto: u8,
+}
+
+impl<A: Addr> Key<A> {
+    /// True for the ICMP family of this address width.
+    #[inline]
+    pub fn is_icmp(&self) -> bool {
+        self.proto == if A::V6 { proto::ICMPV6 } else { proto::ICMP }
+    }
+
+    /// The tuple of the other direction, or `None` when it has none (ICMP types that are not
+    /// part of a query/answer pair).
+    #[inline]
+    pub fn inverse(&self) -> Option<Key<A>> {
+        if self.is_icmp() {
+            let ty = icmp::inverse(A::V6, (self.dport >> 8) as u8)?;
+            Some(Key {
+                src: self.dst,
+                dst: self.src,
+                sport: self.sport,
+                dport: (ty as u16) << 8 | (self.dport & 0xff),
+                zone: self.zone,
+                proto: self.proto,
+            })
+        } else {
+            Some(Key {
+                src: self.dst,
+                dst: self.src,
+                sport: self.dport,
+                dport: self.sport,
+                zone: self.zone,
+                proto: self.proto,
+            })
+        }
+    }
+
+    /// Words that are the same for a tuple and its inverse, for the direction-blind hash that
+    /// lets one index slot serve both directions.
+    #[inline]
+    pub fn symmetric_words(&self) -> [u64; 5] {
+        let (s0, s1) = self.src.words();
+        let (d0, d1) = self.dst.words();
+        let (mut sp, mut dp) = (self.sport, self.dport);
+        if self.is_icmp() {
+            // Fold query and answer types onto the query's.
+            let ty = (self.dport >> 8) as u8;
+            let q = match icmp::inverse(A::V6, ty) {
+                Some(other) => ty.min(other),
+                None => ty,
+            };
+            sp = (q as u16) << 8 | (self.dport & 0xff);
+            dp = self.sport;
+        }
+        let a = (s0, s1, sp);
+        let b = (d0, d1, dp);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        [
+            lo.0,
+            lo.1 ^ ((lo.2 as u64) << 48),
+            hi.0,
+            hi.1 ^ ((hi.2 as u64) << 48),
+            (self.proto as u64) << 16 | self.zone as u64,
+        ]
+    }
+
+    /// The public view of this tuple.
+    pub fn to_tuple(&self) -> Tuple {
+        let l4 = match self.proto {
+            p if self.is_icmp() => {
+                let _ = p;
+                L4::Icmp {
+                    id: self.sport,
+                    kind: (self.dport >> 8) as u8,
+                    code: self.dport as u8,
+                }
+            }
+            proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP => L4::Ports {
+                src: self.sport,
+                dst: self.dport,
+            },
+            proto::GRE => L4::Gre {
+                src_key: self.sport,
+                dst_key: self.dport,
+            },
+            _ => L4::None,
+        };
+        Tuple {
+            src: self.src.ip(),
+            dst: self.dst.ip(),
+            proto: self.proto,
+            zone: self.zone,
+            l4,
+        }
+    }
+}
+
+/// Layer-4 part of a [`Tuple`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L4 {
+    /// TCP, UDP, UDP-Lite, SCTP.
+    Ports {
+        /// Source port.
+        src: u16,
+        /// Destination port.
+        dst: u16,
+    },
+    /// ICMP or ICMPv6.
+    Icmp {
+        /// Identifier.
+        id: u16,
+        /// Message type.
+        kind: u8,
+        /// Message code.
+        code: u8,
+    },
+    /// GRE keys (PPTP call IDs).
+    Gre {
+        /// Source key.
+        src_key: u16,
+        /// Destination key.
+        dst_key: u16,
+    },
+    /// Protocols tracked by address only.
+    None,
+}
+
+/// A connection tuple in one direction, family-independent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Conntrack zone.
+    pub zone: u16,
+    /// Ports, ICMP id/type/code or GRE keys.
+    pub l4: L4,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_and_symmetry() {
+        let k = Key::<[u8; 4]> {
+            src: [10, 0, 0, 1],
+            dst: [10, 0, 0, 2],
+            sport: 1000,
+            dport: 53,
+            zone: 0,
+            proto: proto::UDP,
+        };
+        let r = k.inverse().unwrap();
+        assert_eq!((r.src, r.sport, r.dport), ([10, 0, 0, 2], 53, 1000));
+        assert_eq!(k.symmetric_words(), r.symmetric_words());
+        assert_eq!(r.inverse().unwrap(), k);
+    }
+
+    #[test]
+    fn icmp_inverse() {
+        let k = Key::<[u8; 16]> {
+            src: [1; 16],
+            dst: [2; 16],
+            sport: 7,
+            dport: 128 << 8,
+            zone: 0,
+            proto: proto::ICMPV6,
+        };
+        let r = k.inverse().unwrap();
+        assert_eq!((r.sport, r.dport), (7, 129 << 8));
+        assert_eq!(k.symmetric_words(), r.symmetric_words());
+        let bad = Key { dport: 135 << 8, ..k };
+        assert!(bad.inverse().is_none());
+    }
+}
