@@ -13,8 +13,10 @@ pub fn track(s: &Sysctl) -> Decision {
 mod tests {
     #[test]
     fn refreshes_to_generic_timeout() {
-        let mut s = crate::sysctl::Sysctl::default();
-        s.nf_conntrack_generic_timeout = 5;
+        let s = crate::sysctl::Sysctl {
+            nf_conntrack_generic_timeout: 5,
+            ..Default::default()
+        };
         assert_eq!(super::track(&s), crate::Decision::refresh(crate::secs(5)));
     }
 }

@@ -72,7 +72,10 @@ mod tests {
             key(&[0x30, 0x81, 0x88, 0x0b, 0, 8, 0, 9]),
             GreKey::CallId(9)
         );
-        assert_eq!(key(&[0x30, 0x81, 0x08, 0x00, 0, 8, 0, 9]), GreKey::Unsupported);
+        assert_eq!(
+            key(&[0x30, 0x81, 0x08, 0x00, 0, 8, 0, 9]),
+            GreKey::Unsupported
+        );
     }
 
     #[test]
@@ -88,12 +91,22 @@ mod tests {
             expires: 0,
         };
         assert_eq!(track(&mut st, &c, &s), Decision::refresh(secs(30)));
-        assert_eq!(st, GreState { timeout: 30, stream_timeout: 180 });
+        assert_eq!(
+            st,
+            GreState {
+                timeout: 30,
+                stream_timeout: 180
+            }
+        );
         c.confirmed = true;
         c.seen_reply = true;
         assert_eq!(
             track(&mut st, &c, &s),
-            Decision::Accept(Accept { timeout: Some(secs(180)), assured: true, kill: false })
+            Decision::Accept(Accept {
+                timeout: Some(secs(180)),
+                assured: true,
+                kill: false
+            })
         );
     }
 }

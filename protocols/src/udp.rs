@@ -123,7 +123,11 @@ mod tests {
         );
         // Replied but still young.
         assert_eq!(
-            track(&mut st, &ctx(Dir::Original, true, true, 10 + STREAM_DELAY), &s),
+            track(
+                &mut st,
+                &ctx(Dir::Original, true, true, 10 + STREAM_DELAY),
+                &s
+            ),
             Decision::refresh(secs(30))
         );
         // Past the deadline: stream timeout and ASSURED.
