@@ -22,6 +22,8 @@ pub mod options;
 pub mod window;
 
 #[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
