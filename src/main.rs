@@ -1,1 +1,158 @@
-fn main() {}
+//! The `ctrack` command: replay captures through the engine, benchmark it.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ctrack::{Config, Conntrack, HostModel, capture};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(
+    name = "ctrack",
+    version,
+    about = "Userspace Linux-conntrack engine: replay and benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay a capture through the tracker and print its decisions like the kernel oracle.
+    Replay(ReplayArgs),
+    /// Time the engine alone on a capture held in memory, or on a generated workload.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Host {
+    /// The kernel oracle's host: a router with no addresses (multicast it has not joined
+    /// and martian sources never confirm an entry).
+    Router,
+    /// Every accepted first packet confirms its entry.
+    ConfirmAll,
+}
+
+/// Options shared by every command that builds a tracker.
+#[derive(Args, Clone, Debug)]
+pub struct EngineArgs {
+    /// Assign helpers: `all`, or NAME:PROTO:PORT (e.g. ftp:tcp:21). Repeatable.
+    #[arg(long = "helper", value_name = "all|NAME:PROTO:PORT")]
+    helpers: Vec<String>,
+    /// Set a sysctl, NAME=VALUE, with or without `net.netfilter.`. Repeatable.
+    #[arg(long = "sysctl", value_name = "NAME=VALUE")]
+    sysctls: Vec<String>,
+    /// What the host around the tracker confirms.
+    #[arg(long, value_enum, default_value = "router")]
+    host: Host,
+}
+
+impl EngineArgs {
+    /// Builds the configuration, or a one-line error.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut cfg = Config::default();
+        for s in &self.sysctls {
+            cfg.set_sysctl(s).map_err(|e| e.to_string())?;
+        }
+        cfg.helpers = ctrack_helpers::parse_assignments(self.helpers.iter().map(String::as_str))
+            .map_err(|e| e.to_string())?;
+        cfg.host = match self.host {
+            Host::Router => HostModel::Router,
+            Host::ConfirmAll => HostModel::ConfirmAll,
+        };
+        Ok(cfg)
+    }
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// A pcap or pcapng capture.
+    file: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Print `<index> <verdict>` for every packet.
+    #[arg(long)]
+    verdicts: bool,
+    /// Print the table left at the time of the last packet, as `# table` lines.
+    #[arg(long)]
+    table: bool,
+    /// Print pending expectations as `# expect` lines.
+    #[arg(long)]
+    expect: bool,
+    /// Print counters like `conntrack -S` as a `# stats` line.
+    #[arg(long)]
+    stats: bool,
+}
+
+fn replay(a: &ReplayArgs) -> Result<(), String> {
+    let cfg = a.engine.config()?;
+    let cap = capture::load(&a.file).map_err(|e| e.to_string())?;
+    let ct = Conntrack::new(cfg);
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut line = String::new();
+    let mut last = 0;
+    for (i, (ts, link, frame)) in cap.packets().enumerate() {
+        last = last.max(ts);
+        let v = ct.process(frame, link, ts);
+        if a.verdicts {
+            line.clear();
+            use std::fmt::Write as _;
+            let _ = write!(line, "{i} ");
+            let _ = v.write_line(&mut line);
+            line.push('\n');
+            out.write_all(line.as_bytes()).map_err(io_err)?;
+        }
+    }
+    if a.table {
+        let mut lines = Vec::new();
+        ct.for_each_entry(last, |e| lines.push(e.proc_line(0)));
+        lines.sort();
+        for l in lines {
+            writeln!(out, "# table {l}").map_err(io_err)?;
+        }
+    }
+    if a.stats {
+        writeln!(out, "# stats {}", ct.stats()).map_err(io_err)?;
+    }
+    out.flush().map_err(io_err)
+}
+
+fn io_err(e: io::Error) -> String {
+    format!("writing output: {e}")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line: clap's first line without its "error: " prefix.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("ctrack: {first} (see ctrack --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let r = match &cli.cmd {
+        Cmd::Replay(a) => replay(a),
+        Cmd::Bench(b) => bench::run(b),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.contains("Broken pipe") => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ctrack: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -287,8 +287,7 @@ fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     let src = &data[8..24];
     let dst = &data[24..40];
     let loopback = |a: &[u8]| a[..15].iter().all(|&b| b == 0) && a[15] == 1;
-    if src[0] == 0xff || loopback(src) || loopback(dst) || (dst[0] == 0xff && dst[1] & 0x0f <= 1)
-    {
+    if src[0] == 0xff || loopback(src) || loopback(dst) || (dst[0] == 0xff && dst[1] & 0x0f <= 1) {
         return Err(IpError::BadAddress);
     }
     let mut nh = data[6];

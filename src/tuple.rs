@@ -138,14 +138,16 @@ impl<A: Addr> Key<A> {
         let (s0, s1) = self.src.words();
         let (d0, d1) = self.dst.words();
         let (mut sp, mut dp) = (self.sport, self.dport);
+        let mut extra = 0u64;
         if self.is_icmp() {
-            // Fold query and answer types onto the query's.
+            // Both ends carry the identifier; query and answer types fold onto the query's.
             let ty = (self.dport >> 8) as u8;
             let q = match icmp::inverse(A::V6, ty) {
                 Some(other) => ty.min(other),
                 None => ty,
             };
-            sp = (q as u16) << 8 | (self.dport & 0xff);
+            extra = ((q as u64) << 8 | (self.dport & 0xff) as u64) << 32;
+            sp = self.sport;
             dp = self.sport;
         }
         let a = (s0, s1, sp);
@@ -156,7 +158,7 @@ impl<A: Addr> Key<A> {
             lo.1 ^ ((lo.2 as u64) << 48),
             hi.0,
             hi.1 ^ ((hi.2 as u64) << 48),
-            (self.proto as u64) << 16 | self.zone as u64,
+            extra | (self.proto as u64) << 16 | self.zone as u64,
         ]
     }
 
@@ -269,7 +271,10 @@ mod tests {
         let r = k.inverse().unwrap();
         assert_eq!((r.sport, r.dport), (7, 129 << 8));
         assert_eq!(k.symmetric_words(), r.symmetric_words());
-        let bad = Key { dport: 135 << 8, ..k };
+        let bad = Key {
+            dport: 135 << 8,
+            ..k
+        };
         assert!(bad.inverse().is_none());
     }
 }

@@ -71,6 +71,8 @@ def build(out, only=None):
         if only and only not in name:
             continue
         items = fn()
+        if any(isinstance(it, tuple) for it in items):
+            items = sorted(items, key=lambda it: it[0])  # timed scenarios: file order is time order
         frames = []
         t = T0
         for it in items:

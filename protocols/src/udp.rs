@@ -91,6 +91,20 @@ pub fn track(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Decision {
     })
 }
 
+/// Tracks one UDP-Lite packet. Unlike UDP there is no stream delay: once a reply has been seen,
+/// every packet refreshes to `nf_conntrack_udp_timeout_stream` and makes the entry ASSURED.
+pub fn track_lite(ctx: &Ctx, s: &Sysctl) -> Decision {
+    if ctx.seen_reply {
+        Decision::Accept(Accept {
+            timeout: Some(secs(s.nf_conntrack_udp_timeout_stream)),
+            assured: !ctx.assured,
+            kill: false,
+        })
+    } else {
+        Decision::refresh(secs(s.nf_conntrack_udp_timeout))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +152,23 @@ mod tests {
         );
         assert_eq!(
             d,
+            Decision::Accept(Accept {
+                timeout: Some(secs(120)),
+                assured: true,
+                kill: false
+            })
+        );
+    }
+
+    #[test]
+    fn udplite_has_no_stream_delay() {
+        let s = Sysctl::default();
+        assert_eq!(
+            track_lite(&ctx(Dir::Original, false, false, 0), &s),
+            Decision::refresh(secs(30))
+        );
+        assert_eq!(
+            track_lite(&ctx(Dir::Original, true, true, 1), &s),
             Decision::Accept(Accept {
                 timeout: Some(secs(120)),
                 assured: true,

@@ -1,0 +1,314 @@
+"""Foundation scenarios: UDP, ICMP echo, generic and GRE flows, link types, IPv6 extension
+headers, fragments, the host's routing step, malformed layer-3/4 headers, pcapng input."""
+import struct
+
+from ctgen import scenario
+from scapy.all import (  # noqa: F401
+    AH, ESP, GRE, ICMP, IP, UDP, Dot1Q, Dot1AD, Ether, ICMPv6EchoReply, ICMPv6EchoRequest,
+    IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw,
+    fragment, fragment6, raw,
+)
+
+A, B, C = "10.1.0.1", "10.1.0.2", "10.1.0.3"
+A6, B6 = "2001:db8:1::1", "2001:db8:1::2"
+
+
+def udp(src, dst, sport, dport, payload=b"x", **kw):
+    return IP(src=src, dst=dst, **kw) / UDP(sport=sport, dport=dport) / payload
+
+
+def udp6(src, dst, sport, dport, payload=b"x"):
+    return IPv6(src=src, dst=dst) / UDP(sport=sport, dport=dport) / payload
+
+
+@scenario("udp/request-response")
+def _():
+    return [udp(A, B, 40000, 53, b"q1"), udp(B, A, 53, 40000, b"r1"),
+            udp(A, B, 40000, 53, b"q2"), udp(B, A, 53, 40000, b"r2"),
+            udp(A, B, 40001, 123, b"ntp"), udp(B, A, 123, 40001, b"ntp")]
+
+
+@scenario("udp/one-sided")
+def _():
+    return [udp(A, C, 5000 + (i % 3), 514, b"syslog %d" % i) for i in range(9)]
+
+
+@scenario("udp/dns-burst")
+def _():
+    out = []
+    for i in range(40):
+        out.append(udp("10.2.0.%d" % (1 + i % 5), "10.2.1.53", 30000 + i, 53, b"query"))
+    for i in range(0, 40, 3):  # about a third answered, out of order
+        out.append(udp("10.2.1.53", "10.2.0.%d" % (1 + i % 5), 53, 30000 + i, b"answer"))
+    for i in range(0, 40, 6):  # retries on answered and unanswered flows
+        out.append(udp("10.2.0.%d" % (1 + i % 5), "10.2.1.53", 30000 + i, 53, b"retry"))
+    return out
+
+
+@scenario("udp/repeated-originals")
+def _():
+    out = [udp(A, B, 41000, 9999, b"o%d" % i) for i in range(4)]
+    out.append(udp(B, A, 9999, 41000, b"first reply"))
+    out += [udp(A, B, 41000, 9999, b"after"), udp(B, A, 9999, 41000, b"r"),
+            udp(B, A, 9999, 41000, b"r")]
+    # The reply tuple seen first: it starts its own connection in that direction.
+    out += [udp(C, A, 7777, 41001, b"unsolicited"), udp(A, C, 41001, 7777, b"answer")]
+    return out
+
+
+@scenario("udp/udplite")
+def _():
+    def lite(src, dst, sp, dp, cov, payload=b"lite"):
+        p = IP(src=src, dst=dst, proto=136) / UDP(sport=sp, dport=dp, len=cov) / payload
+        return p
+    return [lite(A, B, 1000, 2000, 8), lite(B, A, 2000, 1000, 0), lite(A, B, 1000, 2000, 12),
+            lite(A, B, 1001, 2001, 3), lite(A, B, 1002, 2002, 200)]
+
+
+@scenario("udp/malformed")
+def _():
+    good = udp(A, B, 42000, 4242, b"payload")
+    short = IP(src=A, dst=B, proto=17) / Raw(b"\x01\x02\x03")
+    ports_only = IP(src=A, dst=B, proto=17) / Raw(b"\xa4\x10\x10\x92\x00\x08")
+    long_len = IP(src=A, dst=B) / UDP(sport=42000, dport=4242, len=200) / b"short"
+    tiny_len = IP(src=A, dst=B) / UDP(sport=42000, dport=4242, len=4) / b"x"
+    zero_csum = IP(src=A, dst=B) / UDP(sport=42001, dport=4243, chksum=0) / b"nocsum"
+    bad_csum = IP(src=A, dst=B) / UDP(sport=42002, dport=4244, chksum=0x1234) / b"bad"
+    return [good, short, ports_only, long_len, tiny_len, zero_csum, bad_csum,
+            udp(B, A, 4242, 42000, b"reply")]
+
+
+@scenario("icmp/echo-v4")
+def _():
+    out = []
+    for seq in range(3):
+        out.append(IP(src=A, dst=B) / ICMP(type=8, id=0x1234, seq=seq) / b"ping")
+        out.append(IP(src=B, dst=A) / ICMP(type=0, id=0x1234, seq=seq) / b"ping")
+    out.append(IP(src=A, dst=B) / ICMP(type=8, id=0x1234, seq=9) / b"dup")
+    out.append(IP(src=B, dst=A) / ICMP(type=0, id=0x1234, seq=9) / b"dup")
+    out.append(IP(src=B, dst=A) / ICMP(type=0, id=0x1234, seq=9) / b"dup again")
+    # Reply with no request, a second identifier, other query types and their answers.
+    out.append(IP(src=C, dst=A) / ICMP(type=0, id=0x99, seq=1))
+    out.append(IP(src=A, dst=C) / ICMP(type=8, id=0x55, seq=1))
+    out.append(IP(src=A, dst=C) / ICMP(type=13, id=0x56))
+    out.append(IP(src=C, dst=A) / ICMP(type=14, id=0x56))
+    out.append(IP(src=A, dst=C) / ICMP(type=17, id=0x57))
+    out.append(IP(src=A, dst=C) / ICMP(type=15, id=0x58))
+    out.append(IP(src=C, dst=A) / ICMP(type=16, id=0x58))
+    # Types that are neither query nor error, and beyond the known range.
+    out.append(IP(src=A, dst=C) / ICMP(type=9))
+    out.append(IP(src=A, dst=C) / ICMP(type=10))
+    out.append(IP(src=A, dst=C) / ICMP(type=42))
+    # A truncated header and an echo with a non-zero code answered with another code.
+    out.append(IP(src=A, dst=C, proto=1) / Raw(b"\x08\x00\x00"))
+    out.append(IP(src=A, dst=C) / ICMP(type=8, code=5, id=0x60))
+    out.append(IP(src=C, dst=A) / ICMP(type=0, code=0, id=0x60))
+    out.append(IP(src=C, dst=A) / ICMP(type=0, code=5, id=0x60))
+    return out
+
+
+@scenario("icmp/echo-v6")
+def _():
+    out = []
+    for seq in range(3):
+        out.append(IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=0x4321, seq=seq, data=b"ping"))
+        out.append(IPv6(src=B6, dst=A6) / ICMPv6EchoReply(id=0x4321, seq=seq, data=b"ping"))
+    out.append(IPv6(src=B6, dst=A6) / ICMPv6EchoReply(id=0x77, seq=1))
+    out.append(IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=0x78, seq=1))
+    # Node information query (139) and its reply (140), then an unassigned type.
+    out.append(IPv6(src=A6, dst=B6, nh=58) / Raw(b"\x8b\x00\x00\x00" + b"\x00\x02\x00\x00" + b"\x00" * 8))
+    out.append(IPv6(src=B6, dst=A6, nh=58) / Raw(b"\x8c\x00\x00\x00" + b"\x00\x02\x00\x00" + b"\x00" * 8))
+    out.append(IPv6(src=A6, dst=B6, nh=58) / Raw(b"\xc8\x00\x00\x00\x00\x01\x00\x01"))
+    # Neighbour solicitation and MLD report: untracked.
+    out.append(IPv6(src=A6, dst="ff02::1:ff00:2", nh=58, hlim=255) / Raw(b"\x87\x00\x00\x00\x00\x00\x00\x00" + bytes(16)))
+    out.append(IPv6(src=A6, dst="ff02::16", nh=58) / Raw(b"\x8f\x00\x00\x00\x00\x00\x00\x00"))
+    # ICMPv4 inside IPv6 and ICMPv6 inside IPv4 are nobody's business.
+    out.append(IPv6(src=A6, dst=B6, nh=1) / Raw(b"\x08\x00\x00\x00\x00\x01\x00\x01"))
+    out.append(IP(src=A, dst=B, proto=58) / Raw(b"\x80\x00\x00\x00\x00\x01\x00\x01"))
+    return out
+
+
+@scenario("generic/unknown-protocols")
+def _():
+    out = []
+    for proto in (50, 89, 103, 253, 4, 41, 33):
+        out.append(IP(src=A, dst="10.3.0.%d" % (proto % 250), proto=proto) / Raw(b"\x00" * 24))
+    out.append(IP(src="10.3.0.50", dst=A, proto=50) / Raw(b"\x00" * 24))
+    out.append(IP(src=A, dst="10.3.0.50", proto=50) / Raw(b"\x01" * 24))
+    out.append(IPv6(src=A6, dst=B6, nh=50) / Raw(b"\x00" * 24))
+    out.append(IPv6(src=B6, dst=A6, nh=50) / Raw(b"\x00" * 24))
+    out.append(IP(src=A, dst=B, proto=2) / Raw(b"\x11\x64\xee\x9b\x00\x00\x00\x00"))
+    return out
+
+
+def gre1(src, dst, proto, call, payload=b"ppp!", hdr=None):
+    h = hdr if hdr is not None else struct.pack("!BBHHH", 0x30, 0x81, proto, len(payload), call)
+    return IP(src=src, dst=dst, proto=47) / Raw(h + payload)
+
+
+@scenario("generic/gre")
+def _():
+    return [
+        IP(src=A, dst=B) / GRE(proto=0x0800) / IP(src="192.168.0.1", dst="192.168.0.2") / UDP(),
+        IP(src=B, dst=A) / GRE(proto=0x0800) / IP(src="192.168.0.2", dst="192.168.0.1") / UDP(),
+        IP(src=A, dst=B) / GRE(proto=0x0800, key_present=1, key=77) / b"keyed v0",
+        # Version 1 (PPTP) with PPP payload: keyed by call ID, one flow per call and direction.
+        gre1(A, C, 0x880b, 0x2a),
+        gre1(C, A, 0x880b, 0x11),
+        gre1(A, C, 0x880b, 0x2a, b"more"),
+        # Version 1 carrying something other than PPP, and a v1 header cut at 6 bytes.
+        gre1(A, C, 0x0800, 0x2b),
+        gre1(A, "10.1.0.9", 0x880b, 0, b"", hdr=bytes([0x30, 0x81, 0x88, 0x0b, 0x00, 0x04])),
+    ]
+
+
+def vlan_frames():
+    base = udp("10.4.0.1", "10.4.0.2", 1111, 2222, b"tagged")
+    rep = udp("10.4.0.2", "10.4.0.1", 2222, 1111, b"tagged")
+    e = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    return [
+        Ether(**e) / Dot1Q(vlan=10) / base,
+        Ether(**e) / Dot1Q(vlan=10) / rep,
+        Ether(**e, type=0x88a8) / Dot1AD(vlan=100) / Dot1Q(vlan=20) / base,
+        Ether(**e) / Dot1Q(vlan=30) / IPv6(src=A6, dst=B6) / UDP(sport=3, dport=4) / b"v6",
+        Ether(**e) / Dot1Q(vlan=30) / Raw(b"\x08\x06" + bytes(28)),  # ARP inside a tag
+        Ether(**e, type=0x0806) / Raw(bytes(28)),  # plain ARP
+        Ether(**e, type=0x88cc) / Raw(bytes(30)),  # LLDP
+    ]
+
+
+@scenario("link/vlan")
+def _():
+    return vlan_frames()
+
+
+def mixed_ip():
+    return [udp("10.5.0.1", "10.5.0.2", 5353, 9000, b"a"), udp("10.5.0.2", "10.5.0.1", 9000, 5353, b"b"),
+            IPv6(src=A6, dst=B6) / UDP(sport=7, dport=8) / b"c",
+            IP(src="10.5.0.1", dst="10.5.0.2") / ICMP(type=8, id=3),
+            IP(src="10.5.0.2", dst="10.5.0.1") / ICMP(type=0, id=3)]
+
+
+@scenario("link/raw-ip", link="raw")
+def _():
+    return mixed_ip()
+
+
+@scenario("link/raw-ipv4", link="raw4")
+def _():
+    return mixed_ip()[:2] + mixed_ip()[3:]
+
+
+@scenario("link/raw-ipv6", link="raw6")
+def _():
+    return [IPv6(src=A6, dst=B6) / UDP(sport=7, dport=8) / b"c", IPv6(src=B6, dst=A6) / UDP(sport=8, dport=7) / b"d"]
+
+
+@scenario("link/bsd-loopback", link="null")
+def _():
+    return mixed_ip()
+
+
+@scenario("link/linux-cooked", link="sll")
+def _():
+    return mixed_ip()
+
+
+@scenario("link/linux-cooked-v2", link="sll2")
+def _():
+    return mixed_ip()
+
+
+@scenario("link/pcapng", fmt="pcapng")
+def _():
+    return mixed_ip() + vlan_frames()[:3]
+
+
+@scenario("link/short-and-odd-frames")
+def _():
+    e = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    good = udp("10.6.0.1", "10.6.0.2", 1, 2, b"ok")
+    return [
+        Ether(**e) / good,
+        Ether(**e, type=0x0800) / Raw(raw(good)[:12]),             # IP header cut short
+        Ether(**e, type=0x0800) / Raw(b"\x55" + raw(good)[1:]),     # version 5
+        Ether(**e, type=0x86dd) / Raw(raw(good)),                   # IPv4 under the IPv6 type
+        Ether(**e, type=0x0800) / Raw(raw(IPv6(src=A6, dst=B6) / UDP(sport=1, dport=2))),
+        Ether(**e, type=0x0800) / Raw(raw(good)[:24]),              # total length past the end
+        Ether(**e) / IP(src="10.6.0.1", dst="10.6.0.2", ihl=4) / UDP(sport=1, dport=2),
+        Ether(**e) / IP(src="10.6.0.1", dst="10.6.0.2", chksum=0x1111) / UDP(sport=1, dport=2),
+        Ether(**e) / IP(src="10.6.0.1", dst="10.6.0.2", options=[b"\x01\x01\x01\x00"]) / UDP(sport=3, dport=4),
+        Ether(**e) / Raw(raw(good) + b"\x00" * 20),                 # padded
+        Ether(**e, type=0x0800) / Raw(b""),
+    ]
+
+
+@scenario("ipv6/extension-headers")
+def _():
+    S, D = "2001:db8:6::1", "2001:db8:6::2"
+    return [
+        IPv6(src=S, dst=D) / IPv6ExtHdrHopByHop() / UDP(sport=10, dport=20) / b"hbh",
+        IPv6(src=D, dst=S) / IPv6ExtHdrDestOpt() / UDP(sport=20, dport=10) / b"dst",
+        IPv6(src=S, dst=D) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting(addresses=[]) / UDP(sport=11, dport=21) / b"chain",
+        IPv6(src=S, dst=D) / IPv6ExtHdrFragment(offset=0, m=0, id=5) / UDP(sport=12, dport=22) / b"atomic",
+        IPv6(src=S, dst=D) / AH(nh=17, payloadlen=4, spi=1, icv=b"\x00" * 12) / UDP(sport=13, dport=23) / b"ah",
+        IPv6(src=S, dst=D) / IPv6ExtHdrDestOpt(nh=59),
+        IPv6(src=S, dst=D, nh=59),
+        IPv6(src=S, dst=D) / IPv6ExtHdrHopByHop() / ICMPv6EchoRequest(id=9),
+        IPv6(src=D, dst=S) / IPv6ExtHdrDestOpt() / ICMPv6EchoReply(id=9),
+        IPv6(src=S, dst=D) / IPv6ExtHdrDestOpt(nh=59) / Raw(b"\x00" * 30),  # data after "no next header"
+        IPv6(src=S, dst=D) / IPv6ExtHdrDestOpt(nh=17, len=6) / UDP(sport=14, dport=24),  # header runs past the end
+    ]
+
+
+@scenario("ip/fragments")
+def _():
+    big = IP(src="10.7.0.1", dst="10.7.0.2", id=0x77) / UDP(sport=7000, dport=7001) / (b"A" * 3000)
+    f = fragment(big, fragsize=1200)
+    big2 = IP(src="10.7.0.2", dst="10.7.0.1", id=0x78) / UDP(sport=7001, dport=7000) / (b"B" * 2000)
+    g = fragment(big2, fragsize=800)
+    big3 = IP(src="10.7.0.1", dst="10.7.0.3", id=0x79) / ICMP(type=8, id=1) / (b"C" * 2000)
+    h = fragment(big3, fragsize=1000)
+    ov = IP(src="10.7.0.1", dst="10.7.0.4", id=0x80) / UDP(sport=1, dport=2) / (b"D" * 100)
+    o = fragment(ov, fragsize=48)
+    b6 = IPv6(src="2001:db8:7::1", dst="2001:db8:7::2") / IPv6ExtHdrFragment(id=0x1234) / UDP(sport=5, dport=6) / (b"E" * 2500)
+    v6 = fragment6(b6, 1000)
+    out = list(f)                       # in order
+    out += [g[2], g[0], g[1], g[1]]     # out of order, with a duplicate
+    out += [h[0], h[1], h[2]]
+    out += [o[0], IP(src="10.7.0.1", dst="10.7.0.4", id=0x80, flags=1, frag=3, proto=17) / (b"Z" * 24), o[1], o[2]]
+    out += list(v6)
+    out += [udp("10.7.0.1", "10.7.0.2", 7000, 7001, b"unfragmented")]
+    return out
+
+
+@scenario("ip/host-routing")
+def _():
+    pairs4 = [("10.8.0.1", "255.255.255.255"), ("0.0.0.0", "255.255.255.255"), ("10.8.0.1", "224.0.0.1"),
+              ("10.8.0.1", "224.0.0.251"), ("10.8.0.1", "239.255.255.250"), ("0.0.0.0", "10.8.0.2"),
+              ("224.0.0.9", "10.8.0.2"), ("10.8.0.1", "10.8.0.255"), ("127.0.0.1", "10.8.0.2"),
+              ("10.8.0.1", "240.0.0.1"), ("169.254.1.1", "169.254.1.2")]
+    pairs6 = [("fe80::1", "ff02::1"), ("fe80::1", "ff02::2"), ("2001:db8:8::1", "ff05::2"),
+              ("fe80::1", "ff02::fb"), ("2001:db8:8::1", "ff02::1:ff00:1"), ("fe80::1", "2001:db8:8::2"),
+              ("2001:db8:8::1", "fe80::2"), ("fe80::1", "fe80::2"), ("::", "2001:db8:8::2"),
+              ("::", "ff02::16"), ("2001:db8:8::1", "ff0e::1"), ("fc00::1", "fc00::2")]
+    out = []
+    for i, (s, d) in enumerate(pairs4):
+        out.append(udp(s, d, 1000 + i, 2000 + i, b"h"))
+    for i, (s, d) in enumerate(pairs6):
+        out.append(udp6(s, d, 3000 + i, 4000 + i, b"h"))
+    # Replies to what was delivered or forwarded.
+    out.append(udp("10.8.0.255", "10.8.0.1", 2007, 1007, b"r"))
+    out.append(udp6("fe80::2", "fe80::1", 4007, 3007, b"r"))
+    return out
+
+
+@scenario("udp/stream-2s", args="--realtime")
+def _():
+    # Replied within 2 s: not a stream yet; traffic after the 2-second mark makes it one.
+    return [(0.0, udp(A, B, 43000, 5000, b"1")), (0.1, udp(B, A, 5000, 43000, b"2")),
+            (0.5, udp(A, B, 43000, 5000, b"3")),
+            (0.0, udp(A, C, 43001, 5001, b"1")), (0.2, udp(C, A, 5001, 43001, b"2")),
+            (2.6, udp(A, C, 43001, 5001, b"3")), (2.7, udp(C, A, 5001, 43001, b"4")),
+            (0.3, udp(A, B, 43002, 5002, b"1")), (2.9, udp(B, A, 5002, 43002, b"late first reply")),
+            (3.0, udp(A, B, 43002, 5002, b"after"))]

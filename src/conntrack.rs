@@ -1,0 +1,680 @@
+//! The engine: frames in, verdicts out, over one sharded table per address family.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use ctrack_helpers::Assignment;
+use ctrack_protocols::icmp::{self, Class};
+use ctrack_protocols::sysctl::{Sysctl, SysctlError};
+use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, udp};
+use foldhash::fast::FixedState;
+use parking_lot::Mutex;
+
+use crate::defrag::{Defrag, Reassembled};
+use crate::host::HostModel;
+use crate::packet::{self, IpPacket, LinkType};
+use crate::stats::{Counter, ShardStats, Stats};
+use crate::table::{Entry, Found, ProtoState, Shard, status};
+use crate::tuple::{Addr, Key, proto};
+use crate::verdict::{State, Verdict};
+
+/// Engine settings: the Linux sysctls, helper assignments, and how the table is laid out.
+///
+/// ```
+/// use ctrack::Config;
+/// let mut c = Config::default();
+/// c.set_sysctl("net.netfilter.nf_conntrack_udp_timeout=10").unwrap();
+/// assert_eq!(c.sysctl.nf_conntrack_udp_timeout, 10);
+/// assert!(c.set_sysctl("nf_conntrack_nonsense=1").is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Every `net.netfilter` value, Linux defaults unless changed.
+    pub sysctl: Sysctl,
+    /// Helpers assigned by destination port, as a ruleset's `ct helper set` would.
+    pub helpers: Vec<Assignment>,
+    /// Which new connections the surrounding host confirms.
+    pub host: HostModel,
+    /// Number of lock shards per address family (rounded up to a power of two).
+    pub shards: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sysctl: Sysctl::default(),
+            helpers: Vec::new(),
+            host: HostModel::ConfirmAll,
+            shards: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Applies one `NAME=VALUE` sysctl assignment (with or without `net.netfilter.`).
+    pub fn set_sysctl(&mut self, assignment: &str) -> Result<&mut Self, SysctlError> {
+        self.sysctl.apply(assignment)?;
+        Ok(self)
+    }
+}
+
+/// Entries evicted at most per early-drop attempt are searched in this many buckets.
+const EVICTION_RANGE: usize = 8;
+
+pub(crate) struct Table<A> {
+    pub(crate) shards: Box<[CachePadded<Mutex<ShardBox<A>>>]>,
+    mask: usize,
+}
+
+pub(crate) struct ShardBox<A> {
+    pub(crate) shard: Shard<A>,
+    pub(crate) stats: ShardStats,
+}
+
+impl<A: Addr> Table<A> {
+    fn new(n: usize) -> Self {
+        let n = n.max(1).next_power_of_two();
+        Table {
+            shards: (0..n)
+                .map(|_| {
+                    CachePadded::new(Mutex::new(ShardBox {
+                        shard: Shard::new(),
+                        stats: ShardStats::default(),
+                    }))
+                })
+                .collect(),
+            mask: n - 1,
+        }
+    }
+
+    #[inline]
+    fn shard_of(&self, h: u64) -> usize {
+        (h >> 32) as usize & self.mask
+    }
+}
+
+/// Layer-4 facts of a packet, once its header has passed the protocol's checks.
+#[derive(Clone, Copy, Debug)]
+enum Input {
+    Udp,
+    UdpLite,
+    Icmp,
+    Gre,
+    Generic,
+}
+
+/// The connection tracker: `Send + Sync`, share it between worker threads.
+///
+/// ```
+/// use ctrack::{Conntrack, Config, LinkType, State};
+/// let ct = Conntrack::new(Config::default());
+/// // A UDP datagram 10.0.0.1:1000 -> 10.0.0.2:53 as a raw IPv4 packet.
+/// let mut p = vec![0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+///                  0x03, 0xe8, 0, 53, 0, 9, 0, 0, b'x'];
+/// let c = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &p[..20]));
+/// p[10..12].copy_from_slice(&c.to_be_bytes());
+/// let v = ct.process(&p, LinkType::Raw, 1_000_000_000);
+/// assert_eq!(v.state, State::New);
+/// assert_eq!(ct.count(), 1);
+/// ```
+pub struct Conntrack {
+    cfg: Config,
+    hasher: FixedState,
+    pub(crate) v4: Table<[u8; 4]>,
+    pub(crate) v6: Table<[u8; 16]>,
+    count: AtomicUsize,
+    stats: Stats,
+    frags: Mutex<Defrag>,
+}
+
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No entropy source: fall back on the clock and an address (still per-instance).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return t ^ (&b as *const _ as u64).rotate_left(29);
+    }
+    u64::from_ne_bytes(b)
+}
+
+impl Conntrack {
+    /// A tracker with a fresh random hash seed.
+    pub fn new(cfg: Config) -> Conntrack {
+        Self::with_seed(cfg, random_seed())
+    }
+
+    /// A tracker whose hash seed is fixed (reproducible table layout, for tests and benches).
+    pub fn with_seed(cfg: Config, seed: u64) -> Conntrack {
+        let frags = Defrag::new(&cfg.sysctl);
+        Conntrack {
+            v4: Table::new(cfg.shards),
+            v6: Table::new(cfg.shards),
+            cfg,
+            hasher: FixedState::with_seed(seed),
+            count: AtomicUsize::new(0),
+            stats: Stats::default(),
+            frags: Mutex::new(frags),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Entries currently in the table (both families), expired-but-unswept ones included.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn hash<A: Addr>(&self, k: &Key<A>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for w in k.symmetric_words() {
+            h.write_u64(w);
+        }
+        h.finish()
+    }
+
+    /// Tracks one frame captured at time `now` (nanoseconds of any monotonic clock).
+    pub fn process(&self, frame: &[u8], link: LinkType, now: Nanos) -> Verdict {
+        match packet::ip_of_frame(frame, link) {
+            Some(ip) => self.process_ip(ip, now),
+            None => Verdict::SKIPPED,
+        }
+    }
+
+    /// Tracks one IP packet (starting at its IPv4 or IPv6 header).
+    pub fn process_ip(&self, ip: &[u8], now: Nanos) -> Verdict {
+        if ip.len() < 20 || !matches!(ip[0] >> 4, 4 | 6) {
+            return Verdict::SKIPPED;
+        }
+        let p = match packet::parse_ip(ip) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.bump(Counter::Invalid);
+                return Verdict::INVALID;
+            }
+        };
+        if let Some(fi) = p.frag {
+            let done = self.frags.lock().add(&p, fi, now);
+            return match done {
+                Reassembled::Held => Verdict::HELD,
+                Reassembled::Dropped => {
+                    self.stats.bump(Counter::Invalid);
+                    Verdict::INVALID
+                }
+                Reassembled::Complete { packet, fragments } => {
+                    let mut v = match packet::parse_ip(&packet) {
+                        Ok(q) if q.frag.is_none() => self.track_packet(&q, now),
+                        _ => {
+                            self.stats.bump(Counter::Invalid);
+                            Verdict::INVALID
+                        }
+                    };
+                    v.frames = fragments;
+                    v
+                }
+            };
+        }
+        self.track_packet(&p, now)
+    }
+
+    fn track_packet(&self, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        if p.v6 {
+            self.track(&self.v6, p, now)
+        } else {
+            self.track(&self.v4, p, now)
+        }
+    }
+
+    fn invalid(&self) -> Verdict {
+        self.stats.bump(Counter::Invalid);
+        Verdict::INVALID
+    }
+
+    fn track<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        let s = &self.cfg.sysctl;
+        let l4 = p.l4();
+        let cksum = s.nf_conntrack_checksum != 0;
+        let mut key = Key {
+            src: A::from_bytes(p.src()),
+            dst: A::from_bytes(p.dst()),
+            sport: 0,
+            dport: 0,
+            zone: 0,
+            proto: p.proto,
+        };
+        let ports = |key: &mut Key<A>| -> bool {
+            if l4.len() < 4 {
+                return false;
+            }
+            key.sport = u16::from_be_bytes([l4[0], l4[1]]);
+            key.dport = u16::from_be_bytes([l4[2], l4[3]]);
+            true
+        };
+        let input = match p.proto {
+            proto::UDP | proto::UDPLITE => {
+                if !ports(&mut key) {
+                    return self.invalid();
+                }
+                let scope = if p.proto == proto::UDP {
+                    udp::check_udp(l4)
+                } else {
+                    udp::check_udplite(l4)
+                };
+                match scope {
+                    Err(_) => return self.invalid(),
+                    Ok(udp::ChecksumScope::Bytes(n)) if cksum => {
+                        if !packet::l4_checksum_ok(p, p.proto, l4.len(), &l4[..n]) {
+                            return self.invalid();
+                        }
+                    }
+                    Ok(_) => {}
+                }
+                if p.proto == proto::UDP {
+                    Input::Udp
+                } else {
+                    Input::UdpLite
+                }
+            }
+            proto::ICMP | proto::ICMPV6 => {
+                let own = (p.proto == proto::ICMPV6) == A::V6;
+                if l4.len() < 8 || !own {
+                    if own {
+                        self.stats.bump(Counter::Error);
+                    }
+                    return self.invalid();
+                }
+                if cksum {
+                    let ok = if A::V6 {
+                        packet::l4_checksum_ok(p, p.proto, l4.len(), l4)
+                    } else {
+                        packet::plain_checksum_ok(l4)
+                    };
+                    if !ok {
+                        self.stats.bump(Counter::Error);
+                        return self.invalid();
+                    }
+                }
+                let (ty, code) = (l4[0], l4[1]);
+                let class = if A::V6 {
+                    if ty == icmp::V6_REDIRECT {
+                        // A redirect is an error only as neighbour discovery accepts one.
+                        let hlim = p.data[7];
+                        let ll = p.src()[0] == 0xfe && p.src()[1] & 0xc0 == 0x80;
+                        if code == 0 && hlim == 255 && ll {
+                            Class::Error
+                        } else {
+                            Class::Invalid
+                        }
+                    } else {
+                        icmp::classify_v6(ty)
+                    }
+                } else {
+                    icmp::classify_v4(ty)
+                };
+                match class {
+                    Class::Untracked => return Verdict::UNTRACKED,
+                    Class::Error => return self.icmp_error(t, p, now),
+                    Class::Invalid => {
+                        if !A::V6 && ty > icmp::V4_MAX_TYPE {
+                            self.stats.bump(Counter::Error);
+                        }
+                        return self.invalid();
+                    }
+                    Class::Query { .. } | Class::Answer { .. } => {}
+                }
+                key.sport = u16::from_be_bytes([l4[4], l4[5]]);
+                key.dport = (ty as u16) << 8 | code as u16;
+                Input::Icmp
+            }
+            proto::GRE => {
+                match gre::key(l4) {
+                    gre::GreKey::Unsupported => return self.invalid(),
+                    gre::GreKey::Unkeyed => {}
+                    gre::GreKey::CallId(k) => key.dport = k,
+                }
+                Input::Gre
+            }
+            proto::TCP | proto::SCTP => {
+                // The TCP and SCTP trackers are not part of this build yet.
+                return self.invalid();
+            }
+            _ => Input::Generic,
+        };
+        self.conn(t, key, input, now)
+    }
+
+    /// Looks the connection up, runs its tracker and applies the decision.
+    fn conn<A: Addr>(&self, t: &Table<A>, key: Key<A>, input: Input, now: Nanos) -> Verdict {
+        let Some(inv) = key.inverse() else {
+            return self.invalid();
+        };
+        let h = self.hash(&key);
+        let mut g = t.shards[t.shard_of(h)].lock();
+        let sb = &mut *g;
+        let now = now.max(sb.shard.clock);
+        sb.shard.clock = now;
+        let hash = |k: &Key<A>| self.hash(k);
+        let expired = sb.shard.expire(now, &hash, |_| {});
+        if expired > 0 {
+            self.count.fetch_sub(expired, Ordering::Relaxed);
+        }
+        for _attempt in 0..2 {
+            let found = match sb.shard.find(h, &key, &inv) {
+                Some(f) if sb.shard.get(f.idx).expired(now) => {
+                    sb.shard.remove(h, f.idx);
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    None
+                }
+                f => f,
+            };
+            let Some(Found { idx, dir }) = found else {
+                return self.create(sb, h, key, input, now);
+            };
+            sb.stats.found += 1;
+            let e = sb.shard.get_mut(idx);
+            let ctx = Ctx {
+                dir,
+                confirmed: true,
+                seen_reply: e.status & status::SEEN_REPLY != 0,
+                assured: e.status & status::ASSURED != 0,
+                now,
+                expires: e.expires,
+            };
+            let state = if dir == Dir::Reply || ctx.seen_reply {
+                State::Established
+            } else if e.status & status::EXPECTED != 0 {
+                State::Related
+            } else {
+                State::New
+            };
+            let d = run_tracker(&mut e.proto, &e.key, input, &ctx, &self.cfg.sysctl);
+            match d {
+                Decision::Accept(a) => {
+                    return self.apply(sb, h, idx, dir, state, a, now);
+                }
+                Decision::Ignore => {
+                    sb.stats.ignore += 1;
+                    let e = sb.shard.get_mut(idx);
+                    if dir == Dir::Reply {
+                        e.status |= status::SEEN_REPLY;
+                    }
+                    return verdict_of(e, state, dir);
+                }
+                Decision::Invalid => {
+                    sb.stats.invalid += 1;
+                    return Verdict::INVALID;
+                }
+                Decision::Reopen => {
+                    sb.shard.remove(h, idx);
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    sb.stats.search_restart += 1;
+                }
+            }
+        }
+        sb.stats.invalid += 1;
+        Verdict::INVALID
+    }
+
+    /// Applies an accepted decision to a confirmed entry.
+    #[allow(clippy::too_many_arguments)]
+    fn apply<A: Addr>(
+        &self,
+        sb: &mut ShardBox<A>,
+        h: u64,
+        idx: u32,
+        dir: Dir,
+        state: State,
+        a: Accept,
+        now: Nanos,
+    ) -> Verdict {
+        if let Some(t) = a.timeout {
+            sb.shard.set_expiry(idx, now.saturating_add(t), now);
+        }
+        let e = sb.shard.get_mut(idx);
+        if a.assured {
+            e.status |= status::ASSURED;
+        }
+        if dir == Dir::Reply {
+            e.status |= status::SEEN_REPLY;
+        }
+        let v = verdict_of(e, state, dir);
+        if a.kill {
+            sb.shard.remove(h, idx);
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        v
+    }
+
+    /// The first packet of a connection: make an entry, track it, confirm it.
+    fn create<A: Addr>(
+        &self,
+        sb: &mut ShardBox<A>,
+        h: u64,
+        key: Key<A>,
+        input: Input,
+        now: Nanos,
+    ) -> Verdict {
+        let s = &self.cfg.sysctl;
+        // Table limit, checked as the kernel does when it allocates the entry.
+        let max = s.nf_conntrack_max as usize;
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if max != 0 && n > max && !self.early_drop(sb, h, now) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            sb.stats.drop += 1;
+            return Verdict::DROPPED;
+        }
+        let mut e = Entry::new(key);
+        e.proto = match input {
+            Input::Udp => ProtoState::Udp(Default::default()),
+            Input::Gre => ProtoState::Gre(Default::default()),
+            Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
+        };
+        if let Some(hl) = ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
+            e.helper = ctrack_helpers::index_of(hl);
+        }
+        let ctx = Ctx {
+            dir: Dir::Original,
+            confirmed: false,
+            seen_reply: false,
+            assured: false,
+            now,
+            expires: 0,
+        };
+        let d = run_tracker(&mut e.proto, &e.key, input, &ctx, s);
+        let a = match d {
+            Decision::Accept(a) => a,
+            Decision::Ignore | Decision::Invalid | Decision::Reopen => {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                sb.stats.invalid += 1;
+                return Verdict::INVALID;
+            }
+        };
+        e.expires = now.saturating_add(a.timeout.unwrap_or(0));
+        if a.assured {
+            e.status |= status::ASSURED;
+        }
+        let v = verdict_of(&e, State::New, Dir::Original);
+        if a.kill || !self.cfg.host.confirms(&key.src, &key.dst) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return v;
+        }
+        let hash = |k: &Key<A>| self.hash(k);
+        sb.shard.insert(h, e, now, &hash);
+        sb.stats.insert += 1;
+        v
+    }
+
+    /// Makes room for one entry by evicting every non-ASSURED entry of the first of
+    /// [`EVICTION_RANGE`] buckets (from the new tuple's) that has any; expired entries met on
+    /// the way are reaped without counting. Returns false when nothing could be evicted.
+    fn early_drop<A: Addr>(&self, sb: &mut ShardBox<A>, h: u64, now: Nanos) -> bool {
+        let buckets: Vec<Vec<u32>> = sb.shard.bucket_run(h, EVICTION_RANGE).collect();
+        for ids in buckets {
+            let mut drops = 0;
+            for i in ids {
+                let e = sb.shard.get(i);
+                let eh = self.hash(&e.key);
+                if e.expired(now) {
+                    sb.shard.remove(eh, i);
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                } else if e.status & status::ASSURED == 0 {
+                    sb.shard.remove(eh, i);
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    drops += 1;
+                }
+            }
+            if drops > 0 {
+                sb.stats.early_drop += drops;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// An ICMP or ICMPv6 error: RELATED to the connection of the packet it quotes.
+    fn icmp_error<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        let inner = &p.l4()[8..];
+        let Some(quoted) = crate::icmp_error::quoted_tuple::<A>(inner) else {
+            self.stats.bump(Counter::Error);
+            return self.invalid();
+        };
+        let Some(target) = quoted.inverse() else {
+            self.stats.bump(Counter::Error);
+            return self.invalid();
+        };
+        let Some(target_inv) = target.inverse() else {
+            self.stats.bump(Counter::Error);
+            return self.invalid();
+        };
+        let h = self.hash(&target);
+        let g = t.shards[t.shard_of(h)].lock();
+        let now = now.max(g.shard.clock);
+        let found = g
+            .shard
+            .find(h, &target, &target_inv)
+            .filter(|f| !g.shard.get(f.idx).expired(now));
+        let Some(Found { idx, dir }) = found else {
+            drop(g);
+            self.stats.bump(Counter::Error);
+            return self.invalid();
+        };
+        let e = g.shard.get(idx);
+        // The matched tuple's destination must be where the error is going.
+        let dst = if dir == Dir::Original {
+            e.key.dst
+        } else {
+            e.key.src
+        };
+        if dst.as_ref() != p.dst() {
+            drop(g);
+            self.stats.bump(Counter::Error);
+            return self.invalid();
+        }
+        verdict_of(e, State::Related, dir)
+    }
+
+    /// Advances every shard's timer wheel to `now`, removing expired entries. Embedders that
+    /// go idle call this; packet processing advances the shards it touches by itself.
+    pub fn expire(&self, now: Nanos) -> usize {
+        let mut n = self.expire_table(&self.v4, now);
+        n += self.expire_table(&self.v6, now);
+        self.frags.lock().expire(now);
+        n
+    }
+
+    fn expire_table<A: Addr>(&self, t: &Table<A>, now: Nanos) -> usize {
+        let hash = |k: &Key<A>| self.hash(k);
+        let mut n = 0;
+        for sh in t.shards.iter() {
+            let mut g = sh.lock();
+            let now = now.max(g.shard.clock);
+            g.shard.clock = now;
+            n += g.shard.expire(now, &hash, |_| {});
+        }
+        self.count.fetch_sub(n, Ordering::Relaxed);
+        n
+    }
+
+    /// Counters like `conntrack -S`.
+    pub fn stats(&self) -> crate::stats::Snapshot {
+        let mut snap = self.stats.snapshot();
+        for sh in self.v4.shards.iter() {
+            snap.add(&sh.lock().stats);
+        }
+        for sh in self.v6.shards.iter() {
+            snap.add(&sh.lock().stats);
+        }
+        snap.count = self.count() as u64;
+        snap
+    }
+
+    /// Bytes of memory held by the tables (entries, indexes, wheels).
+    pub fn memory(&self) -> usize {
+        let mut n = 0;
+        for sh in self.v4.shards.iter() {
+            n += sh.lock().shard.memory();
+        }
+        for sh in self.v6.shards.iter() {
+            n += sh.lock().shard.memory();
+        }
+        n
+    }
+
+    /// Calls `f` for every live entry at time `now` (expired entries are skipped, as
+    /// `/proc/net/nf_conntrack` skips them).
+    pub fn for_each_entry(&self, now: Nanos, mut f: impl FnMut(crate::format::EntryView)) {
+        self.each_in(&self.v4, now, &mut f);
+        self.each_in(&self.v6, now, &mut f);
+    }
+
+    fn each_in<A: Addr>(
+        &self,
+        t: &Table<A>,
+        now: Nanos,
+        f: &mut impl FnMut(crate::format::EntryView),
+    ) {
+        for sh in t.shards.iter() {
+            let g = sh.lock();
+            for (_, e) in g.shard.iter() {
+                if !e.expired(now) {
+                    f(crate::format::EntryView::new(e, now));
+                }
+            }
+        }
+    }
+}
+
+fn run_tracker<A: Addr>(
+    st: &mut ProtoState,
+    key: &Key<A>,
+    input: Input,
+    ctx: &Ctx,
+    s: &Sysctl,
+) -> Decision {
+    match (st, input) {
+        (ProtoState::Udp(u), Input::Udp) => udp::track(u, ctx, s),
+        (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
+        (ProtoState::None, Input::UdpLite) => udp::track_lite(ctx, s),
+        (ProtoState::None, Input::Icmp) => icmp::track(A::V6, (key.dport >> 8) as u8, s),
+        (ProtoState::None, Input::Generic) => generic::track(s),
+        // A packet whose protocol disagrees with its entry's state cannot happen (the protocol
+        // is part of the tuple); refuse it rather than guess.
+        _ => Decision::Invalid,
+    }
+}
+
+fn verdict_of<A>(e: &Entry<A>, state: State, dir: Dir) -> Verdict {
+    Verdict {
+        state,
+        dir,
+        assured: e.status & status::ASSURED != 0,
+        expected: e.status & status::EXPECTED != 0,
+        frames: 1,
+    }
+}

@@ -1,0 +1,419 @@
+//! IPv4 and IPv6 reassembly before tracking, with the kernel's rules for overlaps,
+//! duplicates, bad lengths, timeouts (30 s for IPv4, `nf_conntrack_frag6_timeout` for IPv6)
+//! and a memory ceiling.
+
+use std::collections::{HashMap, VecDeque};
+
+use ctrack_protocols::sysctl::Sysctl;
+use ctrack_protocols::{Nanos, secs};
+
+use crate::packet::{FragInfo, IpPacket, csum_add, csum_fold};
+
+/// IPv4 reassembly timeout (`net.ipv4.ipfrag_time`).
+const V4_TIMEOUT_SECS: u32 = 30;
+/// IPv4 memory ceiling (`net.ipv4.ipfrag_high_thresh`).
+const V4_HIGH_THRESH: usize = 4 * 1024 * 1024;
+/// Largest IPv6 payload a reassembled datagram may have.
+const V6_MAX_PAYLOAD: u32 = 65535;
+
+/// Outcome of adding one fragment.
+#[derive(Debug)]
+pub enum Reassembled {
+    /// Kept until the rest arrives.
+    Held,
+    /// Refused (malformed, overlapping, over the memory ceiling); the datagram may be gone.
+    Dropped,
+    /// The datagram is complete: here it is, as one unfragmented IP packet.
+    Complete {
+        /// The reassembled packet.
+        packet: Vec<u8>,
+        /// How many fragments it was made of.
+        fragments: u16,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct QKey {
+    v6: bool,
+    src: [u8; 16],
+    dst: [u8; 16],
+    id: u32,
+    proto: u8,
+}
+
+#[derive(Debug)]
+struct Queue {
+    seq: u64,
+    /// Unfragmentable part taken from the first fragment: the IPv4 header, or the IPv6
+    /// header and the extension headers before the fragment header.
+    head: Option<Vec<u8>>,
+    /// For IPv6: where the next-header byte pointing at the fragment header sits in `head`,
+    /// and the protocol after the fragment header.
+    v6_nh: Option<(usize, u8)>,
+    /// (offset, end, data), sorted by offset, never overlapping.
+    pieces: Vec<(u32, u32, Vec<u8>)>,
+    /// Fragment runs (start, end), sorted: a fragment that starts where the highest one ends
+    /// extends that one's run; any other starts a run of its own. A fragment inside a run is a
+    /// duplicate, one straddling a run's edge an overlap.
+    runs: Vec<(u32, u32)>,
+    /// Total payload length, known once the last fragment is in.
+    len: u32,
+    last_in: bool,
+    meat: u32,
+    bytes: usize,
+}
+
+/// The reassembly queues.
+#[derive(Debug)]
+pub struct Defrag {
+    queues: HashMap<QKey, Queue>,
+    order: VecDeque<(Nanos, u64, QKey)>,
+    seq: u64,
+    bytes: usize,
+    high: usize,
+    timeout_v4: Nanos,
+    timeout_v6: Nanos,
+}
+
+impl Defrag {
+    /// Empty queues with the timeouts and ceiling of `s`.
+    pub fn new(s: &Sysctl) -> Self {
+        Defrag {
+            queues: HashMap::new(),
+            order: VecDeque::new(),
+            seq: 0,
+            bytes: 0,
+            high: V4_HIGH_THRESH.max(s.nf_conntrack_frag6_high_thresh as usize),
+            timeout_v4: secs(V4_TIMEOUT_SECS),
+            timeout_v6: secs(s.nf_conntrack_frag6_timeout),
+        }
+    }
+
+    /// Drops queues older than their timeout.
+    pub fn expire(&mut self, now: Nanos) {
+        while let Some(&(deadline, seq, key)) = self.order.front() {
+            if deadline > now {
+                break;
+            }
+            self.order.pop_front();
+            if self.queues.get(&key).is_some_and(|q| q.seq == seq) {
+                self.kill(&key);
+            }
+        }
+    }
+
+    fn kill(&mut self, key: &QKey) {
+        if let Some(q) = self.queues.remove(key) {
+            self.bytes -= q.bytes;
+        }
+    }
+
+    /// Adds fragment `p` (with fragment facts `fi`) seen at `now`.
+    pub fn add(&mut self, p: &IpPacket<'_>, fi: FragInfo, now: Nanos) -> Reassembled {
+        self.expire(now);
+        let mut key = QKey {
+            v6: p.v6,
+            src: [0; 16],
+            dst: [0; 16],
+            id: fi.id,
+            proto: if p.v6 { 0 } else { p.proto },
+        };
+        key.src[..p.src().len()].copy_from_slice(p.src());
+        key.dst[..p.dst().len()].copy_from_slice(p.dst());
+
+        let (payload, head_len) = if p.v6 {
+            let start = fi.hdr_off as usize + 8;
+            (&p.data[start.min(p.data.len())..], fi.hdr_off as usize)
+        } else {
+            (&p.data[p.l4_off..], p.l4_off)
+        };
+        let offset = fi.offset;
+        let mut end = offset + payload.len() as u32;
+        if p.v6 && end > V6_MAX_PAYLOAD {
+            return Reassembled::Dropped;
+        }
+        if !self.queues.contains_key(&key) {
+            if self.bytes >= self.high {
+                return Reassembled::Dropped;
+            }
+            self.seq += 1;
+            let timeout = if p.v6 {
+                self.timeout_v6
+            } else {
+                self.timeout_v4
+            };
+            self.order
+                .push_back((now.saturating_add(timeout), self.seq, key));
+            self.queues.insert(
+                key,
+                Queue {
+                    seq: self.seq,
+                    head: None,
+                    v6_nh: None,
+                    pieces: Vec::new(),
+                    runs: Vec::new(),
+                    len: 0,
+                    last_in: false,
+                    meat: 0,
+                    bytes: 0,
+                },
+            );
+        }
+        let Some(q) = self.queues.get_mut(&key) else {
+            return Reassembled::Dropped;
+        };
+        if !fi.more {
+            if end < q.len || (q.last_in && end != q.len) {
+                self.kill(&key);
+                return Reassembled::Dropped;
+            }
+            q.last_in = true;
+            q.len = end;
+        } else {
+            if end & 7 != 0 {
+                if p.v6 {
+                    self.kill(&key);
+                    return Reassembled::Dropped;
+                }
+                end &= !7;
+            }
+            if end > q.len {
+                if q.last_in {
+                    if !p.v6 {
+                        self.kill(&key);
+                    }
+                    return Reassembled::Dropped;
+                }
+                q.len = end;
+            }
+        }
+        if end == offset {
+            if !p.v6 {
+                self.kill(&key);
+            }
+            return Reassembled::Dropped;
+        }
+        // Insert by the kernel's run rules: overlaps kill the datagram, duplicates are ignored.
+        match insert_run(&mut q.runs, offset, end) {
+            Insert::Ok => {}
+            Insert::Duplicate => return Reassembled::Held,
+            Insert::Overlap => {
+                self.kill(&key);
+                return Reassembled::Dropped;
+            }
+        }
+        let pos = q.pieces.partition_point(|&(o, _, _)| o < offset);
+        let data = payload[..(end - offset) as usize].to_vec();
+        let cost = data.len() + 64;
+        q.pieces.insert(pos, (offset, end, data));
+        q.meat += end - offset;
+        q.bytes += cost;
+        self.bytes += cost;
+        if offset == 0 {
+            q.head = Some(p.data[..head_len].to_vec());
+            if p.v6 {
+                let next = p.data.get(fi.hdr_off as usize).copied().unwrap_or(59);
+                q.v6_nh = Some((fi.prev_nh_off as usize, next));
+            }
+        }
+        if q.head.is_some() && q.last_in && q.meat == q.len {
+            let q = match self.queues.remove(&key) {
+                Some(q) => q,
+                None => return Reassembled::Dropped,
+            };
+            self.bytes -= q.bytes;
+            return build(q, p.v6);
+        }
+        Reassembled::Held
+    }
+}
+
+enum Insert {
+    Ok,
+    Duplicate,
+    Overlap,
+}
+
+fn insert_run(runs: &mut Vec<(u32, u32)>, offset: u32, end: u32) -> Insert {
+    let Some(&(_, tail_end)) = runs.last() else {
+        runs.push((offset, end));
+        return Insert::Ok;
+    };
+    if tail_end < end {
+        if offset < tail_end {
+            return Insert::Overlap;
+        }
+        if offset == tail_end {
+            if let Some(last) = runs.last_mut() {
+                last.1 = end;
+            }
+        } else {
+            runs.push((offset, end));
+        }
+        return Insert::Ok;
+    }
+    let i = runs.partition_point(|&(_, e)| e <= offset);
+    match runs.get(i) {
+        Some(&(s, e)) if s < end => {
+            if offset >= s && end <= e {
+                Insert::Duplicate
+            } else {
+                Insert::Overlap
+            }
+        }
+        _ => {
+            runs.insert(i, (offset, end));
+            Insert::Ok
+        }
+    }
+}
+
+fn build(q: Queue, v6: bool) -> Reassembled {
+    let Some(mut pkt) = q.head else {
+        return Reassembled::Dropped;
+    };
+    let n = q.pieces.len().min(u16::MAX as usize) as u16;
+    let head_len = pkt.len();
+    let total = head_len + q.len as usize;
+    if v6 {
+        if total - 40 > V6_MAX_PAYLOAD as usize {
+            return Reassembled::Dropped;
+        }
+        if let Some((nh_off, next)) = q.v6_nh
+            && let Some(b) = pkt.get_mut(nh_off)
+        {
+            *b = next;
+        }
+        let plen = (total - 40) as u16;
+        pkt[4..6].copy_from_slice(&plen.to_be_bytes());
+    } else {
+        if total > 65535 {
+            return Reassembled::Dropped;
+        }
+        pkt[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        pkt[6] = 0;
+        pkt[7] = 0;
+        pkt[10] = 0;
+        pkt[11] = 0;
+        let c = !csum_fold(csum_add(0, &pkt[..head_len]));
+        pkt[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    pkt.reserve(q.len as usize);
+    for (_, _, d) in q.pieces {
+        pkt.extend_from_slice(&d);
+    }
+    Reassembled::Complete {
+        packet: pkt,
+        fragments: n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::parse_ip;
+
+    fn v4_frag(id: u16, off: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+        let tot = 20 + payload.len();
+        let fo = (off / 8) | if more { 0x2000 } else { 0 };
+        let mut h = vec![
+            0x45,
+            0,
+            (tot >> 8) as u8,
+            tot as u8,
+            (id >> 8) as u8,
+            id as u8,
+            (fo >> 8) as u8,
+            fo as u8,
+            64,
+            17,
+            0,
+            0,
+            10,
+            0,
+            0,
+            1,
+            10,
+            0,
+            0,
+            2,
+        ];
+        let c = !csum_fold(csum_add(0, &h));
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h.extend_from_slice(payload);
+        h
+    }
+
+    fn add(d: &mut Defrag, pkt: &[u8], now: Nanos) -> Reassembled {
+        let p = parse_ip(pkt).unwrap();
+        d.add(&p, p.frag.unwrap(), now)
+    }
+
+    #[test]
+    fn out_of_order_with_duplicate() {
+        let mut d = Defrag::new(&Sysctl::default());
+        let a = v4_frag(7, 0, true, &[1; 16]);
+        let b = v4_frag(7, 16, true, &[2; 16]);
+        let c = v4_frag(7, 32, false, &[3; 5]);
+        assert!(matches!(add(&mut d, &c, 0), Reassembled::Held));
+        assert!(matches!(add(&mut d, &b, 0), Reassembled::Held));
+        assert!(matches!(add(&mut d, &b, 0), Reassembled::Held));
+        match add(&mut d, &a, 0) {
+            Reassembled::Complete { packet, fragments } => {
+                assert_eq!(fragments, 3);
+                let p = parse_ip(&packet).unwrap();
+                assert!(p.frag.is_none());
+                assert_eq!(p.l4().len(), 37);
+                assert_eq!(&p.l4()[16..32], &[2; 16]);
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(d.bytes, 0);
+    }
+
+    #[test]
+    fn inside_a_run_is_a_duplicate() {
+        let mut d = Defrag::new(&Sysctl::default());
+        assert!(matches!(
+            add(&mut d, &v4_frag(11, 0, true, &[1; 16]), 0),
+            Reassembled::Held
+        ));
+        assert!(matches!(
+            add(&mut d, &v4_frag(11, 16, true, &[2; 16]), 0),
+            Reassembled::Held
+        ));
+        // Inside the run [0, 32): ignored, not an overlap.
+        assert!(matches!(
+            add(&mut d, &v4_frag(11, 8, true, &[9; 16]), 0),
+            Reassembled::Held
+        ));
+        match add(&mut d, &v4_frag(11, 32, false, &[3; 4]), 0) {
+            Reassembled::Complete { fragments, packet } => {
+                assert_eq!(fragments, 3);
+                assert_eq!(packet[20 + 8], 1);
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn overlap_kills_and_timeout_expires() {
+        let mut d = Defrag::new(&Sysctl::default());
+        assert!(matches!(
+            add(&mut d, &v4_frag(9, 0, true, &[0; 16]), 0),
+            Reassembled::Held
+        ));
+        assert!(matches!(
+            add(&mut d, &v4_frag(9, 8, true, &[0; 16]), 0),
+            Reassembled::Dropped
+        ));
+        assert!(d.queues.is_empty());
+        assert!(matches!(
+            add(&mut d, &v4_frag(10, 0, true, &[0; 16]), 0),
+            Reassembled::Held
+        ));
+        d.expire(secs(31));
+        assert!(d.queues.is_empty());
+        assert_eq!(d.bytes, 0);
+    }
+}

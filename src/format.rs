@@ -1,0 +1,120 @@
+//! Listing formats: an entry as a line of `/proc/net/nf_conntrack`.
+
+use std::fmt::{self, Write};
+
+use ctrack_protocols::{NANOS_PER_SEC, Nanos};
+
+use crate::table::{Entry, ProtoState, status};
+use crate::tuple::{Addr, L4, Tuple, proto};
+
+/// A snapshot of one entry, independent of its address family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryView {
+    /// Original-direction tuple.
+    pub orig: Tuple,
+    /// Reply-direction tuple.
+    pub reply: Tuple,
+    /// Kernel-numbered status bits (see [`crate::table::status`]).
+    pub status: u16,
+    /// Whole seconds until expiry, as the kernel prints them.
+    pub seconds_left: u64,
+    /// TCP state name, for TCP entries.
+    pub tcp_state: Option<&'static str>,
+    /// GRE timeouts (seconds) stored with the entry.
+    pub gre_timeouts: Option<(u32, u32)>,
+    /// Name of the assigned helper.
+    pub helper: Option<&'static str>,
+}
+
+impl EntryView {
+    pub(crate) fn new<A: Addr>(e: &Entry<A>, now: Nanos) -> Self {
+        let reply = e.key.inverse().unwrap_or(e.key);
+        let (tcp_state, gre_timeouts) = match &e.proto {
+            ProtoState::Gre(g) => (None, Some((g.timeout, g.stream_timeout))),
+            _ => (None, None),
+        };
+        EntryView {
+            orig: e.key.to_tuple(),
+            reply: reply.to_tuple(),
+            status: e.status,
+            seconds_left: e.expires.saturating_sub(now) / NANOS_PER_SEC,
+            tcp_state,
+            gre_timeouts,
+            helper: ctrack_helpers::at_index(e.helper).map(|h| h.name),
+        }
+    }
+
+    /// The entry as `/proc/net/nf_conntrack` prints it (without the trailing newline).
+    ///
+    /// `pending_expectations` counts expectations that hold a reference to this entry (the
+    /// kernel's `use=` is the table's reference, the reader's, and one per expectation).
+    pub fn proc_line(&self, pending_expectations: u32) -> String {
+        let mut s = String::with_capacity(200);
+        let _ = self.write_proc(&mut s, pending_expectations);
+        s
+    }
+
+    fn write_proc(&self, s: &mut String, pending: u32) -> fmt::Result {
+        let (l3, l3num) = if self.orig.src.is_ipv6() {
+            ("ipv6", 10)
+        } else {
+            ("ipv4", 2)
+        };
+        let p = self.orig.proto;
+        let l4name = match p {
+            proto::TCP => "tcp",
+            proto::UDP => "udp",
+            proto::UDPLITE => "udplite",
+            proto::SCTP => "sctp",
+            proto::GRE => "gre",
+            proto::ICMP if l3num == 2 => "icmp",
+            proto::ICMPV6 if l3num == 10 => "icmpv6",
+            _ => "unknown",
+        };
+        write!(s, "{l3:<8} {l3num} {l4name:<8} {p} {} ", self.seconds_left)?;
+        if let Some(st) = self.tcp_state {
+            write!(s, "{st} ")?;
+        }
+        if let Some((t, st)) = self.gre_timeouts {
+            write!(s, "timeout={t}, stream_timeout={st} ")?;
+        }
+        write_tuple(s, &self.orig)?;
+        if self.status & status::SEEN_REPLY == 0 {
+            s.push_str("[UNREPLIED] ");
+        }
+        write_tuple(s, &self.reply)?;
+        if self.status & status::ASSURED != 0 {
+            s.push_str("[ASSURED] ");
+        }
+        write!(s, "mark=0 zone={} use={}", self.orig.zone, 2 + pending)
+    }
+}
+
+fn write_addr(s: &mut String, a: &std::net::IpAddr) -> fmt::Result {
+    match a {
+        std::net::IpAddr::V4(v4) => write!(s, "{v4}"),
+        std::net::IpAddr::V6(v6) => {
+            for (i, seg) in v6.segments().iter().enumerate() {
+                if i > 0 {
+                    s.push(':');
+                }
+                write!(s, "{seg:04x}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_tuple(s: &mut String, t: &Tuple) -> fmt::Result {
+    s.push_str("src=");
+    write_addr(s, &t.src)?;
+    s.push_str(" dst=");
+    write_addr(s, &t.dst)?;
+    s.push(' ');
+    match t.l4 {
+        L4::Ports { src, dst } => write!(s, "sport={src} dport={dst} "),
+        L4::Icmp { id, kind, code } => write!(s, "type={kind} code={code} id={id} "),
+        L4::Gre { src_key, dst_key } => write!(s, "srckey={src_key:#x} dstkey={dst_key:#x} "),
+        L4::None => Ok(()),
+    }
+}

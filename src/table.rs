@@ -1,0 +1,495 @@
+//! The connection table: sharded, each shard a slab of entries, a bucketed index and a timer
+//! wheel, all behind one lock.
+//!
+//! A connection is hashed direction-blind (see [`Key::symmetric_words`]), so one index slot
+//! finds it from its original or its reply tuple, and both directions land in the same shard.
+//! The index is open addressing over 64-byte buckets of 10 slots, each slot a 16-bit tag and a
+//! 32-bit entry number; a per-bucket overflow count lets a lookup stop at the first bucket
+//! nothing was displaced from. Lookups touch one bucket line and then one entry.
+
+use ctrack_protocols::gre::GreState;
+use ctrack_protocols::udp::UdpState;
+use ctrack_protocols::{Dir, Nanos};
+
+use crate::timer::{Links, NIL, UNFILED, Wheel};
+use crate::tuple::{Addr, Key};
+
+/// Status bits, numbered as the kernel numbers them.
+pub mod status {
+    /// The connection was expected (created through an expectation).
+    pub const EXPECTED: u16 = 1 << 0;
+    /// A packet has been seen in the reply direction.
+    pub const SEEN_REPLY: u16 = 1 << 1;
+    /// The connection is ASSURED: early drop and GC under pressure spare it.
+    pub const ASSURED: u16 = 1 << 2;
+    /// The entry is in the table.
+    pub const CONFIRMED: u16 = 1 << 3;
+    /// The entry is being destroyed.
+    pub const DYING: u16 = 1 << 9;
+}
+
+/// Protocol state kept with an entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProtoState {
+    /// ICMP, generic: nothing beyond the tuple.
+    #[default]
+    None,
+    /// UDP and UDP-Lite.
+    Udp(UdpState),
+    /// GRE.
+    Gre(GreState),
+}
+
+/// One connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<A> {
+    /// Original-direction tuple.
+    pub key: Key<A>,
+    /// [`status`] bits.
+    pub status: u16,
+    /// Assigned helper (index into the helper registry, 0 = none).
+    pub helper: u8,
+    /// Wheel slot holding the entry.
+    wslot: u16,
+    /// Reuse counter of this slab slot.
+    pub generation: u32,
+    /// Absolute expiry time.
+    pub expires: Nanos,
+    prev: u32,
+    next: u32,
+    /// Index of the entry's extension record, or NIL.
+    pub ext: u32,
+    /// Protocol state.
+    pub proto: ProtoState,
+}
+
+impl<A: Addr> Entry<A> {
+    fn vacant() -> Self {
+        Entry {
+            key: Key::default(),
+            status: 0,
+            helper: 0,
+            wslot: UNFILED,
+            generation: 0,
+            expires: 0,
+            prev: NIL,
+            next: NIL,
+            ext: NIL,
+            proto: ProtoState::None,
+        }
+    }
+
+    /// A fresh, unconfirmed entry for `key`.
+    pub fn new(key: Key<A>) -> Self {
+        Entry {
+            key,
+            ..Self::vacant()
+        }
+    }
+
+    /// The entry is expired at `now` (the kernel: timeout minus now is not positive).
+    #[inline]
+    pub fn expired(&self, now: Nanos) -> bool {
+        self.expires <= now
+    }
+}
+
+const SLOTS: usize = 10;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Bucket {
+    tags: [u16; SLOTS],
+    overflow: u16,
+    _pad: u16,
+    idx: [u32; SLOTS],
+}
+
+const EMPTY_BUCKET: Bucket = Bucket {
+    tags: [0; SLOTS],
+    overflow: 0,
+    _pad: 0,
+    idx: [NIL; SLOTS],
+};
+
+#[inline]
+fn tag_of(h: u64) -> u16 {
+    (h >> 48) as u16 | 1
+}
+
+/// Where a lookup found its entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Slab index.
+    pub idx: u32,
+    /// Which tuple matched.
+    pub dir: Dir,
+}
+
+/// One shard: entries, their index and their timer wheel.
+pub struct Shard<A> {
+    buckets: Vec<Bucket>,
+    mask: usize,
+    /// Live (confirmed) entries.
+    count: usize,
+    entries: Vec<Entry<A>>,
+    free: u32,
+    wheel: Wheel,
+    /// Latest time this shard has seen; time never goes backwards inside a shard.
+    pub clock: Nanos,
+}
+
+struct Slab<'a, A>(&'a mut Vec<Entry<A>>);
+
+impl<A> Links for Slab<'_, A> {
+    #[inline]
+    fn deadline(&self, i: u32) -> Nanos {
+        self.0[i as usize].expires
+    }
+    #[inline]
+    fn links(&mut self, i: u32) -> (&mut u32, &mut u32, &mut u16) {
+        let e = &mut self.0[i as usize];
+        (&mut e.prev, &mut e.next, &mut e.wslot)
+    }
+}
+
+impl<A: Addr> Default for Shard<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Addr> Shard<A> {
+    /// An empty shard.
+    pub fn new() -> Self {
+        Shard {
+            buckets: vec![EMPTY_BUCKET; 1],
+            mask: 0,
+            count: 0,
+            entries: Vec::new(),
+            free: NIL,
+            wheel: Wheel::default(),
+            clock: 0,
+        }
+    }
+
+    /// Number of confirmed entries.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when the shard holds nothing.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The entry at slab index `i`.
+    #[inline]
+    pub fn get(&self, i: u32) -> &Entry<A> {
+        &self.entries[i as usize]
+    }
+
+    /// The entry at slab index `i`, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, i: u32) -> &mut Entry<A> {
+        &mut self.entries[i as usize]
+    }
+
+    /// Bytes of memory the shard holds (slab, index, wheel), for per-entry accounting.
+    pub fn memory(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry<A>>()
+            + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + LEVELS_BYTES
+    }
+
+    /// Address of the bucket `h` hashes to, for prefetching.
+    #[inline]
+    pub fn bucket_ptr(&self, h: u64) -> *const u8 {
+        self.buckets[h as usize & self.mask..].as_ptr() as *const u8
+    }
+
+    /// Looks up `key` (with precomputed `inv`, its inverse) under hash `h`.
+    #[inline]
+    pub fn find(&self, h: u64, key: &Key<A>, inv: &Key<A>) -> Option<Found> {
+        let tag = tag_of(h);
+        let mut b = h as usize & self.mask;
+        for _ in 0..self.buckets.len() {
+            let bk = &self.buckets[b];
+            for s in 0..SLOTS {
+                if bk.tags[s] == tag {
+                    let i = bk.idx[s];
+                    let e = &self.entries[i as usize];
+                    if e.key == *key {
+                        return Some(Found {
+                            idx: i,
+                            dir: Dir::Original,
+                        });
+                    }
+                    if e.key == *inv {
+                        return Some(Found {
+                            idx: i,
+                            dir: Dir::Reply,
+                        });
+                    }
+                }
+            }
+            if bk.overflow == 0 {
+                return None;
+            }
+            b = (b + 1) & self.mask;
+        }
+        None
+    }
+
+    fn index_insert(&mut self, h: u64, i: u32) {
+        let tag = tag_of(h);
+        let mut b = h as usize & self.mask;
+        loop {
+            let bk = &mut self.buckets[b];
+            if let Some(s) = bk.tags.iter().position(|&t| t == 0) {
+                bk.tags[s] = tag;
+                bk.idx[s] = i;
+                return;
+            }
+            bk.overflow = bk.overflow.saturating_add(1);
+            b = (b + 1) & self.mask;
+        }
+    }
+
+    fn index_remove(&mut self, h: u64, i: u32) {
+        let home = h as usize & self.mask;
+        let mut b = home;
+        for _ in 0..self.buckets.len() {
+            let bk = &mut self.buckets[b];
+            if let Some(s) = (0..SLOTS).find(|&s| bk.tags[s] != 0 && bk.idx[s] == i) {
+                bk.tags[s] = 0;
+                bk.idx[s] = NIL;
+                let mut c = home;
+                while c != b {
+                    let o = &mut self.buckets[c].overflow;
+                    if *o != u16::MAX {
+                        *o -= 1;
+                    }
+                    c = (c + 1) & self.mask;
+                }
+                return;
+            }
+            b = (b + 1) & self.mask;
+        }
+        debug_assert!(false, "entry {i} missing from the index");
+    }
+
+    fn grow(&mut self, hash: &impl Fn(&Key<A>) -> u64) {
+        let n = self.buckets.len() * 2;
+        self.buckets = vec![EMPTY_BUCKET; n];
+        self.mask = n - 1;
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.status & status::CONFIRMED != 0 {
+                let h = hash(&e.key);
+                self.index_insert(h, i as u32);
+            }
+        }
+    }
+
+    /// Inserts (confirms) `e` under hash `h`; returns its slab index.
+    pub fn insert(
+        &mut self,
+        h: u64,
+        mut e: Entry<A>,
+        now: Nanos,
+        hash: &impl Fn(&Key<A>) -> u64,
+    ) -> u32 {
+        if (self.count + 1) * 8 > self.buckets.len() * SLOTS * 7 {
+            self.grow(hash);
+        }
+        e.status |= status::CONFIRMED;
+        e.prev = NIL;
+        e.next = NIL;
+        e.wslot = UNFILED;
+        let i = if self.free != NIL {
+            let i = self.free;
+            self.free = self.entries[i as usize].next;
+            e.generation = self.entries[i as usize].generation;
+            self.entries[i as usize] = e;
+            i
+        } else {
+            self.entries.push(e);
+            (self.entries.len() - 1) as u32
+        };
+        self.index_insert(h, i);
+        self.count += 1;
+        self.wheel.insert(&mut Slab(&mut self.entries), i, now);
+        i
+    }
+
+    /// Sets entry `i`'s expiry, re-filing it in the wheel only when the new time is earlier
+    /// than its slot.
+    #[inline]
+    pub fn set_expiry(&mut self, i: u32, expires: Nanos, now: Nanos) {
+        let e = &mut self.entries[i as usize];
+        let id = e.wslot;
+        let earlier = expires < e.expires;
+        e.expires = expires;
+        if earlier && self.wheel.needs_refile(id, expires) {
+            let mut s = Slab(&mut self.entries);
+            self.wheel.remove(&mut s, i);
+            self.wheel.insert(&mut s, i, now);
+        }
+    }
+
+    /// Removes entry `i` (hash `h`) from the index and wheel and frees its slot; returns it.
+    pub fn remove(&mut self, h: u64, i: u32) -> Entry<A> {
+        self.index_remove(h, i);
+        self.wheel.remove(&mut Slab(&mut self.entries), i);
+        self.release(i)
+    }
+
+    fn release(&mut self, i: u32) -> Entry<A> {
+        let e = &mut self.entries[i as usize];
+        let old = *e;
+        let generation = e.generation.wrapping_add(1);
+        *e = Entry::vacant();
+        e.generation = generation;
+        e.next = self.free;
+        self.free = i;
+        self.count -= 1;
+        old
+    }
+
+    /// Advances the wheel to `now`, removing expired entries; `gone` sees each one.
+    pub fn expire(
+        &mut self,
+        now: Nanos,
+        hash: &impl Fn(&Key<A>) -> u64,
+        mut gone: impl FnMut(&Entry<A>),
+    ) -> usize {
+        let mut dead: Vec<u32> = Vec::new();
+        self.wheel
+            .advance(&mut Slab(&mut self.entries), now, |_, i| dead.push(i));
+        for &i in &dead {
+            let h = hash(&self.entries[i as usize].key);
+            self.index_remove(h, i);
+            let e = self.release(i);
+            gone(&e);
+        }
+        dead.len()
+    }
+
+    /// Every confirmed entry with its slab index.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Entry<A>)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.status & status::CONFIRMED != 0)
+            .map(|(i, e)| (i as u32, e))
+    }
+
+    /// Entries stored in up to `n` buckets starting at the one `h` hashes to, bucket by bucket
+    /// (for early drop).
+    pub fn bucket_run(&self, h: u64, n: usize) -> impl Iterator<Item = Vec<u32>> + '_ {
+        let start = h as usize & self.mask;
+        let n = n.min(self.buckets.len());
+        (0..n).map(move |k| {
+            let bk = &self.buckets[(start + k) & self.mask];
+            (0..SLOTS)
+                .filter(|&s| bk.tags[s] != 0)
+                .map(|s| bk.idx[s])
+                .collect()
+        })
+    }
+}
+
+const LEVELS_BYTES: usize = std::mem::size_of::<Wheel>() + 6 * 64 * 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuple::proto;
+
+    fn key(n: u32) -> Key<[u8; 4]> {
+        Key {
+            src: n.to_be_bytes(),
+            dst: [10, 0, 0, 1],
+            sport: (n % 60000) as u16,
+            dport: 80,
+            zone: 0,
+            proto: proto::UDP,
+        }
+    }
+
+    fn h(k: &Key<[u8; 4]>) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(7).hash_one(k.symmetric_words())
+    }
+
+    #[test]
+    fn insert_find_remove_many() {
+        let mut s = Shard::<[u8; 4]>::new();
+        let mut ids = vec![];
+        for n in 0..5000 {
+            let k = key(n);
+            let mut e = Entry::new(k);
+            e.expires = 1_000_000_000_000;
+            ids.push(s.insert(h(&k), e, 0, &h));
+        }
+        assert_eq!(s.len(), 5000);
+        for n in 0..5000u32 {
+            let k = key(n);
+            let inv = k.inverse().unwrap();
+            assert_eq!(s.find(h(&k), &k, &inv).unwrap().dir, Dir::Original);
+            assert_eq!(s.find(h(&k), &inv, &k).unwrap().dir, Dir::Reply);
+        }
+        for n in (0..5000u32).step_by(2) {
+            let k = key(n);
+            s.remove(h(&k), ids[n as usize]);
+        }
+        for n in 0..5000u32 {
+            let k = key(n);
+            let inv = k.inverse().unwrap();
+            assert_eq!(s.find(h(&k), &k, &inv).is_some(), n % 2 == 1, "{n}");
+        }
+        assert_eq!(s.len(), 2500);
+    }
+
+    #[test]
+    fn colliding_hashes_overflow_and_clean_up() {
+        // Every key in the same bucket: overflow chains must stay correct.
+        let same = |_: &Key<[u8; 4]>| 0xabcd_0000_0000_0000u64;
+        let mut s = Shard::<[u8; 4]>::new();
+        let mut ids = vec![];
+        for n in 0..100 {
+            let mut e = Entry::new(key(n));
+            e.expires = u64::MAX;
+            ids.push(s.insert(same(&key(n)), e, 0, &same));
+        }
+        for n in 0..100u32 {
+            let k = key(n);
+            assert!(s.find(same(&k), &k, &k.inverse().unwrap()).is_some());
+        }
+        for n in 0..100u32 {
+            s.remove(0xabcd_0000_0000_0000, ids[n as usize]);
+        }
+        assert!(
+            s.buckets
+                .iter()
+                .all(|b| b.overflow == 0 && b.tags == [0; SLOTS])
+        );
+    }
+
+    #[test]
+    fn wheel_expires_entries() {
+        let mut s = Shard::<[u8; 4]>::new();
+        for n in 0..10 {
+            let mut e = Entry::new(key(n));
+            e.expires = (n as u64 + 1) * 1_000_000_000;
+            s.insert(h(&key(n)), e, 0, &h);
+        }
+        let mut seen = 0;
+        s.expire(5_500_000_000, &h, |_| seen += 1);
+        assert_eq!(seen, 5);
+        assert_eq!(s.len(), 5);
+    }
+}

@@ -1,0 +1,343 @@
+//! A hierarchical timing wheel that finds expired entries in O(1) amortised time.
+//!
+//! Entries are linked into slots through two `u32` links they carry themselves (the wheel owns
+//! no per-entry memory). Refreshing an entry only rewrites its deadline: the wheel files it by
+//! the deadline it had when it was filed and, when that slot comes due, either expires it or
+//! files it again by its current deadline. A deadline that moves *earlier* is re-filed at once
+//! by the caller (see [`Wheel::needs_refile`]), so an entry is always examined no later than
+//! one tick after it expires.
+//!
+//! Levels: 6 levels of 64 slots; a level-0 slot spans one tick (2^24 ns, about 16.8 ms), a
+//! level-L slot 64^L ticks, so the wheel covers about 570 years; longer deadlines are clamped.
+
+use ctrack_protocols::Nanos;
+
+/// Nanoseconds per tick, as a shift.
+pub const TICK_SHIFT: u32 = 24;
+const LEVELS: usize = 6;
+const SLOT_BITS: u32 = 6;
+const SLOTS: usize = 1 << SLOT_BITS;
+/// "No entry" in links and slot heads.
+pub const NIL: u32 = u32::MAX;
+/// "Not filed" for an entry's slot number.
+pub const UNFILED: u16 = u16::MAX;
+
+/// What the wheel needs to read and write in the entries it links.
+pub trait Links {
+    /// The deadline of entry `i`.
+    fn deadline(&self, i: u32) -> Nanos;
+    /// Entry `i`'s (prev, next) links.
+    fn links(&mut self, i: u32) -> (&mut u32, &mut u32, &mut u16);
+}
+
+/// The wheel: slot heads plus a bitmap of non-empty slots per level.
+#[derive(Clone, Debug)]
+pub struct Wheel {
+    heads: Box<[[u32; SLOTS]; LEVELS]>,
+    occupied: [u64; LEVELS],
+    /// Ticks processed so far: every slot due at or before this tick has been drained.
+    tick: u64,
+    started: bool,
+}
+
+impl Default for Wheel {
+    fn default() -> Self {
+        Wheel {
+            heads: Box::new([[NIL; SLOTS]; LEVELS]),
+            occupied: [0; LEVELS],
+            tick: 0,
+            started: false,
+        }
+    }
+}
+
+#[inline]
+fn tick_of(t: Nanos) -> u64 {
+    t >> TICK_SHIFT
+}
+
+impl Wheel {
+    /// Files entry `i` by its current deadline. The entry must not be filed.
+    pub fn insert<L: Links>(&mut self, ls: &mut L, i: u32, now: Nanos) {
+        if !self.started {
+            self.tick = tick_of(now);
+            self.started = true;
+        }
+        let due = tick_of(ls.deadline(i)).max(self.tick + 1);
+        let mut level = 0;
+        while level < LEVELS - 1 {
+            let shift = SLOT_BITS * level as u32;
+            if (due >> shift) - (self.tick >> shift) < SLOTS as u64 {
+                break;
+            }
+            level += 1;
+        }
+        let shift = SLOT_BITS * level as u32;
+        let turn = if level == LEVELS - 1 {
+            (due >> shift).min((self.tick >> shift) + SLOTS as u64 - 1)
+        } else {
+            due >> shift
+        };
+        let slot = (turn & (SLOTS as u64 - 1)) as usize;
+        let id = (level * SLOTS + slot) as u16;
+        let head = self.heads[level][slot];
+        {
+            let (p, n, s) = ls.links(i);
+            *p = NIL;
+            *n = head;
+            *s = id;
+        }
+        if head != NIL {
+            *ls.links(head).0 = i;
+        }
+        self.heads[level][slot] = i;
+        self.occupied[level] |= 1 << slot;
+    }
+
+    /// Unlinks entry `i` from whatever slot holds it (no-op when it is not filed).
+    pub fn remove<L: Links>(&mut self, ls: &mut L, i: u32) {
+        let (prev, next, id) = {
+            let (p, n, s) = ls.links(i);
+            let r = (*p, *n, *s);
+            *p = NIL;
+            *n = NIL;
+            *s = UNFILED;
+            r
+        };
+        if id == UNFILED {
+            return;
+        }
+        if prev != NIL {
+            *ls.links(prev).1 = next;
+        } else {
+            let (level, slot) = (id as usize / SLOTS, id as usize % SLOTS);
+            self.heads[level][slot] = next;
+            if next == NIL {
+                self.occupied[level] &= !(1 << slot);
+            }
+        }
+        if next != NIL {
+            *ls.links(next).0 = prev;
+        }
+    }
+
+    /// True when entry `i`, filed in slot `id`, must be re-filed because its deadline moved
+    /// before the time its slot comes due.
+    pub fn needs_refile(&self, id: u16, new_deadline: Nanos) -> bool {
+        if id == UNFILED {
+            return true;
+        }
+        let (level, slot) = (id as usize / SLOTS, id as u64 % SLOTS as u64);
+        let shift = SLOT_BITS * level as u32;
+        // The earliest tick at which this slot can come due.
+        let cur = self.tick >> shift;
+        let mut turn = (cur & !(SLOTS as u64 - 1)) | slot;
+        if turn <= cur {
+            turn += SLOTS as u64;
+        }
+        tick_of(new_deadline) < (turn << shift)
+    }
+
+    /// Advances the wheel to `now`, calling `expire(i)` for every entry whose deadline has
+    /// passed (the callback must free the entry; it is already unlinked) and re-filing the
+    /// others. Returns the number expired.
+    pub fn advance<L: Links>(
+        &mut self,
+        ls: &mut L,
+        now: Nanos,
+        mut expire: impl FnMut(&mut L, u32),
+    ) -> usize {
+        let target = tick_of(now);
+        if !self.started {
+            self.tick = target;
+            self.started = true;
+            return 0;
+        }
+        if target <= self.tick {
+            return 0;
+        }
+        let from = self.tick;
+        self.tick = target;
+        let mut drained: Vec<u32> = Vec::new();
+        for level in 0..LEVELS {
+            let shift = SLOT_BITS * level as u32;
+            let (a, b) = (from >> shift, target >> shift);
+            if a == b {
+                break;
+            }
+            let turns = b - a;
+            let mask = if turns >= SLOTS as u64 {
+                u64::MAX
+            } else {
+                let mut m = 0u64;
+                let mut k = a + 1;
+                while k <= b {
+                    m |= 1 << (k & (SLOTS as u64 - 1));
+                    k += 1;
+                }
+                m
+            };
+            let mut todo = self.occupied[level] & mask;
+            while todo != 0 {
+                let slot = todo.trailing_zeros() as usize;
+                todo &= todo - 1;
+                let mut i = self.heads[level][slot];
+                self.heads[level][slot] = NIL;
+                self.occupied[level] &= !(1 << slot);
+                while i != NIL {
+                    let (p, n, s) = ls.links(i);
+                    let next = *n;
+                    *p = NIL;
+                    *n = NIL;
+                    *s = UNFILED;
+                    drained.push(i);
+                    i = next;
+                }
+            }
+        }
+        let mut expired = 0;
+        for i in drained {
+            if ls.deadline(i) <= now {
+                expire(ls, i);
+                expired += 1;
+            } else {
+                self.insert(ls, i, now);
+            }
+        }
+        expired
+    }
+
+    /// The tick up to which the wheel has been advanced.
+    pub fn tick(&self) -> u64 {
+        self.tick
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Default)]
+    struct Arena {
+        dl: Vec<Nanos>,
+        p: Vec<u32>,
+        n: Vec<u32>,
+        s: Vec<u16>,
+        alive: Vec<bool>,
+    }
+
+    impl Arena {
+        fn add(&mut self, d: Nanos) -> u32 {
+            self.dl.push(d);
+            self.p.push(NIL);
+            self.n.push(NIL);
+            self.s.push(UNFILED);
+            self.alive.push(true);
+            (self.dl.len() - 1) as u32
+        }
+    }
+
+    impl Links for Arena {
+        fn deadline(&self, i: u32) -> Nanos {
+            self.dl[i as usize]
+        }
+        fn links(&mut self, i: u32) -> (&mut u32, &mut u32, &mut u16) {
+            let i = i as usize;
+            (&mut self.p[i], &mut self.n[i], &mut self.s[i])
+        }
+    }
+
+    const S: Nanos = 1_000_000_000;
+
+    #[test]
+    fn expires_in_order_and_refiles() {
+        let mut w = Wheel::default();
+        let mut a = Arena::default();
+        let now = 5 * S;
+        let e1 = a.add(now + 30 * S);
+        let e2 = a.add(now + 432_000 * S);
+        w.insert(&mut a, e1, now);
+        w.insert(&mut a, e2, now);
+        let mut gone = vec![];
+        w.advance(&mut a, now + 29 * S, |_, i| gone.push(i));
+        assert!(gone.is_empty());
+        // Refresh e1 later: lazily re-filed when its slot comes due.
+        a.dl[e1 as usize] = now + 60 * S;
+        w.advance(&mut a, now + 31 * S, |_, i| gone.push(i));
+        assert!(gone.is_empty());
+        w.advance(&mut a, now + 61 * S, |_, i| gone.push(i));
+        assert_eq!(gone, vec![e1]);
+        w.advance(&mut a, now + 432_001 * S, |_, i| gone.push(i));
+        assert_eq!(gone, vec![e1, e2]);
+    }
+
+    #[test]
+    fn remove_unlinks() {
+        let mut w = Wheel::default();
+        let mut a = Arena::default();
+        let ids: Vec<u32> = (0..5).map(|k| a.add(S * (k + 1))).collect();
+        for &i in &ids {
+            w.insert(&mut a, i, 0);
+        }
+        w.remove(&mut a, ids[2]);
+        w.remove(&mut a, ids[2]);
+        let mut gone = vec![];
+        w.advance(&mut a, 100 * S, |_, i| gone.push(i));
+        gone.sort();
+        assert_eq!(gone, vec![ids[0], ids[1], ids[3], ids[4]]);
+    }
+
+    proptest! {
+        /// Every entry is expired exactly once, never before its deadline and no later than
+        /// one tick after the first advance past it, whatever the refreshes and time steps.
+        #[test]
+        fn never_early_never_lost(
+            ops in proptest::collection::vec((0u8..3, 0u64..600, 1u64..5_000), 1..300)
+        ) {
+            let mut w = Wheel::default();
+            let mut a = Arena::default();
+            let mut now: Nanos = 1_000 * S;
+            let mut expired_at: Vec<Option<Nanos>> = vec![];
+            for (op, x, step) in ops {
+                match op {
+                    0 => {
+                        let i = a.add(now + x * S / 4);
+                        expired_at.push(None);
+                        w.insert(&mut a, i, now);
+                    }
+                    1 if !a.dl.is_empty() => {
+                        let i = (x as usize) % a.dl.len();
+                        if a.alive[i] {
+                            let nd = now + (step % 900) * S / 3;
+                            let id = a.s[i];
+                            a.dl[i] = nd;
+                            if w.needs_refile(id, nd) {
+                                w.remove(&mut a, i as u32);
+                                w.insert(&mut a, i as u32, now);
+                            }
+                        }
+                    }
+                    _ => {
+                        now += step * 10_000_000;
+                        let t = now;
+                        w.advance(&mut a, now, |ar, i| {
+                            assert!(ar.alive[i as usize]);
+                            ar.alive[i as usize] = false;
+                            expired_at[i as usize] = Some(t);
+                        });
+                        for (i, al) in a.alive.iter().enumerate() {
+                            if *al {
+                                // Still alive: its deadline has not passed by more than a tick.
+                                prop_assert!(a.dl[i] + (1 << TICK_SHIFT) > now,
+                                    "entry {} deadline {} now {}", i, a.dl[i], now);
+                            } else {
+                                prop_assert!(a.dl[i] <= expired_at[i].unwrap());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Replays every capture in `pcaps/` and compares ctrack with the kernel's golden output:
+//! every scored packet's verdict exactly, every `# table` and `# expect` line exactly except the
+//! seconds-left field, which may differ by 2 s.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ctrack::{Config, Conntrack, HostModel, capture};
+
+fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            captures(&p, out);
+        } else if p.extension().is_some_and(|x| x == "golden") {
+            out.push(p);
+        }
+    }
+}
+
+/// The engine configuration for a scenario's arguments (as given to ktrace).
+fn config(args: &str) -> Config {
+    let mut cfg = Config {
+        host: HostModel::Router,
+        ..Config::default()
+    };
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    let mut it = args.split_whitespace();
+    let mut helpers = Vec::new();
+    while let Some(a) = it.next() {
+        match a {
+            "--sysctl" => {
+                cfg.set_sysctl(it.next().expect("--sysctl value")).unwrap();
+            }
+            "--helper" => helpers.push(it.next().expect("--helper value").to_string()),
+            "--realtime" => {}
+            other => panic!("unknown scenario argument {other}"),
+        }
+    }
+    cfg.helpers = ctrack_helpers::parse_assignments(helpers.iter().map(String::as_str)).unwrap();
+    cfg
+}
+
+struct Output {
+    verdicts: Vec<String>,
+    tables: Vec<String>,
+    expects: Vec<String>,
+}
+
+fn parse_output(text: &str) -> Output {
+    let mut o = Output {
+        verdicts: vec![],
+        tables: vec![],
+        expects: vec![],
+    };
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("# table ") {
+            o.tables.push(t.to_string());
+        } else if let Some(t) = line.strip_prefix("# expect ") {
+            o.expects.push(t.to_string());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (_, v) = line.split_once(' ').unwrap_or((line, ""));
+            o.verdicts.push(v.to_string());
+        }
+    }
+    o
+}
+
+fn replay(path: &Path, cfg: Config) -> Output {
+    let cap = capture::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let ct = Conntrack::new(cfg);
+    let mut verdicts = Vec::new();
+    let mut last = 0;
+    for (ts, link, frame) in cap.packets() {
+        last = last.max(ts);
+        let mut s = String::new();
+        ct.process(frame, link, ts).write_line(&mut s).unwrap();
+        verdicts.push(s);
+    }
+    let mut tables = Vec::new();
+    ct.for_each_entry(last, |e| tables.push(e.proc_line(0)));
+    Output {
+        verdicts,
+        tables,
+        expects: vec![],
+    }
+}
+
+/// Splits a table or expect line into its seconds field and the rest.
+fn split_seconds(line: &str, field: usize) -> (i64, String) {
+    let toks: Vec<&str> = line.split_whitespace().collect();
+    let secs = toks.get(field).and_then(|s| s.parse().ok()).unwrap_or(-1);
+    let rest: Vec<&str> = toks
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != field)
+        .map(|(_, t)| *t)
+        .collect();
+    (secs, rest.join(" "))
+}
+
+fn compare_lines(kind: &str, want: &[String], got: &[String], field: usize, errs: &mut String) {
+    let mut w: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for l in want {
+        let (s, r) = split_seconds(l, field);
+        w.entry(r).or_default().push(s);
+    }
+    let mut g: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for l in got {
+        let (s, r) = split_seconds(l, field);
+        g.entry(r).or_default().push(s);
+    }
+    for (k, ws) in &w {
+        match g.get(k) {
+            None => {
+                let _ = writeln!(errs, "  missing {kind}: {k}");
+            }
+            Some(gs) if gs.len() != ws.len() => {
+                let _ = writeln!(errs, "  {kind} count {} != {}: {k}", gs.len(), ws.len());
+            }
+            Some(gs) => {
+                let (mut a, mut b) = (ws.clone(), gs.clone());
+                a.sort();
+                b.sort();
+                for (x, y) in a.iter().zip(&b) {
+                    if (x - y).abs() > 2 {
+                        let _ = writeln!(errs, "  {kind} seconds {y} vs kernel {x}: {k}");
+                    }
+                }
+            }
+        }
+    }
+    for k in g.keys() {
+        if !w.contains_key(k) {
+            let _ = writeln!(errs, "  extra {kind}: {k}");
+        }
+    }
+}
+
+#[test]
+fn every_capture_matches_its_kernel_golden() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
+    let mut goldens = Vec::new();
+    captures(&root, &mut goldens);
+    goldens.sort();
+    assert!(!goldens.is_empty(), "no goldens under {}", root.display());
+    let mut failures = String::new();
+    let (mut packets, mut scored, mut lines) = (0, 0, 0);
+    for g in &goldens {
+        let base = g.with_extension("");
+        let cap = ["pcap", "pcapng"]
+            .iter()
+            .map(|e| base.with_extension(e))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no capture beside {}", g.display()));
+        let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
+        let want = parse_output(&std::fs::read_to_string(g).unwrap());
+        let got = replay(&cap, config(&args));
+        let mut errs = String::new();
+        if want.verdicts.len() != got.verdicts.len() {
+            let _ = writeln!(
+                errs,
+                "  {} packets in golden, {} replayed",
+                want.verdicts.len(),
+                got.verdicts.len()
+            );
+        }
+        for (i, (w, c)) in want.verdicts.iter().zip(&got.verdicts).enumerate() {
+            packets += 1;
+            // The oracle cannot see what the kernel drops for reasons outside tracking.
+            if w == "dropped" || w.contains("timeout") {
+                continue;
+            }
+            scored += 1;
+            if w != c {
+                let _ = writeln!(errs, "  packet {i}: kernel {w}, ctrack {c}");
+            }
+        }
+        lines += want.tables.len();
+        compare_lines("table", &want.tables, &got.tables, 4, &mut errs);
+        compare_lines("expect", &want.expects, &got.expects, 0, &mut errs);
+        if !errs.is_empty() {
+            let _ = writeln!(failures, "{}:\n{errs}", cap.display());
+        }
+    }
+    eprintln!(
+        "golden: {} captures, {packets} packets ({scored} scored), {lines} table lines",
+        goldens.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "disagreements with the kernel:\n{failures}"
+    );
+}
