@@ -2,8 +2,10 @@
 //! timeout each segment earns, after Linux's `nf_conntrack_proto_tcp`.
 //!
 //! The engine calls [`parse`] on every TCP segment (an error means `invalid`), [`new_conn`]
-//! when no entry matches, then [`track`] with the entry's state. Everything here is a pure
-//! function of its inputs; comparisons of sequence numbers are modulo 2^32.
+//! when no entry matches, then [`track`] with the entry's state ([`track_full`] also reports
+//! the one case where an invalid segment still shortens its entry's life). The first segment
+//! of a new entry is always accepted. Everything here is a pure function of its inputs;
+//! comparisons of sequence numbers are modulo 2^32.
 //!
 //! ```
 //! use ctrack_protocols::{tcp, Ctx, Decision, Dir, secs, sysctl::Sysctl};

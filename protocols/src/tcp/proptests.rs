@@ -242,6 +242,11 @@ fn run(gens: &[Gen], s: &Sysctl, check: bool) {
                     if check {
                         check_invariants(&before, &st, Dir::Original, &seg, d, s);
                     }
+                    // The first segment of a new entry is always accepted with a timeout.
+                    assert!(
+                        matches!(d, Decision::Accept(a) if a.timeout.is_some() && !a.kill),
+                        "{d:?}"
+                    );
                     if let Decision::Accept(a) = d {
                         entry = Some(Entry {
                             st,
