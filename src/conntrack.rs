@@ -7,7 +7,7 @@ use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
 use ctrack_protocols::icmp::{self, Class};
 use ctrack_protocols::sysctl::{Sysctl, SysctlError};
-use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, udp};
+use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, tcp, udp};
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
@@ -96,7 +96,8 @@ impl<A: Addr> Table<A> {
 
 /// Layer-4 facts of a packet, once its header has passed the protocol's checks.
 #[derive(Clone, Copy, Debug)]
-enum Input {
+enum Input<'a> {
+    Tcp(tcp::Segment<'a>),
     Udp,
     UdpLite,
     Icmp,
@@ -340,8 +341,20 @@ impl Conntrack {
                 }
                 Input::Gre
             }
-            proto::TCP | proto::SCTP => {
-                // The TCP and SCTP trackers are not part of this build yet.
+            proto::TCP => {
+                if !ports(&mut key) {
+                    return self.invalid();
+                }
+                let Ok(seg) = tcp::parse(l4) else {
+                    return self.invalid();
+                };
+                if cksum && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4) {
+                    return self.invalid();
+                }
+                Input::Tcp(seg)
+            }
+            proto::SCTP => {
+                // The SCTP tracker is not part of this build yet.
                 return self.invalid();
             }
             _ => Input::Generic,
@@ -393,7 +406,7 @@ impl Conntrack {
             } else {
                 State::New
             };
-            let d = run_tracker(&mut e.proto, &e.key, input, &ctx, &self.cfg.sysctl);
+            let (d, lower) = run_tracker(&mut e.proto, &e.key, input, &ctx, &self.cfg.sysctl);
             match d {
                 Decision::Accept(a) => {
                     return self.apply(sb, h, idx, dir, state, a, now);
@@ -407,6 +420,9 @@ impl Conntrack {
                     return verdict_of(e, state, dir);
                 }
                 Decision::Invalid => {
+                    if let Some(t) = lower {
+                        sb.shard.set_expiry(idx, now.saturating_add(t), now);
+                    }
                     sb.stats.invalid += 1;
                     return Verdict::INVALID;
                 }
@@ -457,7 +473,7 @@ impl Conntrack {
         sb: &mut ShardBox<A>,
         h: u64,
         key: Key<A>,
-        input: Input,
+        input: Input<'_>,
         now: Nanos,
     ) -> Verdict {
         let s = &self.cfg.sysctl;
@@ -471,6 +487,14 @@ impl Conntrack {
         }
         let mut e = Entry::new(key);
         e.proto = match input {
+            Input::Tcp(seg) => match tcp::new_conn(&seg, s) {
+                Some(st) => ProtoState::Tcp(st),
+                None => {
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    sb.stats.invalid += 1;
+                    return Verdict::INVALID;
+                }
+            },
             Input::Udp => ProtoState::Udp(Default::default()),
             Input::Gre => ProtoState::Gre(Default::default()),
             Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
@@ -486,7 +510,7 @@ impl Conntrack {
             now,
             expires: 0,
         };
-        let d = run_tracker(&mut e.proto, &e.key, input, &ctx, s);
+        let (d, _) = run_tracker(&mut e.proto, &e.key, input, &ctx, s);
         let a = match d {
             Decision::Accept(a) => a,
             Decision::Ignore | Decision::Invalid | Decision::Reopen => {
@@ -650,23 +674,30 @@ impl Conntrack {
     }
 }
 
+/// Runs the entry's tracker. The second value is the TCP tracker's request to shorten the
+/// entry's life even though the packet is invalid.
 fn run_tracker<A: Addr>(
     st: &mut ProtoState,
     key: &Key<A>,
-    input: Input,
+    input: Input<'_>,
     ctx: &Ctx,
     s: &Sysctl,
-) -> Decision {
-    match (st, input) {
+) -> (Decision, Option<Nanos>) {
+    let d = match (st, input) {
+        (ProtoState::Tcp(t), Input::Tcp(seg)) => {
+            let v = tcp::track_full(t, &seg, ctx, s);
+            return (v.decision, v.lower_timeout);
+        }
         (ProtoState::Udp(u), Input::Udp) => udp::track(u, ctx, s),
-        (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::UdpLite) => udp::track_lite(ctx, s),
+        (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::Icmp) => icmp::track(A::V6, (key.dport >> 8) as u8, s),
         (ProtoState::None, Input::Generic) => generic::track(s),
         // A packet whose protocol disagrees with its entry's state cannot happen (the protocol
         // is part of the tuple); refuse it rather than guess.
         _ => Decision::Invalid,
-    }
+    };
+    (d, None)
 }
 
 fn verdict_of<A>(e: &Entry<A>, state: State, dir: Dir) -> Verdict {

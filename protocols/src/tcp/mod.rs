@@ -24,8 +24,6 @@ pub mod options;
 pub mod window;
 
 #[cfg(test)]
-mod harness;
-#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
