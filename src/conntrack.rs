@@ -1,7 +1,7 @@
 //! The engine: frames in, verdicts out, over one sharded table per address family.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
@@ -64,12 +64,16 @@ const EVICTION_RANGE: usize = 8;
 
 pub(crate) struct Table<A> {
     pub(crate) shards: Box<[CachePadded<Mutex<ShardBox<A>>>]>,
+    /// Per shard: a "table full" drop happened and a garbage-collection pass is owed.
+    pressure: Box<[AtomicBool]>,
     mask: usize,
 }
 
 pub(crate) struct ShardBox<A> {
     pub(crate) shard: Shard<A>,
     pub(crate) stats: ShardStats,
+    /// Next slab index the pressure sweep looks at.
+    gc_cursor: u32,
 }
 
 impl<A: Addr> Table<A> {
@@ -81,9 +85,11 @@ impl<A: Addr> Table<A> {
                     CachePadded::new(Mutex::new(ShardBox {
                         shard: Shard::new(),
                         stats: ShardStats::default(),
+                        gc_cursor: 0,
                     }))
                 })
                 .collect(),
+            pressure: (0..n).map(|_| AtomicBool::new(false)).collect(),
             mask: n - 1,
         }
     }
@@ -377,6 +383,10 @@ impl Conntrack {
         if expired > 0 {
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
+        let pressure = &t.pressure[t.shard_of(h)];
+        if pressure.load(Ordering::Relaxed) {
+            self.gc_step(sb, pressure, now);
+        }
         for _attempt in 0..2 {
             let found = match sb.shard.find(h, &key, &inv) {
                 Some(f) if sb.shard.get(f.idx).expired(now) => {
@@ -387,7 +397,7 @@ impl Conntrack {
                 f => f,
             };
             let Some(Found { idx, dir }) = found else {
-                return self.create(sb, h, key, input, now);
+                return self.create(t, sb, h, key, input, now);
             };
             sb.stats.found += 1;
             let e = sb.shard.get_mut(idx);
@@ -468,8 +478,10 @@ impl Conntrack {
     }
 
     /// The first packet of a connection: make an entry, track it, confirm it.
+    #[allow(clippy::too_many_arguments)]
     fn create<A: Addr>(
         &self,
+        t: &Table<A>,
         sb: &mut ShardBox<A>,
         h: u64,
         key: Key<A>,
@@ -483,6 +495,10 @@ impl Conntrack {
         if max != 0 && n > max && !self.early_drop(sb, h, now) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             sb.stats.drop += 1;
+            // Owe every shard a pressure sweep, as the kernel wakes its GC worker.
+            for p in t.pressure.iter() {
+                p.store(true, Ordering::Relaxed);
+            }
             return Verdict::DROPPED;
         }
         let mut e = Entry::new(key);
@@ -559,6 +575,43 @@ impl Conntrack {
             }
         }
         false
+    }
+
+    /// One bounded step of the garbage collection owed after a "table full" drop: while the
+    /// table is at least 95% full, entries that early drop may take (not ASSURED, or TCP
+    /// connections already closing) are removed. The debt is paid once the sweep has covered
+    /// the whole shard.
+    fn gc_step<A: Addr>(&self, sb: &mut ShardBox<A>, pressure: &AtomicBool, now: Nanos) {
+        const STEP: u32 = 32;
+        let max = self.cfg.sysctl.nf_conntrack_max as usize;
+        let max95 = max / 100 * 95;
+        let slots = sb.shard.slots() as u32;
+        for _ in 0..STEP {
+            if sb.gc_cursor >= slots {
+                sb.gc_cursor = 0;
+                pressure.store(false, Ordering::Relaxed);
+                return;
+            }
+            let i = sb.gc_cursor;
+            sb.gc_cursor += 1;
+            let e = sb.shard.get(i);
+            if e.status & status::CONFIRMED == 0 {
+                continue;
+            }
+            let doomed = if e.expired(now) {
+                true
+            } else if max != 0 && self.count() >= max95 {
+                e.status & status::ASSURED == 0
+                    || matches!(e.proto, ProtoState::Tcp(st) if st.state().is_closing())
+            } else {
+                false
+            };
+            if doomed {
+                let h = self.hash(&e.key);
+                sb.shard.remove(h, i);
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// An ICMP or ICMPv6 error: RELATED to the connection of the packet it quotes.

@@ -188,6 +188,12 @@ impl<A: Addr> Shard<A> {
         self.count == 0
     }
 
+    /// Slab slots allocated (live and free).
+    #[inline]
+    pub fn slots(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The entry at slab index `i`.
     #[inline]
     pub fn get(&self, i: u32) -> &Entry<A> {

@@ -86,3 +86,43 @@ def _():
         (2.4, u(A, C, 3001, 601)),
         (2.5, u(B, A, 600, 3000)),
     ]
+
+
+def t(src, dst, sp, dp, flags, seq, ack=0, data=b""):
+    from scapy.all import TCP
+    return IP(src=src, dst=dst) / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, window=8192) / data
+
+
+@scenario("timers/tcp-states",
+          args="--realtime --sysctl nf_conntrack_tcp_timeout_syn_sent=1 "
+               "--sysctl nf_conntrack_tcp_timeout_syn_recv=1 --sysctl nf_conntrack_tcp_timeout_established=2 "
+               "--sysctl nf_conntrack_tcp_timeout_time_wait=1 --sysctl nf_conntrack_tcp_timeout_close=1 "
+               "--sysctl nf_conntrack_tcp_timeout_fin_wait=1 --sysctl nf_conntrack_tcp_timeout_close_wait=1")
+def _():
+    out = []
+    # SYN_SENT expires: the late SYN/ACK finds nothing.
+    out += [(0.0, t(A, B, 5000, 80, "S", 100)), (1.5, t(B, A, 80, 5000, "SA", 900, 101))]
+    # SYN_RECV expires: the late ACK is picked up as a new ESTABLISHED entry (loose).
+    out += [(0.0, t(A, B, 5001, 80, "S", 200)), (0.1, t(B, A, 80, 5001, "SA", 700, 201)),
+            (1.6, t(A, B, 5001, 80, "A", 201, 701))]
+    # ESTABLISHED expires after 2 s of silence; traffic inside the window keeps it.
+    out += [(0.0, t(A, C, 5002, 22, "S", 300)), (0.1, t(C, A, 22, 5002, "SA", 800, 301)),
+            (0.2, t(A, C, 5002, 22, "A", 301, 801)), (1.5, t(A, C, 5002, 22, "PA", 301, 801, b"x" * 10)),
+            (1.6, t(C, A, 22, 5002, "A", 801, 311)), (4.0, t(A, C, 5002, 22, "PA", 311, 801, b"late"))]
+    # FIN_WAIT and CLOSE_WAIT expire; TIME_WAIT expires, then the port is reused.
+    out += [(0.0, t(A, B, 5003, 443, "S", 400)), (0.1, t(B, A, 443, 5003, "SA", 600, 401)),
+            (0.2, t(A, B, 5003, 443, "A", 401, 601)), (0.3, t(A, B, 5003, 443, "FA", 401, 601)),
+            (1.8, t(B, A, 443, 5003, "A", 601, 402))]
+    out += [(0.0, t(A, B, 5004, 443, "S", 500)), (0.1, t(B, A, 443, 5004, "SA", 650, 501)),
+            (0.2, t(A, B, 5004, 443, "A", 501, 651)), (0.3, t(A, B, 5004, 443, "FA", 501, 651)),
+            (0.4, t(B, A, 443, 5004, "A", 651, 502)), (1.9, t(B, A, 443, 5004, "FA", 651, 502))]
+    out += [(0.0, t(A, C, 5005, 25, "S", 700)), (0.1, t(C, A, 25, 5005, "SA", 750, 701)),
+            (0.2, t(A, C, 5005, 25, "A", 701, 751)), (0.3, t(A, C, 5005, 25, "FA", 701, 751)),
+            (0.4, t(C, A, 25, 5005, "FA", 751, 702)), (0.5, t(A, C, 5005, 25, "A", 702, 752)),
+            (2.0, t(A, C, 5005, 25, "S", 99999))]
+    # CLOSE after an RST expires; the table at the end shows the survivors' seconds left.
+    out += [(0.0, t(A, B, 5006, 8080, "S", 1000)), (0.1, t(B, A, 8080, 5006, "SA", 2000, 1001)),
+            (0.2, t(A, B, 5006, 8080, "A", 1001, 2001)), (0.3, t(B, A, 8080, 5006, "R", 2001)),
+            (1.7, t(A, B, 5006, 8080, "A", 1001, 2001)),
+            (3.9, t(A, "10.20.0.7", 5007, 8080, "S", 1)), (4.1, t(A, "10.20.0.8", 5008, 8080, "S", 1))]
+    return out
