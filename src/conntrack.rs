@@ -1,6 +1,5 @@
 //! The engine: frames in, verdicts out, over one sharded table per address family.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
@@ -179,11 +178,7 @@ impl Conntrack {
 
     #[inline]
     pub(crate) fn hash<A: Addr>(&self, k: &Key<A>) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for w in k.symmetric_words() {
-            h.write_u64(w);
-        }
-        h.finish()
+        k.symmetric_hash(&self.hasher)
     }
 
     /// Tracks one frame captured at time `now` (nanoseconds of any monotonic clock).
@@ -192,6 +187,19 @@ impl Conntrack {
             Some(ip) => self.process_ip(ip, now),
             None => Verdict::SKIPPED,
         }
+    }
+
+    /// Tracks a batch of frames seen at `now`, writing one verdict per frame into `out`
+    /// (cleared first). Equivalent to calling [`Conntrack::process`] on each in order.
+    pub fn process_batch(
+        &self,
+        frames: &[&[u8]],
+        link: LinkType,
+        now: Nanos,
+        out: &mut Vec<Verdict>,
+    ) {
+        out.clear();
+        out.extend(frames.iter().map(|f| self.process(f, link, now)));
     }
 
     /// Tracks one IP packet (starting at its IPv4 or IPv6 header).

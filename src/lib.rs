@@ -40,6 +40,7 @@ pub mod table;
 pub mod timer;
 pub mod tuple;
 pub mod verdict;
+pub mod workload;
 
 pub use conntrack::{Config, Conntrack};
 pub use ctrack_protocols::{Dir, NANOS_PER_SEC, Nanos};

@@ -52,6 +52,14 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// True when a `--sysctl` sets `name` (with or without `net.netfilter.`).
+    pub fn sets(&self, name: &str) -> bool {
+        self.sysctls.iter().any(|s| {
+            let n = s.split('=').next().unwrap_or("").trim();
+            n.strip_prefix("net.netfilter.").unwrap_or(n) == name
+        })
+    }
+
     /// Builds the configuration, or a one-line error.
     pub fn config(&self) -> Result<Config, String> {
         let mut cfg = Config::default();

@@ -1,7 +1,7 @@
 //! The connection table: sharded, each shard a slab of entries, a bucketed index and a timer
 //! wheel, all behind one lock.
 //!
-//! A connection is hashed direction-blind (see [`Key::symmetric_words`]), so one index slot
+//! A connection is hashed direction-blind (see [`Key::symmetric_hash`]), so one index slot
 //! finds it from its original or its reply tuple, and both directions land in the same shard.
 //! The index is open addressing over 64-byte buckets of 10 slots, each slot a 16-bit tag and a
 //! 32-bit entry number; a per-bucket overflow count lets a lookup stop at the first bucket
@@ -99,21 +99,70 @@ impl<A: Addr> Entry<A> {
 
 const SLOTS: usize = 10;
 
+/// Ten index slots in one cache line: 16-bit tags packed four to a word (lanes 0-9; lane 10
+/// holds the overflow count, lane 11 stays zero), then the entry numbers.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
-    tags: [u16; SLOTS],
-    overflow: u16,
-    _pad: u16,
+    tags: [u64; 3],
     idx: [u32; SLOTS],
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
-    tags: [0; SLOTS],
-    overflow: 0,
-    _pad: 0,
+    tags: [0; 3],
     idx: [NIL; SLOTS],
 };
+
+/// High bit of every 16-bit lane that is zero in `x`, exactly (no borrow between lanes).
+#[inline]
+fn zero_lanes(x: u64) -> u64 {
+    const LOW: u64 = 0x7fff_7fff_7fff_7fff;
+    !(((x & LOW) + LOW) | x | LOW)
+}
+
+/// Packs the four lane flags of [`zero_lanes`] into four low bits.
+#[inline]
+fn lane_bits(m: u64) -> u32 {
+    (((m >> 15) & 1) | ((m >> 30) & 2) | ((m >> 45) & 4) | ((m >> 60) & 8)) as u32
+}
+
+impl Bucket {
+    /// Slots whose tag equals `tag`, as a bit mask (tag 0: the empty slots).
+    #[inline]
+    fn matching(&self, tag: u16) -> u32 {
+        let b = tag as u64 * 0x0001_0001_0001_0001;
+        lane_bits(zero_lanes(self.tags[0] ^ b))
+            | lane_bits(zero_lanes(self.tags[1] ^ b)) << 4
+            | (lane_bits(zero_lanes(self.tags[2] ^ b)) & 0b11) << 8
+    }
+
+    #[inline]
+    fn tag(&self, s: usize) -> u16 {
+        (self.tags[s / 4] >> (16 * (s % 4))) as u16
+    }
+
+    #[inline]
+    fn set_tag(&mut self, s: usize, t: u16) {
+        let sh = 16 * (s % 4);
+        let w = &mut self.tags[s / 4];
+        *w = (*w & !(0xffff << sh)) | (t as u64) << sh;
+    }
+
+    #[inline]
+    fn overflow(&self) -> u16 {
+        (self.tags[2] >> 32) as u16
+    }
+
+    #[inline]
+    fn set_overflow(&mut self, o: u16) {
+        self.tags[2] = (self.tags[2] & !(0xffff << 32)) | (o as u64) << 32;
+    }
+
+    #[inline]
+    fn occupied(&self) -> u32 {
+        !self.matching(0) & ((1 << SLOTS) - 1)
+    }
+}
 
 #[inline]
 fn tag_of(h: u64) -> u16 {
@@ -226,8 +275,11 @@ impl<A: Addr> Shard<A> {
         let mut b = h as usize & self.mask;
         for _ in 0..self.buckets.len() {
             let bk = &self.buckets[b];
-            for s in 0..SLOTS {
-                if bk.tags[s] == tag {
+            let mut m = bk.matching(tag);
+            while m != 0 {
+                let s = m.trailing_zeros() as usize;
+                m &= m - 1;
+                {
                     let i = bk.idx[s];
                     let e = &self.entries[i as usize];
                     if e.key == *key {
@@ -244,7 +296,7 @@ impl<A: Addr> Shard<A> {
                     }
                 }
             }
-            if bk.overflow == 0 {
+            if bk.overflow() == 0 {
                 return None;
             }
             b = (b + 1) & self.mask;
@@ -257,12 +309,14 @@ impl<A: Addr> Shard<A> {
         let mut b = h as usize & self.mask;
         loop {
             let bk = &mut self.buckets[b];
-            if let Some(s) = bk.tags.iter().position(|&t| t == 0) {
-                bk.tags[s] = tag;
+            let free = bk.matching(0);
+            if free != 0 {
+                let s = free.trailing_zeros() as usize;
+                bk.set_tag(s, tag);
                 bk.idx[s] = i;
                 return;
             }
-            bk.overflow = bk.overflow.saturating_add(1);
+            bk.set_overflow(bk.overflow().saturating_add(1));
             b = (b + 1) & self.mask;
         }
     }
@@ -272,14 +326,14 @@ impl<A: Addr> Shard<A> {
         let mut b = home;
         for _ in 0..self.buckets.len() {
             let bk = &mut self.buckets[b];
-            if let Some(s) = (0..SLOTS).find(|&s| bk.tags[s] != 0 && bk.idx[s] == i) {
-                bk.tags[s] = 0;
+            if let Some(s) = (0..SLOTS).find(|&s| bk.tag(s) != 0 && bk.idx[s] == i) {
+                bk.set_tag(s, 0);
                 bk.idx[s] = NIL;
                 let mut c = home;
                 while c != b {
-                    let o = &mut self.buckets[c].overflow;
-                    if *o != u16::MAX {
-                        *o -= 1;
+                    let o = self.buckets[c].overflow();
+                    if o != u16::MAX {
+                        self.buckets[c].set_overflow(o - 1);
                     }
                     c = (c + 1) & self.mask;
                 }
@@ -403,8 +457,9 @@ impl<A: Addr> Shard<A> {
         let n = n.min(self.buckets.len());
         (0..n).map(move |k| {
             let bk = &self.buckets[(start + k) & self.mask];
+            let occ = bk.occupied();
             (0..SLOTS)
-                .filter(|&s| bk.tags[s] != 0)
+                .filter(|&s| occ >> s & 1 != 0)
                 .map(|s| bk.idx[s])
                 .collect()
         })
@@ -430,8 +485,7 @@ mod tests {
     }
 
     fn h(k: &Key<[u8; 4]>) -> u64 {
-        use std::hash::BuildHasher;
-        foldhash::fast::FixedState::with_seed(7).hash_one(k.symmetric_words())
+        k.symmetric_hash(&foldhash::fast::FixedState::with_seed(7))
     }
 
     #[test]
@@ -484,7 +538,7 @@ mod tests {
         assert!(
             s.buckets
                 .iter()
-                .all(|b| b.overflow == 0 && b.tags == [0; SLOTS])
+                .all(|b| b.overflow() == 0 && b.tags == [0; 3])
         );
     }
 
@@ -500,6 +554,30 @@ mod tests {
         s.expire(5_500_000_000, &h, |_| seen += 1);
         assert_eq!(seen, 5);
         assert_eq!(s.len(), 5);
+    }
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The packed-lane match agrees with comparing the tags one by one.
+        #[test]
+        fn matching_is_exact(tags in proptest::array::uniform10(any::<u16>()), probe in any::<u16>(), o in any::<u16>()) {
+            let mut b = EMPTY_BUCKET;
+            for (s, &t) in tags.iter().enumerate() {
+                b.set_tag(s, t);
+            }
+            b.set_overflow(o);
+            let want: u32 = (0..SLOTS).filter(|&s| tags[s] == probe).map(|s| 1 << s).sum();
+            prop_assert_eq!(b.matching(probe), want);
+            prop_assert_eq!(b.overflow(), o);
+            for (s, &t) in tags.iter().enumerate() {
+                prop_assert_eq!(b.tag(s), t);
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! public [`Tuple`] view.
 
 use std::fmt::Debug;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ctrack_protocols::icmp;
@@ -33,8 +33,8 @@ pub trait Addr:
     const V6: bool;
     /// Reads the address from exactly `Self`'s width of bytes.
     fn from_bytes(b: &[u8]) -> Self;
-    /// Two words for hashing.
-    fn words(&self) -> (u64, u64);
+    /// An endpoint (address and port) as two words that order and hash it.
+    fn endpoint(&self, port: u16) -> [u64; 2];
     /// The standard library's view.
     fn ip(&self) -> IpAddr;
 }
@@ -48,8 +48,8 @@ impl Addr for [u8; 4] {
         a
     }
     #[inline]
-    fn words(&self) -> (u64, u64) {
-        (u32::from_ne_bytes(*self) as u64, 0)
+    fn endpoint(&self, port: u16) -> [u64; 2] {
+        [(u32::from_ne_bytes(*self) as u64) << 16 | port as u64, 0]
     }
     fn ip(&self) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(*self))
@@ -65,12 +65,12 @@ impl Addr for [u8; 16] {
         a
     }
     #[inline]
-    fn words(&self) -> (u64, u64) {
+    fn endpoint(&self, port: u16) -> [u64; 2] {
         let (a, b) = self.split_at(8);
-        (
+        [
             u64::from_ne_bytes(a.try_into().unwrap_or([0; 8])),
-            u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])),
-        )
+            u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])) ^ (port as u64) << 48,
+        ]
     }
     fn ip(&self) -> IpAddr {
         IpAddr::V6(Ipv6Addr::from(*self))
@@ -131,35 +131,36 @@ impl<A: Addr> Key<A> {
         }
     }
 
-    /// Words that are the same for a tuple and its inverse, for the direction-blind hash that
-    /// lets one index slot serve both directions.
+    /// A hash that is the same for a tuple and its inverse, so one index slot serves both
+    /// directions: the two endpoints are put in a canonical order before hashing. IPv4 hashes
+    /// three words, IPv6 five.
     #[inline]
-    pub fn symmetric_words(&self) -> [u64; 5] {
-        let (s0, s1) = self.src.words();
-        let (d0, d1) = self.dst.words();
+    pub fn symmetric_hash<S: BuildHasher>(&self, state: &S) -> u64 {
         let (mut sp, mut dp) = (self.sport, self.dport);
-        let mut extra = 0u64;
+        let mut extra = (self.proto as u64) << 16 | self.zone as u64;
         if self.is_icmp() {
-            // Both ends carry the identifier; query and answer types fold onto the query's.
+            // Both ends carry the identifier; query and answer types fold onto one.
             let ty = (self.dport >> 8) as u8;
             let q = match icmp::inverse(A::V6, ty) {
                 Some(other) => ty.min(other),
                 None => ty,
             };
-            extra = ((q as u64) << 8 | (self.dport & 0xff) as u64) << 32;
+            extra |= ((q as u64) << 8 | (self.dport & 0xff) as u64) << 32;
             sp = self.sport;
             dp = self.sport;
         }
-        let a = (s0, s1, sp);
-        let b = (d0, d1, dp);
+        let a = self.src.endpoint(sp);
+        let b = self.dst.endpoint(dp);
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        [
-            lo.0,
-            lo.1 ^ ((lo.2 as u64) << 48),
-            hi.0,
-            hi.1 ^ ((hi.2 as u64) << 48),
-            extra | (self.proto as u64) << 16 | self.zone as u64,
-        ]
+        let mut h = state.build_hasher();
+        h.write_u64(lo[0]);
+        h.write_u64(hi[0]);
+        if A::V6 {
+            h.write_u64(lo[1]);
+            h.write_u64(hi[1]);
+        }
+        h.write_u64(extra);
+        h.finish()
     }
 
     /// The public view of this tuple.
@@ -254,7 +255,8 @@ mod tests {
         };
         let r = k.inverse().unwrap();
         assert_eq!((r.src, r.sport, r.dport), ([10, 0, 0, 2], 53, 1000));
-        assert_eq!(k.symmetric_words(), r.symmetric_words());
+        let st = foldhash::fast::FixedState::with_seed(3);
+        assert_eq!(k.symmetric_hash(&st), r.symmetric_hash(&st));
         assert_eq!(r.inverse().unwrap(), k);
     }
 
@@ -270,7 +272,8 @@ mod tests {
         };
         let r = k.inverse().unwrap();
         assert_eq!((r.sport, r.dport), (7, 129 << 8));
-        assert_eq!(k.symmetric_words(), r.symmetric_words());
+        let st = foldhash::fast::FixedState::with_seed(3);
+        assert_eq!(k.symmetric_hash(&st), r.symmetric_hash(&st));
         let bad = Key {
             dport: 135 << 8,
             ..k

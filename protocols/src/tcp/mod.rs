@@ -151,9 +151,21 @@ pub const VALID_FLAGS: [u8; 9] = [
     ACK | URG,
 ];
 
+/// [`VALID_FLAGS`] as a bitmap over the 64 values the remaining flag bits can take.
+const VALID_MASK: u64 = {
+    let mut m = 0u64;
+    let mut i = 0;
+    while i < VALID_FLAGS.len() {
+        m |= 1 << VALID_FLAGS[i];
+        i += 1;
+    }
+    m
+};
+
 /// Whether a flag byte is one a tracked segment may carry.
+#[inline]
 pub fn flags_valid(flags: u8) -> bool {
-    VALID_FLAGS.contains(&(flags & !(ECE | CWR | PSH)))
+    VALID_MASK >> (flags & !(ECE | CWR | PSH)) & 1 != 0
 }
 
 /// Checks a TCP header as the kernel's `tcp_error` does, minus the checksum (the engine
