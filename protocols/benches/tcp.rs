@@ -5,7 +5,8 @@
 //! counts, run the built bench binary under callgrind with `CTRACK_CALLGRIND=<segments>`: it
 //! then skips criterion and just feeds that many segments through [`step`] (and as many header
 //! parses through [`parse_step`]), whose inclusive cost divided by the count is the cost per
-//! call:
+//! call; then count/10 entry-creating SYNs ([`syn_step`]) and count/100 whole 14-segment
+//! connections ([`lifecycle`], 14 `track_full` calls each):
 //!
 //! ```text
 //! CTRACK_CALLGRIND=100000 valgrind --tool=callgrind target/release/deps/tcp-<hash>
@@ -14,7 +15,7 @@
 
 use criterion::{Criterion, Throughput};
 use ctrack_protocols::sysctl::Sysctl;
-use ctrack_protocols::tcp::{self, ACK, PSH, SYN, Segment, TcpState, Verdict};
+use ctrack_protocols::tcp::{self, ACK, FIN, PSH, SYN, Segment, TcpState, Verdict};
 use ctrack_protocols::{Ctx, Decision, Dir};
 use std::hint::black_box;
 
@@ -94,6 +95,123 @@ impl Flow {
     }
 }
 
+/// Linux's SYN options: MSS, SACK permitted, timestamps, window scale 7.
+const SYN_OPTS: [u8; 20] = [
+    2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+];
+
+/// A SYN creating an entry: `new_conn` then the first `track_full` (the SYN-flood path).
+#[inline(never)]
+fn syn_step(seq: u32, s: &Sysctl) -> Verdict {
+    let seg = Segment::new(seq, 0, SYN, 64240, 0).with_options(&SYN_OPTS);
+    let mut st = tcp::new_conn(black_box(&seg), s).expect("SYN opens");
+    let ctx = Ctx {
+        dir: Dir::Original,
+        confirmed: false,
+        seen_reply: false,
+        assured: false,
+        now: 0,
+        expires: 0,
+    };
+    let v = tcp::track_full(&mut st, &seg, &ctx, s);
+    black_box(st);
+    v
+}
+
+/// A whole short connection: handshake with options, two data segments each way with their
+/// ACKs, FIN from each side and the last ACK: 14 segments through `track_full` (the first
+/// after `new_conn`).
+#[inline(never)]
+fn lifecycle(i: u32, s: &Sysctl) -> u32 {
+    let (c, v) = (i.wrapping_mul(0x9e37_79b9), i.wrapping_mul(0x85eb_ca6b));
+    let mut ctx = Ctx {
+        dir: Dir::Original,
+        confirmed: false,
+        seen_reply: false,
+        assured: false,
+        now: 0,
+        expires: 0,
+    };
+    let mut accepted = 0;
+    let mut send = |st: &mut TcpState, ctx: &mut Ctx, dir: Dir, seg: Segment<'_>| {
+        ctx.dir = dir;
+        let out = tcp::track_full(st, black_box(&seg), ctx, s);
+        if let Decision::Accept(a) = out.decision {
+            accepted += 1;
+            ctx.assured |= a.assured;
+            ctx.seen_reply |= dir == Dir::Reply;
+        }
+        ctx.confirmed = true;
+    };
+    let syn = Segment::new(c, 0, SYN, 64240, 0).with_options(&SYN_OPTS);
+    let mut st = tcp::new_conn(&syn, s).expect("SYN opens");
+    send(&mut st, &mut ctx, Dir::Original, syn);
+    let (mut c, mut v) = (c.wrapping_add(1), v);
+    send(
+        &mut st,
+        &mut ctx,
+        Dir::Reply,
+        Segment::new(v, c, SYN | ACK, 65160, 0).with_options(&SYN_OPTS),
+    );
+    v = v.wrapping_add(1);
+    send(
+        &mut st,
+        &mut ctx,
+        Dir::Original,
+        Segment::new(c, v, ACK, 502, 0),
+    );
+    for _ in 0..2 {
+        send(
+            &mut st,
+            &mut ctx,
+            Dir::Original,
+            Segment::new(c, v, PSH | ACK, 502, 100),
+        );
+        c = c.wrapping_add(100);
+        send(
+            &mut st,
+            &mut ctx,
+            Dir::Reply,
+            Segment::new(v, c, ACK, 509, 0),
+        );
+        send(
+            &mut st,
+            &mut ctx,
+            Dir::Reply,
+            Segment::new(v, c, PSH | ACK, 509, 1000),
+        );
+        v = v.wrapping_add(1000);
+        send(
+            &mut st,
+            &mut ctx,
+            Dir::Original,
+            Segment::new(c, v, ACK, 502, 0),
+        );
+    }
+    send(
+        &mut st,
+        &mut ctx,
+        Dir::Original,
+        Segment::new(c, v, FIN | ACK, 502, 0),
+    );
+    c = c.wrapping_add(1);
+    send(
+        &mut st,
+        &mut ctx,
+        Dir::Reply,
+        Segment::new(v, c, FIN | ACK, 509, 0),
+    );
+    v = v.wrapping_add(1);
+    send(
+        &mut st,
+        &mut ctx,
+        Dir::Original,
+        Segment::new(c, v, ACK, 502, 0),
+    );
+    assert_eq!(tcp::state_name(&st), "TIME_WAIT");
+    accepted
+}
+
 /// A 20-byte header plus payload, as the engine hands `parse` an established flow's segment.
 fn header() -> Vec<u8> {
     let mut h = vec![0u8; 20 + PAYLOAD as usize];
@@ -118,6 +236,15 @@ fn callgrind(n: usize) {
     for _ in 0..n {
         assert!(parse_step(black_box(&h)).is_some());
     }
+    for i in 0..n / 10 {
+        assert!(matches!(
+            syn_step(i as u32, &s).decision,
+            Decision::Accept(_)
+        ));
+    }
+    for i in 0..n / 100 {
+        assert_eq!(lifecycle(i as u32, &s), 14);
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -133,6 +260,20 @@ fn bench(c: &mut Criterion) {
     });
     let h = header();
     g.bench_function("parse/psh_ack_64", |b| b.iter(|| parse_step(black_box(&h))));
+    let mut i = 0u32;
+    g.bench_function("new_conn+track_full/syn", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            syn_step(i, &s)
+        })
+    });
+    g.throughput(Throughput::Elements(14));
+    g.bench_function("track_full/lifecycle_14_segments", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            lifecycle(i, &s)
+        })
+    });
     g.finish();
 }
 
