@@ -24,7 +24,11 @@ pub mod options;
 pub mod window;
 
 #[cfg(test)]
+mod difftests;
+#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;
 
