@@ -2,7 +2,8 @@
 //! 64-byte payload) one way, pure ACKs the other, no options, both sides tracked, not liberal.
 //!
 //! `cargo bench -p ctrack-protocols --bench tcp` times it with criterion. For instruction
-//! counts, run the built bench binary under callgrind with `CTRACK_CALLGRIND=<segments>`: it
+//! counts, run the built bench binary under callgrind with `CTRACK_CALLGRIND=<segments>`
+//! (`<segments>:stream`, `:parse`, `:syn` or `:lifecycle` for one workload alone): it
 //! then skips criterion and just feeds that many segments through [`step`] (and as many header
 //! parses through [`parse_step`]), whose inclusive cost divided by the count is the cost per
 //! call; then count/10 entry-creating SYNs ([`syn_step`]) and count/100 whole 14-segment
@@ -224,26 +225,35 @@ fn header() -> Vec<u8> {
     h
 }
 
-fn callgrind(n: usize) {
+/// The plain loops for callgrind; `only` limits them to one workload ("stream", "parse",
+/// "syn", "lifecycle").
+fn callgrind(n: usize, only: Option<&str>) {
     let s = Sysctl::default();
-    let mut f = Flow::established(&s);
-    for _ in 0..n {
-        let seg = f.next();
-        let v = step(&mut f.st, black_box(&seg), &f.ctx, &s);
-        assert!(matches!(v.decision, Decision::Accept(_)));
+    let on = |w: &str| only.is_none_or(|o| o == w);
+    if on("stream") {
+        let mut f = Flow::established(&s);
+        for _ in 0..n {
+            let seg = f.next();
+            let v = step(&mut f.st, black_box(&seg), &f.ctx, &s);
+            assert!(matches!(v.decision, Decision::Accept(_)));
+        }
     }
-    let h = header();
-    for _ in 0..n {
-        assert!(parse_step(black_box(&h)).is_some());
+    if on("parse") {
+        let h = header();
+        for _ in 0..n {
+            assert!(parse_step(black_box(&h)).is_some());
+        }
     }
-    for i in 0..n / 10 {
-        assert!(matches!(
-            syn_step(i as u32, &s).decision,
-            Decision::Accept(_)
-        ));
+    if on("syn") {
+        for i in 0..n / 10 {
+            let v = syn_step(i as u32, &s);
+            assert!(matches!(v.decision, Decision::Accept(_)));
+        }
     }
-    for i in 0..n / 100 {
-        assert_eq!(lifecycle(i as u32, &s), 14);
+    if on("lifecycle") {
+        for i in 0..n / 100 {
+            assert_eq!(lifecycle(i as u32, &s), 14);
+        }
     }
 }
 
@@ -278,11 +288,15 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
-    if let Some(n) = std::env::var("CTRACK_CALLGRIND")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        callgrind(n);
+    if let Ok(v) = std::env::var("CTRACK_CALLGRIND") {
+        let (n, only) = match v.split_once(':') {
+            Some((n, w)) => (n, Some(w)),
+            None => (v.as_str(), None),
+        };
+        callgrind(
+            n.parse().expect("CTRACK_CALLGRIND=<count>[:<workload>]"),
+            only,
+        );
         return;
     }
     let mut c = Criterion::default().configure_from_args();

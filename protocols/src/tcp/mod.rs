@@ -20,6 +20,7 @@
 //! assert_eq!(tcp::state_name(&st), "SYN_SENT");
 //! ```
 
+mod fast;
 pub mod options;
 pub mod window;
 
@@ -658,7 +659,18 @@ fn check_rst(st: &TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> RstChec
 }
 
 /// [`track`] with the timeout change the kernel makes to some entries whose packet is invalid.
+#[inline]
 pub fn track_full(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> Verdict {
+    match fast::established_ack(st, seg, ctx, s) {
+        Some(v) => v,
+        None => track_general(st, seg, ctx, s),
+    }
+}
+
+/// [`track_full`] for every segment: the transition table, its special cases, the RST checks,
+/// the window check and the timeout choice, step by step.
+#[inline(never)]
+fn track_general(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> Verdict {
     let dir = ctx.dir;
     let d8 = dir as u8;
     let index = Class::of(seg.flags);
