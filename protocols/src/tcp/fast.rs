@@ -16,7 +16,7 @@ use super::options::{OPT_NOP, OPT_TIMESTAMP, highest_sack};
 use super::window::MAX_ACK_WINDOW_FLOOR;
 use super::{
     ACK, Class, F_DATA_UNACK, F_MAXACK_SET, F_SACK_PERM, FIN, RST, SYN, Segment, State, TcpState,
-    Verdict, after, before,
+    Verdict, after, before, track_general,
 };
 use crate::sysctl::Sysctl;
 use crate::{Accept, Ctx, Decision, Dir, secs};
@@ -24,21 +24,30 @@ use crate::{Accept, Ctx, Decision, Dir, secs};
 /// The flag bits that decide a segment's class; the fast path takes `ACK` alone among them.
 const CLASS_BITS: u8 = SYN | FIN | RST | ACK;
 
-/// Tracks `seg` if it is the common case, else returns `None` with `st` untouched.
+/// Whether `seg` may be the common case: an ACK-class segment of an ESTABLISHED entry. The
+/// rest is decided by [`established_ack`].
 #[inline(always)]
+pub(super) fn candidate(st: &TcpState, seg: &Segment<'_>) -> bool {
+    st.state == State::Established && seg.flags & CLASS_BITS == ACK
+}
+
+/// Tracks a [`candidate`] segment: the common case here, anything else (unknown sender
+/// window, a bound not met) by the general code, from an untouched state.
+#[inline(never)]
 pub(super) fn established_ack(
     st: &mut TcpState,
     seg: &Segment<'_>,
     ctx: &Ctx,
     s: &Sysctl,
-) -> Option<Verdict> {
-    if st.state != State::Established || seg.flags & CLASS_BITS != ACK {
-        return None;
-    }
+) -> Verdict {
     // One copy per direction: every field offset is then a constant.
-    match ctx.dir {
+    let fast = match ctx.dir {
         Dir::Original => established_ack_from::<0>(st, seg, ctx, s),
         Dir::Reply => established_ack_from::<1>(st, seg, ctx, s),
+    };
+    match fast {
+        Some(v) => v,
+        None => track_general(st, seg, ctx, s),
     }
 }
 
@@ -56,14 +65,13 @@ fn established_ack_from<const D: usize>(
         // A picked-up connection's first segment this way: the general code initialises it.
         return None;
     }
-    let seq = seg.seq;
-    let ack = seg.ack;
+    let (seq, ack, window) = (seg.seq, seg.ack, seg.window);
+    let end = seq.wrapping_add(seg.data_len);
     let sack = if st.flags[r] & F_SACK_PERM != 0 && !sack_free(seg.options) {
         sack_edge(seg.options, ack)
     } else {
         ack
     };
-    let end = seq.wrapping_add(seg.data_len);
     let rcv_end = st.seen[r].end;
     let rcv_maxwin = st.seen[r].maxwin;
     let snd_end = st.seen[d].end;
@@ -85,9 +93,29 @@ fn established_ack_from<const D: usize>(
         return None;
     }
 
-    // In window: the bookkeeping `in_window` does, in the same order (the sides are distinct,
-    // so the order between them does not matter).
-    let win = u32::from(seg.window) << st.scale[d];
+    // In window. Retransmission count: the same ACK again from the same side (these fields
+    // are not touched by the window bookkeeping, so doing this first changes nothing).
+    let d8 = d as u8;
+    if st.last_dir == d8
+        && st.last_seq == seq
+        && st.last_ack == ack
+        && st.last_end == end
+        && st.last_win == window
+    {
+        st.retrans = st.retrans.wrapping_add(1);
+    } else {
+        st.last_dir = d8;
+        st.last_seq = seq;
+        st.last_ack = ack;
+        st.last_end = end;
+        st.last_win = window;
+        st.retrans = 0;
+    }
+    st.last_index = Class::Ack;
+
+    // The bookkeeping `in_window` does, in the same order (the sides are distinct, so the
+    // order between them does not matter).
+    let win = u32::from(window) << st.scale[d];
     let swin = win.wrapping_add(sack.wrapping_sub(ack));
     st.seen[d].maxwin = snd_maxwin.max(swin);
     let flags_d = st.flags[d];
@@ -111,25 +139,6 @@ fn established_ack_from<const D: usize>(
         st.flags[r] &= !F_DATA_UNACK;
     }
 
-    // Retransmission count: the same ACK again from the same side.
-    let d8 = d as u8;
-    if st.last_dir == d8
-        && st.last_seq == seq
-        && st.last_ack == ack
-        && st.last_end == end
-        && st.last_win == seg.window
-    {
-        st.retrans = st.retrans.wrapping_add(1);
-    } else {
-        st.last_dir = d8;
-        st.last_seq = seq;
-        st.last_ack = ack;
-        st.last_end = end;
-        st.last_win = seg.window;
-        st.retrans = 0;
-    }
-    st.last_index = Class::Ack;
-
     // `choose_timeout` for ESTABLISHED and a non-RST segment (`last_win` is now this
     // segment's window).
     let state_t = s.nf_conntrack_tcp_timeout_established;
@@ -140,21 +149,23 @@ fn established_ack_from<const D: usize>(
         retrans_t
     } else if (st.flags[0] | st.flags[1]) & F_DATA_UNACK != 0 && state_t > unack_t {
         unack_t
-    } else if seg.window == 0 && state_t > retrans_t {
+    } else if window == 0 && state_t > retrans_t {
         retrans_t
     } else {
         state_t
     };
-    let decision = if ctx.seen_reply {
-        Decision::Accept(Accept {
-            timeout: Some(secs(timeout)),
-            assured: !ctx.assured,
-            kill: false,
-        })
+    // Accepted with a reply seen: refresh, and assure if not yet. Before any reply (a
+    // picked-up connection), refresh only, no longer than the "unacknowledged" timeout.
+    let (timeout, assured) = if ctx.seen_reply {
+        (timeout, !ctx.assured)
     } else {
-        // A picked-up connection without an answer yet stays short-lived.
-        Decision::refresh(secs(timeout.min(unack_t)))
+        (timeout.min(unack_t), false)
     };
+    let decision = Decision::Accept(Accept {
+        timeout: Some(secs(timeout)),
+        assured,
+        kill: false,
+    });
     Some(Verdict {
         decision,
         lower_timeout: None,

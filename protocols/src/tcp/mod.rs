@@ -661,9 +661,10 @@ fn check_rst(st: &TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> RstChec
 /// [`track`] with the timeout change the kernel makes to some entries whose packet is invalid.
 #[inline]
 pub fn track_full(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> Verdict {
-    match fast::established_ack(st, seg, ctx, s) {
-        Some(v) => v,
-        None => track_general(st, seg, ctx, s),
+    if fast::candidate(st, seg) {
+        fast::established_ack(st, seg, ctx, s)
+    } else {
+        track_general(st, seg, ctx, s)
     }
 }
 
