@@ -23,6 +23,10 @@ enum Num {
     Delta(i32),
     /// Near the edge: the sender's `maxend` for `seq`, the sender's own `maxack` for `ack`.
     Edge(i8),
+    /// Near the lower bounds: `seq` such that the segment ends this far from where bound II
+    /// starts refusing (the receiver's window below the sender's end); `ack` this far from
+    /// where bound IV starts refusing (the ACK window below the receiver's end).
+    Floor(i8),
     /// This value, whatever the state.
     Raw(u32),
 }
@@ -38,8 +42,47 @@ fn num() -> impl Strategy<Value = Num> {
         ]
         .prop_map(Num::Delta),
         2 => (-3i8..4).prop_map(Num::Edge),
+        2 => (-2i8..3).prop_map(Num::Floor),
         1 => prop_oneof![Just(0u32), any::<u32>()].prop_map(Num::Raw),
     ]
+}
+
+/// The sequence number `n` picks for a segment from `snd` to `rcv` occupying `span`.
+fn seq_of(n: Num, snd: Side, rcv: Side, span: u32) -> u32 {
+    match n {
+        Num::Exact => snd.end,
+        Num::Delta(d) => snd.end.wrapping_add(d as u32),
+        Num::Edge(d) => snd.maxend.wrapping_add(d as u32),
+        Num::Floor(d) => snd
+            .end
+            .wrapping_sub(rcv.maxwin)
+            .wrapping_sub(1)
+            .wrapping_add(d as u32)
+            .wrapping_sub(span),
+        Num::Raw(v) => v,
+    }
+}
+
+/// The acknowledgement number `n` picks for a segment from `snd` to `rcv`.
+fn ack_of(n: Num, snd: Side, rcv: Side) -> u32 {
+    match n {
+        Num::Exact => rcv.end,
+        Num::Delta(d) => rcv.end.wrapping_add(d as u32),
+        Num::Edge(d) => snd.maxack.wrapping_add(d as u32),
+        Num::Floor(d) => rcv
+            .end
+            .wrapping_sub(snd.maxwin.max(window::MAX_ACK_WINDOW_FLOOR))
+            .wrapping_sub(1)
+            .wrapping_add(d as u32),
+        Num::Raw(v) => v,
+    }
+}
+
+/// Sequence space a segment with these flags and payload occupies.
+fn span(flags: u8, data_len: u32) -> u32 {
+    data_len
+        .wrapping_add(u32::from(flags & SYN != 0))
+        .wrapping_add(u32::from(flags & FIN != 0))
 }
 
 /// The option area, some of it computed from the segment's acknowledgement.
@@ -363,18 +406,8 @@ fn run_realistic(
                             Dir::Reply
                         };
                         let (snd, rcv) = (e.st.side(dir), e.st.side(dir.flip()));
-                        let seq = match g.seq {
-                            Num::Exact => snd.end,
-                            Num::Delta(d) => snd.end.wrapping_add(d as u32),
-                            Num::Edge(d) => snd.maxend.wrapping_add(d as u32),
-                            Num::Raw(v) => v,
-                        };
-                        let ack = match g.ack {
-                            Num::Exact => rcv.end,
-                            Num::Delta(d) => rcv.end.wrapping_add(d as u32),
-                            Num::Edge(d) => snd.maxack.wrapping_add(d as u32),
-                            Num::Raw(v) => v,
-                        };
+                        let seq = seq_of(g.seq, snd, rcv, span(g.flags, g.data_len));
+                        let ack = ack_of(g.ack, snd, rcv);
                         (seq, ack)
                     }
                     None => {
@@ -560,18 +593,8 @@ fn run_arbitrary(
     for (g, seen_reply, assured, now, left) in segs {
         let dir = if g.from_b { Dir::Reply } else { Dir::Original };
         let (snd, rcv) = (st.side(dir), st.side(dir.flip()));
-        let seq = match g.seq {
-            Num::Exact => snd.end,
-            Num::Delta(d) => snd.end.wrapping_add(d as u32),
-            Num::Edge(d) => snd.maxend.wrapping_add(d as u32),
-            Num::Raw(v) => v,
-        };
-        let ack = match g.ack {
-            Num::Exact => rcv.end,
-            Num::Delta(d) => rcv.end.wrapping_add(d as u32),
-            Num::Edge(d) => snd.maxack.wrapping_add(d as u32),
-            Num::Raw(v) => v,
-        };
+        let seq = seq_of(g.seq, snd, rcv, span(g.flags, g.data_len));
+        let ack = ack_of(g.ack, snd, rcv);
         let options = g.opts.bytes(ack);
         let seg = Segment {
             seq,
