@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p ctrack-protocols --bench tcp` times it with criterion. For instruction
 //! counts, run the built bench binary under callgrind with `CTRACK_CALLGRIND=<segments>`
-//! (`<segments>:stream`, `:parse`, `:syn` or `:lifecycle` for one workload alone): it
+//! (`<segments>:stream`, `:stale`, `:parse`, `:syn` or `:lifecycle` for one workload alone): it
 //! then skips criterion and just feeds that many segments through [`step`] (and as many header
 //! parses through [`parse_step`]), whose inclusive cost divided by the count is the cost per
 //! call; then count/10 entry-creating SYNs ([`syn_step`]) and count/100 whole 14-segment
@@ -213,6 +213,21 @@ fn lifecycle(i: u32, s: &Sysctl) -> u32 {
     accepted
 }
 
+impl Flow {
+    /// An old retransmission from the client, far below the window: ignored (the fast path
+    /// turns it down after its bound checks and the general code decides).
+    fn stale(&mut self) -> Segment<'static> {
+        self.ctx.dir = Dir::Original;
+        Segment::new(
+            self.cseq.wrapping_sub(200_000),
+            self.sseq,
+            PSH | ACK,
+            65535,
+            PAYLOAD,
+        )
+    }
+}
+
 /// A 20-byte header plus payload, as the engine hands `parse` an established flow's segment.
 fn header() -> Vec<u8> {
     let mut h = vec![0u8; 20 + PAYLOAD as usize];
@@ -225,8 +240,8 @@ fn header() -> Vec<u8> {
     h
 }
 
-/// The plain loops for callgrind; `only` limits them to one workload ("stream", "parse",
-/// "syn", "lifecycle").
+/// The plain loops for callgrind; `only` limits them to one workload ("stream", "stale",
+/// "parse", "syn", "lifecycle").
 fn callgrind(n: usize, only: Option<&str>) {
     let s = Sysctl::default();
     let on = |w: &str| only.is_none_or(|o| o == w);
@@ -236,6 +251,14 @@ fn callgrind(n: usize, only: Option<&str>) {
             let seg = f.next();
             let v = step(&mut f.st, black_box(&seg), &f.ctx, &s);
             assert!(matches!(v.decision, Decision::Accept(_)));
+        }
+    }
+    if on("stale") {
+        let mut f = Flow::established(&s);
+        let seg = f.stale();
+        for _ in 0..n {
+            let v = step(&mut f.st, black_box(&seg), &f.ctx, &s);
+            assert_eq!(v.decision, Decision::Ignore);
         }
     }
     if on("parse") {
@@ -267,6 +290,11 @@ fn bench(c: &mut Criterion) {
             let seg = f.next();
             step(&mut f.st, black_box(&seg), &f.ctx, &s)
         })
+    });
+    let mut f = Flow::established(&s);
+    let stale = f.stale();
+    g.bench_function("track_full/established_old_retransmission", |b| {
+        b.iter(|| step(&mut f.st, black_box(&stale), &f.ctx, &s))
     });
     let h = header();
     g.bench_function("parse/psh_ack_64", |b| b.iter(|| parse_step(black_box(&h))));

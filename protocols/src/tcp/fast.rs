@@ -13,10 +13,10 @@
 //! to the frozen reference implementation.
 
 use super::options::{OPT_NOP, OPT_TIMESTAMP, highest_sack};
-use super::window::MAX_ACK_WINDOW_FLOOR;
+use super::window::{MAX_ACK_WINDOW_FLOOR, WindowVerdict};
 use super::{
-    ACK, Class, F_DATA_UNACK, F_MAXACK_SET, F_SACK_PERM, FIN, RST, SYN, Segment, State, TcpState,
-    Verdict, after, before, track_general,
+    ACK, Class, F_BE_LIBERAL, F_DATA_UNACK, F_MAXACK_SET, F_SACK_PERM, FIN, RST, SYN, Segment,
+    State, TcpState, Verdict, after, before, track_general,
 };
 use crate::sysctl::Sysctl;
 use crate::{Accept, Ctx, Decision, Dir, secs};
@@ -32,7 +32,8 @@ pub(super) fn candidate(st: &TcpState, seg: &Segment<'_>) -> bool {
 }
 
 /// Tracks a [`candidate`] segment: the common case here, anything else (unknown sender
-/// window, a bound not met) by the general code, from an untouched state.
+/// window, a bound not met) by the general code from its window check on (the transition,
+/// ESTABLISHED to ESTABLISHED, has no special case for this class), from an untouched state.
 #[inline(never)]
 pub(super) fn established_ack(
     st: &mut TcpState,
@@ -47,7 +48,10 @@ pub(super) fn established_ack(
     };
     match fast {
         Some(v) => v,
-        None => track_general(st, seg, ctx, s),
+        None => match ctx.dir {
+            Dir::Original => turned_down::<0>(st, seg, ctx, s),
+            Dir::Reply => turned_down::<1>(st, seg, ctx, s),
+        },
     }
 }
 
@@ -170,6 +174,68 @@ fn established_ack_from<const D: usize>(
         decision,
         lower_timeout: None,
     })
+}
+
+/// A [`candidate`] segment [`established_ack_from`] turned down, from an untouched state.
+///
+/// An unknown sender window or liberal tracking (where a failed bound still accepts the
+/// segment, without the window bookkeeping) go to the general code. Otherwise the outcome is
+/// the first failed bound's, in `in_window`'s order: I (beyond the window: the small overshoot
+/// it tolerates is recorded and ignored, anything more is invalid), III (acknowledges unsent
+/// data: invalid), II or IV (old segment or old acknowledgement: ignored). An invalid ACK-class
+/// segment never lowers the timeout, so `handle_invalid` has nothing to do.
+#[cold]
+#[inline(never)]
+fn turned_down<const D: usize>(
+    st: &mut TcpState,
+    seg: &Segment<'_>,
+    ctx: &Ctx,
+    s: &Sysctl,
+) -> Verdict {
+    let (d, r) = (D, 1 - D);
+    let sender = st.seen[d];
+    let receiver = st.seen[r];
+    if sender.maxwin == 0 || s.nf_conntrack_tcp_be_liberal != 0 || st.flags[d] & F_BE_LIBERAL != 0 {
+        return track_general(st, seg, ctx, s);
+    }
+    let end = seg.seq.wrapping_add(seg.data_len);
+    let sack = if st.flags[r] & F_SACK_PERM != 0 {
+        highest_sack(seg.options, seg.ack)
+    } else {
+        seg.ack
+    };
+    let ack_fresh = after(
+        sack,
+        receiver
+            .end
+            .wrapping_sub(sender.maxwin.max(MAX_ACK_WINDOW_FLOOR))
+            .wrapping_sub(1),
+    );
+    let ack_seen = before(sack, receiver.end.wrapping_add(1));
+    let verdict = if !before(seg.seq, sender.maxend.wrapping_add(1)) {
+        let overshot = end.wrapping_sub(sender.maxend).wrapping_add(1);
+        let in_recv_win = receiver.maxwin != 0
+            && after(
+                end,
+                sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
+            );
+        if in_recv_win && ack_fresh && overshot <= receiver.maxwin && ack_seen {
+            st.seen[d].end = end;
+            st.flags[d] |= F_DATA_UNACK;
+            WindowVerdict::Ignore
+        } else {
+            WindowVerdict::Invalid
+        }
+    } else if !ack_seen {
+        WindowVerdict::Invalid
+    } else {
+        // Bound II or IV: [`established_ack_from`] accepts whatever meets all four.
+        WindowVerdict::Ignore
+    };
+    match verdict {
+        WindowVerdict::Invalid => Decision::Invalid.into(),
+        _ => Decision::Ignore.into(),
+    }
 }
 
 /// Option areas [`highest_sack`] answers with the acknowledgement itself without walking: none
