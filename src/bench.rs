@@ -81,7 +81,7 @@ fn report(ct: &Conntrack, n: u64, secs: f64) {
     );
 }
 
-fn bench_pcap(a: &BenchArgs, path: &PathBuf) -> Result<(), String> {
+fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     let cfg = a.engine.config()?;
     let cap = capture::load(path).map_err(|e| e.to_string())?;
     if cap.is_empty() {
