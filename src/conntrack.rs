@@ -1,13 +1,13 @@
 //! The engine: frames in, verdicts out, over one sharded table per address family.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
 use ctrack_protocols::icmp::{self, Class};
 use ctrack_protocols::sysctl::{Sysctl, SysctlError};
-use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, udp};
+use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, tcp, udp};
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
@@ -65,12 +65,16 @@ const EVICTION_RANGE: usize = 8;
 
 pub(crate) struct Table<A> {
     pub(crate) shards: Box<[CachePadded<Mutex<ShardBox<A>>>]>,
+    /// Per shard: a "table full" drop happened and a garbage-collection pass is owed.
+    pressure: Box<[AtomicBool]>,
     mask: usize,
 }
 
 pub(crate) struct ShardBox<A> {
     pub(crate) shard: Shard<A>,
     pub(crate) stats: ShardStats,
+    /// Next slab index the pressure sweep looks at.
+    gc_cursor: u32,
 }
 
 impl<A: Addr> Table<A> {
@@ -82,9 +86,11 @@ impl<A: Addr> Table<A> {
                     CachePadded::new(Mutex::new(ShardBox {
                         shard: Shard::new(),
                         stats: ShardStats::default(),
+                        gc_cursor: 0,
                     }))
                 })
                 .collect(),
+            pressure: (0..n).map(|_| AtomicBool::new(false)).collect(),
             mask: n - 1,
         }
     }
@@ -97,7 +103,8 @@ impl<A: Addr> Table<A> {
 
 /// Layer-4 facts of a packet, once its header has passed the protocol's checks.
 #[derive(Clone, Copy, Debug)]
-enum Input {
+enum Input<'a> {
+    Tcp(tcp::Segment<'a>),
     Udp,
     UdpLite,
     Icmp,
@@ -342,8 +349,20 @@ impl Conntrack {
                 }
                 Input::Gre
             }
-            proto::TCP | proto::SCTP => {
-                // The TCP and SCTP trackers are not part of this build yet.
+            proto::TCP => {
+                if !ports(&mut key) {
+                    return self.invalid();
+                }
+                let Ok(seg) = tcp::parse(l4) else {
+                    return self.invalid();
+                };
+                if cksum && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4) {
+                    return self.invalid();
+                }
+                Input::Tcp(seg)
+            }
+            proto::SCTP => {
+                // The SCTP tracker is not part of this build yet.
                 return self.invalid();
             }
             _ => Input::Generic,
@@ -366,6 +385,10 @@ impl Conntrack {
         if expired > 0 {
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
+        let pressure = &t.pressure[t.shard_of(h)];
+        if pressure.load(Ordering::Relaxed) {
+            self.gc_step(sb, pressure, now);
+        }
         for _attempt in 0..2 {
             let found = match sb.shard.find(h, &key, &inv) {
                 Some(f) if sb.shard.get(f.idx).expired(now) => {
@@ -376,7 +399,7 @@ impl Conntrack {
                 f => f,
             };
             let Some(Found { idx, dir }) = found else {
-                return self.create(sb, h, key, input, now);
+                return self.create(t, sb, h, key, input, now);
             };
             sb.stats.found += 1;
             let e = sb.shard.get_mut(idx);
@@ -395,7 +418,7 @@ impl Conntrack {
             } else {
                 State::New
             };
-            let d = run_tracker(&mut e.proto, &e.key, input, &ctx, &self.cfg.sysctl);
+            let (d, lower) = run_tracker(&mut e.proto, &e.key, input, &ctx, &self.cfg.sysctl);
             match d {
                 Decision::Accept(a) => {
                     return self.apply(sb, h, idx, dir, state, a, now);
@@ -409,6 +432,9 @@ impl Conntrack {
                     return verdict_of(e, state, dir);
                 }
                 Decision::Invalid => {
+                    if let Some(t) = lower {
+                        sb.shard.set_expiry(idx, now.saturating_add(t), now);
+                    }
                     sb.stats.invalid += 1;
                     return Verdict::INVALID;
                 }
@@ -454,12 +480,14 @@ impl Conntrack {
     }
 
     /// The first packet of a connection: make an entry, track it, confirm it.
+    #[allow(clippy::too_many_arguments)]
     fn create<A: Addr>(
         &self,
+        t: &Table<A>,
         sb: &mut ShardBox<A>,
         h: u64,
         key: Key<A>,
-        input: Input,
+        input: Input<'_>,
         now: Nanos,
     ) -> Verdict {
         let s = &self.cfg.sysctl;
@@ -469,10 +497,22 @@ impl Conntrack {
         if max != 0 && n > max && !self.early_drop(sb, h, now) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             sb.stats.drop += 1;
+            // Owe every shard a pressure sweep, as the kernel wakes its GC worker.
+            for p in t.pressure.iter() {
+                p.store(true, Ordering::Relaxed);
+            }
             return Verdict::DROPPED;
         }
         let mut e = Entry::new(key);
         e.proto = match input {
+            Input::Tcp(seg) => match tcp::new_conn(&seg, s) {
+                Some(st) => ProtoState::Tcp(st),
+                None => {
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    sb.stats.invalid += 1;
+                    return Verdict::INVALID;
+                }
+            },
             Input::Udp => ProtoState::Udp(Default::default()),
             Input::Gre => ProtoState::Gre(Default::default()),
             Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
@@ -488,7 +528,7 @@ impl Conntrack {
             now,
             expires: 0,
         };
-        let d = run_tracker(&mut e.proto, &e.key, input, &ctx, s);
+        let (d, _) = run_tracker(&mut e.proto, &e.key, input, &ctx, s);
         let a = match d {
             Decision::Accept(a) => a,
             Decision::Ignore | Decision::Invalid | Decision::Reopen => {
@@ -537,6 +577,43 @@ impl Conntrack {
             }
         }
         false
+    }
+
+    /// One bounded step of the garbage collection owed after a "table full" drop: while the
+    /// table is at least 95% full, entries that early drop may take (not ASSURED, or TCP
+    /// connections already closing) are removed. The debt is paid once the sweep has covered
+    /// the whole shard.
+    fn gc_step<A: Addr>(&self, sb: &mut ShardBox<A>, pressure: &AtomicBool, now: Nanos) {
+        const STEP: u32 = 32;
+        let max = self.cfg.sysctl.nf_conntrack_max as usize;
+        let max95 = max / 100 * 95;
+        let slots = sb.shard.slots() as u32;
+        for _ in 0..STEP {
+            if sb.gc_cursor >= slots {
+                sb.gc_cursor = 0;
+                pressure.store(false, Ordering::Relaxed);
+                return;
+            }
+            let i = sb.gc_cursor;
+            sb.gc_cursor += 1;
+            let e = sb.shard.get(i);
+            if e.status & status::CONFIRMED == 0 {
+                continue;
+            }
+            let doomed = if e.expired(now) {
+                true
+            } else if max != 0 && self.count() >= max95 {
+                e.status & status::ASSURED == 0
+                    || matches!(e.proto, ProtoState::Tcp(st) if st.state().is_closing())
+            } else {
+                false
+            };
+            if doomed {
+                let h = self.hash(&e.key);
+                sb.shard.remove(h, i);
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// An ICMP or ICMPv6 packet refused as a bad or unmatched error. The kernel leaves it
@@ -663,23 +740,30 @@ impl Conntrack {
     }
 }
 
+/// Runs the entry's tracker. The second value is the TCP tracker's request to shorten the
+/// entry's life even though the packet is invalid.
 fn run_tracker<A: Addr>(
     st: &mut ProtoState,
     key: &Key<A>,
-    input: Input,
+    input: Input<'_>,
     ctx: &Ctx,
     s: &Sysctl,
-) -> Decision {
-    match (st, input) {
+) -> (Decision, Option<Nanos>) {
+    let d = match (st, input) {
+        (ProtoState::Tcp(t), Input::Tcp(seg)) => {
+            let v = tcp::track_full(t, &seg, ctx, s);
+            return (v.decision, v.lower_timeout);
+        }
         (ProtoState::Udp(u), Input::Udp) => udp::track(u, ctx, s),
-        (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::UdpLite) => udp::track_lite(ctx, s),
+        (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::Icmp) => icmp::track(A::V6, (key.dport >> 8) as u8, s),
         (ProtoState::None, Input::Generic) => generic::track(s),
         // A packet whose protocol disagrees with its entry's state cannot happen (the protocol
         // is part of the tuple); refuse it rather than guess.
         _ => Decision::Invalid,
-    }
+    };
+    (d, None)
 }
 
 fn verdict_of<A>(e: &Entry<A>, state: State, dir: Dir) -> Verdict {

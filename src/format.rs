@@ -31,6 +31,7 @@ impl EntryView {
         let reply = e.key.inverse().unwrap_or(e.key);
         let (tcp_state, gre_timeouts) = match &e.proto {
             ProtoState::Gre(g) => (None, Some((g.timeout, g.stream_timeout))),
+            ProtoState::Tcp(t) => (Some(ctrack_protocols::tcp::state_name(t)), None),
             _ => (None, None),
         };
         EntryView {

@@ -105,7 +105,12 @@ pub fn ip_of_frame(frame: &[u8], link: LinkType) -> Option<&[u8]> {
     } else {
         40 + be16(ip, 4)? as usize
     };
-    Some(if len < ip.len() { &ip[..len] } else { ip })
+    // A length field under the minimum header is left for parse_ip to refuse.
+    Some(if (20..ip.len()).contains(&len) {
+        &ip[..len]
+    } else {
+        ip
+    })
 }
 
 /// Why the IP layer refused a packet before tracking (the kernel drops these in its receive

@@ -8,6 +8,7 @@
 //! nothing was displaced from. Lookups touch one bucket line and then one entry.
 
 use ctrack_protocols::gre::GreState;
+use ctrack_protocols::tcp::TcpState;
 use ctrack_protocols::udp::UdpState;
 use ctrack_protocols::{Dir, Nanos};
 
@@ -38,6 +39,8 @@ pub enum ProtoState {
     Udp(UdpState),
     /// GRE.
     Gre(GreState),
+    /// TCP.
+    Tcp(TcpState),
 }
 
 /// One connection.
@@ -183,6 +186,12 @@ impl<A: Addr> Shard<A> {
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Slab slots allocated (live and free).
+    #[inline]
+    pub fn slots(&self) -> usize {
+        self.entries.len()
     }
 
     /// The entry at slab index `i`.
@@ -491,5 +500,27 @@ mod tests {
         s.expire(5_500_000_000, &h, |_| seen += 1);
         assert_eq!(seen, 5);
         assert_eq!(s.len(), 5);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn entries_stay_compact() {
+        // One IPv4 entry, index and wheel links included, fits in two cache lines with room
+        // to spare; IPv6 adds 24 bytes of addresses.
+        assert!(
+            std::mem::size_of::<Entry<[u8; 4]>>() <= 104,
+            "{}",
+            std::mem::size_of::<Entry<[u8; 4]>>()
+        );
+        assert!(
+            std::mem::size_of::<Entry<[u8; 16]>>() <= 128,
+            "{}",
+            std::mem::size_of::<Entry<[u8; 16]>>()
+        );
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
     }
 }

@@ -21,6 +21,7 @@ pub mod generic;
 pub mod gre;
 pub mod icmp;
 pub mod sysctl;
+pub mod tcp;
 pub mod udp;
 
 /// Nanoseconds of the caller's monotonic clock.

@@ -1,0 +1,128 @@
+"""Timed scenarios: replayed by the oracle in real time (--realtime) with shortened timeouts so
+entries expire mid-capture. Margins around every deadline are at least 0.3 s, far above the
+kernel's 4 ms jiffy and the replay's jitter."""
+from ctgen import scenario
+from scapy.all import GRE, ICMP, IP, UDP, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, Raw
+
+A, B, C = "10.20.0.1", "10.20.0.2", "10.20.0.3"
+
+
+def u(src, dst, sp, dp, data=b"t"):
+    return IP(src=src, dst=dst) / UDP(sport=sp, dport=dp) / data
+
+
+@scenario("timers/udp-expiry", args="--realtime --sysctl nf_conntrack_udp_timeout=2")
+def _():
+    return [
+        (0.0, u(A, B, 1000, 53)),
+        (1.0, u(A, B, 1000, 53)),        # refreshed: now lives until 3.0
+        (2.5, u(A, B, 1000, 53)),        # still the same entry (until 4.5)
+        (5.0, u(A, B, 1000, 53)),        # expired at 4.5: NEW again
+        (5.1, u(B, A, 53, 1000)),        # the reply belongs to the new entry
+        (0.2, u(A, C, 1001, 53)),        # a second flow, never refreshed: gone at 2.2
+        (2.6, u(C, A, 53, 1001)),        # its "reply" arrives too late: a NEW flow C -> A
+        (5.6, u(A, B, 1002, 54)),        # last packet; table read at about 5.6
+    ]
+
+
+@scenario("timers/udp-stream-timeout",
+          args="--realtime --sysctl nf_conntrack_udp_timeout=1 --sysctl nf_conntrack_udp_timeout_stream=3")
+def _():
+    return [
+        (0.0, u(A, B, 2000, 500)),
+        (0.1, u(B, A, 500, 2000)),       # first reply: 1 s timeout (until 1.1)
+        (0.8, u(A, B, 2000, 500)),       # replied, still young: 1 s (until 1.8)
+        (1.5, u(B, A, 500, 2000)),       # 1 s again (until 2.5)
+        (2.3, u(A, B, 2000, 500)),       # past 2 s: stream, ASSURED, 3 s (until 5.3)
+        (5.0, u(A, B, 2000, 500)),       # alive: stream timeout again (until 8.0)
+        (0.0, u(A, C, 2001, 501)),       # reply, then silence past the unreplied timeout
+        (0.2, u(C, A, 501, 2001)),
+        (1.6, u(A, C, 2001, 501)),       # expired at 1.2: NEW
+        (8.4, u(A, B, 2000, 500)),       # expired at 8.0: NEW, not assured
+    ]
+
+
+@scenario("timers/icmp-expiry", args="--realtime --sysctl nf_conntrack_icmp_timeout=1 --sysctl nf_conntrack_icmpv6_timeout=1")
+def _():
+    a6, b6 = "2001:db8:20::1", "2001:db8:20::2"
+    return [
+        (0.0, IP(src=A, dst=B) / ICMP(type=8, id=7, seq=1)),
+        (0.1, IP(src=B, dst=A) / ICMP(type=0, id=7, seq=1)),
+        (0.6, IP(src=A, dst=B) / ICMP(type=8, id=7, seq=2)),   # refresh: until 1.6
+        (2.0, IP(src=B, dst=A) / ICMP(type=0, id=7, seq=2)),   # late reply: no entry, invalid
+        (2.1, IP(src=A, dst=B) / ICMP(type=8, id=7, seq=3)),   # NEW again
+        (2.2, IP(src=B, dst=A) / ICMP(type=0, id=7, seq=3)),
+        (0.0, IPv6(src=a6, dst=b6) / ICMPv6EchoRequest(id=9, seq=1)),
+        (1.4, IPv6(src=b6, dst=a6) / ICMPv6EchoReply(id=9, seq=1)),  # too late: invalid
+        (1.5, IPv6(src=a6, dst=b6) / ICMPv6EchoRequest(id=9, seq=2)),
+        (1.6, IPv6(src=b6, dst=a6) / ICMPv6EchoReply(id=9, seq=2)),
+    ]
+
+
+@scenario("timers/generic-and-gre-expiry",
+          args="--realtime --sysctl nf_conntrack_generic_timeout=2 --sysctl nf_conntrack_gre_timeout=1 "
+               "--sysctl nf_conntrack_gre_timeout_stream=3")
+def _():
+    return [
+        (0.0, IP(src=A, dst=B, proto=253) / Raw(b"generic")),
+        (1.0, IP(src=B, dst=A, proto=253) / Raw(b"reply")),    # refresh: until 3.0, never assured
+        (3.4, IP(src=A, dst=B, proto=253) / Raw(b"again")),    # expired: NEW
+        (0.0, IP(src=A, dst=C) / GRE(proto=0x0800) / Raw(b"g")),
+        (0.3, IP(src=C, dst=A) / GRE(proto=0x0800) / Raw(b"g")),   # first reply: 1 s (until 1.3)
+        (1.0, IP(src=A, dst=C) / GRE(proto=0x0800) / Raw(b"g")),   # replied: stream 3 s, assured (until 4.0)
+        (3.6, IP(src=C, dst=A) / GRE(proto=0x0800) / Raw(b"g")),   # alive (until 6.6)
+        (3.7, IP(src=A, dst="10.20.0.9") / GRE(proto=0x0800) / Raw(b"g")),
+        (5.0, IP(src=A, dst="10.20.0.9") / GRE(proto=0x0800) / Raw(b"g")),  # expired at 4.7: NEW
+    ]
+
+
+@scenario("timers/udp-stream-boundary", args="--realtime --sysctl nf_conntrack_udp_timeout=5")
+def _():
+    # Two flows replied at once; one talks again at 1.7 s (still young), one at 2.4 s (stream).
+    return [
+        (0.0, u(A, B, 3000, 600)), (0.05, u(B, A, 600, 3000)),
+        (0.0, u(A, C, 3001, 601)), (0.05, u(C, A, 601, 3001)),
+        (1.7, u(A, B, 3000, 600)),
+        (2.4, u(A, C, 3001, 601)),
+        (2.5, u(B, A, 600, 3000)),
+    ]
+
+
+def t(src, dst, sp, dp, flags, seq, ack=0, data=b""):
+    from scapy.all import TCP
+    return IP(src=src, dst=dst) / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, window=8192) / data
+
+
+@scenario("timers/tcp-states",
+          args="--realtime --sysctl nf_conntrack_tcp_timeout_syn_sent=1 "
+               "--sysctl nf_conntrack_tcp_timeout_syn_recv=1 --sysctl nf_conntrack_tcp_timeout_established=2 "
+               "--sysctl nf_conntrack_tcp_timeout_time_wait=1 --sysctl nf_conntrack_tcp_timeout_close=1 "
+               "--sysctl nf_conntrack_tcp_timeout_fin_wait=1 --sysctl nf_conntrack_tcp_timeout_close_wait=1")
+def _():
+    out = []
+    # SYN_SENT expires: the late SYN/ACK finds nothing.
+    out += [(0.0, t(A, B, 5000, 80, "S", 100)), (1.5, t(B, A, 80, 5000, "SA", 900, 101))]
+    # SYN_RECV expires: the late ACK is picked up as a new ESTABLISHED entry (loose).
+    out += [(0.0, t(A, B, 5001, 80, "S", 200)), (0.1, t(B, A, 80, 5001, "SA", 700, 201)),
+            (1.6, t(A, B, 5001, 80, "A", 201, 701))]
+    # ESTABLISHED expires after 2 s of silence; traffic inside the window keeps it.
+    out += [(0.0, t(A, C, 5002, 22, "S", 300)), (0.1, t(C, A, 22, 5002, "SA", 800, 301)),
+            (0.2, t(A, C, 5002, 22, "A", 301, 801)), (1.5, t(A, C, 5002, 22, "PA", 301, 801, b"x" * 10)),
+            (1.6, t(C, A, 22, 5002, "A", 801, 311)), (4.0, t(A, C, 5002, 22, "PA", 311, 801, b"late"))]
+    # FIN_WAIT and CLOSE_WAIT expire; TIME_WAIT expires, then the port is reused.
+    out += [(0.0, t(A, B, 5003, 443, "S", 400)), (0.1, t(B, A, 443, 5003, "SA", 600, 401)),
+            (0.2, t(A, B, 5003, 443, "A", 401, 601)), (0.3, t(A, B, 5003, 443, "FA", 401, 601)),
+            (1.8, t(B, A, 443, 5003, "A", 601, 402))]
+    out += [(0.0, t(A, B, 5004, 443, "S", 500)), (0.1, t(B, A, 443, 5004, "SA", 650, 501)),
+            (0.2, t(A, B, 5004, 443, "A", 501, 651)), (0.3, t(A, B, 5004, 443, "FA", 501, 651)),
+            (0.4, t(B, A, 443, 5004, "A", 651, 502)), (1.9, t(B, A, 443, 5004, "FA", 651, 502))]
+    out += [(0.0, t(A, C, 5005, 25, "S", 700)), (0.1, t(C, A, 25, 5005, "SA", 750, 701)),
+            (0.2, t(A, C, 5005, 25, "A", 701, 751)), (0.3, t(A, C, 5005, 25, "FA", 701, 751)),
+            (0.4, t(C, A, 25, 5005, "FA", 751, 702)), (0.5, t(A, C, 5005, 25, "A", 702, 752)),
+            (2.0, t(A, C, 5005, 25, "S", 99999))]
+    # CLOSE after an RST expires; the table at the end shows the survivors' seconds left.
+    out += [(0.0, t(A, B, 5006, 8080, "S", 1000)), (0.1, t(B, A, 8080, 5006, "SA", 2000, 1001)),
+            (0.2, t(A, B, 5006, 8080, "A", 1001, 2001)), (0.3, t(B, A, 8080, 5006, "R", 2001)),
+            (1.7, t(A, B, 5006, 8080, "A", 1001, 2001)),
+            (3.9, t(A, "10.20.0.7", 5007, 8080, "S", 1)), (4.1, t(A, "10.20.0.8", 5008, 8080, "S", 1))]
+    return out

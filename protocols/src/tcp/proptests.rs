@@ -1,0 +1,373 @@
+//! Property tests: parsing and tracking never panic, whatever the bytes or the order of
+//! segments in either direction; after each segment the window bookkeeping keeps its
+//! invariants.
+
+use super::*;
+use crate::NANOS_PER_SEC;
+use proptest::prelude::*;
+
+/// How a generated segment picks its numbers.
+#[derive(Clone, Debug)]
+struct Gen {
+    /// The engine direction bit (which endpoint sends).
+    from_b: bool,
+    /// Index into [`FLAG_CHOICES`], plus extra PSH/ECE/CWR bits.
+    flags: usize,
+    extra: u8,
+    /// Relative to the sender's end (or absolute when `wild`).
+    seq_delta: i32,
+    /// Relative to the receiver's end (or absolute when `wild`).
+    ack_delta: i32,
+    wild: bool,
+    raw_seq: u32,
+    raw_ack: u32,
+    window: u16,
+    data_len: u32,
+    options: Vec<u8>,
+    /// Seconds to wait before the segment.
+    wait_ms: u32,
+}
+
+/// Flag bytes to draw from: all valid classes plus a few invalid ones.
+const FLAG_CHOICES: [u8; 12] = [
+    SYN,
+    SYN | ACK,
+    ACK,
+    ACK,
+    ACK,
+    FIN | ACK,
+    RST,
+    RST | ACK,
+    SYN | URG,
+    ACK | URG,
+    FIN,
+    SYN | FIN,
+];
+
+/// Options to draw from: none, SYN-style, SACK blocks, garbage.
+fn options() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        3 => Just(Vec::new()),
+        1 => (0u8..20, any::<bool>()).prop_map(|(ws, sack)| {
+            let mut o = vec![2, 4, 5, 0xb4, 1, 3, 3, ws];
+            if sack {
+                o.extend_from_slice(&[1, 1, 4, 2]);
+            }
+            o
+        }),
+        1 => (any::<u32>(), -5000i32..5000, 1usize..4).prop_map(|(l, r, n)| {
+            let mut o = vec![1, 1, 5, (2 + 8 * n) as u8];
+            for i in 0..n {
+                o.extend_from_slice(&l.wrapping_add(i as u32).to_be_bytes());
+                o.extend_from_slice(&(r as u32).wrapping_add(i as u32).to_be_bytes());
+            }
+            o
+        }),
+        1 => proptest::collection::vec(any::<u8>(), 0..40),
+    ]
+}
+
+fn segment_gen() -> impl Strategy<Value = Gen> {
+    (
+        any::<bool>(),
+        0..FLAG_CHOICES.len(),
+        prop_oneof![Just(0u8), Just(PSH), Just(ECE | CWR)],
+        -70_000i32..70_000,
+        -70_000i32..70_000,
+        prop::bool::weighted(0.1),
+        any::<u32>(),
+        any::<u32>(),
+        prop_oneof![any::<u16>(), Just(0u16), 1u16..2000],
+        prop_oneof![Just(0u32), 1u32..3000, Just(1u32)],
+        options(),
+        prop_oneof![Just(0u32), 1u32..3000, Just(200_000)],
+    )
+        .prop_map(
+            |(
+                from_b,
+                flags,
+                extra,
+                seq_delta,
+                ack_delta,
+                wild,
+                raw_seq,
+                raw_ack,
+                window,
+                data_len,
+                options,
+                wait_ms,
+            )| Gen {
+                from_b,
+                flags,
+                extra,
+                seq_delta,
+                ack_delta,
+                wild,
+                raw_seq,
+                raw_ack,
+                window,
+                data_len,
+                options,
+                wait_ms,
+            },
+        )
+}
+
+fn sysctl() -> impl Strategy<Value = Sysctl> {
+    (any::<bool>(), any::<bool>(), any::<bool>(), 0u32..5).prop_map(|(loose, lib, rst, mr)| {
+        Sysctl {
+            nf_conntrack_tcp_loose: u32::from(loose),
+            nf_conntrack_tcp_be_liberal: u32::from(lib),
+            nf_conntrack_tcp_ignore_invalid_rst: u32::from(rst),
+            nf_conntrack_tcp_max_retrans: mr,
+            nf_conntrack_tcp_timeout_syn_sent: 5,
+            nf_conntrack_tcp_timeout_close: 3,
+            ..Sysctl::default()
+        }
+    })
+}
+
+/// One entry driven like the engine drives it.
+struct Entry {
+    st: TcpState,
+    /// Which endpoint (`Gen::from_b`) sent the entry's first segment.
+    orig_b: bool,
+    seen_reply: bool,
+    assured: bool,
+    expires: Nanos,
+}
+
+/// Checks what must hold after every segment; `before` is the state the segment saw.
+fn check_invariants(
+    before: &TcpState,
+    after: &TcpState,
+    dir: Dir,
+    seg: &Segment<'_>,
+    d: Decision,
+    s: &Sysctl,
+) {
+    for side in [Dir::Original, Dir::Reply] {
+        assert!(after.scale(side) <= options::MAX_WSCALE);
+        let (b, a) = (before.side(side), after.side(side));
+        // Once initialised, a side keeps a window of at least 1.
+        if b.maxwin != 0 {
+            assert_ne!(a.maxwin, 0, "{side:?} lost its window");
+        }
+        // Accepted strict segments never move a known end backwards (a SYN/ACK may resync).
+        let strict = s.nf_conntrack_tcp_be_liberal == 0
+            && !before.liberal(Dir::Original)
+            && !before.liberal(Dir::Reply);
+        if strict
+            && matches!(d, Decision::Accept(_))
+            && b.maxwin != 0
+            && Class::of(seg.flags) != Class::SynAck
+        {
+            assert!(!super::before(a.end, b.end), "{side:?} end moved back");
+        }
+        // The highest ACK only grows.
+        if before.flags[side.idx()] & F_MAXACK_SET != 0 && matches!(d, Decision::Accept(_)) {
+            assert!(
+                !super::before(a.maxack, b.maxack),
+                "{side:?} maxack moved back"
+            );
+        }
+    }
+    let class = Class::of(seg.flags);
+    match d {
+        Decision::Reopen => {
+            assert_eq!(class, Class::Syn);
+            assert!(matches!(before.state(), State::TimeWait | State::Close));
+            assert_eq!(after, before);
+        }
+        Decision::Accept(a) if a.kill => assert_eq!(class, Class::Rst),
+        _ => {}
+    }
+    let _ = dir;
+}
+
+fn run(gens: &[Gen], s: &Sysctl, check: bool) {
+    let mut entry: Option<Entry> = None;
+    let mut now: Nanos = NANOS_PER_SEC;
+    for g in gens {
+        now += Nanos::from(g.wait_ms) * 1_000_000;
+        if entry.as_ref().is_some_and(|e| e.expires <= now) {
+            entry = None;
+        }
+        let flags = FLAG_CHOICES[g.flags] | g.extra;
+        let (seq, ack) = match &entry {
+            Some(e) if !g.wild => {
+                let dir = if g.from_b == e.orig_b {
+                    Dir::Original
+                } else {
+                    Dir::Reply
+                };
+                let snd = e.st.side(dir).end;
+                let rcv = e.st.side(dir.flip()).end;
+                (
+                    snd.wrapping_add(g.seq_delta as u32),
+                    rcv.wrapping_add(g.ack_delta as u32),
+                )
+            }
+            _ => (g.raw_seq, g.raw_ack),
+        };
+        let seg = Segment {
+            seq,
+            ack,
+            flags,
+            window: g.window,
+            data_len: g.data_len,
+            options: &g.options,
+        };
+        if !flags_valid(flags) {
+            continue; // parse() refuses it before any tracker sees it
+        }
+        let mut again = true;
+        while again {
+            again = false;
+            match &mut entry {
+                None => {
+                    let Some(mut st) = new_conn(&seg, s) else {
+                        break;
+                    };
+                    let ctx = Ctx {
+                        dir: Dir::Original,
+                        confirmed: false,
+                        seen_reply: false,
+                        assured: false,
+                        now,
+                        expires: 0,
+                    };
+                    let before = st;
+                    let d = track(&mut st, &seg, &ctx, s);
+                    if check {
+                        check_invariants(&before, &st, Dir::Original, &seg, d, s);
+                    }
+                    // The first segment of a new entry is always accepted with a timeout.
+                    assert!(
+                        matches!(d, Decision::Accept(a) if a.timeout.is_some() && !a.kill),
+                        "{d:?}"
+                    );
+                    if let Decision::Accept(a) = d {
+                        entry = Some(Entry {
+                            st,
+                            orig_b: g.from_b,
+                            seen_reply: false,
+                            assured: a.assured,
+                            expires: now + a.timeout.unwrap_or(0),
+                        });
+                    }
+                }
+                Some(e) => {
+                    let dir = if g.from_b == e.orig_b {
+                        Dir::Original
+                    } else {
+                        Dir::Reply
+                    };
+                    let ctx = Ctx {
+                        dir,
+                        confirmed: true,
+                        seen_reply: e.seen_reply,
+                        assured: e.assured,
+                        now,
+                        expires: e.expires,
+                    };
+                    let before = e.st;
+                    let v = track_full(&mut e.st, &seg, &ctx, s);
+                    if check {
+                        check_invariants(&before, &e.st, dir, &seg, v.decision, s);
+                    }
+                    if v.lower_timeout.is_some() {
+                        assert_eq!(v.decision, Decision::Invalid);
+                        assert!(e.assured);
+                    }
+                    match v.decision {
+                        Decision::Invalid => {
+                            if let Some(t) = v.lower_timeout {
+                                e.expires = now + t;
+                            }
+                        }
+                        Decision::Reopen => {
+                            entry = None;
+                            again = true;
+                        }
+                        Decision::Ignore => e.seen_reply |= dir == Dir::Reply,
+                        Decision::Accept(a) => {
+                            if a.kill {
+                                assert!(!e.seen_reply);
+                                entry = None;
+                            } else {
+                                assert!(a.timeout.is_some() || !e.seen_reply);
+                                e.seen_reply |= dir == Dir::Reply;
+                                e.assured |= a.assured;
+                                if let Some(t) = a.timeout {
+                                    e.expires = now + t;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+        if let Ok(seg) = parse(&bytes) {
+            let hlen = usize::from(bytes[12] >> 4) * 4;
+            prop_assert_eq!(seg.data_len as usize + hlen, bytes.len());
+            prop_assert_eq!(seg.options.len() + MIN_HEADER, hlen);
+            prop_assert!(flags_valid(seg.flags));
+        }
+    }
+
+    #[test]
+    fn option_walks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..48), ack: u32) {
+        let _ = options::syn_options(&bytes);
+        let s = options::highest_sack(&bytes, ack);
+        prop_assert!(s == ack || after(s, ack));
+    }
+
+    #[test]
+    fn tracking_keeps_invariants(gens in proptest::collection::vec(segment_gen(), 1..60), s in sysctl()) {
+        run(&gens, &s, true);
+    }
+
+    /// Arbitrary header bytes in arbitrary order, and arbitrary entry bits: no panic.
+    #[test]
+    fn track_never_panics(
+        pkts in proptest::collection::vec(
+            (any::<bool>(), any::<bool>(), any::<bool>(),
+             proptest::collection::vec(any::<u8>(), 20..72)),
+            1..40),
+        s in sysctl(),
+        now: u64,
+        expires: u64,
+    ) {
+        let mut st: Option<TcpState> = None;
+        for (reply, seen_reply, assured, bytes) in &pkts {
+            let mut b = bytes.clone();
+            // Keep the data offset sane often enough to get past parse().
+            if b[12] >> 4 < 5 {
+                b[12] = 0x50 | (b[12] & 0x0f);
+            }
+            let Ok(seg) = parse(&b) else { continue };
+            let dir = if *reply { Dir::Reply } else { Dir::Original };
+            match st.as_mut() {
+                None => st = new_conn(&seg, &s),
+                Some(t) => {
+                    let ctx = Ctx { dir, confirmed: true, seen_reply: *seen_reply,
+                                    assured: *assured, now, expires };
+                    let v = track_full(t, &seg, &ctx, &s);
+                    prop_assert!(t.scale(Dir::Original) <= 14 && t.scale(Dir::Reply) <= 14);
+                    if v.decision == Decision::Reopen {
+                        st = None;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The `ctrack` command's contract: output format, and a one-line error with a non-zero exit
+//! for every kind of bad input, never a panic.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn ctrack(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ctrack"))
+        .args(args)
+        .output()
+        .expect("run ctrack")
+}
+
+fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ctrack-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Asserts a clean failure: non-zero exit, nothing on stdout, exactly one stderr line that
+/// mentions every `needle`.
+fn fails_with(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded; stderr: {err}");
+    assert_ne!(out.status.code(), Some(101), "panicked: {err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    for n in needles {
+        assert!(err.contains(n), "{err:?} lacks {n:?}");
+    }
+}
+
+fn pcap_header(linktype: u32) -> Vec<u8> {
+    let mut v = 0xa1b2c3d4u32.to_le_bytes().to_vec();
+    v.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0]);
+    v.extend_from_slice(&linktype.to_le_bytes());
+    v
+}
+
+/// A record holding `data` whose on-the-wire length was `orig_len`.
+fn record(data: &[u8], orig_len: u32) -> Vec<u8> {
+    record_claiming(data, data.len() as u32, orig_len)
+}
+
+/// A record holding `data` but claiming `incl_len` captured bytes.
+fn record_claiming(data: &[u8], incl_len: u32, orig_len: u32) -> Vec<u8> {
+    let mut v = vec![1, 0, 0, 0, 0, 0, 0, 0];
+    v.extend_from_slice(&incl_len.to_le_bytes());
+    v.extend_from_slice(&orig_len.to_le_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn missing_file() {
+    let out = ctrack(&["replay", "/nonexistent/capture.pcap", "--verdicts"]);
+    fails_with(&out, &["/nonexistent/capture.pcap", "no such file"]);
+}
+
+#[test]
+fn directory_instead_of_file() {
+    let dir = std::env::temp_dir();
+    let out = ctrack(&["replay", dir.to_str().unwrap()]);
+    fails_with(&out, &[dir.to_str().unwrap()]);
+}
+
+#[test]
+fn empty_file() {
+    let p = tmp("empty.pcap", b"");
+    fails_with(
+        &ctrack(&["replay", p.to_str().unwrap()]),
+        &["empty.pcap", "empty"],
+    );
+}
+
+#[test]
+fn garbage_header() {
+    let p = tmp("garbage.pcap", b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
+    fails_with(
+        &ctrack(&["replay", p.to_str().unwrap()]),
+        &["garbage.pcap", "not a pcap"],
+    );
+}
+
+#[test]
+fn truncated_header() {
+    let p = tmp("short.pcap", &pcap_header(1)[..13]);
+    fails_with(
+        &ctrack(&["replay", p.to_str().unwrap()]),
+        &["short.pcap", "truncated"],
+    );
+    let ng = tmp(
+        "short.pcapng",
+        &[0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c],
+    );
+    fails_with(
+        &ctrack(&["replay", ng.to_str().unwrap()]),
+        &["short.pcapng", "truncated"],
+    );
+}
+
+#[test]
+fn absurd_record_length() {
+    let mut f = pcap_header(1);
+    f.extend(record_claiming(b"abcd", 0xffff_fff0, 4));
+    let p = tmp("absurd.pcap", &f);
+    fails_with(
+        &ctrack(&["replay", p.to_str().unwrap()]),
+        &["absurd.pcap", "absurd length"],
+    );
+}
+
+#[test]
+fn truncated_record() {
+    let mut f = pcap_header(1);
+    f.extend(record(&[0u8; 60], 60));
+    f.truncate(f.len() - 10);
+    let p = tmp("cut.pcap", &f);
+    fails_with(
+        &ctrack(&["replay", p.to_str().unwrap()]),
+        &["cut.pcap", "truncated record 0"],
+    );
+}
+
+#[test]
+fn unknown_link_type() {
+    let p = tmp("wifi.pcap", &pcap_header(105));
+    fails_with(
+        &ctrack(&["replay", p.to_str().unwrap()]),
+        &["wifi.pcap", "link type 105"],
+    );
+}
+
+#[test]
+fn bad_flags() {
+    let mut f = pcap_header(1);
+    f.extend(record(&[0u8; 14], 14));
+    let p = tmp("ok.pcap", &f);
+    let ps = p.to_str().unwrap();
+    fails_with(
+        &ctrack(&["replay", ps, "--sysctl", "nf_conntrack_bogus=1"]),
+        &["nf_conntrack_bogus", "nf_conntrack_tcp_loose"],
+    );
+    fails_with(
+        &ctrack(&["replay", ps, "--sysctl", "nf_conntrack_tcp_loose=7"]),
+        &["nf_conntrack_tcp_loose", "0 to 1"],
+    );
+    fails_with(
+        &ctrack(&["replay", ps, "--sysctl", "novalue"]),
+        &["NAME=VALUE"],
+    );
+    fails_with(
+        &ctrack(&["replay", ps, "--helper", "gopher:tcp:70"]),
+        &["gopher", "ftp"],
+    );
+    fails_with(
+        &ctrack(&["replay", ps, "--helper", "ftp:tcp"]),
+        &["ftp:tcp"],
+    );
+    fails_with(&ctrack(&["replay", ps, "--frobnicate"]), &["--frobnicate"]);
+    fails_with(&ctrack(&["replay"]), &["FILE"]);
+    fails_with(&ctrack(&["bench", "--pcap", ps, "--repeat", "x"]), &["x"]);
+}
+
+#[test]
+fn good_file_with_bad_frames_is_fine() {
+    let mut f = pcap_header(1);
+    f.extend(record(&[0u8; 3], 60)); // a frame too short for Ethernet
+    let mut ipv4_cut = vec![0u8; 12];
+    ipv4_cut.extend_from_slice(&[
+        0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1,
+    ]);
+    f.extend(record(&ipv4_cut, 60)); // IPv4 cut inside its header
+    let mut bad_ihl = vec![0u8; 12];
+    bad_ihl.extend_from_slice(&[0x08, 0x00, 0x41]);
+    bad_ihl.extend_from_slice(&[0u8; 40]);
+    f.extend(record(&bad_ihl, 60));
+    let p = tmp("frames.pcap", &f);
+    let out = ctrack(&["replay", p.to_str().unwrap(), "--verdicts", "--table"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, "0 skipped\n1 skipped\n2 invalid\n");
+}
+
+#[test]
+fn replay_format_on_a_bundled_capture() {
+    let cap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pcaps/udp/request-response.pcap"
+    );
+    let out = ctrack(&["replay", cap, "--verdicts", "--table", "--stats"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0 new,orig");
+    assert_eq!(lines[1], "1 established,reply");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("# table ipv4     2 udp      17 "))
+    );
+    assert!(lines.last().unwrap().starts_with("# stats found="));
+}
