@@ -3,9 +3,6 @@
 Cast (per scenario the same roles): A is the client, B the server, R a router in the middle
 (neither endpoint), C an unrelated host. Every error is addressed so the oracle forwards it
 (global unicast destinations; link-local sources are not forwarded and come back `dropped`).
-
-Scenarios named icmp/tcp-* need the TCP tracker; their goldens are only meaningful for ctrack
-once TCP tracking is part of the engine.
 """
 import struct
 
@@ -570,4 +567,25 @@ def _():
     syn = IPv6(src=A6, dst=B6) / TCP(sport=53001, dport=443, flags="S", seq=7000)
     out += [syn, unreach6(R6, A6, 1, quote(syn)), unreach6(B6, A6, 4, quote(syn))]
     out.append(IPv6(src=A6, dst=B6) / TCP(sport=53000, dport=80, flags="A", seq=2401, ack=5001, window=502))
+    return out
+
+
+@scenario("icmp/tcp-states-v4")
+def _():
+    out = []
+    # SYN_RECV: SYN and SYN/ACK seen, errors about either before the final ACK.
+    syn = IP(src=A, dst=B) / TCP(sport=54000, dport=22, flags="S", seq=100)
+    synack = IP(src=B, dst=A) / TCP(sport=22, dport=54000, flags="SA", seq=900, ack=101)
+    out += [syn, synack, err4(R, A, 11, 0, quote(syn)), err4(R, B, 3, 1, quote(synack))]
+    # An established connection reset by A: the entry lives on in CLOSE for 10 s.
+    out += tcp_handshake(A, B, 54001, 25, IP)
+    rst = IP(src=A, dst=B) / TCP(sport=54001, dport=25, flags="R", seq=1001)
+    out += [rst, err4(R, A, 3, 1, quote(rst)), err4(R, B, 3, 1, quote(IP(src=B, dst=A) / TCP(sport=25, dport=54001, flags="A")))]
+    # A SYN answered by an RST before any reply deletes its entry: nothing left to relate to.
+    syn2 = IP(src=A, dst=B) / TCP(sport=54002, dport=23, flags="S", seq=300)
+    out += [syn2, IP(src=B, dst=A) / TCP(sport=23, dport=54002, flags="RA", seq=0, ack=301),
+            err4(R, A, 3, 1, quote(syn2))]
+    # Errors quoting segments the tracker would call invalid (flags nonsense): the error
+    # itself is still RELATED, only the tuple counts.
+    out.append(err4(R, A, 3, 1, quote(IP(src=A, dst=B) / TCP(sport=54000, dport=22, flags="FSRPAU"))))
     return out
