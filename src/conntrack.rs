@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use crate::defrag::{Defrag, Reassembled};
 use crate::host::HostModel;
+use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType};
 use crate::stats::{Counter, ShardStats, Stats};
 use crate::table::{Entry, Found, ProtoState, Shard, status};
@@ -297,13 +298,16 @@ impl Conntrack {
                 }
             }
             proto::ICMP | proto::ICMPV6 => {
+                // ICMP of the other family is not the ICMP tracker's: without a tuple it is
+                // invalid like any packet. Our own family's header must be whole.
                 let own = (p.proto == proto::ICMPV6) == A::V6;
-                if l4.len() < 8 || !own {
-                    if own {
-                        self.stats.bump(Counter::Error);
-                    }
+                if !own {
                     return self.invalid();
                 }
+                let (Some(&ty), Some(&code), Some(inner)) = (l4.first(), l4.get(1), l4.get(8..))
+                else {
+                    return self.icmp_refused();
+                };
                 if cksum {
                     let ok = if A::V6 {
                         packet::l4_checksum_ok(p, p.proto, l4.len(), l4)
@@ -311,39 +315,37 @@ impl Conntrack {
                         packet::plain_checksum_ok(l4)
                     };
                     if !ok {
-                        self.stats.bump(Counter::Error);
-                        return self.invalid();
+                        return self.icmp_refused();
                     }
                 }
-                let (ty, code) = (l4[0], l4[1]);
+                if A::V6 && ty == icmp::V6_REDIRECT {
+                    let hop_limit = p.data.get(7).copied().unwrap_or(0);
+                    return match icmp_error::v6_redirect(l4, hop_limit, p.src()) {
+                        Redirect::Quoted(q) => self.icmp_error(t, p, q, now),
+                        Redirect::Refused => self.icmp_refused(),
+                        Redirect::NotError => self.invalid(),
+                    };
+                }
                 let class = if A::V6 {
-                    if ty == icmp::V6_REDIRECT {
-                        // A redirect is an error only as neighbour discovery accepts one.
-                        let hlim = p.data[7];
-                        let ll = p.src()[0] == 0xfe && p.src()[1] & 0xc0 == 0x80;
-                        if code == 0 && hlim == 255 && ll {
-                            Class::Error
-                        } else {
-                            Class::Invalid
-                        }
-                    } else {
-                        icmp::classify_v6(ty)
-                    }
+                    icmp::classify_v6(ty)
                 } else {
                     icmp::classify_v4(ty)
                 };
                 match class {
                     Class::Untracked => return Verdict::UNTRACKED,
-                    Class::Error => return self.icmp_error(t, p, now),
-                    Class::Invalid => {
-                        if !A::V6 && ty > icmp::V4_MAX_TYPE {
-                            self.stats.bump(Counter::Error);
-                        }
-                        return self.invalid();
+                    Class::Error => return self.icmp_error(t, p, inner, now),
+                    // Types past the last known one are refused as bad ICMP; the others
+                    // (router advertisement and such) merely have no tuple.
+                    Class::Invalid if !A::V6 && ty > icmp::V4_MAX_TYPE => {
+                        return self.icmp_refused();
                     }
+                    Class::Invalid => return self.invalid(),
                     Class::Query { .. } | Class::Answer { .. } => {}
                 }
-                key.sport = u16::from_be_bytes([l4[4], l4[5]]);
+                let (Some(&id0), Some(&id1)) = (l4.get(4), l4.get(5)) else {
+                    return self.icmp_refused();
+                };
+                key.sport = u16::from_be_bytes([id0, id1]);
                 key.dport = (ty as u16) << 8 | code as u16;
                 Input::Icmp
             }
@@ -622,23 +624,36 @@ impl Conntrack {
         }
     }
 
-    /// An ICMP or ICMPv6 error: RELATED to the connection of the packet it quotes.
-    fn icmp_error<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
-        let inner = &p.l4()[8..];
-        let Some(quoted) = crate::icmp_error::quoted_tuple::<A>(inner) else {
-            self.stats.bump(Counter::Error);
-            return self.invalid();
+    /// An ICMP or ICMPv6 packet refused as a bad or unmatched error. The kernel leaves it
+    /// without an entry and counts it as `error` only (not also as `invalid`).
+    fn icmp_refused(&self) -> Verdict {
+        self.stats.bump(Counter::Error);
+        Verdict::INVALID
+    }
+
+    /// An ICMP or ICMPv6 error whose quoted packet is `inner`: RELATED to that packet's
+    /// connection (reply-side when the quote's inverse is the entry's reply tuple), provided
+    /// the error goes where that tuple goes. Never creates, refreshes or changes an entry.
+    fn icmp_error<A: Addr>(
+        &self,
+        t: &Table<A>,
+        p: &IpPacket<'_>,
+        inner: &[u8],
+        now: Nanos,
+    ) -> Verdict {
+        let Some(quoted) = icmp_error::quoted_tuple::<A>(inner) else {
+            return self.icmp_refused();
         };
-        let Some(target) = quoted.inverse() else {
-            self.stats.bump(Counter::Error);
-            return self.invalid();
-        };
-        let Some(target_inv) = target.inverse() else {
-            self.stats.bump(Counter::Error);
-            return self.invalid();
+        // The quote is a packet sent to the error's sender: its inverse is what the table
+        // knows; both it and its own inverse are needed to search both directions.
+        let (Some(target), Some(target_inv)) =
+            (quoted.inverse(), quoted.inverse().and_then(|k| k.inverse()))
+        else {
+            return self.icmp_refused();
         };
         let h = self.hash(&target);
         let g = t.shards[t.shard_of(h)].lock();
+        // Expired entries are as good as gone (the kernel's lookup skips them).
         let now = now.max(g.shard.clock);
         let found = g
             .shard
@@ -646,8 +661,7 @@ impl Conntrack {
             .filter(|f| !g.shard.get(f.idx).expired(now));
         let Some(Found { idx, dir }) = found else {
             drop(g);
-            self.stats.bump(Counter::Error);
-            return self.invalid();
+            return self.icmp_refused();
         };
         let e = g.shard.get(idx);
         // The matched tuple's destination must be where the error is going.
@@ -658,8 +672,7 @@ impl Conntrack {
         };
         if dst.as_ref() != p.dst() {
             drop(g);
-            self.stats.bump(Counter::Error);
-            return self.invalid();
+            return self.icmp_refused();
         }
         verdict_of(e, State::Related, dir)
     }
@@ -768,5 +781,183 @@ fn verdict_of<A>(e: &Entry<A>, state: State, dir: Dir) -> Verdict {
         assured: e.status & status::ASSURED != 0,
         expected: e.status & status::EXPECTED != 0,
         frames: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{csum_add, csum_fold};
+
+    const A: [u8; 4] = [10, 0, 0, 1];
+    const B: [u8; 4] = [10, 0, 0, 2];
+    const R: [u8; 4] = [10, 0, 0, 254];
+    const SEC: Nanos = crate::NANOS_PER_SEC;
+
+    fn tracker() -> Conntrack {
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        Conntrack::with_seed(cfg, 7)
+    }
+
+    fn ip4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
+        let tot = (20 + payload.len()) as u16;
+        let mut p = vec![
+            0x45,
+            0,
+            (tot >> 8) as u8,
+            tot as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            proto,
+            0,
+            0,
+        ];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        let c = !csum_fold(csum_add(0, &p));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut u = Vec::new();
+        u.extend_from_slice(&sport.to_be_bytes());
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&[0, 12, 0, 0, b'd', b'a', b't', b'a']);
+        ip4(src, dst, proto::UDP, &u)
+    }
+
+    /// An ICMPv4 error from `src` to `dst` quoting the first 28 bytes of `quoted`.
+    fn err4(src: [u8; 4], dst: [u8; 4], ty: u8, quoted: &[u8]) -> Vec<u8> {
+        let mut m = vec![ty, 0, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&quoted[..quoted.len().min(28)]);
+        ip4(src, dst, proto::ICMP, &m)
+    }
+
+    fn run(ct: &Conntrack, p: &[u8], t: Nanos) -> String {
+        ct.process(p, LinkType::Raw, t).to_string()
+    }
+
+    fn seconds_left(ct: &Conntrack, now: Nanos) -> Vec<u64> {
+        let mut v = Vec::new();
+        ct.for_each_entry(now, |e| v.push(e.seconds_left));
+        v
+    }
+
+    #[test]
+    fn errors_are_related_and_leave_their_entry_alone() {
+        let ct = tracker();
+        let q = udp4(A, B, 1000, 53);
+        assert_eq!(run(&ct, &q, 0), "new,orig");
+        // About A's packet, back to A: reply side. No refresh, no SEEN_REPLY.
+        assert_eq!(run(&ct, &err4(B, A, 3, &q), 10 * SEC), "related,reply");
+        assert_eq!(run(&ct, &err4(R, A, 11, &q), 10 * SEC), "related,reply");
+        assert_eq!(seconds_left(&ct, 10 * SEC), vec![20]);
+        assert_eq!(run(&ct, &q, 11 * SEC), "new,orig");
+        // About a packet of the reply direction, to B: original side.
+        let r = udp4(B, A, 53, 1000);
+        assert_eq!(run(&ct, &err4(R, B, 3, &r), 12 * SEC), "related,orig");
+        // Addressed elsewhere than the matched tuple's destination.
+        assert_eq!(run(&ct, &err4(R, B, 3, &q), 12 * SEC), "invalid");
+        assert_eq!(
+            run(&ct, &err4(R, [10, 0, 0, 3], 3, &q), 12 * SEC),
+            "invalid"
+        );
+        let s = ct.stats();
+        assert_eq!((s.error, s.invalid, s.count), (2, 0, 1));
+        // Once the entry has expired there is nothing to be related to.
+        assert_eq!(run(&ct, &err4(B, A, 3, &q), 42 * SEC), "invalid");
+        assert_eq!(ct.stats().error, 3);
+    }
+
+    #[test]
+    fn errors_never_create_entries() {
+        let ct = tracker();
+        let q = udp4(A, B, 1000, 53);
+        assert_eq!(run(&ct, &err4(B, A, 3, &q), 0), "invalid");
+        // An error about an error has no tuple to invert.
+        let e = err4(B, A, 3, &q);
+        assert_eq!(run(&ct, &err4(R, B, 3, &e), 0), "invalid");
+        assert_eq!(ct.count(), 0);
+        assert_eq!(ct.stats().error, 2);
+    }
+
+    #[test]
+    fn bad_icmp_counts_as_error_and_typeless_icmp_as_invalid() {
+        let ct = tracker();
+        assert_eq!(run(&ct, &ip4(A, B, proto::ICMP, &[8, 0, 0]), 0), "invalid");
+        assert_eq!(
+            run(&ct, &ip4(A, B, proto::ICMP, &[19, 0, 0, 0, 0, 0, 0, 0]), 0),
+            "invalid"
+        );
+        assert_eq!(ct.stats().error, 2);
+        assert_eq!(
+            run(&ct, &ip4(A, B, proto::ICMP, &[9, 0, 0, 0, 0, 0, 0, 0]), 0),
+            "invalid"
+        );
+        let s = ct.stats();
+        assert_eq!((s.error, s.invalid), (2, 1));
+    }
+
+    fn ip6(src: &[u8; 16], dst: &[u8; 16], nh: u8, hlim: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u16;
+        let mut p = vec![0x60, 0, 0, 0, (len >> 8) as u8, len as u8, nh, hlim];
+        p.extend_from_slice(src);
+        p.extend_from_slice(dst);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn v6_redirect_quotes_after_its_option() {
+        let a6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let b6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let router: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe];
+        let q = ip6(&a6, &b6, proto::UDP, 64, &[3, 232, 0, 53, 0, 8, 0, 0]);
+        let ct = tracker();
+        assert_eq!(run(&ct, &q, 0), "new,orig");
+        let redirect = |src: &[u8; 16], hlim: u8, code: u8, opt: &[u8]| {
+            let mut m = vec![137, code, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&router);
+            m.extend_from_slice(&b6);
+            m.extend_from_slice(opt);
+            m.extend_from_slice(&q);
+            ip6(src, &a6, proto::ICMPV6, hlim, &m)
+        };
+        let opt = [4, 7, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            run(&ct, &redirect(&router, 255, 0, &opt), SEC),
+            "related,reply"
+        );
+        // Not as neighbour discovery sends it, or without the redirected-header option.
+        assert_eq!(run(&ct, &redirect(&router, 64, 0, &opt), SEC), "invalid");
+        assert_eq!(run(&ct, &redirect(&b6, 255, 0, &opt), SEC), "invalid");
+        assert_eq!(
+            run(
+                &ct,
+                &redirect(&router, 255, 0, &[4, 0, 0, 0, 0, 0, 0, 0]),
+                SEC
+            ),
+            "invalid"
+        );
+        assert_eq!(ct.stats().error, 3);
+        // A nonzero code, or another option first: not an error at all.
+        assert_eq!(run(&ct, &redirect(&router, 255, 1, &opt), SEC), "invalid");
+        assert_eq!(
+            run(
+                &ct,
+                &redirect(&router, 255, 0, &[2, 1, 0, 0, 0, 0, 0, 0]),
+                SEC
+            ),
+            "invalid"
+        );
+        let s = ct.stats();
+        assert_eq!((s.error, s.invalid, s.count), (3, 2, 1));
+        assert_eq!(run(&ct, &q, 2 * SEC), "new,orig");
     }
 }
