@@ -1,6 +1,6 @@
 //! The engine: frames in, verdicts out, over one sharded table per address family.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
@@ -63,10 +63,39 @@ impl Config {
 const EVICTION_RANGE: usize = 8;
 
 pub(crate) struct Table<A> {
-    pub(crate) shards: Box<[CachePadded<Mutex<ShardBox<A>>>]>,
-    /// Per shard: a "table full" drop happened and a garbage-collection pass is owed.
-    pressure: Box<[AtomicBool]>,
+    pub(crate) shards: Box<[CachePadded<Slot<A>>]>,
     mask: usize,
+}
+
+/// A shard and what may be read of it without its lock.
+pub(crate) struct Slot<A> {
+    pub(crate) lock: Mutex<ShardBox<A>>,
+    /// Where the shard's index buckets were last seen, and their mask: for prefetching only
+    /// (the address may be stale, which costs nothing but a useless prefetch).
+    buckets: AtomicPtr<u8>,
+    bucket_mask: AtomicUsize,
+    /// A "table full" drop happened and a garbage-collection pass is owed.
+    pressure: AtomicBool,
+}
+
+impl<A: Addr> Slot<A> {
+    /// Asks the memory system for the bucket line `h` hashes to.
+    #[inline]
+    pub(crate) fn prefetch_bucket(&self, h: u64) {
+        let base = self.buckets.load(Ordering::Relaxed);
+        let off = (h as usize & self.bucket_mask.load(Ordering::Relaxed)) * 64;
+        crate::table::prefetch(base.wrapping_add(off));
+    }
+
+    /// Records where the shard's buckets now are, after an insertion that may have grown them.
+    #[inline]
+    fn publish(&self, sb: &ShardBox<A>) {
+        let (base, mask) = sb.shard.bucket_base();
+        if !std::ptr::eq(self.buckets.load(Ordering::Relaxed), base) {
+            self.buckets.store(base as *mut u8, Ordering::Relaxed);
+            self.bucket_mask.store(mask, Ordering::Relaxed);
+        }
+    }
 }
 
 pub(crate) struct ShardBox<A> {
@@ -82,29 +111,49 @@ impl<A: Addr> Table<A> {
         Table {
             shards: (0..n)
                 .map(|_| {
-                    CachePadded::new(Mutex::new(ShardBox {
+                    let sb = ShardBox {
                         shard: Shard::new(),
                         stats: ShardStats::default(),
                         gc_cursor: 0,
-                    }))
+                    };
+                    let (base, mask) = sb.shard.bucket_base();
+                    CachePadded::new(Slot {
+                        lock: Mutex::new(sb),
+                        buckets: AtomicPtr::new(base as *mut u8),
+                        bucket_mask: AtomicUsize::new(mask),
+                        pressure: AtomicBool::new(false),
+                    })
                 })
                 .collect(),
-            pressure: (0..n).map(|_| AtomicBool::new(false)).collect(),
             mask: n - 1,
         }
     }
 
     #[inline]
-    fn shard_of(&self, h: u64) -> usize {
+    pub(crate) fn shard_of(&self, h: u64) -> usize {
         (h >> 32) as usize & self.mask
+    }
+}
+
+/// A TCP or UDP packet whose headers have passed every check, ready for its table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ready<'a, A> {
+    Tcp(Key<A>, tcp::Segment<'a>),
+    Udp(Key<A>),
+}
+
+impl<A: Addr> Ready<'_, A> {
+    #[inline]
+    pub(crate) fn key(&self) -> &Key<A> {
+        match self {
+            Ready::Tcp(k, _) | Ready::Udp(k) => k,
+        }
     }
 }
 
 /// Layer-4 facts of a packet, once its header has passed the protocol's checks.
 #[derive(Clone, Copy, Debug)]
-enum Input<'a> {
-    Tcp(tcp::Segment<'a>),
-    Udp,
+enum Input {
     UdpLite,
     Icmp,
     Gre,
@@ -190,19 +239,6 @@ impl Conntrack {
         }
     }
 
-    /// Tracks a batch of frames seen at `now`, writing one verdict per frame into `out`
-    /// (cleared first). Equivalent to calling [`Conntrack::process`] on each in order.
-    pub fn process_batch(
-        &self,
-        frames: &[&[u8]],
-        link: LinkType,
-        now: Nanos,
-        out: &mut Vec<Verdict>,
-    ) {
-        out.clear();
-        out.extend(frames.iter().map(|f| self.process(f, link, now)));
-    }
-
     /// Tracks one IP packet (starting at its IPv4 or IPv6 header).
     pub fn process_ip(&self, ip: &[u8], now: Nanos) -> Verdict {
         if ip.len() < 20 || !matches!(ip[0] >> 4, 4 | 6) {
@@ -252,7 +288,138 @@ impl Conntrack {
         Verdict::INVALID
     }
 
+    #[inline]
     fn track<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match p.proto {
+            proto::TCP => self.track_tcp(t, p, now),
+            proto::UDP => self.track_udp(t, p, now),
+            _ => self.track_other(t, p, now),
+        }
+    }
+
+    /// TCP: header checks, checksum, then the TCP tracker.
+    #[inline(never)]
+    fn track_tcp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match self.ready_tcp(p) {
+            Ok(r) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Err(v) => v,
+        }
+    }
+
+    /// UDP: header checks, checksum, then the UDP tracker.
+    #[inline(never)]
+    fn track_udp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match self.ready_udp(p) {
+            Ok(r) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Err(v) => v,
+        }
+    }
+
+    /// Checks a TCP segment (header, flags, checksum) and builds its tuple.
+    #[inline]
+    pub(crate) fn ready_tcp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
+        let l4 = p.l4();
+        // A segment shorter than its header has no tuple either: invalid both ways.
+        let Ok(seg) = tcp::parse(l4) else {
+            return Err(self.invalid());
+        };
+        if self.cfg.sysctl.nf_conntrack_checksum != 0
+            && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4)
+        {
+            return Err(self.invalid());
+        }
+        let key = Key {
+            src: A::from_bytes(p.src()),
+            dst: A::from_bytes(p.dst()),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            zone: 0,
+            proto: proto::TCP,
+        };
+        Ok(Ready::Tcp(key, seg))
+    }
+
+    /// Checks a UDP datagram (header, length, checksum) and builds its tuple.
+    #[inline]
+    pub(crate) fn ready_udp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
+        let l4 = p.l4();
+        let scope = match udp::check_udp(l4) {
+            Ok(scope) => scope,
+            Err(_) => return Err(self.invalid()),
+        };
+        if let udp::ChecksumScope::Bytes(n) = scope
+            && self.cfg.sysctl.nf_conntrack_checksum != 0
+            && !packet::l4_checksum_ok(p, proto::UDP, l4.len(), &l4[..n])
+        {
+            return Err(self.invalid());
+        }
+        let key = Key {
+            src: A::from_bytes(p.src()),
+            dst: A::from_bytes(p.dst()),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            zone: 0,
+            proto: proto::UDP,
+        };
+        Ok(Ready::Udp(key))
+    }
+
+    /// Locks the shard of a ready packet (hash `h`) and tracks it.
+    #[inline]
+    fn run_ready<A: Addr>(&self, t: &Table<A>, r: &Ready<'_, A>, h: u64, now: Nanos) -> Verdict {
+        let slot = &t.shards[t.shard_of(h)];
+        let mut g = slot.lock.lock();
+        self.run_ready_locked(t, slot, &mut g, r, h, now)
+    }
+
+    /// Tracks a ready packet in its shard, already locked.
+    #[inline]
+    pub(crate) fn run_ready_locked<A: Addr>(
+        &self,
+        t: &Table<A>,
+        slot: &Slot<A>,
+        sb: &mut ShardBox<A>,
+        r: &Ready<'_, A>,
+        h: u64,
+        now: Nanos,
+    ) -> Verdict {
+        let s = &self.cfg.sysctl;
+        match r {
+            Ready::Tcp(key, seg) => self.conn_locked(
+                t,
+                slot,
+                sb,
+                *key,
+                h,
+                now,
+                |st, _, ctx| match st {
+                    ProtoState::Tcp(st) => {
+                        let v = tcp::track_full(st, seg, ctx, s);
+                        (v.decision, v.lower_timeout)
+                    }
+                    _ => (Decision::Invalid, None),
+                },
+                || tcp::new_conn(seg, s).map(ProtoState::Tcp),
+            ),
+            Ready::Udp(key) => self.conn_locked(
+                t,
+                slot,
+                sb,
+                *key,
+                h,
+                now,
+                |st, _, ctx| match st {
+                    ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
+                    _ => (Decision::Invalid, None),
+                },
+                || Some(ProtoState::Udp(Default::default())),
+            ),
+        }
+    }
+
+    /// Every other protocol: UDP-Lite, ICMP and ICMPv6 (with errors), GRE, generic.
+    #[inline(never)]
+    fn track_other<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
         let s = &self.cfg.sysctl;
         let l4 = p.l4();
         let cksum = s.nf_conntrack_checksum != 0;
@@ -273,16 +440,11 @@ impl Conntrack {
             true
         };
         let input = match p.proto {
-            proto::UDP | proto::UDPLITE => {
+            proto::UDPLITE => {
                 if !ports(&mut key) {
                     return self.invalid();
                 }
-                let scope = if p.proto == proto::UDP {
-                    udp::check_udp(l4)
-                } else {
-                    udp::check_udplite(l4)
-                };
-                match scope {
+                match udp::check_udplite(l4) {
                     Err(_) => return self.invalid(),
                     Ok(udp::ChecksumScope::Bytes(n)) if cksum => {
                         if !packet::l4_checksum_ok(p, p.proto, l4.len(), &l4[..n]) {
@@ -291,11 +453,7 @@ impl Conntrack {
                     }
                     Ok(_) => {}
                 }
-                if p.proto == proto::UDP {
-                    Input::Udp
-                } else {
-                    Input::UdpLite
-                }
+                Input::UdpLite
             }
             proto::ICMP | proto::ICMPV6 => {
                 // ICMP of the other family is not the ICMP tracker's: without a tuple it is
@@ -357,45 +515,72 @@ impl Conntrack {
                 }
                 Input::Gre
             }
-            proto::TCP => {
-                if !ports(&mut key) {
-                    return self.invalid();
-                }
-                let Ok(seg) = tcp::parse(l4) else {
-                    return self.invalid();
-                };
-                if cksum && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4) {
-                    return self.invalid();
-                }
-                Input::Tcp(seg)
-            }
             proto::SCTP => {
                 // The SCTP tracker is not part of this build yet.
                 return self.invalid();
             }
             _ => Input::Generic,
         };
-        self.conn(t, key, input, now)
+        self.conn(
+            t,
+            key,
+            self.hash(&key),
+            now,
+            |st, k, ctx| run_tracker(st, k, input, ctx, s),
+            || {
+                Some(match input {
+                    Input::Gre => ProtoState::Gre(Default::default()),
+                    Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
+                })
+            },
+        )
     }
 
-    /// Looks the connection up, runs its tracker and applies the decision.
-    fn conn<A: Addr>(&self, t: &Table<A>, key: Key<A>, input: Input, now: Nanos) -> Verdict {
+    /// Looks the connection (hash `h`) up, runs its tracker and applies the decision.
+    /// `track` runs the protocol's tracker on an entry's state and original tuple (returning
+    /// the decision and, for TCP, a timeout to impose even on an invalid packet); `init` makes
+    /// a new entry's state, or refuses.
+    #[inline]
+    fn conn<A: Addr>(
+        &self,
+        t: &Table<A>,
+        key: Key<A>,
+        h: u64,
+        now: Nanos,
+        track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
+    ) -> Verdict {
+        let slot = &t.shards[t.shard_of(h)];
+        let mut g = slot.lock.lock();
+        self.conn_locked(t, slot, &mut g, key, h, now, track, init)
+    }
+
+    /// [`Conntrack::conn`] with the shard already locked.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn conn_locked<A: Addr>(
+        &self,
+        t: &Table<A>,
+        slot: &Slot<A>,
+        sb: &mut ShardBox<A>,
+        key: Key<A>,
+        h: u64,
+        now: Nanos,
+        mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
+    ) -> Verdict {
         let Some(inv) = key.inverse() else {
             return self.invalid();
         };
-        let h = self.hash(&key);
-        let mut g = t.shards[t.shard_of(h)].lock();
-        let sb = &mut *g;
         let now = now.max(sb.shard.clock);
         sb.shard.clock = now;
-        let hash = |k: &Key<A>| self.hash(k);
-        let expired = sb.shard.expire(now, &hash, |_| {});
-        if expired > 0 {
+        if sb.shard.timers_due(now) {
+            let hash = |k: &Key<A>| self.hash(k);
+            let expired = sb.shard.expire(now, &hash, |_| {});
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
-        let pressure = &t.pressure[t.shard_of(h)];
-        if pressure.load(Ordering::Relaxed) {
-            self.gc_step(sb, pressure, now);
+        if slot.pressure.load(Ordering::Relaxed) {
+            self.gc_step(sb, &slot.pressure, now);
         }
         for _attempt in 0..2 {
             let found = match sb.shard.find(h, &key, &inv) {
@@ -407,7 +592,7 @@ impl Conntrack {
                 f => f,
             };
             let Some(Found { idx, dir }) = found else {
-                return self.create(t, sb, h, key, input, now);
+                return self.create(t, slot, sb, h, key, now, &mut track, init);
             };
             sb.stats.found += 1;
             let e = sb.shard.get_mut(idx);
@@ -426,7 +611,7 @@ impl Conntrack {
             } else {
                 State::New
             };
-            let (d, lower) = run_tracker(&mut e.proto, &e.key, input, &ctx, &self.cfg.sysctl);
+            let (d, lower) = track(&mut e.proto, &e.key, &ctx);
             match d {
                 Decision::Accept(a) => {
                     return self.apply(sb, h, idx, dir, state, a, now);
@@ -492,11 +677,13 @@ impl Conntrack {
     fn create<A: Addr>(
         &self,
         t: &Table<A>,
+        slot: &Slot<A>,
         sb: &mut ShardBox<A>,
         h: u64,
         key: Key<A>,
-        input: Input<'_>,
         now: Nanos,
+        track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
         let s = &self.cfg.sysctl;
         // Table limit, checked as the kernel does when it allocates the entry.
@@ -506,24 +693,19 @@ impl Conntrack {
             self.count.fetch_sub(1, Ordering::Relaxed);
             sb.stats.drop += 1;
             // Owe every shard a pressure sweep, as the kernel wakes its GC worker.
-            for p in t.pressure.iter() {
-                p.store(true, Ordering::Relaxed);
+            for other in t.shards.iter() {
+                other.pressure.store(true, Ordering::Relaxed);
             }
             return Verdict::DROPPED;
         }
         let mut e = Entry::new(key);
-        e.proto = match input {
-            Input::Tcp(seg) => match tcp::new_conn(&seg, s) {
-                Some(st) => ProtoState::Tcp(st),
-                None => {
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                    sb.stats.invalid += 1;
-                    return Verdict::INVALID;
-                }
-            },
-            Input::Udp => ProtoState::Udp(Default::default()),
-            Input::Gre => ProtoState::Gre(Default::default()),
-            Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
+        e.proto = match init() {
+            Some(st) => st,
+            None => {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                sb.stats.invalid += 1;
+                return Verdict::INVALID;
+            }
         };
         if let Some(hl) = ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
             e.helper = ctrack_helpers::index_of(hl);
@@ -536,7 +718,7 @@ impl Conntrack {
             now,
             expires: 0,
         };
-        let (d, _) = run_tracker(&mut e.proto, &e.key, input, &ctx, s);
+        let (d, _) = track(&mut e.proto, &e.key, &ctx);
         let a = match d {
             Decision::Accept(a) => a,
             Decision::Ignore | Decision::Invalid | Decision::Reopen => {
@@ -556,6 +738,7 @@ impl Conntrack {
         }
         let hash = |k: &Key<A>| self.hash(k);
         sb.shard.insert(h, e, now, &hash);
+        slot.publish(sb);
         sb.stats.insert += 1;
         v
     }
@@ -652,7 +835,7 @@ impl Conntrack {
             return self.icmp_refused();
         };
         let h = self.hash(&target);
-        let g = t.shards[t.shard_of(h)].lock();
+        let g = t.shards[t.shard_of(h)].lock.lock();
         // Expired entries are as good as gone (the kernel's lookup skips them).
         let now = now.max(g.shard.clock);
         let found = g
@@ -690,7 +873,7 @@ impl Conntrack {
         let hash = |k: &Key<A>| self.hash(k);
         let mut n = 0;
         for sh in t.shards.iter() {
-            let mut g = sh.lock();
+            let mut g = sh.lock.lock();
             let now = now.max(g.shard.clock);
             g.shard.clock = now;
             n += g.shard.expire(now, &hash, |_| {});
@@ -703,10 +886,10 @@ impl Conntrack {
     pub fn stats(&self) -> crate::stats::Snapshot {
         let mut snap = self.stats.snapshot();
         for sh in self.v4.shards.iter() {
-            snap.add(&sh.lock().stats);
+            snap.add(&sh.lock.lock().stats);
         }
         for sh in self.v6.shards.iter() {
-            snap.add(&sh.lock().stats);
+            snap.add(&sh.lock.lock().stats);
         }
         snap.count = self.count() as u64;
         snap
@@ -716,10 +899,10 @@ impl Conntrack {
     pub fn memory(&self) -> usize {
         let mut n = 0;
         for sh in self.v4.shards.iter() {
-            n += sh.lock().shard.memory();
+            n += sh.lock.lock().shard.memory();
         }
         for sh in self.v6.shards.iter() {
-            n += sh.lock().shard.memory();
+            n += sh.lock.lock().shard.memory();
         }
         n
     }
@@ -738,7 +921,7 @@ impl Conntrack {
         f: &mut impl FnMut(crate::format::EntryView),
     ) {
         for sh in t.shards.iter() {
-            let g = sh.lock();
+            let g = sh.lock.lock();
             for (_, e) in g.shard.iter() {
                 if !e.expired(now) {
                     f(crate::format::EntryView::new(e, now));
@@ -748,21 +931,15 @@ impl Conntrack {
     }
 }
 
-/// Runs the entry's tracker. The second value is the TCP tracker's request to shorten the
-/// entry's life even though the packet is invalid.
+/// Runs the tracker of a protocol without a dedicated path (no invalid-packet timeout change).
 fn run_tracker<A: Addr>(
     st: &mut ProtoState,
     key: &Key<A>,
-    input: Input<'_>,
+    input: Input,
     ctx: &Ctx,
     s: &Sysctl,
 ) -> (Decision, Option<Nanos>) {
     let d = match (st, input) {
-        (ProtoState::Tcp(t), Input::Tcp(seg)) => {
-            let v = tcp::track_full(t, &seg, ctx, s);
-            return (v.decision, v.lower_timeout);
-        }
-        (ProtoState::Udp(u), Input::Udp) => udp::track(u, ctx, s),
         (ProtoState::None, Input::UdpLite) => udp::track_lite(ctx, s),
         (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::Icmp) => icmp::track(A::V6, (key.dport >> 8) as u8, s),

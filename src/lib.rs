@@ -28,6 +28,7 @@
 //! assert_eq!(b.state, State::Established);
 //! ```
 
+mod batch;
 pub mod capture;
 pub mod conntrack;
 pub mod defrag;
