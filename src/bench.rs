@@ -100,7 +100,11 @@ fn write_pcap(path: &std::path::Path, w: &Workload) -> std::io::Result<()> {
         f.write_all(&((t % 1_000_000) as u32).to_le_bytes())?;
         f.write_all(&len.to_le_bytes())?;
         f.write_all(&len.to_le_bytes())?;
-        let ethertype: [u8; 2] = if p[0] >> 4 == 6 { [0x86, 0xdd] } else { [0x08, 0x00] };
+        let ethertype: [u8; 2] = if p[0] >> 4 == 6 {
+            [0x86, 0xdd]
+        } else {
+            [0x08, 0x00]
+        };
         f.write_all(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1])?;
         f.write_all(&ethertype)?;
         f.write_all(p)?;
