@@ -54,14 +54,10 @@ pub struct Entry<A> {
     pub helper: u8,
     /// Wheel slot holding the entry.
     wslot: u16,
-    /// Reuse counter of this slab slot.
-    pub generation: u32,
     /// Absolute expiry time.
     pub expires: Nanos,
     prev: u32,
     next: u32,
-    /// Index of the entry's extension record, or NIL.
-    pub ext: u32,
     /// Protocol state.
     pub proto: ProtoState,
 }
@@ -73,11 +69,9 @@ impl<A: Addr> Entry<A> {
             status: 0,
             helper: 0,
             wslot: UNFILED,
-            generation: 0,
             expires: 0,
             prev: NIL,
             next: NIL,
-            ext: NIL,
             proto: ProtoState::None,
         }
     }
@@ -319,7 +313,10 @@ impl<A: Addr> Shard<A> {
         if m != 0 {
             let i = bk.idx[m.trailing_zeros() as usize] as usize;
             if let Some(e) = self.entries.get(i) {
-                prefetch(e as *const Entry<A> as *const u8);
+                // An entry spans two cache lines: the tuple in the first, TCP state in both.
+                let p = e as *const Entry<A> as *const u8;
+                prefetch(p);
+                prefetch(p.wrapping_add(64));
             }
         }
     }
@@ -431,7 +428,6 @@ impl<A: Addr> Shard<A> {
         let i = if self.free != NIL {
             let i = self.free;
             self.free = self.entries[i as usize].next;
-            e.generation = self.entries[i as usize].generation;
             self.entries[i as usize] = e;
             i
         } else {
@@ -469,9 +465,7 @@ impl<A: Addr> Shard<A> {
     fn release(&mut self, i: u32) -> Entry<A> {
         let e = &mut self.entries[i as usize];
         let old = *e;
-        let generation = e.generation.wrapping_add(1);
         *e = Entry::vacant();
-        e.generation = generation;
         e.next = self.free;
         self.free = i;
         self.count -= 1;
@@ -654,12 +648,12 @@ mod size_tests {
         // One IPv4 entry, index and wheel links included, fits in two cache lines with room
         // to spare; IPv6 adds 24 bytes of addresses.
         assert!(
-            std::mem::size_of::<Entry<[u8; 4]>>() <= 104,
+            std::mem::size_of::<Entry<[u8; 4]>>() <= 96,
             "{}",
             std::mem::size_of::<Entry<[u8; 4]>>()
         );
         assert!(
-            std::mem::size_of::<Entry<[u8; 16]>>() <= 128,
+            std::mem::size_of::<Entry<[u8; 16]>>() <= 120,
             "{}",
             std::mem::size_of::<Entry<[u8; 16]>>()
         );
