@@ -106,13 +106,13 @@ pub(crate) struct ShardBox<A> {
 }
 
 impl<A: Addr> Table<A> {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, acct: bool, timestamps: bool) -> Self {
         let n = n.max(1).next_power_of_two();
         Table {
             shards: (0..n)
                 .map(|_| {
                     let sb = ShardBox {
-                        shard: Shard::new(),
+                        shard: Shard::with_extras(acct, timestamps),
                         stats: ShardStats::default(),
                         gc_cursor: 0,
                     };
@@ -137,17 +137,24 @@ impl<A: Addr> Table<A> {
 
 /// A TCP or UDP packet whose headers have passed every check, ready for its table.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Ready<'a, A> {
-    Tcp(Key<A>, tcp::Segment<'a>),
-    Udp(Key<A>),
+pub(crate) struct Ready<'a, A> {
+    pub(crate) key: Key<A>,
+    /// Layer-3 length, for accounting.
+    pub(crate) len: u32,
+    pub(crate) l4: ReadyL4<'a>,
+}
+
+/// The protocol part of a [`Ready`] packet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReadyL4<'a> {
+    Tcp(tcp::Segment<'a>),
+    Udp,
 }
 
 impl<A: Addr> Ready<'_, A> {
     #[inline]
     pub(crate) fn key(&self) -> &Key<A> {
-        match self {
-            Ready::Tcp(k, _) | Ready::Udp(k) => k,
-        }
+        &self.key
     }
 }
 
@@ -205,9 +212,11 @@ impl Conntrack {
     /// A tracker whose hash seed is fixed (reproducible table layout, for tests and benches).
     pub fn with_seed(cfg: Config, seed: u64) -> Conntrack {
         let frags = Defrag::new(&cfg.sysctl);
+        let acct = cfg.sysctl.nf_conntrack_acct != 0;
+        let tstamp = cfg.sysctl.nf_conntrack_timestamp != 0;
         Conntrack {
-            v4: Table::new(cfg.shards),
-            v6: Table::new(cfg.shards),
+            v4: Table::new(cfg.shards, acct, tstamp),
+            v6: Table::new(cfg.shards, acct, tstamp),
             cfg,
             hasher: FixedState::with_seed(seed),
             count: AtomicUsize::new(0),
@@ -336,7 +345,11 @@ impl Conntrack {
             zone: 0,
             proto: proto::TCP,
         };
-        Ok(Ready::Tcp(key, seg))
+        Ok(Ready {
+            key,
+            len: p.data.len() as u32,
+            l4: ReadyL4::Tcp(seg),
+        })
     }
 
     /// Checks a UDP datagram (header, length, checksum) and builds its tuple.
@@ -361,7 +374,11 @@ impl Conntrack {
             zone: 0,
             proto: proto::UDP,
         };
-        Ok(Ready::Udp(key))
+        Ok(Ready {
+            key,
+            len: p.data.len() as u32,
+            l4: ReadyL4::Udp,
+        })
     }
 
     /// Locks the shard of a ready packet (hash `h`) and tracks it.
@@ -384,14 +401,15 @@ impl Conntrack {
         now: Nanos,
     ) -> Verdict {
         let s = &self.cfg.sysctl;
-        match r {
-            Ready::Tcp(key, seg) => self.conn_locked(
+        match &r.l4 {
+            ReadyL4::Tcp(seg) => self.conn_locked(
                 t,
                 slot,
                 sb,
-                *key,
+                r.key,
                 h,
                 now,
+                r.len,
                 |st, _, ctx| match st {
                     ProtoState::Tcp(st) => {
                         let v = tcp::track_full(st, seg, ctx, s);
@@ -401,13 +419,14 @@ impl Conntrack {
                 },
                 || tcp::new_conn(seg, s).map(ProtoState::Tcp),
             ),
-            Ready::Udp(key) => self.conn_locked(
+            ReadyL4::Udp => self.conn_locked(
                 t,
                 slot,
                 sb,
-                *key,
+                r.key,
                 h,
                 now,
+                r.len,
                 |st, _, ctx| match st {
                     ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
                     _ => (Decision::Invalid, None),
@@ -526,6 +545,7 @@ impl Conntrack {
             key,
             self.hash(&key),
             now,
+            p.data.len() as u32,
             |st, k, ctx| run_tracker(st, k, input, ctx, s),
             || {
                 Some(match input {
@@ -547,12 +567,13 @@ impl Conntrack {
         key: Key<A>,
         h: u64,
         now: Nanos,
+        len: u32,
         track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
         let slot = &t.shards[t.shard_of(h)];
         let mut g = slot.lock.lock();
-        self.conn_locked(t, slot, &mut g, key, h, now, track, init)
+        self.conn_locked(t, slot, &mut g, key, h, now, len, track, init)
     }
 
     /// [`Conntrack::conn`] with the shard already locked.
@@ -566,6 +587,7 @@ impl Conntrack {
         key: Key<A>,
         h: u64,
         now: Nanos,
+        len: u32,
         mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
@@ -592,7 +614,7 @@ impl Conntrack {
                 f => f,
             };
             let Some(Found { idx, dir }) = found else {
-                return self.create(t, slot, sb, h, key, now, &mut track, init);
+                return self.create(t, slot, sb, h, key, now, len, &mut track, init);
             };
             sb.stats.found += 1;
             let e = sb.shard.get_mut(idx);
@@ -614,7 +636,7 @@ impl Conntrack {
             let (d, lower) = track(&mut e.proto, &e.key, &ctx);
             match d {
                 Decision::Accept(a) => {
-                    return self.apply(sb, h, idx, dir, state, a, now);
+                    return self.apply(sb, h, idx, dir, state, a, now, len);
                 }
                 Decision::Ignore => {
                     sb.stats.ignore += 1;
@@ -653,7 +675,9 @@ impl Conntrack {
         state: State,
         a: Accept,
         now: Nanos,
+        len: u32,
     ) -> Verdict {
+        sb.shard.count_packet(idx, dir, len);
         if let Some(t) = a.timeout {
             sb.shard.set_expiry(idx, now.saturating_add(t), now);
         }
@@ -682,6 +706,7 @@ impl Conntrack {
         h: u64,
         key: Key<A>,
         now: Nanos,
+        len: u32,
         track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
@@ -737,7 +762,8 @@ impl Conntrack {
             return v;
         }
         let hash = |k: &Key<A>| self.hash(k);
-        sb.shard.insert(h, e, now, &hash);
+        let idx = sb.shard.insert(h, e, now, &hash);
+        sb.shard.count_packet(idx, Dir::Original, len);
         slot.publish(sb);
         sb.stats.insert += 1;
         v
@@ -922,9 +948,14 @@ impl Conntrack {
     ) {
         for sh in t.shards.iter() {
             let g = sh.lock.lock();
-            for (_, e) in g.shard.iter() {
+            for (i, e) in g.shard.iter() {
                 if !e.expired(now) {
-                    f(crate::format::EntryView::new(e, now));
+                    f(crate::format::EntryView::new(
+                        e,
+                        now,
+                        g.shard.counters(i).copied(),
+                        g.shard.born(i),
+                    ));
                 }
             }
         }

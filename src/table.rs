@@ -214,8 +214,21 @@ pub struct Found {
     pub dir: Dir,
 }
 
+/// Packet and byte counters of one entry, per direction (with `nf_conntrack_acct`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets, original then reply direction.
+    pub packets: [u64; 2],
+    /// Bytes at layer 3, original then reply direction.
+    pub bytes: [u64; 2],
+}
+
 /// One shard: entries, their index and their timer wheel.
 pub struct Shard<A> {
+    /// Per-entry counters, kept only with accounting on (indexed like the entries).
+    acct: Option<Vec<Counters>>,
+    /// Per-entry creation times, kept only with timestamps on.
+    born: Option<Vec<Nanos>>,
     buckets: Vec<Bucket>,
     mask: usize,
     /// Live (confirmed) entries.
@@ -250,7 +263,15 @@ impl<A: Addr> Default for Shard<A> {
 impl<A: Addr> Shard<A> {
     /// An empty shard.
     pub fn new() -> Self {
+        Self::with_extras(false, false)
+    }
+
+    /// An empty shard that also keeps per-entry counters (`acct`) and creation times
+    /// (`timestamps`).
+    pub fn with_extras(acct: bool, timestamps: bool) -> Self {
         Shard {
+            acct: acct.then(Vec::new),
+            born: timestamps.then(Vec::new),
             buckets: vec![EMPTY_BUCKET; 1],
             mask: 0,
             count: 0,
@@ -291,11 +312,40 @@ impl<A: Addr> Shard<A> {
         &mut self.entries[i as usize]
     }
 
-    /// Bytes of memory the shard holds (slab, index, wheel), for per-entry accounting.
+    /// Bytes of memory the shard holds (slab, index, wheel, extras), for per-entry accounting.
     pub fn memory(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry<A>>()
             + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + self
+                .acct
+                .as_ref()
+                .map_or(0, |a| a.capacity() * std::mem::size_of::<Counters>())
+            + self
+                .born
+                .as_ref()
+                .map_or(0, |b| b.capacity() * std::mem::size_of::<Nanos>())
             + LEVELS_BYTES
+    }
+
+    /// Entry `i`'s counters, when accounting is on.
+    #[inline]
+    pub fn counters(&self, i: u32) -> Option<&Counters> {
+        self.acct.as_ref().and_then(|a| a.get(i as usize))
+    }
+
+    /// Counts one packet of `bytes` in direction `dir` for entry `i` (when accounting is on).
+    #[inline]
+    pub fn count_packet(&mut self, i: u32, dir: Dir, bytes: u32) {
+        if let Some(c) = self.acct.as_mut().and_then(|a| a.get_mut(i as usize)) {
+            c.packets[dir.idx()] += 1;
+            c.bytes[dir.idx()] += bytes as u64;
+        }
+    }
+
+    /// When entry `i` was created, when timestamps are on.
+    #[inline]
+    pub fn born(&self, i: u32) -> Option<Nanos> {
+        self.born.as_ref().and_then(|b| b.get(i as usize).copied())
     }
 
     /// Where the buckets start and the mask that picks one: for prefetching from outside
@@ -437,6 +487,15 @@ impl<A: Addr> Shard<A> {
         self.index_insert(h, i);
         self.count += 1;
         self.wheel.insert(&mut Slab(&mut self.entries), i, now);
+        let n = self.entries.len();
+        if let Some(a) = self.acct.as_mut() {
+            a.resize(n, Counters::default());
+            a[i as usize] = Counters::default();
+        }
+        if let Some(b) = self.born.as_mut() {
+            b.resize(n, 0);
+            b[i as usize] = now;
+        }
         i
     }
 
