@@ -560,6 +560,7 @@ impl Conntrack {
     /// `track` runs the protocol's tracker on an entry's state and original tuple (returning
     /// the decision and, for TCP, a timeout to impose even on an invalid packet); `init` makes
     /// a new entry's state, or refuses.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     fn conn<A: Addr>(
         &self,
