@@ -28,6 +28,8 @@
 //! assert_eq!(b.state, State::Established);
 //! ```
 
+#![warn(missing_docs)]
+
 mod batch;
 pub mod capture;
 pub mod conntrack;
