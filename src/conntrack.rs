@@ -1,6 +1,6 @@
 //! The engine: frames in, verdicts out, over one sharded table per address family.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use crate::defrag::{Defrag, Reassembled};
 use crate::host::HostModel;
+use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType};
 use crate::stats::{Counter, ShardStats, Stats};
 use crate::table::{Entry, Found, ProtoState, Shard, status};
@@ -62,10 +63,39 @@ impl Config {
 const EVICTION_RANGE: usize = 8;
 
 pub(crate) struct Table<A> {
-    pub(crate) shards: Box<[CachePadded<Mutex<ShardBox<A>>>]>,
-    /// Per shard: a "table full" drop happened and a garbage-collection pass is owed.
-    pressure: Box<[AtomicBool]>,
+    pub(crate) shards: Box<[CachePadded<Slot<A>>]>,
     mask: usize,
+}
+
+/// A shard and what may be read of it without its lock.
+pub(crate) struct Slot<A> {
+    pub(crate) lock: Mutex<ShardBox<A>>,
+    /// Where the shard's index buckets were last seen, and their mask: for prefetching only
+    /// (the address may be stale, which costs nothing but a useless prefetch).
+    buckets: AtomicPtr<u8>,
+    bucket_mask: AtomicUsize,
+    /// A "table full" drop happened and a garbage-collection pass is owed.
+    pressure: AtomicBool,
+}
+
+impl<A: Addr> Slot<A> {
+    /// Asks the memory system for the bucket line `h` hashes to.
+    #[inline]
+    pub(crate) fn prefetch_bucket(&self, h: u64) {
+        let base = self.buckets.load(Ordering::Relaxed);
+        let off = (h as usize & self.bucket_mask.load(Ordering::Relaxed)) * 64;
+        crate::table::prefetch(base.wrapping_add(off));
+    }
+
+    /// Records where the shard's buckets now are, after an insertion that may have grown them.
+    #[inline]
+    fn publish(&self, sb: &ShardBox<A>) {
+        let (base, mask) = sb.shard.bucket_base();
+        if !std::ptr::eq(self.buckets.load(Ordering::Relaxed), base) {
+            self.buckets.store(base as *mut u8, Ordering::Relaxed);
+            self.bucket_mask.store(mask, Ordering::Relaxed);
+        }
+    }
 }
 
 pub(crate) struct ShardBox<A> {
@@ -76,34 +106,61 @@ pub(crate) struct ShardBox<A> {
 }
 
 impl<A: Addr> Table<A> {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, acct: bool, timestamps: bool) -> Self {
         let n = n.max(1).next_power_of_two();
         Table {
             shards: (0..n)
                 .map(|_| {
-                    CachePadded::new(Mutex::new(ShardBox {
-                        shard: Shard::new(),
+                    let sb = ShardBox {
+                        shard: Shard::with_extras(acct, timestamps),
                         stats: ShardStats::default(),
                         gc_cursor: 0,
-                    }))
+                    };
+                    let (base, mask) = sb.shard.bucket_base();
+                    CachePadded::new(Slot {
+                        lock: Mutex::new(sb),
+                        buckets: AtomicPtr::new(base as *mut u8),
+                        bucket_mask: AtomicUsize::new(mask),
+                        pressure: AtomicBool::new(false),
+                    })
                 })
                 .collect(),
-            pressure: (0..n).map(|_| AtomicBool::new(false)).collect(),
             mask: n - 1,
         }
     }
 
     #[inline]
-    fn shard_of(&self, h: u64) -> usize {
+    pub(crate) fn shard_of(&self, h: u64) -> usize {
         (h >> 32) as usize & self.mask
+    }
+}
+
+/// A TCP or UDP packet whose headers have passed every check, ready for its table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ready<'a, A> {
+    pub(crate) key: Key<A>,
+    /// Layer-3 length, for accounting.
+    pub(crate) len: u32,
+    pub(crate) l4: ReadyL4<'a>,
+}
+
+/// The protocol part of a [`Ready`] packet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReadyL4<'a> {
+    Tcp(tcp::Segment<'a>),
+    Udp,
+}
+
+impl<A: Addr> Ready<'_, A> {
+    #[inline]
+    pub(crate) fn key(&self) -> &Key<A> {
+        &self.key
     }
 }
 
 /// Layer-4 facts of a packet, once its header has passed the protocol's checks.
 #[derive(Clone, Copy, Debug)]
-enum Input<'a> {
-    Tcp(tcp::Segment<'a>),
-    Udp,
+enum Input {
     UdpLite,
     Icmp,
     Gre,
@@ -155,9 +212,11 @@ impl Conntrack {
     /// A tracker whose hash seed is fixed (reproducible table layout, for tests and benches).
     pub fn with_seed(cfg: Config, seed: u64) -> Conntrack {
         let frags = Defrag::new(&cfg.sysctl);
+        let acct = cfg.sysctl.nf_conntrack_acct != 0;
+        let tstamp = cfg.sysctl.nf_conntrack_timestamp != 0;
         Conntrack {
-            v4: Table::new(cfg.shards),
-            v6: Table::new(cfg.shards),
+            v4: Table::new(cfg.shards, acct, tstamp),
+            v6: Table::new(cfg.shards, acct, tstamp),
             cfg,
             hasher: FixedState::with_seed(seed),
             count: AtomicUsize::new(0),
@@ -187,19 +246,6 @@ impl Conntrack {
             Some(ip) => self.process_ip(ip, now),
             None => Verdict::SKIPPED,
         }
-    }
-
-    /// Tracks a batch of frames seen at `now`, writing one verdict per frame into `out`
-    /// (cleared first). Equivalent to calling [`Conntrack::process`] on each in order.
-    pub fn process_batch(
-        &self,
-        frames: &[&[u8]],
-        link: LinkType,
-        now: Nanos,
-        out: &mut Vec<Verdict>,
-    ) {
-        out.clear();
-        out.extend(frames.iter().map(|f| self.process(f, link, now)));
     }
 
     /// Tracks one IP packet (starting at its IPv4 or IPv6 header).
@@ -251,7 +297,148 @@ impl Conntrack {
         Verdict::INVALID
     }
 
+    #[inline]
     fn track<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match p.proto {
+            proto::TCP => self.track_tcp(t, p, now),
+            proto::UDP => self.track_udp(t, p, now),
+            _ => self.track_other(t, p, now),
+        }
+    }
+
+    /// TCP: header checks, checksum, then the TCP tracker.
+    #[inline(never)]
+    fn track_tcp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match self.ready_tcp(p) {
+            Ok(r) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Err(v) => v,
+        }
+    }
+
+    /// UDP: header checks, checksum, then the UDP tracker.
+    #[inline(never)]
+    fn track_udp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match self.ready_udp(p) {
+            Ok(r) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Err(v) => v,
+        }
+    }
+
+    /// Checks a TCP segment (header, flags, checksum) and builds its tuple.
+    #[inline]
+    pub(crate) fn ready_tcp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
+        let l4 = p.l4();
+        // A segment shorter than its header has no tuple either: invalid both ways.
+        let Ok(seg) = tcp::parse(l4) else {
+            return Err(self.invalid());
+        };
+        if self.cfg.sysctl.nf_conntrack_checksum != 0
+            && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4)
+        {
+            return Err(self.invalid());
+        }
+        let key = Key {
+            src: A::from_bytes(p.src()),
+            dst: A::from_bytes(p.dst()),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            zone: 0,
+            proto: proto::TCP,
+        };
+        Ok(Ready {
+            key,
+            len: p.data.len() as u32,
+            l4: ReadyL4::Tcp(seg),
+        })
+    }
+
+    /// Checks a UDP datagram (header, length, checksum) and builds its tuple.
+    #[inline]
+    pub(crate) fn ready_udp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
+        let l4 = p.l4();
+        let scope = match udp::check_udp(l4) {
+            Ok(scope) => scope,
+            Err(_) => return Err(self.invalid()),
+        };
+        if let udp::ChecksumScope::Bytes(n) = scope
+            && self.cfg.sysctl.nf_conntrack_checksum != 0
+            && !packet::l4_checksum_ok(p, proto::UDP, l4.len(), &l4[..n])
+        {
+            return Err(self.invalid());
+        }
+        let key = Key {
+            src: A::from_bytes(p.src()),
+            dst: A::from_bytes(p.dst()),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            zone: 0,
+            proto: proto::UDP,
+        };
+        Ok(Ready {
+            key,
+            len: p.data.len() as u32,
+            l4: ReadyL4::Udp,
+        })
+    }
+
+    /// Locks the shard of a ready packet (hash `h`) and tracks it.
+    #[inline]
+    fn run_ready<A: Addr>(&self, t: &Table<A>, r: &Ready<'_, A>, h: u64, now: Nanos) -> Verdict {
+        let slot = &t.shards[t.shard_of(h)];
+        let mut g = slot.lock.lock();
+        self.run_ready_locked(t, slot, &mut g, r, h, now)
+    }
+
+    /// Tracks a ready packet in its shard, already locked.
+    #[inline]
+    pub(crate) fn run_ready_locked<A: Addr>(
+        &self,
+        t: &Table<A>,
+        slot: &Slot<A>,
+        sb: &mut ShardBox<A>,
+        r: &Ready<'_, A>,
+        h: u64,
+        now: Nanos,
+    ) -> Verdict {
+        let s = &self.cfg.sysctl;
+        match &r.l4 {
+            ReadyL4::Tcp(seg) => self.conn_locked(
+                t,
+                slot,
+                sb,
+                r.key,
+                h,
+                now,
+                r.len,
+                |st, _, ctx| match st {
+                    ProtoState::Tcp(st) => {
+                        let v = tcp::track_full(st, seg, ctx, s);
+                        (v.decision, v.lower_timeout)
+                    }
+                    _ => (Decision::Invalid, None),
+                },
+                || tcp::new_conn(seg, s).map(ProtoState::Tcp),
+            ),
+            ReadyL4::Udp => self.conn_locked(
+                t,
+                slot,
+                sb,
+                r.key,
+                h,
+                now,
+                r.len,
+                |st, _, ctx| match st {
+                    ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
+                    _ => (Decision::Invalid, None),
+                },
+                || Some(ProtoState::Udp(Default::default())),
+            ),
+        }
+    }
+
+    /// Every other protocol: UDP-Lite, ICMP and ICMPv6 (with errors), GRE, generic.
+    #[inline(never)]
+    fn track_other<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
         let s = &self.cfg.sysctl;
         let l4 = p.l4();
         let cksum = s.nf_conntrack_checksum != 0;
@@ -272,16 +459,11 @@ impl Conntrack {
             true
         };
         let input = match p.proto {
-            proto::UDP | proto::UDPLITE => {
+            proto::UDPLITE => {
                 if !ports(&mut key) {
                     return self.invalid();
                 }
-                let scope = if p.proto == proto::UDP {
-                    udp::check_udp(l4)
-                } else {
-                    udp::check_udplite(l4)
-                };
-                match scope {
+                match udp::check_udplite(l4) {
                     Err(_) => return self.invalid(),
                     Ok(udp::ChecksumScope::Bytes(n)) if cksum => {
                         if !packet::l4_checksum_ok(p, p.proto, l4.len(), &l4[..n]) {
@@ -290,20 +472,19 @@ impl Conntrack {
                     }
                     Ok(_) => {}
                 }
-                if p.proto == proto::UDP {
-                    Input::Udp
-                } else {
-                    Input::UdpLite
-                }
+                Input::UdpLite
             }
             proto::ICMP | proto::ICMPV6 => {
+                // ICMP of the other family is not the ICMP tracker's: without a tuple it is
+                // invalid like any packet. Our own family's header must be whole.
                 let own = (p.proto == proto::ICMPV6) == A::V6;
-                if l4.len() < 8 || !own {
-                    if own {
-                        self.stats.bump(Counter::Error);
-                    }
+                if !own {
                     return self.invalid();
                 }
+                let (Some(&ty), Some(&code), Some(inner)) = (l4.first(), l4.get(1), l4.get(8..))
+                else {
+                    return self.icmp_refused();
+                };
                 if cksum {
                     let ok = if A::V6 {
                         packet::l4_checksum_ok(p, p.proto, l4.len(), l4)
@@ -311,39 +492,37 @@ impl Conntrack {
                         packet::plain_checksum_ok(l4)
                     };
                     if !ok {
-                        self.stats.bump(Counter::Error);
-                        return self.invalid();
+                        return self.icmp_refused();
                     }
                 }
-                let (ty, code) = (l4[0], l4[1]);
+                if A::V6 && ty == icmp::V6_REDIRECT {
+                    let hop_limit = p.data.get(7).copied().unwrap_or(0);
+                    return match icmp_error::v6_redirect(l4, hop_limit, p.src()) {
+                        Redirect::Quoted(q) => self.icmp_error(t, p, q, now),
+                        Redirect::Refused => self.icmp_refused(),
+                        Redirect::NotError => self.invalid(),
+                    };
+                }
                 let class = if A::V6 {
-                    if ty == icmp::V6_REDIRECT {
-                        // A redirect is an error only as neighbour discovery accepts one.
-                        let hlim = p.data[7];
-                        let ll = p.src()[0] == 0xfe && p.src()[1] & 0xc0 == 0x80;
-                        if code == 0 && hlim == 255 && ll {
-                            Class::Error
-                        } else {
-                            Class::Invalid
-                        }
-                    } else {
-                        icmp::classify_v6(ty)
-                    }
+                    icmp::classify_v6(ty)
                 } else {
                     icmp::classify_v4(ty)
                 };
                 match class {
                     Class::Untracked => return Verdict::UNTRACKED,
-                    Class::Error => return self.icmp_error(t, p, now),
-                    Class::Invalid => {
-                        if !A::V6 && ty > icmp::V4_MAX_TYPE {
-                            self.stats.bump(Counter::Error);
-                        }
-                        return self.invalid();
+                    Class::Error => return self.icmp_error(t, p, inner, now),
+                    // Types past the last known one are refused as bad ICMP; the others
+                    // (router advertisement and such) merely have no tuple.
+                    Class::Invalid if !A::V6 && ty > icmp::V4_MAX_TYPE => {
+                        return self.icmp_refused();
                     }
+                    Class::Invalid => return self.invalid(),
                     Class::Query { .. } | Class::Answer { .. } => {}
                 }
-                key.sport = u16::from_be_bytes([l4[4], l4[5]]);
+                let (Some(&id0), Some(&id1)) = (l4.get(4), l4.get(5)) else {
+                    return self.icmp_refused();
+                };
+                key.sport = u16::from_be_bytes([id0, id1]);
                 key.dport = (ty as u16) << 8 | code as u16;
                 Input::Icmp
             }
@@ -355,45 +534,76 @@ impl Conntrack {
                 }
                 Input::Gre
             }
-            proto::TCP => {
-                if !ports(&mut key) {
-                    return self.invalid();
-                }
-                let Ok(seg) = tcp::parse(l4) else {
-                    return self.invalid();
-                };
-                if cksum && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4) {
-                    return self.invalid();
-                }
-                Input::Tcp(seg)
-            }
             proto::SCTP => {
                 // The SCTP tracker is not part of this build yet.
                 return self.invalid();
             }
             _ => Input::Generic,
         };
-        self.conn(t, key, input, now)
+        self.conn(
+            t,
+            key,
+            self.hash(&key),
+            now,
+            p.data.len() as u32,
+            |st, k, ctx| run_tracker(st, k, input, ctx, s),
+            || {
+                Some(match input {
+                    Input::Gre => ProtoState::Gre(Default::default()),
+                    Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
+                })
+            },
+        )
     }
 
-    /// Looks the connection up, runs its tracker and applies the decision.
-    fn conn<A: Addr>(&self, t: &Table<A>, key: Key<A>, input: Input, now: Nanos) -> Verdict {
+    /// Looks the connection (hash `h`) up, runs its tracker and applies the decision.
+    /// `track` runs the protocol's tracker on an entry's state and original tuple (returning
+    /// the decision and, for TCP, a timeout to impose even on an invalid packet); `init` makes
+    /// a new entry's state, or refuses.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn conn<A: Addr>(
+        &self,
+        t: &Table<A>,
+        key: Key<A>,
+        h: u64,
+        now: Nanos,
+        len: u32,
+        track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
+    ) -> Verdict {
+        let slot = &t.shards[t.shard_of(h)];
+        let mut g = slot.lock.lock();
+        self.conn_locked(t, slot, &mut g, key, h, now, len, track, init)
+    }
+
+    /// [`Conntrack::conn`] with the shard already locked.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn conn_locked<A: Addr>(
+        &self,
+        t: &Table<A>,
+        slot: &Slot<A>,
+        sb: &mut ShardBox<A>,
+        key: Key<A>,
+        h: u64,
+        now: Nanos,
+        len: u32,
+        mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
+    ) -> Verdict {
         let Some(inv) = key.inverse() else {
             return self.invalid();
         };
-        let h = self.hash(&key);
-        let mut g = t.shards[t.shard_of(h)].lock();
-        let sb = &mut *g;
         let now = now.max(sb.shard.clock);
         sb.shard.clock = now;
-        let hash = |k: &Key<A>| self.hash(k);
-        let expired = sb.shard.expire(now, &hash, |_| {});
-        if expired > 0 {
+        if sb.shard.timers_due(now) {
+            let hash = |k: &Key<A>| self.hash(k);
+            let expired = sb.shard.expire(now, &hash, |_| {});
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
-        let pressure = &t.pressure[t.shard_of(h)];
-        if pressure.load(Ordering::Relaxed) {
-            self.gc_step(sb, pressure, now);
+        if slot.pressure.load(Ordering::Relaxed) {
+            self.gc_step(sb, &slot.pressure, now);
         }
         for _attempt in 0..2 {
             let found = match sb.shard.find(h, &key, &inv) {
@@ -405,7 +615,7 @@ impl Conntrack {
                 f => f,
             };
             let Some(Found { idx, dir }) = found else {
-                return self.create(t, sb, h, key, input, now);
+                return self.create(t, slot, sb, h, key, now, len, &mut track, init);
             };
             sb.stats.found += 1;
             let e = sb.shard.get_mut(idx);
@@ -424,10 +634,10 @@ impl Conntrack {
             } else {
                 State::New
             };
-            let (d, lower) = run_tracker(&mut e.proto, &e.key, input, &ctx, &self.cfg.sysctl);
+            let (d, lower) = track(&mut e.proto, &e.key, &ctx);
             match d {
                 Decision::Accept(a) => {
-                    return self.apply(sb, h, idx, dir, state, a, now);
+                    return self.apply(sb, h, idx, dir, state, a, now, len);
                 }
                 Decision::Ignore => {
                     sb.stats.ignore += 1;
@@ -466,7 +676,9 @@ impl Conntrack {
         state: State,
         a: Accept,
         now: Nanos,
+        len: u32,
     ) -> Verdict {
+        sb.shard.count_packet(idx, dir, len);
         if let Some(t) = a.timeout {
             sb.shard.set_expiry(idx, now.saturating_add(t), now);
         }
@@ -490,11 +702,14 @@ impl Conntrack {
     fn create<A: Addr>(
         &self,
         t: &Table<A>,
+        slot: &Slot<A>,
         sb: &mut ShardBox<A>,
         h: u64,
         key: Key<A>,
-        input: Input<'_>,
         now: Nanos,
+        len: u32,
+        track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
         let s = &self.cfg.sysctl;
         // Table limit, checked as the kernel does when it allocates the entry.
@@ -504,24 +719,19 @@ impl Conntrack {
             self.count.fetch_sub(1, Ordering::Relaxed);
             sb.stats.drop += 1;
             // Owe every shard a pressure sweep, as the kernel wakes its GC worker.
-            for p in t.pressure.iter() {
-                p.store(true, Ordering::Relaxed);
+            for other in t.shards.iter() {
+                other.pressure.store(true, Ordering::Relaxed);
             }
             return Verdict::DROPPED;
         }
         let mut e = Entry::new(key);
-        e.proto = match input {
-            Input::Tcp(seg) => match tcp::new_conn(&seg, s) {
-                Some(st) => ProtoState::Tcp(st),
-                None => {
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                    sb.stats.invalid += 1;
-                    return Verdict::INVALID;
-                }
-            },
-            Input::Udp => ProtoState::Udp(Default::default()),
-            Input::Gre => ProtoState::Gre(Default::default()),
-            Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
+        e.proto = match init() {
+            Some(st) => st,
+            None => {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                sb.stats.invalid += 1;
+                return Verdict::INVALID;
+            }
         };
         if let Some(hl) = ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
             e.helper = ctrack_helpers::index_of(hl);
@@ -534,7 +744,7 @@ impl Conntrack {
             now,
             expires: 0,
         };
-        let (d, _) = run_tracker(&mut e.proto, &e.key, input, &ctx, s);
+        let (d, _) = track(&mut e.proto, &e.key, &ctx);
         let a = match d {
             Decision::Accept(a) => a,
             Decision::Ignore | Decision::Invalid | Decision::Reopen => {
@@ -553,7 +763,9 @@ impl Conntrack {
             return v;
         }
         let hash = |k: &Key<A>| self.hash(k);
-        sb.shard.insert(h, e, now, &hash);
+        let idx = sb.shard.insert(h, e, now, &hash);
+        sb.shard.count_packet(idx, Dir::Original, len);
+        slot.publish(sb);
         sb.stats.insert += 1;
         v
     }
@@ -622,23 +834,36 @@ impl Conntrack {
         }
     }
 
-    /// An ICMP or ICMPv6 error: RELATED to the connection of the packet it quotes.
-    fn icmp_error<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
-        let inner = &p.l4()[8..];
-        let Some(quoted) = crate::icmp_error::quoted_tuple::<A>(inner) else {
-            self.stats.bump(Counter::Error);
-            return self.invalid();
+    /// An ICMP or ICMPv6 packet refused as a bad or unmatched error. The kernel leaves it
+    /// without an entry and counts it as `error` only (not also as `invalid`).
+    fn icmp_refused(&self) -> Verdict {
+        self.stats.bump(Counter::Error);
+        Verdict::INVALID
+    }
+
+    /// An ICMP or ICMPv6 error whose quoted packet is `inner`: RELATED to that packet's
+    /// connection (reply-side when the quote's inverse is the entry's reply tuple), provided
+    /// the error goes where that tuple goes. Never creates, refreshes or changes an entry.
+    fn icmp_error<A: Addr>(
+        &self,
+        t: &Table<A>,
+        p: &IpPacket<'_>,
+        inner: &[u8],
+        now: Nanos,
+    ) -> Verdict {
+        let Some(quoted) = icmp_error::quoted_tuple::<A>(inner) else {
+            return self.icmp_refused();
         };
-        let Some(target) = quoted.inverse() else {
-            self.stats.bump(Counter::Error);
-            return self.invalid();
-        };
-        let Some(target_inv) = target.inverse() else {
-            self.stats.bump(Counter::Error);
-            return self.invalid();
+        // The quote is a packet sent to the error's sender: its inverse is what the table
+        // knows; both it and its own inverse are needed to search both directions.
+        let (Some(target), Some(target_inv)) =
+            (quoted.inverse(), quoted.inverse().and_then(|k| k.inverse()))
+        else {
+            return self.icmp_refused();
         };
         let h = self.hash(&target);
-        let g = t.shards[t.shard_of(h)].lock();
+        let g = t.shards[t.shard_of(h)].lock.lock();
+        // Expired entries are as good as gone (the kernel's lookup skips them).
         let now = now.max(g.shard.clock);
         let found = g
             .shard
@@ -646,8 +871,7 @@ impl Conntrack {
             .filter(|f| !g.shard.get(f.idx).expired(now));
         let Some(Found { idx, dir }) = found else {
             drop(g);
-            self.stats.bump(Counter::Error);
-            return self.invalid();
+            return self.icmp_refused();
         };
         let e = g.shard.get(idx);
         // The matched tuple's destination must be where the error is going.
@@ -658,8 +882,7 @@ impl Conntrack {
         };
         if dst.as_ref() != p.dst() {
             drop(g);
-            self.stats.bump(Counter::Error);
-            return self.invalid();
+            return self.icmp_refused();
         }
         verdict_of(e, State::Related, dir)
     }
@@ -677,7 +900,7 @@ impl Conntrack {
         let hash = |k: &Key<A>| self.hash(k);
         let mut n = 0;
         for sh in t.shards.iter() {
-            let mut g = sh.lock();
+            let mut g = sh.lock.lock();
             let now = now.max(g.shard.clock);
             g.shard.clock = now;
             n += g.shard.expire(now, &hash, |_| {});
@@ -690,10 +913,10 @@ impl Conntrack {
     pub fn stats(&self) -> crate::stats::Snapshot {
         let mut snap = self.stats.snapshot();
         for sh in self.v4.shards.iter() {
-            snap.add(&sh.lock().stats);
+            snap.add(&sh.lock.lock().stats);
         }
         for sh in self.v6.shards.iter() {
-            snap.add(&sh.lock().stats);
+            snap.add(&sh.lock.lock().stats);
         }
         snap.count = self.count() as u64;
         snap
@@ -703,10 +926,10 @@ impl Conntrack {
     pub fn memory(&self) -> usize {
         let mut n = 0;
         for sh in self.v4.shards.iter() {
-            n += sh.lock().shard.memory();
+            n += sh.lock.lock().shard.memory();
         }
         for sh in self.v6.shards.iter() {
-            n += sh.lock().shard.memory();
+            n += sh.lock.lock().shard.memory();
         }
         n
     }
@@ -725,31 +948,30 @@ impl Conntrack {
         f: &mut impl FnMut(crate::format::EntryView),
     ) {
         for sh in t.shards.iter() {
-            let g = sh.lock();
-            for (_, e) in g.shard.iter() {
+            let g = sh.lock.lock();
+            for (i, e) in g.shard.iter() {
                 if !e.expired(now) {
-                    f(crate::format::EntryView::new(e, now));
+                    f(crate::format::EntryView::new(
+                        e,
+                        now,
+                        g.shard.counters(i).copied(),
+                        g.shard.born(i),
+                    ));
                 }
             }
         }
     }
 }
 
-/// Runs the entry's tracker. The second value is the TCP tracker's request to shorten the
-/// entry's life even though the packet is invalid.
+/// Runs the tracker of a protocol without a dedicated path (no invalid-packet timeout change).
 fn run_tracker<A: Addr>(
     st: &mut ProtoState,
     key: &Key<A>,
-    input: Input<'_>,
+    input: Input,
     ctx: &Ctx,
     s: &Sysctl,
 ) -> (Decision, Option<Nanos>) {
     let d = match (st, input) {
-        (ProtoState::Tcp(t), Input::Tcp(seg)) => {
-            let v = tcp::track_full(t, &seg, ctx, s);
-            return (v.decision, v.lower_timeout);
-        }
-        (ProtoState::Udp(u), Input::Udp) => udp::track(u, ctx, s),
         (ProtoState::None, Input::UdpLite) => udp::track_lite(ctx, s),
         (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::Icmp) => icmp::track(A::V6, (key.dport >> 8) as u8, s),
@@ -768,5 +990,183 @@ fn verdict_of<A>(e: &Entry<A>, state: State, dir: Dir) -> Verdict {
         assured: e.status & status::ASSURED != 0,
         expected: e.status & status::EXPECTED != 0,
         frames: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{csum_add, csum_fold};
+
+    const A: [u8; 4] = [10, 0, 0, 1];
+    const B: [u8; 4] = [10, 0, 0, 2];
+    const R: [u8; 4] = [10, 0, 0, 254];
+    const SEC: Nanos = crate::NANOS_PER_SEC;
+
+    fn tracker() -> Conntrack {
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        Conntrack::with_seed(cfg, 7)
+    }
+
+    fn ip4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
+        let tot = (20 + payload.len()) as u16;
+        let mut p = vec![
+            0x45,
+            0,
+            (tot >> 8) as u8,
+            tot as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            proto,
+            0,
+            0,
+        ];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        let c = !csum_fold(csum_add(0, &p));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn udp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut u = Vec::new();
+        u.extend_from_slice(&sport.to_be_bytes());
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&[0, 12, 0, 0, b'd', b'a', b't', b'a']);
+        ip4(src, dst, proto::UDP, &u)
+    }
+
+    /// An ICMPv4 error from `src` to `dst` quoting the first 28 bytes of `quoted`.
+    fn err4(src: [u8; 4], dst: [u8; 4], ty: u8, quoted: &[u8]) -> Vec<u8> {
+        let mut m = vec![ty, 0, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&quoted[..quoted.len().min(28)]);
+        ip4(src, dst, proto::ICMP, &m)
+    }
+
+    fn run(ct: &Conntrack, p: &[u8], t: Nanos) -> String {
+        ct.process(p, LinkType::Raw, t).to_string()
+    }
+
+    fn seconds_left(ct: &Conntrack, now: Nanos) -> Vec<u64> {
+        let mut v = Vec::new();
+        ct.for_each_entry(now, |e| v.push(e.seconds_left));
+        v
+    }
+
+    #[test]
+    fn errors_are_related_and_leave_their_entry_alone() {
+        let ct = tracker();
+        let q = udp4(A, B, 1000, 53);
+        assert_eq!(run(&ct, &q, 0), "new,orig");
+        // About A's packet, back to A: reply side. No refresh, no SEEN_REPLY.
+        assert_eq!(run(&ct, &err4(B, A, 3, &q), 10 * SEC), "related,reply");
+        assert_eq!(run(&ct, &err4(R, A, 11, &q), 10 * SEC), "related,reply");
+        assert_eq!(seconds_left(&ct, 10 * SEC), vec![20]);
+        assert_eq!(run(&ct, &q, 11 * SEC), "new,orig");
+        // About a packet of the reply direction, to B: original side.
+        let r = udp4(B, A, 53, 1000);
+        assert_eq!(run(&ct, &err4(R, B, 3, &r), 12 * SEC), "related,orig");
+        // Addressed elsewhere than the matched tuple's destination.
+        assert_eq!(run(&ct, &err4(R, B, 3, &q), 12 * SEC), "invalid");
+        assert_eq!(
+            run(&ct, &err4(R, [10, 0, 0, 3], 3, &q), 12 * SEC),
+            "invalid"
+        );
+        let s = ct.stats();
+        assert_eq!((s.error, s.invalid, s.count), (2, 0, 1));
+        // Once the entry has expired there is nothing to be related to.
+        assert_eq!(run(&ct, &err4(B, A, 3, &q), 42 * SEC), "invalid");
+        assert_eq!(ct.stats().error, 3);
+    }
+
+    #[test]
+    fn errors_never_create_entries() {
+        let ct = tracker();
+        let q = udp4(A, B, 1000, 53);
+        assert_eq!(run(&ct, &err4(B, A, 3, &q), 0), "invalid");
+        // An error about an error has no tuple to invert.
+        let e = err4(B, A, 3, &q);
+        assert_eq!(run(&ct, &err4(R, B, 3, &e), 0), "invalid");
+        assert_eq!(ct.count(), 0);
+        assert_eq!(ct.stats().error, 2);
+    }
+
+    #[test]
+    fn bad_icmp_counts_as_error_and_typeless_icmp_as_invalid() {
+        let ct = tracker();
+        assert_eq!(run(&ct, &ip4(A, B, proto::ICMP, &[8, 0, 0]), 0), "invalid");
+        assert_eq!(
+            run(&ct, &ip4(A, B, proto::ICMP, &[19, 0, 0, 0, 0, 0, 0, 0]), 0),
+            "invalid"
+        );
+        assert_eq!(ct.stats().error, 2);
+        assert_eq!(
+            run(&ct, &ip4(A, B, proto::ICMP, &[9, 0, 0, 0, 0, 0, 0, 0]), 0),
+            "invalid"
+        );
+        let s = ct.stats();
+        assert_eq!((s.error, s.invalid), (2, 1));
+    }
+
+    fn ip6(src: &[u8; 16], dst: &[u8; 16], nh: u8, hlim: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u16;
+        let mut p = vec![0x60, 0, 0, 0, (len >> 8) as u8, len as u8, nh, hlim];
+        p.extend_from_slice(src);
+        p.extend_from_slice(dst);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn v6_redirect_quotes_after_its_option() {
+        let a6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let b6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let router: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe];
+        let q = ip6(&a6, &b6, proto::UDP, 64, &[3, 232, 0, 53, 0, 8, 0, 0]);
+        let ct = tracker();
+        assert_eq!(run(&ct, &q, 0), "new,orig");
+        let redirect = |src: &[u8; 16], hlim: u8, code: u8, opt: &[u8]| {
+            let mut m = vec![137, code, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&router);
+            m.extend_from_slice(&b6);
+            m.extend_from_slice(opt);
+            m.extend_from_slice(&q);
+            ip6(src, &a6, proto::ICMPV6, hlim, &m)
+        };
+        let opt = [4, 7, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            run(&ct, &redirect(&router, 255, 0, &opt), SEC),
+            "related,reply"
+        );
+        // Not as neighbour discovery sends it, or without the redirected-header option.
+        assert_eq!(run(&ct, &redirect(&router, 64, 0, &opt), SEC), "invalid");
+        assert_eq!(run(&ct, &redirect(&b6, 255, 0, &opt), SEC), "invalid");
+        assert_eq!(
+            run(
+                &ct,
+                &redirect(&router, 255, 0, &[4, 0, 0, 0, 0, 0, 0, 0]),
+                SEC
+            ),
+            "invalid"
+        );
+        assert_eq!(ct.stats().error, 3);
+        // A nonzero code, or another option first: not an error at all.
+        assert_eq!(run(&ct, &redirect(&router, 255, 1, &opt), SEC), "invalid");
+        assert_eq!(
+            run(
+                &ct,
+                &redirect(&router, 255, 0, &[2, 1, 0, 0, 0, 0, 0, 0]),
+                SEC
+            ),
+            "invalid"
+        );
+        let s = ct.stats();
+        assert_eq!((s.error, s.invalid, s.count), (3, 2, 1));
+        assert_eq!(run(&ct, &q, 2 * SEC), "new,orig");
     }
 }

@@ -37,7 +37,8 @@ const V6_PAIRS: [(u8, u8); 2] = [(128, 129), (139, 140)];
 /// ICMPv6 types the kernel never tracks: MLD query/report/done, router and neighbour
 /// discovery, MLDv2 report, multicast router advertisement/solicitation.
 const V6_UNTRACKED: [u8; 10] = [130, 131, 132, 133, 134, 135, 136, 143, 151, 152];
-/// The ICMPv6 redirect type, an error only under neighbour-discovery's own conditions.
+/// The ICMPv6 redirect type: an error (quoting a packet in its redirected-header option) only
+/// with code 0, hop limit 255 and a link-local source, as neighbour discovery requires.
 pub const V6_REDIRECT: u8 = 137;
 
 fn pair_class(pairs: &[(u8, u8)], t: u8) -> Option<Class> {
@@ -64,7 +65,8 @@ pub fn classify_v4(t: u8) -> Class {
 }
 
 /// Classifies an ICMPv6 type (the redirect type is classified as [`Class::Invalid`] here;
-/// whether a redirect is an error depends on its IP header, which the engine checks).
+/// whether a redirect is an error depends on its code, its IP header's hop limit and source,
+/// and its first option, which the engine checks before classifying).
 pub fn classify_v6(t: u8) -> Class {
     if V6_UNTRACKED.contains(&t) {
         Class::Untracked
