@@ -7,6 +7,10 @@
 //! of a new entry is always accepted. Everything here is a pure function of its inputs;
 //! comparisons of sequence numbers are modulo 2^32.
 //!
+//! Most segments of a running connection (ACK-class, ESTABLISHED, in window) take a fast path
+//! that reaches the general code's decision and state in about half the instructions; a
+//! differential property test holds the two to identical verdicts and states.
+//!
 //! ```
 //! use ctrack_protocols::{tcp, Ctx, Decision, Dir, secs, sysctl::Sysctl};
 //! let s = Sysctl::default();
