@@ -5,15 +5,16 @@
 //! For such a segment the general code's outcome is fixed: the transition is ESTABLISHED ->
 //! ESTABLISHED with none of its special cases, the window check accepts (so liberal tracking
 //! does not matter), and the timeout choice can only pick the established, retransmission or
-//! unacknowledged timeout. This module computes exactly that with the state read once, and
-//! hands everything else (any failed bound included) back to the general code untouched:
-//! nothing is written before every bound has passed.
+//! unacknowledged timeout. This module computes exactly that with the state read once;
+//! nothing is written before every bound has passed. A segment that fails a bound gets the
+//! outcome of the first bound it fails (ignored or invalid, as `in_window` decides), and the
+//! rare rest (a sender not yet seen, liberal tracking) goes to the general code untouched.
 //!
 //! The differential property test (`difftests.rs`) holds this, with the general code behind it,
 //! to the frozen reference implementation.
 
 use super::options::{OPT_NOP, OPT_TIMESTAMP, highest_sack};
-use super::window::{MAX_ACK_WINDOW_FLOOR, WindowVerdict};
+use super::window::MAX_ACK_WINDOW_FLOOR;
 use super::{
     ACK, Class, F_BE_LIBERAL, F_DATA_UNACK, F_MAXACK_SET, F_SACK_PERM, FIN, RST, SYN, Segment,
     State, TcpState, Verdict, after, before, track_general,
@@ -31,9 +32,7 @@ pub(super) fn candidate(st: &TcpState, seg: &Segment<'_>) -> bool {
     st.state == State::Established && seg.flags & CLASS_BITS == ACK
 }
 
-/// Tracks a [`candidate`] segment: the common case here, anything else (unknown sender
-/// window, a bound not met) by the general code from its window check on (the transition,
-/// ESTABLISHED to ESTABLISHED, has no special case for this class), from an untouched state.
+/// Tracks a [`candidate`] segment: in window here, anything else by [`turned_down`].
 #[inline(never)]
 pub(super) fn established_ack(
     st: &mut TcpState,
@@ -212,7 +211,8 @@ fn turned_down<const D: usize>(
             .wrapping_sub(1),
     );
     let ack_seen = before(sack, receiver.end.wrapping_add(1));
-    let verdict = if !before(seg.seq, sender.maxend.wrapping_add(1)) {
+    if !before(seg.seq, sender.maxend.wrapping_add(1)) {
+        // I: beyond what the receiver allowed.
         let overshot = end.wrapping_sub(sender.maxend).wrapping_add(1);
         let in_recv_win = receiver.maxwin != 0
             && after(
@@ -220,22 +220,20 @@ fn turned_down<const D: usize>(
                 sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
             );
         if in_recv_win && ack_fresh && overshot <= receiver.maxwin && ack_seen {
+            // A little more than the window: its end is remembered, the segment ignored.
             st.seen[d].end = end;
             st.flags[d] |= F_DATA_UNACK;
-            WindowVerdict::Ignore
-        } else {
-            WindowVerdict::Invalid
+            return Decision::Ignore.into();
         }
-    } else if !ack_seen {
-        WindowVerdict::Invalid
-    } else {
-        // Bound II or IV: [`established_ack_from`] accepts whatever meets all four.
-        WindowVerdict::Ignore
-    };
-    match verdict {
-        WindowVerdict::Invalid => Decision::Invalid.into(),
-        _ => Decision::Ignore.into(),
+        return Decision::Invalid.into();
     }
+    if !ack_seen {
+        // III: acknowledges data the receiver has not sent.
+        return Decision::Invalid.into();
+    }
+    // II or IV (`established_ack_from` accepts whatever meets all four): an old segment or
+    // an old acknowledgement.
+    Decision::Ignore.into()
 }
 
 /// Option areas [`highest_sack`] answers with the acknowledgement itself without walking: none
