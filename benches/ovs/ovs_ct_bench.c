@@ -15,8 +15,9 @@
  * 2. The packets are cut into bursts of up to B (default 32, OVS's
  *    NETDEV_MAX_BURST) consecutive packets of one EtherType; this happens
  *    before any timing.
- * 3. The first K bursts' worth of packets (the workload's setup:
- *    handshakes, first exchanges) go through conntrack_execute() untimed.
+ * 3. The first K packets (the workload's setup: handshakes, first
+ *    exchanges), in bursts of their own, go through conntrack_execute()
+ *    untimed.
  * 4. The remaining packets go through conntrack_execute() timed, burst by
  *    burst: commit (like a firewall's ct(commit)), zone 0, no force, no
  *    mark/label, no NAT, no ALG helper, `now` read once per burst with
