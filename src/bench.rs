@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 use std::sync::Barrier;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use ctrack::workload::{Kind, Workload};
-use ctrack::{Conntrack, LinkType, Verdict, capture};
+use ctrack::{Conntrack, LinkType, Nanos, Verdict, capture};
 
 use crate::EngineArgs;
 
@@ -32,6 +32,15 @@ pub struct BenchArgs {
     /// Replay the capture this many times through one tracker (timestamps shifted forward).
     #[arg(long, default_value_t = 1)]
     repeat: u32,
+    /// With --pcap: track the first K packets untimed before timing the rest (a capture
+    /// written by --write-pcap holds the workload's setup packets first).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    setup: usize,
+    /// With --pcap: time each burst on its own after reading its frames untimed, so the engine
+    /// finds them in cache as it would right after a datapath parsed them (two clock reads per
+    /// burst are counted against the engine).
+    #[arg(long)]
+    hot: bool,
     /// Generate traffic instead of reading a capture.
     #[arg(long, value_enum)]
     workload: Option<WorkloadKind>,
@@ -64,6 +73,9 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     }
     if a.batch == 0 || a.batch > 4096 {
         return Err(format!("--batch must be 1 to 4096, not {}", a.batch));
+    }
+    if (a.setup > 0 || a.hot) && a.pcap.is_none() {
+        return Err("--setup and --hot apply to --pcap (a workload knows its own setup)".into());
     }
     match (&a.pcap, a.workload) {
         (Some(p), _) => bench_pcap(a, p),
@@ -113,28 +125,106 @@ fn write_pcap(path: &std::path::Path, w: &Workload) -> std::io::Result<()> {
 }
 
 fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
-    let cfg = a.engine.config()?;
+    let mut cfg = a.engine.config()?;
     let cap = capture::load(path).map_err(|e| e.to_string())?;
     if cap.is_empty() {
         return Err(format!("{}: the capture holds no packets", path.display()));
     }
-    let frames: Vec<_> = cap.packets().collect();
-    let first = frames.iter().map(|f| f.0).min().unwrap_or(0);
-    let span = frames.iter().map(|f| f.0).max().unwrap_or(0) - first + 1;
-    let ct = Conntrack::new(cfg);
-    let mut tracked = 0u64;
-    let start = Instant::now();
-    for r in 0..a.repeat.max(1) as u64 {
-        let shift = r * span;
-        for &(ts, link, frame) in &frames {
-            tracked += ct.process(frame, link, ts + shift).tracked() as u64;
-        }
+    if a.setup >= cap.len() {
+        return Err(format!(
+            "--setup {} leaves none of the {} packets to time",
+            a.setup,
+            cap.len()
+        ));
     }
-    let secs = start.elapsed().as_secs_f64();
-    let n = frames.len() as u64 * a.repeat.max(1) as u64;
-    println!("tracked {tracked} of {n}");
+    let reps = a.repeat.max(1) as usize;
+    // Room for every packet to open a flow unless the caller chose a limit, as for workloads.
+    if !a.engine.sets("nf_conntrack_max") {
+        let need = a.setup + (cap.len() - a.setup) * reps;
+        cfg.sysctl.nf_conntrack_max = cfg
+            .sysctl
+            .nf_conntrack_max
+            .max(need.min(i32::MAX as usize) as u32);
+    }
+    let frames: Vec<_> = cap.packets().collect();
+    let (setup, timed) = frames.split_at(a.setup);
+    let first = timed.iter().map(|f| f.0).min().unwrap_or(0);
+    let span = timed.iter().map(|f| f.0).max().unwrap_or(0) - first + 1;
+    let ct = Conntrack::new(cfg);
+    let mut out: Vec<Verdict> = Vec::with_capacity(a.batch);
+    let mut bufs: Vec<&[u8]> = Vec::with_capacity(a.batch);
+    let mut tracked = track_bursts(&ct, setup, a.batch, 0, false, &mut bufs, &mut out).0;
+    let start = Instant::now();
+    let mut in_engine = Duration::ZERO;
+    for r in 0..reps as u64 {
+        let (t, d) = track_bursts(&ct, timed, a.batch, r * span, a.hot, &mut bufs, &mut out);
+        tracked += t;
+        in_engine += d;
+    }
+    let secs = if a.hot {
+        in_engine.as_secs_f64()
+    } else {
+        start.elapsed().as_secs_f64()
+    };
+    let n = (timed.len() * reps) as u64;
+    println!(
+        "pcap {} setup {} batch {} hot {}",
+        path.display(),
+        setup.len(),
+        a.batch,
+        a.hot
+    );
+    println!("tracked {tracked} of {}", n + setup.len() as u64);
     report(&ct, n, secs);
     Ok(())
+}
+
+/// Tracks `part` in bursts of up to `batch` frames of one link type, each burst seen at its
+/// first frame's time plus `shift` (a burst of one keeps every frame's own time); returns how
+/// many frames were tracked and, when `hot`, the time spent in the engine alone, each burst's
+/// frames having been read just before it.
+fn track_bursts<'a>(
+    ct: &Conntrack,
+    part: &[(Nanos, LinkType, &'a [u8])],
+    batch: usize,
+    shift: Nanos,
+    hot: bool,
+    bufs: &mut Vec<&'a [u8]>,
+    out: &mut Vec<Verdict>,
+) -> (u64, Duration) {
+    let mut tracked = 0u64;
+    let mut in_engine = Duration::ZERO;
+    let mut i = 0;
+    while i < part.len() {
+        let (ts, link, _) = part[i];
+        bufs.clear();
+        while i < part.len() && bufs.len() < batch && part[i].1 == link {
+            bufs.push(part[i].2);
+            i += 1;
+        }
+        if hot {
+            warm(bufs);
+            let t = Instant::now();
+            ct.process_batch(bufs, link, ts + shift, out);
+            in_engine += t.elapsed();
+        } else {
+            ct.process_batch(bufs, link, ts + shift, out);
+        }
+        tracked += out.iter().filter(|v| v.tracked()).count() as u64;
+    }
+    (tracked, in_engine)
+}
+
+/// Reads every cache line of the frames.
+fn warm(frames: &[&[u8]]) {
+    let mut sum = 0u8;
+    for f in frames {
+        for b in f.iter().step_by(64) {
+            sum = sum.wrapping_add(*b);
+        }
+        sum = sum.wrapping_add(f.last().copied().unwrap_or(0));
+    }
+    std::hint::black_box(sum);
 }
 
 fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
@@ -187,8 +277,9 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
                 })
             })
             .collect();
-        barrier.wait();
+        // The clock starts before the workers are released, never after one has begun.
         let start = Instant::now();
+        barrier.wait();
         let tracked: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
         (start.elapsed().as_secs_f64(), tracked)
     });
@@ -197,6 +288,8 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         "workload {k:?} flows {} threads {} ipv6 {} batch {}",
         a.flows, a.threads, a.ipv6, a.batch
     );
+    // The untimed setup packets lead a --write-pcap capture: `bench --pcap --setup` skips them.
+    println!("setup {} timed {n}", w.setup_len());
     println!("tracked {tracked} of {n}");
     report(&ct, n, secs);
     Ok(())

@@ -206,3 +206,46 @@ fn replay_format_on_a_bundled_capture() {
     );
     assert!(lines.last().unwrap().starts_with("# stats found="));
 }
+
+/// A workload written with `--write-pcap` replays through `bench --pcap --setup K` with exactly
+/// the workload's setup untimed and its timed packets timed.
+#[test]
+fn bench_written_workload_replays_with_its_setup() {
+    let dir = std::env::temp_dir().join(format!("ctrack-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("udp-workload.pcap");
+    let ps = p.to_str().unwrap();
+    let out = ctrack(&[
+        "bench",
+        "--workload",
+        "udp",
+        "--flows",
+        "10",
+        "--packets",
+        "100",
+        "--write-pcap",
+        ps,
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("setup 20 timed 100\n"), "{text}");
+    let out = ctrack(&["bench", "--pcap", ps, "--setup", "20", "--batch", "32"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tracked 120 of 120\n"), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("packets 100 seconds "),
+        "{text}"
+    );
+    fails_with(
+        &ctrack(&["bench", "--pcap", ps, "--setup", "120"]),
+        &["--setup 120", "120 packets"],
+    );
+    fails_with(
+        &ctrack(&["bench", "--workload", "udp", "--setup", "1"]),
+        &["--setup"],
+    );
+}
