@@ -166,21 +166,37 @@ impl Conntrack {
         if q.is_empty() {
             return;
         }
-        q.sort_unstable_by_key(|p| (p.shard, p.pos));
-        let mut k = 0;
-        while k < q.len() {
-            let shard = q[k].shard;
-            let end = k + q[k..].iter().take_while(|p| p.shard == shard).count();
-            let slot = &t.shards[shard as usize];
-            let mut g = slot.lock.lock();
-            for p in &q[k..end] {
-                g.shard.prefetch_entry(p.h);
+        // Counting sort of positions in `q` by shard: `q` is already in burst order, so each
+        // shard's packets keep their order.
+        let shards = t.shards.len();
+        let mut start = vec![0u32; shards + 1];
+        for p in q.iter() {
+            start[p.shard as usize + 1] += 1;
+        }
+        for s in 0..shards {
+            start[s + 1] += start[s];
+        }
+        let mut order = vec![0u32; q.len()];
+        let mut fill = start.clone();
+        for (i, p) in q.iter().enumerate() {
+            let f = &mut fill[p.shard as usize];
+            order[*f as usize] = i as u32;
+            *f += 1;
+        }
+        for shard in 0..shards {
+            let group = &order[start[shard] as usize..start[shard + 1] as usize];
+            if group.is_empty() {
+                continue;
             }
-            for p in &q[k..end] {
+            let slot = &t.shards[shard];
+            let mut g = slot.lock.lock();
+            for &i in group {
+                g.shard.prefetch_entry(q[i as usize].h);
+            }
+            for &i in group {
+                let p = &q[i as usize];
                 out[p.pos as usize] = self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, now);
             }
-            drop(g);
-            k = end;
         }
         q.clear();
     }
