@@ -375,11 +375,18 @@ impl Conntrack {
             }
             _ => Input::Generic,
         };
-        self.conn(t, key, input, now)
+        self.conn(t, p, key, input, now)
     }
 
     /// Looks the connection up, runs its tracker and applies the decision.
-    fn conn<A: Addr>(&self, t: &Table<A>, key: Key<A>, input: Input, now: Nanos) -> Verdict {
+    fn conn<A: Addr>(
+        &self,
+        t: &Table<A>,
+        p: &IpPacket<'_>,
+        key: Key<A>,
+        input: Input,
+        now: Nanos,
+    ) -> Verdict {
         let Some(inv) = key.inverse() else {
             return self.invalid();
         };
@@ -407,7 +414,7 @@ impl Conntrack {
                 f => f,
             };
             let Some(Found { idx, dir }) = found else {
-                return self.create(t, sb, h, key, input, now);
+                return self.create(t, sb, h, p, key, input, now);
             };
             sb.stats.found += 1;
             let e = sb.shard.get_mut(idx);
@@ -494,6 +501,7 @@ impl Conntrack {
         t: &Table<A>,
         sb: &mut ShardBox<A>,
         h: u64,
+        p: &IpPacket<'_>,
         key: Key<A>,
         input: Input<'_>,
         now: Nanos,
@@ -550,7 +558,8 @@ impl Conntrack {
             e.status |= status::ASSURED;
         }
         let v = verdict_of(&e, State::New, Dir::Original);
-        if a.kill || !self.cfg.host.confirms(&key.src, &key.dst) {
+        let host = &self.cfg.host;
+        if a.kill || !host.confirms(&key.src, &key.dst) || !host.routes(p) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return v;
         }

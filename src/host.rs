@@ -9,6 +9,7 @@
 //! [`HostModel::Router`], the host of the kernel oracle: IPv4 and IPv6 forwarding on, no
 //! addresses of its own, a default route out of a second interface.
 
+use crate::packet::IpPacket;
 use crate::tuple::Addr;
 
 /// How the host around the tracker treats a new connection's first packet.
@@ -43,6 +44,116 @@ impl HostModel {
             }
         }
     }
+}
+
+impl HostModel {
+    /// False when the host's IP receive path drops the packet for its header after conntrack
+    /// has seen it (routing comes after the PREROUTING hook): IPv4 options that Linux's option
+    /// parser refuses, or a source route, which a router without `accept_source_route` drops.
+    /// Such a packet is still tracked; only a new entry it would create is never confirmed.
+    ///
+    /// ```
+    /// use ctrack::{HostModel, packet};
+    /// // IPv4 with a loose source route option (type 131) in a 24-byte header.
+    /// let mut ip = vec![0x46, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ///                   131, 3, 4, 0, 0, 0, 0, 0];
+    /// let c = !packet::csum_fold(packet::csum_add(0, &ip[..24]));
+    /// ip[10..12].copy_from_slice(&c.to_be_bytes());
+    /// let p = packet::parse_ip(&ip).unwrap();
+    /// assert!(!HostModel::Router.routes(&p));
+    /// assert!(HostModel::ConfirmAll.routes(&p));
+    /// ```
+    pub fn routes(&self, p: &IpPacket<'_>) -> bool {
+        match self {
+            HostModel::ConfirmAll => true,
+            HostModel::Router => {
+                p.v6 || p.l4_off <= 20
+                    || v4_options_accepted(p.data.get(20..p.l4_off).unwrap_or(&[]))
+            }
+        }
+    }
+}
+
+/// Option types of the IPv4 header that the receive path interprets.
+mod opt {
+    pub const END: u8 = 0;
+    pub const NOOP: u8 = 1;
+    pub const RR: u8 = 7;
+    pub const TIMESTAMP: u8 = 68;
+    pub const LSRR: u8 = 131;
+    pub const CIPSO: u8 = 134;
+    pub const SSRR: u8 = 137;
+    pub const RA: u8 = 148;
+}
+
+/// True when a forwarding Linux router keeps a packet with these IPv4 options (the bytes
+/// between the fixed header and the end of the IHL): they parse as `ip_options_compile` does
+/// for a received packet, and there is no source route.
+///
+/// Refused: an option whose length byte is under 2 or runs past the header; a second record
+/// route, timestamp or source route; a record route or timestamp whose pointer is below its
+/// minimum or leaves no room for the next entry; a full timestamp whose overflow counter is
+/// already 15; a router alert shorter than 4 bytes; any CIPSO option (no DOI is configured);
+/// any loose or strict source route. Unknown options are kept; everything after an
+/// end-of-list option is ignored.
+pub fn v4_options_accepted(opts: &[u8]) -> bool {
+    let (mut srr, mut rr, mut ts) = (false, false, false);
+    let mut i = 0;
+    while i < opts.len() {
+        let ty = opts[i];
+        match ty {
+            opt::END => break,
+            opt::NOOP => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let left = opts.len() - i;
+        if left < 2 {
+            return false;
+        }
+        let len = opts[i + 1] as usize;
+        if len < 2 || len > left {
+            return false;
+        }
+        let o = &opts[i..i + len];
+        let ptr = o.get(2).map_or(0, |&b| b as usize);
+        match ty {
+            opt::LSRR | opt::SSRR => {
+                if len < 3 || ptr < 4 || srr {
+                    return false;
+                }
+                srr = true;
+            }
+            opt::RR => {
+                if rr || len < 3 || ptr < 4 || (ptr <= len && ptr + 3 > len) {
+                    return false;
+                }
+                rr = true;
+            }
+            opt::TIMESTAMP => {
+                if ts || len < 4 || ptr < 5 {
+                    return false;
+                }
+                let flags = o[3] & 0x0f;
+                if ptr <= len {
+                    // Room for a timestamp, and for an address too when the flags want one.
+                    if ptr + 3 > len || (matches!(flags, 1 | 3) && ptr + 7 > len) {
+                        return false;
+                    }
+                } else if flags != 3 && o[3] >> 4 == 15 {
+                    return false; // full, and the overflow counter cannot count further
+                }
+                ts = true;
+            }
+            opt::RA if len < 4 => return false,
+            opt::CIPSO => return false,
+            _ => {}
+        }
+        i += len;
+    }
+    !srr
 }
 
 fn router_v4(src: &[u8], dst: &[u8]) -> bool {
@@ -89,6 +200,39 @@ mod tests {
     }
 
     /// Cases checked against the kernel oracle.
+    /// IPv4 options checked against the kernel oracle (a new UDP flow confirmed or not).
+    #[test]
+    fn v4_options_match_oracle() {
+        let cases: [(&[u8], bool); 23] = [
+            (b"\x01\x01\x01\x01", true),
+            (b"\x00\x00\x00\x00", true),
+            (b"\x07\x07\x04\0\0\0\0\x00", true),
+            (b"\x07\x07\x08\x0a\0\0\x01\x00", true),
+            (b"\x07\x07\x03\0\0\0\0\x00", false),
+            (b"\x44\x0c\x05\x00\0\0\0\0\0\0\0\0", true),
+            (b"\x44\x0c\x03\x00\0\0\0\0\0\0\0\0", false),
+            (b"\x44\x0c\x0d\xf0\0\0\0\0\0\0\0\0", false),
+            (b"\x83\x07\x04\x0a\x01\x00\x02\x00", false),
+            (b"\x83\x07\x08\x0a\x01\x00\x02\x00", false),
+            (b"\x89\x07\x04\x0a\x01\x00\x02\x00", false),
+            (b"\x94\x04\x00\x00", true),
+            (b"\x94\x04\x00\x01", true),
+            (b"\x82\x0b\0\0\0\0\0\0\0\0\0\x00", true),
+            (b"\x86\x0a\x00\x00\x00\x01\x01\x04\x00\x00\0\0", false),
+            (b"\x1e\x04\x00\x00", true),
+            (b"\x9e\x04\x00\x00", true),
+            (b"\x1e\x01\x00\x00", false),
+            (b"\x1e\x00\x00\x00", false),
+            (b"\x1e\x08\x00\x00", false),
+            (b"\x07\x03\x04\x07\x03\x04\x00\x00", false),
+            (b"\x01\x01\x01\x07", false),
+            (b"\x88\x04\x00\x01", true),
+        ];
+        for (o, want) in cases {
+            assert_eq!(v4_options_accepted(o), want, "{o:02x?}");
+        }
+    }
+
     #[test]
     fn router_matches_oracle() {
         let r = HostModel::Router;
