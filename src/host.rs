@@ -158,19 +158,19 @@ pub fn v4_options_accepted(opts: &[u8]) -> bool {
 
 fn router_v4(src: &[u8], dst: &[u8]) -> bool {
     let bcast = |a: &[u8]| a.iter().all(|&b| b == 255);
+    let zero = |a: &[u8]| a.iter().all(|&b| b == 0);
     if src[0] >= 224 && src[0] < 240 || bcast(src) {
         return false; // martian source
     }
-    if bcast(dst) {
+    if bcast(dst) || zero(src) && zero(dst) {
         return true; // limited broadcast: delivered locally
-    }
-    if src[0] == 0 {
-        return false; // zero-network source towards a unicast destination
     }
     if (224..240).contains(&dst[0]) {
         return dst == [224, 0, 0, 1]; // only the all-hosts group is joined
     }
-    true
+    // Only the all-zero address is "this network" to the router (the rest of 0.0.0.0/8 is
+    // routed like any unicast address).
+    !zero(src) && !zero(dst)
 }
 
 fn router_v6(src: &[u8], dst: &[u8]) -> bool {
@@ -248,6 +248,16 @@ mod tests {
             ([169, 254, 1, 1], [169, 254, 1, 2], true),
             ([10, 0, 0, 1], [224, 0, 0, 1], true),
             ([10, 0, 0, 1], [240, 0, 0, 1], true),
+            ([0, 1, 2, 3], [192, 168, 1, 23], true),
+            ([192, 168, 1, 23], [0, 0, 0, 0], false),
+            ([0, 0, 0, 0], [0, 0, 0, 0], true),
+            ([0, 0, 0, 0], [224, 0, 0, 22], false),
+            ([0, 0, 0, 0], [0, 0, 0, 7], false),
+            ([0, 0, 0, 0], [10, 0, 0, 255], false),
+            ([0, 9, 9, 9], [0, 0, 0, 0], false),
+            ([0, 9, 9, 9], [255, 255, 255, 255], true),
+            ([10, 0, 0, 1], [0, 255, 255, 255], true),
+            ([0, 255, 255, 255], [10, 0, 0, 1], true),
         ];
         for (s, d, want) in v4 {
             assert_eq!(r.confirms(&s, &d), want, "{s:?} -> {d:?}");

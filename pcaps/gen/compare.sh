@@ -14,6 +14,9 @@
 # table lines compare exactly except the seconds-left field (within 2 s); order is irrelevant.
 # Exit status: 0 when everything agrees, 1 otherwise, 2 on a usage or tool error.
 # Set KEEP=DIR to keep the stamped capture and both outputs there; KTRACE overrides the oracle.
+# DIRECT=1 replays FILE itself in ctrack (its own format and timestamps, as an evaluation that
+# runs `ctrack replay FILE` does) instead of the kernel-stamped copy: timing-dependent results
+# (timeouts, UDP's 2-second stream rule, seconds left) may then differ for long captures.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -38,7 +41,9 @@ if [ "$(head -c 4 "$file" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ]; then
   in=$work/input.pcap
 fi
 "$ktrace" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out"
-"$ctrack" replay "$work/stamped.pcap" "${args[@]}" --sysctl nf_conntrack_checksum=0 \
+replayed=$work/stamped.pcap
+[ -z "${DIRECT:-}" ] || replayed=$file
+"$ctrack" replay "$replayed" "${args[@]}" --sysctl nf_conntrack_checksum=0 \
   --verdicts --table > "$work/ctrack.out"
 exec python3 - "$file" "$work/kernel.out" "$work/ctrack.out" "${MAX:-40}" <<'EOF'
 import collections, sys

@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 ALL="http http6 lossy lossy-small abort refused parallel dns ping traceroute ssh iperf vlan
 any-sll2 any-sll1 pcapng one-sided-in one-sided-out half-open ftp tftp slow-reader tso
 udp-stream pmtu tfo ecn no-opts port-reuse keepalive half-close simultaneous nmap hping
-udp-frag ip-options"
+udp-frag ip-options frag-lossy reorder-heavy"
 if [ "${1:-}" = --list ]; then
   echo $ALL
   exit 0
@@ -713,9 +713,32 @@ rec_ip-options() {
   endcap
 }
 
+rec_frag-lossy() {
+  # Fragments lost, duplicated and reordered on the way back from the server.
+  link --loss 5 --dup 20 --delay 10 --jitter 9 --seed 7
+  cap "$out/frag-lossy.pcap"
+  $C ping -c 6 -i 0.3 -W 1 -s 3000 10.99.2.2 >/dev/null
+  $C ping -6 -c 6 -i 0.3 -W 1 -s 3000 fd99:2::2 >/dev/null
+  $C ping -c 4 -i 0.3 -W 1 -s 6000 10.99.2.2 >/dev/null
+  $C ping -6 -c 4 -i 0.3 -W 1 -s 6000 fd99:2::2 >/dev/null
+  endcap
+}
+
+rec_reorder-heavy() {
+  # Heavy reordering and duplication, some loss: out-of-order segments, SACK blocks, D-SACK,
+  # spurious retransmissions.
+  link --loss 2 --dup 10 --delay 15 --jitter 14 --seed 11
+  web
+  cap "$out/reorder-heavy.pcap"
+  $C curl -s -o /dev/null --max-time 30 http://10.99.2.2/300k.bin
+  $C curl -s -g -o /dev/null --max-time 30 'http://[fd99:2::2]/300k.bin'
+  $C curl -s -o /dev/null --max-time 30 -T "$tmp/www/300k.bin" http://10.99.2.2/up
+  endcap
+}
+
 for rec in $names; do
   setup
-  case $rec in lossy* | iperf | simultaneous) ;; *) link ;; esac
+  case $rec in lossy* | iperf | simultaneous | frag-lossy | reorder-heavy) ;; *) link ;; esac
   echo "record: $rec" >&2
   # Failing clients are part of the traffic (refused, unreachable, timed out).
   set +e

@@ -67,3 +67,92 @@ def _():
                    / b"q")
         out.append(IPv6(src=A6, dst=B6) / UDP(sport=2000 + i, dport=9) / b"again")
     return out
+
+
+@scenario("real/lan-noise")
+def _():
+    """What a LAN capture is full of, as a router without addresses sees it: mDNS, SSDP,
+    LLMNR, WS-Discovery and other multicast it has not joined (never confirmed), subnet and
+    limited broadcasts (NetBIOS, DHCP, Dropbox), IGMP, OSPF, VRRP, neighbour discovery and MLD
+    (untracked), loopback and link-local traffic, tunnels (6in4, IPIP, GRE with a key, Teredo),
+    IPsec, and the zero network: only 0.0.0.0 itself is "this host" (0.0.0.0 -> 0.0.0.0 and
+    -> 255.255.255.255 are delivered; from or to 0.0.0.0 otherwise martian), while the rest of
+    0.0.0.0/8 routes like unicast. Found with a LAN-style capture where a flow from 0.1.2.3 and
+    one to 0.0.0.0 disagreed."""
+    from scapy.all import (AH, ESP, GRE, TCP, ICMPv6MLReport2, ICMPv6ND_NS, ICMPv6ND_RA,
+                           IPOption_Router_Alert, Raw)
+    H, G, R = "192.168.1.23", "192.168.1.1", "192.168.1.44"
+    ll1, ll2 = "fe80::1", "fe80::2"
+
+    def u(src, dst, sp, dp, payload=b"x", **kw):
+        return IP(src=src, dst=dst, **kw) / UDP(sport=sp, dport=dp) / payload
+
+    def u6(src, dst, sp, dp, payload=b"x", **kw):
+        return IPv6(src=src, dst=dst, **kw) / UDP(sport=sp, dport=dp) / payload
+
+    out = [
+        u(H, "224.0.0.251", 5353, 5353, b"mdns", ttl=255),
+        u6(ll1, "ff02::fb", 5353, 5353, b"mdns", hlim=255),
+        u(H, "239.255.255.250", 50000, 1900, b"M-SEARCH", ttl=4),
+        u(G, H, 1900, 50000, b"HTTP/1.1 200 OK"),
+        u(H, "224.0.0.252", 50001, 5355, b"llmnr"),
+        u6(ll1, "ff02::1:3", 50001, 5355, b"llmnr"),
+        u(H, "192.168.1.255", 137, 137, b"nbns"),
+        u(R, H, 137, 137, b"nbns answer"),
+        u(H, "192.168.1.255", 138, 138, b"dgm"),
+        u("0.0.0.0", "255.255.255.255", 68, 67, b"discover"),
+        u(G, "255.255.255.255", 67, 68, b"offer"),
+        u(G, "192.168.1.100", 67, 68, b"offer"),
+        u(H, G, 68, 67, b"request"),
+        u(G, H, 67, 68, b"ack"),
+        IP(src=H, dst="224.0.0.22", ttl=1, proto=2, options=[IPOption_Router_Alert()])
+        / Raw(b"\x22\x00\xf9\x02\x00\x00\x00\x01\x04\x00\x00\x00\xef\xff\xff\xfa"),
+        IP(src=G, dst="224.0.0.1", ttl=1, proto=2) / Raw(b"\x11\x64\xee\x9b\x00\x00\x00\x00"),
+        IP(src=G, dst="224.0.0.5", ttl=1, proto=89) / Raw(b"\x02\x01\x00\x2c" + b"\0" * 40),
+        IP(src=G, dst="224.0.0.18", ttl=255, proto=112) / Raw(b"\x21\x01\x64\x01\x00\x01\xba\x52"),
+        u6(ll1, "ff02::1:2", 546, 547, b"solicit"),
+        u(H, "255.255.255.255", 17500, 17500, b"dropbox"),
+        u(H, "192.168.1.255", 17500, 17500, b"dropbox"),
+        u(H, "239.255.255.250", 50002, 3702, b"probe"),
+        IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=40000, dport=80, flags="S"),
+        IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=80, dport=40000, flags="SA"),
+        u("127.0.0.1", "127.0.0.53", 40001, 53, b"q"),
+        u("127.0.0.53", "127.0.0.1", 53, 40001, b"r"),
+        IPv6(src="::1", dst="::1") / TCP(sport=40002, dport=80, flags="S"),
+        u6(ll1, ll2, 40003, 9),
+        u6(ll2, ll1, 9, 40003),
+        u("169.254.3.4", "169.254.5.6", 40004, 9),
+        u("169.254.3.4", "169.254.255.255", 40005, 9),
+        IPv6(src=ll1, dst="ff02::1:ff00:2", hlim=255) / ICMPv6ND_NS(tgt=ll2),
+        IPv6(src=ll1, dst="ff02::1", hlim=255) / ICMPv6ND_RA(),
+        IPv6(src=ll1, dst="ff02::16", hlim=1) / IPv6ExtHdrHopByHop(options=[RouterAlert()])
+        / ICMPv6MLReport2(),
+        u6(ll1, "ff02::c", 50003, 1900, b"M-SEARCH"),
+        u6("2001:db8::1", "ff05::c", 50004, 1900, b"M-SEARCH"),
+        u6("2001:db8::1", "ff0e::101", 50010, 123),
+        u(H, "255.255.255.255", 50005, 389),
+        u(H, "250.1.2.3", 50007, 9),
+        u("250.1.2.3", H, 50008, 9),
+        u(H, "65.55.158.118", 50009, 3544,
+          bytes(IPv6(src="2001:0:4136:e378::1", dst="2001:db8::2") / UDP(sport=1, dport=2) / b"x")),
+        IP(src=H, dst="203.0.113.9", proto=41) / IPv6(src="2001:db8::1", dst="2001:db8::2")
+        / UDP(sport=1, dport=2) / b"x",
+        IP(src=H, dst="203.0.113.9", proto=4) / IP(src="10.0.0.1", dst="10.0.0.2")
+        / UDP(sport=1, dport=2) / b"x",
+        IP(src=H, dst="203.0.113.9") / GRE(key_present=1, key=77, proto=0x800)
+        / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2),
+        IP(src=H, dst="203.0.113.9") / ESP(spi=0x1234, seq=1, data=b"x" * 20),
+        IP(src=H, dst="203.0.113.9") / AH(spi=0x1234, seq=1, nh=17) / UDP(sport=1, dport=2),
+        # The zero network.
+        u(H, "0.0.0.0", 50006, 9),
+        u("0.1.2.3", H, 50011, 9),
+        u("127.0.0.1", H, 50012, 9),
+        u(H, "127.0.0.1", 50013, 9),
+    ]
+    zero = [("0.0.0.0", "0.0.0.0"), ("0.0.0.0", "224.0.0.1"), ("0.0.0.0", "224.0.0.22"),
+            ("0.0.0.0", "0.0.0.7"), ("0.0.0.0", "10.0.0.255"), ("0.9.9.9", "0.0.0.0"),
+            ("0.9.9.9", "255.255.255.255"), ("10.0.0.1", "0.255.255.255"),
+            ("0.255.255.255", "10.0.0.1")]
+    for i, (s, d) in enumerate(zero):
+        out.append(u(s, d, 100 + i, 9))
+    return out
