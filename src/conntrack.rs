@@ -6,7 +6,7 @@ use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
 use ctrack_protocols::icmp::{self, Class};
 use ctrack_protocols::sysctl::{Sysctl, SysctlError};
-use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, tcp, udp};
+use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, sctp, tcp, udp};
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
@@ -104,6 +104,7 @@ impl<A: Addr> Table<A> {
 #[derive(Clone, Copy, Debug)]
 enum Input<'a> {
     Tcp(tcp::Segment<'a>),
+    Sctp(sctp::Packet<'a>),
     Udp,
     UdpLite,
     Icmp,
@@ -370,8 +371,16 @@ impl Conntrack {
                 Input::Tcp(seg)
             }
             proto::SCTP => {
-                // The SCTP tracker is not part of this build yet.
-                return self.invalid();
+                if !ports(&mut key) {
+                    return self.invalid();
+                }
+                let Ok(pkt) = sctp::parse(l4) else {
+                    return self.invalid();
+                };
+                if cksum && !sctp::checksum_ok(l4) {
+                    return self.invalid();
+                }
+                Input::Sctp(pkt)
             }
             _ => Input::Generic,
         };
@@ -531,6 +540,7 @@ impl Conntrack {
             },
             Input::Udp => ProtoState::Udp(Default::default()),
             Input::Gre => ProtoState::Gre(Default::default()),
+            Input::Sctp(_) => ProtoState::Sctp(Default::default()),
             Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
         };
         if let Some(hl) = ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
@@ -622,6 +632,7 @@ impl Conntrack {
             } else if max != 0 && self.count() >= max95 {
                 e.status & status::ASSURED == 0
                     || matches!(e.proto, ProtoState::Tcp(st) if st.state().is_closing())
+                    || matches!(e.proto, ProtoState::Sctp(st) if st.state().is_closing())
             } else {
                 false
             };
@@ -772,6 +783,7 @@ fn run_tracker<A: Addr>(
             return (v.decision, v.lower_timeout);
         }
         (ProtoState::Udp(u), Input::Udp) => udp::track(u, ctx, s),
+        (ProtoState::Sctp(st), Input::Sctp(p)) => sctp::track(st, &p, ctx, s),
         (ProtoState::None, Input::UdpLite) => udp::track_lite(ctx, s),
         (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::Icmp) => icmp::track(A::V6, (key.dport >> 8) as u8, s),

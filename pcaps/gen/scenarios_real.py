@@ -156,3 +156,119 @@ def _():
     for i, (s, d) in enumerate(zero):
         out.append(u(s, d, 100 + i, 9))
     return out
+
+
+def _sctp_flows(v6=False, base=0):
+    """SCTP associations and oddities (scapy computes the CRC32c)."""
+    from scapy.all import (ICMP, ICMPv6DestUnreach, SCTP, SCTPChunkAbort, SCTPChunkCookieAck,
+                           SCTPChunkCookieEcho, SCTPChunkData, SCTPChunkError,
+                           SCTPChunkHeartbeatAck, SCTPChunkHeartbeatReq, SCTPChunkInit,
+                           SCTPChunkInitAck, SCTPChunkSACK, SCTPChunkShutdown,
+                           SCTPChunkShutdownAck, SCTPChunkShutdownComplete, raw)
+    c, s = (A6, B6) if v6 else (A, B)
+    ip = (lambda a, b: IPv6(src=a, dst=b)) if v6 else (lambda a, b: IP(src=a, dst=b))
+
+    def cs(sp, dp, tag, *chunks):
+        p = ip(c, s) / SCTP(sport=sp, dport=dp, tag=tag)
+        for ch in chunks:
+            p = p / ch
+        return p
+
+    def sc(sp, dp, tag, *chunks):
+        p = ip(s, c) / SCTP(sport=dp, dport=sp, tag=tag)
+        for ch in chunks:
+            p = p / ch
+        return p
+
+    def data(tsn, text=b"hello"):
+        return SCTPChunkData(tsn=tsn, stream_id=0, stream_seq=tsn, proto_id=0, data=text)
+
+    out = []
+    p = 36000 + base
+    # A whole association: handshake, data and SACKs both ways, heartbeats, graceful shutdown.
+    out += [cs(p, 80, 0, SCTPChunkInit(init_tag=0x1111, a_rwnd=65535, n_out_streams=10,
+                                       n_in_streams=10, init_tsn=1)),
+            sc(p, 80, 0x1111, SCTPChunkInitAck(init_tag=0x2222, a_rwnd=65535, n_out_streams=10,
+                                               n_in_streams=10, init_tsn=100)),
+            cs(p, 80, 0x2222, SCTPChunkCookieEcho(cookie=b"c" * 16), data(1)),
+            sc(p, 80, 0x1111, SCTPChunkCookieAck(), SCTPChunkSACK(cumul_tsn_ack=1, a_rwnd=65535)),
+            cs(p, 80, 0x2222, data(2, b"more")),
+            sc(p, 80, 0x1111, SCTPChunkSACK(cumul_tsn_ack=2, a_rwnd=65535), data(100, b"answer")),
+            cs(p, 80, 0x2222, SCTPChunkSACK(cumul_tsn_ack=100, a_rwnd=65535)),
+            cs(p, 80, 0x2222, SCTPChunkHeartbeatReq()),
+            sc(p, 80, 0x1111, SCTPChunkHeartbeatAck()),
+            cs(p, 80, 0x9999, data(3, b"wrong tag")),
+            cs(p, 80, 0x2222, SCTPChunkShutdown(cumul_tsn_ack=100)),
+            sc(p, 80, 0x1111, SCTPChunkShutdownAck()),
+            cs(p, 80, 0x2222, SCTPChunkShutdownComplete())]
+    # An INIT scan answered with ABORT (T bit: the peer's tag reflected).
+    p += 1
+    out += [cs(p, 5060, 0, SCTPChunkInit(init_tag=0x3333, init_tsn=7)),
+            sc(p, 5060, 0x3333, SCTPChunkAbort(TCB=1)),
+            cs(p, 5060, 0, SCTPChunkInit(init_tag=0x3334, init_tsn=7))]
+    # INIT retransmitted (no refresh), then answered.
+    p += 1
+    out += [cs(p, 2905, 0, SCTPChunkInit(init_tag=0x4444, init_tsn=1)),
+            cs(p, 2905, 0, SCTPChunkInit(init_tag=0x4444, init_tsn=1)),
+            sc(p, 2905, 0x4444, SCTPChunkInitAck(init_tag=0x5555, init_tsn=9))]
+    # First packets that create nothing: DATA out of the blue, an INIT with a tag, ABORT,
+    # COOKIE_ACK, an INIT bundled with DATA, a zero-length chunk, a bare common header.
+    p += 1
+    out += [cs(p, 80, 0x1234, data(5)),
+            cs(p + 1, 80, 0x1234, SCTPChunkInit(init_tag=1, init_tsn=1)),
+            cs(p + 2, 80, 0x1234, SCTPChunkAbort()),
+            cs(p + 3, 80, 0x1234, SCTPChunkCookieAck()),
+            cs(p + 4, 80, 0, SCTPChunkInit(init_tag=2, init_tsn=1), data(1)),
+            ip(c, s) / SCTP(sport=p + 5, dport=80, tag=7) / raw(SCTPChunkData(data=b"x"))[:2]
+            / b"\x00\x00",
+            ip(c, s) / SCTP(sport=p + 6, dport=80, tag=7)]
+    # A secondary path's heartbeat starts its own entry; its answer makes it established.
+    p += 10
+    out += [cs(p, 3868, 0xabc, SCTPChunkHeartbeatReq()),
+            sc(p, 3868, 0xdef, SCTPChunkHeartbeatAck()),
+            cs(p, 3868, 0xabc, data(9))]
+    # SHUTDOWN_ACK out of the blue, answered by SHUTDOWN_COMPLETE with the T bit.
+    p += 1
+    out += [cs(p, 80, 0x77, SCTPChunkShutdownAck()),
+            sc(p, 80, 0x77, SCTPChunkShutdownComplete(TCB=1))]
+    # An ERROR in COOKIE_ECHOED from the peer closes the attempt (stale cookie).
+    p += 1
+    out += [cs(p, 80, 0, SCTPChunkInit(init_tag=0x6666, init_tsn=1)),
+            sc(p, 80, 0x6666, SCTPChunkInitAck(init_tag=0x7777, init_tsn=1)),
+            cs(p, 80, 0x7777, SCTPChunkCookieEcho(cookie=b"old")),
+            sc(p, 80, 0x6666, SCTPChunkError()),
+            cs(p, 80, 0x7777, data(1))]
+    # A port-unreachable error about an INIT is related to its entry.
+    p += 1
+    init = cs(p, 9, 0, SCTPChunkInit(init_tag=0x8888, init_tsn=1))
+    err = (IPv6(src=s, dst=c) / ICMPv6DestUnreach(code=4) / raw(init) if v6
+           else IP(src=s, dst=c) / ICMP(type=3, code=3) / raw(init)[:28])
+    out += [init, err]
+    return out
+
+
+@scenario("real/sctp")
+def _():
+    """SCTP, which ctrack refused as invalid: associations set up, used, heartbeated and shut
+    down (IPv4 and IPv6), INIT scans answered by ABORT (as `nmap -sY` makes), retransmitted
+    INITs, out-of-the-blue and malformed first packets, wrong verification tags, secondary
+    paths started by a HEARTBEAT, stale cookies, and ICMP errors quoting SCTP."""
+    return _sctp_flows() + _sctp_flows(v6=True, base=500)
+
+
+@scenario("real/sctp-checksum", args="--sysctl nf_conntrack_checksum=1")
+def _():
+    """With checksums on, an SCTP packet whose CRC32c is wrong is invalid."""
+    from scapy.all import SCTP, SCTPChunkInit, SCTPChunkInitAck, raw
+    good = IP(src=A, dst=B) / SCTP(sport=37000, dport=80, tag=0) / SCTPChunkInit(
+        init_tag=0x10, init_tsn=1)
+    bad = IP(raw(good))
+    bad[SCTP].chksum ^= 0x0101
+    bad2 = IP(raw(IP(src=A, dst=B) / SCTP(sport=37001, dport=80, tag=0)
+                  / SCTPChunkInit(init_tag=0x11, init_tsn=1)))
+    bad2[SCTP].chksum ^= 1
+    ack = IP(src=B, dst=A) / SCTP(sport=80, dport=37000, tag=0x10) / SCTPChunkInitAck(
+        init_tag=0x20, init_tsn=1)
+    ack_bad = IP(raw(ack))
+    ack_bad[SCTP].chksum ^= 0x8000
+    return [bad, good, bad2, ack_bad, ack]
