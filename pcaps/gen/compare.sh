@@ -11,7 +11,8 @@
 # Prints one summary line
 #   FILE: packets N scored S agree A (P%) table K/T match [ctrack extra E]
 # then every disagreement (at most $MAX, default 40). `dropped` kernel lines are not scored;
-# table lines compare exactly except the seconds-left field (within 2 s); order is irrelevant.
+# table lines (and `# expect` lines, counted with them) compare exactly except the seconds-left
+# field (within 2 s); order is irrelevant.
 # Exit status: 0 when everything agrees, 1 otherwise, 2 on a usage or tool error.
 # Set KEEP=DIR to keep the stamped capture and both outputs there; KTRACE overrides the oracle.
 # DIRECT=1 replays FILE itself in ctrack (its own format and timestamps, as an evaluation that
@@ -44,7 +45,7 @@ fi
 replayed=$work/stamped.pcap
 [ -z "${DIRECT:-}" ] || replayed=$file
 "$ctrack" replay "$replayed" "${args[@]}" --sysctl nf_conntrack_checksum=0 \
-  --verdicts --table > "$work/ctrack.out"
+  --verdicts --table --expect > "$work/ctrack.out"
 exec python3 - "$file" "$work/kernel.out" "$work/ctrack.out" "${MAX:-40}" <<'EOF'
 import collections, sys
 
@@ -57,6 +58,9 @@ def parse(path):
         line = line.rstrip("\n")
         if line.startswith("# table "):
             tables.append(line[8:])
+        elif line.startswith("# expect "):
+            # Expectations compare like table lines; their seconds left come first.
+            tables.append("expect " + line[9:])
         elif line and not line.startswith("#"):
             i, _, v = line.partition(" ")
             verdicts[int(i)] = v
@@ -65,8 +69,9 @@ def parse(path):
 
 def key(line):
     t = line.split()
-    secs = int(t[4]) if len(t) > 4 and t[4].isdigit() else -1
-    return " ".join(t[:4] + t[5:]), secs
+    at = 1 if t[0] == "expect" else 4
+    secs = int(t[at]) if len(t) > at and t[at].isdigit() else -1
+    return " ".join(t[:at] + t[at + 1:]), secs
 
 
 kv, kt = parse(kpath)
