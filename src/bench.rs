@@ -48,8 +48,12 @@ pub struct BenchArgs {
     #[arg(long)]
     ipv6: bool,
     /// Packets handed to the engine per call.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Also write the generated workload (setup packets first) to this pcap file (Ethernet
+    /// link type), so other engines can be timed on exactly the same packets.
+    #[arg(long, value_name = "FILE")]
+    write_pcap: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -79,6 +83,33 @@ fn report(ct: &Conntrack, n: u64, secs: f64) {
         "packets {n} seconds {secs:.6} mpps {:.3}",
         n as f64 / secs / 1e6
     );
+}
+
+/// Writes a workload as a classic Ethernet pcap, one microsecond apart.
+fn write_pcap(path: &std::path::Path, w: &Workload) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    f.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
+    f.write_all(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0])?;
+    f.write_all(&65535u32.to_le_bytes())?;
+    f.write_all(&1u32.to_le_bytes())?;
+    for (i, p) in w.all().enumerate() {
+        let t = 1_700_000_000_000_000u64 + i as u64;
+        let len = (p.len() + 14) as u32;
+        f.write_all(&((t / 1_000_000) as u32).to_le_bytes())?;
+        f.write_all(&((t % 1_000_000) as u32).to_le_bytes())?;
+        f.write_all(&len.to_le_bytes())?;
+        f.write_all(&len.to_le_bytes())?;
+        let ethertype: [u8; 2] = if p[0] >> 4 == 6 {
+            [0x86, 0xdd]
+        } else {
+            [0x08, 0x00]
+        };
+        f.write_all(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1])?;
+        f.write_all(&ethertype)?;
+        f.write_all(p)?;
+    }
+    f.flush()
 }
 
 fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
@@ -123,6 +154,9 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
             .max(need.min(i32::MAX as usize) as u32);
     }
     let w = Workload::generate(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee);
+    if let Some(path) = &a.write_pcap {
+        write_pcap(path, &w).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let ct = Conntrack::new(cfg);
     let t0: u64 = 1_000_000_000_000;
     let mut out = Vec::with_capacity(a.batch);

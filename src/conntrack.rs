@@ -1,6 +1,6 @@
 //! The engine: frames in, verdicts out, over one sharded table per address family.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
@@ -63,10 +63,39 @@ impl Config {
 const EVICTION_RANGE: usize = 8;
 
 pub(crate) struct Table<A> {
-    pub(crate) shards: Box<[CachePadded<Mutex<ShardBox<A>>>]>,
-    /// Per shard: a "table full" drop happened and a garbage-collection pass is owed.
-    pressure: Box<[AtomicBool]>,
+    pub(crate) shards: Box<[CachePadded<Slot<A>>]>,
     mask: usize,
+}
+
+/// A shard and what may be read of it without its lock.
+pub(crate) struct Slot<A> {
+    pub(crate) lock: Mutex<ShardBox<A>>,
+    /// Where the shard's index buckets were last seen, and their mask: for prefetching only
+    /// (the address may be stale, which costs nothing but a useless prefetch).
+    buckets: AtomicPtr<u8>,
+    bucket_mask: AtomicUsize,
+    /// A "table full" drop happened and a garbage-collection pass is owed.
+    pressure: AtomicBool,
+}
+
+impl<A: Addr> Slot<A> {
+    /// Asks the memory system for the bucket line `h` hashes to.
+    #[inline]
+    pub(crate) fn prefetch_bucket(&self, h: u64) {
+        let base = self.buckets.load(Ordering::Relaxed);
+        let off = (h as usize & self.bucket_mask.load(Ordering::Relaxed)) * 64;
+        crate::table::prefetch(base.wrapping_add(off));
+    }
+
+    /// Records where the shard's buckets now are, after an insertion that may have grown them.
+    #[inline]
+    fn publish(&self, sb: &ShardBox<A>) {
+        let (base, mask) = sb.shard.bucket_base();
+        if !std::ptr::eq(self.buckets.load(Ordering::Relaxed), base) {
+            self.buckets.store(base as *mut u8, Ordering::Relaxed);
+            self.bucket_mask.store(mask, Ordering::Relaxed);
+        }
+    }
 }
 
 pub(crate) struct ShardBox<A> {
@@ -77,35 +106,64 @@ pub(crate) struct ShardBox<A> {
 }
 
 impl<A: Addr> Table<A> {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, acct: bool, timestamps: bool) -> Self {
         let n = n.max(1).next_power_of_two();
         Table {
             shards: (0..n)
                 .map(|_| {
-                    CachePadded::new(Mutex::new(ShardBox {
-                        shard: Shard::new(),
+                    let sb = ShardBox {
+                        shard: Shard::with_extras(acct, timestamps),
                         stats: ShardStats::default(),
                         gc_cursor: 0,
-                    }))
+                    };
+                    let (base, mask) = sb.shard.bucket_base();
+                    CachePadded::new(Slot {
+                        lock: Mutex::new(sb),
+                        buckets: AtomicPtr::new(base as *mut u8),
+                        bucket_mask: AtomicUsize::new(mask),
+                        pressure: AtomicBool::new(false),
+                    })
                 })
                 .collect(),
-            pressure: (0..n).map(|_| AtomicBool::new(false)).collect(),
             mask: n - 1,
         }
     }
 
     #[inline]
-    fn shard_of(&self, h: u64) -> usize {
+    pub(crate) fn shard_of(&self, h: u64) -> usize {
         (h >> 32) as usize & self.mask
+    }
+}
+
+/// A TCP or UDP packet whose headers have passed every check, ready for its table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ready<'a, A> {
+    pub(crate) key: Key<A>,
+    /// Layer-3 length, for accounting.
+    pub(crate) len: u32,
+    /// The host would route the packet (see [`HostModel::routes`]): a new entry may be confirmed.
+    pub(crate) routable: bool,
+    pub(crate) l4: ReadyL4<'a>,
+}
+
+/// The protocol part of a [`Ready`] packet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReadyL4<'a> {
+    Tcp(tcp::Segment<'a>),
+    Udp,
+}
+
+impl<A: Addr> Ready<'_, A> {
+    #[inline]
+    pub(crate) fn key(&self) -> &Key<A> {
+        &self.key
     }
 }
 
 /// Layer-4 facts of a packet, once its header has passed the protocol's checks.
 #[derive(Clone, Copy, Debug)]
 enum Input<'a> {
-    Tcp(tcp::Segment<'a>),
     Sctp(sctp::Packet<'a>),
-    Udp,
     UdpLite,
     Icmp,
     Gre,
@@ -157,9 +215,11 @@ impl Conntrack {
     /// A tracker whose hash seed is fixed (reproducible table layout, for tests and benches).
     pub fn with_seed(cfg: Config, seed: u64) -> Conntrack {
         let frags = Defrag::new(&cfg.sysctl);
+        let acct = cfg.sysctl.nf_conntrack_acct != 0;
+        let tstamp = cfg.sysctl.nf_conntrack_timestamp != 0;
         Conntrack {
-            v4: Table::new(cfg.shards),
-            v6: Table::new(cfg.shards),
+            v4: Table::new(cfg.shards, acct, tstamp),
+            v6: Table::new(cfg.shards, acct, tstamp),
             cfg,
             hasher: FixedState::with_seed(seed),
             count: AtomicUsize::new(0),
@@ -189,19 +249,6 @@ impl Conntrack {
             Some(ip) => self.process_ip(ip, now),
             None => Verdict::SKIPPED,
         }
-    }
-
-    /// Tracks a batch of frames seen at `now`, writing one verdict per frame into `out`
-    /// (cleared first). Equivalent to calling [`Conntrack::process`] on each in order.
-    pub fn process_batch(
-        &self,
-        frames: &[&[u8]],
-        link: LinkType,
-        now: Nanos,
-        out: &mut Vec<Verdict>,
-    ) {
-        out.clear();
-        out.extend(frames.iter().map(|f| self.process(f, link, now)));
     }
 
     /// Tracks one IP packet (starting at its IPv4 or IPv6 header).
@@ -253,7 +300,152 @@ impl Conntrack {
         Verdict::INVALID
     }
 
+    #[inline]
     fn track<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match p.proto {
+            proto::TCP => self.track_tcp(t, p, now),
+            proto::UDP => self.track_udp(t, p, now),
+            _ => self.track_other(t, p, now),
+        }
+    }
+
+    /// TCP: header checks, checksum, then the TCP tracker.
+    #[inline(never)]
+    fn track_tcp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match self.ready_tcp(p) {
+            Ok(r) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Err(v) => v,
+        }
+    }
+
+    /// UDP: header checks, checksum, then the UDP tracker.
+    #[inline(never)]
+    fn track_udp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
+        match self.ready_udp(p) {
+            Ok(r) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Err(v) => v,
+        }
+    }
+
+    /// Checks a TCP segment (header, flags, checksum) and builds its tuple.
+    #[inline]
+    pub(crate) fn ready_tcp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
+        let l4 = p.l4();
+        // A segment shorter than its header has no tuple either: invalid both ways.
+        let Ok(seg) = tcp::parse(l4) else {
+            return Err(self.invalid());
+        };
+        if self.cfg.sysctl.nf_conntrack_checksum != 0
+            && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4)
+        {
+            return Err(self.invalid());
+        }
+        let key = Key {
+            src: A::from_bytes(p.src()),
+            dst: A::from_bytes(p.dst()),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            zone: 0,
+            proto: proto::TCP,
+        };
+        Ok(Ready {
+            key,
+            len: p.data.len() as u32,
+            routable: self.cfg.host.routes(p),
+            l4: ReadyL4::Tcp(seg),
+        })
+    }
+
+    /// Checks a UDP datagram (header, length, checksum) and builds its tuple.
+    #[inline]
+    pub(crate) fn ready_udp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
+        let l4 = p.l4();
+        let scope = match udp::check_udp(l4) {
+            Ok(scope) => scope,
+            Err(_) => return Err(self.invalid()),
+        };
+        if let udp::ChecksumScope::Bytes(n) = scope
+            && self.cfg.sysctl.nf_conntrack_checksum != 0
+            && !packet::l4_checksum_ok(p, proto::UDP, l4.len(), &l4[..n])
+        {
+            return Err(self.invalid());
+        }
+        let key = Key {
+            src: A::from_bytes(p.src()),
+            dst: A::from_bytes(p.dst()),
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            zone: 0,
+            proto: proto::UDP,
+        };
+        Ok(Ready {
+            key,
+            len: p.data.len() as u32,
+            routable: self.cfg.host.routes(p),
+            l4: ReadyL4::Udp,
+        })
+    }
+
+    /// Locks the shard of a ready packet (hash `h`) and tracks it.
+    #[inline]
+    fn run_ready<A: Addr>(&self, t: &Table<A>, r: &Ready<'_, A>, h: u64, now: Nanos) -> Verdict {
+        let slot = &t.shards[t.shard_of(h)];
+        let mut g = slot.lock.lock();
+        self.run_ready_locked(t, slot, &mut g, r, h, now)
+    }
+
+    /// Tracks a ready packet in its shard, already locked.
+    #[inline]
+    pub(crate) fn run_ready_locked<A: Addr>(
+        &self,
+        t: &Table<A>,
+        slot: &Slot<A>,
+        sb: &mut ShardBox<A>,
+        r: &Ready<'_, A>,
+        h: u64,
+        now: Nanos,
+    ) -> Verdict {
+        let s = &self.cfg.sysctl;
+        match &r.l4 {
+            ReadyL4::Tcp(seg) => self.conn_locked(
+                t,
+                slot,
+                sb,
+                r.key,
+                h,
+                now,
+                r.len,
+                r.routable,
+                |st, _, ctx| match st {
+                    ProtoState::Tcp(st) => {
+                        let v = tcp::track_full(st, seg, ctx, s);
+                        (v.decision, v.lower_timeout)
+                    }
+                    _ => (Decision::Invalid, None),
+                },
+                || tcp::new_conn(seg, s).map(ProtoState::Tcp),
+            ),
+            ReadyL4::Udp => self.conn_locked(
+                t,
+                slot,
+                sb,
+                r.key,
+                h,
+                now,
+                r.len,
+                r.routable,
+                |st, _, ctx| match st {
+                    ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
+                    _ => (Decision::Invalid, None),
+                },
+                || Some(ProtoState::Udp(Default::default())),
+            ),
+        }
+    }
+
+    /// Every other protocol: UDP-Lite, ICMP and ICMPv6 (with errors), GRE, generic.
+    #[inline(never)]
+    fn track_other<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
         let s = &self.cfg.sysctl;
         let l4 = p.l4();
         let cksum = s.nf_conntrack_checksum != 0;
@@ -274,16 +466,11 @@ impl Conntrack {
             true
         };
         let input = match p.proto {
-            proto::UDP | proto::UDPLITE => {
+            proto::UDPLITE => {
                 if !ports(&mut key) {
                     return self.invalid();
                 }
-                let scope = if p.proto == proto::UDP {
-                    udp::check_udp(l4)
-                } else {
-                    udp::check_udplite(l4)
-                };
-                match scope {
+                match udp::check_udplite(l4) {
                     Err(_) => return self.invalid(),
                     Ok(udp::ChecksumScope::Bytes(n)) if cksum => {
                         if !packet::l4_checksum_ok(p, p.proto, l4.len(), &l4[..n]) {
@@ -292,11 +479,7 @@ impl Conntrack {
                     }
                     Ok(_) => {}
                 }
-                if p.proto == proto::UDP {
-                    Input::Udp
-                } else {
-                    Input::UdpLite
-                }
+                Input::UdpLite
             }
             proto::ICMP | proto::ICMPV6 => {
                 // ICMP of the other family is not the ICMP tracker's: without a tuple it is
@@ -358,18 +541,6 @@ impl Conntrack {
                 }
                 Input::Gre
             }
-            proto::TCP => {
-                if !ports(&mut key) {
-                    return self.invalid();
-                }
-                let Ok(seg) = tcp::parse(l4) else {
-                    return self.invalid();
-                };
-                if cksum && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4) {
-                    return self.invalid();
-                }
-                Input::Tcp(seg)
-            }
             proto::SCTP => {
                 if !ports(&mut key) {
                     return self.invalid();
@@ -384,34 +555,74 @@ impl Conntrack {
             }
             _ => Input::Generic,
         };
-        self.conn(t, p, key, input, now)
+        self.conn(
+            t,
+            key,
+            self.hash(&key),
+            now,
+            p.data.len() as u32,
+            self.cfg.host.routes(p),
+            |st, k, ctx| run_tracker(st, k, input, ctx, s),
+            || {
+                Some(match input {
+                    Input::Gre => ProtoState::Gre(Default::default()),
+                    Input::Sctp(_) => ProtoState::Sctp(Default::default()),
+                    Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
+                })
+            },
+        )
     }
 
-    /// Looks the connection up, runs its tracker and applies the decision.
+    /// Looks the connection (hash `h`) up, runs its tracker and applies the decision.
+    /// `track` runs the protocol's tracker on an entry's state and original tuple (returning
+    /// the decision and, for TCP, a timeout to impose even on an invalid packet); `init` makes
+    /// a new entry's state, or refuses.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn conn<A: Addr>(
         &self,
         t: &Table<A>,
-        p: &IpPacket<'_>,
         key: Key<A>,
-        input: Input,
+        h: u64,
         now: Nanos,
+        len: u32,
+        routable: bool,
+        track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
+    ) -> Verdict {
+        let slot = &t.shards[t.shard_of(h)];
+        let mut g = slot.lock.lock();
+        self.conn_locked(t, slot, &mut g, key, h, now, len, routable, track, init)
+    }
+
+    /// [`Conntrack::conn`] with the shard already locked.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn conn_locked<A: Addr>(
+        &self,
+        t: &Table<A>,
+        slot: &Slot<A>,
+        sb: &mut ShardBox<A>,
+        key: Key<A>,
+        h: u64,
+        now: Nanos,
+        len: u32,
+        routable: bool,
+        mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
         let Some(inv) = key.inverse() else {
             return self.invalid();
         };
-        let h = self.hash(&key);
-        let mut g = t.shards[t.shard_of(h)].lock();
-        let sb = &mut *g;
         let now = now.max(sb.shard.clock);
         sb.shard.clock = now;
-        let hash = |k: &Key<A>| self.hash(k);
-        let expired = sb.shard.expire(now, &hash, |_| {});
-        if expired > 0 {
+        if sb.shard.timers_due(now) {
+            let hash = |k: &Key<A>| self.hash(k);
+            let expired = sb.shard.expire(now, &hash, |_| {});
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
-        let pressure = &t.pressure[t.shard_of(h)];
-        if pressure.load(Ordering::Relaxed) {
-            self.gc_step(sb, pressure, now);
+        if slot.pressure.load(Ordering::Relaxed) {
+            self.gc_step(sb, &slot.pressure, now);
         }
         for _attempt in 0..2 {
             let found = match sb.shard.find(h, &key, &inv) {
@@ -423,7 +634,7 @@ impl Conntrack {
                 f => f,
             };
             let Some(Found { idx, dir }) = found else {
-                return self.create(t, sb, h, p, key, input, now);
+                return self.create(t, slot, sb, h, key, now, len, routable, &mut track, init);
             };
             sb.stats.found += 1;
             let e = sb.shard.get_mut(idx);
@@ -442,10 +653,10 @@ impl Conntrack {
             } else {
                 State::New
             };
-            let (d, lower) = run_tracker(&mut e.proto, &e.key, input, &ctx, &self.cfg.sysctl);
+            let (d, lower) = track(&mut e.proto, &e.key, &ctx);
             match d {
                 Decision::Accept(a) => {
-                    return self.apply(sb, h, idx, dir, state, a, now);
+                    return self.apply(sb, h, idx, dir, state, a, now, len);
                 }
                 Decision::Ignore => {
                     sb.stats.ignore += 1;
@@ -484,7 +695,9 @@ impl Conntrack {
         state: State,
         a: Accept,
         now: Nanos,
+        len: u32,
     ) -> Verdict {
+        sb.shard.count_packet(idx, dir, len);
         if let Some(t) = a.timeout {
             sb.shard.set_expiry(idx, now.saturating_add(t), now);
         }
@@ -508,12 +721,15 @@ impl Conntrack {
     fn create<A: Addr>(
         &self,
         t: &Table<A>,
+        slot: &Slot<A>,
         sb: &mut ShardBox<A>,
         h: u64,
-        p: &IpPacket<'_>,
         key: Key<A>,
-        input: Input<'_>,
         now: Nanos,
+        len: u32,
+        routable: bool,
+        track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
+        init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
         let s = &self.cfg.sysctl;
         // Table limit, checked as the kernel does when it allocates the entry.
@@ -523,25 +739,19 @@ impl Conntrack {
             self.count.fetch_sub(1, Ordering::Relaxed);
             sb.stats.drop += 1;
             // Owe every shard a pressure sweep, as the kernel wakes its GC worker.
-            for p in t.pressure.iter() {
-                p.store(true, Ordering::Relaxed);
+            for other in t.shards.iter() {
+                other.pressure.store(true, Ordering::Relaxed);
             }
             return Verdict::DROPPED;
         }
         let mut e = Entry::new(key);
-        e.proto = match input {
-            Input::Tcp(seg) => match tcp::new_conn(&seg, s) {
-                Some(st) => ProtoState::Tcp(st),
-                None => {
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                    sb.stats.invalid += 1;
-                    return Verdict::INVALID;
-                }
-            },
-            Input::Udp => ProtoState::Udp(Default::default()),
-            Input::Gre => ProtoState::Gre(Default::default()),
-            Input::Sctp(_) => ProtoState::Sctp(Default::default()),
-            Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
+        e.proto = match init() {
+            Some(st) => st,
+            None => {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                sb.stats.invalid += 1;
+                return Verdict::INVALID;
+            }
         };
         if let Some(hl) = ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
             e.helper = ctrack_helpers::index_of(hl);
@@ -554,7 +764,7 @@ impl Conntrack {
             now,
             expires: 0,
         };
-        let (d, _) = run_tracker(&mut e.proto, &e.key, input, &ctx, s);
+        let (d, _) = track(&mut e.proto, &e.key, &ctx);
         let a = match d {
             Decision::Accept(a) => a,
             Decision::Ignore | Decision::Invalid | Decision::Reopen => {
@@ -568,13 +778,14 @@ impl Conntrack {
             e.status |= status::ASSURED;
         }
         let v = verdict_of(&e, State::New, Dir::Original);
-        let host = &self.cfg.host;
-        if a.kill || !host.confirms(&key.src, &key.dst) || !host.routes(p) {
+        if a.kill || !routable || !self.cfg.host.confirms(&key.src, &key.dst) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return v;
         }
         let hash = |k: &Key<A>| self.hash(k);
-        sb.shard.insert(h, e, now, &hash);
+        let idx = sb.shard.insert(h, e, now, &hash);
+        sb.shard.count_packet(idx, Dir::Original, len);
+        slot.publish(sb);
         sb.stats.insert += 1;
         v
     }
@@ -672,7 +883,7 @@ impl Conntrack {
             return self.icmp_refused();
         };
         let h = self.hash(&target);
-        let g = t.shards[t.shard_of(h)].lock();
+        let g = t.shards[t.shard_of(h)].lock.lock();
         // Expired entries are as good as gone (the kernel's lookup skips them).
         let now = now.max(g.shard.clock);
         let found = g
@@ -710,7 +921,7 @@ impl Conntrack {
         let hash = |k: &Key<A>| self.hash(k);
         let mut n = 0;
         for sh in t.shards.iter() {
-            let mut g = sh.lock();
+            let mut g = sh.lock.lock();
             let now = now.max(g.shard.clock);
             g.shard.clock = now;
             n += g.shard.expire(now, &hash, |_| {});
@@ -723,10 +934,10 @@ impl Conntrack {
     pub fn stats(&self) -> crate::stats::Snapshot {
         let mut snap = self.stats.snapshot();
         for sh in self.v4.shards.iter() {
-            snap.add(&sh.lock().stats);
+            snap.add(&sh.lock.lock().stats);
         }
         for sh in self.v6.shards.iter() {
-            snap.add(&sh.lock().stats);
+            snap.add(&sh.lock.lock().stats);
         }
         snap.count = self.count() as u64;
         snap
@@ -736,10 +947,10 @@ impl Conntrack {
     pub fn memory(&self) -> usize {
         let mut n = 0;
         for sh in self.v4.shards.iter() {
-            n += sh.lock().shard.memory();
+            n += sh.lock.lock().shard.memory();
         }
         for sh in self.v6.shards.iter() {
-            n += sh.lock().shard.memory();
+            n += sh.lock.lock().shard.memory();
         }
         n
     }
@@ -758,18 +969,22 @@ impl Conntrack {
         f: &mut impl FnMut(crate::format::EntryView),
     ) {
         for sh in t.shards.iter() {
-            let g = sh.lock();
-            for (_, e) in g.shard.iter() {
+            let g = sh.lock.lock();
+            for (i, e) in g.shard.iter() {
                 if !e.expired(now) {
-                    f(crate::format::EntryView::new(e, now));
+                    f(crate::format::EntryView::new(
+                        e,
+                        now,
+                        g.shard.counters(i).copied(),
+                        g.shard.born(i),
+                    ));
                 }
             }
         }
     }
 }
 
-/// Runs the entry's tracker. The second value is the TCP tracker's request to shorten the
-/// entry's life even though the packet is invalid.
+/// Runs the tracker of a protocol without a dedicated path (no invalid-packet timeout change).
 fn run_tracker<A: Addr>(
     st: &mut ProtoState,
     key: &Key<A>,
@@ -778,16 +993,11 @@ fn run_tracker<A: Addr>(
     s: &Sysctl,
 ) -> (Decision, Option<Nanos>) {
     let d = match (st, input) {
-        (ProtoState::Tcp(t), Input::Tcp(seg)) => {
-            let v = tcp::track_full(t, &seg, ctx, s);
-            return (v.decision, v.lower_timeout);
-        }
-        (ProtoState::Udp(u), Input::Udp) => udp::track(u, ctx, s),
-        (ProtoState::Sctp(st), Input::Sctp(p)) => sctp::track(st, &p, ctx, s),
         (ProtoState::None, Input::UdpLite) => udp::track_lite(ctx, s),
         (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::Icmp) => icmp::track(A::V6, (key.dport >> 8) as u8, s),
         (ProtoState::None, Input::Generic) => generic::track(s),
+        (ProtoState::Sctp(st), Input::Sctp(p)) => sctp::track(st, &p, ctx, s),
         // A packet whose protocol disagrees with its entry's state cannot happen (the protocol
         // is part of the tuple); refuse it rather than guess.
         _ => Decision::Invalid,

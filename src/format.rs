@@ -4,7 +4,7 @@ use std::fmt::{self, Write};
 
 use ctrack_protocols::{NANOS_PER_SEC, Nanos};
 
-use crate::table::{Entry, ProtoState, status};
+use crate::table::{Counters, Entry, ProtoState, status};
 use crate::tuple::{Addr, L4, Tuple, proto};
 
 /// A snapshot of one entry, independent of its address family.
@@ -24,10 +24,19 @@ pub struct EntryView {
     pub gre_timeouts: Option<(u32, u32)>,
     /// Name of the assigned helper.
     pub helper: Option<&'static str>,
+    /// Packet and byte counters (with `nf_conntrack_acct`).
+    pub counters: Option<Counters>,
+    /// Whole seconds since the entry was created (with `nf_conntrack_timestamp`).
+    pub age_seconds: Option<u64>,
 }
 
 impl EntryView {
-    pub(crate) fn new<A: Addr>(e: &Entry<A>, now: Nanos) -> Self {
+    pub(crate) fn new<A: Addr>(
+        e: &Entry<A>,
+        now: Nanos,
+        counters: Option<Counters>,
+        born: Option<Nanos>,
+    ) -> Self {
         let reply = e.key.inverse().unwrap_or(e.key);
         let (tcp_state, gre_timeouts) = match &e.proto {
             ProtoState::Gre(g) => (None, Some((g.timeout, g.stream_timeout))),
@@ -43,6 +52,8 @@ impl EntryView {
             tcp_state,
             gre_timeouts,
             helper: ctrack_helpers::at_index(e.helper).map(|h| h.name),
+            counters,
+            age_seconds: born.map(|b| now.saturating_sub(b) / NANOS_PER_SEC),
         }
     }
 
@@ -81,14 +92,24 @@ impl EntryView {
             write!(s, "timeout={t}, stream_timeout={st} ")?;
         }
         write_tuple(s, &self.orig)?;
+        if let Some(c) = &self.counters {
+            write!(s, "packets={} bytes={} ", c.packets[0], c.bytes[0])?;
+        }
         if self.status & status::SEEN_REPLY == 0 {
             s.push_str("[UNREPLIED] ");
         }
         write_tuple(s, &self.reply)?;
+        if let Some(c) = &self.counters {
+            write!(s, "packets={} bytes={} ", c.packets[1], c.bytes[1])?;
+        }
         if self.status & status::ASSURED != 0 {
             s.push_str("[ASSURED] ");
         }
-        write!(s, "mark=0 zone={} use={}", self.orig.zone, 2 + pending)
+        write!(s, "mark=0 zone={} ", self.orig.zone)?;
+        if let Some(age) = self.age_seconds {
+            write!(s, "delta-time={age} ")?;
+        }
+        write!(s, "use={}", 2 + pending)
     }
 }
 

@@ -28,6 +28,9 @@
 //! assert_eq!(b.state, State::Established);
 //! ```
 
+#![warn(missing_docs)]
+
+mod batch;
 pub mod capture;
 pub mod conntrack;
 pub mod defrag;

@@ -192,51 +192,70 @@ impl<'a> IpPacket<'a> {
     }
 }
 
-/// Adds `data` to a running RFC 1071 one's-complement sum (big-endian 16-bit words, an odd
-/// trailing byte padded with zero). The sum is kept wide; fold it with [`csum_fold`].
+/// Adds `data` to a running RFC 1071 one's-complement sum.
 ///
-/// 32-bit words are added into 64 bits, so no carry can be lost for any packet size; the
-/// sums of big-endian 32-bit words fold to the same 16-bit result as 16-bit words do.
+/// The running sum is kept in the machine's byte order (words are read as they lie in memory,
+/// eight bytes at a time, into a 128-bit accumulator that cannot overflow), which RFC 1071
+/// allows: [`csum_fold`] converts the result back to network order once. Pieces chained
+/// through one sum must each start at an even offset of the checksummed data; an odd
+/// trailing byte is padded with zero. Add header fields that are numbers, not bytes, with
+/// [`csum_add_u32`].
 #[inline]
 pub fn csum_add(sum: u64, data: &[u8]) -> u64 {
-    let mut a = sum;
-    let mut b = 0u64;
+    let mut acc = sum as u128;
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        a += u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64;
-        b += u32::from_be_bytes([c[4], c[5], c[6], c[7]]) as u64;
+        acc += u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])) as u128;
     }
+    // The tail, in pieces: a 16-bit word may be added in any lane, since 2^16 = 1 (mod 0xffff).
     let mut rest = chunks.remainder();
-    if rest.len() >= 4 {
-        a += u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as u64;
-        rest = &rest[4..];
+    let mut tail = 0u64;
+    if let Some((w, r)) = rest.split_first_chunk::<4>() {
+        tail += u32::from_ne_bytes(*w) as u64;
+        rest = r;
     }
-    match rest.len() {
-        3 => b += (u32::from_be_bytes([rest[0], rest[1], rest[2], 0])) as u64,
-        2 => b += (u32::from_be_bytes([rest[0], rest[1], 0, 0])) as u64,
-        1 => b += (u32::from_be_bytes([rest[0], 0, 0, 0])) as u64,
-        _ => {}
+    if let Some((w, r)) = rest.split_first_chunk::<2>() {
+        tail += u16::from_ne_bytes(*w) as u64;
+        rest = r;
     }
-    // Re-align: the remainder words started on a 4-byte boundary of `data` as well.
-    a + b
+    if let Some(&b) = rest.first() {
+        tail += u16::from_ne_bytes([b, 0]) as u64;
+    }
+    acc += tail as u128;
+    let (s, carry) = (acc as u64).overflowing_add((acc >> 64) as u64);
+    s + carry as u64
 }
 
-/// Folds a wide one's-complement sum to 16 bits.
-pub fn csum_fold(mut sum: u64) -> u16 {
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
+/// Adds a 32-bit number (two 16-bit words in network order, e.g. a pseudo-header's protocol
+/// plus length) to a running sum from [`csum_add`].
+#[inline]
+pub fn csum_add_u32(sum: u64, v: u32) -> u64 {
+    let (s, carry) = sum.overflowing_add(u32::from_ne_bytes(v.to_be_bytes()) as u64);
+    s + carry as u64
+}
+
+/// Folds a running sum from [`csum_add`] to the 16-bit one's-complement sum, in network
+/// order (a correct packet's checksummed bytes fold to `0xffff`).
+#[inline]
+pub fn csum_fold(sum: u64) -> u16 {
+    let mut s = (sum & 0xffff_ffff) + (sum >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    u16::from_be(s as u16)
 }
 
 /// True when `covered` (the L4 bytes under the checksum) sums correctly with the pseudo-header
 /// of `ip` for protocol `proto` and length `l4_len`.
 pub fn l4_checksum_ok(ip: &IpPacket<'_>, proto: u8, l4_len: usize, covered: &[u8]) -> bool {
-    let mut s = csum_add(0, ip.src());
-    s = csum_add(s, ip.dst());
-    s += proto as u64 + l4_len as u64;
+    // Source and destination lie side by side in both headers: one pass covers both.
+    let addrs = if ip.v6 {
+        &ip.data[8..40]
+    } else {
+        &ip.data[12..20]
+    };
+    let mut s = csum_add(0, addrs);
+    s = csum_add_u32(s, proto as u32 + l4_len as u32);
     s = csum_add(s, covered);
     csum_fold(s) == 0xffff
 }

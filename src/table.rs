@@ -57,14 +57,10 @@ pub struct Entry<A> {
     pub helper: u8,
     /// Wheel slot holding the entry.
     wslot: u16,
-    /// Reuse counter of this slab slot.
-    pub generation: u32,
     /// Absolute expiry time.
     pub expires: Nanos,
     prev: u32,
     next: u32,
-    /// Index of the entry's extension record, or NIL.
-    pub ext: u32,
     /// Protocol state.
     pub proto: ProtoState,
 }
@@ -76,11 +72,9 @@ impl<A: Addr> Entry<A> {
             status: 0,
             helper: 0,
             wslot: UNFILED,
-            generation: 0,
             expires: 0,
             prev: NIL,
             next: NIL,
-            ext: NIL,
             proto: ProtoState::None,
         }
     }
@@ -101,6 +95,20 @@ impl<A: Addr> Entry<A> {
 }
 
 const SLOTS: usize = 10;
+
+/// Asks the processor to bring the cache line at `p` closer. Any address is acceptable: a
+/// prefetch never faults and changes nothing the program can observe.
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it reads nothing into the program, cannot fault, even on
+    // an unmapped or stale address, and needs only SSE, which x86_64 always has.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 
 /// Ten index slots in one cache line: 16-bit tags packed four to a word (lanes 0-9; lane 10
 /// holds the overflow count, lane 11 stays zero), then the entry numbers.
@@ -130,9 +138,37 @@ fn lane_bits(m: u64) -> u32 {
 }
 
 impl Bucket {
-    /// Slots whose tag equals `tag`, as a bit mask (tag 0: the empty slots).
+    /// Slots whose tag equals `tag`, as a bit mask (tag 0: the empty slots): eight lanes in
+    /// one SSE2 compare, the last two by hand.
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     fn matching(&self, tag: u16) -> u32 {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi16, _mm_movemask_epi8, _mm_packs_epi16, _mm_set_epi64x, _mm_set1_epi16,
+            _mm_setzero_si128,
+        };
+        // SAFETY: these intrinsics only need SSE2, which every x86_64 processor has (it is
+        // part of the x86_64 baseline the compiler already targets); they read no memory.
+        let low = unsafe {
+            let lanes = _mm_set_epi64x(self.tags[1] as i64, self.tags[0] as i64);
+            let eq = _mm_cmpeq_epi16(lanes, _mm_set1_epi16(tag as i16));
+            _mm_movemask_epi8(_mm_packs_epi16(eq, _mm_setzero_si128())) as u32 & 0xff
+        };
+        let t2 = self.tags[2];
+        low | ((t2 as u16 == tag) as u32) << 8 | (((t2 >> 16) as u16 == tag) as u32) << 9
+    }
+
+    /// Slots whose tag equals `tag`, as a bit mask (tag 0: the empty slots).
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    fn matching(&self, tag: u16) -> u32 {
+        self.matching_swar(tag)
+    }
+
+    /// The portable form of [`Bucket::matching`]: four lanes per word, compared at once.
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    #[inline]
+    fn matching_swar(&self, tag: u16) -> u32 {
         let b = tag as u64 * 0x0001_0001_0001_0001;
         lane_bits(zero_lanes(self.tags[0] ^ b))
             | lane_bits(zero_lanes(self.tags[1] ^ b)) << 4
@@ -181,8 +217,21 @@ pub struct Found {
     pub dir: Dir,
 }
 
+/// Packet and byte counters of one entry, per direction (with `nf_conntrack_acct`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets, original then reply direction.
+    pub packets: [u64; 2],
+    /// Bytes at layer 3, original then reply direction.
+    pub bytes: [u64; 2],
+}
+
 /// One shard: entries, their index and their timer wheel.
 pub struct Shard<A> {
+    /// Per-entry counters, kept only with accounting on (indexed like the entries).
+    acct: Option<Vec<Counters>>,
+    /// Per-entry creation times, kept only with timestamps on.
+    born: Option<Vec<Nanos>>,
     buckets: Vec<Bucket>,
     mask: usize,
     /// Live (confirmed) entries.
@@ -217,7 +266,15 @@ impl<A: Addr> Default for Shard<A> {
 impl<A: Addr> Shard<A> {
     /// An empty shard.
     pub fn new() -> Self {
+        Self::with_extras(false, false)
+    }
+
+    /// An empty shard that also keeps per-entry counters (`acct`) and creation times
+    /// (`timestamps`).
+    pub fn with_extras(acct: bool, timestamps: bool) -> Self {
         Shard {
+            acct: acct.then(Vec::new),
+            born: timestamps.then(Vec::new),
             buckets: vec![EMPTY_BUCKET; 1],
             mask: 0,
             count: 0,
@@ -258,17 +315,63 @@ impl<A: Addr> Shard<A> {
         &mut self.entries[i as usize]
     }
 
-    /// Bytes of memory the shard holds (slab, index, wheel), for per-entry accounting.
+    /// Bytes of memory the shard holds (slab, index, wheel, extras), for per-entry accounting.
     pub fn memory(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry<A>>()
             + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + self
+                .acct
+                .as_ref()
+                .map_or(0, |a| a.capacity() * std::mem::size_of::<Counters>())
+            + self
+                .born
+                .as_ref()
+                .map_or(0, |b| b.capacity() * std::mem::size_of::<Nanos>())
             + LEVELS_BYTES
     }
 
-    /// Address of the bucket `h` hashes to, for prefetching.
+    /// Entry `i`'s counters, when accounting is on.
     #[inline]
-    pub fn bucket_ptr(&self, h: u64) -> *const u8 {
-        self.buckets[h as usize & self.mask..].as_ptr() as *const u8
+    pub fn counters(&self, i: u32) -> Option<&Counters> {
+        self.acct.as_ref().and_then(|a| a.get(i as usize))
+    }
+
+    /// Counts one packet of `bytes` in direction `dir` for entry `i` (when accounting is on).
+    #[inline]
+    pub fn count_packet(&mut self, i: u32, dir: Dir, bytes: u32) {
+        if let Some(c) = self.acct.as_mut().and_then(|a| a.get_mut(i as usize)) {
+            c.packets[dir.idx()] += 1;
+            c.bytes[dir.idx()] += bytes as u64;
+        }
+    }
+
+    /// When entry `i` was created, when timestamps are on.
+    #[inline]
+    pub fn born(&self, i: u32) -> Option<Nanos> {
+        self.born.as_ref().and_then(|b| b.get(i as usize).copied())
+    }
+
+    /// Where the buckets start and the mask that picks one: for prefetching from outside
+    /// the lock.
+    #[inline]
+    pub fn bucket_base(&self) -> (*const u8, usize) {
+        (self.buckets.as_ptr() as *const u8, self.mask)
+    }
+
+    /// Prefetches the entry that the bucket of `h` holds under `h`'s tag, if any.
+    #[inline]
+    pub fn prefetch_entry(&self, h: u64) {
+        let bk = &self.buckets[h as usize & self.mask];
+        let m = bk.matching(tag_of(h));
+        if m != 0 {
+            let i = bk.idx[m.trailing_zeros() as usize] as usize;
+            if let Some(e) = self.entries.get(i) {
+                // An entry spans two cache lines: the tuple in the first, TCP state in both.
+                let p = e as *const Entry<A> as *const u8;
+                prefetch(p);
+                prefetch(p.wrapping_add(64));
+            }
+        }
     }
 
     /// Looks up `key` (with precomputed `inv`, its inverse) under hash `h`.
@@ -378,7 +481,6 @@ impl<A: Addr> Shard<A> {
         let i = if self.free != NIL {
             let i = self.free;
             self.free = self.entries[i as usize].next;
-            e.generation = self.entries[i as usize].generation;
             self.entries[i as usize] = e;
             i
         } else {
@@ -388,6 +490,15 @@ impl<A: Addr> Shard<A> {
         self.index_insert(h, i);
         self.count += 1;
         self.wheel.insert(&mut Slab(&mut self.entries), i, now);
+        let n = self.entries.len();
+        if let Some(a) = self.acct.as_mut() {
+            a.resize(n, Counters::default());
+            a[i as usize] = Counters::default();
+        }
+        if let Some(b) = self.born.as_mut() {
+            b.resize(n, 0);
+            b[i as usize] = now;
+        }
         i
     }
 
@@ -416,13 +527,18 @@ impl<A: Addr> Shard<A> {
     fn release(&mut self, i: u32) -> Entry<A> {
         let e = &mut self.entries[i as usize];
         let old = *e;
-        let generation = e.generation.wrapping_add(1);
         *e = Entry::vacant();
-        e.generation = generation;
         e.next = self.free;
         self.free = i;
         self.count -= 1;
         old
+    }
+
+    /// True when the wheel has ticks to process at `now` (cheap: call [`Shard::expire`] only
+    /// then).
+    #[inline]
+    pub fn timers_due(&self, now: Nanos) -> bool {
+        self.wheel.due(now)
     }
 
     /// Advances the wheel to `now`, removing expired entries; `gone` sees each one.
@@ -576,6 +692,7 @@ mod bucket_tests {
             b.set_overflow(o);
             let want: u32 = (0..SLOTS).filter(|&s| tags[s] == probe).map(|s| 1 << s).sum();
             prop_assert_eq!(b.matching(probe), want);
+            prop_assert_eq!(b.matching_swar(probe), want);
             prop_assert_eq!(b.overflow(), o);
             for (s, &t) in tags.iter().enumerate() {
                 prop_assert_eq!(b.tag(s), t);
@@ -593,12 +710,12 @@ mod size_tests {
         // One IPv4 entry, index and wheel links included, fits in two cache lines with room
         // to spare; IPv6 adds 24 bytes of addresses.
         assert!(
-            std::mem::size_of::<Entry<[u8; 4]>>() <= 104,
+            std::mem::size_of::<Entry<[u8; 4]>>() <= 96,
             "{}",
             std::mem::size_of::<Entry<[u8; 4]>>()
         );
         assert!(
-            std::mem::size_of::<Entry<[u8; 16]>>() <= 128,
+            std::mem::size_of::<Entry<[u8; 16]>>() <= 120,
             "{}",
             std::mem::size_of::<Entry<[u8; 16]>>()
         );

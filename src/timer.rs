@@ -207,6 +207,12 @@ impl Wheel {
         expired
     }
 
+    /// True when [`Wheel::advance`] would do anything at `now`.
+    #[inline]
+    pub fn due(&self, now: Nanos) -> bool {
+        !self.started || tick_of(now) > self.tick
+    }
+
     /// The tick up to which the wheel has been advanced.
     pub fn tick(&self) -> u64 {
         self.tick

@@ -8,7 +8,7 @@
 //! assert_eq!(w.setup_len(), 20); // one request and one reply per flow before timing
 //! ```
 
-use crate::packet::{csum_add, csum_fold};
+use crate::packet::{csum_add, csum_add_u32, csum_fold};
 
 /// Which traffic to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,7 +193,7 @@ impl Workload {
         };
         let mut sum = csum_add(0, s);
         sum = csum_add(sum, d);
-        sum += proto as u64 + l4.len() as u64;
+        sum = csum_add_u32(sum, proto as u32 + l4.len() as u32);
         sum = csum_add(sum, l4);
         let c = !csum_fold(sum);
         l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());

@@ -10,6 +10,8 @@
 //! assert!(all.iter().any(|a| a.helper.name == "sip" && a.port == 5060));
 //! ```
 
+#![warn(missing_docs)]
+
 use std::fmt;
 
 /// Expectation policy of one class of a helper.

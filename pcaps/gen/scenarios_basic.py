@@ -312,3 +312,31 @@ def _():
             (2.6, udp(A, C, 43001, 5001, b"3")), (2.7, udp(C, A, 5001, 43001, b"4")),
             (0.3, udp(A, B, 43002, 5002, b"1")), (2.9, udp(B, A, 5002, 43002, b"late first reply")),
             (3.0, udp(A, B, 43002, 5002, b"after"))]
+
+
+def tcp_seg(src, dst, sp, dp, flags, seq, ack=0, data=b"", win=8192):
+    from scapy.all import TCP
+    return IP(src=src, dst=dst) / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, window=win) / data
+
+
+@scenario("generic/accounting", args="--sysctl nf_conntrack_acct=1")
+def _():
+    S, D = "10.30.0.1", "10.30.0.2"
+    out = [
+        tcp_seg(S, D, 4000, 80, "S", 1000),
+        tcp_seg(D, S, 80, 4000, "SA", 5000, 1001),
+        tcp_seg(S, D, 4000, 80, "A", 1001, 5001),
+        tcp_seg(S, D, 4000, 80, "PA", 1001, 5001, b"x" * 100),
+        tcp_seg(D, S, 80, 4000, "SA", 5000, 1001),            # ignored: not counted
+        tcp_seg(S, D, 4000, 80, "PA", 900000, 5001, b"far"),   # out of window: invalid, not counted
+        tcp_seg(D, S, 80, 4000, "A", 5001, 1101),
+        udp(S, D, 5000, 53, b"q" * 30), udp(D, S, 53, 5000, b"r" * 70), udp(S, D, 5000, 53, b"q"),
+        IP(src=S, dst=D) / ICMP(type=8, id=3) / (b"p" * 56),
+        IP(src=D, dst=S) / ICMP(type=0, id=3) / (b"p" * 56),
+        IPv6(src=A6, dst=B6) / UDP(sport=1, dport=2) / (b"6" * 10),
+        tcp_seg(S, "10.30.0.3", 4001, 80, "S", 1),
+        tcp_seg("10.30.0.3", S, 80, 4001, "R", 0),            # RST before a reply: counted, then gone
+    ]
+    big = IP(src=S, dst="10.30.0.4", id=9) / UDP(sport=6000, dport=6001) / (b"F" * 2500)
+    out += list(fragment(big, fragsize=1000))
+    return out

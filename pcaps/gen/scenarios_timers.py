@@ -126,3 +126,14 @@ def _():
             (1.7, t(A, B, 5006, 8080, "A", 1001, 2001)),
             (3.9, t(A, "10.20.0.7", 5007, 8080, "S", 1)), (4.1, t(A, "10.20.0.8", 5008, 8080, "S", 1))]
     return out
+
+
+@scenario("timers/acct-timestamps", args="--realtime --sysctl nf_conntrack_acct=1 --sysctl nf_conntrack_timestamp=1")
+def _():
+    return [
+        (0.0, u(A, B, 7000, 53, b"first")),
+        (1.3, u(B, A, 53, 7000, b"reply")),
+        (2.6, u(A, B, 7000, 53, b"again")),
+        (1.5, u(A, C, 7001, 53, b"later flow")),
+        (3.2, IP(src=A, dst=C) / ICMP(type=8, id=1)),
+    ]

@@ -17,6 +17,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod generic;
 pub mod gre;
 pub mod icmp;

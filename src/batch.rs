@@ -1,0 +1,187 @@
+//! The batch path: a burst of frames is parsed and hashed first (prefetching each one's index
+//! bucket as soon as its hash is known), then tracked shard by shard, one lock per shard,
+//! with each shard's entries prefetched before any of them is touched.
+//!
+//! Verdicts and table effects are exactly those of calling [`Conntrack::process`] on each
+//! frame in order: packets of one connection always share a shard and keep their order within
+//! it; packets whose effects reach beyond their own shard (ICMP errors, fragments) and every
+//! protocol without a dedicated path are tracked one by one at their place in the burst, after
+//! everything before them. With helpers configured, or when a burst could fill the table (so
+//! that which packet meets a full table would depend on the order across shards), the burst
+//! is tracked strictly in order.
+
+use crate::conntrack::{Conntrack, Ready, Table};
+use crate::packet::{self, LinkType};
+use crate::tuple::{Addr, proto};
+use crate::verdict::Verdict;
+use ctrack_protocols::Nanos;
+
+/// Frames planned and tracked together.
+const CHUNK: usize = 256;
+
+/// A packet ready for its shard: position in the chunk, shard, hash, checked headers.
+struct Planned<'a, A> {
+    shard: u32,
+    pos: u32,
+    h: u64,
+    ready: Ready<'a, A>,
+}
+
+/// What the planning pass decided for a frame.
+enum Plan {
+    /// The verdict is already known (skipped or refused before any lookup).
+    Done,
+    /// Tracked on its own, at its place in the burst.
+    Alone,
+    /// Queued for its shard.
+    Queued,
+}
+
+impl Conntrack {
+    /// Tracks a burst of frames seen at `now`, writing one verdict per frame into `out`
+    /// (cleared first). The result is exactly that of [`Conntrack::process`] on each frame in
+    /// order; the work is arranged so that memory is fetched ahead and each shard is locked
+    /// once per group of its packets.
+    ///
+    /// ```
+    /// use ctrack::{Conntrack, Config, LinkType};
+    /// let ct = Conntrack::new(Config::default());
+    /// let frames: Vec<&[u8]> = vec![&[0u8; 14], &[0x45u8; 3]];
+    /// let mut out = Vec::new();
+    /// ct.process_batch(&frames, LinkType::Ethernet, 0, &mut out);
+    /// assert_eq!(out.len(), 2);
+    /// ```
+    pub fn process_batch(
+        &self,
+        frames: &[&[u8]],
+        link: LinkType,
+        now: Nanos,
+        out: &mut Vec<Verdict>,
+    ) {
+        out.clear();
+        if !self.config().helpers.is_empty() {
+            // Helpers announce expectations that any shard's new connections may match:
+            // only strict order is safe.
+            out.extend(frames.iter().map(|f| self.process(f, link, now)));
+            return;
+        }
+        out.resize(frames.len(), Verdict::INVALID);
+        let mut v4: Vec<Planned<'_, [u8; 4]>> = Vec::with_capacity(CHUNK.min(frames.len()));
+        let mut v6: Vec<Planned<'_, [u8; 16]>> = Vec::new();
+        let max = self.config().sysctl.nf_conntrack_max as usize;
+        for (chunk, verdicts) in frames.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            if max != 0 && self.count() + chunk.len() > max {
+                // Near the limit, which packet meets a full table depends on the order of
+                // insertions across shards: keep it.
+                for (v, f) in verdicts.iter_mut().zip(chunk) {
+                    *v = self.process(f, link, now);
+                }
+                continue;
+            }
+            for (i, frame) in chunk.iter().enumerate() {
+                match self.plan(frame, link, i, &mut v4, &mut v6, &mut verdicts[i]) {
+                    Plan::Done | Plan::Queued => {}
+                    Plan::Alone => {
+                        // Everything before it first, then it.
+                        self.run_queued(&self.v4, &mut v4, verdicts, now);
+                        self.run_queued(&self.v6, &mut v6, verdicts, now);
+                        verdicts[i] = self.process(frame, link, now);
+                    }
+                }
+            }
+            self.run_queued(&self.v4, &mut v4, verdicts, now);
+            self.run_queued(&self.v6, &mut v6, verdicts, now);
+        }
+    }
+
+    /// Parses one frame and queues it for its shard when it is an ordinary TCP or UDP packet.
+    fn plan<'a>(
+        &self,
+        frame: &'a [u8],
+        link: LinkType,
+        pos: usize,
+        v4: &mut Vec<Planned<'a, [u8; 4]>>,
+        v6: &mut Vec<Planned<'a, [u8; 16]>>,
+        out: &mut Verdict,
+    ) -> Plan {
+        let Some(ip) = packet::ip_of_frame(frame, link) else {
+            *out = Verdict::SKIPPED;
+            return Plan::Done;
+        };
+        let Ok(p) = packet::parse_ip(ip) else {
+            // Malformed IP headers take the ordinary path (which counts them).
+            return Plan::Alone;
+        };
+        if p.frag.is_some() || !matches!(p.proto, proto::TCP | proto::UDP) {
+            return Plan::Alone;
+        }
+        if p.v6 {
+            self.queue(&self.v6, &p, pos, v6, out)
+        } else {
+            self.queue(&self.v4, &p, pos, v4, out)
+        }
+    }
+
+    fn queue<'a, A: Addr>(
+        &self,
+        t: &Table<A>,
+        p: &packet::IpPacket<'a>,
+        pos: usize,
+        q: &mut Vec<Planned<'a, A>>,
+        out: &mut Verdict,
+    ) -> Plan {
+        let ready = if p.proto == proto::TCP {
+            self.ready_tcp::<A>(p)
+        } else {
+            self.ready_udp::<A>(p)
+        };
+        match ready {
+            Ok(ready) => {
+                let h = self.hash(ready.key());
+                let shard = t.shard_of(h);
+                t.shards[shard].prefetch_bucket(h);
+                q.push(Planned {
+                    shard: shard as u32,
+                    pos: pos as u32,
+                    h,
+                    ready,
+                });
+                Plan::Queued
+            }
+            Err(v) => {
+                *out = v;
+                Plan::Done
+            }
+        }
+    }
+
+    /// Tracks the queued packets of one family, shard by shard, in order within each shard.
+    fn run_queued<A: Addr>(
+        &self,
+        t: &Table<A>,
+        q: &mut Vec<Planned<'_, A>>,
+        out: &mut [Verdict],
+        now: Nanos,
+    ) {
+        if q.is_empty() {
+            return;
+        }
+        q.sort_unstable_by_key(|p| (p.shard, p.pos));
+        let mut k = 0;
+        while k < q.len() {
+            let shard = q[k].shard;
+            let end = k + q[k..].iter().take_while(|p| p.shard == shard).count();
+            let slot = &t.shards[shard as usize];
+            let mut g = slot.lock.lock();
+            for p in &q[k..end] {
+                g.shard.prefetch_entry(p.h);
+            }
+            for p in &q[k..end] {
+                out[p.pos as usize] = self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, now);
+            }
+            drop(g);
+            k = end;
+        }
+        q.clear();
+    }
+}

@@ -1,0 +1,87 @@
+//! One tracker shared by several threads: it is `Send + Sync`, and concurrent traffic on
+//! disjoint and shared connections leaves a consistent table.
+
+use std::sync::Arc;
+
+use ctrack::workload::{Kind, Workload};
+use ctrack::{Config, Conntrack, LinkType, State};
+
+#[test]
+fn conntrack_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Conntrack>();
+}
+
+#[test]
+fn threads_on_disjoint_flows_agree_with_one_thread() {
+    let w = Workload::generate(Kind::Mix, 2_000, 40_000, false, 11);
+    let single = Conntrack::with_seed(Config::default(), 1);
+    for p in w.all() {
+        single.process(p, LinkType::Raw, 1_000);
+    }
+    let shared = Arc::new(Conntrack::with_seed(Config::default(), 1));
+    // Setup first (in order), then each thread takes the flows that hash to it.
+    for i in 0..w.setup_len() {
+        shared.process(w.packet(i), LinkType::Raw, 1_000);
+    }
+    let w = Arc::new(w);
+    let handles: Vec<_> = (0..4u32)
+        .map(|t| {
+            let (ct, w) = (Arc::clone(&shared), Arc::clone(&w));
+            std::thread::spawn(move || {
+                let mut batch = Vec::new();
+                let mut out = Vec::new();
+                for i in w.setup_len()..w.setup_len() + w.len() {
+                    if w.flow(i) % 4 == t {
+                        batch.push(w.packet(i));
+                        if batch.len() == 64 {
+                            ct.process_batch(&batch, LinkType::Raw, 1_000, &mut out);
+                            assert!(out.iter().all(|v| v.state != State::Invalid));
+                            batch.clear();
+                        }
+                    }
+                }
+                ct.process_batch(&batch, LinkType::Raw, 1_000, &mut out);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let table = |ct: &Conntrack| {
+        let mut t = Vec::new();
+        ct.for_each_entry(1_000, |e| t.push(e.proc_line(0)));
+        t.sort();
+        t
+    };
+    assert_eq!(single.count(), shared.count());
+    assert_eq!(table(&single), table(&shared));
+}
+
+#[test]
+fn threads_hammering_the_same_flows_keep_the_count_consistent() {
+    let w = Arc::new(Workload::generate(Kind::Udp, 50, 20_000, true, 3));
+    let mut cfg = Config::default();
+    cfg.set_sysctl("nf_conntrack_max=40").unwrap();
+    let ct = Arc::new(Conntrack::new(cfg));
+    let handles: Vec<_> = (0..3u64)
+        .map(|t| {
+            let (ct, w) = (Arc::clone(&ct), Arc::clone(&w));
+            std::thread::spawn(move || {
+                for (i, p) in w.all().enumerate() {
+                    let v = ct.process(p, LinkType::Raw, 1_000 + i as u64 * 1_000_000 + t);
+                    assert!(v.state != State::Invalid);
+                    // Entries being created by the other threads may be counted a moment early.
+                    assert!(ct.count() <= 40 + 3);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let mut listed = 0;
+    ct.for_each_entry(0, |_| listed += 1);
+    assert_eq!(listed, ct.count());
+    assert!(ct.count() <= 40);
+}
