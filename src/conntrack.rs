@@ -284,7 +284,8 @@ impl Conntrack {
                 }
             };
         }
-        self.track_packet(&p, now)
+        let v = self.track_packet(&p, now);
+        self.cfg.host.after_tracking(&p, v)
     }
 
     fn track_packet(&self, p: &IpPacket<'_>, now: Nanos) -> Verdict {

@@ -11,6 +11,26 @@
 
 use crate::packet::IpPacket;
 use crate::tuple::Addr;
+use crate::verdict::{Dir, State, Verdict};
+
+/// MTU of the router's way out (the oracle's second interface).
+pub const ROUTER_MTU: usize = 65000;
+
+/// What the router does with a tracked packet, seen from its way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Egress {
+    /// Forwarded as it is, or not at all for reasons the verdict already carries.
+    Plain,
+    /// Forwarded as this many fragments: bigger than [`ROUTER_MTU`], fragmentation allowed.
+    Fragments(u16),
+    /// Dropped and answered with an ICMP error of the router's own: bigger than
+    /// [`ROUTER_MTU`] with DF set (fragmentation needed), or IPv4 options the router refuses
+    /// (parameter problem). `tos` is the packet's type of service, which the error inherits.
+    IcmpError {
+        /// The packet's IPv4 type-of-service byte.
+        tos: u8,
+    },
+}
 
 /// How the host around the tracker treats a new connection's first packet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,10 +67,12 @@ impl HostModel {
 }
 
 impl HostModel {
-    /// False when the host's IP receive path drops the packet for its header after conntrack
-    /// has seen it (routing comes after the PREROUTING hook): IPv4 options that Linux's option
-    /// parser refuses, or a source route, which a router without `accept_source_route` drops.
-    /// Such a packet is still tracked; only a new entry it would create is never confirmed.
+    /// False when the host drops the packet after conntrack has seen it (routing and
+    /// forwarding come after the PREROUTING hook): IPv4 options that Linux's option parser
+    /// refuses, or a source route, which a router without `accept_source_route` drops; a
+    /// packet bigger than [`ROUTER_MTU`] that may not be fragmented (IPv4 with DF, any IPv6)
+    /// on its way out. Such a packet is still tracked; only a new entry it would create is
+    /// never confirmed.
     ///
     /// ```
     /// use ctrack::{HostModel, packet};
@@ -67,11 +89,111 @@ impl HostModel {
         match self {
             HostModel::ConfirmAll => true,
             HostModel::Router => {
-                p.v6 || p.l4_off <= 20
-                    || v4_options_accepted(p.data.get(20..p.l4_off).unwrap_or(&[]))
+                let dst = p.dst();
+                if p.v6 {
+                    // Too big for the way out: dropped with a packet-too-big error.
+                    p.data.len() <= ROUTER_MTU || dst[0] == 0xff
+                } else {
+                    let local = dst.iter().all(|&b| b == 255) || (224..240).contains(&dst[0]);
+                    let df = p.data[6] & 0x40 != 0;
+                    v4_options(p) == Options::Kept && (p.data.len() <= ROUTER_MTU || !df || local)
+                }
             }
         }
     }
+
+    /// What the router does with a whole (not fragmented) packet after tracking it: see
+    /// [`Egress`]. Only IPv4 unicast the router forwards can be answered or fragmented; an
+    /// IPv6 router neither fragments nor, in the oracle, shows its own errors.
+    pub fn egress(&self, p: &IpPacket<'_>) -> Egress {
+        if *self == HostModel::ConfirmAll || p.v6 || !router_v4(p.src(), p.dst()) {
+            return Egress::Plain;
+        }
+        let dst = p.dst();
+        if dst.iter().all(|&b| b == 255) || (224..240).contains(&dst[0]) {
+            return Egress::Plain; // delivered locally, never answered
+        }
+        let tos = p.data[1];
+        match v4_options(p) {
+            Options::SourceRoute => return Egress::Plain, // dropped silently
+            Options::Refused if may_answer(p) => return Egress::IcmpError { tos },
+            Options::Refused => return Egress::Plain,
+            Options::Kept => {}
+        }
+        if p.data.len() <= ROUTER_MTU {
+            return Egress::Plain;
+        }
+        let df = p.data[6] & 0x40 != 0;
+        if !df {
+            // At most 65535 bytes: always two pieces.
+            Egress::Fragments(2)
+        } else if may_answer(p) {
+            Egress::IcmpError { tos }
+        } else {
+            Egress::Plain
+        }
+    }
+
+    /// The verdict the oracle prints for a whole packet the router tracked as `v`: see
+    /// [`HostModel::egress`]. An ICMP error of the router's own leaves with the class of
+    /// service `0xc0 | (tos & 0x1e)`, which the oracle decodes as if it were its stamp: usually
+    /// `unmarked`.
+    pub fn after_tracking(&self, p: &IpPacket<'_>, v: Verdict) -> Verdict {
+        if matches!(v.state, State::Dropped | State::Skipped | State::Held) {
+            return v;
+        }
+        match self.egress(p) {
+            Egress::Plain => v,
+            Egress::Fragments(n) => Verdict { frames: n, ..v },
+            Egress::IcmpError { tos } => {
+                let stamped = |state| Verdict {
+                    state,
+                    dir: Dir::Original,
+                    assured: true,
+                    expected: true,
+                    frames: 1,
+                };
+                match (tos >> 2) & 7 {
+                    1 => stamped(State::New),
+                    2 => stamped(State::Established),
+                    3 => stamped(State::Related),
+                    4 => Verdict::INVALID,
+                    5 => Verdict::UNTRACKED,
+                    _ => Verdict::UNMARKED,
+                }
+            }
+        }
+    }
+}
+
+/// Whether Linux's `icmp_send` answers a packet at all: never about an ICMP error (or an
+/// ICMP message of an unknown type), nor about a packet too short to say.
+fn may_answer(p: &IpPacket<'_>) -> bool {
+    if p.proto != crate::tuple::proto::ICMP {
+        return true;
+    }
+    match p.l4().first() {
+        Some(&ty) => ty <= 18 && !matches!(ty, 3 | 4 | 5 | 11 | 12),
+        None => false,
+    }
+}
+
+/// How the router's option parser takes an IPv4 header's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Options {
+    /// None, or all acceptable.
+    Kept,
+    /// A loose or strict source route: dropped silently (`accept_source_route` is off).
+    SourceRoute,
+    /// Malformed: dropped with a parameter-problem error.
+    Refused,
+}
+
+fn v4_options(p: &IpPacket<'_>) -> Options {
+    if p.v6 || p.l4_off <= 20 {
+        return Options::Kept;
+    }
+    parse_v4_options(p.data.get(20..p.l4_off).unwrap_or(&[]))
 }
 
 /// Option types of the IPv4 header that the receive path interprets.
@@ -97,6 +219,11 @@ mod opt {
 /// any loose or strict source route. Unknown options are kept; everything after an
 /// end-of-list option is ignored.
 pub fn v4_options_accepted(opts: &[u8]) -> bool {
+    parse_v4_options(opts) == Options::Kept
+}
+
+fn parse_v4_options(opts: &[u8]) -> Options {
+    use Options::Refused;
     let (mut srr, mut rr, mut ts) = (false, false, false);
     let mut i = 0;
     while i < opts.len() {
@@ -111,49 +238,53 @@ pub fn v4_options_accepted(opts: &[u8]) -> bool {
         }
         let left = opts.len() - i;
         if left < 2 {
-            return false;
+            return Refused;
         }
         let len = opts[i + 1] as usize;
         if len < 2 || len > left {
-            return false;
+            return Refused;
         }
         let o = &opts[i..i + len];
         let ptr = o.get(2).map_or(0, |&b| b as usize);
         match ty {
             opt::LSRR | opt::SSRR => {
                 if len < 3 || ptr < 4 || srr {
-                    return false;
+                    return Refused;
                 }
                 srr = true;
             }
             opt::RR => {
                 if rr || len < 3 || ptr < 4 || (ptr <= len && ptr + 3 > len) {
-                    return false;
+                    return Refused;
                 }
                 rr = true;
             }
             opt::TIMESTAMP => {
                 if ts || len < 4 || ptr < 5 {
-                    return false;
+                    return Refused;
                 }
                 let flags = o[3] & 0x0f;
                 if ptr <= len {
                     // Room for a timestamp, and for an address too when the flags want one.
                     if ptr + 3 > len || (matches!(flags, 1 | 3) && ptr + 7 > len) {
-                        return false;
+                        return Refused;
                     }
                 } else if flags != 3 && o[3] >> 4 == 15 {
-                    return false; // full, and the overflow counter cannot count further
+                    return Refused; // full, and the overflow counter cannot count further
                 }
                 ts = true;
             }
-            opt::RA if len < 4 => return false,
-            opt::CIPSO => return false,
+            opt::RA if len < 4 => return Refused,
+            opt::CIPSO => return Refused,
             _ => {}
         }
         i += len;
     }
-    !srr
+    if srr {
+        Options::SourceRoute
+    } else {
+        Options::Kept
+    }
 }
 
 fn router_v4(src: &[u8], dst: &[u8]) -> bool {

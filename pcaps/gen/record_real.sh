@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 ALL="http http6 lossy lossy-small abort refused parallel dns ping traceroute ssh iperf vlan
 any-sll2 any-sll1 pcapng one-sided-in one-sided-out half-open ftp tftp slow-reader tso
 udp-stream pmtu tfo ecn no-opts port-reuse keepalive half-close simultaneous nmap hping
-udp-frag ip-options frag-lossy reorder-heavy"
+udp-frag ip-options frag-lossy reorder-heavy loopback client-offload"
 if [ "${1:-}" = --list ]; then
   echo $ALL
   exit 0
@@ -733,6 +733,44 @@ rec_reorder-heavy() {
   $C curl -s -o /dev/null --max-time 30 http://10.99.2.2/300k.bin
   $C curl -s -g -o /dev/null --max-time 30 'http://[fd99:2::2]/300k.bin'
   $C curl -s -o /dev/null --max-time 30 -T "$tmp/www/300k.bin" http://10.99.2.2/up
+  endcap
+}
+
+rec_loopback() {
+  # Client and server on one host, captured on every interface (cooked v2): each packet on lo
+  # shows up twice, once leaving and once arriving.
+  daemon $C python3 -m http.server --bind :: --directory "$tmp/www" 8080 >/dev/null 2>&1
+  sleep 1
+  $C ip link set lo up
+  $C tcpdump -s 0 -U -n --immediate-mode -i any -w "$out/loopback.pcap" 2>"$tmp/tcpdump.err" &
+  cap_pid=$!
+  sleep 1
+  $C curl -s -o /dev/null http://127.0.0.1:8080/small1.txt
+  $C curl -s -o /dev/null http://127.0.0.1:8080/40k.bin
+  $C curl -s -o /dev/null -g 'http://[::1]:8080/small2.txt'
+  $C curl -s -o /dev/null http://127.0.0.1:8081/
+  $C ping -c 2 -i 0.2 127.0.0.1 >/dev/null
+  $C dig +short +tries=1 +timeout=1 @127.0.0.1 example.test >/dev/null
+  endcap
+}
+
+rec_client-offload() {
+  # Captured on the client itself with segmentation and checksum offload on, as on a desktop:
+  # outgoing segments bigger than the MTU with unfinished checksums.
+  web
+  $C ethtool -K c0 tx on >/dev/null 2>&1
+  $C ethtool -K c0 tso on gso on gro on >/dev/null 2>&1
+  $R ethtool -K r0 tx on >/dev/null 2>&1
+  $R ethtool -K r0 tso on gso on gro on >/dev/null 2>&1
+  $S ethtool -K s0 tx on >/dev/null 2>&1
+  $S ethtool -K s0 tso on gso on gro on >/dev/null 2>&1
+  $C tcpdump -s 0 -U -n --immediate-mode -i c0 -w "$out/client-offload.pcap" 2>"$tmp/tcpdump.err" &
+  cap_pid=$!
+  sleep 1
+  head -c 100000 /dev/urandom > "$tmp/up.bin"
+  $C curl -s -o /dev/null -T "$tmp/up.bin" http://10.99.2.2/up
+  $C curl -s -o /dev/null http://10.99.2.2/40k.bin
+  $C curl -s -g -o /dev/null -T "$tmp/up.bin" 'http://[fd99:2::2]/up'
   endcap
 }
 

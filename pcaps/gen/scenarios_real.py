@@ -272,3 +272,59 @@ def _():
     ack_bad = IP(raw(ack))
     ack_bad[SCTP].chksum ^= 0x8000
     return [bad, good, bad2, ack_bad, ack]
+
+
+@scenario("real/router-egress")
+def _():
+    """What the oracle's router does after tracking, as captures taken on a sending host with
+    segmentation offload show: IPv4 packets bigger than its way out (MTU 65000) with DF set are
+    dropped and answered with fragmentation-needed, which the oracle prints as `unmarked` (or,
+    for some type-of-service bits, as the stamp those bits spell); without DF they leave as two
+    fragments (the verdict twice). Refused IPv4 options are answered with parameter problems
+    (one source each: those errors are rate-limited per peer). Never answered: ICMP errors,
+    multicast and broadcast; IPv6 is dropped with a packet-too-big the oracle cannot see."""
+    from scapy.all import ICMP, TCP, IPv6
+    out = []
+    seq = 1000
+
+    def tcp(src, dst, sp, dp, tcpflags, seq, ack, payload=b"", **kw):
+        return IP(src=src, dst=dst, **kw) / TCP(sport=sp, dport=dp, flags=tcpflags, seq=seq,
+                                               ack=ack, window=1024) / payload
+    out.append(IP(src=A, dst=B, flags="DF") / TCP(sport=1000, dport=80, flags="S", seq=99,
+                                                   window=65535, options=[("WScale", 7)]))
+    out.append(IP(src=B, dst=A, flags="DF") / TCP(sport=80, dport=1000, flags="SA", seq=seq - 1,
+                                                   ack=100, window=65535, options=[("WScale", 7)]))
+    out.append(tcp(A, B, 1000, 80, "A", 100, seq, flags="DF"))
+    for i, (size, tos, df) in enumerate([(64000, 0, True), (65100, 0, True), (65100, 0x08, True),
+                                          (65100, 0x04, True), (65100, 0x10, True),
+                                          (65100, 0x14, True), (65100, 0x02, True),
+                                          (65100, 0, False), (65400, 0x08, False)]):
+        out.append(tcp(B, A, 80, 1000, "A", seq, 100, b"x" * size, tos=tos,
+                       flags="DF" if df else 0))
+        seq += size
+        out.append(tcp(A, B, 1000, 80, "A", 100, seq, flags="DF"))
+    big = b"y" * 65200
+    out += [IP(src=A, dst=B, flags="DF") / UDP(sport=2000, dport=9) / big,
+            IP(src=A, dst=B) / UDP(sport=2001, dport=9) / big,
+            IP(src=B, dst=A) / UDP(sport=9, dport=2001) / big,
+            IP(src=A, dst=B, flags="DF") / ICMP(type=8, id=7) / big,
+            IP(src=B, dst=A, flags="DF") / ICMP(type=3, code=3) / big,
+            IP(src=A, dst="224.1.2.3", flags="DF") / UDP(sport=2002, dport=9) / big,
+            IP(src=A, dst="255.255.255.255", flags="DF") / UDP(sport=2003, dport=9) / big,
+            IPv6(src=A6, dst=B6) / UDP(sport=2004, dport=9) / big,
+            IPv6(src=A6, dst=B6) / UDP(sport=2004, dport=9) / b"small",
+            IPv6(src=A6, dst=B6) / UDP(sport=2005, dport=9) / big,
+            IPv6(src=A6, dst="fe80::2") / UDP(sport=2006, dport=9) / big,
+            IPv6(src=A6, dst=B6) / UDP(sport=2007, dport=9) / (b"z" * 64900)]
+    bad_opts = [b"\x07\x07\x03" + b"\0" * 4 + b"\x00", b"\x44\x0c\x03\x00" + b"\0" * 8,
+                b"\x1e\x01\x00\x00", b"\x86\x0a\x00\x00\x00\x01\x01\x04\x00\x00\0\0",
+                b"\x07\x03\x04\x07\x03\x04\x00\x00"]
+    for i, o in enumerate(bad_opts):
+        for tos in (0, 0x08):
+            src = "10.31.%d.%d" % (i, tos + 1)
+            out.append(IP(src=src, dst=B, tos=tos, options=opt(o)) / UDP(sport=3000 + i, dport=9)
+                       / b"bad options")
+    out.append(IP(src="10.31.9.1", dst=B, options=opt(bad_opts[0])) / ICMP(type=3, code=1)
+               / (b"\0" * 28))
+    out.append(IP(src="10.31.9.2", dst="224.0.0.9", options=opt(bad_opts[0])) / UDP(sport=1, dport=9))
+    return out
