@@ -273,7 +273,13 @@ impl Conntrack {
                 }
                 Reassembled::Complete { packet, fragments } => {
                     let mut v = match packet::parse_ip(&packet) {
-                        Ok(q) if q.frag.is_none() => self.track_packet(&q, now),
+                        Ok(q) if q.frag.is_none() => {
+                            let q = IpPacket {
+                                reassembled: true,
+                                ..q
+                            };
+                            self.track_packet(&q, now)
+                        }
                         _ => {
                             self.stats.bump(Counter::Invalid);
                             Verdict::INVALID

@@ -90,6 +90,9 @@ impl HostModel {
             HostModel::ConfirmAll => true,
             HostModel::Router => {
                 let dst = p.dst();
+                if p.reassembled {
+                    return v4_options(p) == Options::Kept;
+                }
                 if p.v6 {
                     // Too big for the way out: dropped with a packet-too-big error.
                     p.data.len() <= ROUTER_MTU || dst[0] == 0xff

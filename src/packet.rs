@@ -162,6 +162,9 @@ pub struct IpPacket<'a> {
     pub l4_off: usize,
     /// Set when the packet is a fragment that needs reassembly.
     pub frag: Option<FragInfo>,
+    /// True for a datagram put together from fragments (a router sends it on as fragments of
+    /// the sizes it came in, whatever its own MTU).
+    pub reassembled: bool,
 }
 
 impl<'a> IpPacket<'a> {
@@ -303,6 +306,7 @@ fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         proto: data[9],
         l4_off: ihl,
         frag,
+        reassembled: false,
     })
 }
 
@@ -395,6 +399,7 @@ fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         proto: nh,
         l4_off: off,
         frag,
+        reassembled: false,
     })
 }
 
