@@ -7,6 +7,10 @@
 //! of a new entry is always accepted. Everything here is a pure function of its inputs;
 //! comparisons of sequence numbers are modulo 2^32.
 //!
+//! Most segments of a running connection (ACK-class, ESTABLISHED, in window) take a fast path
+//! that reaches the general code's decision and state in about half the instructions; a
+//! differential property test holds the two to identical verdicts and states.
+//!
 //! ```
 //! use ctrack_protocols::{tcp, Ctx, Decision, Dir, secs, sysctl::Sysctl};
 //! let s = Sysctl::default();
@@ -20,11 +24,16 @@
 //! assert_eq!(tcp::state_name(&st), "SYN_SENT");
 //! ```
 
+mod fast;
 pub mod options;
 pub mod window;
 
 #[cfg(test)]
+mod difftests;
+#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;
 
@@ -654,7 +663,19 @@ fn check_rst(st: &TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> RstChec
 }
 
 /// [`track`] with the timeout change the kernel makes to some entries whose packet is invalid.
+#[inline]
 pub fn track_full(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> Verdict {
+    if fast::candidate(st, seg) {
+        fast::established_ack(st, seg, ctx, s)
+    } else {
+        track_general(st, seg, ctx, s)
+    }
+}
+
+/// [`track_full`] for every segment: the transition table, its special cases, the RST checks,
+/// the window check and the timeout choice, step by step.
+#[inline(never)]
+fn track_general(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> Verdict {
     let dir = ctx.dir;
     let d8 = dir as u8;
     let index = Class::of(seg.flags);

@@ -1,0 +1,253 @@
+//! The per-segment fast path: an ACK-class segment (ACK, with or without PSH, URG, ECE, CWR;
+//! no SYN, FIN or RST) of an ESTABLISHED entry whose sender side is initialised, which meets
+//! all four window bounds. That is almost every segment of a running connection.
+//!
+//! For such a segment the general code's outcome is fixed: the transition is ESTABLISHED ->
+//! ESTABLISHED with none of its special cases, the window check accepts (so liberal tracking
+//! does not matter), and the timeout choice can only pick the established, retransmission or
+//! unacknowledged timeout. This module computes exactly that with the state read once;
+//! nothing is written before every bound has passed. A segment that fails a bound gets the
+//! outcome of the first bound it fails (ignored or invalid, as `in_window` decides), and the
+//! rare rest (a sender not yet seen, liberal tracking) goes to the general code untouched.
+//!
+//! The differential property test (`difftests.rs`) holds this, with the general code behind it,
+//! to the frozen reference implementation.
+
+use super::options::{OPT_NOP, OPT_TIMESTAMP, highest_sack};
+use super::window::MAX_ACK_WINDOW_FLOOR;
+use super::{
+    ACK, Class, F_BE_LIBERAL, F_DATA_UNACK, F_MAXACK_SET, F_SACK_PERM, FIN, RST, SYN, Segment,
+    State, TcpState, Verdict, after, before, track_general,
+};
+use crate::sysctl::Sysctl;
+use crate::{Accept, Ctx, Decision, Dir, secs};
+
+/// The flag bits that decide a segment's class; the fast path takes `ACK` alone among them.
+const CLASS_BITS: u8 = SYN | FIN | RST | ACK;
+
+/// Whether `seg` may be the common case: an ACK-class segment of an ESTABLISHED entry. The
+/// rest is decided by [`established_ack`].
+#[inline(always)]
+pub(super) fn candidate(st: &TcpState, seg: &Segment<'_>) -> bool {
+    st.state == State::Established && seg.flags & CLASS_BITS == ACK
+}
+
+/// Tracks a [`candidate`] segment: in window here, anything else by [`turned_down`].
+#[inline(never)]
+pub(super) fn established_ack(
+    st: &mut TcpState,
+    seg: &Segment<'_>,
+    ctx: &Ctx,
+    s: &Sysctl,
+) -> Verdict {
+    // One copy per direction: every field offset is then a constant.
+    let fast = match ctx.dir {
+        Dir::Original => established_ack_from::<0>(st, seg, ctx, s),
+        Dir::Reply => established_ack_from::<1>(st, seg, ctx, s),
+    };
+    match fast {
+        Some(v) => v,
+        None => match ctx.dir {
+            Dir::Original => turned_down::<0>(st, seg, ctx, s),
+            Dir::Reply => turned_down::<1>(st, seg, ctx, s),
+        },
+    }
+}
+
+/// [`established_ack`] for a segment from direction `D` (0 original, 1 reply).
+#[inline(always)]
+fn established_ack_from<const D: usize>(
+    st: &mut TcpState,
+    seg: &Segment<'_>,
+    ctx: &Ctx,
+    s: &Sysctl,
+) -> Option<Verdict> {
+    let (d, r) = (D, 1 - D);
+    let snd_maxwin = st.seen[d].maxwin;
+    if snd_maxwin == 0 {
+        // A picked-up connection's first segment this way: the general code initialises it.
+        return None;
+    }
+    let (seq, ack, window) = (seg.seq, seg.ack, seg.window);
+    let end = seq.wrapping_add(seg.data_len);
+    let sack = if st.flags[r] & F_SACK_PERM != 0 && !sack_free(seg.options) {
+        sack_edge(seg.options, ack)
+    } else {
+        ack
+    };
+    let rcv_end = st.seen[r].end;
+    let rcv_maxwin = st.seen[r].maxwin;
+    let snd_end = st.seen[d].end;
+    let snd_maxend = st.seen[d].maxend;
+
+    // The four bounds, as `in_window` checks them: I (starts within what the receiver
+    // allowed), III (acknowledges nothing unsent), II (not an old retransmission; always met
+    // while the receiver's window is unknown), IV (acknowledgement not too old).
+    if !before(seq, snd_maxend.wrapping_add(1))
+        || !before(sack, rcv_end.wrapping_add(1))
+        || !(rcv_maxwin == 0 || after(end, snd_end.wrapping_sub(rcv_maxwin).wrapping_sub(1)))
+        || !after(
+            sack,
+            rcv_end
+                .wrapping_sub(snd_maxwin.max(MAX_ACK_WINDOW_FLOOR))
+                .wrapping_sub(1),
+        )
+    {
+        return None;
+    }
+
+    // In window. Retransmission count: the same ACK again from the same side (these fields
+    // are not touched by the window bookkeeping, so doing this first changes nothing).
+    let d8 = d as u8;
+    if st.last_dir == d8
+        && st.last_seq == seq
+        && st.last_ack == ack
+        && st.last_end == end
+        && st.last_win == window
+    {
+        st.retrans = st.retrans.wrapping_add(1);
+    } else {
+        st.last_dir = d8;
+        st.last_seq = seq;
+        st.last_ack = ack;
+        st.last_end = end;
+        st.last_win = window;
+        st.retrans = 0;
+    }
+    st.last_index = Class::Ack;
+
+    // The bookkeeping `in_window` does, in the same order (the sides are distinct, so the
+    // order between them does not matter).
+    let win = u32::from(window) << st.scale[d];
+    let swin = win.wrapping_add(sack.wrapping_sub(ack));
+    st.seen[d].maxwin = snd_maxwin.max(swin);
+    let flags_d = st.flags[d];
+    let mut new_flags_d = flags_d | F_MAXACK_SET;
+    if after(end, snd_end) {
+        st.seen[d].end = end;
+        new_flags_d |= F_DATA_UNACK;
+    }
+    if flags_d & F_MAXACK_SET == 0 || after(ack, st.seen[d].maxack) {
+        st.seen[d].maxack = ack;
+    }
+    st.flags[d] = new_flags_d;
+    if rcv_maxwin != 0 && after(end, snd_maxend) {
+        st.seen[r].maxwin = rcv_maxwin.wrapping_add(end.wrapping_sub(snd_maxend));
+    }
+    let right = sack.wrapping_add(win);
+    if after(right, st.seen[r].maxend.wrapping_sub(1)) {
+        st.seen[r].maxend = right.wrapping_add(u32::from(win == 0));
+    }
+    if ack == rcv_end {
+        st.flags[r] &= !F_DATA_UNACK;
+    }
+
+    // `choose_timeout` for ESTABLISHED and a non-RST segment (`last_win` is now this
+    // segment's window).
+    let state_t = s.nf_conntrack_tcp_timeout_established;
+    let retrans_t = s.nf_conntrack_tcp_timeout_max_retrans;
+    let unack_t = s.nf_conntrack_tcp_timeout_unacknowledged;
+    let timeout = if u32::from(st.retrans) >= s.nf_conntrack_tcp_max_retrans && state_t > retrans_t
+    {
+        retrans_t
+    } else if (st.flags[0] | st.flags[1]) & F_DATA_UNACK != 0 && state_t > unack_t {
+        unack_t
+    } else if window == 0 && state_t > retrans_t {
+        retrans_t
+    } else {
+        state_t
+    };
+    // Accepted with a reply seen: refresh, and assure if not yet. Before any reply (a
+    // picked-up connection), refresh only, no longer than the "unacknowledged" timeout.
+    let (timeout, assured) = if ctx.seen_reply {
+        (timeout, !ctx.assured)
+    } else {
+        (timeout.min(unack_t), false)
+    };
+    let decision = Decision::Accept(Accept {
+        timeout: Some(secs(timeout)),
+        assured,
+        kill: false,
+    });
+    Some(Verdict {
+        decision,
+        lower_timeout: None,
+    })
+}
+
+/// A [`candidate`] segment [`established_ack_from`] turned down, from an untouched state.
+///
+/// An unknown sender window or liberal tracking (where a failed bound still accepts the
+/// segment, without the window bookkeeping) go to the general code. Otherwise the outcome is
+/// the first failed bound's, in `in_window`'s order: I (beyond the window: the small overshoot
+/// it tolerates is recorded and ignored, anything more is invalid), III (acknowledges unsent
+/// data: invalid), II or IV (old segment or old acknowledgement: ignored). An invalid ACK-class
+/// segment never lowers the timeout, so `handle_invalid` has nothing to do.
+#[cold]
+#[inline(never)]
+fn turned_down<const D: usize>(
+    st: &mut TcpState,
+    seg: &Segment<'_>,
+    ctx: &Ctx,
+    s: &Sysctl,
+) -> Verdict {
+    let (d, r) = (D, 1 - D);
+    let sender = st.seen[d];
+    let receiver = st.seen[r];
+    if sender.maxwin == 0 || s.nf_conntrack_tcp_be_liberal != 0 || st.flags[d] & F_BE_LIBERAL != 0 {
+        return track_general(st, seg, ctx, s);
+    }
+    let end = seg.seq.wrapping_add(seg.data_len);
+    let sack = if st.flags[r] & F_SACK_PERM != 0 {
+        highest_sack(seg.options, seg.ack)
+    } else {
+        seg.ack
+    };
+    let ack_fresh = after(
+        sack,
+        receiver
+            .end
+            .wrapping_sub(sender.maxwin.max(MAX_ACK_WINDOW_FLOOR))
+            .wrapping_sub(1),
+    );
+    let ack_seen = before(sack, receiver.end.wrapping_add(1));
+    if !before(seg.seq, sender.maxend.wrapping_add(1)) {
+        // I: beyond what the receiver allowed.
+        let overshot = end.wrapping_sub(sender.maxend).wrapping_add(1);
+        let in_recv_win = receiver.maxwin != 0
+            && after(
+                end,
+                sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
+            );
+        if in_recv_win && ack_fresh && overshot <= receiver.maxwin && ack_seen {
+            // A little more than the window: its end is remembered, the segment ignored.
+            st.seen[d].end = end;
+            st.flags[d] |= F_DATA_UNACK;
+            return Decision::Ignore.into();
+        }
+        return Decision::Invalid.into();
+    }
+    if !ack_seen {
+        // III: acknowledges data the receiver has not sent.
+        return Decision::Invalid.into();
+    }
+    // II or IV (`established_ack_from` accepts whatever meets all four): an old segment or
+    // an old acknowledgement.
+    Decision::Ignore.into()
+}
+
+/// Option areas [`highest_sack`] answers with the acknowledgement itself without walking: none
+/// at all, or Linux's lone aligned timestamp.
+#[inline(always)]
+fn sack_free(opts: &[u8]) -> bool {
+    opts.is_empty() || (opts.len() == 12 && opts.get(..4) == Some(&TS_ALIGNED[..]))
+}
+
+/// NOP, NOP, timestamp kind and length: how Linux starts the options of every segment.
+const TS_ALIGNED: [u8; 4] = [OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10];
+
+/// The SACK walk, out of line so the fast path keeps its registers.
+#[inline(never)]
+fn sack_edge(opts: &[u8], ack: u32) -> u32 {
+    highest_sack(opts, ack)
+}
