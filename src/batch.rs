@@ -115,6 +115,10 @@ impl Conntrack {
         if p.frag.is_some() || !matches!(p.proto, proto::TCP | proto::UDP) {
             return Plan::Alone;
         }
+        if !p.v6 && (p.l4_off > 20 || p.data.len() > crate::host::ROUTER_MTU) {
+            // IPv4 options or a size the router may answer or fragment: the ordinary path.
+            return Plan::Alone;
+        }
         if p.v6 {
             self.queue(&self.v6, &p, pos, v6, out)
         } else {

@@ -6,7 +6,7 @@ use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
 use ctrack_protocols::icmp::{self, Class};
 use ctrack_protocols::sysctl::{Sysctl, SysctlError};
-use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, tcp, udp};
+use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, sctp, tcp, udp};
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
@@ -141,6 +141,8 @@ pub(crate) struct Ready<'a, A> {
     pub(crate) key: Key<A>,
     /// Layer-3 length, for accounting.
     pub(crate) len: u32,
+    /// The host would route the packet (see [`HostModel::routes`]): a new entry may be confirmed.
+    pub(crate) routable: bool,
     pub(crate) l4: ReadyL4<'a>,
 }
 
@@ -160,7 +162,8 @@ impl<A: Addr> Ready<'_, A> {
 
 /// Layer-4 facts of a packet, once its header has passed the protocol's checks.
 #[derive(Clone, Copy, Debug)]
-enum Input {
+enum Input<'a> {
+    Sctp(sctp::Packet<'a>),
     UdpLite,
     Icmp,
     Gre,
@@ -270,7 +273,13 @@ impl Conntrack {
                 }
                 Reassembled::Complete { packet, fragments } => {
                     let mut v = match packet::parse_ip(&packet) {
-                        Ok(q) if q.frag.is_none() => self.track_packet(&q, now),
+                        Ok(q) if q.frag.is_none() => {
+                            let q = IpPacket {
+                                reassembled: true,
+                                ..q
+                            };
+                            self.track_packet(&q, now)
+                        }
                         _ => {
                             self.stats.bump(Counter::Invalid);
                             Verdict::INVALID
@@ -281,7 +290,8 @@ impl Conntrack {
                 }
             };
         }
-        self.track_packet(&p, now)
+        let v = self.track_packet(&p, now);
+        self.cfg.host.after_tracking(&p, v)
     }
 
     fn track_packet(&self, p: &IpPacket<'_>, now: Nanos) -> Verdict {
@@ -348,6 +358,7 @@ impl Conntrack {
         Ok(Ready {
             key,
             len: p.data.len() as u32,
+            routable: self.cfg.host.routes(p),
             l4: ReadyL4::Tcp(seg),
         })
     }
@@ -377,6 +388,7 @@ impl Conntrack {
         Ok(Ready {
             key,
             len: p.data.len() as u32,
+            routable: self.cfg.host.routes(p),
             l4: ReadyL4::Udp,
         })
     }
@@ -410,6 +422,7 @@ impl Conntrack {
                 h,
                 now,
                 r.len,
+                r.routable,
                 |st, _, ctx| match st {
                     ProtoState::Tcp(st) => {
                         let v = tcp::track_full(st, seg, ctx, s);
@@ -427,6 +440,7 @@ impl Conntrack {
                 h,
                 now,
                 r.len,
+                r.routable,
                 |st, _, ctx| match st {
                     ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
                     _ => (Decision::Invalid, None),
@@ -535,8 +549,16 @@ impl Conntrack {
                 Input::Gre
             }
             proto::SCTP => {
-                // The SCTP tracker is not part of this build yet.
-                return self.invalid();
+                if !ports(&mut key) {
+                    return self.invalid();
+                }
+                let Ok(pkt) = sctp::parse(l4) else {
+                    return self.invalid();
+                };
+                if cksum && !sctp::checksum_ok(l4) {
+                    return self.invalid();
+                }
+                Input::Sctp(pkt)
             }
             _ => Input::Generic,
         };
@@ -546,10 +568,12 @@ impl Conntrack {
             self.hash(&key),
             now,
             p.data.len() as u32,
+            self.cfg.host.routes(p),
             |st, k, ctx| run_tracker(st, k, input, ctx, s),
             || {
                 Some(match input {
                     Input::Gre => ProtoState::Gre(Default::default()),
+                    Input::Sctp(_) => ProtoState::Sctp(Default::default()),
                     Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
                 })
             },
@@ -569,12 +593,13 @@ impl Conntrack {
         h: u64,
         now: Nanos,
         len: u32,
+        routable: bool,
         track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
         let slot = &t.shards[t.shard_of(h)];
         let mut g = slot.lock.lock();
-        self.conn_locked(t, slot, &mut g, key, h, now, len, track, init)
+        self.conn_locked(t, slot, &mut g, key, h, now, len, routable, track, init)
     }
 
     /// [`Conntrack::conn`] with the shard already locked.
@@ -589,6 +614,7 @@ impl Conntrack {
         h: u64,
         now: Nanos,
         len: u32,
+        routable: bool,
         mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
@@ -615,7 +641,7 @@ impl Conntrack {
                 f => f,
             };
             let Some(Found { idx, dir }) = found else {
-                return self.create(t, slot, sb, h, key, now, len, &mut track, init);
+                return self.create(t, slot, sb, h, key, now, len, routable, &mut track, init);
             };
             sb.stats.found += 1;
             let e = sb.shard.get_mut(idx);
@@ -708,6 +734,7 @@ impl Conntrack {
         key: Key<A>,
         now: Nanos,
         len: u32,
+        routable: bool,
         track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
@@ -758,7 +785,7 @@ impl Conntrack {
             e.status |= status::ASSURED;
         }
         let v = verdict_of(&e, State::New, Dir::Original);
-        if a.kill || !self.cfg.host.confirms(&key.src, &key.dst) {
+        if a.kill || !routable || !self.cfg.host.confirms(&key.src, &key.dst) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return v;
         }
@@ -823,6 +850,7 @@ impl Conntrack {
             } else if max != 0 && self.count() >= max95 {
                 e.status & status::ASSURED == 0
                     || matches!(e.proto, ProtoState::Tcp(st) if st.state().is_closing())
+                    || matches!(e.proto, ProtoState::Sctp(st) if st.state().is_closing())
             } else {
                 false
             };
@@ -967,7 +995,7 @@ impl Conntrack {
 fn run_tracker<A: Addr>(
     st: &mut ProtoState,
     key: &Key<A>,
-    input: Input,
+    input: Input<'_>,
     ctx: &Ctx,
     s: &Sysctl,
 ) -> (Decision, Option<Nanos>) {
@@ -976,6 +1004,7 @@ fn run_tracker<A: Addr>(
         (ProtoState::Gre(g), Input::Gre) => gre::track(g, ctx, s),
         (ProtoState::None, Input::Icmp) => icmp::track(A::V6, (key.dport >> 8) as u8, s),
         (ProtoState::None, Input::Generic) => generic::track(s),
+        (ProtoState::Sctp(st), Input::Sctp(p)) => sctp::track(st, &p, ctx, s),
         // A packet whose protocol disagrees with its entry's state cannot happen (the protocol
         // is part of the tuple); refuse it rather than guess.
         _ => Decision::Invalid,

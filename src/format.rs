@@ -18,7 +18,7 @@ pub struct EntryView {
     pub status: u16,
     /// Whole seconds until expiry, as the kernel prints them.
     pub seconds_left: u64,
-    /// TCP state name, for TCP entries.
+    /// TCP or SCTP state name, for TCP and SCTP entries.
     pub tcp_state: Option<&'static str>,
     /// GRE timeouts (seconds) stored with the entry.
     pub gre_timeouts: Option<(u32, u32)>,
@@ -41,6 +41,7 @@ impl EntryView {
         let (tcp_state, gre_timeouts) = match &e.proto {
             ProtoState::Gre(g) => (None, Some((g.timeout, g.stream_timeout))),
             ProtoState::Tcp(t) => (Some(ctrack_protocols::tcp::state_name(t)), None),
+            ProtoState::Sctp(t) => (Some(t.state().name()), None),
             _ => (None, None),
         };
         EntryView {

@@ -9,7 +9,28 @@
 //! [`HostModel::Router`], the host of the kernel oracle: IPv4 and IPv6 forwarding on, no
 //! addresses of its own, a default route out of a second interface.
 
+use crate::packet::IpPacket;
 use crate::tuple::Addr;
+use crate::verdict::{Dir, State, Verdict};
+
+/// MTU of the router's way out (the oracle's second interface).
+pub const ROUTER_MTU: usize = 65000;
+
+/// What the router does with a tracked packet, seen from its way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Egress {
+    /// Forwarded as it is, or not at all for reasons the verdict already carries.
+    Plain,
+    /// Forwarded as this many fragments: bigger than [`ROUTER_MTU`], fragmentation allowed.
+    Fragments(u16),
+    /// Dropped and answered with an ICMP error of the router's own: bigger than
+    /// [`ROUTER_MTU`] with DF set (fragmentation needed), or IPv4 options the router refuses
+    /// (parameter problem). `tos` is the packet's type of service, which the error inherits.
+    IcmpError {
+        /// The packet's IPv4 type-of-service byte.
+        tos: u8,
+    },
+}
 
 /// How the host around the tracker treats a new connection's first packet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,21 +66,245 @@ impl HostModel {
     }
 }
 
+impl HostModel {
+    /// False when the host drops the packet after conntrack has seen it (routing and
+    /// forwarding come after the PREROUTING hook): IPv4 options that Linux's option parser
+    /// refuses, or a source route, which a router without `accept_source_route` drops; a
+    /// packet bigger than [`ROUTER_MTU`] that may not be fragmented (IPv4 with DF, any IPv6)
+    /// on its way out. Such a packet is still tracked; only a new entry it would create is
+    /// never confirmed.
+    ///
+    /// ```
+    /// use ctrack::{HostModel, packet};
+    /// // IPv4 with a loose source route option (type 131) in a 24-byte header.
+    /// let mut ip = vec![0x46, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ///                   131, 3, 4, 0, 0, 0, 0, 0];
+    /// let c = !packet::csum_fold(packet::csum_add(0, &ip[..24]));
+    /// ip[10..12].copy_from_slice(&c.to_be_bytes());
+    /// let p = packet::parse_ip(&ip).unwrap();
+    /// assert!(!HostModel::Router.routes(&p));
+    /// assert!(HostModel::ConfirmAll.routes(&p));
+    /// ```
+    pub fn routes(&self, p: &IpPacket<'_>) -> bool {
+        match self {
+            HostModel::ConfirmAll => true,
+            HostModel::Router => {
+                let dst = p.dst();
+                if p.reassembled {
+                    return v4_options(p) == Options::Kept;
+                }
+                if p.v6 {
+                    // Too big for the way out: dropped with a packet-too-big error.
+                    p.data.len() <= ROUTER_MTU || dst[0] == 0xff
+                } else {
+                    let local = dst.iter().all(|&b| b == 255) || (224..240).contains(&dst[0]);
+                    let df = p.data[6] & 0x40 != 0;
+                    v4_options(p) == Options::Kept && (p.data.len() <= ROUTER_MTU || !df || local)
+                }
+            }
+        }
+    }
+
+    /// What the router does with a whole (not fragmented) packet after tracking it: see
+    /// [`Egress`]. Only IPv4 unicast the router forwards can be answered or fragmented; an
+    /// IPv6 router neither fragments nor, in the oracle, shows its own errors.
+    pub fn egress(&self, p: &IpPacket<'_>) -> Egress {
+        if *self == HostModel::ConfirmAll || p.v6 || !router_v4(p.src(), p.dst()) {
+            return Egress::Plain;
+        }
+        let dst = p.dst();
+        if dst.iter().all(|&b| b == 255) || (224..240).contains(&dst[0]) {
+            return Egress::Plain; // delivered locally, never answered
+        }
+        let tos = p.data[1];
+        match v4_options(p) {
+            Options::SourceRoute => return Egress::Plain, // dropped silently
+            Options::Refused if may_answer(p) => return Egress::IcmpError { tos },
+            Options::Refused => return Egress::Plain,
+            Options::Kept => {}
+        }
+        if p.data.len() <= ROUTER_MTU {
+            return Egress::Plain;
+        }
+        let df = p.data[6] & 0x40 != 0;
+        if !df {
+            // At most 65535 bytes: always two pieces.
+            Egress::Fragments(2)
+        } else if may_answer(p) {
+            Egress::IcmpError { tos }
+        } else {
+            Egress::Plain
+        }
+    }
+
+    /// The verdict the oracle prints for a whole packet the router tracked as `v`: see
+    /// [`HostModel::egress`]. An ICMP error of the router's own leaves with the class of
+    /// service `0xc0 | (tos & 0x1e)`, which the oracle decodes as if it were its stamp: usually
+    /// `unmarked`.
+    pub fn after_tracking(&self, p: &IpPacket<'_>, v: Verdict) -> Verdict {
+        if matches!(v.state, State::Dropped | State::Skipped | State::Held) {
+            return v;
+        }
+        match self.egress(p) {
+            Egress::Plain => v,
+            Egress::Fragments(n) => Verdict { frames: n, ..v },
+            Egress::IcmpError { tos } => {
+                let stamped = |state| Verdict {
+                    state,
+                    dir: Dir::Original,
+                    assured: true,
+                    expected: true,
+                    frames: 1,
+                };
+                match (tos >> 2) & 7 {
+                    1 => stamped(State::New),
+                    2 => stamped(State::Established),
+                    3 => stamped(State::Related),
+                    4 => Verdict::INVALID,
+                    5 => Verdict::UNTRACKED,
+                    _ => Verdict::UNMARKED,
+                }
+            }
+        }
+    }
+}
+
+/// Whether Linux's `icmp_send` answers a packet at all: never about an ICMP error (or an
+/// ICMP message of an unknown type), nor about a packet too short to say.
+fn may_answer(p: &IpPacket<'_>) -> bool {
+    if p.proto != crate::tuple::proto::ICMP {
+        return true;
+    }
+    match p.l4().first() {
+        Some(&ty) => ty <= 18 && !matches!(ty, 3 | 4 | 5 | 11 | 12),
+        None => false,
+    }
+}
+
+/// How the router's option parser takes an IPv4 header's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Options {
+    /// None, or all acceptable.
+    Kept,
+    /// A loose or strict source route: dropped silently (`accept_source_route` is off).
+    SourceRoute,
+    /// Malformed: dropped with a parameter-problem error.
+    Refused,
+}
+
+fn v4_options(p: &IpPacket<'_>) -> Options {
+    if p.v6 || p.l4_off <= 20 {
+        return Options::Kept;
+    }
+    parse_v4_options(p.data.get(20..p.l4_off).unwrap_or(&[]))
+}
+
+/// Option types of the IPv4 header that the receive path interprets.
+mod opt {
+    pub const END: u8 = 0;
+    pub const NOOP: u8 = 1;
+    pub const RR: u8 = 7;
+    pub const TIMESTAMP: u8 = 68;
+    pub const LSRR: u8 = 131;
+    pub const CIPSO: u8 = 134;
+    pub const SSRR: u8 = 137;
+    pub const RA: u8 = 148;
+}
+
+/// True when a forwarding Linux router keeps a packet with these IPv4 options (the bytes
+/// between the fixed header and the end of the IHL): they parse as `ip_options_compile` does
+/// for a received packet, and there is no source route.
+///
+/// Refused: an option whose length byte is under 2 or runs past the header; a second record
+/// route, timestamp or source route; a record route or timestamp whose pointer is below its
+/// minimum or leaves no room for the next entry; a full timestamp whose overflow counter is
+/// already 15; a router alert shorter than 4 bytes; any CIPSO option (no DOI is configured);
+/// any loose or strict source route. Unknown options are kept; everything after an
+/// end-of-list option is ignored.
+pub fn v4_options_accepted(opts: &[u8]) -> bool {
+    parse_v4_options(opts) == Options::Kept
+}
+
+fn parse_v4_options(opts: &[u8]) -> Options {
+    use Options::Refused;
+    let (mut srr, mut rr, mut ts) = (false, false, false);
+    let mut i = 0;
+    while i < opts.len() {
+        let ty = opts[i];
+        match ty {
+            opt::END => break,
+            opt::NOOP => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let left = opts.len() - i;
+        if left < 2 {
+            return Refused;
+        }
+        let len = opts[i + 1] as usize;
+        if len < 2 || len > left {
+            return Refused;
+        }
+        let o = &opts[i..i + len];
+        let ptr = o.get(2).map_or(0, |&b| b as usize);
+        match ty {
+            opt::LSRR | opt::SSRR => {
+                if len < 3 || ptr < 4 || srr {
+                    return Refused;
+                }
+                srr = true;
+            }
+            opt::RR => {
+                if rr || len < 3 || ptr < 4 || (ptr <= len && ptr + 3 > len) {
+                    return Refused;
+                }
+                rr = true;
+            }
+            opt::TIMESTAMP => {
+                if ts || len < 4 || ptr < 5 {
+                    return Refused;
+                }
+                let flags = o[3] & 0x0f;
+                if ptr <= len {
+                    // Room for a timestamp, and for an address too when the flags want one.
+                    if ptr + 3 > len || (matches!(flags, 1 | 3) && ptr + 7 > len) {
+                        return Refused;
+                    }
+                } else if flags != 3 && o[3] >> 4 == 15 {
+                    return Refused; // full, and the overflow counter cannot count further
+                }
+                ts = true;
+            }
+            opt::RA if len < 4 => return Refused,
+            opt::CIPSO => return Refused,
+            _ => {}
+        }
+        i += len;
+    }
+    if srr {
+        Options::SourceRoute
+    } else {
+        Options::Kept
+    }
+}
+
 fn router_v4(src: &[u8], dst: &[u8]) -> bool {
     let bcast = |a: &[u8]| a.iter().all(|&b| b == 255);
+    let zero = |a: &[u8]| a.iter().all(|&b| b == 0);
     if src[0] >= 224 && src[0] < 240 || bcast(src) {
         return false; // martian source
     }
-    if bcast(dst) {
+    if bcast(dst) || zero(src) && zero(dst) {
         return true; // limited broadcast: delivered locally
-    }
-    if src[0] == 0 {
-        return false; // zero-network source towards a unicast destination
     }
     if (224..240).contains(&dst[0]) {
         return dst == [224, 0, 0, 1]; // only the all-hosts group is joined
     }
-    true
+    // Only the all-zero address is "this network" to the router (the rest of 0.0.0.0/8 is
+    // routed like any unicast address).
+    !zero(src) && !zero(dst)
 }
 
 fn router_v6(src: &[u8], dst: &[u8]) -> bool {
@@ -89,6 +334,39 @@ mod tests {
     }
 
     /// Cases checked against the kernel oracle.
+    /// IPv4 options checked against the kernel oracle (a new UDP flow confirmed or not).
+    #[test]
+    fn v4_options_match_oracle() {
+        let cases: [(&[u8], bool); 23] = [
+            (b"\x01\x01\x01\x01", true),
+            (b"\x00\x00\x00\x00", true),
+            (b"\x07\x07\x04\0\0\0\0\x00", true),
+            (b"\x07\x07\x08\x0a\0\0\x01\x00", true),
+            (b"\x07\x07\x03\0\0\0\0\x00", false),
+            (b"\x44\x0c\x05\x00\0\0\0\0\0\0\0\0", true),
+            (b"\x44\x0c\x03\x00\0\0\0\0\0\0\0\0", false),
+            (b"\x44\x0c\x0d\xf0\0\0\0\0\0\0\0\0", false),
+            (b"\x83\x07\x04\x0a\x01\x00\x02\x00", false),
+            (b"\x83\x07\x08\x0a\x01\x00\x02\x00", false),
+            (b"\x89\x07\x04\x0a\x01\x00\x02\x00", false),
+            (b"\x94\x04\x00\x00", true),
+            (b"\x94\x04\x00\x01", true),
+            (b"\x82\x0b\0\0\0\0\0\0\0\0\0\x00", true),
+            (b"\x86\x0a\x00\x00\x00\x01\x01\x04\x00\x00\0\0", false),
+            (b"\x1e\x04\x00\x00", true),
+            (b"\x9e\x04\x00\x00", true),
+            (b"\x1e\x01\x00\x00", false),
+            (b"\x1e\x00\x00\x00", false),
+            (b"\x1e\x08\x00\x00", false),
+            (b"\x07\x03\x04\x07\x03\x04\x00\x00", false),
+            (b"\x01\x01\x01\x07", false),
+            (b"\x88\x04\x00\x01", true),
+        ];
+        for (o, want) in cases {
+            assert_eq!(v4_options_accepted(o), want, "{o:02x?}");
+        }
+    }
+
     #[test]
     fn router_matches_oracle() {
         let r = HostModel::Router;
@@ -104,6 +382,16 @@ mod tests {
             ([169, 254, 1, 1], [169, 254, 1, 2], true),
             ([10, 0, 0, 1], [224, 0, 0, 1], true),
             ([10, 0, 0, 1], [240, 0, 0, 1], true),
+            ([0, 1, 2, 3], [192, 168, 1, 23], true),
+            ([192, 168, 1, 23], [0, 0, 0, 0], false),
+            ([0, 0, 0, 0], [0, 0, 0, 0], true),
+            ([0, 0, 0, 0], [224, 0, 0, 22], false),
+            ([0, 0, 0, 0], [0, 0, 0, 7], false),
+            ([0, 0, 0, 0], [10, 0, 0, 255], false),
+            ([0, 9, 9, 9], [0, 0, 0, 0], false),
+            ([0, 9, 9, 9], [255, 255, 255, 255], true),
+            ([10, 0, 0, 1], [0, 255, 255, 255], true),
+            ([0, 255, 255, 255], [10, 0, 0, 1], true),
         ];
         for (s, d, want) in v4 {
             assert_eq!(r.confirms(&s, &d), want, "{s:?} -> {d:?}");

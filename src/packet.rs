@@ -129,6 +129,9 @@ pub enum IpError {
     NoNextHeader,
     /// A multicast source address, or an address the receive path refuses.
     BadAddress,
+    /// An IPv6 hop-by-hop options header the receive path refuses (it drops the packet before
+    /// conntrack sees it): see [`hop_by_hop_ok`].
+    BadHopByHop,
 }
 
 /// Fragment facts of an IP packet.
@@ -159,6 +162,9 @@ pub struct IpPacket<'a> {
     pub l4_off: usize,
     /// Set when the packet is a fragment that needs reassembly.
     pub frag: Option<FragInfo>,
+    /// True for a datagram put together from fragments (a router sends it on as fragments of
+    /// the sizes it came in, whatever its own MTU).
+    pub reassembled: bool,
 }
 
 impl<'a> IpPacket<'a> {
@@ -300,6 +306,7 @@ fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         proto: data[9],
         l4_off: ihl,
         frag,
+        reassembled: false,
     })
 }
 
@@ -328,6 +335,15 @@ fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         return Err(IpError::BadAddress);
     }
     let mut nh = data[6];
+    if nh == NH_HOP {
+        // Hop-by-hop options are parsed on receipt, before the PREROUTING hook.
+        let len = data.get(41).map_or(8, |&l| (l as usize + 1) * 8);
+        match data.get(40..40 + len) {
+            Some(h) if hop_by_hop_ok(h) => {}
+            Some(_) => return Err(IpError::BadHopByHop),
+            None => return Err(IpError::TruncatedExtension),
+        }
+    }
     let mut off = 40usize;
     let mut prev_nh_off = 6usize;
     let mut frag = None;
@@ -383,7 +399,77 @@ fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         proto: nh,
         l4_off: off,
         frag,
+        reassembled: false,
     })
+}
+
+/// Most options (other than padding) Linux accepts in one hop-by-hop header
+/// (`net.ipv6.max_hbh_opts_number`).
+const MAX_HBH_OPTS: usize = 8;
+
+/// True when Linux's receive path accepts an IPv6 hop-by-hop options header `h` (the whole
+/// header, `(h[1] + 1) * 8` bytes) of a packet it forwards, as `ip6_parse_tlv` decides:
+/// options fill the header exactly; runs of padding (Pad1, PadN) are at most 7 bytes and PadN
+/// carries only zeroes; at most [`MAX_HBH_OPTS`] other options; a router alert is 2 bytes
+/// long; jumbo payload and CALIPSO options are refused (no jumbogram fits the checks here, no
+/// CALIPSO DOI is configured); IOAM is ignored (disabled) unless misaligned; an unknown option
+/// is skipped only when its two high bits are 00.
+///
+/// ```
+/// use ctrack::packet::hop_by_hop_ok;
+/// assert!(hop_by_hop_ok(&[17, 0, 5, 2, 0, 0, 1, 0])); // router alert + PadN(0)
+/// assert!(!hop_by_hop_ok(&[17, 0, 0x9e, 2, 0, 0, 1, 0])); // unknown, "discard" action
+/// ```
+pub fn hop_by_hop_ok(h: &[u8]) -> bool {
+    const PAD1: u8 = 0;
+    const PADN: u8 = 1;
+    const ROUTER_ALERT: u8 = 5;
+    const CALIPSO: u8 = 7;
+    const IOAM: u8 = 0x31;
+    const JUMBO: u8 = 0xc2;
+    let mut off = 2;
+    let (mut pad, mut count) = (0, 0);
+    while off < h.len() {
+        let ty = h[off];
+        if ty == PAD1 {
+            pad += 1;
+            if pad > 7 {
+                return false;
+            }
+            off += 1;
+            continue;
+        }
+        let Some(&l) = h.get(off + 1) else {
+            return false;
+        };
+        let optlen = l as usize + 2;
+        let Some(o) = h.get(off..off + optlen) else {
+            return false;
+        };
+        if ty == PADN {
+            pad += optlen;
+            if pad > 7 || o[2..].iter().any(|&b| b != 0) {
+                return false;
+            }
+        } else {
+            count += 1;
+            if count > MAX_HBH_OPTS {
+                return false;
+            }
+            let ok = match ty {
+                ROUTER_ALERT => l == 2,
+                IOAM => off & 3 == 0,
+                JUMBO | CALIPSO => false,
+                _ => ty >> 6 == 0,
+            };
+            if !ok {
+                return false;
+            }
+            pad = 0;
+        }
+        off += optlen;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -505,5 +591,29 @@ mod tests {
         assert_eq!((p.proto, p.l4_off), (17, 64));
         ip[40 + 8] = NH_NONE;
         assert_eq!(parse_ip(&ip).unwrap_err(), IpError::NoNextHeader);
+        // An unknown hop-by-hop option whose action is "discard": dropped before tracking.
+        ip[40 + 8] = 17;
+        ip[42..46].copy_from_slice(&[0x5e, 2, 0, 0]);
+        assert_eq!(parse_ip(&ip).unwrap_err(), IpError::BadHopByHop);
+    }
+
+    /// Hop-by-hop headers checked against the kernel oracle (dropped before tracking or not).
+    #[test]
+    fn hop_by_hop_matches_oracle() {
+        let cases: [(&[u8], bool); 7] = [
+            (&[17, 0, 0x1e, 2, b'a', b'b', 1, 0], true),
+            (&[17, 0, 0x5e, 2, b'a', b'b', 1, 0], false),
+            (&[17, 0, 0x9e, 2, b'a', b'b', 1, 0], false),
+            (&[17, 0, 0xde, 2, b'a', b'b', 1, 0], false),
+            (&[17, 1, 1, 6, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0], false),
+            (&[17, 0, 5, 2, 0, 0, 1, 0], true),
+            (&[17, 0, 1, 4, 1, 2, 3, 4], false),
+        ];
+        for (h, want) in cases {
+            assert_eq!(hop_by_hop_ok(h), want, "{h:?}");
+        }
+        assert!(hop_by_hop_ok(&[17, 0, 1, 4, 0, 0, 0, 0]));
+        assert!(hop_by_hop_ok(&[17, 0, 0, 0, 0, 0, 0, 0]));
+        assert!(!hop_by_hop_ok(&[17, 0, 1, 5, 0, 0, 0, 0]));
     }
 }

@@ -8,6 +8,7 @@
 //! nothing was displaced from. Lookups touch one bucket line and then one entry.
 
 use ctrack_protocols::gre::GreState;
+use ctrack_protocols::sctp::SctpState;
 use ctrack_protocols::tcp::TcpState;
 use ctrack_protocols::udp::UdpState;
 use ctrack_protocols::{Dir, Nanos};
@@ -41,6 +42,8 @@ pub enum ProtoState {
     Gre(GreState),
     /// TCP.
     Tcp(TcpState),
+    /// SCTP.
+    Sctp(SctpState),
 }
 
 /// One connection.

@@ -23,6 +23,10 @@ pub enum State {
     Dropped,
     /// A fragment held until its datagram is complete.
     Held,
+    /// The oracle's router tracked the packet but answered it with an ICMP error of its own
+    /// instead of forwarding it (see [`crate::host::Egress`]); the oracle, which sees only
+    /// that error, prints `unmarked`.
+    Unmarked,
 }
 
 /// The decision for one packet.
@@ -70,6 +74,8 @@ impl Verdict {
     pub const DROPPED: Verdict = Verdict::bare(State::Dropped);
     /// `held`.
     pub const HELD: Verdict = Verdict::bare(State::Held);
+    /// `unmarked`.
+    pub const UNMARKED: Verdict = Verdict::bare(State::Unmarked);
 
     /// True for states that carry a connection (new, established, related).
     pub fn tracked(&self) -> bool {
@@ -99,6 +105,7 @@ impl fmt::Display for Verdict {
             State::Skipped => return f.write_str("skipped"),
             State::Dropped => return f.write_str("dropped"),
             State::Held => return f.write_str("held"),
+            State::Unmarked => return f.write_str("unmarked"),
         };
         f.write_str(name)?;
         f.write_str(match self.dir {

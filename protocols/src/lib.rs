@@ -22,6 +22,7 @@
 pub mod generic;
 pub mod gre;
 pub mod icmp;
+pub mod sctp;
 pub mod sysctl;
 pub mod tcp;
 pub mod udp;

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Compares ctrack with the kernel oracle on one capture, packet by packet and table line by line.
+#
+#   pcaps/gen/compare.sh FILE [ARGS...]
+#
+# ARGS are what both the oracle and ctrack get (default: --helper all, as the evaluation uses).
+# FILE may be pcap or pcapng (pcapng is converted with editcap for the oracle, which reads
+# classic pcap only). The oracle replays FILE with --out-pcap; ctrack then replays that
+# kernel-stamped capture with --sysctl nf_conntrack_checksum=0, so both see the same timing.
+#
+# Prints one summary line
+#   FILE: packets N scored S agree A (P%) table K/T match [ctrack extra E]
+# then every disagreement (at most $MAX, default 40). `dropped` kernel lines are not scored;
+# table lines (and `# expect` lines, counted with them) compare exactly except the seconds-left
+# field (within 2 s); order is irrelevant.
+# Exit status: 0 when everything agrees, 1 otherwise, 2 on a usage or tool error.
+# Set KEEP=DIR to keep the stamped capture and both outputs there; KTRACE overrides the oracle.
+# DIRECT=1 replays FILE itself in ctrack (its own format and timestamps, as an evaluation that
+# runs `ctrack replay FILE` does) instead of the kernel-stamped copy: timing-dependent results
+# (timeouts, UDP's 2-second stream rule, seconds left) may then differ for long captures.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+ktrace=${KTRACE:-$top/../shared/oracle/ktrace}
+[ -x "$ktrace" ] || ktrace=/work/shared/oracle/ktrace
+ctrack=${CTRACK:-$top/target/release/ctrack}
+[ $# -ge 1 ] || { echo "usage: compare.sh FILE [ARGS...]" >&2; exit 2; }
+file=$1
+shift
+args=("$@")
+[ ${#args[@]} -gt 0 ] || args=(--helper all)
+[ -x "$ctrack" ] || { echo "compare: build ctrack first (cargo build --release)" >&2; exit 2; }
+work=${KEEP:-}
+if [ -z "$work" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
+mkdir -p "$work"
+in=$file
+if [ "$(head -c 4 "$file" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ]; then
+  editcap -F pcap "$file" "$work/input.pcap"
+  in=$work/input.pcap
+fi
+"$ktrace" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out"
+replayed=$work/stamped.pcap
+[ -z "${DIRECT:-}" ] || replayed=$file
+"$ctrack" replay "$replayed" "${args[@]}" --sysctl nf_conntrack_checksum=0 \
+  --verdicts --table --expect > "$work/ctrack.out"
+exec python3 - "$file" "$work/kernel.out" "$work/ctrack.out" "${MAX:-40}" <<'EOF'
+import collections, sys
+
+name, kpath, cpath, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+
+def parse(path):
+    verdicts, tables = {}, []
+    for line in open(path):
+        line = line.rstrip("\n")
+        if line.startswith("# table "):
+            tables.append(line[8:])
+        elif line.startswith("# expect "):
+            # Expectations compare like table lines; their seconds left come first.
+            tables.append("expect " + line[9:])
+        elif line and not line.startswith("#"):
+            i, _, v = line.partition(" ")
+            verdicts[int(i)] = v
+    return verdicts, tables
+
+
+def key(line):
+    t = line.split()
+    at = 1 if t[0] == "expect" else 4
+    secs = int(t[at]) if len(t) > at and t[at].isdigit() else -1
+    return " ".join(t[:at] + t[at + 1:]), secs
+
+
+kv, kt = parse(kpath)
+cv, ct = parse(cpath)
+out = []
+scored = agree = 0
+for i in sorted(kv):
+    if kv[i] == "dropped":
+        continue
+    scored += 1
+    c = cv.get(i, "(none)")
+    if c == kv[i]:
+        agree += 1
+    else:
+        out.append(f"packet {i}: kernel {kv[i]}, ctrack {c}")
+want = collections.defaultdict(list)
+for l in kt:
+    k, s = key(l)
+    want[k].append(s)
+got = collections.defaultdict(list)
+for l in ct:
+    k, s = key(l)
+    got[k].append(s)
+match = 0
+for k, ws in want.items():
+    gs = sorted(got.get(k, []))
+    for s in sorted(ws):
+        near = [g for g in gs if abs(g - s) <= 2]
+        if near:
+            gs.remove(near[0])
+            match += 1
+        elif gs:
+            out.append(f"table seconds: kernel {s}, ctrack {gs.pop(0)}: {k}")
+        else:
+            out.append(f"table missing: {k}")
+extra = 0
+for k, gs in got.items():
+    n = len(gs) - len(want.get(k, []))
+    for _ in range(n):
+        extra += 1
+        out.append(f"table extra: {k}")
+pct = 100.0 * agree / scored if scored else 100.0
+print(f"{name}: packets {len(kv)} scored {scored} agree {agree} ({pct:.2f}%) "
+      f"table {match}/{len(kt)} match, ctrack extra {extra}")
+for l in out[:limit]:
+    print("  " + l)
+if len(out) > limit:
+    print(f"  ... {len(out) - limit} more")
+sys.exit(0 if not out else 1)
+EOF
