@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Prints the performance table of the README: ctrack's engine on generated workloads against
+# the targets of the performance issue. Run on an otherwise idle machine:
+#   benches/table.sh            (PACKETS=5000000 REPS=3 by default; best of REPS)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+bin=target/release/ctrack
+packets=${PACKETS:-5000000}
+reps=${REPS:-3}
+best() { # best mpps of REPS runs; also remembers bytes per entry of the last run
+  local b=0 out
+  for _ in $(seq "$reps"); do
+    out=$("$bin" bench "$@")
+    m=$(tail -1 <<<"$out" | awk '{print $NF}')
+    bpe=$(grep -o 'bytes-per-entry [0-9]*' <<<"$out" | awk '{print $2}')
+    b=$(awk -v a="$b" -v c="$m" 'BEGIN{print (c>a)?c:a}')
+  done
+  echo "$b $bpe"
+}
+row() { # label target args...
+  local label=$1 target=$2; shift 2
+  read -r m bpe < <(best "$@")
+  printf '| %s | %s | %s | %s |\n' "$label" "$m" "$target" "$bpe"
+}
+echo "| workload (1 thread unless noted) | ctrack Mpps | target | bytes/entry |"
+echo "|---|---|---|---|"
+row "established TCP, 1K flows" ">= 25" --workload est --flows 1000 --packets "$packets"
+row "established TCP, 100K flows" ">= 15" --workload est --flows 100000 --packets "$packets"
+row "established TCP, 1M flows" ">= 10" --workload est --flows 1000000 --packets "$packets"
+row "established TCP, 1K flows, IPv6" "-" --workload est --flows 1000 --packets "$packets" --ipv6
+row "new connections (SYN flood, empty table)" ">= 6" --workload syn --packets "$packets"
+row "UDP, 100K flows" "-" --workload udp --flows 100000 --packets "$packets"
+row "mix, 100K flows" "-" --workload mix --flows 100000 --packets "$packets"
+row "established TCP, 100K flows, 2 threads" ">= 1.8x one thread" --workload est --flows 100000 --packets "$packets" --threads 2
