@@ -21,6 +21,12 @@ use crate::verdict::{State, Verdict};
 
 /// Engine settings: the Linux sysctls, helper assignments, and how the table is laid out.
 ///
+/// Every sysctl of the kernel's `net.netfilter` set is accepted. A few have nothing to act on
+/// yet and are kept only so that configurations carry over: `nf_conntrack_buckets` (each
+/// shard's index sizes itself, doubling as it fills), `nf_conntrack_expect_max` (no helpers
+/// yet, so no expectations), `nf_conntrack_events` (no event stream yet) and
+/// `nf_conntrack_log_invalid` (nothing is logged).
+///
 /// ```
 /// use ctrack::Config;
 /// let mut c = Config::default();
