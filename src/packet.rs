@@ -410,7 +410,7 @@ const MAX_HBH_OPTS: usize = 8;
 /// True when Linux's receive path accepts an IPv6 hop-by-hop options header `h` (the whole
 /// header, `(h[1] + 1) * 8` bytes) of a packet it forwards, as `ip6_parse_tlv` decides:
 /// options fill the header exactly; runs of padding (Pad1, PadN) are at most 7 bytes and PadN
-/// carries only zeroes; at most [`MAX_HBH_OPTS`] other options; a router alert is 2 bytes
+/// carries only zeroes; at most eight other options; a router alert is 2 bytes
 /// long; jumbo payload and CALIPSO options are refused (no jumbogram fits the checks here, no
 /// CALIPSO DOI is configured); IOAM is ignored (disabled) unless misaligned; an unknown option
 /// is skipped only when its two high bits are 00.
