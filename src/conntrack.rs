@@ -353,16 +353,8 @@ impl Conntrack {
         {
             return Err(self.invalid());
         }
-        let key = Key {
-            src: A::from_bytes(p.src()),
-            dst: A::from_bytes(p.dst()),
-            sport: u16::from_be_bytes([l4[0], l4[1]]),
-            dport: u16::from_be_bytes([l4[2], l4[3]]),
-            zone: 0,
-            proto: proto::TCP,
-        };
         Ok(Ready {
-            key,
+            key: port_key(p, l4, proto::TCP),
             len: p.data.len() as u32,
             routable: self.cfg.host.routes(p),
             l4: ReadyL4::Tcp(seg),
@@ -383,16 +375,8 @@ impl Conntrack {
         {
             return Err(self.invalid());
         }
-        let key = Key {
-            src: A::from_bytes(p.src()),
-            dst: A::from_bytes(p.dst()),
-            sport: u16::from_be_bytes([l4[0], l4[1]]),
-            dport: u16::from_be_bytes([l4[2], l4[3]]),
-            zone: 0,
-            proto: proto::UDP,
-        };
         Ok(Ready {
-            key,
+            key: port_key(p, l4, proto::UDP),
             len: p.data.len() as u32,
             routable: self.cfg.host.routes(p),
             l4: ReadyL4::Udp,
@@ -994,6 +978,20 @@ impl Conntrack {
                 }
             }
         }
+    }
+}
+
+/// The tuple of a packet whose layer-4 header starts with two ports (callers have checked that
+/// the header is there).
+#[inline]
+fn port_key<A: Addr>(p: &IpPacket<'_>, l4: &[u8], proto: u8) -> Key<A> {
+    Key {
+        src: A::from_bytes(p.src()),
+        dst: A::from_bytes(p.dst()),
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        zone: 0,
+        proto,
     }
 }
 

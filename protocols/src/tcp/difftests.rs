@@ -1,6 +1,8 @@
 //! Differential property tests: the production tracker ([`track_full`], fast path included)
-//! against the frozen [`reference::track_full`]. Every segment goes through both from identical
-//! states; the verdicts and the resulting states must be identical, after every segment.
+//! against the general path alone ([`track_general`], the plain transcription of the kernel's
+//! logic that the kernel goldens were first matched with). Every segment goes through both from
+//! identical states; the verdicts and the resulting states must be identical, after every
+//! segment.
 //!
 //! Two drivers: [`run_realistic`] opens entries the way the engine does (optionally through a
 //! forced handshake or simultaneous open) and draws each segment's numbers relative to the live
@@ -304,7 +306,7 @@ fn both(
 ) -> Result<Verdict, TestCaseError> {
     let start = *st;
     let mut fast = *st;
-    let want = reference::track_full(st, seg, ctx, s);
+    let want = track_general(st, seg, ctx, s);
     let got = track_full(&mut fast, seg, ctx, s);
     prop_assert_eq!(
         got,
@@ -630,7 +632,7 @@ fn expiry_left() -> impl Strategy<Value = u64> {
 }
 
 proptest! {
-    /// Realistic entries: the production tracker decides and records exactly as the reference.
+    /// Realistic entries: the production tracker decides and records exactly as the general path.
     #[test]
     fn fast_matches_reference_realistic(
         gens in proptest::collection::vec(segment(), 1..80),

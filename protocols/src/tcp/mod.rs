@@ -33,8 +33,6 @@ mod difftests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod reference;
-#[cfg(test)]
 mod tests;
 
 use crate::sysctl::Sysctl;
