@@ -98,22 +98,7 @@ fn established_ack_from<const D: usize>(
 
     // In window. Retransmission count: the same ACK again from the same side (these fields
     // are not touched by the window bookkeeping, so doing this first changes nothing).
-    let d8 = d as u8;
-    if st.last_dir == d8
-        && st.last_seq == seq
-        && st.last_ack == ack
-        && st.last_end == end
-        && st.last_win == window
-    {
-        st.retrans = st.retrans.wrapping_add(1);
-    } else {
-        st.last_dir = d8;
-        st.last_seq = seq;
-        st.last_ack = ack;
-        st.last_end = end;
-        st.last_win = window;
-        st.retrans = 0;
-    }
+    super::window::note_ack(st, d as u8, seq, ack, end, window);
     st.last_index = Class::Ack;
 
     // The bookkeeping `in_window` does, in the same order (the sides are distinct, so the

@@ -198,22 +198,28 @@ pub(super) fn in_window(
     }
 
     if index == Class::Ack {
-        let d8 = dir as u8;
-        if st.last_dir == d8
-            && st.last_seq == seq
-            && st.last_ack == ack
-            && st.last_end == end
-            && st.last_win == win_raw
-        {
-            st.retrans = st.retrans.wrapping_add(1);
-        } else {
-            st.last_dir = d8;
-            st.last_seq = seq;
-            st.last_ack = ack;
-            st.last_end = end;
-            st.last_win = win_raw;
-            st.retrans = 0;
-        }
+        note_ack(st, dir as u8, seq, ack, end, win_raw);
     }
     WindowVerdict::Accept
+}
+
+/// Records an in-window ACK-class segment: the same (direction, seq, ack, end, raw window)
+/// as the last one counts as a retransmission, anything else becomes the new last segment.
+#[inline]
+pub(super) fn note_ack(st: &mut TcpState, d8: u8, seq: u32, ack: u32, end: u32, win: u16) {
+    if st.last_dir == d8
+        && st.last_seq == seq
+        && st.last_ack == ack
+        && st.last_end == end
+        && st.last_win == win
+    {
+        st.retrans = st.retrans.wrapping_add(1);
+    } else {
+        st.last_dir = d8;
+        st.last_seq = seq;
+        st.last_ack = ack;
+        st.last_end = end;
+        st.last_win = win;
+        st.retrans = 0;
+    }
 }
