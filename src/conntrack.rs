@@ -341,7 +341,7 @@ impl Conntrack {
     }
 
     /// Checks a TCP segment (header, flags, checksum) and builds its tuple.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ready_tcp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
         let l4 = p.l4();
         // A segment shorter than its header has no tuple either: invalid both ways.
@@ -362,7 +362,7 @@ impl Conntrack {
     }
 
     /// Checks a UDP datagram (header, length, checksum) and builds its tuple.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ready_udp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
         let l4 = p.l4();
         let scope = match udp::check_udp(l4) {
@@ -413,6 +413,9 @@ impl Conntrack {
                 now,
                 r.len,
                 r.routable,
+                // Inlined so that the tracker's verdict never goes through memory: rebuilt
+                // there from narrow stores, its wide reload stalls on store forwarding.
+                #[inline(always)]
                 |st, _, ctx| match st {
                     ProtoState::Tcp(st) => {
                         let v = tcp::track_full(st, seg, ctx, s);
@@ -431,6 +434,7 @@ impl Conntrack {
                 now,
                 r.len,
                 r.routable,
+                #[inline(always)]
                 |st, _, ctx| match st {
                     ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
                     _ => (Decision::Invalid, None),
@@ -683,6 +687,7 @@ impl Conntrack {
 
     /// Applies an accepted decision to a confirmed entry.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn apply<A: Addr>(
         &self,
         sb: &mut ShardBox<A>,

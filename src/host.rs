@@ -85,6 +85,7 @@ impl HostModel {
     /// assert!(!HostModel::Router.routes(&p));
     /// assert!(HostModel::ConfirmAll.routes(&p));
     /// ```
+    #[inline]
     pub fn routes(&self, p: &IpPacket<'_>) -> bool {
         match self {
             HostModel::ConfirmAll => true,

@@ -55,6 +55,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 ///
 /// The IP packet is trimmed to its own length field (dropping link-layer padding); a length
 /// field longer than the frame is left for [`parse_ip`] to refuse.
+#[inline]
 pub fn ip_of_frame(frame: &[u8], link: LinkType) -> Option<&[u8]> {
     let ip = match link {
         LinkType::Ethernet => {
@@ -250,6 +251,7 @@ pub fn csum_fold(sum: u64) -> u16 {
 
 /// True when `covered` (the L4 bytes under the checksum) sums correctly with the pseudo-header
 /// of `ip` for protocol `proto` and length `l4_len`.
+#[inline]
 pub fn l4_checksum_ok(ip: &IpPacket<'_>, proto: u8, l4_len: usize, covered: &[u8]) -> bool {
     // Source and destination lie side by side in both headers: one pass covers both.
     let addrs = if ip.v6 {
@@ -269,6 +271,7 @@ pub fn plain_checksum_ok(data: &[u8]) -> bool {
 }
 
 /// Parses and checks the IP header of `ip` (as returned by [`ip_of_frame`]).
+#[inline]
 pub fn parse_ip(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     if ip[0] >> 4 == 4 {
         parse_v4(ip)
@@ -277,6 +280,7 @@ pub fn parse_ip(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     }
 }
 
+#[inline(always)]
 fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     let ihl = (ip[0] & 0x0f) as usize * 4;
     if ihl < 20 || ihl > ip.len() {
@@ -317,6 +321,7 @@ const NH_AUTH: u8 = 51;
 const NH_NONE: u8 = 59;
 const NH_DEST: u8 = 60;
 
+#[inline(never)]
 fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     if ip.len() < 40 {
         return Err(IpError::BadTotalLength);

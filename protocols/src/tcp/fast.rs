@@ -33,7 +33,10 @@ pub(super) fn candidate(st: &TcpState, seg: &Segment<'_>) -> bool {
 }
 
 /// Tracks a [`candidate`] segment: in window here, anything else by [`turned_down`].
-#[inline(never)]
+///
+/// Inlined into the engine so that the verdict stays in registers: returned through memory,
+/// its wide reload stalls on store forwarding.
+#[inline(always)]
 pub(super) fn established_ack(
     st: &mut TcpState,
     seg: &Segment<'_>,
