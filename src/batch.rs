@@ -24,6 +24,8 @@ struct Planned<'a, A> {
     shard: u32,
     pos: u32,
     h: u64,
+    /// Slab index of the entry the lookup will probably find (see `Shard::prefetch_entry`).
+    hint: u32,
     ready: Ready<'a, A>,
 }
 
@@ -148,6 +150,7 @@ impl Conntrack {
                     shard: shard as u32,
                     pos: pos as u32,
                     h,
+                    hint: crate::timer::NIL,
                     ready,
                 });
                 Plan::Queued
@@ -195,11 +198,13 @@ impl Conntrack {
             let slot = &t.shards[shard];
             let mut g = slot.lock.lock();
             for &i in group {
-                g.shard.prefetch_entry(q[i as usize].h);
+                let p = &mut q[i as usize];
+                p.hint = g.shard.prefetch_entry(p.h);
             }
             for &i in group {
                 let p = &q[i as usize];
-                out[p.pos as usize] = self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, now);
+                out[p.pos as usize] =
+                    self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now);
             }
         }
         q.clear();

@@ -16,6 +16,7 @@ use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType};
 use crate::stats::{Counter, ShardStats, Stats};
 use crate::table::{Entry, Found, ProtoState, Shard, status};
+use crate::timer::NIL;
 use crate::tuple::{Addr, Key, proto};
 use crate::verdict::{State, Verdict};
 
@@ -388,10 +389,11 @@ impl Conntrack {
     fn run_ready<A: Addr>(&self, t: &Table<A>, r: &Ready<'_, A>, h: u64, now: Nanos) -> Verdict {
         let slot = &t.shards[t.shard_of(h)];
         let mut g = slot.lock.lock();
-        self.run_ready_locked(t, slot, &mut g, r, h, now)
+        self.run_ready_locked(t, slot, &mut g, r, h, NIL, now)
     }
 
     /// Tracks a ready packet in its shard, already locked.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(crate) fn run_ready_locked<A: Addr>(
         &self,
@@ -400,6 +402,7 @@ impl Conntrack {
         sb: &mut ShardBox<A>,
         r: &Ready<'_, A>,
         h: u64,
+        hint: u32,
         now: Nanos,
     ) -> Verdict {
         let s = &self.cfg.sysctl;
@@ -410,6 +413,7 @@ impl Conntrack {
                 sb,
                 r.key,
                 h,
+                hint,
                 now,
                 r.len,
                 r.routable,
@@ -431,6 +435,7 @@ impl Conntrack {
                 sb,
                 r.key,
                 h,
+                hint,
                 now,
                 r.len,
                 r.routable,
@@ -593,7 +598,9 @@ impl Conntrack {
     ) -> Verdict {
         let slot = &t.shards[t.shard_of(h)];
         let mut g = slot.lock.lock();
-        self.conn_locked(t, slot, &mut g, key, h, now, len, routable, track, init)
+        self.conn_locked(
+            t, slot, &mut g, key, h, NIL, now, len, routable, track, init,
+        )
     }
 
     /// [`Conntrack::conn`] with the shard already locked.
@@ -606,6 +613,7 @@ impl Conntrack {
         sb: &mut ShardBox<A>,
         key: Key<A>,
         h: u64,
+        hint: u32,
         now: Nanos,
         len: u32,
         routable: bool,
@@ -625,8 +633,9 @@ impl Conntrack {
         if slot.pressure.load(Ordering::Relaxed) {
             self.gc_step(sb, &slot.pressure, now);
         }
-        for _attempt in 0..2 {
-            let found = match sb.shard.find(h, &key, &inv) {
+        for attempt in 0..2 {
+            let hint = if attempt == 0 { hint } else { NIL };
+            let found = match sb.shard.find_hinted(hint, h, &key, &inv) {
                 Some(f) if sb.shard.get(f.idx).expired(now) => {
                     sb.shard.remove(h, f.idx);
                     self.count.fetch_sub(1, Ordering::Relaxed);
