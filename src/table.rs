@@ -327,7 +327,7 @@ impl<A: Addr> Shard<A> {
                 .born
                 .as_ref()
                 .map_or(0, |b| b.capacity() * std::mem::size_of::<Nanos>())
-            + LEVELS_BYTES
+            + self.wheel.memory()
     }
 
     /// Entry `i`'s counters, when accounting is on.
@@ -510,6 +510,12 @@ impl<A: Addr> Shard<A> {
             self.entries[i as usize] = e;
             i
         } else {
+            if self.entries.len() == self.entries.capacity() {
+                // Grow by a quarter rather than double: a slab is then on average about 90%
+                // full, and growth stays geometric.
+                let n = self.entries.len();
+                self.entries.reserve_exact((n / 4).max(4));
+            }
             self.entries.push(e);
             (self.entries.len() - 1) as u32
         };
@@ -517,11 +523,14 @@ impl<A: Addr> Shard<A> {
         self.count += 1;
         self.wheel.insert(&mut Slab(&mut self.entries), i, now);
         let n = self.entries.len();
+        let cap = self.entries.capacity();
         if let Some(a) = self.acct.as_mut() {
+            a.reserve_exact(cap.saturating_sub(a.len()));
             a.resize(n, Counters::default());
             a[i as usize] = Counters::default();
         }
         if let Some(b) = self.born.as_mut() {
+            b.reserve_exact(cap.saturating_sub(b.len()));
             b.resize(n, 0);
             b[i as usize] = now;
         }
@@ -610,8 +619,6 @@ impl<A: Addr> Shard<A> {
         })
     }
 }
-
-const LEVELS_BYTES: usize = std::mem::size_of::<Wheel>() + 6 * 64 * 4;
 
 #[cfg(test)]
 mod tests {

@@ -30,10 +30,15 @@ pub trait Links {
     fn links(&mut self, i: u32) -> (&mut u32, &mut u32, &mut u16);
 }
 
-/// The wheel: slot heads plus a bitmap of non-empty slots per level.
+/// One level's slot heads.
+type Level = Box<[u32; SLOTS]>;
+
+/// The wheel: slot heads plus a bitmap of non-empty slots per level. A level's heads are
+/// allocated the first time an entry is filed there, so an unused wheel (an empty shard)
+/// costs nothing beyond this struct.
 #[derive(Clone, Debug)]
 pub struct Wheel {
-    heads: Box<[[u32; SLOTS]; LEVELS]>,
+    heads: [Option<Level>; LEVELS],
     occupied: [u64; LEVELS],
     /// Ticks processed so far: every slot due at or before this tick has been drained.
     tick: u64,
@@ -43,7 +48,7 @@ pub struct Wheel {
 impl Default for Wheel {
     fn default() -> Self {
         Wheel {
-            heads: Box::new([[NIL; SLOTS]; LEVELS]),
+            heads: Default::default(),
             occupied: [0; LEVELS],
             tick: 0,
             started: false,
@@ -80,7 +85,9 @@ impl Wheel {
         };
         let slot = (turn & (SLOTS as u64 - 1)) as usize;
         let id = (level * SLOTS + slot) as u16;
-        let head = self.heads[level][slot];
+        let heads = self.heads[level].get_or_insert_with(|| Box::new([NIL; SLOTS]));
+        let head = heads[slot];
+        heads[slot] = i;
         {
             let (p, n, s) = ls.links(i);
             *p = NIL;
@@ -90,7 +97,6 @@ impl Wheel {
         if head != NIL {
             *ls.links(head).0 = i;
         }
-        self.heads[level][slot] = i;
         self.occupied[level] |= 1 << slot;
     }
 
@@ -111,7 +117,9 @@ impl Wheel {
             *ls.links(prev).1 = next;
         } else {
             let (level, slot) = (id as usize / SLOTS, id as usize % SLOTS);
-            self.heads[level][slot] = next;
+            if let Some(heads) = self.heads[level].as_mut() {
+                heads[slot] = next;
+            }
             if next == NIL {
                 self.occupied[level] &= !(1 << slot);
             }
@@ -181,8 +189,10 @@ impl Wheel {
             while todo != 0 {
                 let slot = todo.trailing_zeros() as usize;
                 todo &= todo - 1;
-                let mut i = self.heads[level][slot];
-                self.heads[level][slot] = NIL;
+                // An occupied slot's level is allocated.
+                let mut i = self.heads[level]
+                    .as_mut()
+                    .map_or(NIL, |h| std::mem::replace(&mut h[slot], NIL));
                 self.occupied[level] &= !(1 << slot);
                 while i != NIL {
                     let (p, n, s) = ls.links(i);
@@ -211,6 +221,12 @@ impl Wheel {
     #[inline]
     pub fn due(&self, now: Nanos) -> bool {
         !self.started || tick_of(now) > self.tick
+    }
+
+    /// Bytes of memory the wheel holds (itself and its allocated levels).
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Wheel>()
+            + self.heads.iter().flatten().count() * std::mem::size_of::<[u32; SLOTS]>()
     }
 
     /// The tick up to which the wheel has been advanced.
@@ -276,6 +292,27 @@ mod tests {
         assert_eq!(gone, vec![e1]);
         w.advance(&mut a, now + 432_001 * S, |_, i| gone.push(i));
         assert_eq!(gone, vec![e1, e2]);
+    }
+
+    #[test]
+    fn levels_are_allocated_on_first_use() {
+        let mut w = Wheel::default();
+        let mut a = Arena::default();
+        let bare = std::mem::size_of::<Wheel>();
+        assert_eq!(w.memory(), bare);
+        let level = std::mem::size_of::<[u32; SLOTS]>();
+        let e1 = a.add(5 * S);
+        w.insert(&mut a, e1, 0);
+        assert_eq!(w.memory(), bare + level);
+        let e2 = a.add(6 * S);
+        w.insert(&mut a, e2, 0);
+        assert_eq!(w.memory(), bare + level);
+        let e3 = a.add(432_000 * S);
+        w.insert(&mut a, e3, 0);
+        assert_eq!(w.memory(), bare + 2 * level);
+        let mut gone = vec![];
+        w.advance(&mut a, 432_001 * S, |_, i| gone.push(i));
+        assert_eq!(gone.len(), 3);
     }
 
     #[test]
