@@ -19,6 +19,9 @@ use ctrack_protocols::Nanos;
 /// Frames planned and tracked together.
 const CHUNK: usize = 256;
 
+/// How many shard groups ahead of the one being tracked their entries are prefetched.
+const AHEAD: usize = 4;
+
 /// A packet ready for its shard: position in the chunk, shard, hash, checked headers.
 struct Planned<'a, A> {
     shard: u32,
@@ -190,18 +193,30 @@ impl Conntrack {
             order[*f as usize] = i as u32;
             *f += 1;
         }
-        for shard in 0..shards {
-            let group = &order[start[shard] as usize..start[shard + 1] as usize];
-            if group.is_empty() {
-                continue;
-            }
-            let slot = &t.shards[shard];
-            let mut g = slot.lock.lock();
-            for &i in group {
+        // The shards with packets, in order. Each group's entries are prefetched (under that
+        // shard's lock, which the bucket read needs) `AHEAD` groups before the group is
+        // tracked, so that the memory arrives while earlier groups are worked on.
+        let busy: Vec<u32> = (0..shards as u32)
+            .filter(|&s| start[s as usize] != start[s as usize + 1])
+            .collect();
+        let group = |s: u32| &order[start[s as usize] as usize..start[s as usize + 1] as usize];
+        let prefetch = |q: &mut Vec<Planned<'_, A>>, s: u32| {
+            let g = t.shards[s as usize].lock.lock();
+            for &i in group(s) {
                 let p = &mut q[i as usize];
                 p.hint = g.shard.prefetch_entry(p.h);
             }
-            for &i in group {
+        };
+        for &s in busy.iter().take(AHEAD) {
+            prefetch(q, s);
+        }
+        for (k, &shard) in busy.iter().enumerate() {
+            if let Some(&next) = busy.get(k + AHEAD) {
+                prefetch(q, next);
+            }
+            let slot = &t.shards[shard as usize];
+            let mut g = slot.lock.lock();
+            for &i in group(shard) {
                 let p = &q[i as usize];
                 out[p.pos as usize] =
                     self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now);
