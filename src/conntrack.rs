@@ -258,6 +258,67 @@ impl Conntrack {
         }
     }
 
+    /// Which of `queues` worker threads should track `frame`, for embedders that spread traffic
+    /// over threads the way a NIC's receive-side scaling does.
+    ///
+    /// Both directions of a connection get the same queue, and two queues never share a shard
+    /// of the table, so workers that follow this never wait for each other's locks or pull each
+    /// other's cache lines. TCP and UDP go by their connection's shard; other packets (ICMP,
+    /// fragments, other protocols) by their address pair only, so an ICMP error may land on
+    /// another queue than its connection, which is correct (every shard is locked) but shares
+    /// a shard for that packet. Following it is optional: any split of the traffic that keeps
+    /// each connection's packets in order on one thread gets the same verdicts.
+    ///
+    /// ```
+    /// use ctrack::{Conntrack, Config, LinkType};
+    /// let ct = Conntrack::new(Config::default());
+    /// // 10.0.0.1:1000 -> 10.0.0.2:80 UDP, and its reply.
+    /// let mut a = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    /// a.extend([0x03, 0xe8, 0, 80, 0, 8, 0, 0]);
+    /// let mut b = a.clone();
+    /// b[12..16].copy_from_slice(&[10, 0, 0, 2]);
+    /// b[16..20].copy_from_slice(&[10, 0, 0, 1]);
+    /// b[20..24].copy_from_slice(&[0, 80, 0x03, 0xe8]);
+    /// let q = ct.queue_of(&a, LinkType::Raw, 4);
+    /// assert!(q < 4);
+    /// assert_eq!(ct.queue_of(&b, LinkType::Raw, 4), q);
+    /// ```
+    pub fn queue_of(&self, frame: &[u8], link: LinkType, queues: usize) -> usize {
+        if queues <= 1 {
+            return 0;
+        }
+        let Some(p) = packet::ip_of_frame(frame, link).and_then(|ip| packet::parse_ip(ip).ok())
+        else {
+            return 0;
+        };
+        let ports = p.frag.is_none() && matches!(p.proto, proto::TCP | proto::UDP);
+        if p.v6 {
+            self.queue_in(&self.v6, &p, ports, queues)
+        } else {
+            self.queue_in(&self.v4, &p, ports, queues)
+        }
+    }
+
+    fn queue_in<A: Addr>(
+        &self,
+        t: &Table<A>,
+        p: &IpPacket<'_>,
+        ports: bool,
+        queues: usize,
+    ) -> usize {
+        let l4 = p.l4();
+        let key = if ports && l4.len() >= 4 {
+            port_key::<A>(p, l4, p.proto)
+        } else {
+            Key {
+                src: A::from_bytes(p.src()),
+                dst: A::from_bytes(p.dst()),
+                ..Key::default()
+            }
+        };
+        t.shard_of(self.hash(&key)) % queues
+    }
+
     /// Tracks one IP packet (starting at its IPv4 or IPv6 header).
     pub fn process_ip(&self, ip: &[u8], now: Nanos) -> Verdict {
         if ip.len() < 20 || !matches!(ip[0] >> 4, 4 | 6) {
@@ -1086,6 +1147,30 @@ mod tests {
         u.extend_from_slice(&dport.to_be_bytes());
         u.extend_from_slice(&[0, 12, 0, 0, b'd', b'a', b't', b'a']);
         ip4(src, dst, proto::UDP, &u)
+    }
+
+    #[test]
+    fn queue_of_keeps_connections_together_and_queues_apart() {
+        let ct = tracker();
+        for queues in [2, 3, 4, 64, 100] {
+            let mut shards_of_queue = std::collections::HashMap::new();
+            for n in 0..2000u32 {
+                let a = [10, (n >> 8) as u8, n as u8, 1];
+                let (sp, dp) = (1024 + (n % 5000) as u16, 53);
+                let fwd = udp4(a, R, sp, dp);
+                let rev = udp4(R, a, dp, sp);
+                let q = ct.queue_of(&fwd, LinkType::Raw, queues);
+                assert!(q < queues);
+                assert_eq!(ct.queue_of(&rev, LinkType::Raw, queues), q);
+                let key =
+                    port_key::<[u8; 4]>(&packet::parse_ip(&fwd).unwrap(), &fwd[20..], proto::UDP);
+                let shard = ct.v4.shard_of(ct.hash(&key));
+                // A shard belongs to one queue only.
+                assert_eq!(*shards_of_queue.entry(shard).or_insert(q), q);
+            }
+        }
+        assert_eq!(ct.queue_of(&[1, 2, 3], LinkType::Raw, 8), 0);
+        assert_eq!(ct.queue_of(&udp4(A, B, 1, 2), LinkType::Raw, 1), 0);
     }
 
     /// An ICMPv4 error from `src` to `dst` quoting the first 28 bytes of `quoted`.
