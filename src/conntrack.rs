@@ -694,65 +694,61 @@ impl Conntrack {
         if slot.pressure.load(Ordering::Relaxed) {
             self.gc_step(sb, &slot.pressure, now);
         }
-        for attempt in 0..2 {
-            let hint = if attempt == 0 { hint } else { NIL };
-            let found = match sb.shard.find_hinted(hint, h, &key, &inv) {
-                Some(f) if sb.shard.get(f.idx).expired(now) => {
-                    sb.shard.remove(h, f.idx);
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                    None
+        let found = match sb.shard.find_hinted(hint, h, &key, &inv) {
+            Some(f) if sb.shard.get(f.idx).expired(now) => {
+                sb.shard.remove(h, f.idx);
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+            f => f,
+        };
+        let Some(Found { idx, dir }) = found else {
+            return self.create(t, slot, sb, h, key, now, len, routable, &mut track, init);
+        };
+        sb.stats.found += 1;
+        let e = sb.shard.get_mut(idx);
+        let ctx = Ctx {
+            dir,
+            confirmed: true,
+            seen_reply: e.status & status::SEEN_REPLY != 0,
+            assured: e.status & status::ASSURED != 0,
+            now,
+            expires: e.expires,
+        };
+        let state = if dir == Dir::Reply || ctx.seen_reply {
+            State::Established
+        } else if e.status & status::EXPECTED != 0 {
+            State::Related
+        } else {
+            State::New
+        };
+        let (d, lower) = track(&mut e.proto, &e.key, &ctx);
+        match d {
+            Decision::Accept(a) => self.apply(sb, h, idx, dir, state, a, now, len),
+            Decision::Ignore => {
+                sb.stats.ignore += 1;
+                let e = sb.shard.get_mut(idx);
+                if dir == Dir::Reply {
+                    e.status |= status::SEEN_REPLY;
                 }
-                f => f,
-            };
-            let Some(Found { idx, dir }) = found else {
-                return self.create(t, slot, sb, h, key, now, len, routable, &mut track, init);
-            };
-            sb.stats.found += 1;
-            let e = sb.shard.get_mut(idx);
-            let ctx = Ctx {
-                dir,
-                confirmed: true,
-                seen_reply: e.status & status::SEEN_REPLY != 0,
-                assured: e.status & status::ASSURED != 0,
-                now,
-                expires: e.expires,
-            };
-            let state = if dir == Dir::Reply || ctx.seen_reply {
-                State::Established
-            } else if e.status & status::EXPECTED != 0 {
-                State::Related
-            } else {
-                State::New
-            };
-            let (d, lower) = track(&mut e.proto, &e.key, &ctx);
-            match d {
-                Decision::Accept(a) => {
-                    return self.apply(sb, h, idx, dir, state, a, now, len);
+                verdict_of(e, state, dir)
+            }
+            Decision::Invalid => {
+                if let Some(t) = lower {
+                    sb.shard.set_expiry(idx, now.saturating_add(t), now);
                 }
-                Decision::Ignore => {
-                    sb.stats.ignore += 1;
-                    let e = sb.shard.get_mut(idx);
-                    if dir == Dir::Reply {
-                        e.status |= status::SEEN_REPLY;
-                    }
-                    return verdict_of(e, state, dir);
-                }
-                Decision::Invalid => {
-                    if let Some(t) = lower {
-                        sb.shard.set_expiry(idx, now.saturating_add(t), now);
-                    }
-                    sb.stats.invalid += 1;
-                    return Verdict::INVALID;
-                }
-                Decision::Reopen => {
-                    sb.shard.remove(h, idx);
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                    sb.stats.search_restart += 1;
-                }
+                sb.stats.invalid += 1;
+                Verdict::INVALID
+            }
+            Decision::Reopen => {
+                // The kernel kills the entry and looks the packet up again, which finds
+                // nothing now (a tuple is in the table once): a new connection.
+                sb.shard.remove(h, idx);
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                sb.stats.search_restart += 1;
+                self.create(t, slot, sb, h, key, now, len, routable, &mut track, init)
             }
         }
-        sb.stats.invalid += 1;
-        Verdict::INVALID
     }
 
     /// Applies an accepted decision to a confirmed entry.
@@ -788,8 +784,10 @@ impl Conntrack {
         v
     }
 
-    /// The first packet of a connection: make an entry, track it, confirm it.
+    /// The first packet of a connection: make an entry, track it, confirm it. Out of line, so
+    /// that the lookup of an existing connection keeps its registers.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn create<A: Addr>(
         &self,
         t: &Table<A>,
