@@ -10,6 +10,8 @@
 //! that which packet meets a full table would depend on the order across shards), the burst
 //! is tracked strictly in order.
 
+use std::collections::VecDeque;
+
 use crate::conntrack::{Conntrack, Ready, Table};
 use crate::packet::{self, LinkType};
 use crate::tuple::{Addr, proto};
@@ -193,29 +195,35 @@ impl Conntrack {
             order[*f as usize] = i as u32;
             *f += 1;
         }
-        // The shards with packets, in order. Each group's entries are prefetched (under that
-        // shard's lock, which the bucket read needs) `AHEAD` groups before the group is
-        // tracked, so that the memory arrives while earlier groups are worked on.
+        // The shards with packets, in order. Each shard is locked once, `AHEAD` groups before
+        // its packets are tracked, and its entries are prefetched then (the bucket read needs
+        // the lock), so that the memory arrives while earlier groups are worked on. Up to
+        // `AHEAD + 1` shards are held at once, always taken in ascending order and never
+        // while holding a higher one, so two bursts on two threads cannot deadlock.
         let busy: Vec<u32> = (0..shards as u32)
             .filter(|&s| start[s as usize] != start[s as usize + 1])
             .collect();
         let group = |s: u32| &order[start[s as usize] as usize..start[s as usize + 1] as usize];
-        let prefetch = |q: &mut Vec<Planned<'_, A>>, s: u32| {
+        let take = |q: &mut Vec<Planned<'_, A>>, s: u32| {
             let g = t.shards[s as usize].lock.lock();
             for &i in group(s) {
                 let p = &mut q[i as usize];
                 p.hint = g.shard.prefetch_entry(p.h);
             }
+            g
         };
+        let mut held = VecDeque::with_capacity(AHEAD + 1);
         for &s in busy.iter().take(AHEAD) {
-            prefetch(q, s);
+            held.push_back(take(q, s));
         }
         for (k, &shard) in busy.iter().enumerate() {
             if let Some(&next) = busy.get(k + AHEAD) {
-                prefetch(q, next);
+                held.push_back(take(q, next));
             }
+            let Some(mut g) = held.pop_front() else {
+                break; // never: the front is `shard`'s guard
+            };
             let slot = &t.shards[shard as usize];
-            let mut g = slot.lock.lock();
             for &i in group(shard) {
                 let p = &q[i as usize];
                 out[p.pos as usize] =
