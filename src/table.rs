@@ -480,10 +480,34 @@ impl<A: Addr> Shard<A> {
         let n = self.buckets.len() * 2;
         self.buckets = vec![EMPTY_BUCKET; n];
         self.mask = n - 1;
-        for i in 0..self.entries.len() {
-            let e = &self.entries[i];
-            if e.status & status::CONFIRMED != 0 {
+        // Entries are read in order (prefetched further ahead, as the hardware does not keep
+        // up), but each lands in a random bucket of the new index: hash `AHEAD` entries early
+        // and prefetch their buckets.
+        const AHEAD: usize = 8;
+        let len = self.entries.len();
+        let hash_of = |s: &Self, i: usize| -> Option<u64> {
+            let e = &s.entries[i];
+            (e.status & status::CONFIRMED != 0).then(|| {
                 let h = hash(&e.key);
+                prefetch(s.buckets[h as usize & s.mask].tags.as_ptr() as *const u8);
+                h
+            })
+        };
+        let mut ring = [None; AHEAD];
+        for (i, slot) in ring.iter_mut().enumerate().take(len) {
+            *slot = hash_of(self, i);
+        }
+        for i in 0..len {
+            if let Some(e) = self.entries.get(i + 4 * AHEAD) {
+                prefetch((e as *const Entry<A> as *const u8).wrapping_add(64));
+            }
+            let h = ring[i % AHEAD];
+            ring[i % AHEAD] = if i + AHEAD < len {
+                hash_of(self, i + AHEAD)
+            } else {
+                None
+            };
+            if let Some(h) = h {
                 self.index_insert(h, i as u32);
             }
         }
