@@ -10,9 +10,11 @@
 //! that which packet meets a full table would depend on the order across shards), the burst
 //! is tracked strictly in order.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
 
-use crate::conntrack::{Conntrack, Ready, Table};
+use parking_lot::MutexGuard;
+
+use crate::conntrack::{Conntrack, Ready, ShardBox, Table};
 use crate::packet::{self, LinkType};
 use crate::tuple::{Addr, proto};
 use crate::verdict::Verdict;
@@ -32,6 +34,19 @@ struct Planned<'a, A> {
     /// Slab index of the entry the lookup will probably find (see `Shard::prefetch_entry`).
     hint: u32,
     ready: Ready<'a, A>,
+}
+
+/// The index buffers of the shard sort, kept per thread so that a burst allocates none.
+#[derive(Default)]
+struct Scratch {
+    start: Vec<u32>,
+    fill: Vec<u32>,
+    order: Vec<u32>,
+    busy: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// What the planning pass decided for a frame.
@@ -178,18 +193,44 @@ impl Conntrack {
         if q.is_empty() {
             return;
         }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => self.run_sorted(t, q, out, now, &mut sc),
+            // Only if a caller re-entered the engine from inside it: fresh buffers.
+            Err(_) => self.run_sorted(t, q, out, now, &mut Scratch::default()),
+        });
+        q.clear();
+    }
+
+    /// [`Conntrack::run_queued`] with its index buffers.
+    fn run_sorted<A: Addr>(
+        &self,
+        t: &Table<A>,
+        q: &mut [Planned<'_, A>],
+        out: &mut [Verdict],
+        now: Nanos,
+        sc: &mut Scratch,
+    ) {
         // Counting sort of positions in `q` by shard: `q` is already in burst order, so each
         // shard's packets keep their order.
         let shards = t.shards.len();
-        let mut start = vec![0u32; shards + 1];
+        let Scratch {
+            start,
+            fill,
+            order,
+            busy,
+        } = sc;
+        start.clear();
+        start.resize(shards + 1, 0);
         for p in q.iter() {
             start[p.shard as usize + 1] += 1;
         }
         for s in 0..shards {
             start[s + 1] += start[s];
         }
-        let mut order = vec![0u32; q.len()];
-        let mut fill = start.clone();
+        order.clear();
+        order.resize(q.len(), 0);
+        fill.clear();
+        fill.extend_from_slice(start);
         for (i, p) in q.iter().enumerate() {
             let f = &mut fill[p.shard as usize];
             order[*f as usize] = i as u32;
@@ -200,11 +241,11 @@ impl Conntrack {
         // the lock), so that the memory arrives while earlier groups are worked on. Up to
         // `AHEAD + 1` shards are held at once, always taken in ascending order and never
         // while holding a higher one, so two bursts on two threads cannot deadlock.
-        let busy: Vec<u32> = (0..shards as u32)
-            .filter(|&s| start[s as usize] != start[s as usize + 1])
-            .collect();
+        busy.clear();
+        busy.extend((0..shards as u32).filter(|&s| start[s as usize] != start[s as usize + 1]));
+        let (start, order, busy) = (&*start, &*order, &*busy);
         let group = |s: u32| &order[start[s as usize] as usize..start[s as usize + 1] as usize];
-        let take = |q: &mut Vec<Planned<'_, A>>, s: u32| {
+        let take = |q: &mut [Planned<'_, A>], s: u32| {
             let g = t.shards[s as usize].lock.lock();
             for &i in group(s) {
                 let p = &mut q[i as usize];
@@ -212,16 +253,17 @@ impl Conntrack {
             }
             g
         };
-        let mut held = VecDeque::with_capacity(AHEAD + 1);
-        for &s in busy.iter().take(AHEAD) {
-            held.push_back(take(q, s));
+        // Guards by position in `busy`, modulo the window.
+        let mut held: [Option<MutexGuard<'_, ShardBox<A>>>; AHEAD + 1] = Default::default();
+        for (k, &s) in busy.iter().enumerate().take(AHEAD) {
+            held[k] = Some(take(q, s));
         }
         for (k, &shard) in busy.iter().enumerate() {
             if let Some(&next) = busy.get(k + AHEAD) {
-                held.push_back(take(q, next));
+                held[(k + AHEAD) % (AHEAD + 1)] = Some(take(q, next));
             }
-            let Some(mut g) = held.pop_front() else {
-                break; // never: the front is `shard`'s guard
+            let Some(mut g) = held[k % (AHEAD + 1)].take() else {
+                continue; // never: taken above
             };
             let slot = &t.shards[shard as usize];
             for &i in group(shard) {
@@ -230,6 +272,5 @@ impl Conntrack {
                     self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now);
             }
         }
-        q.clear();
     }
 }
