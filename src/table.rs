@@ -87,6 +87,19 @@ impl<A: Addr> Entry<A> {
         }
     }
 
+    /// Where this entry (slab index `i`) answers a lookup of `key` or its inverse `inv`.
+    #[inline(always)]
+    fn matches(&self, i: u32, key: &Key<A>, inv: &Key<A>) -> Option<Found> {
+        let dir = if self.key.same(key) {
+            Dir::Original
+        } else if self.key.same(inv) {
+            Dir::Reply
+        } else {
+            return None;
+        };
+        Some(Found { idx: i, dir })
+    }
+
     /// The entry is expired at `now` (the kernel: timeout minus now is not positive).
     #[inline]
     pub fn expired(&self, now: Nanos) -> bool {
@@ -383,19 +396,12 @@ impl<A: Addr> Shard<A> {
     /// which no tracked packet has.
     #[inline]
     pub fn find_hinted(&self, hint: u32, h: u64, key: &Key<A>, inv: &Key<A>) -> Option<Found> {
-        if let Some(e) = self.entries.get(hint as usize) {
-            if e.key.same(key) {
-                return Some(Found {
-                    idx: hint,
-                    dir: Dir::Original,
-                });
-            }
-            if e.key.same(inv) {
-                return Some(Found {
-                    idx: hint,
-                    dir: Dir::Reply,
-                });
-            }
+        if let Some(f) = self
+            .entries
+            .get(hint as usize)
+            .and_then(|e| e.matches(hint, key, inv))
+        {
+            return Some(f);
         }
         self.find(h, key, inv)
     }
@@ -411,21 +417,9 @@ impl<A: Addr> Shard<A> {
             while m != 0 {
                 let s = m.trailing_zeros() as usize;
                 m &= m - 1;
-                {
-                    let i = bk.idx[s];
-                    let e = &self.entries[i as usize];
-                    if e.key.same(key) {
-                        return Some(Found {
-                            idx: i,
-                            dir: Dir::Original,
-                        });
-                    }
-                    if e.key.same(inv) {
-                        return Some(Found {
-                            idx: i,
-                            dir: Dir::Reply,
-                        });
-                    }
+                let i = bk.idx[s];
+                if let Some(f) = self.entries[i as usize].matches(i, key, inv) {
+                    return Some(f);
                 }
             }
             if bk.overflow() == 0 {
