@@ -1,6 +1,6 @@
 //! The batch path: a burst of frames is parsed and hashed first (prefetching each one's index
 //! bucket as soon as its hash is known), then tracked shard by shard, one lock per shard,
-//! with each shard's entries prefetched before any of them is touched.
+//! each shard locked and its entries prefetched a few shards before its turn.
 //!
 //! Verdicts and table effects are exactly those of calling [`Conntrack::process`] on each
 //! frame in order: packets of one connection always share a shard and keep their order within
