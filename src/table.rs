@@ -687,15 +687,32 @@ mod tests {
         assert_eq!(s.len(), 2500);
     }
 
+    /// A shard holding `key(0..n)` under `hash`, never expiring, and their slab indexes.
+    fn filled(n: u32, hash: &impl Fn(&Key<[u8; 4]>) -> u64) -> (Shard<[u8; 4]>, Vec<u32>) {
+        let mut s = Shard::new();
+        let ids = (0..n)
+            .map(|n| {
+                let mut e = Entry::new(key(n));
+                e.expires = u64::MAX;
+                s.insert(hash(&key(n)), e, 0, hash)
+            })
+            .collect();
+        (s, ids)
+    }
+
+    #[test]
+    fn slab_grows_by_a_quarter() {
+        for n in [1, 5, 17, 100, 1000, 5000] {
+            let (s, _) = filled(n, &h);
+            let len = s.entries.len();
+            assert_eq!(len, n as usize);
+            assert!(s.entries.capacity() <= len + (len / 4).max(4), "{n}");
+        }
+    }
+
     #[test]
     fn hinted_lookup_agrees_with_plain_lookup_whatever_the_hint() {
-        let mut s = Shard::<[u8; 4]>::new();
-        let mut ids = vec![];
-        for n in 0..300 {
-            let mut e = Entry::new(key(n));
-            e.expires = u64::MAX;
-            ids.push(s.insert(h(&key(n)), e, 0, &h));
-        }
+        let (mut s, ids) = filled(300, &h);
         // Free every third slot, so that some hints point at vacant slots.
         for n in (0..300u32).step_by(3) {
             s.remove(h(&key(n)), ids[n as usize]);
@@ -718,13 +735,7 @@ mod tests {
     fn colliding_hashes_overflow_and_clean_up() {
         // Every key in the same bucket: overflow chains must stay correct.
         let same = |_: &Key<[u8; 4]>| 0xabcd_0000_0000_0000u64;
-        let mut s = Shard::<[u8; 4]>::new();
-        let mut ids = vec![];
-        for n in 0..100 {
-            let mut e = Entry::new(key(n));
-            e.expires = u64::MAX;
-            ids.push(s.insert(same(&key(n)), e, 0, &same));
-        }
+        let (mut s, ids) = filled(100, &same);
         for n in 0..100u32 {
             let k = key(n);
             assert!(s.find(same(&k), &k, &k.inverse().unwrap()).is_some());
