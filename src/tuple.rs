@@ -83,6 +83,7 @@ impl Addr for [u8; 16] {
 /// identifier and `dport` is `type << 8 | code`; for GRE they are the source and destination
 /// keys; other protocols leave them zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
 pub struct Key<A> {
     /// Source address.
     pub src: A,
@@ -102,16 +103,11 @@ impl<A: Addr> Key<A> {
     /// `self == other`, without a branch per field (the lookup's hot comparison).
     #[inline(always)]
     pub fn same(&self, other: &Key<A>) -> bool {
-        (self.src == other.src)
-            & (self.dst == other.dst)
-            & ((self.sport as u64) << 40
-                | (self.dport as u64) << 24
-                | (self.zone as u64) << 8
-                | self.proto as u64
-                == (other.sport as u64) << 40
-                    | (other.dport as u64) << 24
-                    | (other.zone as u64) << 8
-                    | other.proto as u64)
+        // The fields in memory order (see `repr(C)` above), so that adjacent ones load as one.
+        let rest = |k: &Key<A>| {
+            k.sport as u64 | (k.dport as u64) << 16 | (k.zone as u64) << 32 | (k.proto as u64) << 48
+        };
+        (self.src == other.src) & (self.dst == other.dst) & (rest(self) == rest(other))
     }
 
     /// True for the ICMP family of this address width.
