@@ -130,36 +130,41 @@ impl Conntrack {
             *out = Verdict::SKIPPED;
             return Plan::Done;
         };
-        let Ok(p) = packet::parse_ip(ip) else {
-            // Malformed IP headers take the ordinary path (which counts them).
-            return Plan::Alone;
-        };
-        if p.frag.is_some() || !matches!(p.proto, proto::TCP | proto::UDP) {
-            return Plan::Alone;
-        }
-        if !p.v6 && (p.l4_off > 20 || p.data.len() > crate::host::ROUTER_MTU) {
-            // IPv4 options or a size the router may answer or fragment: the ordinary path.
-            return Plan::Alone;
-        }
-        if p.v6 {
-            self.queue(&self.v6, &p, pos, v6, out)
+        // One path per family from here, so that neither parse result meets the other's in
+        // memory.
+        if ip[0] >> 4 == 4 {
+            match packet::parse_v4(ip) {
+                // IPv4 options or a size the router may answer or fragment: the ordinary path.
+                Ok(p) if p.l4_off > 20 || p.data.len() > crate::host::ROUTER_MTU => Plan::Alone,
+                Ok(p) => self.queue(&self.v4, p, pos, v4, out),
+                // Malformed IP headers take the ordinary path (which counts them).
+                Err(_) => Plan::Alone,
+            }
         } else {
-            self.queue(&self.v4, &p, pos, v4, out)
+            match packet::parse_v6(ip) {
+                Ok(p) => self.queue(&self.v6, p, pos, v6, out),
+                Err(_) => Plan::Alone,
+            }
         }
     }
 
+    /// Queues a parsed packet for its shard when it is an ordinary TCP or UDP packet.
+    #[inline(always)]
     fn queue<'a, A: Addr>(
         &self,
         t: &Table<A>,
-        p: &packet::IpPacket<'a>,
+        p: packet::IpPacket<'a>,
         pos: usize,
         q: &mut Vec<Planned<'a, A>>,
         out: &mut Verdict,
     ) -> Plan {
-        let ready = if p.proto == proto::TCP {
-            self.ready_tcp::<A>(p)
-        } else {
-            self.ready_udp::<A>(p)
+        if p.frag.is_some() {
+            return Plan::Alone;
+        }
+        let ready = match p.proto {
+            proto::TCP => self.ready_tcp::<A>(&p),
+            proto::UDP => self.ready_udp::<A>(&p),
+            _ => return Plan::Alone,
         };
         match ready {
             Ok(ready) => {

@@ -85,28 +85,30 @@ impl HostModel {
     /// assert!(!HostModel::Router.routes(&p));
     /// assert!(HostModel::ConfirmAll.routes(&p));
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn routes(&self, p: &IpPacket<'_>) -> bool {
         match self {
             HostModel::ConfirmAll => true,
-            HostModel::Router => {
-                if !p.v6 && p.l4_off == 20 && p.data.len() <= ROUTER_MTU {
-                    // The common case: no options, and small enough for the way out.
-                    return true;
-                }
-                let dst = p.dst();
-                if p.reassembled {
-                    return v4_options(p) == Options::Kept;
-                }
-                if p.v6 {
-                    // Too big for the way out: dropped with a packet-too-big error.
-                    p.data.len() <= ROUTER_MTU || dst[0] == 0xff
-                } else {
-                    let local = dst.iter().all(|&b| b == 255) || (224..240).contains(&dst[0]);
-                    let df = p.data[6] & 0x40 != 0;
-                    v4_options(p) == Options::Kept && (p.data.len() <= ROUTER_MTU || !df || local)
-                }
-            }
+            // The common case: no options, and small enough for the way out.
+            HostModel::Router if !p.v6 && p.l4_off == 20 && p.data.len() <= ROUTER_MTU => true,
+            HostModel::Router => Self::router_routes(p),
+        }
+    }
+
+    /// [`HostModel::routes`] for the router, past its common case.
+    #[inline(never)]
+    fn router_routes(p: &IpPacket<'_>) -> bool {
+        let dst = p.dst();
+        if p.reassembled {
+            return v4_options(p) == Options::Kept;
+        }
+        if p.v6 {
+            // Too big for the way out: dropped with a packet-too-big error.
+            p.data.len() <= ROUTER_MTU || dst[0] == 0xff
+        } else {
+            let local = dst.iter().all(|&b| b == 255) || (224..240).contains(&dst[0]);
+            let df = p.data[6] & 0x40 != 0;
+            v4_options(p) == Options::Kept && (p.data.len() <= ROUTER_MTU || !df || local)
         }
     }
 

@@ -170,7 +170,7 @@ pub struct IpPacket<'a> {
 
 impl<'a> IpPacket<'a> {
     /// Source address bytes (4 or 16).
-    #[inline]
+    #[inline(always)]
     pub fn src(&self) -> &'a [u8] {
         if self.v6 {
             &self.data[8..24]
@@ -180,7 +180,7 @@ impl<'a> IpPacket<'a> {
     }
 
     /// Destination address bytes (4 or 16).
-    #[inline]
+    #[inline(always)]
     pub fn dst(&self) -> &'a [u8] {
         if self.v6 {
             &self.data[24..40]
@@ -190,7 +190,7 @@ impl<'a> IpPacket<'a> {
     }
 
     /// The layer-4 bytes: header and payload.
-    #[inline]
+    #[inline(always)]
     pub fn l4(&self) -> &'a [u8] {
         &self.data[self.l4_off..]
     }
@@ -251,7 +251,7 @@ pub fn csum_fold(sum: u64) -> u16 {
 
 /// True when `covered` (the L4 bytes under the checksum) sums correctly with the pseudo-header
 /// of `ip` for protocol `proto` and length `l4_len`.
-#[inline]
+#[inline(always)]
 pub fn l4_checksum_ok(ip: &IpPacket<'_>, proto: u8, l4_len: usize, covered: &[u8]) -> bool {
     // Source and destination lie side by side in both headers: one pass covers both.
     let addrs = if ip.v6 {
@@ -259,10 +259,16 @@ pub fn l4_checksum_ok(ip: &IpPacket<'_>, proto: u8, l4_len: usize, covered: &[u8
     } else {
         &ip.data[12..20]
     };
-    let mut s = csum_add(0, addrs);
-    s = csum_add_u32(s, proto as u32 + l4_len as u32);
-    s = csum_add(s, covered);
-    csum_fold(s) == 0xffff
+    let s = csum_add_u32(csum_add(0, addrs), proto as u32 + l4_len as u32);
+    sum_is_zero(s, covered)
+}
+
+/// True when `covered` added to the running sum `s` folds to zero (all ones): out of line,
+/// and with nothing but numbers and a slice for arguments, so that callers keep their parsed
+/// headers in registers.
+#[inline(never)]
+fn sum_is_zero(s: u64, covered: &[u8]) -> bool {
+    csum_fold(csum_add(s, covered)) == 0xffff
 }
 
 /// True when `data` sums to zero (ICMPv4: no pseudo-header).
@@ -271,7 +277,7 @@ pub fn plain_checksum_ok(data: &[u8]) -> bool {
 }
 
 /// Parses and checks the IP header of `ip` (as returned by [`ip_of_frame`]).
-#[inline]
+#[inline(always)]
 pub fn parse_ip(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     if ip[0] >> 4 == 4 {
         parse_v4(ip)
@@ -280,8 +286,9 @@ pub fn parse_ip(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     }
 }
 
+/// [`parse_ip`] for a packet whose version nibble is 4.
 #[inline(always)]
-fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
+pub(crate) fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     let ihl = (ip[0] & 0x0f) as usize * 4;
     if ihl < 20 || ihl > ip.len() {
         return Err(IpError::BadHeaderLength);
@@ -321,8 +328,9 @@ const NH_AUTH: u8 = 51;
 const NH_NONE: u8 = 59;
 const NH_DEST: u8 = 60;
 
+/// [`parse_ip`] for a packet whose version nibble is 6.
 #[inline(never)]
-fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
+pub(crate) fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     if ip.len() < 40 {
         return Err(IpError::BadTotalLength);
     }
