@@ -6,7 +6,7 @@ use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
 use ctrack_protocols::icmp::{self, Class};
 use ctrack_protocols::sysctl::{Sysctl, SysctlError};
-use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, generic, gre, sctp, tcp, udp};
+use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, Refresh, generic, gre, sctp, tcp, udp};
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
@@ -481,9 +481,11 @@ impl Conntrack {
                 now,
                 r.len,
                 r.routable,
-                // Inlined so that the tracker's verdict never goes through memory: rebuilt
-                // there from narrow stores, its wide reload stalls on store forwarding.
                 #[inline(always)]
+                |st, ctx| match st {
+                    ProtoState::Tcp(st) => tcp::track_established(st, seg, ctx, s),
+                    _ => None,
+                },
                 |st, _, ctx| match st {
                     ProtoState::Tcp(st) => {
                         let v = tcp::track_full(st, seg, ctx, s);
@@ -503,6 +505,7 @@ impl Conntrack {
                 now,
                 r.len,
                 r.routable,
+                |_, _| None,
                 #[inline(always)]
                 |st, _, ctx| match st {
                     ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
@@ -663,7 +666,18 @@ impl Conntrack {
         let slot = &t.shards[t.shard_of(h)];
         let mut g = slot.lock.lock();
         self.conn_locked(
-            t, slot, &mut g, key, h, NIL, now, len, routable, track, init,
+            t,
+            slot,
+            &mut g,
+            key,
+            h,
+            NIL,
+            now,
+            len,
+            routable,
+            |_, _| None,
+            track,
+            init,
         )
     }
 
@@ -681,6 +695,7 @@ impl Conntrack {
         now: Nanos,
         len: u32,
         routable: bool,
+        mut fast: impl FnMut(&mut ProtoState, &Ctx) -> Option<Refresh>,
         mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Option<ProtoState>,
     ) -> Verdict {
@@ -725,6 +740,11 @@ impl Conntrack {
         } else {
             State::New
         };
+        // The common outcome first, on its own, so that it never meets the general one's
+        // enum (merging the two goes through memory).
+        if let Some(r) = fast(&mut e.proto, &ctx) {
+            return self.apply(sb, h, idx, dir, state, r.into(), now, len);
+        }
         let (d, lower) = track(&mut e.proto, &e.key, &ctx);
         match d {
             Decision::Accept(a) => self.apply(sb, h, idx, dir, state, a, now, len),
@@ -1059,7 +1079,7 @@ impl Conntrack {
 
 /// The tuple of a packet whose layer-4 header starts with two ports (callers have checked that
 /// the header is there).
-#[inline]
+#[inline(always)]
 fn port_key<A: Addr>(p: &IpPacket<'_>, l4: &[u8], proto: u8) -> Key<A> {
     Key {
         src: A::from_bytes(p.src()),

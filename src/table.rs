@@ -557,17 +557,23 @@ impl<A: Addr> Shard<A> {
 
     /// Sets entry `i`'s expiry, re-filing it in the wheel only when the new time is earlier
     /// than its slot.
-    #[inline]
+    #[inline(always)]
     pub fn set_expiry(&mut self, i: u32, expires: Nanos, now: Nanos) {
         let e = &mut self.entries[i as usize];
         let id = e.wslot;
         let earlier = expires < e.expires;
         e.expires = expires;
         if earlier && self.wheel.needs_refile(id, expires) {
-            let mut s = Slab(&mut self.entries);
-            self.wheel.remove(&mut s, i);
-            self.wheel.insert(&mut s, i, now);
+            self.refile(i, now);
         }
+    }
+
+    /// Moves entry `i` to the wheel slot of its new, earlier expiry.
+    #[inline(never)]
+    fn refile(&mut self, i: u32, now: Nanos) {
+        let mut s = Slab(&mut self.entries);
+        self.wheel.remove(&mut s, i);
+        self.wheel.insert(&mut s, i, now);
     }
 
     /// Removes entry `i` (hash `h`) from the index and wheel and frees its slot; returns it.

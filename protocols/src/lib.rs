@@ -109,6 +109,27 @@ pub struct Accept {
     pub kill: bool,
 }
 
+/// The most common outcome of all: the packet is accepted, the entry lives `timeout` from now
+/// and becomes ASSURED if `assured`; an [`Accept`] that neither keeps the old expiry nor kills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refresh {
+    /// New lifetime counted from now.
+    pub timeout: Nanos,
+    /// Set the ASSURED bit.
+    pub assured: bool,
+}
+
+impl From<Refresh> for Accept {
+    #[inline(always)]
+    fn from(r: Refresh) -> Accept {
+        Accept {
+            timeout: Some(r.timeout),
+            assured: r.assured,
+            kill: false,
+        }
+    }
+}
+
 impl Decision {
     /// Accept and refresh the entry to `timeout` from now.
     #[inline]

@@ -20,7 +20,7 @@ use super::{
     State, TcpState, Verdict, after, before, track_general,
 };
 use crate::sysctl::Sysctl;
-use crate::{Accept, Ctx, Decision, Dir, secs};
+use crate::{Ctx, Decision, Dir, Refresh, secs};
 
 /// The flag bits that decide a segment's class; the fast path takes `ACK` alone among them.
 const CLASS_BITS: u8 = SYN | FIN | RST | ACK;
@@ -49,11 +49,33 @@ pub(super) fn established_ack(
         Dir::Reply => established_ack_from::<1>(st, seg, ctx, s),
     };
     match fast {
-        Some(v) => v,
+        Some(r) => Decision::Accept(r.into()).into(),
         None => match ctx.dir {
             Dir::Original => turned_down::<0>(st, seg, ctx, s),
             Dir::Reply => turned_down::<1>(st, seg, ctx, s),
         },
+    }
+}
+
+/// The common case alone: `Some` when `seg` is a [`candidate`] that meets all four window
+/// bounds (the state then updated exactly as [`established_ack`] would), `None` with the state
+/// untouched otherwise, for [`super::track_full`] to decide.
+///
+/// This lets an engine keep the common outcome, a plain refresh, apart from the general
+/// [`Decision`] it has to merge with every other outcome.
+#[inline(always)]
+pub fn track_established(
+    st: &mut TcpState,
+    seg: &Segment<'_>,
+    ctx: &Ctx,
+    s: &Sysctl,
+) -> Option<Refresh> {
+    if !candidate(st, seg) {
+        return None;
+    }
+    match ctx.dir {
+        Dir::Original => established_ack_from::<0>(st, seg, ctx, s),
+        Dir::Reply => established_ack_from::<1>(st, seg, ctx, s),
     }
 }
 
@@ -64,7 +86,7 @@ fn established_ack_from<const D: usize>(
     seg: &Segment<'_>,
     ctx: &Ctx,
     s: &Sysctl,
-) -> Option<Verdict> {
+) -> Option<Refresh> {
     let (d, r) = (D, 1 - D);
     let snd_maxwin = st.seen[d].maxwin;
     if snd_maxwin == 0 {
@@ -152,14 +174,9 @@ fn established_ack_from<const D: usize>(
     } else {
         (timeout.min(unack_t), false)
     };
-    let decision = Decision::Accept(Accept {
-        timeout: Some(secs(timeout)),
+    Some(Refresh {
+        timeout: secs(timeout),
         assured,
-        kill: false,
-    });
-    Some(Verdict {
-        decision,
-        lower_timeout: None,
     })
 }
 

@@ -25,6 +25,7 @@
 //! ```
 
 mod fast;
+pub use fast::track_established;
 pub mod options;
 pub mod window;
 

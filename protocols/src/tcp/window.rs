@@ -205,7 +205,7 @@ pub(super) fn in_window(
 
 /// Records an in-window ACK-class segment: the same (direction, seq, ack, end, raw window)
 /// as the last one counts as a retransmission, anything else becomes the new last segment.
-#[inline]
+#[inline(always)]
 pub(super) fn note_ack(st: &mut TcpState, d8: u8, seq: u32, ack: u32, end: u32, win: u16) {
     if st.last_dir == d8
         && st.last_seq == seq
