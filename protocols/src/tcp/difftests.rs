@@ -281,6 +281,8 @@ struct Stats {
     segments: u64,
     /// Accepted ACK-class segments of ESTABLISHED entries with both sides known.
     fast_eligible: u64,
+    /// Segments [`track_established`] answered on its own.
+    established: u64,
     /// (old state, class, decision kind) combinations seen.
     combos: std::collections::BTreeMap<(u8, u8, u8), u64>,
 }
@@ -324,12 +326,24 @@ fn both(
         seg,
         ctx
     );
+    // `track_established` is the accepting half of the fast path: the same refresh and state
+    // when it answers, the state untouched when it does not.
+    let mut alone = start;
+    let answered = track_established(&mut alone, seg, ctx, s);
+    match answered {
+        Some(r) => {
+            prop_assert_eq!(Verdict::from(Decision::Accept(r.into())), want);
+            prop_assert_eq!(alone, *st);
+        }
+        None => prop_assert_eq!(alone, start),
+    }
     // `track` is `track_full` without the timeout lowering.
     let mut plain = start;
     prop_assert_eq!(track(&mut plain, seg, ctx, s), want.decision);
     prop_assert_eq!(plain, *st);
     if let Some(stats) = stats {
         stats.segments += 1;
+        stats.established += u64::from(answered.is_some());
         let class = Class::of(seg.flags);
         if start.state == State::Established
             && class == Class::Ack
@@ -697,6 +711,14 @@ fn generators_cover_the_state_machine() {
         stats.segments
     );
     assert!(arb.fast_eligible > 100, "{arb:?}");
+    // And `track_established` answers most of it alone (the rest: liberal tracking, which
+    // accepts segments outside the window too, and first segments of picked-up senders).
+    assert!(
+        stats.established * 4 > stats.fast_eligible * 3,
+        "{} of {}",
+        stats.established,
+        stats.fast_eligible
+    );
     // Every state meets every valid class, in the two drivers together.
     let mut all = stats.combos.clone();
     all.extend(arb.combos.iter().map(|(&k, &n)| (k, n)));
