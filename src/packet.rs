@@ -211,9 +211,22 @@ pub fn csum_add(sum: u64, data: &[u8]) -> u64 {
     for c in &mut chunks {
         acc += u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])) as u128;
     }
-    // The tail, in pieces: a 16-bit word may be added in any lane, since 2^16 = 1 (mod 0xffff).
     let mut rest = chunks.remainder();
     let mut tail = 0u64;
+    if let (1.., Some(last)) = (rest.len(), data.last_chunk::<8>()) {
+        // The tail from one load of the last eight bytes, those before it shifted out: the
+        // tail starts at a multiple of eight, so each byte keeps its lane, and the missing
+        // pad byte of an odd tail comes in as zero.
+        let drop = (8 - rest.len() as u32) * 8;
+        tail = if cfg!(target_endian = "little") {
+            u64::from_ne_bytes(*last) >> drop
+        } else {
+            u64::from_ne_bytes(*last) << drop
+        };
+        rest = &[];
+    }
+    // A short input's tail, in pieces: a 16-bit word may be added in any lane, since
+    // 2^16 = 1 (mod 0xffff).
     if let Some((w, r)) = rest.split_first_chunk::<4>() {
         tail += u32::from_ne_bytes(*w) as u64;
         rest = r;
@@ -236,6 +249,14 @@ pub fn csum_add(sum: u64, data: &[u8]) -> u64 {
 pub fn csum_add_u32(sum: u64, v: u32) -> u64 {
     let (s, carry) = sum.overflowing_add(u32::from_ne_bytes(v.to_be_bytes()) as u64);
     s + carry as u64
+}
+
+/// True when a running sum from [`csum_add`] folds to `0xffff`: the checksummed bytes are
+/// correct. The same as `csum_fold(sum) == 0xffff` without the folding: every fold step keeps
+/// the value modulo `0xffff` (as 2^16 = 1), and only zero folds to zero.
+#[inline]
+pub fn csum_ok(sum: u64) -> bool {
+    sum != 0 && sum % 0xffff == 0
 }
 
 /// Folds a running sum from [`csum_add`] to the 16-bit one's-complement sum, in network
@@ -268,12 +289,12 @@ pub fn l4_checksum_ok(ip: &IpPacket<'_>, proto: u8, l4_len: usize, covered: &[u8
 /// headers in registers.
 #[inline(never)]
 fn sum_is_zero(s: u64, covered: &[u8]) -> bool {
-    csum_fold(csum_add(s, covered)) == 0xffff
+    csum_ok(csum_add(s, covered))
 }
 
 /// True when `data` sums to zero (ICMPv4: no pseudo-header).
 pub fn plain_checksum_ok(data: &[u8]) -> bool {
-    csum_fold(csum_add(0, data)) == 0xffff
+    csum_ok(csum_add(0, data))
 }
 
 /// Parses and checks the IP header of `ip` (as returned by [`ip_of_frame`]).
@@ -298,7 +319,7 @@ pub(crate) fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         return Err(IpError::BadTotalLength);
     }
     let data = &ip[..tot];
-    if csum_fold(csum_add(0, &data[..ihl])) != 0xffff {
+    if !csum_ok(csum_add(0, &data[..ihl])) {
         return Err(IpError::BadChecksum);
     }
     let fo = u16::from_be_bytes([data[6], data[7]]);
@@ -528,6 +549,31 @@ mod tests {
             s = (s & 0xffff) + (s >> 16);
         }
         s as u16
+    }
+
+    #[test]
+    fn csum_ok_is_folding_to_all_ones() {
+        let mut sums = vec![
+            0,
+            1,
+            0xfffe,
+            0xffff,
+            0x1_fffe,
+            0xffff * 12345,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            // Half of them multiples of 0xffff, where the two could disagree.
+            sums.extend([x, x - x % 0xffff]);
+        }
+        for s in sums {
+            assert_eq!(csum_ok(s), csum_fold(s) == 0xffff, "{s:#x}");
+        }
     }
 
     #[test]
