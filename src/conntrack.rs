@@ -505,8 +505,11 @@ impl Conntrack {
                 now,
                 r.len,
                 r.routable,
-                |_, _| None,
                 #[inline(always)]
+                |st, ctx| match st {
+                    ProtoState::Udp(u) => Some(udp::refresh(u, ctx, s)),
+                    _ => None,
+                },
                 |st, _, ctx| match st {
                     ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
                     _ => (Decision::Invalid, None),

@@ -1,7 +1,7 @@
 //! UDP and UDP-Lite pseudo-connections: header checks, the 2-second stream rule, ASSURED.
 
 use crate::sysctl::Sysctl;
-use crate::{Accept, Ctx, Decision, NANOS_PER_SEC, Nanos, secs};
+use crate::{Accept, Ctx, Decision, NANOS_PER_SEC, Nanos, Refresh, secs};
 
 /// How long after its first packet an entry must still be talking to count as a stream.
 pub const STREAM_DELAY: Nanos = 2 * NANOS_PER_SEC;
@@ -75,6 +75,13 @@ pub fn check_udplite(l4: &[u8]) -> Result<ChecksumScope, HeaderError> {
 /// `nf_conntrack_udp_timeout`; once replied, a packet after the stream deadline extends it to
 /// `nf_conntrack_udp_timeout_stream` and makes the entry ASSURED.
 pub fn track(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Decision {
+    Decision::Accept(refresh(st, ctx, s).into())
+}
+
+/// [`track`] as the [`Refresh`] it always is: a UDP packet with a checked header is never
+/// refused by its entry.
+#[inline]
+pub fn refresh(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Refresh {
     if !ctx.confirmed {
         st.stream_ts = ctx.now.saturating_add(STREAM_DELAY);
     }
@@ -84,11 +91,7 @@ pub fn track(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Decision {
         timeout = secs(s.nf_conntrack_udp_timeout_stream);
         assured = !ctx.assured;
     }
-    Decision::Accept(Accept {
-        timeout: Some(timeout),
-        assured,
-        kill: false,
-    })
+    Refresh { timeout, assured }
 }
 
 /// Tracks one UDP-Lite packet. Unlike UDP there is no stream delay: once a reply has been seen,
