@@ -298,20 +298,21 @@ fn parse_v4_options(opts: &[u8]) -> Options {
 }
 
 fn router_v4(src: &[u8], dst: &[u8]) -> bool {
-    let bcast = |a: &[u8]| a.iter().all(|&b| b == 255);
-    let zero = |a: &[u8]| a.iter().all(|&b| b == 0);
-    if src[0] >= 224 && src[0] < 240 || bcast(src) {
+    let word = |a: &[u8]| u32::from_be_bytes(a.try_into().unwrap_or([0; 4]));
+    let (src, dst) = (word(src), word(dst));
+    let multicast = |a: u32| a >> 28 == 0xe; // 224.0.0.0/4
+    if multicast(src) || src == u32::MAX {
         return false; // martian source
     }
-    if bcast(dst) || zero(src) && zero(dst) {
+    if dst == u32::MAX || src == 0 && dst == 0 {
         return true; // limited broadcast: delivered locally
     }
-    if (224..240).contains(&dst[0]) {
-        return dst == [224, 0, 0, 1]; // only the all-hosts group is joined
+    if multicast(dst) {
+        return dst == 0xe000_0001; // only the all-hosts group (224.0.0.1) is joined
     }
     // Only the all-zero address is "this network" to the router (the rest of 0.0.0.0/8 is
     // routed like any unicast address).
-    !zero(src) && !zero(dst)
+    src != 0 && dst != 0
 }
 
 fn router_v6(src: &[u8], dst: &[u8]) -> bool {
