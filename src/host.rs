@@ -89,8 +89,8 @@ impl HostModel {
     pub fn routes(&self, p: &IpPacket<'_>) -> bool {
         match self {
             HostModel::ConfirmAll => true,
-            // The common case: no options, and small enough for the way out.
-            HostModel::Router if !p.v6 && p.l4_off == 20 && p.data.len() <= ROUTER_MTU => true,
+            // The common case: small enough for the way out, and no IPv4 options.
+            HostModel::Router if p.data.len() <= ROUTER_MTU && (p.v6 || p.l4_off == 20) => true,
             HostModel::Router => Self::router_routes(p),
         }
     }
