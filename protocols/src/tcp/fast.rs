@@ -32,10 +32,8 @@ pub(super) fn candidate(st: &TcpState, seg: &Segment<'_>) -> bool {
     st.state == State::Established && seg.flags & CLASS_BITS == ACK
 }
 
-/// Tracks a [`candidate`] segment: in window here, anything else by [`turned_down`].
-///
-/// Inlined into the engine so that the verdict stays in registers: returned through memory,
-/// its wide reload stalls on store forwarding.
+/// Tracks a [`candidate`] segment: in window by [`track_established`], anything else by
+/// [`turned_down`].
 #[inline(always)]
 pub(super) fn established_ack(
     st: &mut TcpState,
@@ -43,12 +41,7 @@ pub(super) fn established_ack(
     ctx: &Ctx,
     s: &Sysctl,
 ) -> Verdict {
-    // One copy per direction: every field offset is then a constant.
-    let fast = match ctx.dir {
-        Dir::Original => established_ack_from::<0>(st, seg, ctx, s),
-        Dir::Reply => established_ack_from::<1>(st, seg, ctx, s),
-    };
-    match fast {
+    match track_established(st, seg, ctx, s) {
         Some(r) => Decision::Accept(r.into()).into(),
         None => match ctx.dir {
             Dir::Original => turned_down::<0>(st, seg, ctx, s),
@@ -57,12 +50,14 @@ pub(super) fn established_ack(
     }
 }
 
-/// The common case alone: `Some` when `seg` is a [`candidate`] that meets all four window
-/// bounds (the state then updated exactly as [`established_ack`] would), `None` with the state
-/// untouched otherwise, for [`super::track_full`] to decide.
+/// The common case alone: `Some` for an ACK-class segment (no SYN, FIN or RST) of an
+/// ESTABLISHED entry whose sender's window is known, when it meets all four window bounds (the
+/// state then updated exactly as [`super::track_full`] would, which would accept it with the
+/// same refresh); `None` with the state untouched otherwise, for `track_full` to decide.
 ///
 /// This lets an engine keep the common outcome, a plain refresh, apart from the general
-/// [`Decision`] it has to merge with every other outcome.
+/// [`Decision`] it has to merge with every other outcome (merged, the outcome goes through
+/// memory, and its wide reload stalls on store forwarding).
 #[inline(always)]
 pub fn track_established(
     st: &mut TcpState,
@@ -73,6 +68,7 @@ pub fn track_established(
     if !candidate(st, seg) {
         return None;
     }
+    // One copy per direction: every field offset is then a constant.
     match ctx.dir {
         Dir::Original => established_ack_from::<0>(st, seg, ctx, s),
         Dir::Reply => established_ack_from::<1>(st, seg, ctx, s),
