@@ -254,16 +254,21 @@ pub struct Tuple {
 mod tests {
     use super::*;
 
-    #[test]
-    fn inverse_and_symmetry() {
-        let k = Key::<[u8; 4]> {
+    /// 10.0.0.1:`sport` -> 10.0.0.2:`dport`.
+    fn v4_key(sport: u16, dport: u16, zone: u16, proto: u8) -> Key<[u8; 4]> {
+        Key {
             src: [10, 0, 0, 1],
             dst: [10, 0, 0, 2],
-            sport: 1000,
-            dport: 53,
-            zone: 0,
-            proto: proto::UDP,
-        };
+            sport,
+            dport,
+            zone,
+            proto,
+        }
+    }
+
+    #[test]
+    fn inverse_and_symmetry() {
+        let k = v4_key(1000, 53, 0, proto::UDP);
         let r = k.inverse().unwrap();
         assert_eq!((r.src, r.sport, r.dport), ([10, 0, 0, 2], 53, 1000));
         let st = foldhash::fast::FixedState::with_seed(3);
@@ -294,14 +299,7 @@ mod tests {
 
     #[test]
     fn same_is_equality() {
-        let k = Key::<[u8; 4]> {
-            src: [10, 0, 0, 1],
-            dst: [10, 0, 0, 2],
-            sport: 1234,
-            dport: 80,
-            zone: 3,
-            proto: proto::TCP,
-        };
+        let k = v4_key(1234, 80, 3, proto::TCP);
         let variants = [
             k,
             Key {
