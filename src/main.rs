@@ -23,6 +23,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Replay a capture through the tracker and print its decisions like the kernel oracle.
+    ///
+    /// Like the oracle, layer-4 checksums are not checked unless
+    /// `--sysctl nf_conntrack_checksum=1` is given.
     Replay(ReplayArgs),
     /// Time the engine alone on a capture held in memory, or on a generated workload.
     Bench(bench::BenchArgs),
@@ -97,7 +100,13 @@ struct ReplayArgs {
 }
 
 fn replay(a: &ReplayArgs) -> Result<(), String> {
-    let cfg = a.engine.config()?;
+    let mut cfg = a.engine.config()?;
+    if !a.engine.sets("nf_conntrack_checksum") {
+        // The kernel oracle replays with layer-4 checksums unchecked (captures taken where
+        // checksums are offloaded carry unfinished ones); `replay` models the same host.
+        cfg.set_sysctl("nf_conntrack_checksum=0")
+            .map_err(|e| e.to_string())?;
+    }
     let cap = capture::load(&a.file).map_err(|e| e.to_string())?;
     let ct = Conntrack::new(cfg);
     let stdout = io::stdout();

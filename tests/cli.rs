@@ -249,3 +249,38 @@ fn bench_written_workload_replays_with_its_setup() {
         &["--setup"],
     );
 }
+
+/// `replay` leaves layer-4 checksums unchecked unless told otherwise, as the kernel oracle
+/// does: a datagram with a wrong UDP checksum is NEW by default and INVALID with the check on.
+#[test]
+fn replay_checks_l4_checksums_only_when_asked() {
+    // 10.0.0.1:1000 -> 10.0.0.2:53, UDP checksum 0x1234 (wrong), valid IPv4 header checksum.
+    let mut ip = vec![
+        0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x03, 0xe8, 0, 53, 0,
+        9, 0x12, 0x34, b'x',
+    ];
+    let sum: u32 = ip[..20]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let csum = !(((folded & 0xffff) + (folded >> 16)) as u16);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    let mut file = pcap_header(101);
+    file.extend(record(&ip, ip.len() as u32));
+    let p = tmp("bad-udp-checksum.pcap", &file);
+    let ps = p.to_str().unwrap();
+    let out = ctrack(&["replay", ps, "--verdicts"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "0 new,orig\n");
+    let on = [
+        "replay",
+        ps,
+        "--verdicts",
+        "--sysctl",
+        "nf_conntrack_checksum=1",
+    ];
+    let out = ctrack(&on);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "0 invalid\n");
+}
