@@ -271,10 +271,14 @@ impl Conntrack {
                 continue; // never: taken above
             };
             let slot = &t.shards[shard as usize];
+            // Once per group: `now` is the burst's, so the shard's time moves only here.
+            let at = self.advance(&mut g, now);
             for &i in group(shard) {
                 let p = &q[i as usize];
-                out[p.pos as usize] =
-                    self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now);
+                out[p.pos as usize] = match self.run_refresh(slot, &mut g, &p.ready, p.hint, at) {
+                    Some(v) => v,
+                    None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now),
+                };
             }
         }
     }

@@ -456,6 +456,56 @@ impl Conntrack {
         self.run_ready_locked(t, slot, &mut g, r, h, NIL, now)
     }
 
+    /// Brings a locked shard up to `now`: its clock (which never goes back), and the entries
+    /// whose time has come. Returns the shard's time. Until the time moves on, doing it again
+    /// changes nothing.
+    #[inline(always)]
+    pub(crate) fn advance<A: Addr>(&self, sb: &mut ShardBox<A>, now: Nanos) -> Nanos {
+        let now = now.max(sb.shard.clock);
+        sb.shard.clock = now;
+        if sb.shard.timers_due(now) {
+            let hash = |k: &Key<A>| self.hash(k);
+            let expired = sb.shard.expire(now, &hash, |_| {});
+            self.count.fetch_sub(expired, Ordering::Relaxed);
+        }
+        now
+    }
+
+    /// The batch's common case, tried before [`Conntrack::run_ready_locked`]: the entry at slab
+    /// index `hint` is the packet's, and its tracker refreshes it without the general decision
+    /// (see [`Shard::refresh_at`]). `now` is the shard's time from [`Conntrack::advance`].
+    /// `None` (nothing changed) leaves the packet to the general path.
+    #[inline(always)]
+    pub(crate) fn run_refresh<A: Addr>(
+        &self,
+        slot: &Slot<A>,
+        sb: &mut ShardBox<A>,
+        r: &Ready<'_, A>,
+        hint: u32,
+        now: Nanos,
+    ) -> Option<Verdict> {
+        if hint == NIL || slot.pressure.load(Ordering::Relaxed) {
+            // No entry to try, or the general path owes a collection step first.
+            return None;
+        }
+        let inv = r.key.inverse()?;
+        let s = &self.cfg.sysctl;
+        let (dir, before, after) = match &r.l4 {
+            ReadyL4::Tcp(seg) => sb
+                .shard
+                .refresh_at(hint, &r.key, &inv, now, r.len, |st, ctx| {
+                    refresh_tcp(st, seg, ctx, s)
+                }),
+            ReadyL4::Udp => sb
+                .shard
+                .refresh_at(hint, &r.key, &inv, now, r.len, |st, ctx| {
+                    refresh_udp(st, ctx, s)
+                }),
+        }?;
+        sb.stats.found += 1;
+        Some(refreshed(dir, before, after))
+    }
+
     /// Tracks a ready packet in its shard, already locked.
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -482,10 +532,7 @@ impl Conntrack {
                 r.len,
                 r.routable,
                 #[inline(always)]
-                |st, ctx| match st {
-                    ProtoState::Tcp(st) => tcp::track_established(st, seg, ctx, s),
-                    _ => None,
-                },
+                |st, ctx| refresh_tcp(st, seg, ctx, s),
                 |st, _, ctx| match st {
                     ProtoState::Tcp(st) => {
                         let v = tcp::track_full(st, seg, ctx, s);
@@ -506,10 +553,7 @@ impl Conntrack {
                 r.len,
                 r.routable,
                 #[inline(always)]
-                |st, ctx| match st {
-                    ProtoState::Udp(u) => Some(udp::refresh(u, ctx, s)),
-                    _ => None,
-                },
+                |st, ctx| refresh_udp(st, ctx, s),
                 |st, _, ctx| match st {
                     ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
                     _ => (Decision::Invalid, None),
@@ -705,13 +749,7 @@ impl Conntrack {
         let Some(inv) = key.inverse() else {
             return self.invalid();
         };
-        let now = now.max(sb.shard.clock);
-        sb.shard.clock = now;
-        if sb.shard.timers_due(now) {
-            let hash = |k: &Key<A>| self.hash(k);
-            let expired = sb.shard.expire(now, &hash, |_| {});
-            self.count.fetch_sub(expired, Ordering::Relaxed);
-        }
+        let now = self.advance(sb, now);
         if slot.pressure.load(Ordering::Relaxed) {
             self.gc_step(sb, &slot.pressure, now);
         }
@@ -727,27 +765,17 @@ impl Conntrack {
             return self.create(t, slot, sb, h, key, now, len, routable, &mut track, init);
         };
         sb.stats.found += 1;
-        let e = sb.shard.get_mut(idx);
-        let ctx = Ctx {
-            dir,
-            confirmed: true,
-            seen_reply: e.status & status::SEEN_REPLY != 0,
-            assured: e.status & status::ASSURED != 0,
-            now,
-            expires: e.expires,
-        };
-        let state = if dir == Dir::Reply || ctx.seen_reply {
-            State::Established
-        } else if e.status & status::EXPECTED != 0 {
-            State::Related
-        } else {
-            State::New
-        };
-        // The common outcome first, on its own, so that it never meets the general one's
-        // enum (merging the two goes through memory).
-        if let Some(r) = fast(&mut e.proto, &ctx) {
-            return self.apply(sb, h, idx, dir, state, r.into(), now, len);
+        // The batch has tried the hinted entry already (`run_refresh`); the general decision
+        // agrees with the fast one wherever that one answers, so skipping it is only slower.
+        if idx != hint
+            && let Some((dir, before, after)) =
+                sb.shard.refresh_at(idx, &key, &inv, now, len, &mut fast)
+        {
+            return refreshed(dir, before, after);
         }
+        let e = sb.shard.get_mut(idx);
+        let ctx = e.ctx(dir, now);
+        let state = state_of(dir, e.status);
         let (d, lower) = track(&mut e.proto, &e.key, &ctx);
         match d {
             Decision::Accept(a) => self.apply(sb, h, idx, dir, state, a, now, len),
@@ -1113,6 +1141,55 @@ fn run_tracker<A: Addr>(
         _ => Decision::Invalid,
     };
     (d, None)
+}
+
+/// A TCP entry's refresh by an established segment, when the fast path decides it.
+#[inline(always)]
+fn refresh_tcp(
+    st: &mut ProtoState,
+    seg: &tcp::Segment<'_>,
+    ctx: &Ctx,
+    s: &Sysctl,
+) -> Option<Refresh> {
+    match st {
+        ProtoState::Tcp(st) => tcp::track_established(st, seg, ctx, s),
+        _ => None,
+    }
+}
+
+/// A UDP entry's refresh (UDP always refreshes).
+#[inline(always)]
+fn refresh_udp(st: &mut ProtoState, ctx: &Ctx, s: &Sysctl) -> Option<Refresh> {
+    match st {
+        ProtoState::Udp(u) => Some(udp::refresh(u, ctx, s)),
+        _ => None,
+    }
+}
+
+/// The ct state of a packet in `dir` of a confirmed entry whose status, before the packet,
+/// is `before`.
+#[inline(always)]
+fn state_of(dir: Dir, before: u16) -> State {
+    if dir == Dir::Reply || before & status::SEEN_REPLY != 0 {
+        State::Established
+    } else if before & status::EXPECTED != 0 {
+        State::Related
+    } else {
+        State::New
+    }
+}
+
+/// The verdict of a packet [`Shard::refresh_at`] applied, from the entry's status bits before
+/// and after it.
+#[inline(always)]
+fn refreshed(dir: Dir, before: u16, after: u16) -> Verdict {
+    Verdict {
+        state: state_of(dir, before),
+        dir,
+        assured: after & status::ASSURED != 0,
+        expected: after & status::EXPECTED != 0,
+        frames: 1,
+    }
 }
 
 fn verdict_of<A>(e: &Entry<A>, state: State, dir: Dir) -> Verdict {

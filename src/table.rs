@@ -11,7 +11,7 @@ use ctrack_protocols::gre::GreState;
 use ctrack_protocols::sctp::SctpState;
 use ctrack_protocols::tcp::TcpState;
 use ctrack_protocols::udp::UdpState;
-use ctrack_protocols::{Dir, Nanos};
+use ctrack_protocols::{Ctx, Dir, Nanos, Refresh};
 
 use crate::timer::{Links, NIL, UNFILED, Wheel};
 use crate::tuple::{Addr, Key};
@@ -98,6 +98,19 @@ impl<A: Addr> Entry<A> {
             return None;
         };
         Some(Found { idx: i, dir })
+    }
+
+    /// What a tracker is told about this confirmed entry for a packet in `dir` at `now`.
+    #[inline(always)]
+    pub fn ctx(&self, dir: Dir, now: Nanos) -> Ctx {
+        Ctx {
+            dir,
+            confirmed: true,
+            seen_reply: self.status & status::SEEN_REPLY != 0,
+            assured: self.status & status::ASSURED != 0,
+            now,
+            expires: self.expires,
+        }
     }
 
     /// The entry is expired at `now` (the kernel: timeout minus now is not positive).
@@ -568,6 +581,54 @@ impl<A: Addr> Shard<A> {
         }
     }
 
+    /// The established packet's whole visit to its entry, in one place: when slab index `i`
+    /// holds `key` (the packet is original) or `inv` (reply), the entry is live at `now` and
+    /// `refresh` answers for its protocol state, applies the answer (expiry, ASSURED,
+    /// SEEN_REPLY, accounting of `bytes`) and returns the direction with the status bits from
+    /// before and after the packet. Otherwise changes nothing and returns `None` (any index is
+    /// acceptable, [`NIL`] included).
+    #[inline(always)]
+    pub fn refresh_at(
+        &mut self,
+        i: u32,
+        key: &Key<A>,
+        inv: &Key<A>,
+        now: Nanos,
+        bytes: u32,
+        refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
+    ) -> Option<(Dir, u16, u16)> {
+        let e = self.entries.get_mut(i as usize)?;
+        let dir = if e.key.same(key) {
+            Dir::Original
+        } else if e.key.same(inv) {
+            Dir::Reply
+        } else {
+            return None;
+        };
+        if e.expired(now) {
+            return None;
+        }
+        let before = e.status;
+        let ctx = e.ctx(dir, now);
+        let r = refresh(&mut e.proto, &ctx)?;
+        let mut after = before;
+        if r.assured {
+            after |= status::ASSURED;
+        }
+        if dir == Dir::Reply {
+            after |= status::SEEN_REPLY;
+        }
+        e.status = after;
+        let expires = now.saturating_add(r.timeout);
+        let (id, earlier) = (e.wslot, expires < e.expires);
+        e.expires = expires;
+        if earlier && self.wheel.needs_refile(id, expires) {
+            self.refile(i, now);
+        }
+        self.count_packet(i, dir, bytes);
+        Some((dir, before, after))
+    }
+
     /// Moves entry `i` to the wheel slot of its new, earlier expiry.
     #[inline(never)]
     fn refile(&mut self, i: u32, now: Nanos) {
@@ -735,6 +796,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn refresh_at_applies_only_to_the_live_entry_of_the_packet() {
+        let (mut s, ids) = filled(10, &h);
+        let (k, other) = (key(3), key(4));
+        let (inv, i) = (k.inverse().unwrap(), ids[3]);
+        s.get_mut(i).proto = ProtoState::Udp(UdpState::default());
+        s.get_mut(i).expires = 1_000;
+        let sec = |t| {
+            move |_: &mut ProtoState, _: &Ctx| {
+                Some(Refresh {
+                    timeout: t,
+                    assured: false,
+                })
+            }
+        };
+        // Not the packet's entry, no entry, or no answer from the tracker: nothing changes.
+        for j in [ids[4], NIL, 10, 5000] {
+            assert_eq!(s.refresh_at(j, &k, &inv, 10, 40, sec(30)), None, "{j}");
+        }
+        assert_eq!(
+            s.refresh_at(i, &other, &other.inverse().unwrap(), 10, 40, sec(30)),
+            None
+        );
+        assert_eq!(s.refresh_at(i, &k, &inv, 10, 40, |_, _| None), None);
+        assert_eq!(
+            (s.get(i).expires, s.get(i).status),
+            (1_000, status::CONFIRMED)
+        );
+        // Original, then reply: the new expiry, SEEN_REPLY from the reply on, the status the
+        // tracker saw before each packet.
+        let c = status::CONFIRMED;
+        assert_eq!(
+            s.refresh_at(i, &k, &inv, 10, 40, sec(30)),
+            Some((Dir::Original, c, c))
+        );
+        assert_eq!(s.get(i).expires, 40);
+        let seen = |_: &mut ProtoState, ctx: &Ctx| {
+            assert!(ctx.confirmed && !ctx.seen_reply && ctx.dir == Dir::Reply);
+            assert_eq!((ctx.now, ctx.expires), (20, 40));
+            Some(Refresh {
+                timeout: 100,
+                assured: true,
+            })
+        };
+        let after = c | status::SEEN_REPLY | status::ASSURED;
+        assert_eq!(
+            s.refresh_at(i, &inv, &k, 20, 40, seen),
+            Some((Dir::Reply, c, after))
+        );
+        assert_eq!((s.get(i).expires, s.get(i).status), (120, after));
+        // Expired at `now`: left to the general path, which removes it.
+        assert_eq!(s.refresh_at(i, &k, &inv, 120, 40, sec(30)), None);
+        assert_eq!(s.get(i).expires, 120);
     }
 
     #[test]
