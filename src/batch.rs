@@ -167,7 +167,7 @@ impl Conntrack {
             _ => return Plan::Alone,
         };
         match ready {
-            Ok(ready) => {
+            Ok((ready, sum)) => {
                 let h = self.hash(ready.key());
                 let shard = t.shard_of(h);
                 t.shards[shard].prefetch_bucket(h);
@@ -178,7 +178,15 @@ impl Conntrack {
                     hint: crate::timer::NIL,
                     ready,
                 });
-                Plan::Queued
+                // The checksum last, once the parsed headers are stored: they need no
+                // registers across its call.
+                if self.sum_ok(sum) {
+                    Plan::Queued
+                } else {
+                    q.pop();
+                    *out = self.invalid();
+                    Plan::Done
+                }
             }
             Err(v) => {
                 *out = v;

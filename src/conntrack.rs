@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use crate::defrag::{Defrag, Reassembled};
 use crate::host::HostModel;
 use crate::icmp_error::{self, Redirect};
-use crate::packet::{self, IpPacket, LinkType};
+use crate::packet::{self, IpPacket, LinkType, PendingSum};
 use crate::stats::{Counter, ShardStats, Stats};
 use crate::table::{Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
@@ -373,7 +373,7 @@ impl Conntrack {
         }
     }
 
-    fn invalid(&self) -> Verdict {
+    pub(crate) fn invalid(&self) -> Verdict {
         self.stats.bump(Counter::Invalid);
         Verdict::INVALID
     }
@@ -391,7 +391,8 @@ impl Conntrack {
     #[inline(never)]
     fn track_tcp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
         match self.ready_tcp(p) {
-            Ok(r) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Ok((r, sum)) if self.sum_ok(sum) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Ok(_) => self.invalid(),
             Err(v) => v,
         }
     }
@@ -400,52 +401,68 @@ impl Conntrack {
     #[inline(never)]
     fn track_udp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
         match self.ready_udp(p) {
-            Ok(r) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Ok((r, sum)) if self.sum_ok(sum) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Ok(_) => self.invalid(),
             Err(v) => v,
         }
     }
 
-    /// Checks a TCP segment (header, flags, checksum) and builds its tuple.
+    /// Verifies a checksum [`Conntrack::ready_tcp`] or [`Conntrack::ready_udp`] left pending
+    /// (a failure is the caller's to count as invalid).
     #[inline(always)]
-    pub(crate) fn ready_tcp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
+    pub(crate) fn sum_ok(&self, sum: Option<PendingSum<'_>>) -> bool {
+        sum.is_none_or(|s| s.ok())
+    }
+
+    /// Checks a TCP segment's header and flags and builds its tuple; the checksum, when the
+    /// sysctl asks for one, is returned for the caller to verify with [`Conntrack::sum_ok`]
+    /// once it has stored the rest.
+    #[inline(always)]
+    pub(crate) fn ready_tcp<'a, A: Addr>(
+        &self,
+        p: &IpPacket<'a>,
+    ) -> Result<(Ready<'a, A>, Option<PendingSum<'a>>), Verdict> {
         let l4 = p.l4();
         // A segment shorter than its header has no tuple either: invalid both ways.
         let Ok(seg) = tcp::parse(l4) else {
             return Err(self.invalid());
         };
-        if self.cfg.sysctl.nf_conntrack_checksum != 0
-            && !packet::l4_checksum_ok(p, proto::TCP, l4.len(), l4)
-        {
-            return Err(self.invalid());
-        }
-        Ok(Ready {
+        let sum = (self.cfg.sysctl.nf_conntrack_checksum != 0)
+            .then(|| PendingSum::new(p, proto::TCP, l4.len(), l4));
+        let r = Ready {
             key: port_key(p, l4, proto::TCP),
             len: p.data.len() as u32,
             routable: self.cfg.host.routes(p),
             l4: ReadyL4::Tcp(seg),
-        })
+        };
+        Ok((r, sum))
     }
 
-    /// Checks a UDP datagram (header, length, checksum) and builds its tuple.
+    /// Checks a UDP datagram's header and length and builds its tuple; the checksum as for
+    /// [`Conntrack::ready_tcp`].
     #[inline(always)]
-    pub(crate) fn ready_udp<'a, A: Addr>(&self, p: &IpPacket<'a>) -> Result<Ready<'a, A>, Verdict> {
+    pub(crate) fn ready_udp<'a, A: Addr>(
+        &self,
+        p: &IpPacket<'a>,
+    ) -> Result<(Ready<'a, A>, Option<PendingSum<'a>>), Verdict> {
         let l4 = p.l4();
         let scope = match udp::check_udp(l4) {
             Ok(scope) => scope,
             Err(_) => return Err(self.invalid()),
         };
-        if let udp::ChecksumScope::Bytes(n) = scope
-            && self.cfg.sysctl.nf_conntrack_checksum != 0
-            && !packet::l4_checksum_ok(p, proto::UDP, l4.len(), &l4[..n])
-        {
-            return Err(self.invalid());
-        }
-        Ok(Ready {
+        let sum = match scope {
+            udp::ChecksumScope::Bytes(n) if self.cfg.sysctl.nf_conntrack_checksum != 0 => {
+                Some(PendingSum::new(p, proto::UDP, l4.len(), &l4[..n]))
+            }
+            _ => None,
+        };
+        let r = Ready {
             key: port_key(p, l4, proto::UDP),
             len: p.data.len() as u32,
             routable: self.cfg.host.routes(p),
             l4: ReadyL4::Udp,
-        })
+        };
+        Ok((r, sum))
     }
 
     /// Locks the shard of a ready packet (hash `h`) and tracks it.

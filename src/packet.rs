@@ -274,14 +274,38 @@ pub fn csum_fold(sum: u64) -> u16 {
 /// of `ip` for protocol `proto` and length `l4_len`.
 #[inline(always)]
 pub fn l4_checksum_ok(ip: &IpPacket<'_>, proto: u8, l4_len: usize, covered: &[u8]) -> bool {
-    // Source and destination lie side by side in both headers: one pass covers both.
-    let addrs = if ip.v6 {
-        &ip.data[8..40]
-    } else {
-        &ip.data[12..20]
-    };
-    let s = csum_add_u32(csum_add(0, addrs), proto as u32 + l4_len as u32);
-    sum_is_zero(s, covered)
+    PendingSum::new(ip, proto, l4_len, covered).ok()
+}
+
+/// A layer-4 checksum still to be verified: the pseudo-header's running sum and the bytes
+/// under the checksum. Lets a caller store what it parsed before the (out-of-line) sum runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingSum<'a> {
+    start: u64,
+    covered: &'a [u8],
+}
+
+impl<'a> PendingSum<'a> {
+    /// The checksum of `covered` under the pseudo-header of `ip` for `proto` and `l4_len`.
+    #[inline(always)]
+    pub(crate) fn new(ip: &IpPacket<'_>, proto: u8, l4_len: usize, covered: &'a [u8]) -> Self {
+        // Source and destination lie side by side in both headers: one pass covers both.
+        let addrs = if ip.v6 {
+            &ip.data[8..40]
+        } else {
+            &ip.data[12..20]
+        };
+        PendingSum {
+            start: csum_add_u32(csum_add(0, addrs), proto as u32 + l4_len as u32),
+            covered,
+        }
+    }
+
+    /// True when the checksum is right.
+    #[inline(always)]
+    pub(crate) fn ok(self) -> bool {
+        sum_is_zero(self.start, self.covered)
+    }
 }
 
 /// True when `covered` added to the running sum `s` folds to zero (all ones): out of line,
