@@ -1,0 +1,249 @@
+//! Frames in, verdicts out: no input may panic the engine, and the batch path must decide
+//! exactly what the one-frame path decides (same verdicts, table and counters).
+//!
+//! The input is a configuration byte, then records `[flags][len][dt][len bytes]`. A record
+//! is either a raw frame (any link type, bytes as given, or raw IP with the lengths and the
+//! IPv4 header checksum made right so that the bytes reach the trackers) or a packet built
+//! from a compact description (TCP, UDP, ICMP echo or an ICMP error quoting the previous
+//! packet, between a handful of endpoints, so that records keep meeting the same
+//! connections).
+
+#![no_main]
+
+use ctrack::{Config, Conntrack, HostModel, LinkType, Verdict};
+use libfuzzer_sys::fuzz_target;
+
+const LINKS: [LinkType; 5] = [
+    LinkType::Raw,
+    LinkType::Ethernet,
+    LinkType::Loopback,
+    LinkType::LinuxSll,
+    LinkType::LinuxSll2,
+];
+
+fn config(b: u8) -> Config {
+    let mut cfg = Config {
+        host: if b & 1 != 0 {
+            HostModel::ConfirmAll
+        } else {
+            HostModel::Router
+        },
+        shards: [1, 2, 16, 4][(b >> 1 & 3) as usize],
+        ..Config::default()
+    };
+    let set = |cfg: &mut Config, s: &str| {
+        cfg.set_sysctl(s).expect("known sysctl");
+    };
+    set(
+        &mut cfg,
+        if b & 8 != 0 {
+            "nf_conntrack_checksum=1"
+        } else {
+            "nf_conntrack_checksum=0"
+        },
+    );
+    if b & 16 != 0 {
+        set(&mut cfg, "nf_conntrack_max=6");
+    }
+    if b & 32 != 0 {
+        set(&mut cfg, "nf_conntrack_tcp_loose=0");
+    }
+    if b & 64 != 0 {
+        set(&mut cfg, "nf_conntrack_tcp_be_liberal=1");
+    }
+    if b & 128 != 0 {
+        set(&mut cfg, "nf_conntrack_acct=1");
+        set(&mut cfg, "nf_conntrack_timestamp=1");
+    }
+    cfg
+}
+
+fn csum(data: &[u8]) -> u16 {
+    let mut s: u32 = data
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// Makes a raw IP packet's length fields (and an IPv4 header's checksum) agree with its bytes.
+fn fix_lengths(p: &mut [u8]) {
+    match p.first().map(|b| b >> 4) {
+        Some(4) if p.len() >= 20 => {
+            let hl = usize::from(p[0] & 15) * 4;
+            let n = (p.len() as u16).to_be_bytes();
+            p[2..4].copy_from_slice(&n);
+            if hl >= 20 && hl <= p.len() {
+                p[10..12].fill(0);
+                let c = csum(&p[..hl]);
+                p[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        Some(6) if p.len() >= 40 => {
+            let n = ((p.len() - 40) as u16).to_be_bytes();
+            p[4..6].copy_from_slice(&n);
+        }
+        _ => {}
+    }
+}
+
+/// An IPv4 or IPv6 packet around `l4` (protocol `proto`) between endpoint numbers `a` -> `b`.
+fn ip(v6: bool, a: u8, b: u8, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = if v6 {
+        let mut h = vec![0x60, 0, 0, 0, 0, 0, proto, 64];
+        h.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, a]);
+        h.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b]);
+        h
+    } else {
+        vec![
+            0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0, 10, 0, 0, a, 10, 0, 0, b,
+        ]
+    };
+    p.extend_from_slice(l4);
+    fix_lengths(&mut p);
+    p
+}
+
+/// A packet built from its compact description `d`; `last` is the previous built packet
+/// (quoted by ICMP errors).
+fn build(d: &[u8], last: &[u8]) -> Vec<u8> {
+    let g = |i: usize| d.get(i).copied().unwrap_or(0);
+    let w32 = |i: usize| u32::from_be_bytes([g(i), g(i + 1), g(i + 2), g(i + 3)]);
+    let k = g(0);
+    let v6 = k & 4 != 0;
+    // Two clients and two servers; bit 3 turns the packet around.
+    let (c, s) = (1 + (k >> 4 & 1), 100 + (k >> 5 & 1));
+    let (a, b) = if k & 8 != 0 { (s, c) } else { (c, s) };
+    let cport = [1000u16, 1001][usize::from(k >> 6 & 1)];
+    let sport = [80u16, 21][usize::from(k >> 7)];
+    let (p1, p2) = if k & 8 != 0 {
+        (sport, cport)
+    } else {
+        (cport, sport)
+    };
+    match k & 3 {
+        0 => {
+            // TCP: flags, seq, ack, window, then payload length and options selector.
+            let opts: &[u8] = match g(12) & 3 {
+                0 => &[],
+                1 => &[3, 3, 7, 1],                 // window scale 7
+                2 => &[4, 2, 1, 1],                 // SACK permitted
+                _ => &[2, 4, 5, 0xb4, 3, 3, 14, 0], // MSS, window scale 14
+            };
+            let hl = 20 + opts.len();
+            let mut t = vec![0u8; hl + usize::from(g(11) & 63)];
+            t[0..2].copy_from_slice(&p1.to_be_bytes());
+            t[2..4].copy_from_slice(&p2.to_be_bytes());
+            t[4..8].copy_from_slice(&w32(2).to_be_bytes());
+            t[8..12].copy_from_slice(&w32(6).to_be_bytes());
+            t[12] = ((hl / 4) as u8) << 4;
+            t[13] = g(1);
+            t[14] = g(10);
+            t[15] = g(12) | 0x0f;
+            t[20..hl].copy_from_slice(opts);
+            ip(v6, a, b, 6, &t)
+        }
+        1 => {
+            let n = usize::from(g(1) & 31);
+            let mut u = vec![0u8; 8 + n];
+            u[0..2].copy_from_slice(&p1.to_be_bytes());
+            u[2..4].copy_from_slice(&p2.to_be_bytes());
+            u[4..6].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+            ip(v6, a, b, 17, &u)
+        }
+        2 => {
+            // Echo request or reply with a small id space.
+            let ty = match (v6, g(1) & 1) {
+                (false, 0) => 8,
+                (false, _) => 0,
+                (true, 0) => 128,
+                (true, _) => 129,
+            };
+            let m = [ty, 0, 0, 0, 0, g(2) & 1, 0, g(3)];
+            ip(v6, a, b, if v6 { 58 } else { 1 }, &m)
+        }
+        _ => {
+            // An ICMP error about the previous packet, from either endpoint or a router.
+            let from = [a, b, 254][usize::from(g(1) % 3)];
+            let ty = if v6 {
+                [1u8, 2, 3, 4][usize::from(g(2) & 3)]
+            } else {
+                [3u8, 11, 12, 5][usize::from(g(2) & 3)]
+            };
+            let mut m = vec![ty, g(3) & 3, 0, 0, 0, 0, 0, 0];
+            let quote = last.len().min(usize::from(g(4)).max(8));
+            m.extend_from_slice(&last[..quote]);
+            ip(v6, from, a, if v6 { 58 } else { 1 }, &m)
+        }
+    }
+}
+
+fn table(ct: &Conntrack, now: u64) -> Vec<String> {
+    let mut t = Vec::new();
+    ct.for_each_entry(now, |e| t.push(e.proc_line(0)));
+    t.sort();
+    t
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&cfg_byte, mut rest)) = data.split_first() else {
+        return;
+    };
+    let cfg = config(cfg_byte);
+    let one = Conntrack::with_seed(cfg.clone(), 1);
+    let many = Conntrack::with_seed(cfg, 1);
+    let mut now: u64 = 1_000_000_000_000;
+    let mut burst: Vec<Vec<u8>> = Vec::new();
+    let mut burst_link = LinkType::Raw;
+    let mut last = Vec::new();
+    let mut out: Vec<Verdict> = Vec::new();
+    let mut run = |burst: &mut Vec<Vec<u8>>, link: LinkType, now: u64| {
+        if burst.is_empty() {
+            return;
+        }
+        let frames: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
+        many.process_batch(&frames, link, now, &mut out);
+        assert_eq!(out.len(), frames.len());
+        for (f, v) in frames.iter().zip(&out) {
+            assert_eq!(one.process(f, link, now), *v, "batch and single disagree");
+        }
+        burst.clear();
+    };
+    while let [flags, len, dt, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let (body, next) = tail.split_at(n);
+        rest = next;
+        let (frame, link) = if flags & 0x80 != 0 {
+            let f = build(body, &last);
+            last = f.clone();
+            (f, LinkType::Raw)
+        } else {
+            let link = LINKS[usize::from(flags & 7) % LINKS.len()];
+            let mut f = body.to_vec();
+            if link == LinkType::Raw && flags & 8 == 0 {
+                fix_lengths(&mut f);
+            }
+            (f, link)
+        };
+        // A new time (milliseconds, seconds or ten minutes per step) ends the burst.
+        if *dt != 0 || link != burst_link {
+            run(&mut burst, burst_link, now);
+            let unit: u64 =
+                [1_000_000, 1_000_000_000, 600_000_000_000][usize::from(flags >> 4 & 3) % 3];
+            now += u64::from(*dt) * unit;
+            burst_link = link;
+        }
+        burst.push(frame);
+    }
+    run(&mut burst, burst_link, now);
+    assert_eq!(table(&one, now), table(&many, now), "final tables differ");
+    assert_eq!(one.stats(), many.stats(), "counters differ");
+    // Expiry far ahead empties both.
+    let later = now + 1_000_000 * 1_000_000_000;
+    one.expire(later);
+    many.expire(later);
+    assert!(table(&one, later).is_empty() && table(&many, later).is_empty());
+});
