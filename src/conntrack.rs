@@ -170,6 +170,16 @@ impl<A: Addr> Ready<'_, A> {
     }
 }
 
+/// How a protocol opens an entry for a packet that found none.
+pub(crate) enum Open {
+    /// The packet may not create an entry: it is invalid.
+    Refused,
+    /// The entry's initial state; the tracker then decides the packet as for any entry.
+    Track(ProtoState),
+    /// The initial state with the packet already decided: accepted with this refresh.
+    Decided(ProtoState, Refresh),
+}
+
 /// Layer-4 facts of a packet, once its header has passed the protocol's checks.
 #[derive(Clone, Copy, Debug)]
 enum Input<'a> {
@@ -557,7 +567,11 @@ impl Conntrack {
                     }
                     _ => (Decision::Invalid, None),
                 },
-                || tcp::new_conn(seg, s).map(ProtoState::Tcp),
+                || match tcp::open_syn(seg, s) {
+                    Some((st, r)) => Open::Decided(ProtoState::Tcp(st), r),
+                    None => tcp::new_conn(seg, s)
+                        .map_or(Open::Refused, |st| Open::Track(ProtoState::Tcp(st))),
+                },
             ),
             ReadyL4::Udp => self.conn_locked(
                 t,
@@ -575,7 +589,7 @@ impl Conntrack {
                     ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
                     _ => (Decision::Invalid, None),
                 },
-                || Some(ProtoState::Udp(Default::default())),
+                || Open::Track(ProtoState::Udp(Default::default())),
             ),
         }
     }
@@ -701,7 +715,7 @@ impl Conntrack {
             self.cfg.host.routes(p),
             |st, k, ctx| run_tracker(st, k, input, ctx, s),
             || {
-                Some(match input {
+                Open::Track(match input {
                     Input::Gre => ProtoState::Gre(Default::default()),
                     Input::Sctp(_) => ProtoState::Sctp(Default::default()),
                     Input::UdpLite | Input::Icmp | Input::Generic => ProtoState::None,
@@ -712,8 +726,8 @@ impl Conntrack {
 
     /// Looks the connection (hash `h`) up, runs its tracker and applies the decision.
     /// `track` runs the protocol's tracker on an entry's state and original tuple (returning
-    /// the decision and, for TCP, a timeout to impose even on an invalid packet); `init` makes
-    /// a new entry's state, or refuses.
+    /// the decision and, for TCP, a timeout to impose even on an invalid packet); `init` opens
+    /// a new entry (see [`Open`]).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn conn<A: Addr>(
@@ -725,7 +739,7 @@ impl Conntrack {
         len: u32,
         routable: bool,
         track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
-        init: impl FnOnce() -> Option<ProtoState>,
+        init: impl FnOnce() -> Open,
     ) -> Verdict {
         let slot = &t.shards[t.shard_of(h)];
         let mut g = slot.lock.lock();
@@ -761,7 +775,7 @@ impl Conntrack {
         routable: bool,
         mut fast: impl FnMut(&mut ProtoState, &Ctx) -> Option<Refresh>,
         mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
-        init: impl FnOnce() -> Option<ProtoState>,
+        init: impl FnOnce() -> Open,
     ) -> Verdict {
         let Some(inv) = key.inverse() else {
             return self.invalid();
@@ -870,7 +884,7 @@ impl Conntrack {
         len: u32,
         routable: bool,
         track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
-        init: impl FnOnce() -> Option<ProtoState>,
+        init: impl FnOnce() -> Open,
     ) -> Verdict {
         let s = &self.cfg.sysctl;
         // Table limit, checked as the kernel does when it allocates the entry.
@@ -886,27 +900,29 @@ impl Conntrack {
             return Verdict::DROPPED;
         }
         let mut e = Entry::new(key);
-        e.proto = match init() {
-            Some(st) => st,
-            None => {
-                self.count.fetch_sub(1, Ordering::Relaxed);
-                sb.stats.invalid += 1;
-                return Verdict::INVALID;
-            }
-        };
         if let Some(hl) = ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
             e.helper = ctrack_helpers::index_of(hl);
         }
-        let ctx = Ctx {
-            dir: Dir::Original,
-            confirmed: false,
-            seen_reply: false,
-            assured: false,
-            now,
-            expires: 0,
+        let decided = match init() {
+            Open::Decided(st, r) => {
+                e.proto = st;
+                Decision::Accept(r.into())
+            }
+            Open::Track(st) => {
+                e.proto = st;
+                let ctx = Ctx {
+                    dir: Dir::Original,
+                    confirmed: false,
+                    seen_reply: false,
+                    assured: false,
+                    now,
+                    expires: 0,
+                };
+                track(&mut e.proto, &e.key, &ctx).0
+            }
+            Open::Refused => Decision::Invalid,
         };
-        let (d, _) = track(&mut e.proto, &e.key, &ctx);
-        let a = match d {
+        let a = match decided {
             Decision::Accept(a) => a,
             Decision::Ignore | Decision::Invalid | Decision::Reopen => {
                 self.count.fetch_sub(1, Ordering::Relaxed);

@@ -748,3 +748,45 @@ fn generators_cover_the_state_machine() {
         arb.combos.len()
     );
 }
+
+proptest! {
+    /// A new connection's first segment: [`open_syn`] answers every plain SYN (whatever its
+    /// PSH, URG, ECE and CWR bits, sequence number, window, length and options, under any
+    /// sysctls) exactly as [`new_conn`] then [`track_full`] do, state included, and nothing
+    /// else.
+    #[test]
+    fn open_syn_matches_new_conn_then_track(
+        flags in prop_oneof![
+            8 => prop_oneof![Just(0u8), Just(PSH), Just(URG), Just(ECE | CWR), Just(0xe8)]
+                .prop_map(|e| SYN | e),
+            1 => any::<u8>(),
+        ],
+        seq in any::<u32>(),
+        g in segment(),
+        s in sysctl(),
+    ) {
+        let opts = g.opts.bytes(0);
+        let seg = Segment::new(seq, 0, flags, g.window, g.data_len % 70_000).with_options(&opts);
+        let ctx = Ctx {
+            dir: Dir::Original,
+            confirmed: false,
+            seen_reply: false,
+            assured: false,
+            now: 5 * NANOS_PER_SEC,
+            expires: 0,
+        };
+        let general = new_conn(&seg, &s).map(|mut st| {
+            let v = track_full(&mut st, &seg, &ctx, &s);
+            (st, v)
+        });
+        match open_syn(&seg, &s) {
+            Some((st, r)) => {
+                let (gst, v) = general.expect("a plain SYN always opens");
+                prop_assert_eq!(st, gst);
+                prop_assert_eq!(v.decision, Decision::Accept(r.into()));
+                prop_assert_eq!(v.lower_timeout, None);
+            }
+            None => prop_assert!(flags & (SYN | ACK | FIN | RST) != SYN),
+        }
+    }
+}

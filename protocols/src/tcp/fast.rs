@@ -17,7 +17,7 @@ use super::options::{OPT_NOP, OPT_TIMESTAMP, highest_sack};
 use super::window::MAX_ACK_WINDOW_FLOOR;
 use super::{
     ACK, Class, F_BE_LIBERAL, F_DATA_UNACK, F_MAXACK_SET, F_SACK_PERM, FIN, RST, SYN, Segment,
-    State, TcpState, Verdict, after, before, track_general,
+    Side, State, TcpState, Verdict, after, before, choose_timeout, track_general,
 };
 use crate::sysctl::Sysctl;
 use crate::{Ctx, Decision, Dir, Refresh, secs};
@@ -174,6 +174,53 @@ fn established_ack_from<const D: usize>(
         timeout: secs(timeout),
         assured,
     })
+}
+
+/// A new connection's first segment when it is a plain SYN (SYN without ACK, FIN or RST; any
+/// of PSH, URG, ECE, CWR): the state and the refresh that [`super::new_conn`] followed by
+/// [`super::track_full`] produce for it, computed directly. `None` for any other segment, for
+/// those two to decide.
+///
+/// For such a SYN the general code's path is fixed: NONE -> SYN_SENT, the sender side set up
+/// from the SYN, and every window bound met (nothing is known of the receiver, whose end the
+/// missing acknowledgement is taken to be), which leaves the receiver's right edge at the
+/// SYN's (unscaled) window.
+///
+/// ```
+/// use ctrack_protocols::sysctl::Sysctl;
+/// use ctrack_protocols::tcp::{self, Segment, SYN};
+/// let s = Sysctl::default();
+/// let (st, r) = tcp::open_syn(&Segment::new(1000, 0, SYN, 64240, 0), &s).unwrap();
+/// assert_eq!(tcp::state_name(&st), "SYN_SENT");
+/// assert_eq!(r.timeout, 120 * 1_000_000_000);
+/// assert!(tcp::open_syn(&Segment::new(1000, 1, SYN | tcp::ACK, 64240, 0), &s).is_none());
+/// ```
+#[inline(always)]
+pub fn open_syn(seg: &Segment<'_>, s: &Sysctl) -> Option<(TcpState, Refresh)> {
+    if seg.flags & CLASS_BITS != SYN {
+        return None;
+    }
+    let end = seg.end();
+    let maxwin = u32::from(seg.window).max(1);
+    let mut st = TcpState::default();
+    st.seen[0] = Side {
+        end,
+        maxend: end,
+        maxwin,
+        maxack: 0,
+    };
+    st.apply_syn_options(0, seg.options);
+    st.seen[1].maxend = maxwin;
+    st.last_index = Class::Syn;
+    st.state = State::SynSent;
+    let timeout = choose_timeout(&st, State::SynSent, Class::Syn, s);
+    Some((
+        st,
+        Refresh {
+            timeout: secs(timeout),
+            assured: false,
+        },
+    ))
 }
 
 /// A [`candidate`] segment [`established_ack_from`] turned down, from an untouched state.

@@ -25,7 +25,7 @@
 //! ```
 
 mod fast;
-pub use fast::track_established;
+pub use fast::{open_syn, track_established};
 pub mod options;
 pub mod window;
 
