@@ -426,14 +426,13 @@ impl<A: Addr> Shard<A> {
         let mut b = h as usize & self.mask;
         for _ in 0..self.buckets.len() {
             let bk = &self.buckets[b];
-            let mut m = bk.matching(tag);
-            while m != 0 {
-                let s = m.trailing_zeros() as usize;
-                m &= m - 1;
-                let i = bk.idx[s];
-                if let Some(f) = self.entries[i as usize].matches(i, key, inv) {
-                    return Some(f);
-                }
+            let m = bk.matching(tag);
+            // Only a tag match reads entries (and needs the tuples in registers): a miss,
+            // a new connection's lookup, stays a walk over bucket words.
+            if m != 0
+                && let Some(f) = self.match_tagged(bk, m, key, inv)
+            {
+                return Some(f);
             }
             if bk.overflow() == 0 {
                 return None;
@@ -443,6 +442,21 @@ impl<A: Addr> Shard<A> {
         None
     }
 
+    /// The entry among the slots `m` of `bk` that holds `key` or `inv`.
+    #[inline(never)]
+    fn match_tagged(&self, bk: &Bucket, mut m: u32, key: &Key<A>, inv: &Key<A>) -> Option<Found> {
+        while m != 0 {
+            let s = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let i = bk.idx[s];
+            if let Some(f) = self.entries[i as usize].matches(i, key, inv) {
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
     fn index_insert(&mut self, h: u64, i: u32) {
         let tag = tag_of(h);
         let mut b = h as usize & self.mask;
