@@ -14,6 +14,9 @@
 
 use std::fmt;
 
+pub mod ftp;
+pub mod tftp;
+
 /// Expectation policy of one class of a helper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
