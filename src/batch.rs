@@ -280,7 +280,7 @@ impl Conntrack {
             };
             let slot = &t.shards[shard as usize];
             // Once per group: `now` is the burst's, so the shard's time moves only here.
-            let at = self.advance(&mut g, now);
+            let at = self.advance(t, &mut g, now);
             for &i in group(shard) {
                 let p = &q[i as usize];
                 out[p.pos as usize] = match self.run_refresh(slot, &mut g, &p.ready, p.hint, at) {

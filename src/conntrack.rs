@@ -11,6 +11,7 @@ use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
 use crate::defrag::{Defrag, Reassembled};
+use crate::expect::{Expectations, Expected};
 use crate::host::HostModel;
 use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType, PendingSum};
@@ -19,14 +20,19 @@ use crate::table::{Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
 use crate::tuple::{Addr, Key, proto};
 use crate::verdict::{State, Verdict};
+use ctrack_helpers::{ftp, tftp};
 
 /// Engine settings: the Linux sysctls, helper assignments, and how the table is laid out.
 ///
 /// Every sysctl of the kernel's `net.netfilter` set is accepted. A few have nothing to act on
 /// yet and are kept only so that configurations carry over: `nf_conntrack_buckets` (each
-/// shard's index sizes itself, doubling as it fills), `nf_conntrack_expect_max` (no helpers
-/// yet, so no expectations), `nf_conntrack_events` (no event stream yet) and
-/// `nf_conntrack_log_invalid` (nothing is logged).
+/// shard's index sizes itself, doubling as it fills), `nf_conntrack_events` (no event stream
+/// yet) and `nf_conntrack_log_invalid` (nothing is logged).
+///
+/// `helpers` assigns helpers to new connections by protocol and destination port, as an
+/// `nft ct helper set` rule does. The FTP and TFTP helpers read their connections and announce
+/// expectations (at most `nf_conntrack_expect_max` pending); the other helpers are assigned
+/// but read nothing yet.
 ///
 /// ```
 /// use ctrack::Config;
@@ -72,9 +78,11 @@ impl Config {
 /// Entries evicted at most per early-drop attempt are searched in this many buckets.
 const EVICTION_RANGE: usize = 8;
 
-pub(crate) struct Table<A> {
+pub(crate) struct Table<A: Addr> {
     pub(crate) shards: Box<[CachePadded<Slot<A>>]>,
     mask: usize,
+    /// Pending expectations and helper state (taken after a shard lock, never before).
+    pub(crate) expect: Mutex<Expectations<A>>,
 }
 
 /// A shard and what may be read of it without its lock.
@@ -136,6 +144,7 @@ impl<A: Addr> Table<A> {
                 })
                 .collect(),
             mask: n - 1,
+            expect: Mutex::new(Expectations::default()),
         }
     }
 
@@ -401,7 +410,14 @@ impl Conntrack {
     #[inline(never)]
     fn track_tcp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
         match self.ready_tcp(p) {
-            Ok((r, sum)) if self.sum_ok(sum) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Ok((r, sum)) if self.sum_ok(sum) => {
+                let v = self.run_ready(t, &r, self.hash(r.key()), now);
+                if self.cfg.helpers.is_empty() {
+                    v
+                } else {
+                    self.help(t, &r, p.l4(), v, now)
+                }
+            }
             Ok(_) => self.invalid(),
             Err(v) => v,
         }
@@ -411,9 +427,138 @@ impl Conntrack {
     #[inline(never)]
     fn track_udp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
         match self.ready_udp(p) {
-            Ok((r, sum)) if self.sum_ok(sum) => self.run_ready(t, &r, self.hash(r.key()), now),
+            Ok((r, sum)) if self.sum_ok(sum) => {
+                let v = self.run_ready(t, &r, self.hash(r.key()), now);
+                if self.cfg.helpers.is_empty() {
+                    v
+                } else {
+                    self.help(t, &r, p.l4(), v, now)
+                }
+            }
             Ok(_) => self.invalid(),
             Err(v) => v,
+        }
+    }
+
+    /// The connection's helper, when it has one, reads a packet its tracker let through (`v`)
+    /// and may announce an expectation; the packet is dropped when the helper refuses it (a
+    /// command it could not read whole, an expectation it could not add). Only the FTP and
+    /// TFTP helpers read packets; the others are assigned but announce nothing.
+    #[inline(never)]
+    fn help<A: Addr>(
+        &self,
+        t: &Table<A>,
+        r: &Ready<'_, A>,
+        l4: &[u8],
+        v: Verdict,
+        now: Nanos,
+    ) -> Verdict {
+        if !v.tracked() || !r.routable {
+            return v;
+        }
+        let Some(inv) = r.key.inverse() else {
+            return v;
+        };
+        let orig = if v.dir == Dir::Original { r.key } else { inv };
+        if !self.cfg.host.confirms(&orig.src, &orig.dst) {
+            return v;
+        }
+        let Some(helper) = ctrack_helpers::assigned(&self.cfg.helpers, orig.proto, orig.dport)
+        else {
+            return v;
+        };
+        let Some(policy) = helper.policies.first() else {
+            return v;
+        };
+        let s = &self.cfg.sysctl;
+        let expect = |x: &mut Expectations<A>, e: Expected<A>| {
+            x.expect(
+                &orig,
+                ctrack_helpers::index_of(helper),
+                e,
+                policy.max_expected,
+                ctrack_protocols::secs(policy.timeout),
+                s.nf_conntrack_expect_max as usize,
+                now,
+            )
+        };
+        match (helper.name, &r.l4) {
+            ("ftp", ReadyL4::Tcp(seg)) => {
+                let payload = l4.get(l4.len().saturating_sub(seg.data_len as usize)..);
+                let payload = payload.unwrap_or_default();
+                if v.state != State::Established || payload.is_empty() {
+                    return v;
+                }
+                let (dir, sender) = (v.dir, r.key.src);
+                let mut x = t.expect.lock();
+                let mut out = v;
+                if x.master(&orig).lines.starts_line(dir, seg.seq) {
+                    match ftp::parse(dir, payload, A::V6) {
+                        ftp::Found::Nothing => {}
+                        // The kernel drops it, and remembers nothing of it.
+                        ftp::Found::Partial => return Verdict::DROPPED,
+                        ftp::Found::Address { v4, v6, port } => {
+                            let announced = match (v4, v6) {
+                                (Some(a), _) => {
+                                    // Over IPv6, the IPv4 address lands on the first four
+                                    // bytes of the sender's.
+                                    let mut b = sender;
+                                    let mut bytes = [0u8; 16];
+                                    bytes[..b.as_ref().len()].copy_from_slice(b.as_ref());
+                                    bytes[..4].copy_from_slice(&a);
+                                    b = A::from_bytes(&bytes);
+                                    b
+                                }
+                                (None, Some(a)) => A::from_bytes(&a),
+                                (None, None) => sender,
+                            };
+                            // An address other than the sender's is not followed.
+                            if announced == sender {
+                                let e = Expected {
+                                    src: r.key.dst,
+                                    dst: sender,
+                                    dport: port,
+                                    zone: r.key.zone,
+                                    proto: proto::TCP,
+                                };
+                                if expect(&mut x, e).is_err() {
+                                    out = Verdict::DROPPED;
+                                }
+                            }
+                        }
+                    }
+                }
+                x.master(&orig).lines.note_segment(dir, seg.seq, payload);
+                out
+            }
+            ("tftp", ReadyL4::Udp) => {
+                if !tftp::is_request(l4.get(8..).unwrap_or_default()) {
+                    return v;
+                }
+                // The transfer comes back from the server, from any port, to the client's.
+                let e = Expected {
+                    src: orig.dst,
+                    dst: orig.src,
+                    dport: orig.sport,
+                    zone: orig.zone,
+                    proto: proto::UDP,
+                };
+                if expect(&mut t.expect.lock(), e).is_ok() {
+                    return v;
+                }
+                if v.state == State::New {
+                    // Dropped before it was confirmed: the entry never was.
+                    let h = self.hash(&orig);
+                    let slot = &t.shards[t.shard_of(h)];
+                    let mut g = slot.lock.lock();
+                    if let Some(f) = g.shard.find(h, &orig, &inv) {
+                        self.drop_entry(t, &mut g, h, f.idx);
+                        g.stats.insert -= 1;
+                    }
+                }
+                Verdict::DROPPED
+            }
+            _ => v,
         }
     }
 
@@ -487,15 +632,32 @@ impl Conntrack {
     /// whose time has come. Returns the shard's time. Until the time moves on, doing it again
     /// changes nothing.
     #[inline(always)]
-    pub(crate) fn advance<A: Addr>(&self, sb: &mut ShardBox<A>, now: Nanos) -> Nanos {
+    pub(crate) fn advance<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, now: Nanos) -> Nanos {
         let now = now.max(sb.shard.clock);
         sb.shard.clock = now;
         if sb.shard.timers_due(now) {
             let hash = |k: &Key<A>| self.hash(k);
-            let expired = sb.shard.expire(now, &hash, |_| {});
+            let expired = sb.shard.expire(now, &hash, |e| self.forget(t, e));
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
         now
+    }
+
+    /// Lets the expectations know that entry `e` has left the table (only masters and
+    /// expected connections concern them).
+    #[inline]
+    fn forget<A: Addr>(&self, t: &Table<A>, e: &Entry<A>) {
+        let (master, child) = (e.helper != 0, e.status & status::EXPECTED != 0);
+        if master || child {
+            t.expect.lock().forget(&e.key, master, child);
+        }
+    }
+
+    /// Removes entry `i` (hash `h`) from its shard, with everything that goes with it.
+    fn drop_entry<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, i: u32) {
+        let e = sb.shard.remove(h, i);
+        self.forget(t, &e);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The batch's common case, tried before [`Conntrack::run_ready_locked`]: the entry at slab
@@ -780,14 +942,13 @@ impl Conntrack {
         let Some(inv) = key.inverse() else {
             return self.invalid();
         };
-        let now = self.advance(sb, now);
+        let now = self.advance(t, sb, now);
         if slot.pressure.load(Ordering::Relaxed) {
-            self.gc_step(sb, &slot.pressure, now);
+            self.gc_step(t, sb, &slot.pressure, now);
         }
         let found = match sb.shard.find_hinted(hint, h, &key, &inv) {
             Some(f) if sb.shard.get(f.idx).expired(now) => {
-                sb.shard.remove(h, f.idx);
-                self.count.fetch_sub(1, Ordering::Relaxed);
+                self.drop_entry(t, sb, h, f.idx);
                 None
             }
             f => f,
@@ -809,7 +970,7 @@ impl Conntrack {
         let state = state_of(dir, e.status);
         let (d, lower) = track(&mut e.proto, &e.key, &ctx);
         match d {
-            Decision::Accept(a) => self.apply(sb, h, idx, dir, state, a, now, len),
+            Decision::Accept(a) => self.apply(t, sb, h, idx, dir, state, a, now, len),
             Decision::Ignore => {
                 sb.stats.ignore += 1;
                 let e = sb.shard.get_mut(idx);
@@ -828,8 +989,7 @@ impl Conntrack {
             Decision::Reopen => {
                 // The kernel kills the entry and looks the packet up again, which finds
                 // nothing now (a tuple is in the table once): a new connection.
-                sb.shard.remove(h, idx);
-                self.count.fetch_sub(1, Ordering::Relaxed);
+                self.drop_entry(t, sb, h, idx);
                 sb.stats.search_restart += 1;
                 self.create(t, slot, sb, h, key, now, len, routable, &mut track, init)
             }
@@ -841,6 +1001,7 @@ impl Conntrack {
     #[inline(always)]
     fn apply<A: Addr>(
         &self,
+        t: &Table<A>,
         sb: &mut ShardBox<A>,
         h: u64,
         idx: u32,
@@ -863,8 +1024,7 @@ impl Conntrack {
         }
         let v = verdict_of(e, state, dir);
         if a.kill {
-            sb.shard.remove(h, idx);
-            self.count.fetch_sub(1, Ordering::Relaxed);
+            self.drop_entry(t, sb, h, idx);
         }
         v
     }
@@ -890,7 +1050,7 @@ impl Conntrack {
         // Table limit, checked as the kernel does when it allocates the entry.
         let max = s.nf_conntrack_max as usize;
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        if max != 0 && n > max && !self.early_drop(sb, h, now) {
+        if max != 0 && n > max && !self.early_drop(t, sb, h, now) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             sb.stats.drop += 1;
             // Owe every shard a pressure sweep, as the kernel wakes its GC worker.
@@ -900,6 +1060,21 @@ impl Conntrack {
             return Verdict::DROPPED;
         }
         let mut e = Entry::new(key);
+        // A pending expectation is taken by the new connection whatever its tracker then
+        // decides, as the kernel takes it when it allocates the entry.
+        let master = if self.cfg.helpers.is_empty() {
+            None
+        } else {
+            let mut x = t.expect.lock();
+            if x.none_pending() {
+                None
+            } else {
+                x.take(&key, now)
+            }
+        };
+        if master.is_some() {
+            e.status |= status::EXPECTED;
+        }
         if let Some(hl) = ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
             e.helper = ctrack_helpers::index_of(hl);
         }
@@ -934,7 +1109,7 @@ impl Conntrack {
         if a.assured {
             e.status |= status::ASSURED;
         }
-        let v = verdict_of(&e, State::New, Dir::Original);
+        let v = verdict_of(&e, state_of(Dir::Original, e.status), Dir::Original);
         if a.kill || !routable || !self.cfg.host.confirms(&key.src, &key.dst) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return v;
@@ -944,13 +1119,16 @@ impl Conntrack {
         sb.shard.count_packet(idx, Dir::Original, len);
         slot.publish(sb);
         sb.stats.insert += 1;
+        if let Some(m) = master {
+            t.expect.lock().adopt(key, m);
+        }
         v
     }
 
     /// Makes room for one entry by evicting every non-ASSURED entry of the first of
     /// [`EVICTION_RANGE`] buckets (from the new tuple's) that has any; expired entries met on
     /// the way are reaped without counting. Returns false when nothing could be evicted.
-    fn early_drop<A: Addr>(&self, sb: &mut ShardBox<A>, h: u64, now: Nanos) -> bool {
+    fn early_drop<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, now: Nanos) -> bool {
         let buckets: Vec<Vec<u32>> = sb.shard.bucket_run(h, EVICTION_RANGE).collect();
         for ids in buckets {
             let mut drops = 0;
@@ -958,11 +1136,9 @@ impl Conntrack {
                 let e = sb.shard.get(i);
                 let eh = self.hash(&e.key);
                 if e.expired(now) {
-                    sb.shard.remove(eh, i);
-                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    self.drop_entry(t, sb, eh, i);
                 } else if e.status & status::ASSURED == 0 {
-                    sb.shard.remove(eh, i);
-                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    self.drop_entry(t, sb, eh, i);
                     drops += 1;
                 }
             }
@@ -978,7 +1154,13 @@ impl Conntrack {
     /// table is at least 95% full, entries that early drop may take (not ASSURED, or TCP
     /// connections already closing) are removed. The debt is paid once the sweep has covered
     /// the whole shard.
-    fn gc_step<A: Addr>(&self, sb: &mut ShardBox<A>, pressure: &AtomicBool, now: Nanos) {
+    fn gc_step<A: Addr>(
+        &self,
+        t: &Table<A>,
+        sb: &mut ShardBox<A>,
+        pressure: &AtomicBool,
+        now: Nanos,
+    ) {
         const STEP: u32 = 32;
         let max = self.cfg.sysctl.nf_conntrack_max as usize;
         let max95 = max / 100 * 95;
@@ -1006,8 +1188,7 @@ impl Conntrack {
             };
             if doomed {
                 let h = self.hash(&e.key);
-                sb.shard.remove(h, i);
-                self.count.fetch_sub(1, Ordering::Relaxed);
+                self.drop_entry(t, sb, h, i);
             }
         }
     }
@@ -1081,7 +1262,7 @@ impl Conntrack {
             let mut g = sh.lock.lock();
             let now = now.max(g.shard.clock);
             g.shard.clock = now;
-            n += g.shard.expire(now, &hash, |_| {});
+            n += g.shard.expire(now, &hash, |e| self.forget(t, e));
         }
         self.count.fetch_sub(n, Ordering::Relaxed);
         n
@@ -1129,15 +1310,28 @@ impl Conntrack {
             let g = sh.lock.lock();
             for (i, e) in g.shard.iter() {
                 if !e.expired(now) {
-                    f(crate::format::EntryView::new(
+                    let mut view = crate::format::EntryView::new(
                         e,
                         now,
                         g.shard.counters(i).copied(),
                         g.shard.born(i),
-                    ));
+                    );
+                    if e.helper != 0 {
+                        view.children = t.expect.lock().children_of(&e.key);
+                    }
+                    f(view);
                 }
             }
         }
+    }
+
+    /// Calls `f` with every expectation pending at `now`, as a line of
+    /// `/proc/net/nf_conntrack_expect` (in no particular order).
+    pub fn for_each_expectation(&self, now: Nanos, mut f: impl FnMut(String)) {
+        let mut lines = Vec::new();
+        self.v4.expect.lock().lines(now, &mut lines);
+        self.v6.expect.lock().lines(now, &mut lines);
+        lines.into_iter().for_each(&mut f);
     }
 }
 

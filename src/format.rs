@@ -28,6 +28,9 @@ pub struct EntryView {
     pub counters: Option<Counters>,
     /// Whole seconds since the entry was created (with `nf_conntrack_timestamp`).
     pub age_seconds: Option<u64>,
+    /// Live connections created through this entry's expectations (each holds a reference
+    /// to it, which the kernel's `use=` counts).
+    pub children: u32,
 }
 
 impl EntryView {
@@ -54,20 +57,18 @@ impl EntryView {
             helper: ctrack_helpers::at_index(e.helper).map(|h| h.name),
             counters,
             age_seconds: born.map(|b| now.saturating_sub(b) / NANOS_PER_SEC),
+            children: 0,
         }
     }
 
     /// The entry as `/proc/net/nf_conntrack` prints it (without the trailing newline).
-    ///
-    /// `pending_expectations` counts expectations that hold a reference to this entry (the
-    /// kernel's `use=` is the table's reference, the reader's, and one per expectation).
-    pub fn proc_line(&self, pending_expectations: u32) -> String {
+    pub fn proc_line(&self) -> String {
         let mut s = String::with_capacity(200);
-        let _ = self.write_proc(&mut s, pending_expectations);
+        let _ = self.write_proc(&mut s);
         s
     }
 
-    fn write_proc(&self, s: &mut String, pending: u32) -> fmt::Result {
+    fn write_proc(&self, s: &mut String) -> fmt::Result {
         let (l3, l3num) = if self.orig.src.is_ipv6() {
             ("ipv6", 10)
         } else {
@@ -109,8 +110,14 @@ impl EntryView {
         if let Some(age) = self.age_seconds {
             write!(s, "delta-time={age} ")?;
         }
-        write!(s, "use={}", 2 + pending)
+        // The table's reference, the reader's, and one per expected connection.
+        write!(s, "use={}", 2 + self.children)
     }
+}
+
+/// Appends an address as the kernel's `/proc` files print it.
+pub(crate) fn push_addr(s: &mut String, a: &std::net::IpAddr) {
+    let _ = write_addr(s, a);
 }
 
 fn write_addr(s: &mut String, a: &std::net::IpAddr) -> fmt::Result {

@@ -34,6 +34,7 @@ mod batch;
 pub mod capture;
 pub mod conntrack;
 pub mod defrag;
+mod expect;
 pub mod format;
 pub mod host;
 pub mod icmp_error;

@@ -127,10 +127,18 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
     }
     if a.table {
         let mut lines = Vec::new();
-        ct.for_each_entry(last, |e| lines.push(e.proc_line(0)));
+        ct.for_each_entry(last, |e| lines.push(e.proc_line()));
         lines.sort();
         for l in lines {
             writeln!(out, "# table {l}").map_err(io_err)?;
+        }
+    }
+    if a.expect {
+        let mut lines = Vec::new();
+        ct.for_each_expectation(last, |l| lines.push(l));
+        lines.sort();
+        for l in lines {
+            writeln!(out, "# expect {l}").map_err(io_err)?;
         }
     }
     if a.stats {

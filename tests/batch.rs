@@ -8,7 +8,7 @@ use ctrack::{Config, Conntrack, HostModel, LinkType, capture};
 
 fn table(ct: &Conntrack, now: u64) -> Vec<String> {
     let mut t = Vec::new();
-    ct.for_each_entry(now, |e| t.push(e.proc_line(0)));
+    ct.for_each_entry(now, |e| t.push(e.proc_line()));
     t.sort();
     t
 }

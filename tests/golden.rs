@@ -82,11 +82,13 @@ fn replay(path: &Path, cfg: Config) -> Output {
         verdicts.push(s);
     }
     let mut tables = Vec::new();
-    ct.for_each_entry(last, |e| tables.push(e.proc_line(0)));
+    ct.for_each_entry(last, |e| tables.push(e.proc_line()));
+    let mut expects = Vec::new();
+    ct.for_each_expectation(last, |l| expects.push(l));
     Output {
         verdicts,
         tables,
-        expects: vec![],
+        expects,
     }
 }
 
@@ -180,7 +182,7 @@ fn every_capture_matches_its_kernel_golden() {
                 let _ = writeln!(errs, "  packet {i}: kernel {w}, ctrack {c}");
             }
         }
-        lines += want.tables.len();
+        lines += want.tables.len() + want.expects.len();
         compare_lines("table", &want.tables, &got.tables, 4, &mut errs);
         compare_lines("expect", &want.expects, &got.expects, 0, &mut errs);
         if !errs.is_empty() {

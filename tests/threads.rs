@@ -50,7 +50,7 @@ fn threads_on_disjoint_flows_agree_with_one_thread() {
     }
     let table = |ct: &Conntrack| {
         let mut t = Vec::new();
-        ct.for_each_entry(1_000, |e| t.push(e.proc_line(0)));
+        ct.for_each_entry(1_000, |e| t.push(e.proc_line()));
         t.sort();
         t
     };

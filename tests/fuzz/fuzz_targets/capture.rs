@@ -19,6 +19,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = v.write_line(&mut line);
     }
     ct.for_each_entry(last, |e| {
-        let _ = e.proc_line(0);
+        let _ = e.proc_line();
     });
 });

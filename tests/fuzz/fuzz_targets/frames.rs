@@ -183,7 +183,7 @@ fn build(d: &[u8], last: &[u8]) -> Vec<u8> {
 
 fn table(ct: &Conntrack, now: u64) -> Vec<String> {
     let mut t = Vec::new();
-    ct.for_each_entry(now, |e| t.push(e.proc_line(0)));
+    ct.for_each_entry(now, |e| t.push(e.proc_line()));
     t.sort();
     t
 }

@@ -1,0 +1,168 @@
+"""Helper scenarios: FTP control connections announcing data connections (PASV/227, EPSV/229,
+PORT, EPRT; the line-start rule, partial commands, foreign addresses, one expectation per
+master, clashes, IPv6) and TFTP requests; the data connections then arrive RELATED."""
+from ctgen import scenario
+from scapy.all import IP, IPv6, UDP, Raw
+from scenarios_tcp import Flow
+
+C, S, C2 = "10.30.0.1", "10.30.0.2", "10.30.0.3"
+C6, S6 = "2001:db8:30::1", "2001:db8:30::2"
+FTP = "--helper ftp:tcp:21"
+
+
+def login(f):
+    """Handshake, banner and login: after it, each side's next segment starts a line."""
+    return f.handshake() + [
+        f.s("PA", b"220 ctrack test FTP\r\n"), f.c("A"),
+        f.c("PA", b"USER anonymous\r\n"), f.s("PA", b"331 Password please\r\n"),
+        f.c("PA", b"PASS x\r\n"), f.s("PA", b"230 Logged in\r\n"),
+    ]
+
+
+def transfer(d, data=b"file contents\n", close=True):
+    """A data connection: handshake, a few bytes from the server, and a close."""
+    p = d.handshake() + [d.s("PA", data), d.c("A")]
+    if close:
+        p += [d.s("FA"), d.c("FA"), d.s("A")]
+    return p
+
+
+def pasv(port):
+    return b"227 Entering Passive Mode (10,30,0,2,%d,%d).\r\n" % (port >> 8, port & 255)
+
+
+@scenario("helpers/ftp-passive", args=FTP)
+def _():
+    f = Flow(42001, 21, c=C, s=S)
+    p = login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50001)), f.c("A")]
+    p += transfer(Flow(42002, 50001, c=C, s=S))
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50002)), f.c("A")]
+    p += transfer(Flow(42003, 50002, c=C, s=S), close=False)
+    # Another connection to the same port is not expected any more.
+    p += [Flow(42004, 50002, c=C, s=S).c("S")]
+    p += [f.c("PA", b"QUIT\r\n"), f.s("PA", b"221 Bye\r\n"), f.c("FA"), f.s("FA"), f.c("A")]
+    return p
+
+
+@scenario("helpers/ftp-active", args=FTP)
+def _():
+    f = Flow(42011, 21, c=C, s=S)
+    p = login(f) + [f.c("PA", b"PORT 10,30,0,1,164,1\r\n"), f.s("PA", b"200 PORT ok\r\n")]
+    p += transfer(Flow(20, 41985, c=S, s=C))
+    p += [f.c("PA", b"port 10,30,0,1,164,2\r\n"), f.s("PA", b"200 PORT ok\r\n")]
+    p += transfer(Flow(20, 41986, c=S, s=C), close=False)
+    # A command that is not read: a PORT glued to the end of another line's segment.
+    p += [f.c("PA", b"NOOP\r\nPORT 10,30,0,1,164,3\r\n"), f.s("PA", b"200 ok\r\n200 ok\r\n")]
+    p += [Flow(20, 41987, c=S, s=C).c("S")]
+    return p
+
+
+@scenario("helpers/ftp-extended", args=FTP)
+def _():
+    f = Flow(42021, 21, c=C, s=S)
+    p = login(f) + [f.c("PA", b"EPSV\r\n"),
+                    f.s("PA", b"229 Entering Extended Passive Mode (|||50021|)\r\n"), f.c("A")]
+    p += transfer(Flow(42022, 50021, c=C, s=S))
+    p += [f.c("PA", b"EPRT |1|10.30.0.1|41990|\r\n"), f.s("PA", b"200 EPRT ok\r\n")]
+    p += transfer(Flow(20, 41990, c=S, s=C))
+    # A different delimiter is as good.
+    p += [f.c("PA", b"EPRT !1!10.30.0.1!41991!\r\n"), f.s("PA", b"200 EPRT ok\r\n")]
+    p += [Flow(20, 41991, c=S, s=C).c("S")]
+    return p
+
+
+@scenario("helpers/ftp-line-starts", args=FTP)
+def _():
+    f = Flow(42031, 21, c=C, s=S)
+    # The first segment each way is never read: this PORT announces nothing.
+    p = f.handshake() + [f.c("PA", b"PORT 10,30,0,1,164,10\r\n"), f.s("PA", b"200 ok\r\n")]
+    p += [Flow(20, 41994, c=S, s=C).c("S")]
+    # A reply split over two segments: the second does not start a line.
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", b"227 Entering Passive"),
+          f.s("PA", b" Mode (10,30,0,2,195,90).\r\n"), f.c("A")]
+    p += [Flow(42032, 50010, c=C, s=S).c("S")]
+    # The next one, at a line start, is read.
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50011)), f.c("A")]
+    p += [Flow(42033, 50011, c=C, s=S).c("S")]
+    return p
+
+
+@scenario("helpers/ftp-refused", args=FTP)
+def _():
+    f = Flow(42041, 21, c=C, s=S)
+    p = login(f)
+    # Commands that start like PORT or 227 but cannot be read: the kernel drops them
+    # (unscored) and does not move its line start past them.
+    p += [f.c("PA", b"PORT\r\n", advance=False), f.c("PA", b"PORT 10,30,0,1\r\n", advance=False),
+          f.c("PA", b"PASV\r\n"), f.s("PA", b"227 No numbers here\r\n", advance=False),
+          f.s("PA", pasv(50041)), f.c("A")]
+    p += [Flow(42042, 50041, c=C, s=S).c("S")]
+    # An address other than the sender's is not followed.
+    p += [f.c("PA", b"PORT 10,30,0,9,164,20\r\n"), f.s("PA", b"200 ok\r\n")]
+    p += [Flow(20, 42004, c=S, s="10.30.0.9").c("S"), Flow(20, 42004, c=S, s=C).c("S")]
+    return p
+
+
+@scenario("helpers/ftp-one-per-master", args=FTP)
+def _():
+    f = Flow(42051, 21, c=C, s=S)
+    g = Flow(42052, 21, c=C, s=S)
+    p = login(f) + login(g)
+    # A second announcement replaces the first.
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50051)), f.c("A"),
+          f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50052)), f.c("A")]
+    p += [Flow(42053, 50051, c=C, s=S).c("S"), Flow(42054, 50052, c=C, s=S).c("S")]
+    # Two masters announcing the same connection: the second clashes and is dropped.
+    p += [f.c("PA", b"PORT 10,30,0,1,164,30\r\n"), f.s("PA", b"200 ok\r\n"),
+          g.c("PA", b"PORT 10,30,0,1,164,30\r\n"), g.s("PA", b"200 ok\r\n")]
+    p += [Flow(20, 42014, c=S, s=C).c("S")]
+    # A master's reset leaves its pending expectation behind (until the entry goes).
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50053)), f.c("A"), f.c("R")]
+    p += [Flow(42055, 50053, c=C, s=S).c("S")]
+    return p
+
+
+@scenario("helpers/ftp-ipv6", args=FTP)
+def _():
+    f = Flow(42061, 21, v6=True, c=C6, s=S6)
+    p = login(f) + [f.c("PA", b"EPSV\r\n"),
+                    f.s("PA", b"229 Entering Extended Passive Mode (|||50061|)\r\n"), f.c("A")]
+    p += transfer(Flow(42062, 50061, v6=True, c=C6, s=S6))
+    p += [f.c("PA", b"EPRT |2|2001:db8:30::1|42070|\r\n"), f.s("PA", b"200 ok\r\n")]
+    p += [Flow(20, 42070, v6=True, c=S6, s=C6).c("S")]
+    # An IPv4 EPRT or PORT on an IPv6 connection: refused, or not followed.
+    p += [f.c("PA", b"EPRT |1|10.30.0.1|42071|\r\n", advance=False),
+          f.c("PA", b"PORT 10,30,0,1,164,80\r\n"), f.s("PA", b"200 ok\r\n")]
+    p += [Flow(20, 42064, v6=True, c=S6, s=C6).c("S")]
+    return p
+
+
+def tftp(src, dst, sport, dport, payload):
+    return IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / Raw(payload)
+
+
+@scenario("helpers/tftp", args="--helper tftp:udp:69")
+def _():
+    rrq = b"\x00\x01boot.img\x00octet\x00"
+    wrq = b"\x00\x02upload.bin\x00octet\x00"
+    return [
+        tftp(C, S, 42100, 69, rrq), tftp(S, C, 33001, 42100, b"\x00\x03\x00\x01data"),
+        tftp(C, S, 42100, 33001, b"\x00\x04\x00\x01"),
+        tftp(C, S, 42101, 69, wrq), tftp(S, C, 33002, 42101, b"\x00\x04\x00\x00"),
+        tftp(C, S, 42101, 33002, b"\x00\x03\x00\x01data"),
+        # Neither a request nor from the master: nothing expected.
+        tftp(C, S, 42102, 69, b"\x00\x05\x00\x01oops\x00"), tftp(S, C, 33003, 42102, b"\x00\x03"),
+        # A request retransmitted: the expectation is renewed, not doubled.
+        tftp(C2, S, 42103, 69, rrq), tftp(C2, S, 42103, 69, rrq),
+        tftp(S, C2, 33004, 42103, b"\x00\x03\x00\x01data"),
+        # A pending one, listed at the end.
+        tftp(C2, S, 42104, 69, rrq),
+    ]
+
+
+@scenario("helpers/unassigned-port", args=FTP)
+def _():
+    # The same dialogue on a port without a helper announces nothing.
+    f = Flow(42111, 2121, c=C, s=S)
+    p = login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50111)), f.c("A")]
+    return p + [Flow(42112, 50111, c=C, s=S).c("S")]
