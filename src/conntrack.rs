@@ -470,6 +470,18 @@ impl Conntrack {
         let Some(policy) = helper.policies.first() else {
             return v;
         };
+        // Only a connection still in the table keeps helper state (its tracker may have
+        // killed it with this very packet).
+        let h = self.hash(&orig);
+        if t.shards[t.shard_of(h)]
+            .lock
+            .lock()
+            .shard
+            .find(h, &orig, &inv)
+            .is_none()
+        {
+            return v;
+        }
         let s = &self.cfg.sysctl;
         let expect = |x: &mut Expectations<A>, e: Expected<A>| {
             x.expect(
@@ -548,7 +560,6 @@ impl Conntrack {
                 }
                 if v.state == State::New {
                     // Dropped before it was confirmed: the entry never was.
-                    let h = self.hash(&orig);
                     let slot = &t.shards[t.shard_of(h)];
                     let mut g = slot.lock.lock();
                     if let Some(f) = g.shard.find(h, &orig, &inv) {

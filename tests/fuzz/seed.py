@@ -24,7 +24,8 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
     lt = struct.unpack('<I', d[20:24])[0]
     if lt not in LINKS:
         continue
-    out = bytearray([0])  # configuration 0: router, checksums off, one shard
+    helpers = 'helper' in name or 'ftp' in name  # every helper on for their captures
+    out = bytearray([0, int(helpers)])  # router, checksums off, one shard
     off, prev, n = 24, None, 0
     while off + 16 <= len(d) and n < 200:
         ts, _, incl, _ = struct.unpack('<IIII', d[off:off + 16])

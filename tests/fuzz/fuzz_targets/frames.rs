@@ -1,7 +1,7 @@
 //! Frames in, verdicts out: no input may panic the engine, and the batch path must decide
 //! exactly what the one-frame path decides (same verdicts, table and counters).
 //!
-//! The input is a configuration byte, then records `[flags][len][dt][len bytes]`. A record
+//! The input is two configuration bytes, then records `[flags][len][dt][len bytes]`. A record
 //! is either a raw frame (any link type, bytes as given, or raw IP with the lengths and the
 //! IPv4 header checksum made right so that the bytes reach the trackers) or a packet built
 //! from a compact description (TCP, UDP, ICMP echo or an ICMP error quoting the previous
@@ -21,7 +21,7 @@ const LINKS: [LinkType; 5] = [
     LinkType::LinuxSll2,
 ];
 
-fn config(b: u8) -> Config {
+fn config(b: u8, extra: u8) -> Config {
     let mut cfg = Config {
         host: if b & 1 != 0 {
             HostModel::ConfirmAll
@@ -54,6 +54,12 @@ fn config(b: u8) -> Config {
     if b & 128 != 0 {
         set(&mut cfg, "nf_conntrack_acct=1");
         set(&mut cfg, "nf_conntrack_timestamp=1");
+    }
+    if extra & 1 != 0 {
+        cfg.helpers = ctrack_helpers::parse_assignments(["all"]).expect("all helpers");
+    }
+    if extra & 2 != 0 {
+        set(&mut cfg, "nf_conntrack_expect_max=2");
     }
     cfg
 }
@@ -134,7 +140,7 @@ fn build(d: &[u8], last: &[u8]) -> Vec<u8> {
                 _ => &[2, 4, 5, 0xb4, 3, 3, 14, 0], // MSS, window scale 14
             };
             let hl = 20 + opts.len();
-            let mut t = vec![0u8; hl + usize::from(g(11) & 63)];
+            let mut t = vec![0u8; hl];
             t[0..2].copy_from_slice(&p1.to_be_bytes());
             t[2..4].copy_from_slice(&p2.to_be_bytes());
             t[4..8].copy_from_slice(&w32(2).to_be_bytes());
@@ -144,14 +150,19 @@ fn build(d: &[u8], last: &[u8]) -> Vec<u8> {
             t[14] = g(10);
             t[15] = g(12) | 0x0f;
             t[20..hl].copy_from_slice(opts);
+            // Payload: the record's remaining bytes (FTP commands, for the helper).
+            t.extend_from_slice(d.get(13..).unwrap_or_default());
             ip(v6, a, b, 6, &t)
         }
         1 => {
-            let n = usize::from(g(1) & 31);
-            let mut u = vec![0u8; 8 + n];
-            u[0..2].copy_from_slice(&p1.to_be_bytes());
-            u[2..4].copy_from_slice(&p2.to_be_bytes());
-            u[4..6].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+            // UDP to port 69 instead of 21 (TFTP); the payload is the record's rest.
+            let port = |p: u16| if p == 21 { 69 } else { p };
+            let body = d.get(1..).unwrap_or_default();
+            let mut u = vec![0u8; 8];
+            u[0..2].copy_from_slice(&port(p1).to_be_bytes());
+            u[2..4].copy_from_slice(&port(p2).to_be_bytes());
+            u[4..6].copy_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+            u.extend_from_slice(body);
             ip(v6, a, b, 17, &u)
         }
         2 => {
@@ -189,10 +200,11 @@ fn table(ct: &Conntrack, now: u64) -> Vec<String> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cfg_byte, mut rest)) = data.split_first() else {
+    let [cfg_byte, extra, ref body @ ..] = *data else {
         return;
     };
-    let cfg = config(cfg_byte);
+    let mut rest = body;
+    let cfg = config(cfg_byte, extra);
     let one = Conntrack::with_seed(cfg.clone(), 1);
     let many = Conntrack::with_seed(cfg, 1);
     let mut now: u64 = 1_000_000_000_000;
@@ -246,4 +258,9 @@ fuzz_target!(|data: &[u8]| {
     one.expire(later);
     many.expire(later);
     assert!(table(&one, later).is_empty() && table(&many, later).is_empty());
+    for ct in [&one, &many] {
+        let mut pending = 0;
+        ct.for_each_expectation(later, |_| pending += 1);
+        assert_eq!(pending, 0, "expectations outlive their time");
+    }
 });
