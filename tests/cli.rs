@@ -284,3 +284,30 @@ fn replay_checks_l4_checksums_only_when_asked() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "0 invalid\n");
 }
+
+/// `--expect` lists pending expectations after the table, as the oracle does.
+#[test]
+fn replay_lists_expectations() {
+    let cap = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/helpers/tftp.pcap");
+    let out = ctrack(&[
+        "replay",
+        cap,
+        "--helper",
+        "tftp:udp:69",
+        "--table",
+        "--expect",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("# expect ")
+            && last.ends_with(
+                " l3proto = 2 proto=17 src=10.30.0.2 dst=10.30.0.3 sport=0 dport=42104 tftp"
+            ),
+        "{text}"
+    );
+    // Without helpers nothing is expected.
+    let out = ctrack(&["replay", cap, "--expect"]);
+    assert!(String::from_utf8(out.stdout).unwrap().is_empty());
+}
