@@ -409,24 +409,26 @@ impl Conntrack {
     /// TCP: header checks, checksum, then the TCP tracker.
     #[inline(never)]
     fn track_tcp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
-        match self.ready_tcp(p) {
-            Ok((r, sum)) if self.sum_ok(sum) => {
-                let v = self.run_ready(t, &r, self.hash(r.key()), now);
-                if self.cfg.helpers.is_empty() {
-                    v
-                } else {
-                    self.help(t, &r, p.l4(), v, now)
-                }
-            }
-            Ok(_) => self.invalid(),
-            Err(v) => v,
-        }
+        self.track_ready(t, p, self.ready_tcp(p), now)
     }
 
     /// UDP: header checks, checksum, then the UDP tracker.
     #[inline(never)]
     fn track_udp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
-        match self.ready_udp(p) {
+        self.track_ready(t, p, self.ready_udp(p), now)
+    }
+
+    /// A TCP or UDP packet whose headers were checked (`ready`): its checksum, its tracker,
+    /// then its connection's helper.
+    #[inline(always)]
+    fn track_ready<A: Addr>(
+        &self,
+        t: &Table<A>,
+        p: &IpPacket<'_>,
+        ready: Result<(Ready<'_, A>, Option<PendingSum<'_>>), Verdict>,
+        now: Nanos,
+    ) -> Verdict {
+        match ready {
             Ok((r, sum)) if self.sum_ok(sum) => {
                 let v = self.run_ready(t, &r, self.hash(r.key()), now);
                 if self.cfg.helpers.is_empty() {
@@ -1096,15 +1098,7 @@ impl Conntrack {
             }
             Open::Track(st) => {
                 e.proto = st;
-                let ctx = Ctx {
-                    dir: Dir::Original,
-                    confirmed: false,
-                    seen_reply: false,
-                    assured: false,
-                    now,
-                    expires: 0,
-                };
-                track(&mut e.proto, &e.key, &ctx).0
+                track(&mut e.proto, &e.key, &Ctx::opening(now)).0
             }
             Open::Refused => Decision::Invalid,
         };

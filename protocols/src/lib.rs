@@ -83,6 +83,21 @@ pub struct Ctx {
     pub expires: Nanos,
 }
 
+impl Ctx {
+    /// The context of the packet that opens an entry at `now` (original direction,
+    /// unconfirmed, nothing seen back yet).
+    pub fn opening(now: Nanos) -> Ctx {
+        Ctx {
+            dir: Dir::Original,
+            confirmed: false,
+            seen_reply: false,
+            assured: false,
+            now,
+            expires: 0,
+        }
+    }
+}
+
 /// The engine's instructions after a tracker has seen a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {

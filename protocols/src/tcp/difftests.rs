@@ -767,14 +767,7 @@ proptest! {
     ) {
         let opts = g.opts.bytes(0);
         let seg = Segment::new(seq, 0, flags, g.window, g.data_len % 70_000).with_options(&opts);
-        let ctx = Ctx {
-            dir: Dir::Original,
-            confirmed: false,
-            seen_reply: false,
-            assured: false,
-            now: 5 * NANOS_PER_SEC,
-            expires: 0,
-        };
+        let ctx = Ctx::opening(5 * NANOS_PER_SEC);
         let general = new_conn(&seg, &s).map(|mut st| {
             let v = track_full(&mut st, &seg, &ctx, &s);
             (st, v)

@@ -17,7 +17,7 @@ use super::options::{OPT_NOP, OPT_TIMESTAMP, highest_sack};
 use super::window::MAX_ACK_WINDOW_FLOOR;
 use super::{
     ACK, Class, F_BE_LIBERAL, F_DATA_UNACK, F_MAXACK_SET, F_SACK_PERM, FIN, RST, SYN, Segment,
-    Side, State, TcpState, Verdict, after, before, choose_timeout, track_general,
+    State, TcpState, Verdict, after, before, choose_timeout, track_general,
 };
 use crate::sysctl::Sysctl;
 use crate::{Ctx, Decision, Dir, Refresh, secs};
@@ -200,17 +200,8 @@ pub fn open_syn(seg: &Segment<'_>, s: &Sysctl) -> Option<(TcpState, Refresh)> {
     if seg.flags & CLASS_BITS != SYN {
         return None;
     }
-    let end = seg.end();
-    let maxwin = u32::from(seg.window).max(1);
-    let mut st = TcpState::default();
-    st.seen[0] = Side {
-        end,
-        maxend: end,
-        maxwin,
-        maxack: 0,
-    };
-    st.apply_syn_options(0, seg.options);
-    st.seen[1].maxend = maxwin;
+    let mut st = TcpState::opened_by_syn(seg);
+    st.seen[1].maxend = st.seen[0].maxwin;
     st.last_index = Class::Syn;
     st.state = State::SynSent;
     let timeout = choose_timeout(&st, State::SynSent, Class::Syn, s);

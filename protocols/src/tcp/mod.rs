@@ -417,6 +417,22 @@ pub struct TcpState {
 const _: () = assert!(std::mem::size_of::<TcpState>() <= 56);
 
 impl TcpState {
+    /// A new connection's state after its opening SYN: the sender side set up from it
+    /// (end, window, options), nothing known of the receiver.
+    #[inline(always)]
+    fn opened_by_syn(seg: &Segment<'_>) -> TcpState {
+        let end = seg.end();
+        let mut st = TcpState::default();
+        st.seen[0] = Side {
+            end,
+            maxend: end,
+            maxwin: u32::from(seg.window).max(1),
+            maxack: 0,
+        };
+        st.apply_syn_options(0, seg.options);
+        st
+    }
+
     /// The connection state.
     pub fn state(&self) -> State {
         self.state
@@ -497,15 +513,7 @@ pub fn new_conn(seg: &Segment<'_>, s: &Sysctl) -> Option<TcpState> {
     let end = seg.end();
     let maxwin = u32::from(seg.window).max(1);
     match next {
-        Next::To(State::SynSent) => {
-            st.seen[0] = Side {
-                end,
-                maxend: end,
-                maxwin,
-                maxack: 0,
-            };
-            st.apply_syn_options(0, seg.options);
-        }
+        Next::To(State::SynSent) => st = TcpState::opened_by_syn(seg),
         Next::To(_) if s.nf_conntrack_tcp_loose != 0 => {
             st.seen[0] = Side {
                 end,
