@@ -313,10 +313,8 @@ mod tests {
 
     #[test]
     fn partial_matches_are_refused() {
-        let o = Dir::Original;
-        let r = Dir::Reply;
-        for bad in [
-            &b"PO"[..],
+        let original: &[&[u8]] = &[
+            b"PO",
             b"PORT",
             b"PORT\r\n",
             b"PORT 10,0,0,1,4\r\n",
@@ -325,31 +323,23 @@ mod tests {
             b"EPRT |2|10.0.0.1|5|\r\n",
             b"EPRT |1|10.0.0.1|0|\r\n",
             b"EPRT 1\r\n",
-        ] {
-            assert_eq!(
-                parse(o, bad, false),
-                Found::Partial,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        for bad in [
-            &b"22"[..],
+        ];
+        let reply: &[&[u8]] = &[
+            b"22",
             b"227 ",
             b"227 no numbers\r\n",
             b"229 (|||x|)\r\n",
             b"229 no paren\r\n",
-        ] {
-            assert_eq!(
-                parse(r, bad, false),
-                Found::Partial,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            b"229 (",
+        ];
+        for (dir, bad) in [(Dir::Original, original), (Dir::Reply, reply)] {
+            for b in bad {
+                let text = String::from_utf8_lossy(b);
+                assert_eq!(parse(dir, b, false), Found::Partial, "{text:?}");
+            }
         }
-        assert_eq!(parse(o, b"", false), Found::Nothing);
-        // The skip character may be the last byte; nothing readable follows it then.
-        assert_eq!(parse(Dir::Reply, b"229 (", false), Found::Partial);
+        // A segment without payload is not read; the skip character may be the last byte.
+        assert_eq!(parse(Dir::Original, b"", false), Found::Nothing);
     }
 
     #[test]

@@ -456,14 +456,7 @@ fn run_realistic(
                     let Some(mut st) = new_conn(&seg, s) else {
                         break;
                     };
-                    let ctx = Ctx {
-                        dir: Dir::Original,
-                        confirmed: false,
-                        seen_reply: false,
-                        assured: false,
-                        now,
-                        expires: 0,
-                    };
+                    let ctx = Ctx::opening(now);
                     let v = both(&mut st, &seg, &ctx, s, &mut stats)?;
                     if let Decision::Accept(a) = v.decision {
                         entry = Some(Entry {

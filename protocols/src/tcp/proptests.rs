@@ -229,14 +229,7 @@ fn run(gens: &[Gen], s: &Sysctl, check: bool) {
                     let Some(mut st) = new_conn(&seg, s) else {
                         break;
                     };
-                    let ctx = Ctx {
-                        dir: Dir::Original,
-                        confirmed: false,
-                        seen_reply: false,
-                        assured: false,
-                        now,
-                        expires: 0,
-                    };
+                    let ctx = Ctx::opening(now);
                     let before = st;
                     let d = track(&mut st, &seg, &ctx, s);
                     if check {
