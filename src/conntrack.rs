@@ -1482,6 +1482,54 @@ mod tests {
         ip4(src, dst, proto::UDP, &u)
     }
 
+    /// A TFTP request whose expectation cannot be added (the kernel's global limit, which
+    /// its namespaced oracle cannot lower) is dropped before its entry is confirmed: the
+    /// entry never exists, and the request is NEW again once there is room.
+    #[test]
+    fn tftp_request_over_the_expectation_limit_leaves_no_entry() {
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        cfg.set_sysctl("nf_conntrack_expect_max=1").unwrap();
+        cfg.helpers = ctrack_helpers::parse_assignments(["tftp:udp:69"]).unwrap();
+        let ct = Conntrack::with_seed(cfg, 7);
+        let rrq = |src: [u8; 4], sport: u16| {
+            let body = b"\x00\x01f\x00octet\x00";
+            let mut u = Vec::new();
+            u.extend_from_slice(&sport.to_be_bytes());
+            u.extend_from_slice(&69u16.to_be_bytes());
+            u.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+            u.extend_from_slice(&[0, 0]);
+            u.extend_from_slice(body);
+            ip4(src, B, proto::UDP, &u)
+        };
+        let entries = |ct: &Conntrack| {
+            let mut n = 0;
+            ct.for_each_entry(SEC, |_| n += 1);
+            n
+        };
+        assert_eq!(
+            ct.process(&rrq(A, 4000), LinkType::Raw, SEC).state,
+            State::New
+        );
+        assert_eq!(
+            ct.process(&rrq(R, 4001), LinkType::Raw, SEC),
+            Verdict::DROPPED
+        );
+        assert_eq!((entries(&ct), ct.stats().count), (1, 1));
+        // The first expectation taken: room for the second request.
+        let data = udp4(B, A, 33000, 4000);
+        assert_eq!(ct.process(&data, LinkType::Raw, SEC).state, State::Related);
+        assert_eq!(
+            ct.process(&rrq(R, 4001), LinkType::Raw, SEC).state,
+            State::New
+        );
+        assert_eq!(entries(&ct), 3);
+        let mut exp = Vec::new();
+        ct.for_each_expectation(SEC, |l| exp.push(l));
+        assert_eq!(exp.len(), 1);
+        assert!(exp[0].ends_with("src=10.0.0.2 dst=10.0.0.254 sport=0 dport=4001 tftp"));
+    }
+
     #[test]
     fn queue_of_keeps_connections_together_and_queues_apart() {
         let ct = tracker();

@@ -612,13 +612,7 @@ impl<A: Addr> Shard<A> {
         refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
     ) -> Option<(Dir, u16, u16)> {
         let e = self.entries.get_mut(i as usize)?;
-        let dir = if e.key.same(key) {
-            Dir::Original
-        } else if e.key.same(inv) {
-            Dir::Reply
-        } else {
-            return None;
-        };
+        let dir = e.matches(i, key, inv)?.dir;
         if e.expired(now) {
             return None;
         }
