@@ -430,19 +430,35 @@ impl Conntrack {
     ) -> Verdict {
         match ready {
             Ok((r, sum)) if self.sum_ok(sum) => {
-                let v = self.run_ready(t, &r, self.hash(r.key()), now);
+                let h = self.hash(r.key());
                 if self.cfg.helpers.is_empty() {
-                    v
-                } else {
-                    self.help(t, &r, p.l4(), v, now)
+                    return self.run_ready(t, &r, h, now);
                 }
+                // Whether this packet may create its entry, for a helper that refuses it
+                // (only the TFTP helper reads a connection's first packet).
+                let tftp_port = matches!(r.l4, ReadyL4::Udp)
+                    && ctrack_helpers::assigned(&self.cfg.helpers, proto::UDP, r.key.dport)
+                        .is_some_and(|hl| hl.name == "tftp");
+                let fresh = tftp_port && !self.in_table(t, &r.key, h);
+                let v = self.run_ready(t, &r, h, now);
+                self.help(t, &r, p.l4(), v, fresh, now)
             }
             Ok(_) => self.invalid(),
             Err(v) => v,
         }
     }
 
-    /// The connection's helper, when it has one, reads a packet its tracker let through (`v`)
+    /// True when the connection of a packet with tuple `k` (hash `h`) is in the table.
+    fn in_table<A: Addr>(&self, t: &Table<A>, k: &Key<A>, h: u64) -> bool {
+        let Some(inv) = k.inverse() else {
+            return false;
+        };
+        let g = t.shards[t.shard_of(h)].lock.lock();
+        g.shard.find(h, k, &inv).is_some()
+    }
+
+    /// The connection's helper, when it has one, reads a packet its tracker let through (`v`;
+    /// `fresh`: the packet found no entry and may have made one)
     /// and may announce an expectation; the packet is dropped when the helper refuses it (a
     /// command it could not read whole, an expectation it could not add). Only the FTP and
     /// TFTP helpers read packets; the others are assigned but announce nothing.
@@ -453,6 +469,7 @@ impl Conntrack {
         r: &Ready<'_, A>,
         l4: &[u8],
         v: Verdict,
+        fresh: bool,
         now: Nanos,
     ) -> Verdict {
         if !v.tracked() || !r.routable {
@@ -475,13 +492,7 @@ impl Conntrack {
         // Only a connection still in the table keeps helper state (its tracker may have
         // killed it with this very packet).
         let h = self.hash(&orig);
-        if t.shards[t.shard_of(h)]
-            .lock
-            .lock()
-            .shard
-            .find(h, &orig, &inv)
-            .is_none()
-        {
+        if !self.in_table(t, &orig, h) {
             return v;
         }
         let s = &self.cfg.sysctl;
@@ -560,8 +571,9 @@ impl Conntrack {
                 if expect(&mut t.expect.lock(), e).is_ok() {
                     return v;
                 }
-                if v.state == State::New {
-                    // Dropped before it was confirmed: the entry never was.
+                if fresh && v.state == State::New {
+                    // Dropped before it was confirmed: the entry never was. (An entry that
+                    // was already there keeps living; only the packet is dropped.)
                     let slot = &t.shards[t.shard_of(h)];
                     let mut g = slot.lock.lock();
                     if let Some(f) = g.shard.find(h, &orig, &inv) {
@@ -1528,6 +1540,13 @@ mod tests {
         ct.for_each_expectation(SEC, |l| exp.push(l));
         assert_eq!(exp.len(), 1);
         assert!(exp[0].ends_with("src=10.0.0.2 dst=10.0.0.254 sport=0 dport=4001 tftp"));
+        // A repeated request of an entry already in the table, refused the same way: the
+        // packet is dropped, the entry stays.
+        assert_eq!(
+            ct.process(&rrq(A, 4000), LinkType::Raw, SEC),
+            Verdict::DROPPED
+        );
+        assert_eq!((entries(&ct), ct.stats().count), (3, 3));
     }
 
     #[test]
