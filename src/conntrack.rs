@@ -1298,6 +1298,41 @@ impl Conntrack {
         snap
     }
 
+    /// Makes room for `entries` connections of one family (IPv6 when `ipv6`), committing the
+    /// memory now, so that a table filled up to that size allocates nothing and takes no page
+    /// fault on the packet path: what an embedder does that sizes its table for its
+    /// `nf_conntrack_max` before traffic arrives. The table still grows past it on demand.
+    ///
+    /// ```
+    /// use ctrack::{Config, Conntrack};
+    /// let ct = Conntrack::new(Config::default());
+    /// let empty = ct.memory();
+    /// ct.reserve(10_000, false);
+    /// assert!(ct.memory() >= empty + 10_000 * 64);
+    /// assert_eq!(ct.count(), 0);
+    /// ```
+    pub fn reserve(&self, entries: usize, ipv6: bool) {
+        if ipv6 {
+            self.reserve_in(&self.v6, entries);
+        } else {
+            self.reserve_in(&self.v4, entries);
+        }
+    }
+
+    fn reserve_in<A: Addr>(&self, t: &Table<A>, entries: usize) {
+        // A shard's share of a hashed population varies by about its square root (one
+        // standard deviation): a margin of four covers every shard but a rare one, which
+        // then grows as usual.
+        let share = entries.div_ceil(t.shards.len());
+        let share = share + 4 * share.isqrt();
+        let hash = |k: &Key<A>| self.hash(k);
+        for slot in t.shards.iter() {
+            let mut g = slot.lock.lock();
+            g.shard.reserve(share, &hash);
+            slot.publish(&g);
+        }
+    }
+
     /// Bytes of memory held by the tables (entries, indexes, wheels).
     pub fn memory(&self) -> usize {
         let mut n = 0;

@@ -498,7 +498,44 @@ impl<A: Addr> Shard<A> {
     }
 
     fn grow(&mut self, hash: &impl Fn(&Key<A>) -> u64) {
-        let n = self.buckets.len() * 2;
+        self.rebuild(self.buckets.len() * 2, hash);
+    }
+
+    /// Buckets an index needs to hold `entries` within its load limit (a power of two).
+    fn buckets_for(entries: usize) -> usize {
+        entries
+            .saturating_mul(8)
+            .div_ceil(SLOTS * 7)
+            .max(1)
+            .next_power_of_two()
+    }
+
+    /// Makes room for `entries` entries in all (index, slab, and the counters and creation
+    /// times when kept), so that inserting up to that many allocates nothing. The slab's new
+    /// room is written once, so that the memory is committed now and no page fault waits for
+    /// the first packets of a flood.
+    pub fn reserve(&mut self, entries: usize, hash: &impl Fn(&Key<A>) -> u64) {
+        let n = Self::buckets_for(entries);
+        if n > self.buckets.len() {
+            self.rebuild(n, hash);
+        }
+        if entries > self.entries.capacity() {
+            self.entries.reserve_exact(entries - self.entries.len());
+            for slot in self.entries.spare_capacity_mut() {
+                *slot = std::mem::MaybeUninit::zeroed();
+            }
+        }
+        let cap = self.entries.capacity();
+        if let Some(a) = self.acct.as_mut() {
+            a.reserve_exact(cap.saturating_sub(a.len()));
+        }
+        if let Some(b) = self.born.as_mut() {
+            b.reserve_exact(cap.saturating_sub(b.len()));
+        }
+    }
+
+    /// Rebuilds the index with `n` buckets (a power of two, enough for every entry).
+    fn rebuild(&mut self, n: usize, hash: &impl Fn(&Key<A>) -> u64) {
         self.buckets = vec![EMPTY_BUCKET; n];
         self.mask = n - 1;
         // Entries are read in order (prefetched further ahead, as the hardware does not keep
@@ -783,6 +820,32 @@ mod tests {
             assert_eq!(len, n as usize);
             assert!(s.entries.capacity() <= len + (len / 4).max(4), "{n}");
         }
+    }
+
+    #[test]
+    fn reserve_keeps_entries_and_leaves_nothing_to_grow() {
+        let (mut s, _) = filled(300, &h);
+        s.reserve(5000, &h);
+        let (base, mask, cap) = (s.bucket_base().0, s.mask, s.entries.capacity());
+        assert!(cap >= 5000);
+        // Entries already there are found through the rebuilt index.
+        for n in 0..300 {
+            let k = key(n);
+            assert!(s.find(h(&k), &k, &k.inverse().unwrap()).is_some(), "{n}");
+        }
+        for n in 300..5000 {
+            let mut e = Entry::new(key(n));
+            e.expires = u64::MAX;
+            s.insert(h(&key(n)), e, 0, &h);
+        }
+        assert_eq!(
+            (s.bucket_base().0, s.mask, s.entries.capacity()),
+            (base, mask, cap)
+        );
+        // A smaller reservation changes nothing.
+        s.reserve(10, &h);
+        assert_eq!(s.mask, mask);
+        assert_eq!(s.len(), 5000);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Workload {
     lens: Vec<u16>,
     flows: Vec<u32>,
     setup: usize,
+    /// Connections the workload opens (setup flows and new connections).
+    conns: usize,
 }
 
 struct Rng(u64);
@@ -69,6 +71,7 @@ impl Workload {
             lens: Vec::new(),
             flows: Vec::new(),
             setup: 0,
+            conns: 0,
         };
         let mut rng = Rng(seed | 1);
         let flows = flows.max(1);
@@ -93,6 +96,9 @@ impl Workload {
             }
         }
         w.setup = w.lens.len();
+        if kind != Kind::Syn {
+            w.conns = flows;
+        }
         let mut next_new = flows as u32;
         for _ in 0..packets {
             let r = rng.next();
@@ -105,6 +111,7 @@ impl Workload {
                 let mut f = flow_addrs(next_new, &mut rng);
                 w.push_tcp(&mut f, true, 0x02, 0, v6, next_new);
                 next_new = next_new.wrapping_add(1);
+                w.conns += 1;
                 continue;
             }
             let i = (r >> 8) as usize % flows;
@@ -236,6 +243,12 @@ impl Workload {
         self.setup
     }
 
+    /// Connections the workload opens, setup flows and new connections together: the entries
+    /// a table needs for it when nothing expires.
+    pub fn connections(&self) -> usize {
+        self.conns
+    }
+
     /// Packet `i` of all (setup first), as raw IP.
     #[inline]
     pub fn packet(&self, i: usize) -> &[u8] {
@@ -303,6 +316,7 @@ mod tests {
                         assert_eq!(v.state, State::Established);
                     }
                 }
+                assert_eq!(ct.count(), w.connections(), "{kind:?} v6={v6}");
             }
         }
     }
