@@ -281,6 +281,7 @@ impl Conntrack {
             let slot = &t.shards[shard as usize];
             // Once per group: `now` is the burst's, so the shard's time moves only here.
             let at = self.advance(t, &mut g, now);
+            g.credit_want = group(shard).len() as u32 - 1;
             for &i in group(shard) {
                 let p = &q[i as usize];
                 out[p.pos as usize] = match self.run_refresh(slot, &mut g, &p.ready, p.hint, at) {
@@ -288,6 +289,7 @@ impl Conntrack {
                     None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now),
                 };
             }
+            self.settle(&mut g);
         }
     }
 }

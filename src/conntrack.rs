@@ -121,6 +121,13 @@ pub(crate) struct ShardBox<A> {
     pub(crate) stats: ShardStats,
     /// Next slab index the pressure sweep looks at.
     gc_cursor: u32,
+    /// Table-count units this shard's burst group has claimed but not used yet: its new
+    /// entries take one each without touching the shared count (see `Conntrack::claim`).
+    /// Zero outside a group.
+    pub(crate) credit: u32,
+    /// How many more units the group's first creation should claim with its own: the
+    /// group's size. Zero outside a group.
+    pub(crate) credit_want: u32,
 }
 
 impl<A: Addr> Table<A> {
@@ -133,6 +140,8 @@ impl<A: Addr> Table<A> {
                         shard: Shard::with_extras(acct, timestamps),
                         stats: ShardStats::default(),
                         gc_cursor: 0,
+                        credit: 0,
+                        credit_want: 0,
                     };
                     let (base, mask) = sb.shard.bucket_base();
                     CachePadded::new(Slot {
@@ -1071,11 +1080,8 @@ impl Conntrack {
         track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Open,
     ) -> Verdict {
-        let s = &self.cfg.sysctl;
         // Table limit, checked as the kernel does when it allocates the entry.
-        let max = s.nf_conntrack_max as usize;
-        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        if max != 0 && n > max && !self.early_drop(t, sb, h, now) {
+        if !self.claim(sb) && !self.early_drop(t, sb, h, now) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             sb.stats.drop += 1;
             // Owe every shard a pressure sweep, as the kernel wakes its GC worker.
@@ -1140,6 +1146,41 @@ impl Conntrack {
             t.expect.lock().adopt(key, m);
         }
         v
+    }
+
+    /// Counts one more entry against `nf_conntrack_max`; false when that goes past it. The
+    /// count is shared by every thread, and a locked add per new entry would wait for the
+    /// writes of the entries before it, so a burst group claims the units of its whole size
+    /// at its first creation, when they fit, and the group's other creations use them up
+    /// locally ([`Conntrack::settle`] returns what is left). Near the limit every creation
+    /// claims its own unit, so the limit holds exactly.
+    #[inline]
+    fn claim<A>(&self, sb: &mut ShardBox<A>) -> bool {
+        if sb.credit > 0 {
+            sb.credit -= 1;
+            return true;
+        }
+        let max = self.cfg.sysctl.nf_conntrack_max as usize;
+        let extra = std::mem::take(&mut sb.credit_want) as usize;
+        let n = self.count.fetch_add(1 + extra, Ordering::Relaxed) + 1 + extra;
+        if max == 0 || n <= max {
+            sb.credit = extra as u32;
+            return true;
+        }
+        if extra > 0 {
+            self.count.fetch_sub(extra, Ordering::Relaxed);
+        }
+        n - extra <= max
+    }
+
+    /// Returns the units a burst group claimed and did not use (see [`Conntrack::claim`]).
+    #[inline]
+    pub(crate) fn settle<A>(&self, sb: &mut ShardBox<A>) {
+        sb.credit_want = 0;
+        if sb.credit > 0 {
+            self.count
+                .fetch_sub(std::mem::take(&mut sb.credit) as usize, Ordering::Relaxed);
+        }
     }
 
     /// Makes room for one entry by evicting every non-ASSURED entry of the first of

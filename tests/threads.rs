@@ -85,3 +85,34 @@ fn threads_hammering_the_same_flows_keep_the_count_consistent() {
     assert_eq!(listed, ct.count());
     assert!(ct.count() <= 40);
 }
+
+#[test]
+fn threads_flooding_in_bursts_never_pass_the_limit() {
+    // Bursts claim table units a group at a time; near the limit each creation claims its
+    // own, so concurrent floods fill the table exactly to the limit and never past it.
+    let max = 3_000;
+    let mut cfg = Config::default();
+    cfg.set_sysctl(&format!("nf_conntrack_max={max}")).unwrap();
+    let ct = Arc::new(Conntrack::new(cfg));
+    let handles: Vec<_> = (0..3u64)
+        .map(|t| {
+            let ct = Arc::clone(&ct);
+            std::thread::spawn(move || {
+                let w = Workload::generate(Kind::Syn, 1, 6_000, false, 100 + t);
+                let frames: Vec<&[u8]> = w.all().collect();
+                let mut out = Vec::new();
+                for (b, burst) in frames.chunks(256).enumerate() {
+                    ct.process_batch(burst, LinkType::Raw, 1_000 + b as u64, &mut out);
+                    assert!(out.iter().all(|v| v.state == State::New), "{t} {b}");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let mut listed = 0;
+    ct.for_each_entry(0, |_| listed += 1);
+    assert_eq!(listed, ct.count());
+    assert_eq!(ct.count(), max);
+}
