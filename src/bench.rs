@@ -257,7 +257,9 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     // then find the memory committed (see `Conntrack::reserve`). Other workloads open all
     // their connections in the untimed setup, and grow the table on demand there.
     if !a.no_reserve && matches!(kind, Kind::Syn | Kind::Mix) {
-        ct.reserve(w.connections(), a.ipv6);
+        let max = ct.config().sysctl.nf_conntrack_max as usize;
+        let room = if max == 0 { usize::MAX } else { max };
+        ct.reserve(w.connections().min(room), a.ipv6);
     }
     let t0: u64 = 1_000_000_000_000;
     let mut out = Vec::with_capacity(a.batch);

@@ -590,6 +590,12 @@ impl<A: Addr> Shard<A> {
             let i = self.free;
             self.free = self.entries[i as usize].next;
             self.entries[i as usize] = e;
+            // The next insertion's slot, fetched while this packet finishes.
+            if let Some(next) = self.entries.get(self.free as usize) {
+                let p = next as *const Entry<A> as *const u8;
+                prefetch(p);
+                prefetch(p.wrapping_add(64));
+            }
             i
         } else {
             if self.entries.len() == self.entries.capacity() {
@@ -599,6 +605,11 @@ impl<A: Addr> Shard<A> {
                 self.entries.reserve_exact((n / 4).max(4));
             }
             self.entries.push(e);
+            // Entries are appended in order: ask for the lines of one a few places on, so
+            // that its writes find them in cache (a flood otherwise waits on each).
+            let ahead = self.entries.as_ptr().wrapping_add(self.entries.len() + 3) as *const u8;
+            prefetch(ahead);
+            prefetch(ahead.wrapping_add(64));
             (self.entries.len() - 1) as u32
         };
         self.index_insert(h, i);
