@@ -388,16 +388,39 @@ impl<A: Addr> Shard<A> {
     /// its slab index ([`NIL`] when there is none) as a hint for [`Shard::find_hinted`].
     #[inline]
     pub fn prefetch_entry(&self, h: u64) -> u32 {
-        let bk = &self.buckets[h as usize & self.mask];
+        let b = h as usize & self.mask;
+        let bk = &self.buckets[b];
         let m = bk.matching(tag_of(h));
-        if m != 0 {
-            let i = bk.idx[m.trailing_zeros() as usize];
-            if let Some(e) = self.entries.get(i as usize) {
-                // An entry spans two cache lines: the tuple in the first, TCP state in both.
-                let p = e as *const Entry<A> as *const u8;
-                prefetch(p);
-                prefetch(p.wrapping_add(64));
-                return i;
+        let i = if m != 0 {
+            bk.idx[m.trailing_zeros() as usize]
+        } else if bk.overflow() != 0 {
+            // A fuller index puts a few entries in a bucket after their own.
+            self.overflowed(b, tag_of(h))
+        } else {
+            return NIL;
+        };
+        if let Some(e) = self.entries.get(i as usize) {
+            // An entry spans two cache lines: the tuple in the first, TCP state in both.
+            let p = e as *const Entry<A> as *const u8;
+            prefetch(p);
+            prefetch(p.wrapping_add(64));
+        }
+        i
+    }
+
+    /// The first slot under `tag` in the buckets after bucket `b`, as far as entries
+    /// overflowed (the walk `find` makes), or [`NIL`].
+    #[inline(never)]
+    fn overflowed(&self, mut b: usize, tag: u16) -> u32 {
+        for _ in 1..self.buckets.len() {
+            if self.buckets[b].overflow() == 0 {
+                break;
+            }
+            b = (b + 1) & self.mask;
+            let bk = &self.buckets[b];
+            let m = bk.matching(tag);
+            if m != 0 {
+                return bk.idx[m.trailing_zeros() as usize];
             }
         }
         NIL
