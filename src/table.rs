@@ -978,6 +978,20 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_hint_finds_an_entry_that_overflowed_its_bucket() {
+        // Ten keys fill bucket 0 under one tag; the eleventh, same bucket, other tag, lands
+        // in bucket 1, where the hint must still find it.
+        let hash = |k: &Key<[u8; 4]>| {
+            let n = u32::from_be_bytes(k.src);
+            if n < 10 { 1u64 << 60 } else { 2u64 << 60 }
+        };
+        let (s, ids) = filled(11, &hash);
+        assert!(s.mask > 0);
+        assert_eq!(s.prefetch_entry(hash(&key(10))), ids[10]);
+        assert_eq!(s.prefetch_entry(3u64 << 60), NIL);
+    }
+
+    #[test]
     fn wheel_expires_entries() {
         let mut s = Shard::<[u8; 4]>::new();
         for n in 0..10 {
