@@ -30,6 +30,7 @@ row "established TCP, 100K flows" ">= 15" --workload est --flows 100000 --packet
 row "established TCP, 1M flows" ">= 10" --workload est --flows 1000000 --packets "$packets"
 row "established TCP, 1K flows, IPv6" "-" --workload est --flows 1000 --packets "$packets" --ipv6
 row "new connections (SYN flood, empty table)" ">= 6" --workload syn --packets "$packets"
+row "new connections, table growing on demand (--no-reserve)" "-" --workload syn --packets "$packets" --no-reserve
 row "UDP, 100K flows" "-" --workload udp --flows 100000 --packets "$packets"
 row "mix, 100K flows" "-" --workload mix --flows 100000 --packets "$packets"
 # Two threads against one: REPS interleaved pairs (so that both see the same machine), the
