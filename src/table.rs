@@ -544,9 +544,7 @@ impl<A: Addr> Shard<A> {
         }
         if entries > self.entries.capacity() {
             self.entries.reserve_exact(entries - self.entries.len());
-            for slot in self.entries.spare_capacity_mut() {
-                *slot = std::mem::MaybeUninit::zeroed();
-            }
+            self.commit_spare();
         }
         let cap = self.entries.capacity();
         if let Some(a) = self.acct.as_mut() {
@@ -554,6 +552,15 @@ impl<A: Addr> Shard<A> {
         }
         if let Some(b) = self.born.as_mut() {
             b.reserve_exact(cap.saturating_sub(b.len()));
+        }
+    }
+
+    /// Writes the slab's room beyond its entries once, so that its pages are mapped now, in
+    /// one sweep, rather than faulted in one at a time by the insertions, whose prefetch of
+    /// the slot ahead (see [`Shard::insert`]) can then reach it.
+    fn commit_spare(&mut self) {
+        for slot in self.entries.spare_capacity_mut() {
+            *slot = std::mem::MaybeUninit::zeroed();
         }
     }
 
@@ -626,6 +633,7 @@ impl<A: Addr> Shard<A> {
                 // full, and growth stays geometric.
                 let n = self.entries.len();
                 self.entries.reserve_exact((n / 4).max(4));
+                self.commit_spare();
             }
             self.entries.push(e);
             // Entries are appended in order: ask for the lines of one a few places on, so
