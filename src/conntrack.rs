@@ -272,6 +272,8 @@ impl Conntrack {
     }
 
     /// Entries currently in the table (both families), expired-but-unswept ones included.
+    /// While another thread tracks a burst, this may be high by up to the size of the shard
+    /// group it is working on (see `Conntrack::claim`); it is exact between bursts.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Relaxed)
     }
