@@ -738,6 +738,33 @@ mod tests {
     }
 
     #[test]
+    fn v4_header_checksum_covers_every_header_byte_with_or_without_options() {
+        // Without options (the fixed-length sum) and with one option word (the general one):
+        // any changed header byte fails the check.
+        for words in [5usize, 6] {
+            let hl = words * 4;
+            let mut ip = v4(17, &[0; 8]);
+            ip.splice(20..20, std::iter::repeat_n(1u8, hl - 20));
+            ip[0] = 0x40 | words as u8;
+            let tot = ip.len() as u16;
+            ip[2..4].copy_from_slice(&tot.to_be_bytes());
+            ip[10..12].fill(0);
+            let sum = !csum_fold(csum_add(0, &ip[..hl]));
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            assert_eq!(parse_ip(&ip).unwrap().l4_off, hl);
+            for b in (0..hl).filter(|&b| !(2..4).contains(&b) && b != 0) {
+                let mut bad = ip.clone();
+                bad[b] ^= 0x10;
+                assert_eq!(
+                    parse_ip(&bad).unwrap_err(),
+                    IpError::BadChecksum,
+                    "{hl} {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn v6_extension_headers() {
         let mut ip = vec![0x60, 0, 0, 0, 0, 0, 0, 64];
         ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
