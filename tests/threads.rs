@@ -77,13 +77,18 @@ fn threads_hammering_the_same_flows_keep_the_count_consistent() {
             })
         })
         .collect();
+    join_consistent(handles, &ct);
+    assert!(ct.count() <= 40);
+}
+
+/// Waits for the threads, then checks that the count is the number of entries listed.
+fn join_consistent(handles: Vec<std::thread::JoinHandle<()>>, ct: &Conntrack) {
     for h in handles {
         h.join().unwrap();
     }
     let mut listed = 0;
     ct.for_each_entry(0, |_| listed += 1);
     assert_eq!(listed, ct.count());
-    assert!(ct.count() <= 40);
 }
 
 #[test]
@@ -110,12 +115,7 @@ fn threads_flooding_in_bursts_never_pass_the_limit() {
             })
         })
         .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    let mut listed = 0;
-    ct.for_each_entry(0, |_| listed += 1);
-    assert_eq!(listed, ct.count());
+    join_consistent(handles, &ct);
     assert!(
         ct.count() <= max && ct.count() > max - 100,
         "{}",
