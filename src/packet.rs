@@ -386,8 +386,11 @@ pub(crate) fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     if let Some(fixed) = ip.first_chunk::<40>() {
         let plen = u16::from_be_bytes([fixed[4], fixed[5]]) as usize;
         let nh = fixed[6];
-        let word = |o: usize| u128::from_be_bytes(fixed[o..o + 16].try_into().unwrap_or([0; 16]));
-        let (src, dst) = (word(8), word(24));
+        // `::1`, compared as two words as they lie in memory (no byte swapping).
+        let loopback = |o: usize| {
+            let half = |o: usize| u64::from_ne_bytes(fixed[o..o + 8].try_into().unwrap_or([0; 8]));
+            half(o) | (half(o + 8) ^ u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0, 1])) == 0
+        };
         // What `parse_v6_general` refuses or walks: anything but a plain layer-4 header right
         // after the fixed one, a multicast or loopback source, a loopback destination, a
         // multicast destination of interface-local or reserved scope.
@@ -396,10 +399,10 @@ pub(crate) fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
                 nh,
                 NH_HOP | NH_ROUTING | NH_DEST | NH_AUTH | NH_FRAGMENT | NH_NONE
             )
-            && src >> 120 != 0xff
-            && src != 1
-            && dst != 1
-            && !(dst >> 120 == 0xff && (dst >> 112) as u8 & 0x0f <= 1)
+            && fixed[8] != 0xff
+            && !loopback(8)
+            && !loopback(24)
+            && (fixed[24] != 0xff || fixed[25] & 0x0f > 1)
         {
             return Ok(IpPacket {
                 v6: true,
