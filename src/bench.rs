@@ -81,6 +81,11 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     if (a.setup > 0 || a.hot) && a.pcap.is_none() {
         return Err("--setup and --hot apply to --pcap (a workload knows its own setup)".into());
     }
+    if a.no_reserve && a.pcap.is_some() {
+        return Err(
+            "--no-reserve applies to --workload (a capture's table always grows on demand)".into(),
+        );
+    }
     match (&a.pcap, a.workload) {
         (Some(p), _) => bench_pcap(a, p),
         (None, Some(k)) => bench_workload(a, k),

@@ -250,6 +250,30 @@ fn bench_written_workload_replays_with_its_setup() {
     );
 }
 
+/// A SYN flood is timed into a reserved table, or with `--no-reserve` into one that grows;
+/// both track every packet, and a capture refuses the flag.
+#[test]
+fn bench_syn_flood_with_and_without_reserving() {
+    for extra in [None, Some("--no-reserve")] {
+        let mut args = vec!["bench", "--workload", "syn", "--packets", "3000"];
+        args.extend(extra);
+        let out = ctrack(&args);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("tracked 3000 of 3000\n"), "{text}");
+        assert!(text.contains("entries 3000 memory "), "{text}");
+    }
+    fails_with(
+        &ctrack(&[
+            "bench",
+            "--pcap",
+            "pcaps/udp/dns-burst.pcap",
+            "--no-reserve",
+        ]),
+        &["--no-reserve"],
+    );
+}
+
 /// `replay` leaves layer-4 checksums unchecked unless told otherwise, as the kernel oracle
 /// does: a datagram with a wrong UDP checksum is NEW by default and INVALID with the check on.
 #[test]
