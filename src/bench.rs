@@ -264,7 +264,8 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     if !a.no_reserve && matches!(kind, Kind::Syn | Kind::Mix) {
         let max = ct.config().sysctl.nf_conntrack_max as usize;
         let room = if max == 0 { usize::MAX } else { max };
-        ct.reserve(w.connections().min(room), a.ipv6);
+        ct.reserve(w.connections().min(room), a.ipv6)
+            .map_err(|e| format!("cannot reserve the table for the workload: {e}"))?;
     }
     let t0: u64 = 1_000_000_000_000;
     let mut out = Vec::with_capacity(a.batch);

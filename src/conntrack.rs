@@ -1345,35 +1345,47 @@ impl Conntrack {
     /// memory now, so that a table filled up to that size allocates nothing and takes no page
     /// fault on the packet path: what an embedder does that sizes its table for its
     /// `nf_conntrack_max` before traffic arrives. The table still grows past it on demand.
+    /// When the memory cannot be had, the error says so (as `Vec::try_reserve` does) and the
+    /// tracker works on, with whatever room the shards before the failing one got.
     ///
     /// ```
     /// use ctrack::{Config, Conntrack};
     /// let ct = Conntrack::new(Config::default());
     /// let empty = ct.memory();
-    /// ct.reserve(10_000, false);
+    /// ct.reserve(10_000, false).unwrap();
     /// assert!(ct.memory() >= empty + 10_000 * 64);
     /// assert_eq!(ct.count(), 0);
     /// ```
-    pub fn reserve(&self, entries: usize, ipv6: bool) {
+    pub fn reserve(
+        &self,
+        entries: usize,
+        ipv6: bool,
+    ) -> Result<(), std::collections::TryReserveError> {
         if ipv6 {
-            self.reserve_in(&self.v6, entries);
+            self.reserve_in(&self.v6, entries)
         } else {
-            self.reserve_in(&self.v4, entries);
+            self.reserve_in(&self.v4, entries)
         }
     }
 
-    fn reserve_in<A: Addr>(&self, t: &Table<A>, entries: usize) {
+    fn reserve_in<A: Addr>(
+        &self,
+        t: &Table<A>,
+        entries: usize,
+    ) -> Result<(), std::collections::TryReserveError> {
         // A shard's share of a hashed population varies by about its square root (one
         // standard deviation): a margin of four covers every shard but a rare one, which
         // then grows as usual.
         let share = entries.div_ceil(t.shards.len());
-        let share = share + 4 * share.isqrt();
+        let share = share.saturating_add(4 * share.isqrt());
         let hash = |k: &Key<A>| self.hash(k);
         for slot in t.shards.iter() {
             let mut g = slot.lock.lock();
-            g.shard.reserve(share, &hash);
+            let r = g.shard.reserve(share, &hash);
             slot.publish(&g);
+            r?;
         }
+        Ok(())
     }
 
     /// Bytes of memory held by the tables (entries, indexes, wheels).

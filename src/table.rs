@@ -12,6 +12,7 @@ use ctrack_protocols::sctp::SctpState;
 use ctrack_protocols::tcp::TcpState;
 use ctrack_protocols::udp::UdpState;
 use ctrack_protocols::{Ctx, Dir, Nanos, Refresh};
+use std::collections::TryReserveError;
 
 use crate::timer::{Links, NIL, UNFILED, Wheel};
 use crate::tuple::{Addr, Key};
@@ -536,23 +537,36 @@ impl<A: Addr> Shard<A> {
     /// Makes room for `entries` entries in all (index, slab, and the counters and creation
     /// times when kept), so that inserting up to that many allocates nothing. The slab's new
     /// room is written once, so that the memory is committed now and no page fault waits for
-    /// the first packets of a flood.
-    pub fn reserve(&mut self, entries: usize, hash: &impl Fn(&Key<A>) -> u64) {
+    /// the first packets of a flood. At most `u32::MAX - 1` entries (the slab's index range);
+    /// when the memory cannot be had, the error says so and the shard is as usable as before
+    /// (the index may already be larger).
+    pub fn reserve(
+        &mut self,
+        entries: usize,
+        hash: &impl Fn(&Key<A>) -> u64,
+    ) -> Result<(), TryReserveError> {
+        // Slab indexes are 32-bit, `NIL` excluded: no shard holds more.
+        let entries = entries.min(NIL as usize);
         let n = Self::buckets_for(entries);
         if n > self.buckets.len() {
-            self.rebuild(n, hash);
+            let mut buckets = Vec::new();
+            buckets.try_reserve_exact(n)?;
+            buckets.resize(n, EMPTY_BUCKET);
+            self.rebuild_into(buckets, hash);
         }
         if entries > self.entries.capacity() {
-            self.entries.reserve_exact(entries - self.entries.len());
+            self.entries
+                .try_reserve_exact(entries - self.entries.len())?;
             self.commit_spare();
         }
         let cap = self.entries.capacity();
         if let Some(a) = self.acct.as_mut() {
-            a.reserve_exact(cap.saturating_sub(a.len()));
+            a.try_reserve_exact(cap.saturating_sub(a.len()))?;
         }
         if let Some(b) = self.born.as_mut() {
-            b.reserve_exact(cap.saturating_sub(b.len()));
+            b.try_reserve_exact(cap.saturating_sub(b.len()))?;
         }
+        Ok(())
     }
 
     /// Writes the slab's room beyond its entries once, so that its pages are mapped now, in
@@ -566,7 +580,13 @@ impl<A: Addr> Shard<A> {
 
     /// Rebuilds the index with `n` buckets (a power of two, enough for every entry).
     fn rebuild(&mut self, n: usize, hash: &impl Fn(&Key<A>) -> u64) {
-        self.buckets = vec![EMPTY_BUCKET; n];
+        self.rebuild_into(vec![EMPTY_BUCKET; n], hash);
+    }
+
+    /// [`Shard::rebuild`] into `buckets`, all empty (their number a power of two).
+    fn rebuild_into(&mut self, buckets: Vec<Bucket>, hash: &impl Fn(&Key<A>) -> u64) {
+        let n = buckets.len();
+        self.buckets = buckets;
         self.mask = n - 1;
         // Entries are read in order (prefetched further ahead, as the hardware does not keep
         // up), but each lands in a random bucket of the new index: hash `AHEAD` entries early
@@ -867,7 +887,7 @@ mod tests {
     #[test]
     fn reserve_keeps_entries_and_leaves_nothing_to_grow() {
         let (mut s, _) = filled(300, &h);
-        s.reserve(5000, &h);
+        s.reserve(5000, &h).unwrap();
         let (base, mask, cap) = (s.bucket_base().0, s.mask, s.entries.capacity());
         assert!(cap >= 5000);
         // Entries already there are found through the rebuilt index.
@@ -885,7 +905,7 @@ mod tests {
             (base, mask, cap)
         );
         // A smaller reservation changes nothing.
-        s.reserve(10, &h);
+        s.reserve(10, &h).unwrap();
         assert_eq!(s.mask, mask);
         assert_eq!(s.len(), 5000);
     }
