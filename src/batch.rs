@@ -10,7 +10,7 @@
 //! that which packet meets a full table would depend on the order across shards), the burst
 //! is tracked strictly in order.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use parking_lot::MutexGuard;
 
@@ -26,6 +26,9 @@ const CHUNK: usize = 256;
 /// How many shard groups ahead of the one being tracked their entries are prefetched.
 const AHEAD: usize = 4;
 
+/// The ring of held shard guards: a power of two, so that its index is a mask.
+const HELD: usize = (AHEAD + 1).next_power_of_two();
+
 /// A packet ready for its shard: position in the chunk, shard, hash, checked headers.
 struct Planned<'a, A> {
     shard: u32,
@@ -39,14 +42,36 @@ struct Planned<'a, A> {
 /// The index buffers of the shard sort, kept per thread so that a burst allocates none.
 #[derive(Default)]
 struct Scratch {
-    start: Vec<u32>,
-    fill: Vec<u32>,
+    at: Vec<u32>,
     order: Vec<u32>,
-    busy: Vec<u32>,
+    busy: Vec<Group>,
+}
+
+/// A shard with packets in the burst, and where they lie in the sorted order.
+struct Group {
+    shard: u32,
+    from: u32,
+    to: u32,
+}
+
+/// The planned-packet queues, kept (empty) per thread between bursts.
+#[derive(Default)]
+struct Queues {
+    v4: Vec<Planned<'static, [u8; 4]>>,
+    v6: Vec<Planned<'static, [u8; 16]>>,
 }
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static QUEUES: Cell<Queues> = Cell::new(Queues::default());
+}
+
+/// An emptied vector re-typed for items of another lifetime. The items have the same layout,
+/// so the standard library's in-place collection keeps the allocation: a queue outlives the
+/// frames its items borrowed, and no burst allocates one anew.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 /// What the planning pass decided for a frame.
@@ -88,8 +113,11 @@ impl Conntrack {
             return;
         }
         out.resize(frames.len(), Verdict::INVALID);
-        let mut v4: Vec<Planned<'_, [u8; 4]>> = Vec::with_capacity(CHUNK.min(frames.len()));
-        let mut v6: Vec<Planned<'_, [u8; 16]>> = Vec::new();
+        // The queues of the last burst on this thread, empty, re-typed for these frames.
+        let kept = QUEUES.take();
+        let mut v4: Vec<Planned<'_, [u8; 4]>> = recycle(kept.v4);
+        let mut v6: Vec<Planned<'_, [u8; 16]>> = recycle(kept.v6);
+        v4.reserve(CHUNK.min(frames.len()));
         let max = self.config().sysctl.nf_conntrack_max as usize;
         for (chunk, verdicts) in frames.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             if max != 0 && self.count() + chunk.len() > max {
@@ -114,6 +142,10 @@ impl Conntrack {
             self.run_queued(&self.v4, &mut v4, verdicts, now);
             self.run_queued(&self.v6, &mut v6, verdicts, now);
         }
+        QUEUES.set(Queues {
+            v4: recycle(v4),
+            v6: recycle(v6),
+        });
     }
 
     /// Parses one frame and queues it for its shard when it is an ordinary TCP or UDP packet.
@@ -224,28 +256,34 @@ impl Conntrack {
         sc: &mut Scratch,
     ) {
         // Counting sort of positions in `q` by shard: `q` is already in burst order, so each
-        // shard's packets keep their order.
+        // shard's packets keep their order. `at[s]` counts shard `s`'s packets, then holds
+        // where its group starts in `order`; `busy` lists the shards with packets, in
+        // ascending order, with their groups' bounds.
         let shards = t.shards.len();
-        let Scratch {
-            start,
-            fill,
-            order,
-            busy,
-        } = sc;
-        start.clear();
-        start.resize(shards + 1, 0);
+        let Scratch { at, order, busy } = sc;
+        at.clear();
+        at.resize(shards, 0);
         for p in q.iter() {
-            start[p.shard as usize + 1] += 1;
+            at[p.shard as usize] += 1;
         }
-        for s in 0..shards {
-            start[s + 1] += start[s];
+        busy.clear();
+        let mut sum = 0;
+        for (s, n) in at.iter_mut().enumerate() {
+            let c = *n;
+            if c != 0 {
+                busy.push(Group {
+                    shard: s as u32,
+                    from: sum,
+                    to: sum + c,
+                });
+            }
+            *n = sum;
+            sum += c;
         }
         order.clear();
         order.resize(q.len(), 0);
-        fill.clear();
-        fill.extend_from_slice(start);
         for (i, p) in q.iter().enumerate() {
-            let f = &mut fill[p.shard as usize];
+            let f = &mut at[p.shard as usize];
             order[*f as usize] = i as u32;
             *f += 1;
         }
@@ -254,42 +292,77 @@ impl Conntrack {
         // the lock), so that the memory arrives while earlier groups are worked on. Up to
         // `AHEAD + 1` shards are held at once, always taken in ascending order and never
         // while holding a higher one, so two bursts on two threads cannot deadlock.
-        busy.clear();
-        busy.extend((0..shards as u32).filter(|&s| start[s as usize] != start[s as usize + 1]));
-        let (start, order, busy) = (&*start, &*order, &*busy);
-        let group = |s: u32| &order[start[s as usize] as usize..start[s as usize + 1] as usize];
-        let take = |q: &mut [Planned<'_, A>], s: u32| {
-            let g = t.shards[s as usize].lock.lock();
-            for &i in group(s) {
-                let p = &mut q[i as usize];
-                p.hint = g.shard.prefetch_entry(p.h);
+        let (order, busy) = (&*order, &*busy);
+        let members = |g: &Group| order.get(g.from as usize..g.to as usize).unwrap_or(&[]);
+        let take = |q: &mut [Planned<'_, A>], g: &Group| {
+            let guard = t.shards[g.shard as usize].lock.lock();
+            for &i in members(g) {
+                if let Some(p) = q.get_mut(i as usize) {
+                    p.hint = guard.shard.prefetch_entry(p.h);
+                }
             }
-            g
+            guard
         };
-        // Guards by position in `busy`, modulo the window.
-        let mut held: [Option<MutexGuard<'_, ShardBox<A>>>; AHEAD + 1] = Default::default();
-        for (k, &s) in busy.iter().enumerate().take(AHEAD) {
-            held[k] = Some(take(q, s));
+        // Guards by position in `busy`, modulo the window (a power of two above `AHEAD`).
+        let mut held: [Option<MutexGuard<'_, ShardBox<A>>>; HELD] = Default::default();
+        for (k, g) in busy.iter().enumerate().take(AHEAD) {
+            held[k] = Some(take(q, g));
         }
-        for (k, &shard) in busy.iter().enumerate() {
-            if let Some(&next) = busy.get(k + AHEAD) {
-                held[(k + AHEAD) % (AHEAD + 1)] = Some(take(q, next));
+        for (k, group) in busy.iter().enumerate() {
+            if let Some(next) = busy.get(k + AHEAD) {
+                held[(k + AHEAD) % HELD] = Some(take(q, next));
             }
-            let Some(mut g) = held[k % (AHEAD + 1)].take() else {
+            let Some(mut g) = held[k % HELD].take() else {
                 continue; // never: taken above
             };
+            let shard = group.shard;
             let slot = &t.shards[shard as usize];
             // Once per group: `now` is the burst's, so the shard's time moves only here.
-            let at = self.advance(t, &mut g, now);
-            g.credit_want = group(shard).len() as u32 - 1;
-            for &i in group(shard) {
+            let clock = self.advance(t, &mut g, now);
+            let members = members(group);
+            g.credit_want = members.len() as u32 - 1;
+            for &i in members {
                 let p = &q[i as usize];
-                out[p.pos as usize] = match self.run_refresh(slot, &mut g, &p.ready, p.hint, at) {
+                out[p.pos as usize] = match self.run_refresh(slot, &mut g, &p.ready, p.hint, clock)
+                {
                     Some(v) => v,
                     None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now),
                 };
             }
             self.settle(&mut g);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycled_queues_keep_their_allocation() {
+        let frame = [0u8; 4];
+        let mut v: Vec<Planned<'_, [u8; 4]>> = Vec::with_capacity(CHUNK);
+        let ready = Ready {
+            key: Default::default(),
+            len: 0,
+            routable: true,
+            l4: crate::conntrack::ReadyL4::Tcp(ctrack_protocols::tcp::Segment {
+                options: &frame,
+                ..ctrack_protocols::tcp::Segment::new(1, 2, 0x10, 3, 4)
+            }),
+        };
+        v.push(Planned {
+            shard: 0,
+            pos: 0,
+            h: 0,
+            hint: 0,
+            ready,
+        });
+        let at = v.as_ptr() as usize;
+        let kept: Vec<Planned<'static, [u8; 4]>> = recycle(v);
+        assert_eq!((kept.len(), kept.capacity()), (0, CHUNK));
+        assert_eq!(kept.as_ptr() as usize, at);
+        let again: Vec<Planned<'_, [u8; 4]>> = recycle(kept);
+        assert_eq!((again.capacity(), again.as_ptr() as usize), (CHUNK, at));
     }
 }
