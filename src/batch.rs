@@ -14,9 +14,9 @@ use std::cell::{Cell, RefCell};
 
 use parking_lot::MutexGuard;
 
-use crate::conntrack::{Conntrack, Ready, ShardBox, Table};
-use crate::packet::{self, LinkType};
-use crate::tuple::{Addr, proto};
+use crate::conntrack::{Conntrack, Ready, ReadyL4, ShardBox, Table};
+use crate::packet::{self, LinkType, PendingSum};
+use crate::tuple::{Addr, Key, proto};
 use crate::verdict::Verdict;
 use ctrack_protocols::Nanos;
 
@@ -73,6 +73,9 @@ fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.clear();
     v.into_iter().filter_map(|_| None).collect()
 }
+
+/// What [`Conntrack::ready_tcp`] and [`Conntrack::ready_udp`] return for an IPv4 packet.
+type Ready4<'a> = Result<(Ready<'a, [u8; 4]>, Option<PendingSum<'a>>), Verdict>;
 
 /// What the planning pass decided for a frame.
 enum Plan {
@@ -158,6 +161,9 @@ impl Conntrack {
         v6: &mut Vec<Planned<'a, [u8; 16]>>,
         out: &mut Verdict,
     ) -> Plan {
+        if let Some(ready) = self.common_v4(frame, link) {
+            return self.enqueue(&self.v4, ready, pos, v4, out);
+        }
         let Some(ip) = packet::ip_of_frame(frame, link) else {
             *out = Verdict::SKIPPED;
             return Plan::Done;
@@ -180,6 +186,72 @@ impl Conntrack {
         }
     }
 
+    /// The common IPv4 packet in one pass: untagged Ethernet or raw IP, a 20-byte header with
+    /// a right checksum, no fragment, a size the router forwards as it is, and a TCP or UDP
+    /// header [`Conntrack::ready_tcp`] or [`Conntrack::ready_udp`] accepts. Returns what those
+    /// return for it; `None` (nothing decided) for every other frame, which
+    /// [`Conntrack::plan`]'s general path then parses.
+    #[inline(always)]
+    fn common_v4<'a>(&self, frame: &'a [u8], link: LinkType) -> Option<Ready4<'a>> {
+        let ip = match link {
+            LinkType::Ethernet if frame.get(12..14) == Some(&[0x08, 0x00][..]) => &frame[14..],
+            LinkType::Raw => frame,
+            _ => return None,
+        };
+        // The IPv4 header and (at least) a UDP header's worth of bytes after it.
+        let h: &[u8; 28] = ip.first_chunk()?;
+        let tot = u16::from_be_bytes([h[2], h[3]]) as usize;
+        // Version 4 with no options; not a fragment (offset and more-fragments clear).
+        if h[0] != 0x45
+            || tot < 28
+            || tot > ip.len()
+            || tot > crate::host::ROUTER_MTU
+            || u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0
+        {
+            return None;
+        }
+        let (head, _) = h.split_first_chunk::<20>()?;
+        if !packet::csum_ok(packet::csum_add(0, head)) {
+            return None;
+        }
+        let l4 = ip.get(20..tot)?;
+        let addrs: &[u8; 8] = head[12..].first_chunk()?;
+        let cksum = self.config().sysctl.nf_conntrack_checksum != 0;
+        let (l4r, sum) = match h[9] {
+            proto::TCP => {
+                let seg = ctrack_protocols::tcp::parse(l4).ok()?;
+                let sum = cksum.then(|| PendingSum::v4(addrs, proto::TCP, l4.len(), l4));
+                (ReadyL4::Tcp(seg), sum)
+            }
+            proto::UDP => {
+                let scope = ctrack_protocols::udp::check_udp(l4).ok()?;
+                let sum = match scope {
+                    ctrack_protocols::udp::ChecksumScope::Bytes(n) if cksum => {
+                        Some(PendingSum::v4(addrs, proto::UDP, l4.len(), l4.get(..n)?))
+                    }
+                    _ => None,
+                };
+                (ReadyL4::Udp, sum)
+            }
+            _ => return None,
+        };
+        let ready = Ready {
+            key: Key {
+                src: [head[12], head[13], head[14], head[15]],
+                dst: [head[16], head[17], head[18], head[19]],
+                sport: u16::from_be_bytes([l4[0], l4[1]]),
+                dport: u16::from_be_bytes([l4[2], l4[3]]),
+                zone: 0,
+                proto: h[9],
+            },
+            len: tot as u32,
+            // Every host model routes a packet of this size without IPv4 options.
+            routable: true,
+            l4: l4r,
+        };
+        Some(Ok((ready, sum)))
+    }
+
     /// Queues a parsed packet for its shard when it is an ordinary TCP or UDP packet.
     #[inline(always)]
     fn queue<'a, A: Addr>(
@@ -198,6 +270,20 @@ impl Conntrack {
             proto::UDP => self.ready_udp::<A>(&p),
             _ => return Plan::Alone,
         };
+        self.enqueue(t, ready, pos, q, out)
+    }
+
+    /// Queues a packet whose headers passed their checks for its shard, once its checksum
+    /// (if any) is right; otherwise writes its verdict.
+    #[inline(always)]
+    fn enqueue<'a, A: Addr>(
+        &self,
+        t: &Table<A>,
+        ready: Result<(Ready<'a, A>, Option<PendingSum<'a>>), Verdict>,
+        pos: usize,
+        q: &mut Vec<Planned<'a, A>>,
+        out: &mut Verdict,
+    ) -> Plan {
         match ready {
             Ok((ready, sum)) => {
                 let h = self.hash(ready.key());
@@ -337,6 +423,126 @@ impl Conntrack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
+    use crate::host::HostModel;
+    use proptest::prelude::*;
+
+    /// What the general planning path makes of a frame, when it queues it: the checked
+    /// headers and whether the checksum is right.
+    fn general(ct: &Conntrack, frame: &[u8], link: LinkType) -> Option<(String, bool)> {
+        let ip = packet::ip_of_frame(frame, link)?;
+        if ip[0] >> 4 != 4 {
+            return None;
+        }
+        let p = packet::parse_v4(ip).ok()?;
+        if p.l4_off > 20 || p.data.len() > crate::host::ROUTER_MTU || p.frag.is_some() {
+            return None;
+        }
+        let (ready, sum) = match p.proto {
+            proto::TCP => ct.ready_tcp::<[u8; 4]>(&p),
+            proto::UDP => ct.ready_udp::<[u8; 4]>(&p),
+            _ => return None,
+        }
+        .ok()?;
+        Some((format!("{ready:?}"), ct.sum_ok(sum)))
+    }
+
+    /// The one-pass lane's answer in the same terms.
+    fn common(ct: &Conntrack, frame: &[u8], link: LinkType) -> Option<(String, bool)> {
+        match ct.common_v4(frame, link)? {
+            Ok((ready, sum)) => Some((format!("{ready:?}"), ct.sum_ok(sum))),
+            Err(v) => Some((format!("refused {v}"), false)),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// Whatever frame the one-pass IPv4 lane takes, it decides exactly as the general
+        /// path does; and it takes every well-formed TCP and UDP packet it is meant for.
+        #[test]
+        fn common_v4_lane_agrees_with_the_general_path(
+            tcp in any::<bool>(),
+            ethernet in any::<bool>(),
+            checksum in any::<bool>(),
+            router in any::<bool>(),
+            udp_sum in any::<bool>(),
+            options in 0usize..3,
+            src in any::<[u8; 4]>(),
+            dst in any::<[u8; 4]>(),
+            sport in any::<u16>(),
+            dport in any::<u16>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..80),
+            pad in 0usize..8,
+            edits in proptest::collection::vec((0usize..160, any::<u8>()), 0..4),
+            header_edits in proptest::collection::vec((0usize..24, any::<u8>()), 0..3),
+            resum in any::<bool>(),
+            cut in proptest::option::of(0usize..160),
+        ) {
+            let mut cfg = Config::default();
+            cfg.sysctl.nf_conntrack_checksum = u32::from(checksum);
+            if router {
+                cfg.host = HostModel::Router;
+            }
+            let ct = Conntrack::with_seed(cfg, 1);
+            let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4(src, dst, 64);
+            let mut frame = Vec::new();
+            if tcp {
+                let opts = [const { etherparse::TcpOptionElement::Noop }; 8];
+                builder
+                    .tcp(sport, dport, 1000, 4096)
+                    .ack(77)
+                    .options(&opts[..options * 4])
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .write(&mut frame, &payload)
+            } else {
+                builder.udp(sport, dport).write(&mut frame, &payload)
+            }
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            if !tcp && !udp_sum {
+                // No UDP checksum at all (allowed over IPv4).
+                frame[14 + 20 + 6] = 0;
+                frame[14 + 20 + 7] = 0;
+            }
+            frame.extend(std::iter::repeat_n(0u8, pad));
+            let (frame, link) = if ethernet {
+                (frame, LinkType::Ethernet)
+            } else {
+                (frame[14..].to_vec(), LinkType::Raw)
+            };
+            // Well-formed: the lane takes it, as the general path does.
+            let want = general(&ct, &frame, link);
+            prop_assert!(want.is_some());
+            prop_assert_eq!(common(&ct, &frame, link), want);
+            // Damaged anywhere: whatever the lane takes, the general path takes the same way.
+            let mut bad = frame.clone();
+            let l3 = if ethernet { 14 } else { 0 };
+            for &(at, b) in &edits {
+                if let Some(x) = bad.get_mut(at) {
+                    *x = b;
+                }
+            }
+            for &(at, b) in &header_edits {
+                if let Some(x) = bad.get_mut(l3 + at) {
+                    *x = b;
+                }
+            }
+            if let Some(n) = cut {
+                bad.truncate(n);
+            }
+            if resum && bad.len() >= l3 + 20 {
+                // A right header checksum over the damaged header, so that what follows it
+                // is looked at.
+                bad[l3 + 10..l3 + 12].fill(0);
+                let c = !packet::csum_fold(packet::csum_add(0, &bad[l3..l3 + 20]));
+                bad[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+            }
+            if let Some(got) = common(&ct, &bad, link) {
+                prop_assert_eq!(Some(got), general(&ct, &bad, link));
+            }
+        }
+    }
 
     #[test]
     fn recycled_queues_keep_their_allocation() {
