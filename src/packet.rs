@@ -301,10 +301,10 @@ impl<'a> PendingSum<'a> {
         }
     }
 
-    /// The checksum of `covered` under an IPv4 pseudo-header: `addrs` is the header's source
-    /// and destination (its bytes 12 to 20), `l4_len` the layer-4 length.
+    /// The checksum of `covered` under a pseudo-header: `addrs` is the IP header's source and
+    /// destination as they lie side by side, `l4_len` the layer-4 length.
     #[inline(always)]
-    pub(crate) fn v4(addrs: &[u8; 8], proto: u8, l4_len: usize, covered: &'a [u8]) -> Self {
+    pub(crate) fn pseudo(addrs: &[u8], proto: u8, l4_len: usize, covered: &'a [u8]) -> Self {
         PendingSum {
             start: csum_add_u32(csum_add(0, addrs), proto as u32 + l4_len as u32),
             covered,
