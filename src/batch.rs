@@ -1,6 +1,9 @@
 //! The batch path: a burst of frames is parsed and hashed first (prefetching each one's index
 //! bucket as soon as its hash is known), then tracked shard by shard, one lock per shard,
-//! each shard locked and its entries prefetched a few shards before its turn.
+//! each shard locked and its entries prefetched a few shards before its turn. The common
+//! frame (untagged Ethernet or raw IP, TCP or UDP right after a plain IPv4 or IPv6 header) is
+//! parsed in one pass; everything else by the general parser, which decides the same for the
+//! common frame (a property test holds the two together).
 //!
 //! Verdicts and table effects are exactly those of calling [`Conntrack::process`] on each
 //! frame in order: packets of one connection always share a shard and keep their order within
