@@ -82,6 +82,18 @@ type ReadyOf<'a, A> = Result<(Ready<'a, A>, Option<PendingSum<'a>>), Verdict>;
 type Ready4<'a> = ReadyOf<'a, [u8; 4]>;
 type Ready6<'a> = ReadyOf<'a, [u8; 16]>;
 
+/// What the general parse makes of a frame (see [`Conntrack::general`]).
+enum General<'a> {
+    /// Not an IP frame.
+    Skipped,
+    /// Tracked on its own, at its place in the burst.
+    Alone,
+    /// An ordinary IPv4 TCP or UDP packet.
+    V4(Ready4<'a>),
+    /// An ordinary IPv6 TCP or UDP packet.
+    V6(Ready6<'a>),
+}
+
 /// What the planning pass decided for a frame.
 enum Plan {
     /// The verdict is already known (skipped or refused before any lookup).
@@ -172,25 +184,54 @@ impl Conntrack {
         if let Some(ready) = self.common_v6(frame, link) {
             return self.enqueue(&self.v6, ready, pos, v6, out);
         }
+        match self.general(frame, link) {
+            General::Skipped => {
+                *out = Verdict::SKIPPED;
+                Plan::Done
+            }
+            General::Alone => Plan::Alone,
+            General::V4(ready) => self.enqueue(&self.v4, ready, pos, v4, out),
+            General::V6(ready) => self.enqueue(&self.v6, ready, pos, v6, out),
+        }
+    }
+
+    /// The general parse of a frame for the batch: not IP, tracked on its own, or an ordinary
+    /// TCP or UDP packet of either family with [`Conntrack::ready_tcp`]'s or
+    /// [`Conntrack::ready_udp`]'s answer.
+    #[inline(always)]
+    fn general<'a>(&self, frame: &'a [u8], link: LinkType) -> General<'a> {
         let Some(ip) = packet::ip_of_frame(frame, link) else {
-            *out = Verdict::SKIPPED;
-            return Plan::Done;
+            return General::Skipped;
         };
         // One path per family from here, so that neither parse result meets the other's in
         // memory.
         if ip[0] >> 4 == 4 {
             match packet::parse_v4(ip) {
                 // IPv4 options or a size the router may answer or fragment: the ordinary path.
-                Ok(p) if p.l4_off > 20 || p.data.len() > crate::host::ROUTER_MTU => Plan::Alone,
-                Ok(p) => self.queue(&self.v4, p, pos, v4, out),
+                Ok(p) if p.l4_off > 20 || p.data.len() > crate::host::ROUTER_MTU => General::Alone,
+                Ok(p) => self.ready_of(&p).map_or(General::Alone, General::V4),
                 // Malformed IP headers take the ordinary path (which counts them).
-                Err(_) => Plan::Alone,
+                Err(_) => General::Alone,
             }
         } else {
             match packet::parse_v6(ip) {
-                Ok(p) => self.queue(&self.v6, p, pos, v6, out),
-                Err(_) => Plan::Alone,
+                Ok(p) => self.ready_of(&p).map_or(General::Alone, General::V6),
+                Err(_) => General::Alone,
             }
+        }
+    }
+
+    /// A parsed packet's headers checked for its shard when it is an ordinary TCP or UDP
+    /// packet; `None` for one tracked on its own (fragments, other protocols).
+    #[inline(always)]
+    fn ready_of<'a, A: Addr>(&self, p: &packet::IpPacket<'a>) -> Option<ReadyOf<'a, A>> {
+        if p.frag.is_some() {
+            return None;
+        }
+        match p.proto {
+            proto::TCP => Some(self.ready_tcp::<A>(p)),
+            proto::UDP => Some(self.ready_udp::<A>(p)),
+            _ => None,
         }
     }
 
@@ -240,21 +281,12 @@ impl Conntrack {
         };
         let fixed: &[u8; 40] = ip.first_chunk()?;
         let tot = 40 + u16::from_be_bytes([fixed[4], fixed[5]]) as usize;
-        // `::1`, compared as two words as they lie in memory.
-        let loopback = |o: usize| {
-            let half = |o: usize| u64::from_ne_bytes(fixed[o..o + 8].try_into().unwrap_or([0; 8]));
-            half(o) | (half(o + 8) ^ u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0, 1])) == 0
-        };
-        // What `parse_v6` leaves to its general walk or refuses: a multicast or loopback
-        // source, a loopback destination, a multicast destination of interface-local or
-        // reserved scope. (The next header is checked below: TCP or UDP only.)
+        // What `parse_v6` leaves to its general walk or refuses (the next header is checked
+        // below: TCP or UDP only).
         if fixed[0] >> 4 != 6
             || tot > ip.len()
             || tot > crate::host::ROUTER_MTU
-            || fixed[8] == 0xff
-            || loopback(8)
-            || loopback(24)
-            || (fixed[24] == 0xff && fixed[25] & 0x0f <= 1)
+            || !packet::v6_addrs_plain(fixed)
         {
             return None;
         }
@@ -309,27 +341,6 @@ impl Conntrack {
             l4: l4r,
         };
         Some(Ok((ready, sum)))
-    }
-
-    /// Queues a parsed packet for its shard when it is an ordinary TCP or UDP packet.
-    #[inline(always)]
-    fn queue<'a, A: Addr>(
-        &self,
-        t: &Table<A>,
-        p: packet::IpPacket<'a>,
-        pos: usize,
-        q: &mut Vec<Planned<'a, A>>,
-        out: &mut Verdict,
-    ) -> Plan {
-        if p.frag.is_some() {
-            return Plan::Alone;
-        }
-        let ready = match p.proto {
-            proto::TCP => self.ready_tcp::<A>(&p),
-            proto::UDP => self.ready_udp::<A>(&p),
-            _ => return Plan::Alone,
-        };
-        self.enqueue(t, ready, pos, q, out)
     }
 
     /// Queues a packet whose headers passed their checks for its shard, once its checksum
@@ -489,39 +500,22 @@ mod tests {
     /// What the general planning path makes of a frame, when it queues it: the checked
     /// headers and whether the checksum is right.
     fn general(ct: &Conntrack, frame: &[u8], link: LinkType) -> Option<(String, bool)> {
-        let ip = packet::ip_of_frame(frame, link)?;
-        if ip[0] >> 4 == 4 {
-            let p = packet::parse_v4(ip).ok()?;
-            if p.l4_off > 20 || p.data.len() > crate::host::ROUTER_MTU {
-                return None;
-            }
-            ready_of::<[u8; 4]>(ct, &p)
-        } else {
-            ready_of::<[u8; 16]>(ct, &packet::parse_v6(ip).ok()?)
+        match ct.general(frame, link) {
+            General::V4(r) => Some(show(ct, r)),
+            General::V6(r) => Some(show(ct, r)),
+            General::Skipped | General::Alone => None,
         }
     }
 
-    fn ready_of<A: Addr>(ct: &Conntrack, p: &packet::IpPacket<'_>) -> Option<(String, bool)> {
-        if p.frag.is_some() {
-            return None;
+    fn show<A: Addr>(ct: &Conntrack, r: ReadyOf<'_, A>) -> (String, bool) {
+        match r {
+            Ok((ready, sum)) => (format!("{ready:?}"), ct.sum_ok(sum)),
+            Err(v) => (format!("refused {v}"), false),
         }
-        let (ready, sum) = match p.proto {
-            proto::TCP => ct.ready_tcp::<A>(p),
-            proto::UDP => ct.ready_udp::<A>(p),
-            _ => return None,
-        }
-        .ok()?;
-        Some((format!("{ready:?}"), ct.sum_ok(sum)))
     }
 
     /// The one-pass lanes' answer in the same terms.
     fn common(ct: &Conntrack, frame: &[u8], link: LinkType) -> Option<(String, bool)> {
-        fn show<A: Addr>(ct: &Conntrack, r: ReadyOf<'_, A>) -> (String, bool) {
-            match r {
-                Ok((ready, sum)) => (format!("{ready:?}"), ct.sum_ok(sum)),
-                Err(v) => (format!("refused {v}"), false),
-            }
-        }
         let v4 = ct.common_v4(frame, link).map(|r| show(ct, r));
         let v6 = ct.common_v6(frame, link).map(|r| show(ct, r));
         assert!(v4.is_none() || v6.is_none(), "both lanes took one frame");

@@ -388,6 +388,19 @@ const NH_AUTH: u8 = 51;
 const NH_NONE: u8 = 59;
 const NH_DEST: u8 = 60;
 
+/// Whether the addresses of an IPv6 fixed header are ones the receive path takes without a
+/// second look: not a multicast or loopback source, not a loopback destination, not a
+/// multicast destination of interface-local or reserved scope.
+#[inline(always)]
+pub(crate) fn v6_addrs_plain(fixed: &[u8; 40]) -> bool {
+    // `::1`, compared as two words as they lie in memory (no byte swapping).
+    let loopback = |o: usize| {
+        let half = |o: usize| u64::from_ne_bytes(fixed[o..o + 8].try_into().unwrap_or([0; 8]));
+        half(o) | (half(o + 8) ^ u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0, 1])) == 0
+    };
+    fixed[8] != 0xff && !loopback(8) && !loopback(24) && (fixed[24] != 0xff || fixed[25] & 0x0f > 1)
+}
+
 /// [`parse_ip`] for a packet whose version nibble is 6. A packet whose layer-4 header follows
 /// the fixed header directly, as most do, is parsed here; extension headers and refusals out
 /// of line.
@@ -396,23 +409,14 @@ pub(crate) fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
     if let Some(fixed) = ip.first_chunk::<40>() {
         let plen = u16::from_be_bytes([fixed[4], fixed[5]]) as usize;
         let nh = fixed[6];
-        // `::1`, compared as two words as they lie in memory (no byte swapping).
-        let loopback = |o: usize| {
-            let half = |o: usize| u64::from_ne_bytes(fixed[o..o + 8].try_into().unwrap_or([0; 8]));
-            half(o) | (half(o + 8) ^ u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0, 1])) == 0
-        };
         // What `parse_v6_general` refuses or walks: anything but a plain layer-4 header right
-        // after the fixed one, a multicast or loopback source, a loopback destination, a
-        // multicast destination of interface-local or reserved scope.
+        // after the fixed one, or addresses it looks at again.
         if 40 + plen <= ip.len()
             && !matches!(
                 nh,
                 NH_HOP | NH_ROUTING | NH_DEST | NH_AUTH | NH_FRAGMENT | NH_NONE
             )
-            && fixed[8] != 0xff
-            && !loopback(8)
-            && !loopback(24)
-            && (fixed[24] != 0xff || fixed[25] & 0x0f > 1)
+            && v6_addrs_plain(fixed)
         {
             return Ok(IpPacket {
                 v6: true,
