@@ -396,13 +396,13 @@ rec_half-open() {
   # The server drops SYNs to port 82; the client drops the server's SYN-ACKs from port 80
   # for a while, so the server retransmits them; then a client that never completes.
   $S nft -f - <<'EOF'
-table inet t { chain inp { type filter hook input priority 0; tcp dport 82 drop; } }
+table inet t { chain inp { type filter hook input priority 0; tcp dport 82 drop; }; }
 EOF
   cap "$out/half-open.pcap"
   $C curl -s --max-time 3 http://10.99.2.2:82/ || true
   $C curl -s -g --max-time 3 'http://[fd99:2::2]:82/' || true
   $C nft -f - <<'EOF'
-table inet t { chain inp { type filter hook input priority 0; tcp sport 80 tcp flags syn|ack drop; } }
+table inet t { chain inp { type filter hook input priority 0; tcp sport 80 tcp flags syn|ack drop; }; }
 EOF
   $C curl -s -o /dev/null --max-time 4 http://10.99.2.2/small1.txt || true
   $C nft delete table inet t
@@ -462,7 +462,17 @@ rec_tso() {
 rec_udp-stream() {
   cap "$out/udp-stream.pcap"
   # A UDP exchange that lasts past the 2-second stream rule, and one that never gets a reply.
-  daemon $S socat -T3 UDP-LISTEN:7000,reuseaddr PIPE
+  # A UDP echo that stops after 3 s of silence (socat is not always installed).
+  daemon $S python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 7000))
+s.settimeout(3)
+while True:
+    try:
+        d, a = s.recvfrom(65535)
+    except socket.timeout:
+        break
+    s.sendto(d, a)'
   sleep 0.3
   (for i in 1 2 3 4 5 6; do echo "ping $i"; sleep 0.6; done) | $C nc -u -w1 -p 7001 10.99.2.2 7000 || true
   (for i in 1 2 3; do echo "x $i"; sleep 0.3; done) | $C nc -u -w1 10.99.2.2 7002 || true
