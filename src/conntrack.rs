@@ -1092,6 +1092,13 @@ impl Conntrack {
             }
             return Verdict::DROPPED;
         }
+        // The memory for the entry, also taken now: when it cannot be had, the packet is
+        // dropped as the kernel drops it when its allocation fails, and nothing tracked is
+        // lost.
+        let hash = |k: &Key<A>| self.hash(k);
+        if sb.shard.make_room(&hash).is_err() {
+            return self.out_of_memory(sb);
+        }
         let mut e = Entry::new(key);
         // A pending expectation is taken by the new connection whatever its tracker then
         // decides, as the kernel takes it when it allocates the entry.
@@ -1139,8 +1146,10 @@ impl Conntrack {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return v;
         }
-        let hash = |k: &Key<A>| self.hash(k);
-        let idx = sb.shard.insert(h, e, now, &hash);
+        let Ok(idx) = sb.shard.insert(h, e, now, &hash) else {
+            // Never after `make_room` above (nothing has been allocated since).
+            return self.out_of_memory(sb);
+        };
         sb.shard.count_packet(idx, Dir::Original, len);
         slot.publish(sb);
         sb.stats.insert += 1;
@@ -1148,6 +1157,15 @@ impl Conntrack {
             t.expect.lock().adopt(key, m);
         }
         v
+    }
+
+    /// The verdict of a new connection whose entry could not be allocated: dropped, counted
+    /// as `drop`, and its unit of `nf_conntrack_max` given back.
+    #[cold]
+    fn out_of_memory<A>(&self, sb: &mut ShardBox<A>) -> Verdict {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        sb.stats.drop += 1;
+        Verdict::DROPPED
     }
 
     /// Counts one more entry against `nf_conntrack_max`; false when that goes past it. The

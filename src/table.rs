@@ -521,8 +521,55 @@ impl<A: Addr> Shard<A> {
         debug_assert!(false, "entry {i} missing from the index");
     }
 
-    fn grow(&mut self, hash: &impl Fn(&Key<A>) -> u64) {
-        self.rebuild(self.buckets.len() * 2, hash);
+    /// Makes sure one more entry can be inserted without allocating: doubles the index when
+    /// the entry would take it past its load limit, and grows the slab (by a quarter, so that
+    /// a slab is on average about 90% full while growth stays geometric) when it has no free
+    /// slot. Fails, instead of aborting as an infallible allocation would, when the memory
+    /// cannot be had; the shard is then as usable as before (its index may be larger).
+    #[inline]
+    pub fn make_room(&mut self, hash: &impl Fn(&Key<A>) -> u64) -> Result<(), TryReserveError> {
+        if self.index_full() || (self.free == NIL && self.entries.len() == self.entries.capacity())
+        {
+            return self.grow(hash);
+        }
+        Ok(())
+    }
+
+    /// True when one more entry would take the index past its load limit.
+    #[inline]
+    fn index_full(&self) -> bool {
+        (self.count + 1) * 8 > self.buckets.len() * SLOTS * 7
+    }
+
+    /// The growth [`Shard::make_room`] found needed.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, hash: &impl Fn(&Key<A>) -> u64) -> Result<(), TryReserveError> {
+        if self.index_full() {
+            let n = self.buckets.len() * 2;
+            let mut buckets = Vec::new();
+            buckets.try_reserve_exact(n)?;
+            buckets.resize(n, EMPTY_BUCKET);
+            self.rebuild_into(buckets, hash);
+        }
+        if self.free == NIL && self.entries.len() == self.entries.capacity() {
+            let n = self.entries.len();
+            self.entries.try_reserve_exact((n / 4).max(4))?;
+            self.commit_spare();
+        }
+        self.reserve_extras()
+    }
+
+    /// Room in the counters and creation times (when kept) for every slot of the slab.
+    fn reserve_extras(&mut self) -> Result<(), TryReserveError> {
+        let cap = self.entries.capacity();
+        if let Some(a) = self.acct.as_mut() {
+            a.try_reserve_exact(cap.saturating_sub(a.len()))?;
+        }
+        if let Some(b) = self.born.as_mut() {
+            b.try_reserve_exact(cap.saturating_sub(b.len()))?;
+        }
+        Ok(())
     }
 
     /// Buckets an index needs to hold `entries` within its load limit (a power of two).
@@ -559,14 +606,7 @@ impl<A: Addr> Shard<A> {
                 .try_reserve_exact(entries - self.entries.len())?;
             self.commit_spare();
         }
-        let cap = self.entries.capacity();
-        if let Some(a) = self.acct.as_mut() {
-            a.try_reserve_exact(cap.saturating_sub(a.len()))?;
-        }
-        if let Some(b) = self.born.as_mut() {
-            b.try_reserve_exact(cap.saturating_sub(b.len()))?;
-        }
-        Ok(())
+        self.reserve_extras()
     }
 
     /// Writes the slab's room beyond its entries once, so that its pages are mapped now, in
@@ -576,11 +616,6 @@ impl<A: Addr> Shard<A> {
         for slot in self.entries.spare_capacity_mut() {
             *slot = std::mem::MaybeUninit::zeroed();
         }
-    }
-
-    /// Rebuilds the index with `n` buckets (a power of two, enough for every entry).
-    fn rebuild(&mut self, n: usize, hash: &impl Fn(&Key<A>) -> u64) {
-        self.rebuild_into(vec![EMPTY_BUCKET; n], hash);
     }
 
     /// [`Shard::rebuild`] into `buckets`, all empty (their number a power of two).
@@ -621,17 +656,17 @@ impl<A: Addr> Shard<A> {
         }
     }
 
-    /// Inserts (confirms) `e` under hash `h`; returns its slab index.
+    /// Inserts (confirms) `e` under hash `h`; returns its slab index, or the allocation
+    /// failure that left no room for it (see [`Shard::make_room`], which a caller that must
+    /// not lose anything to a failure calls first: the insertion then allocates nothing).
     pub fn insert(
         &mut self,
         h: u64,
         mut e: Entry<A>,
         now: Nanos,
         hash: &impl Fn(&Key<A>) -> u64,
-    ) -> u32 {
-        if (self.count + 1) * 8 > self.buckets.len() * SLOTS * 7 {
-            self.grow(hash);
-        }
+    ) -> Result<u32, TryReserveError> {
+        self.make_room(hash)?;
         e.status |= status::CONFIRMED;
         e.prev = NIL;
         e.next = NIL;
@@ -648,13 +683,6 @@ impl<A: Addr> Shard<A> {
             }
             i
         } else {
-            if self.entries.len() == self.entries.capacity() {
-                // Grow by a quarter rather than double: a slab is then on average about 90%
-                // full, and growth stays geometric.
-                let n = self.entries.len();
-                self.entries.reserve_exact((n / 4).max(4));
-                self.commit_spare();
-            }
             self.entries.push(e);
             // Entries are appended in order: ask for the lines of one a few places on, so
             // that its writes find them in cache (a flood otherwise waits on each).
@@ -666,19 +694,17 @@ impl<A: Addr> Shard<A> {
         self.index_insert(h, i);
         self.count += 1;
         self.wheel.insert(&mut Slab(&mut self.entries), i, now);
+        // Within the capacity `make_room` reserved: no allocation.
         let n = self.entries.len();
-        let cap = self.entries.capacity();
         if let Some(a) = self.acct.as_mut() {
-            a.reserve_exact(cap.saturating_sub(a.len()));
             a.resize(n, Counters::default());
             a[i as usize] = Counters::default();
         }
         if let Some(b) = self.born.as_mut() {
-            b.reserve_exact(cap.saturating_sub(b.len()));
             b.resize(n, 0);
             b[i as usize] = now;
         }
-        i
+        Ok(i)
     }
 
     /// Sets entry `i`'s expiry, re-filing it in the wheel only when the new time is earlier
@@ -840,7 +866,7 @@ mod tests {
             let k = key(n);
             let mut e = Entry::new(k);
             e.expires = 1_000_000_000_000;
-            ids.push(s.insert(h(&k), e, 0, &h));
+            ids.push(s.insert(h(&k), e, 0, &h).unwrap());
         }
         assert_eq!(s.len(), 5000);
         for n in 0..5000u32 {
@@ -868,7 +894,7 @@ mod tests {
             .map(|n| {
                 let mut e = Entry::new(key(n));
                 e.expires = u64::MAX;
-                s.insert(hash(&key(n)), e, 0, hash)
+                s.insert(hash(&key(n)), e, 0, hash).unwrap()
             })
             .collect();
         (s, ids)
@@ -898,7 +924,7 @@ mod tests {
         for n in 300..5000 {
             let mut e = Entry::new(key(n));
             e.expires = u64::MAX;
-            s.insert(h(&key(n)), e, 0, &h);
+            s.insert(h(&key(n)), e, 0, &h).unwrap();
         }
         assert_eq!(
             (s.bucket_base().0, s.mask, s.entries.capacity()),
@@ -1025,7 +1051,7 @@ mod tests {
         for n in 0..10 {
             let mut e = Entry::new(key(n));
             e.expires = (n as u64 + 1) * 1_000_000_000;
-            s.insert(h(&key(n)), e, 0, &h);
+            s.insert(h(&key(n)), e, 0, &h).unwrap();
         }
         let mut seen = 0;
         s.expire(5_500_000_000, &h, |_| seen += 1);

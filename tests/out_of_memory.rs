@@ -1,0 +1,131 @@
+//! Memory running out: a new connection whose entry cannot be allocated is dropped and
+//! counted (as the kernel drops a packet whose allocation fails), nothing already tracked is
+//! lost, and the process neither aborts nor panics. The allocator of this test binary refuses
+//! whatever would take it past a limit the test sets.
+
+use std::alloc::System;
+
+use cap::Cap;
+use ctrack::packet::{csum_add, csum_fold};
+use ctrack::{Config, Conntrack, LinkType, State};
+
+#[global_allocator]
+static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SERVER: [u8; 4] = [192, 0, 2, 1];
+
+/// A raw IPv4 TCP segment without options or payload.
+fn tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = !csum_fold(csum_add(0, &p));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ack.to_be_bytes());
+    p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    p
+}
+
+fn client(i: u32) -> [u8; 4] {
+    [10, (i >> 16) as u8, (i >> 8) as u8, i as u8]
+}
+
+#[test]
+fn new_connections_are_dropped_when_memory_runs_out() {
+    let mut cfg = Config::default();
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    // No table limit: only memory stops the table from growing.
+    cfg.set_sysctl("nf_conntrack_max=0").unwrap();
+    let ct = Conntrack::with_seed(cfg, 0x5eed);
+    let now = 1_000_000_000_000u64;
+    for i in 0..200 {
+        let c = client(i);
+        ct.process(
+            &tcp(c, SERVER, 40000, 443, SYN, 1000, 0),
+            LinkType::Raw,
+            now,
+        );
+        ct.process(
+            &tcp(SERVER, c, 443, 40000, SYN | ACK, 5000, 1001),
+            LinkType::Raw,
+            now,
+        );
+        let v = ct.process(
+            &tcp(c, SERVER, 40000, 443, ACK, 1001, 5001),
+            LinkType::Raw,
+            now,
+        );
+        assert_eq!(v.to_string(), "established,orig+assured");
+    }
+
+    ALLOC.set_limit(ALLOC.allocated() + (8 << 20)).unwrap();
+    // A reservation the memory cannot hold is an error, and changes nothing tracked.
+    assert!(ct.reserve(50_000_000, false).is_err());
+    assert_eq!(ct.count(), 200);
+
+    // A flood of new connections until the table cannot grow any more.
+    let (mut news, mut drops) = (0usize, 0u64);
+    for n in 0..2_000_000u32 {
+        let src = [172, 16 + (n >> 16) as u8, (n >> 8) as u8, n as u8];
+        let v = ct.process(&tcp(src, SERVER, 1024, 443, SYN, n, 0), LinkType::Raw, now);
+        match v.state {
+            State::New => news += 1,
+            State::Dropped => drops += 1,
+            s => panic!("SYN {n}: {s:?}"),
+        }
+        if drops >= 10_000 {
+            break;
+        }
+    }
+    assert!(
+        drops >= 10_000,
+        "the flood never ran out of memory ({news} new)"
+    );
+    assert!(news > 10_000, "only {news} connections fitted in 8 MiB");
+    assert_eq!(ct.stats().drop, drops);
+    assert_eq!(ct.count(), 200 + news);
+    assert!(ALLOC.allocated() <= ALLOC.limit());
+
+    // Every connection tracked before is still there, and so are the flood's.
+    for i in 0..200 {
+        let c = client(i);
+        let v = ct.process(
+            &tcp(c, SERVER, 40000, 443, ACK, 1001, 5001),
+            LinkType::Raw,
+            now,
+        );
+        assert_eq!(v.to_string(), "established,orig+assured", "client {i}");
+    }
+    let first = tcp([172, 16, 0, 0], SERVER, 1024, 443, SYN, 0, 0);
+    assert_eq!(ct.process(&first, LinkType::Raw, now).state, State::New);
+    // The batch path under the same limit: the same answers.
+    let frames: Vec<Vec<u8>> = (0..200)
+        .map(|i| tcp(client(i), SERVER, 40000, 443, ACK, 1001, 5001))
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+    let mut out = Vec::with_capacity(refs.len());
+    ct.process_batch(&refs, LinkType::Raw, now, &mut out);
+    assert!(
+        out.iter()
+            .all(|v| v.to_string() == "established,orig+assured")
+    );
+
+    // With memory back, new connections are tracked again.
+    ALLOC.set_limit(usize::MAX).unwrap();
+    let late = tcp([198, 51, 100, 7], SERVER, 1024, 443, SYN, 7, 0);
+    assert_eq!(ct.process(&late, LinkType::Raw, now).state, State::New);
+    assert_eq!(ct.count(), 200 + news + 1);
+}
