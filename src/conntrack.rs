@@ -1207,10 +1207,12 @@ impl Conntrack {
     /// [`EVICTION_RANGE`] buckets (from the new tuple's) that has any; expired entries met on
     /// the way are reaped without counting. Returns false when nothing could be evicted.
     fn early_drop<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, now: Nanos) -> bool {
-        let buckets: Vec<Vec<u32>> = sb.shard.bucket_run(h, EVICTION_RANGE).collect();
-        for ids in buckets {
+        // Bucket by bucket, with nothing allocated: a full table under a flood comes here for
+        // every new connection. Dropping an entry changes only the bucket it is stored in.
+        for k in 0..sb.shard.bucket_run_len(EVICTION_RANGE) {
+            let (ids, n) = sb.shard.bucket_ids(h, k);
             let mut drops = 0;
-            for i in ids {
+            for &i in &ids[..n] {
                 let e = sb.shard.get(i);
                 let eh = self.hash(&e.key);
                 if e.expired(now) {

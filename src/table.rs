@@ -822,19 +822,24 @@ impl<A: Addr> Shard<A> {
             .map(|(i, e)| (i as u32, e))
     }
 
-    /// Entries stored in up to `n` buckets starting at the one `h` hashes to, bucket by bucket
-    /// (for early drop).
-    pub fn bucket_run(&self, h: u64, n: usize) -> impl Iterator<Item = Vec<u32>> + '_ {
-        let start = h as usize & self.mask;
-        let n = n.min(self.buckets.len());
-        (0..n).map(move |k| {
-            let bk = &self.buckets[(start + k) & self.mask];
-            let occ = bk.occupied();
-            (0..SLOTS)
-                .filter(|&s| occ >> s & 1 != 0)
-                .map(|s| bk.idx[s])
-                .collect()
-        })
+    /// How many buckets early drop looks at when it asks for `n` (fewer in an index that
+    /// small): see [`Shard::bucket_ids`].
+    pub fn bucket_run_len(&self, n: usize) -> usize {
+        n.min(self.buckets.len())
+    }
+
+    /// The entries stored in the `k`-th bucket from the one `h` hashes to (for early drop):
+    /// their slab indexes, in the first places of the array, and how many there are.
+    pub fn bucket_ids(&self, h: u64, k: usize) -> ([u32; SLOTS], usize) {
+        let bk = &self.buckets[(h as usize).wrapping_add(k) & self.mask];
+        let occ = bk.occupied();
+        let mut ids = [NIL; SLOTS];
+        let mut n = 0;
+        for s in (0..SLOTS).filter(|&s| occ >> s & 1 != 0) {
+            ids[n] = bk.idx[s];
+            n += 1;
+        }
+        (ids, n)
     }
 }
 

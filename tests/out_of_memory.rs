@@ -43,7 +43,14 @@ fn client(i: u32) -> [u8; 4] {
     [10, (i >> 16) as u8, (i >> 8) as u8, i as u8]
 }
 
+/// Both scenarios in one test: the allocator's limit is global, and a second test running
+/// beside the first would meet it.
 #[test]
+fn tracking_within_a_memory_limit() {
+    new_connections_are_dropped_when_memory_runs_out();
+    a_full_table_under_a_flood_allocates_nothing();
+}
+
 fn new_connections_are_dropped_when_memory_runs_out() {
     let mut cfg = Config::default();
     cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
@@ -128,4 +135,54 @@ fn new_connections_are_dropped_when_memory_runs_out() {
     let late = tcp([198, 51, 100, 7], SERVER, 1024, 443, SYN, 7, 0);
     assert_eq!(ct.process(&late, LinkType::Raw, now).state, State::New);
     assert_eq!(ct.count(), 200 + news + 1);
+}
+
+/// A full table under a SYN flood evicts and inserts for every packet: with not one byte of
+/// memory to spare, it decides exactly what it decides with memory to spare.
+fn a_full_table_under_a_flood_allocates_nothing() {
+    let engine = || {
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        cfg.set_sysctl("nf_conntrack_max=1000").unwrap();
+        // One shard: with several, a shard may have to grow as the flood's entries move
+        // between them, which a memory limit rightly refuses.
+        cfg.shards = 1;
+        Conntrack::with_seed(cfg, 0x5eed)
+    };
+    let now = 2_000_000_000_000u64;
+    let syn = |n: u32| {
+        let src = [172, 20 + (n >> 16) as u8, (n >> 8) as u8, n as u8];
+        tcp(src, SERVER, 2048, 443, SYN, n, 0)
+    };
+    let flood: Vec<Vec<u8>> = (1000..51_000).map(syn).collect();
+    let run = |ct: &Conntrack, spare: bool, out: &mut Vec<State>| {
+        for n in 0..1000 {
+            assert_eq!(ct.process(&syn(n), LinkType::Raw, now).state, State::New);
+        }
+        if !spare {
+            ALLOC.set_limit(ALLOC.allocated()).unwrap();
+        }
+        out.extend(
+            flood
+                .iter()
+                .map(|f| ct.process(f, LinkType::Raw, now).state),
+        );
+        ALLOC.set_limit(usize::MAX).unwrap();
+    };
+    let (free, tight) = (engine(), engine());
+    let mut with_room = Vec::with_capacity(flood.len());
+    run(&free, true, &mut with_room);
+    let mut without = Vec::with_capacity(flood.len());
+    run(&tight, false, &mut without);
+    assert_eq!(with_room, without);
+    let news = without.iter().filter(|s| **s == State::New).count();
+    assert!(news > 10_000, "only {news} of 50,000 SYNs found room");
+    assert!(
+        without
+            .iter()
+            .all(|s| matches!(s, State::New | State::Dropped))
+    );
+    assert_eq!(tight.count(), free.count());
+    assert!(tight.count() <= 1000);
+    assert_eq!(tight.stats().early_drop, free.stats().early_drop);
 }
