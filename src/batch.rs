@@ -1,7 +1,8 @@
 //! The batch path: a burst of frames is parsed and hashed first (prefetching each one's index
 //! bucket as soon as its hash is known), then tracked shard by shard, one lock per shard,
 //! each shard locked and its entries prefetched a few shards before its turn. The common
-//! frame (untagged Ethernet or raw IP, TCP or UDP right after a plain IPv4 or IPv6 header) is
+//! frame (Ethernet with at most one VLAN tag, Linux cooked or raw IP; TCP or UDP right after a
+//! plain IPv4 or IPv6 header) is
 //! parsed in one pass; everything else by the general parser, which decides the same for the
 //! common frame (a property test holds the two together).
 //!
@@ -75,6 +76,26 @@ thread_local! {
 fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.clear();
     v.into_iter().filter_map(|_| None).collect()
+}
+
+/// The IP packet of a frame with one VLAN tag (802.1Q or 802.1ad) or a Linux cooked header
+/// (v1 or v2), and the ethertype that announced it, for the one-pass lanes to read as raw IP;
+/// `None` for every other frame. The lanes take untagged Ethernet and raw IP frames directly;
+/// more tags and BSD loopback are left to the general parse ([`packet::ip_of_frame`], which
+/// strips any number of tags).
+#[inline(always)]
+fn inner_ip(frame: &[u8], link: LinkType) -> Option<(&[u8], u16)> {
+    let (off, at) = match link {
+        LinkType::Ethernet => match frame.get(12..14)? {
+            [0x81, 0x00] | [0x88, 0xa8] => (18, 16),
+            _ => return None,
+        },
+        LinkType::LinuxSll => (16, 14),
+        LinkType::LinuxSll2 => (20, 0),
+        LinkType::Raw | LinkType::Loopback => return None,
+    };
+    let et = frame.get(at..at + 2)?;
+    Some((frame.get(off..)?, u16::from_be_bytes([et[0], et[1]])))
 }
 
 /// What [`Conntrack::ready_tcp`] and [`Conntrack::ready_udp`] return.
@@ -183,6 +204,20 @@ impl Conntrack {
         }
         if let Some(ready) = self.common_v6(frame, link) {
             return self.enqueue(&self.v6, ready, pos, v6, out);
+        }
+        // Behind one VLAN tag or a cooked header: the same lanes, on the IP packet.
+        match inner_ip(frame, link) {
+            Some((ip, 0x0800)) => {
+                if let Some(ready) = self.common_v4(ip, LinkType::Raw) {
+                    return self.enqueue(&self.v4, ready, pos, v4, out);
+                }
+            }
+            Some((ip, 0x86dd)) => {
+                if let Some(ready) = self.common_v6(ip, LinkType::Raw) {
+                    return self.enqueue(&self.v6, ready, pos, v6, out);
+                }
+            }
+            _ => {}
         }
         match self.general(frame, link) {
             General::Skipped => {
@@ -516,10 +551,18 @@ mod tests {
 
     /// The one-pass lanes' answer in the same terms.
     fn common(ct: &Conntrack, frame: &[u8], link: LinkType) -> Option<(String, bool)> {
-        let v4 = ct.common_v4(frame, link).map(|r| show(ct, r));
-        let v6 = ct.common_v6(frame, link).map(|r| show(ct, r));
-        assert!(v4.is_none() || v6.is_none(), "both lanes took one frame");
-        v4.or(v6)
+        let lanes = |frame, link| {
+            let v4 = ct.common_v4(frame, link).map(|r| show(ct, r));
+            let v6 = ct.common_v6(frame, link).map(|r| show(ct, r));
+            assert!(v4.is_none() || v6.is_none(), "both lanes took one frame");
+            v4.or(v6)
+        };
+        // As `plan` asks them: the frame itself, then what is behind a tag or cooked header.
+        lanes(frame, link).or_else(|| match inner_ip(frame, link)? {
+            (ip, 0x0800) => ct.common_v4(ip, LinkType::Raw).map(|r| show(ct, r)),
+            (ip, 0x86dd) => ct.common_v6(ip, LinkType::Raw).map(|r| show(ct, r)),
+            _ => None,
+        })
     }
 
     proptest! {
@@ -531,7 +574,9 @@ mod tests {
         fn one_pass_lanes_agree_with_the_general_path(
             v6 in any::<bool>(),
             tcp in any::<bool>(),
-            ethernet in any::<bool>(),
+            link_kind in 0usize..6,
+            vlan_tci in any::<u16>(),
+            ad in any::<bool>(),
             checksum in any::<bool>(),
             router in any::<bool>(),
             udp_sum in any::<bool>(),
@@ -604,14 +649,37 @@ mod tests {
                 frame[l4at + 7] = 0;
             }
             frame.extend(std::iter::repeat_n(0u8, pad));
-            let (frame, link) = if ethernet {
-                (frame, LinkType::Ethernet)
-            } else {
-                (frame[14..].to_vec(), LinkType::Raw)
+            // The same IP packet behind each link header the lanes read, and behind two VLAN
+            // tags, which they leave to the general parse.
+            let (eth, ip) = frame.split_at(14);
+            let et = [eth[12], eth[13]];
+            let tag = |tpid: [u8; 2]| [tpid[0], tpid[1], (vlan_tci >> 8) as u8, vlan_tci as u8];
+            let (head, link): (Vec<u8>, LinkType) = match link_kind {
+                0 => (Vec::new(), LinkType::Raw),
+                1 => (eth.to_vec(), LinkType::Ethernet),
+                2 => {
+                    let one = tag(if ad { [0x88, 0xa8] } else { [0x81, 0x00] });
+                    ([&eth[..12], &one, &et].concat(), LinkType::Ethernet)
+                }
+                3 => {
+                    let outer = tag([0x88, 0xa8]);
+                    let inner = tag(if ad { [0x88, 0xa8] } else { [0x81, 0x00] });
+                    ([&eth[..12], &outer, &inner, &et].concat(), LinkType::Ethernet)
+                }
+                4 => ([&[0, 0, 0, 1, 0, 6], &eth[6..12], &[0, 0], &et].concat(), LinkType::LinuxSll),
+                _ => {
+                    let sll2 = [&et[..], &[0, 0, 0, 0, 0, 2, 0, 1, 0, 6], &eth[6..12], &[0, 0]];
+                    (sll2.concat(), LinkType::LinuxSll2)
+                }
             };
+            let l3 = head.len();
+            let frame = [&head[..], ip].concat();
             // Well-formed: the lane takes it, as the general path does.
             let want = general(&ct, &frame, link);
-            if want.is_some() || !v6 {
+            if link_kind == 3 {
+                prop_assert!(want.is_some() || v6);
+                prop_assert_eq!(common(&ct, &frame, link), None);
+            } else if want.is_some() || !v6 {
                 prop_assert!(want.is_some());
                 prop_assert_eq!(common(&ct, &frame, link), want);
             } else {
@@ -620,7 +688,6 @@ mod tests {
             }
             // Damaged anywhere: whatever the lane takes, the general path takes the same way.
             let mut bad = frame.clone();
-            let l3 = if ethernet { 14 } else { 0 };
             for &(at, b) in &edits {
                 if let Some(x) = bad.get_mut(at) {
                     *x = b;
