@@ -6,7 +6,9 @@
 use std::alloc::System;
 
 use cap::Cap;
-use ctrack::packet::{csum_add, csum_fold};
+mod common;
+
+use common::tcp;
 use ctrack::{Config, Conntrack, LinkType, State};
 
 #[global_allocator]
@@ -15,29 +17,6 @@ static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const SERVER: [u8; 4] = [192, 0, 2, 1];
-
-/// A raw IPv4 TCP segment without options or payload.
-fn tcp(
-    src: [u8; 4],
-    dst: [u8; 4],
-    sport: u16,
-    dport: u16,
-    flags: u8,
-    seq: u32,
-    ack: u32,
-) -> Vec<u8> {
-    let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let c = !csum_fold(csum_add(0, &p));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ack.to_be_bytes());
-    p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    p
-}
 
 fn client(i: u32) -> [u8; 4] {
     [10, (i >> 16) as u8, (i >> 8) as u8, i as u8]
