@@ -164,13 +164,11 @@ impl Conntrack {
             if max != 0 && self.count() + chunk.len() > max {
                 // Near the limit, which packet meets a full table depends on the order of
                 // insertions across shards: keep it.
-                for (v, f) in verdicts.iter_mut().zip(chunk) {
-                    *v = self.process(f, link, now);
-                }
+                (v4, v6) = self.run_in_order(chunk, link, v4, v6, verdicts, now);
                 continue;
             }
             for (i, frame) in chunk.iter().enumerate() {
-                match self.plan(frame, link, i, &mut v4, &mut v6, &mut verdicts[i]) {
+                match self.plan::<false>(frame, link, i, &mut v4, &mut v6, &mut verdicts[i]) {
                     Plan::Done | Plan::Queued => {}
                     Plan::Alone => {
                         // Everything before it first, then it.
@@ -190,7 +188,9 @@ impl Conntrack {
     }
 
     /// Parses one frame and queues it for its shard when it is an ordinary TCP or UDP packet.
-    fn plan<'a>(
+    /// `IN_ORDER` tells the two callers' copies apart ([`Conntrack::run_in_order`]'s is the
+    /// other): each is then inlined into its one caller, as a function with one caller is.
+    fn plan<'a, const IN_ORDER: bool>(
         &self,
         frame: &'a [u8],
         link: LinkType,
@@ -416,6 +416,57 @@ impl Conntrack {
                 Plan::Done
             }
         }
+    }
+
+    /// Tracks a chunk strictly in order, each frame as soon as it is parsed (a SYN flood into
+    /// a full table spends its life here). Out of line, so that the burst path keeps its
+    /// registers.
+    #[inline(never)]
+    #[allow(clippy::type_complexity)]
+    fn run_in_order<'a>(
+        &self,
+        chunk: &[&'a [u8]],
+        link: LinkType,
+        mut v4: Vec<Planned<'a, [u8; 4]>>,
+        mut v6: Vec<Planned<'a, [u8; 16]>>,
+        verdicts: &mut [Verdict],
+        now: Nanos,
+    ) -> (Vec<Planned<'a, [u8; 4]>>, Vec<Planned<'a, [u8; 16]>>) {
+        for (i, frame) in chunk.iter().enumerate() {
+            match self.plan::<true>(frame, link, i, &mut v4, &mut v6, &mut verdicts[i]) {
+                Plan::Done => {}
+                Plan::Alone => verdicts[i] = self.process(frame, link, now),
+                Plan::Queued => {
+                    self.run_one(&self.v4, &mut v4, verdicts, now);
+                    self.run_one(&self.v6, &mut v6, verdicts, now);
+                }
+            }
+        }
+        (v4, v6)
+    }
+
+    /// Tracks the one packet queued for a family, if any, as [`Conntrack::run_sorted`] tracks
+    /// a shard's group of one.
+    fn run_one<A: Addr>(
+        &self,
+        t: &Table<A>,
+        q: &mut Vec<Planned<'_, A>>,
+        out: &mut [Verdict],
+        now: Nanos,
+    ) {
+        let Some(p) = q.pop() else {
+            return;
+        };
+        let slot = &t.shards[p.shard as usize];
+        let mut g = slot.lock.lock();
+        let hint = g.shard.prefetch_entry(p.h);
+        self.advance(t, &mut g, now);
+        g.credit_want = 0;
+        // The general path alone (`run_refresh` is its shortcut for established packets, which
+        // agrees with it): a second caller of the shortcut would cost the burst path its
+        // inlining.
+        out[p.pos as usize] = self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, hint, now);
+        self.settle(&mut g);
     }
 
     /// Tracks the queued packets of one family, shard by shard, in order within each shard.
