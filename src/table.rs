@@ -230,6 +230,10 @@ impl Bucket {
     }
 }
 
+/// An index with no more open buckets than this is never called worn out (see
+/// [`Shard::make_room`]): a small one is walked in a few buckets whatever happens.
+const WORN_MIN: usize = 32;
+
 #[inline]
 fn tag_of(h: u64) -> u16 {
     (h >> 48) as u16 | 1
@@ -261,6 +265,11 @@ pub struct Shard<A> {
     born: Option<Vec<Nanos>>,
     buckets: Vec<Bucket>,
     mask: usize,
+    /// Buckets with a nonzero overflow count, which a lookup that reaches them walks past
+    /// (see [`Shard::make_room`]).
+    open: usize,
+    /// More than half the buckets were open after an insertion: the index has worn out.
+    worn: bool,
     /// Live (confirmed) entries.
     count: usize,
     entries: Vec<Entry<A>>,
@@ -304,6 +313,8 @@ impl<A: Addr> Shard<A> {
             born: timestamps.then(Vec::new),
             buckets: vec![EMPTY_BUCKET; 1],
             mask: 0,
+            open: 0,
+            worn: false,
             count: 0,
             entries: Vec::new(),
             free: NIL,
@@ -493,7 +504,12 @@ impl<A: Addr> Shard<A> {
                 bk.idx[s] = i;
                 return;
             }
-            bk.set_overflow(bk.overflow().saturating_add(1));
+            let o = bk.overflow();
+            bk.set_overflow(o.saturating_add(1));
+            if o == 0 {
+                self.open += 1;
+                self.worn |= self.open > WORN_MIN && 2 * self.open > self.buckets.len();
+            }
             b = (b + 1) & self.mask;
         }
     }
@@ -511,6 +527,7 @@ impl<A: Addr> Shard<A> {
                     let o = self.buckets[c].overflow();
                     if o != u16::MAX {
                         self.buckets[c].set_overflow(o - 1);
+                        self.open -= usize::from(o == 1);
                     }
                     c = (c + 1) & self.mask;
                 }
@@ -522,13 +539,24 @@ impl<A: Addr> Shard<A> {
     }
 
     /// Makes sure one more entry can be inserted without allocating: doubles the index when
-    /// the entry would take it past its load limit, and grows the slab (by a quarter, so that
-    /// a slab is on average about 90% full while growth stays geometric) when it has no free
-    /// slot. Fails, instead of aborting as an infallible allocation would, when the memory
-    /// cannot be had; the shard is then as usable as before (its index may be larger).
+    /// the entry would take it past its load limit, or when it has worn out (see below), and
+    /// grows the slab (by a quarter, so that a slab is on average about 90% full while growth
+    /// stays geometric) when it has no free slot. Fails, instead of aborting as an infallible
+    /// allocation would, when the memory cannot be had; the shard is then as usable as before
+    /// (its index may be larger).
+    ///
+    /// An index near its load limit wears out under churn (connections ending and others
+    /// starting): an entry stays in the later bucket it overflowed to after the entries that
+    /// filled its own have gone, keeping the buckets in between open to lookups, and new ones
+    /// overflow past it, until a lookup that finds nothing walks five or ten buckets where a
+    /// freshly built index walks one. Once more than half the buckets are open, the index is
+    /// rebuilt at twice the size, where churn keeps the walks short. (Filled without churn up
+    /// to its load limit, an index has about a quarter of its buckets open.)
     #[inline]
     pub fn make_room(&mut self, hash: &impl Fn(&Key<A>) -> u64) -> Result<(), TryReserveError> {
-        if self.index_full() || (self.free == NIL && self.entries.len() == self.entries.capacity())
+        if self.index_full()
+            || self.worn
+            || (self.free == NIL && self.entries.len() == self.entries.capacity())
         {
             return self.grow(hash);
         }
@@ -545,12 +573,18 @@ impl<A: Addr> Shard<A> {
     #[cold]
     #[inline(never)]
     fn grow(&mut self, hash: &impl Fn(&Key<A>) -> u64) -> Result<(), TryReserveError> {
-        if self.index_full() {
+        if self.index_full() || self.worn {
             let n = self.buckets.len() * 2;
             let mut buckets = Vec::new();
-            buckets.try_reserve_exact(n)?;
-            buckets.resize(n, EMPTY_BUCKET);
-            self.rebuild_into(buckets, hash);
+            match buckets.try_reserve_exact(n) {
+                Ok(()) => {
+                    buckets.resize(n, EMPTY_BUCKET);
+                    self.rebuild_into(buckets, hash);
+                }
+                Err(e) if self.index_full() => return Err(e),
+                // Worn but not full: the entry still fits, only lookups stay slower.
+                Err(_) => self.worn = false,
+            }
         }
         if self.free == NIL && self.entries.len() == self.entries.capacity() {
             let n = self.entries.len();
@@ -623,6 +657,8 @@ impl<A: Addr> Shard<A> {
         let n = buckets.len();
         self.buckets = buckets;
         self.mask = n - 1;
+        self.open = 0;
+        self.worn = false;
         // Entries are read in order (prefetched further ahead, as the hardware does not keep
         // up), but each lands in a random bucket of the new index: hash `AHEAD` entries early
         // and prefetch their buckets.
@@ -1048,6 +1084,69 @@ mod tests {
         assert!(s.mask > 0);
         assert_eq!(s.prefetch_entry(hash(&key(10))), ids[10]);
         assert_eq!(s.prefetch_entry(3u64 << 60), NIL);
+    }
+
+    /// The buckets a lookup of a tuple hashing to each bucket walks past its own, on average
+    /// over the buckets, as far as the overflow counts send it.
+    fn mean_walk(s: &Shard<[u8; 4]>) -> f64 {
+        let n = s.buckets.len();
+        let mut walked = 0;
+        for b in 0..n {
+            let mut c = b;
+            while s.buckets[c].overflow() != 0 && walked < n * n {
+                c = (c + 1) & s.mask;
+                walked += 1;
+            }
+        }
+        walked as f64 / n as f64
+    }
+
+    #[test]
+    fn churn_near_the_load_limit_keeps_lookups_short() {
+        // 3,900 entries in 512 buckets of ten (76% full), then 60,000 times one leaves and
+        // another arrives: left as it is, such an index walks about ten buckets per lookup.
+        let hs = foldhash::fast::FixedState::with_seed(7);
+        let h = |k: &Key<[u8; 4]>| k.symmetric_hash(&hs);
+        let key = |n: u64| Key {
+            src: (n as u32).to_be_bytes(),
+            dst: [10, 0, 0, (n >> 32) as u8],
+            sport: (n % 60000) as u16,
+            dport: 80,
+            zone: 0,
+            proto: proto::TCP,
+        };
+        let mut s = Shard::<[u8; 4]>::new();
+        s.reserve(4352, &h).unwrap();
+        assert_eq!(s.buckets.len(), 512);
+        let mut live = Vec::new();
+        let add = |s: &mut Shard<[u8; 4]>, n: u64| {
+            let mut e = Entry::new(key(n));
+            e.expires = u64::MAX;
+            (n, s.insert(h(&key(n)), e, 0, &h).unwrap())
+        };
+        for n in 0..3900 {
+            live.push(add(&mut s, n));
+        }
+        let fresh = mean_walk(&s);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..60_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (n, i) = live.swap_remove(x as usize % live.len());
+            s.remove(h(&key(n)), i);
+            live.push(add(&mut s, 1 << 20 | (x >> 24)));
+            let open = s.buckets.iter().filter(|b| b.overflow() != 0).count();
+            assert_eq!(s.open, open);
+        }
+        let churned = mean_walk(&s);
+        assert!(churned < 2.0, "fresh {fresh:.2}, after churn {churned:.2}");
+        assert_eq!(s.len(), 3900);
+        for &(n, i) in &live {
+            let k = key(n);
+            let f = s.find(h(&k), &k, &k.inverse().unwrap()).unwrap();
+            assert_eq!(f.idx, i);
+        }
     }
 
     #[test]

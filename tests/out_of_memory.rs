@@ -123,10 +123,13 @@ fn a_full_table_under_a_flood_allocates_nothing() {
         let mut cfg = Config::default();
         cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
         cfg.set_sysctl("nf_conntrack_max=1000").unwrap();
-        // One shard: with several, a shard may have to grow as the flood's entries move
-        // between them, which a memory limit rightly refuses.
+        // One shard with room for four times the limit: with several shards, or an index
+        // near its load limit, the table may grow as the flood churns (a shard's share
+        // changes, an index wears out), which a memory limit rightly refuses.
         cfg.shards = 1;
-        Conntrack::with_seed(cfg, 0x5eed)
+        let ct = Conntrack::with_seed(cfg, 0x5eed);
+        ct.reserve(4000, false).unwrap();
+        ct
     };
     let now = 2_000_000_000_000u64;
     let syn = |n: u32| {
@@ -164,4 +167,22 @@ fn a_full_table_under_a_flood_allocates_nothing() {
     assert_eq!(tight.count(), free.count());
     assert!(tight.count() <= 1000);
     assert_eq!(tight.stats().early_drop, free.stats().early_drop);
+
+    // Without the room reserved, the churn wears the index out, and the shard would rebuild
+    // it at twice the size: with no memory for that, the flood goes on in the worn index.
+    let mut cfg = Config::default();
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    cfg.set_sysctl("nf_conntrack_max=1000").unwrap();
+    cfg.shards = 1;
+    let worn = Conntrack::with_seed(cfg, 0x5eed);
+    let mut states = Vec::with_capacity(flood.len());
+    run(&worn, false, &mut states);
+    let news = states.iter().filter(|s| **s == State::New).count();
+    assert!(news > 10_000, "only {news} of 50,000 SYNs found room");
+    assert!(
+        states
+            .iter()
+            .all(|s| matches!(s, State::New | State::Dropped))
+    );
+    assert!(worn.count() <= 1000);
 }
