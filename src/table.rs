@@ -268,7 +268,8 @@ pub struct Shard<A> {
     /// Buckets with a nonzero overflow count, which a lookup that reaches them walks past
     /// (see [`Shard::make_room`]).
     open: usize,
-    /// More than half the buckets were open after an insertion: the index has worn out.
+    /// More than two thirds of the buckets were open after an insertion: the index has worn
+    /// out.
     worn: bool,
     /// Live (confirmed) entries.
     count: usize,
@@ -508,7 +509,7 @@ impl<A: Addr> Shard<A> {
             bk.set_overflow(o.saturating_add(1));
             if o == 0 {
                 self.open += 1;
-                self.worn |= self.open > WORN_MIN && 2 * self.open > self.buckets.len();
+                self.worn |= self.open > WORN_MIN && 3 * self.open > 2 * self.buckets.len();
             }
             b = (b + 1) & self.mask;
         }
@@ -549,9 +550,9 @@ impl<A: Addr> Shard<A> {
     /// starting): an entry stays in the later bucket it overflowed to after the entries that
     /// filled its own have gone, keeping the buckets in between open to lookups, and new ones
     /// overflow past it, until a lookup that finds nothing walks five or ten buckets where a
-    /// freshly built index walks one. Once more than half the buckets are open, the index is
-    /// rebuilt at twice the size, where churn keeps the walks short. (Filled without churn up
-    /// to its load limit, an index has about a quarter of its buckets open.)
+    /// freshly built index walks one. Once more than two thirds of the buckets are open, the
+    /// index is rebuilt at twice the size, where churn keeps the walks short. (Filled without
+    /// churn up to its load limit, an index has under half its buckets open.)
     #[inline]
     pub fn make_room(&mut self, hash: &impl Fn(&Key<A>) -> u64) -> Result<(), TryReserveError> {
         if self.index_full()
