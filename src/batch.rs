@@ -459,13 +459,13 @@ impl Conntrack {
         };
         let slot = &t.shards[p.shard as usize];
         let mut g = slot.lock.lock();
-        let hint = g.shard.prefetch_entry(p.h);
         self.advance(t, &mut g, now);
         g.credit_want = 0;
         // The general path alone (`run_refresh` is its shortcut for established packets, which
         // agrees with it): a second caller of the shortcut would cost the burst path its
-        // inlining.
-        out[p.pos as usize] = self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, hint, now);
+        // inlining. No hint: looked up at once, the entry would be found by the same walk.
+        let nil = crate::timer::NIL;
+        out[p.pos as usize] = self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, nil, now);
         self.settle(&mut g);
     }
 
