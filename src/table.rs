@@ -49,7 +49,7 @@ pub enum ProtoState {
 
 /// One connection.
 #[derive(Clone, Copy, Debug)]
-pub struct Entry<A> {
+pub struct Entry<A: Addr> {
     /// Original-direction tuple.
     pub key: Key<A>,
     /// [`status`] bits.
@@ -64,6 +64,8 @@ pub struct Entry<A> {
     next: u32,
     /// Protocol state.
     pub proto: ProtoState,
+    /// Sets the entry's alignment (zero bytes).
+    _align: A::EntryAlign,
 }
 
 impl<A: Addr> Entry<A> {
@@ -77,6 +79,7 @@ impl<A: Addr> Entry<A> {
             prev: NIL,
             next: NIL,
             proto: ProtoState::None,
+            _align: Default::default(),
         }
     }
 
@@ -135,6 +138,23 @@ pub fn prefetch(p: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+/// Prefetches every cache line of the entry at `e`: two for an IPv4 entry (96 bytes aligned
+/// to 32), two or three for an IPv6 one (120 bytes aligned to 8), depending on where it lies.
+#[inline(always)]
+fn prefetch_lines<A: Addr>(e: *const Entry<A>) {
+    let (size, align) = (
+        std::mem::size_of::<Entry<A>>(),
+        std::mem::align_of::<Entry<A>>(),
+    );
+    let p = e as *const u8;
+    prefetch(p);
+    prefetch(p.wrapping_add(64));
+    // An entry starts at most `64 - align` bytes into its first line.
+    if size > 64 + align {
+        prefetch(p.wrapping_add(size - 1));
+    }
 }
 
 /// Ten index slots in one cache line: 16-bit tags packed four to a word (lanes 0-9; lane 10
@@ -258,7 +278,7 @@ pub struct Counters {
 }
 
 /// One shard: entries, their index and their timer wheel.
-pub struct Shard<A> {
+pub struct Shard<A: Addr> {
     /// Per-entry counters, kept only with accounting on (indexed like the entries).
     acct: Option<Vec<Counters>>,
     /// Per-entry creation times, kept only with timestamps on.
@@ -280,9 +300,9 @@ pub struct Shard<A> {
     pub clock: Nanos,
 }
 
-struct Slab<'a, A>(&'a mut Vec<Entry<A>>);
+struct Slab<'a, A: Addr>(&'a mut Vec<Entry<A>>);
 
-impl<A> Links for Slab<'_, A> {
+impl<A: Addr> Links for Slab<'_, A> {
     #[inline]
     fn deadline(&self, i: u32) -> Nanos {
         self.0[i as usize].expires
@@ -413,10 +433,8 @@ impl<A: Addr> Shard<A> {
             return NIL;
         };
         if let Some(e) = self.entries.get(i as usize) {
-            // An entry spans two cache lines: the tuple in the first, TCP state in both.
-            let p = e as *const Entry<A> as *const u8;
-            prefetch(p);
-            prefetch(p.wrapping_add(64));
+            // The tuple in the first line, TCP state in all.
+            prefetch_lines(e);
         }
         i
     }
@@ -714,18 +732,14 @@ impl<A: Addr> Shard<A> {
             self.entries[i as usize] = e;
             // The next insertion's slot, fetched while this packet finishes.
             if let Some(next) = self.entries.get(self.free as usize) {
-                let p = next as *const Entry<A> as *const u8;
-                prefetch(p);
-                prefetch(p.wrapping_add(64));
+                prefetch_lines(next);
             }
             i
         } else {
             self.entries.push(e);
             // Entries are appended in order: ask for the lines of one a few places on, so
             // that its writes find them in cache (a flood otherwise waits on each).
-            let ahead = self.entries.as_ptr().wrapping_add(self.entries.len() + 3) as *const u8;
-            prefetch(ahead);
-            prefetch(ahead.wrapping_add(64));
+            prefetch_lines(self.entries.as_ptr().wrapping_add(self.entries.len() + 3));
             (self.entries.len() - 1) as u32
         };
         self.index_insert(h, i);
@@ -1209,5 +1223,21 @@ mod size_tests {
             std::mem::size_of::<Entry<[u8; 16]>>()
         );
         assert_eq!(std::mem::size_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn every_ipv4_entry_lies_in_two_cache_lines() {
+        // Whatever the allocator returns, the slab is aligned to 32: its 96-byte entries then
+        // start at 0 or 32 within a line and end in the next, which `prefetch_lines` fetches.
+        assert_eq!(std::mem::align_of::<Entry<[u8; 4]>>(), 32);
+        let slab: Vec<Entry<[u8; 4]>> = vec![Entry::vacant(); 100];
+        for e in &slab {
+            let p = e as *const Entry<[u8; 4]> as usize;
+            let last = p + std::mem::size_of::<Entry<[u8; 4]>>() - 1;
+            assert_eq!(last / 64 - p / 64, 1, "{:#x}", p);
+        }
+        // An IPv6 entry may need three, and is fetched with three.
+        let size = std::mem::size_of::<Entry<[u8; 16]>>();
+        assert!(size > 64 + std::mem::align_of::<Entry<[u8; 16]>>());
     }
 }
