@@ -86,7 +86,7 @@ pub(crate) struct Table<A: Addr> {
 }
 
 /// A shard and what may be read of it without its lock.
-pub(crate) struct Slot<A: Addr> {
+pub(crate) struct Slot<A> {
     pub(crate) lock: Mutex<ShardBox<A>>,
     /// Where the shard's index buckets were last seen, and their mask: for prefetching only
     /// (the address may be stale, which costs nothing but a useless prefetch).
@@ -116,7 +116,7 @@ impl<A: Addr> Slot<A> {
     }
 }
 
-pub(crate) struct ShardBox<A: Addr> {
+pub(crate) struct ShardBox<A> {
     pub(crate) shard: Shard<A>,
     pub(crate) stats: ShardStats,
     /// Next slab index the pressure sweep looks at.
@@ -1162,7 +1162,7 @@ impl Conntrack {
     /// The verdict of a new connection whose entry could not be allocated: dropped, counted
     /// as `drop`, and its unit of `nf_conntrack_max` given back.
     #[cold]
-    fn out_of_memory<A: Addr>(&self, sb: &mut ShardBox<A>) -> Verdict {
+    fn out_of_memory<A>(&self, sb: &mut ShardBox<A>) -> Verdict {
         self.count.fetch_sub(1, Ordering::Relaxed);
         sb.stats.drop += 1;
         Verdict::DROPPED
@@ -1175,7 +1175,7 @@ impl Conntrack {
     /// locally ([`Conntrack::settle`] returns what is left). Near the limit every creation
     /// claims its own unit, so the limit holds exactly.
     #[inline]
-    fn claim<A: Addr>(&self, sb: &mut ShardBox<A>) -> bool {
+    fn claim<A>(&self, sb: &mut ShardBox<A>) -> bool {
         if sb.credit > 0 {
             sb.credit -= 1;
             return true;
@@ -1195,7 +1195,7 @@ impl Conntrack {
 
     /// Returns the units a burst group claimed and did not use (see [`Conntrack::claim`]).
     #[inline]
-    pub(crate) fn settle<A: Addr>(&self, sb: &mut ShardBox<A>) {
+    pub(crate) fn settle<A>(&self, sb: &mut ShardBox<A>) {
         sb.credit_want = 0;
         if sb.credit > 0 {
             self.count
@@ -1546,7 +1546,7 @@ fn refreshed(dir: Dir, before: u16, after: u16) -> Verdict {
     }
 }
 
-fn verdict_of<A: Addr>(e: &Entry<A>, state: State, dir: Dir) -> Verdict {
+fn verdict_of<A>(e: &Entry<A>, state: State, dir: Dir) -> Verdict {
     Verdict {
         state,
         dir,

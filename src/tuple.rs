@@ -37,22 +37,10 @@ pub trait Addr:
     fn endpoint(&self, port: u16) -> [u64; 2];
     /// The standard library's view.
     fn ip(&self) -> IpAddr;
-    /// A zero-sized field that sets the alignment of this family's table entries (see
-    /// `table::Entry`): enough that none straddles more cache lines than its size needs.
-    #[doc(hidden)]
-    type EntryAlign: Copy + Default + Debug + Send + Sync + 'static;
 }
-
-/// Aligns an IPv4 table entry (96 bytes) to 32 bytes, so that every entry of a slab lies in
-/// exactly two cache lines: with the allocator's 16, half of them spanned three.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(align(32))]
-pub struct Align32;
 
 impl Addr for [u8; 4] {
     const V6: bool = false;
-    type EntryAlign = Align32;
     #[inline]
     fn from_bytes(b: &[u8]) -> Self {
         let mut a = [0; 4];
@@ -70,8 +58,6 @@ impl Addr for [u8; 4] {
 
 impl Addr for [u8; 16] {
     const V6: bool = true;
-    // 120 bytes: aligned to 64 an entry would grow to 128; it is prefetched whole instead.
-    type EntryAlign = ();
     #[inline]
     fn from_bytes(b: &[u8]) -> Self {
         let mut a = [0; 16];
