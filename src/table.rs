@@ -429,6 +429,12 @@ impl<A: Addr> Shard<A> {
             // The tuple in the first line, TCP state in the others.
             prefetch_lines(e);
         }
+        // With accounting on, the packet's counters too (32 bytes, maybe across a line).
+        if let Some(c) = self.acct.as_ref().and_then(|a| a.get(i as usize)) {
+            let p = c as *const Counters as *const u8;
+            prefetch(p);
+            prefetch(p.wrapping_add(std::mem::size_of::<Counters>() - 1));
+        }
         i
     }
 
