@@ -10,9 +10,12 @@
 //! frame in order: packets of one connection always share a shard and keep their order within
 //! it; packets whose effects reach beyond their own shard (ICMP errors, fragments) and every
 //! protocol without a dedicated path are tracked one by one at their place in the burst, after
-//! everything before them. With helpers configured, or when a burst could fill the table (so
-//! that which packet meets a full table would depend on the order across shards), the burst
-//! is tracked strictly in order.
+//! everything before them. With helpers configured, a packet to or from a helper's port is
+//! tracked that way too (its helper may announce an expectation), and while any expectation is
+//! pending (a new connection in any shard may take it) every packet is; otherwise the shards'
+//! packets are tracked as without helpers, as none of them can touch an expectation. When a
+//! burst could fill the table (so that which packet meets a full table would depend on the
+//! order across shards), the burst is tracked strictly in order.
 
 use std::cell::{Cell, RefCell};
 
@@ -147,12 +150,7 @@ impl Conntrack {
         out: &mut Vec<Verdict>,
     ) {
         out.clear();
-        if !self.config().helpers.is_empty() {
-            // Helpers announce expectations that any shard's new connections may match:
-            // only strict order is safe.
-            out.extend(frames.iter().map(|f| self.process(f, link, now)));
-            return;
-        }
+        let helpers = !self.config().helpers.is_empty();
         out.resize(frames.len(), Verdict::INVALID);
         // The queues of the last burst on this thread, empty, re-typed for these frames.
         let kept = QUEUES.take();
@@ -164,19 +162,20 @@ impl Conntrack {
             if max != 0 && self.count() + chunk.len() > max {
                 // Near the limit, which packet meets a full table depends on the order of
                 // insertions across shards: keep it.
-                (v4, v6) = self.run_in_order(chunk, link, v4, v6, verdicts, now);
+                if helpers {
+                    // Every frame through `process`, which lets the helpers read theirs.
+                    for (v, frame) in verdicts.iter_mut().zip(chunk) {
+                        *v = self.process(frame, link, now);
+                    }
+                } else {
+                    (v4, v6) = self.run_in_order(chunk, link, v4, v6, verdicts, now);
+                }
                 continue;
             }
-            for (i, frame) in chunk.iter().enumerate() {
-                match self.plan::<false>(frame, link, i, &mut v4, &mut v6, &mut verdicts[i]) {
-                    Plan::Done | Plan::Queued => {}
-                    Plan::Alone => {
-                        // Everything before it first, then it.
-                        self.run_queued(&self.v4, &mut v4, verdicts, now);
-                        self.run_queued(&self.v6, &mut v6, verdicts, now);
-                        verdicts[i] = self.process(frame, link, now);
-                    }
-                }
+            if helpers {
+                self.burst::<true>(chunk, link, &mut v4, &mut v6, verdicts, now);
+            } else {
+                self.burst::<false>(chunk, link, &mut v4, &mut v6, verdicts, now);
             }
             self.run_queued(&self.v4, &mut v4, verdicts, now);
             self.run_queued(&self.v6, &mut v6, verdicts, now);
@@ -187,9 +186,47 @@ impl Conntrack {
         });
     }
 
+    /// Plans a chunk's frames, tracking on its own (after everything queued before it) each one
+    /// the general path must take. With `HELPERS` (helpers configured), also each packet to or
+    /// from a helper's port, and every packet while an expectation is pending. Leaves the
+    /// queued packets for the caller to run.
+    #[inline(always)]
+    fn burst<'a, const HELPERS: bool>(
+        &self,
+        chunk: &[&'a [u8]],
+        link: LinkType,
+        v4: &mut Vec<Planned<'a, [u8; 4]>>,
+        v6: &mut Vec<Planned<'a, [u8; 16]>>,
+        verdicts: &mut [Verdict],
+        now: Nanos,
+    ) {
+        let mut strict = HELPERS && self.expecting();
+        for (i, frame) in chunk.iter().enumerate() {
+            if HELPERS && strict {
+                verdicts[i] = self.process(frame, link, now);
+                strict = self.expecting();
+                continue;
+            }
+            let alone = match self.plan::<false>(frame, link, i, v4, v6, &mut verdicts[i]) {
+                Plan::Done => false,
+                Plan::Queued => HELPERS && self.unqueue_helped(i, v4, v6),
+                Plan::Alone => true,
+            };
+            if alone {
+                // Everything before it first, then it.
+                self.run_queued(&self.v4, v4, verdicts, now);
+                self.run_queued(&self.v6, v6, verdicts, now);
+                verdicts[i] = self.process(frame, link, now);
+                // Only a packet tracked this way can have made an expectation.
+                strict = HELPERS && self.expecting();
+            }
+        }
+    }
+
     /// Parses one frame and queues it for its shard when it is an ordinary TCP or UDP packet.
     /// `IN_ORDER` tells the two callers' copies apart ([`Conntrack::run_in_order`]'s is the
     /// other): each is then inlined into its one caller, as a function with one caller is.
+    #[inline(always)]
     fn plan<'a, const IN_ORDER: bool>(
         &self,
         frame: &'a [u8],
@@ -228,6 +265,43 @@ impl Conntrack {
             General::V4(ready) => self.enqueue(&self.v4, ready, pos, v4, out),
             General::V6(ready) => self.enqueue(&self.v6, ready, pos, v6, out),
         }
+    }
+
+    /// True when an expectation is pending in either family: a new connection in any shard
+    /// may take it, so packets must then be tracked in order.
+    fn expecting(&self) -> bool {
+        !self.v4.expect.lock().none_pending() || !self.v6.expect.lock().none_pending()
+    }
+
+    /// Takes the packet just queued for position `pos` back out of its queue when it goes to
+    /// or comes from a port a helper is assigned to (the connection may be the helper's, which
+    /// reads its packets and may announce expectations): it is then tracked on its own.
+    fn unqueue_helped(
+        &self,
+        pos: usize,
+        v4: &mut Vec<Planned<'_, [u8; 4]>>,
+        v6: &mut Vec<Planned<'_, [u8; 16]>>,
+    ) -> bool {
+        let rules = &self.config().helpers;
+        let helped = |proto: u8, sport: u16, dport: u16| {
+            (self.helper_port(dport) && ctrack_helpers::assigned(rules, proto, dport).is_some())
+                || (self.helper_port(sport)
+                    && ctrack_helpers::assigned(rules, proto, sport).is_some())
+        };
+        if let Some(p) = v4.last().filter(|p| p.pos as usize == pos) {
+            let k = p.ready.key();
+            if helped(k.proto, k.sport, k.dport) {
+                v4.pop();
+                return true;
+            }
+        } else if let Some(p) = v6.last().filter(|p| p.pos as usize == pos) {
+            let k = p.ready.key();
+            if helped(k.proto, k.sport, k.dport) {
+                v6.pop();
+                return true;
+            }
+        }
+        false
     }
 
     /// The general parse of a frame for the batch: not IP, tracked on its own, or an ordinary

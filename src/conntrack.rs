@@ -230,6 +230,8 @@ pub struct Conntrack {
     count: AtomicUsize,
     stats: Stats,
     frags: Mutex<Defrag>,
+    /// One bit per port a helper is assigned to (any protocol); empty without helpers.
+    helper_ports: Box<[u64]>,
 }
 
 fn random_seed() -> u64 {
@@ -255,7 +257,12 @@ impl Conntrack {
         let frags = Defrag::new(&cfg.sysctl);
         let acct = cfg.sysctl.nf_conntrack_acct != 0;
         let tstamp = cfg.sysctl.nf_conntrack_timestamp != 0;
+        let mut helper_ports = vec![0u64; if cfg.helpers.is_empty() { 0 } else { 1 << 10 }];
+        for a in &cfg.helpers {
+            helper_ports[usize::from(a.port >> 6)] |= 1 << (a.port & 63);
+        }
         Conntrack {
+            helper_ports: helper_ports.into_boxed_slice(),
             v4: Table::new(cfg.shards, acct, tstamp),
             v6: Table::new(cfg.shards, acct, tstamp),
             cfg,
@@ -269,6 +276,15 @@ impl Conntrack {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// True when some helper is assigned to `port` (for some protocol): a quick test before
+    /// the rules themselves.
+    #[inline]
+    pub(crate) fn helper_port(&self, port: u16) -> bool {
+        self.helper_ports
+            .get(usize::from(port >> 6))
+            .is_some_and(|w| w >> (port & 63) & 1 != 0)
     }
 
     /// Entries currently in the table (both families), expired-but-unswept ones included.
