@@ -282,26 +282,27 @@ impl Conntrack {
         v4: &mut Vec<Planned<'_, [u8; 4]>>,
         v6: &mut Vec<Planned<'_, [u8; 16]>>,
     ) -> bool {
-        let rules = &self.config().helpers;
-        let helped = |proto: u8, sport: u16, dport: u16| {
-            (self.helper_port(dport) && ctrack_helpers::assigned(rules, proto, dport).is_some())
-                || (self.helper_port(sport)
-                    && ctrack_helpers::assigned(rules, proto, sport).is_some())
+        self.pop_helped(pos, v4) || self.pop_helped(pos, v6)
+    }
+
+    /// [`Conntrack::unqueue_helped`] for one family's queue.
+    fn pop_helped<A: Addr>(&self, pos: usize, q: &mut Vec<Planned<'_, A>>) -> bool {
+        let Some(k) = q
+            .last()
+            .filter(|p| p.pos as usize == pos)
+            .map(|p| p.ready.key)
+        else {
+            return false;
         };
-        if let Some(p) = v4.last().filter(|p| p.pos as usize == pos) {
-            let k = p.ready.key();
-            if helped(k.proto, k.sport, k.dport) {
-                v4.pop();
-                return true;
-            }
-        } else if let Some(p) = v6.last().filter(|p| p.pos as usize == pos) {
-            let k = p.ready.key();
-            if helped(k.proto, k.sport, k.dport) {
-                v6.pop();
-                return true;
-            }
+        let rules = &self.config().helpers;
+        let assigned = |port| {
+            self.helper_port(port) && ctrack_helpers::assigned(rules, k.proto, port).is_some()
+        };
+        let helped = assigned(k.dport) || assigned(k.sport);
+        if helped {
+            q.pop();
         }
-        false
+        helped
     }
 
     /// The general parse of a frame for the batch: not IP, tracked on its own, or an ordinary
