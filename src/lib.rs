@@ -32,6 +32,7 @@
 
 mod batch;
 pub mod capture;
+mod checksum;
 pub mod conntrack;
 pub mod defrag;
 mod expect;

@@ -5,6 +5,8 @@
 //! version nibble is 4 or 6 (the nibble, not the link layer, picks the family); the IP layer's
 //! own checks (header length, total length, IPv4 header checksum) come before tracking.
 
+pub use crate::checksum::{csum_add, csum_add_u32, csum_fold, csum_ok};
+
 /// How frames are framed: the link types ctrack reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkType {
@@ -196,80 +198,6 @@ impl<'a> IpPacket<'a> {
     }
 }
 
-/// Adds `data` to a running RFC 1071 one's-complement sum.
-///
-/// The running sum is kept in the machine's byte order (words are read as they lie in memory,
-/// eight bytes at a time, into a 128-bit accumulator that cannot overflow), which RFC 1071
-/// allows: [`csum_fold`] converts the result back to network order once. Pieces chained
-/// through one sum must each start at an even offset of the checksummed data; an odd
-/// trailing byte is padded with zero. Add header fields that are numbers, not bytes, with
-/// [`csum_add_u32`].
-#[inline]
-pub fn csum_add(sum: u64, data: &[u8]) -> u64 {
-    let mut acc = sum as u128;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        acc += u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])) as u128;
-    }
-    let mut rest = chunks.remainder();
-    let mut tail = 0u64;
-    if let (1.., Some(last)) = (rest.len(), data.last_chunk::<8>()) {
-        // The tail from one load of the last eight bytes, those before it shifted out: the
-        // tail starts at a multiple of eight, so each byte keeps its lane, and the missing
-        // pad byte of an odd tail comes in as zero.
-        let drop = (8 - rest.len() as u32) * 8;
-        tail = if cfg!(target_endian = "little") {
-            u64::from_ne_bytes(*last) >> drop
-        } else {
-            u64::from_ne_bytes(*last) << drop
-        };
-        rest = &[];
-    }
-    // A short input's tail, in pieces: a 16-bit word may be added in any lane, since
-    // 2^16 = 1 (mod 0xffff).
-    if let Some((w, r)) = rest.split_first_chunk::<4>() {
-        tail += u32::from_ne_bytes(*w) as u64;
-        rest = r;
-    }
-    if let Some((w, r)) = rest.split_first_chunk::<2>() {
-        tail += u16::from_ne_bytes(*w) as u64;
-        rest = r;
-    }
-    if let Some(&b) = rest.first() {
-        tail += u16::from_ne_bytes([b, 0]) as u64;
-    }
-    acc += tail as u128;
-    let (s, carry) = (acc as u64).overflowing_add((acc >> 64) as u64);
-    s + carry as u64
-}
-
-/// Adds a 32-bit number (two 16-bit words in network order, e.g. a pseudo-header's protocol
-/// plus length) to a running sum from [`csum_add`].
-#[inline]
-pub fn csum_add_u32(sum: u64, v: u32) -> u64 {
-    let (s, carry) = sum.overflowing_add(u32::from_ne_bytes(v.to_be_bytes()) as u64);
-    s + carry as u64
-}
-
-/// True when a running sum from [`csum_add`] folds to `0xffff`: the checksummed bytes are
-/// correct. The same as `csum_fold(sum) == 0xffff` without the folding: every fold step keeps
-/// the value modulo `0xffff` (as 2^16 = 1), and only zero folds to zero.
-#[inline]
-pub fn csum_ok(sum: u64) -> bool {
-    sum != 0 && sum % 0xffff == 0
-}
-
-/// Folds a running sum from [`csum_add`] to the 16-bit one's-complement sum, in network
-/// order (a correct packet's checksummed bytes fold to `0xffff`).
-#[inline]
-pub fn csum_fold(sum: u64) -> u16 {
-    let mut s = (sum & 0xffff_ffff) + (sum >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    u16::from_be(s as u16)
-}
-
 /// True when `covered` (the L4 bytes under the checksum) sums correctly with the pseudo-header
 /// of `ip` for protocol `proto` and length `l4_len`.
 #[inline(always)]
@@ -323,7 +251,7 @@ impl<'a> PendingSum<'a> {
 /// headers in registers.
 #[inline(never)]
 fn sum_is_zero(s: u64, covered: &[u8]) -> bool {
-    csum_ok(csum_add(s, covered))
+    crate::checksum::adds_up(s, covered)
 }
 
 /// True when `data` sums to zero (ICMPv4: no pseudo-header).
@@ -623,16 +551,6 @@ mod tests {
         h
     }
 
-    /// The straightforward RFC 1071 sum over 16-bit words.
-    fn reference_sum(data: &[u8]) -> u16 {
-        let mut s: u32 = 0;
-        for c in data.chunks(2) {
-            s += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-            s = (s & 0xffff) + (s >> 16);
-        }
-        s as u16
-    }
-
     #[test]
     fn v6_common_case_is_the_general_parse() {
         // Addresses at the edges of what the receive path refuses.
@@ -674,49 +592,6 @@ mod tests {
                 "{ip:02x?}"
             );
         }
-    }
-
-    #[test]
-    fn csum_ok_is_folding_to_all_ones() {
-        let mut sums = vec![
-            0,
-            1,
-            0xfffe,
-            0xffff,
-            0x1_fffe,
-            0xffff * 12345,
-            u64::MAX - 1,
-            u64::MAX,
-        ];
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..100_000 {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            // Half of them multiples of 0xffff, where the two could disagree.
-            sums.extend([x, x - x % 0xffff]);
-        }
-        for s in sums {
-            assert_eq!(csum_ok(s), csum_fold(s) == 0xffff, "{s:#x}");
-        }
-    }
-
-    #[test]
-    fn checksum_matches_reference_for_all_lengths() {
-        let data: Vec<u8> = (0..300u32).map(|i| (i * 7919 % 251) as u8 ^ 0xa5).collect();
-        for len in 0..data.len() {
-            for start in 0..3 {
-                if start + len > data.len() {
-                    continue;
-                }
-                let d = &data[start..start + len];
-                assert_eq!(csum_fold(csum_add(0, d)), reference_sum(d), "len {len}");
-            }
-        }
-        // Chained sums of even-length pieces equal the sum of the whole.
-        let whole = csum_fold(csum_add(0, &data[..100]));
-        let parts = csum_fold(csum_add(csum_add(0, &data[..36]), &data[36..100]));
-        assert_eq!(whole, parts);
     }
 
     #[test]

@@ -1,0 +1,275 @@
+//! RFC 1071 one's-complement sums: a word-at-a-time loop for headers, a vector loop for payloads.
+//!
+//! Re-exported by [`crate::packet`], where the header checks use them.
+
+/// Inputs at least this long take the vector loop: below it, the loop's setup and the sum of
+/// its lanes cost more than they save.
+const WIDE: usize = 256;
+
+/// Bytes per round of the vector loop: eight 32-bit words, one per 64-bit lane.
+const BLOCK: usize = 32;
+
+/// Adds `data` to a running RFC 1071 one's-complement sum.
+///
+/// The running sum is kept in the machine's byte order (words are read as they lie in memory,
+/// into accumulators that cannot overflow), which RFC 1071 allows: [`csum_fold`] converts the result back to network order once. Pieces chained
+/// through one sum must each start at an even offset of the checksummed data; an odd
+/// trailing byte is padded with zero. Add header fields that are numbers, not bytes, with
+/// [`csum_add_u32`].
+#[inline]
+pub fn csum_add(sum: u64, data: &[u8]) -> u64 {
+    if data.len() >= WIDE {
+        wide(sum, data)
+    } else {
+        narrow(sum, data)
+    }
+}
+
+/// `csum_ok(csum_add(sum, data))`, with the long case's check inside its out-of-line call (the
+/// short case then needs no stack frame).
+#[inline(always)]
+pub(crate) fn adds_up(sum: u64, data: &[u8]) -> bool {
+    if data.len() >= WIDE {
+        wide_ok(sum, data)
+    } else {
+        csum_ok(narrow(sum, data))
+    }
+}
+
+/// [`adds_up`] for a long input.
+#[inline(never)]
+fn wide_ok(sum: u64, data: &[u8]) -> bool {
+    csum_ok(wide(sum, data))
+}
+
+/// [`csum_add`] one word at a time: headers and short payloads, and the vector loop's tail.
+#[inline(always)]
+fn narrow(sum: u64, data: &[u8]) -> u64 {
+    let mut acc = sum as u128;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        acc += u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])) as u128;
+    }
+    let mut rest = chunks.remainder();
+    let mut tail = 0u64;
+    if let (1.., Some(last)) = (rest.len(), data.last_chunk::<8>()) {
+        // The tail from one load of the last eight bytes, those before it shifted out: the
+        // tail starts at a multiple of eight, so each byte keeps its lane, and the missing
+        // pad byte of an odd tail comes in as zero.
+        let drop = (8 - rest.len() as u32) * 8;
+        tail = if cfg!(target_endian = "little") {
+            u64::from_ne_bytes(*last) >> drop
+        } else {
+            u64::from_ne_bytes(*last) << drop
+        };
+        rest = &[];
+    }
+    // A short input's tail, in pieces: a 16-bit word may be added in any lane, since
+    // 2^16 = 1 (mod 0xffff).
+    if let Some((w, r)) = rest.split_first_chunk::<4>() {
+        tail += u32::from_ne_bytes(*w) as u64;
+        rest = r;
+    }
+    if let Some((w, r)) = rest.split_first_chunk::<2>() {
+        tail += u16::from_ne_bytes(*w) as u64;
+        rest = r;
+    }
+    if let Some(&b) = rest.first() {
+        tail += u16::from_ne_bytes([b, 0]) as u64;
+    }
+    acc += tail as u128;
+    let (s, carry) = (acc as u64).overflowing_add((acc >> 64) as u64);
+    s + carry as u64
+}
+
+/// [`csum_add`] for a long input: AVX2 when the CPU has it, the baseline vector unit otherwise.
+#[inline(never)]
+fn wide(sum: u64, data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `lanes_avx2` only requires AVX2, which the CPU was just found to have; it
+        // has no other precondition (its body is safe code).
+        return unsafe { lanes_avx2(sum, data) };
+    }
+    lanes(sum, data)
+}
+
+/// [`lanes`] compiled for AVX2: four 64-bit lanes per register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes_avx2(sum: u64, data: &[u8]) -> u64 {
+    lanes(sum, data)
+}
+
+/// The vector loop: each 32-bit word of a block goes into its own 64-bit lane (as
+/// 2^16 = 1 mod 0xffff, a 32-bit word adds the same as its two 16-bit halves), with no carry
+/// between lanes to propagate; the lanes are summed once at the end, and the tail (under a
+/// block) word by word.
+#[inline(always)]
+fn lanes(sum: u64, data: &[u8]) -> u64 {
+    let (body, rest) = data.split_at(data.len() - data.len() % BLOCK);
+    let mut acc = sum as u128;
+    // A lane gains under 2^32 per block: after a run of 2^24 blocks, each lane is under 2^56
+    // and the eight of them under 2^59.
+    for run in body.chunks(BLOCK << 24) {
+        let mut lane = [0u64; BLOCK / 4];
+        for b in run.chunks_exact(BLOCK) {
+            for (l, w) in lane.iter_mut().zip(b.chunks_exact(4)) {
+                *l += u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) as u64;
+            }
+        }
+        acc += lane.iter().sum::<u64>() as u128;
+    }
+    let (s, carry) = (acc as u64).overflowing_add((acc >> 64) as u64);
+    narrow(s + carry as u64, rest)
+}
+
+/// Adds a 32-bit number (two 16-bit words in network order, e.g. a pseudo-header's protocol
+/// plus length) to a running sum from [`csum_add`].
+#[inline]
+pub fn csum_add_u32(sum: u64, v: u32) -> u64 {
+    let (s, carry) = sum.overflowing_add(u32::from_ne_bytes(v.to_be_bytes()) as u64);
+    s + carry as u64
+}
+
+/// True when a running sum from [`csum_add`] folds to `0xffff`: the checksummed bytes are
+/// correct. The same as `csum_fold(sum) == 0xffff` without the folding: every fold step keeps
+/// the value modulo `0xffff` (as 2^16 = 1), and only zero folds to zero.
+#[inline]
+pub fn csum_ok(sum: u64) -> bool {
+    sum != 0 && sum % 0xffff == 0
+}
+
+/// Folds a running sum from [`csum_add`] to the 16-bit one's-complement sum, in network
+/// order (a correct packet's checksummed bytes fold to `0xffff`).
+#[inline]
+pub fn csum_fold(sum: u64) -> u16 {
+    let mut s = (sum & 0xffff_ffff) + (sum >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    u16::from_be(s as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The straightforward RFC 1071 sum over 16-bit words.
+    fn reference_sum(data: &[u8]) -> u16 {
+        let mut s: u32 = 0;
+        for c in data.chunks(2) {
+            s += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+
+    #[test]
+    fn csum_ok_is_folding_to_all_ones() {
+        let mut sums = vec![
+            0,
+            1,
+            0xfffe,
+            0xffff,
+            0x1_fffe,
+            0xffff * 12345,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            // Half of them multiples of 0xffff, where the two could disagree.
+            sums.extend([x, x - x % 0xffff]);
+        }
+        for s in sums {
+            assert_eq!(csum_ok(s), csum_fold(s) == 0xffff, "{s:#x}");
+        }
+    }
+
+    #[test]
+    fn checksum_matches_reference_for_all_lengths() {
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7919 % 251) as u8 ^ 0xa5).collect();
+        for len in 0..data.len() {
+            for start in 0..3 {
+                if start + len > data.len() {
+                    continue;
+                }
+                let d = &data[start..start + len];
+                assert_eq!(csum_fold(csum_add(0, d)), reference_sum(d), "len {len}");
+            }
+        }
+        // Chained sums of even-length pieces equal the sum of the whole.
+        let whole = csum_fold(csum_add(0, &data[..100]));
+        let parts = csum_fold(csum_add(csum_add(0, &data[..36]), &data[36..100]));
+        assert_eq!(whole, parts);
+    }
+
+    /// The vector loop (as this CPU runs it, and the baseline one) against the word loop, for
+    /// lengths around its block and threshold sizes and running sums that carry.
+    #[test]
+    fn vector_loop_sums_as_the_word_loop_does() {
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let ones = vec![0xffu8; 5000];
+        for d in [&data[..], &ones[..]] {
+            for len in (0..200).chain([1499, 1500, 1501, 4096, 5000]) {
+                for s in [0, 1, 0xffff, u64::MAX - 7, u64::MAX] {
+                    let w = narrow(s, &d[..len]);
+                    assert_eq!(
+                        csum_fold(lanes(s, &d[..len])),
+                        csum_fold(w),
+                        "len {len} sum {s:#x}"
+                    );
+                    assert_eq!(
+                        csum_fold(wide(s, &d[..len])),
+                        csum_fold(w),
+                        "len {len} sum {s:#x}"
+                    );
+                    assert_eq!(
+                        csum_ok(wide(s, &d[..len])),
+                        csum_ok(w),
+                        "len {len} sum {s:#x}"
+                    );
+                }
+            }
+        }
+        // Zero stays zero (no checksum folds from nothing): `csum_ok` tells it apart.
+        assert_eq!(csum_add(0, &[0; 300]), 0);
+    }
+
+    proptest::proptest! {
+        /// Any bytes, at any even offset of a chained sum, fold as the 16-bit reference does.
+        #[test]
+        fn any_input_sums_as_the_reference(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            split in 0usize..1500,
+        ) {
+            let at = (split * 2).min(data.len() & !1);
+            let chained = csum_add(csum_add(0, &data[..at]), &data[at..]);
+            proptest::prop_assert_eq!(csum_fold(chained), reference_sum(&data));
+        }
+    }
+
+    /// The out-of-line vector path as the engine calls it (AVX2 where the CPU, or Miri given
+    /// `-C target-feature=+avx2`, has it), small enough for Miri.
+    #[test]
+    fn long_inputs_take_the_vector_path_and_agree() {
+        let data: Vec<u8> = (0..1500u32).map(|i| ((i * 40_503) >> 7) as u8).collect();
+        for len in [WIDE, WIDE + 37, 1500] {
+            for s in [0, u64::MAX] {
+                let d = &data[..len];
+                assert_eq!(adds_up(s, d), csum_ok(narrow(s, d)), "len {len}");
+                assert_eq!(
+                    csum_fold(csum_add(s, d)),
+                    csum_fold(narrow(s, d)),
+                    "len {len}"
+                );
+            }
+        }
+    }
+}
