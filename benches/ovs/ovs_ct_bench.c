@@ -253,8 +253,10 @@ main(int argc, char *argv[])
         return 1;
     }
 
-    /* 2. Bursts: setup packets and timed packets never share one. */
-    struct burst *bursts = xmalloc((n / batch_size + 3) * sizeof *bursts);
+    /* 2. Bursts: setup packets and timed packets never share one, and a
+     * change of ethertype ends one (so a capture that interleaves families
+     * or non-IP frames can need up to one burst per packet). */
+    struct burst *bursts = xmalloc((n + 1) * sizeof *bursts);
     size_t n_bursts = 0, n_setup_bursts = 0;
     for (size_t i = 0; i < n;) {
         struct burst *b = &bursts[n_bursts++];
