@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Generate IPv6 instead of IPv4.
     #[arg(long)]
     ipv6: bool,
+    /// Payload bytes of each generated TCP data segment (0 to 1440; bulk transfers carry
+    /// 1,400 and more, which the checksum then reads).
+    #[arg(long, value_name = "BYTES", default_value_t = ctrack::workload::DEFAULT_PAYLOAD)]
+    payload: usize,
     /// With --workload syn or mix: let the table grow on demand instead of reserving room for
     /// the workload's connections before the clock starts.
     #[arg(long)]
@@ -77,6 +81,13 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     }
     if a.batch == 0 || a.batch > 4096 {
         return Err(format!("--batch must be 1 to 4096, not {}", a.batch));
+    }
+    if a.payload > ctrack::workload::MAX_PAYLOAD {
+        return Err(format!(
+            "--payload must be 0 to {}, not {}",
+            ctrack::workload::MAX_PAYLOAD,
+            a.payload
+        ));
     }
     if (a.setup > 0 || a.hot) && a.pcap.is_none() {
         return Err("--setup and --hot apply to --pcap (a workload knows its own setup)".into());
@@ -252,7 +263,7 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
             .nf_conntrack_max
             .max(need.min(i32::MAX as usize) as u32);
     }
-    let w = Workload::generate(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee);
+    let w = Workload::with_payload(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee, a.payload);
     if let Some(path) = &a.write_pcap {
         write_pcap(path, &w).map_err(|e| format!("{}: {e}", path.display()))?;
     }

@@ -23,14 +23,20 @@ pub enum Kind {
     Mix,
 }
 
-const STRIDE: usize = 128;
-const PAYLOAD: usize = 64;
+/// Payload of each data segment unless [`Workload::with_payload`] says otherwise.
+pub const DEFAULT_PAYLOAD: usize = 64;
+/// The largest payload a data segment can carry: an IPv6 packet of 1500 bytes.
+pub const MAX_PAYLOAD: usize = 1440;
 
 /// A generated workload: setup packets (untimed: handshakes, first exchanges) and the timed
 /// packets, all raw IP, each with the flow it belongs to.
 #[derive(Clone, Debug)]
 pub struct Workload {
     buf: Vec<u8>,
+    /// Bytes from one packet's start to the next's in `buf` (every packet gets a slot).
+    stride: usize,
+    /// Payload of each TCP data segment.
+    payload: usize,
     lens: Vec<u16>,
     flows: Vec<u32>,
     setup: usize,
@@ -66,8 +72,33 @@ impl Workload {
     /// Generates `packets` timed packets over `flows` flows (a SYN flood ignores `flows`: every
     /// packet is a new flow). `seed` makes it reproducible.
     pub fn generate(kind: Kind, flows: usize, packets: usize, v6: bool, seed: u64) -> Workload {
+        Workload::with_payload(kind, flows, packets, v6, seed, DEFAULT_PAYLOAD)
+    }
+
+    /// [`Workload::generate`] with TCP data segments of `payload` bytes (at most
+    /// [`MAX_PAYLOAD`]; more is cut to it), as bulk transfers carry.
+    ///
+    /// ```
+    /// use ctrack::workload::{Kind, Workload};
+    /// let w = Workload::with_payload(Kind::Established, 10, 100, false, 1, 1400);
+    /// let longest = (0..w.len()).map(|i| w.packet(w.setup_len() + i).len()).max();
+    /// assert_eq!(longest, Some(20 + 20 + 1400));
+    /// ```
+    pub fn with_payload(
+        kind: Kind,
+        flows: usize,
+        packets: usize,
+        v6: bool,
+        seed: u64,
+        payload: usize,
+    ) -> Workload {
+        let payload = payload.min(MAX_PAYLOAD);
+        // Room for the largest packet (an IPv6 data segment), in whole cache lines.
+        let stride = (40 + 20 + payload.max(32)).next_multiple_of(64);
         let mut w = Workload {
-            buf: Vec::with_capacity((packets + 3 * flows) * STRIDE),
+            buf: Vec::with_capacity((packets + 3 * flows) * stride),
+            stride,
+            payload,
             lens: Vec::new(),
             flows: Vec::new(),
             setup: 0,
@@ -122,8 +153,8 @@ impl Workload {
                 w.push_udp(f, to_server, v6, i as u32);
             } else if to_server {
                 // Data from the client, acknowledging everything the server sent.
-                w.push_tcp(f, true, 0x18, PAYLOAD, v6, i as u32);
-                f.cseq = f.cseq.wrapping_add(PAYLOAD as u32);
+                w.push_tcp(f, true, 0x18, w.payload, v6, i as u32);
+                f.cseq = f.cseq.wrapping_add(w.payload as u32);
             } else {
                 w.push_tcp(f, false, 0x10, 0, v6, i as u32);
             }
@@ -133,7 +164,7 @@ impl Workload {
 
     fn slot(&mut self) -> &mut [u8] {
         let at = self.buf.len();
-        self.buf.resize(at + STRIDE, 0);
+        self.buf.resize(at + self.stride, 0);
         &mut self.buf[at..]
     }
 
@@ -151,7 +182,7 @@ impl Workload {
         } else {
             (f.server, f.client, f.sport, f.cport, f.sseq, f.cseq)
         };
-        let mut l4 = [0u8; 20 + PAYLOAD];
+        let mut l4 = [0u8; 20 + MAX_PAYLOAD];
         l4[0..2].copy_from_slice(&sp.to_be_bytes());
         l4[2..4].copy_from_slice(&dp.to_be_bytes());
         l4[4..8].copy_from_slice(&seq.to_be_bytes());
@@ -252,7 +283,7 @@ impl Workload {
     /// Packet `i` of all (setup first), as raw IP.
     #[inline]
     pub fn packet(&self, i: usize) -> &[u8] {
-        let at = i * STRIDE;
+        let at = i * self.stride;
         &self.buf[at..at + self.lens[i] as usize]
     }
 
