@@ -46,6 +46,21 @@ struct Planned<'a, A> {
     ready: Ready<'a, A>,
 }
 
+/// Long frames this far ahead in a burst have their payload prefetched.
+const LOOKAHEAD: usize = 3;
+/// Frames at least this long start a prefetch (shorter ones are read in one or two lines).
+const LONG_FRAME: usize = 256;
+
+/// Asks for every cache line of a frame beyond its first (the parse reads that one before
+/// anything else; a short frame has no other), so that its checksum finds them arriving
+/// instead of missing in turn.
+#[inline(always)]
+fn prefetch_frame(f: &[u8]) {
+    for off in (64..f.len()).step_by(64) {
+        crate::table::prefetch(f[off..].as_ptr());
+    }
+}
+
 /// The index buffers of the shard sort, kept per thread so that a burst allocates none.
 #[derive(Default)]
 struct Scratch {
@@ -202,6 +217,11 @@ impl Conntrack {
     ) {
         let mut strict = HELPERS && self.expecting();
         for (i, frame) in chunk.iter().enumerate() {
+            // The payload of a long frame a few places ahead is asked for now, so that its
+            // checksum finds it arriving instead of missing line after line.
+            if let Some(ahead) = chunk.get(i + LOOKAHEAD).filter(|f| f.len() >= LONG_FRAME) {
+                prefetch_frame(ahead);
+            }
             if HELPERS && strict {
                 verdicts[i] = self.process(frame, link, now);
                 strict = self.expecting();
