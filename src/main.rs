@@ -52,6 +52,9 @@ pub struct EngineArgs {
     /// What the host around the tracker confirms.
     #[arg(long, value_enum, default_value = "router")]
     host: Host,
+    /// Lock shards per address family (rounded up to a power of two, 1 to 1024).
+    #[arg(long, default_value_t = ctrack::Config::default().shards)]
+    shards: usize,
 }
 
 impl EngineArgs {
@@ -71,6 +74,10 @@ impl EngineArgs {
         }
         cfg.helpers = ctrack_helpers::parse_assignments(self.helpers.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;
+        if self.shards == 0 || self.shards > 1024 {
+            return Err(format!("--shards must be 1 to 1024, not {}", self.shards));
+        }
+        cfg.shards = self.shards;
         cfg.host = match self.host {
             Host::Router => HostModel::Router,
             Host::ConfirmAll => HostModel::ConfirmAll,

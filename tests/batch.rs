@@ -117,14 +117,23 @@ fn every_capture_with(cfg: Config) {
 
 #[test]
 fn batches_match_single_packets_on_generated_traffic() {
-    for kind in [Kind::Established, Kind::Syn, Kind::Udp, Kind::Mix] {
+    // Shard counts from one (one group per burst) to many (groups of a packet or two).
+    let kinds = [Kind::Established, Kind::Syn, Kind::Udp, Kind::Mix];
+    for (kind, shards) in kinds.into_iter().zip([1, 4, 8, 64]) {
         for v6 in [false, true] {
             let w = Workload::generate(kind, 300, 20_000, v6, 5);
             let frames: Vec<(&[u8], LinkType)> = w.all().map(|f| (f, LinkType::Raw)).collect();
             let mut cfg = Config::default();
             cfg.set_sysctl("nf_conntrack_max=2000").unwrap();
-            cfg.shards = 8;
-            compare(&frames, 256, &cfg, &format!("{kind:?} v6={v6}"));
+            cfg.shards = shards;
+            for burst in [32, 256] {
+                compare(
+                    &frames,
+                    burst,
+                    &cfg,
+                    &format!("{kind:?} v6={v6} shards={shards}"),
+                );
+            }
         }
     }
 }
