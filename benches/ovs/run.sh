@@ -8,7 +8,8 @@
 #   OVS_BUILD_DIR  where OVS is unpacked and built, and the harness binary goes
 #                  (default: ovs-build beside the repository; reused when present)
 #   DATA_DIR       where the workload captures go (default: $OVS_BUILD_DIR/data; reused)
-#   PACKETS        timed packets per workload (default 5000000; syn uses 2000000 SYNs)
+#   PACKETS        timed packets per workload (default 5000000; syn uses 2000000 SYNs,
+#                  bulk cases with a payload BULK_PACKETS, default 1000000)
 #   REPS           runs of each measurement; the best is reported (default 3)
 #   CASES          space-separated subset of the cases below, e.g. "est:1000 syn:0"
 #
@@ -20,9 +21,11 @@ BUILD=${OVS_BUILD_DIR:-$(dirname "$REPO")/ovs-build}
 DATA=${DATA_DIR:-$BUILD/data}
 PACKETS=${PACKETS:-5000000}
 REPS=${REPS:-3}
-# workload:flows[:v6]; syn ignores flows (every packet a new connection).
-CASES=${CASES:-"est:1000 est:100000 est:1000000 syn:0 udp:100000 mix:100000 est:1000:v6"}
+# workload:flows[:v6[:payload]]; syn ignores flows (every packet a new connection); a payload
+# is the bytes of each TCP data segment (bulk data; the default is 64).
+CASES=${CASES:-"est:1000 est:100000 est:1000000 syn:0 udp:100000 mix:100000 est:1000:v6 est:1000::1400"}
 SYN_PACKETS=${SYN_PACKETS:-2000000}
+BULK_PACKETS=${BULK_PACKETS:-1000000}
 
 log() { echo "run.sh: $*" >&2; }
 
@@ -87,13 +90,15 @@ best() { sort -g | tail -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a > 0) printf "%.2fx", b / a; else print "-" }'; }
 
 # Captures: one per case, written by ctrack from its own generator (setup packets first).
-gen() { # kind flows v6 -> sets PCAP, SETUP, FLAGS, NPK
-  local kind=$1 flows=$2 v6=$3
+gen() { # kind flows v6 payload -> sets PCAP, SETUP, FLAGS, NPK
+  local kind=$1 flows=$2 v6=$3 payload=$4
   NPK=$PACKETS
   [ "$kind" = syn ] && NPK=$SYN_PACKETS && flows=1
+  [ -n "$payload" ] && [ "$NPK" -gt "$BULK_PACKETS" ] && NPK=$BULK_PACKETS
   FLAGS=(--workload "$kind" --flows "$flows" --packets "$NPK")
   [ -n "$v6" ] && FLAGS+=(--ipv6)
-  PCAP=$DATA/$kind-$flows-$NPK${v6:+-v6}.pcap
+  [ -n "$payload" ] && FLAGS+=(--payload "$payload")
+  PCAP=$DATA/$kind-$flows-$NPK${v6:+-v6}${payload:+-p$payload}.pcap
   if [ ! -s "$PCAP" ] || [ ! -s "$PCAP.setup" ] || [ "$CTRACK" -nt "$PCAP" ]; then
     log "writing $PCAP"
     "$CTRACK" bench "${FLAGS[@]}" --write-pcap "$PCAP" |
@@ -127,9 +132,9 @@ agree() { # pcap setup packets -> one line
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 ROWS=() CSUM_ROWS=() EXTRA_ROWS=() AGREE=()
 for c in $CASES; do
-  IFS=: read -r kind flows v6 <<<"$c"
-  gen "$kind" "$flows" "$v6"
-  label="$kind${v6:+ (IPv6)}"
+  IFS=: read -r kind flows v6 payload <<<"$c"
+  gen "$kind" "$flows" "$v6" "$payload"
+  label="$kind${v6:+ (IPv6)}${payload:+, $payload-byte segments}"
   fl=$flows; [ "$kind" = syn ] && fl="- ($NPK SYNs)"
   log "case $label flows $flows: $PCAP, setup $SETUP"
   declare -A runs=()
@@ -163,7 +168,7 @@ for c in $CASES; do
 done
 
 {
-  echo "OVS $OVS_VERSION (Debian openvswitch-source, gcc -g -O2) vs ctrack $(git -C "$REPO" rev-parse --short HEAD); $CPU, $(nproc) CPUs; $(date -u +%Y-%m-%d); best of $REPS; $PACKETS timed packets per workload (syn: $SYN_PACKETS); one thread each; bursts of 32."
+  echo "OVS $OVS_VERSION (Debian openvswitch-source, gcc -g -O2) vs ctrack $(git -C "$REPO" rev-parse --short HEAD); $CPU, $(nproc) CPUs; $(date -u +%Y-%m-%d); best of $REPS; $PACKETS timed packets per workload (syn: $SYN_PACKETS; bulk: $BULK_PACKETS); one thread each; bursts of 32."
   echo
   echo "Checksums validated in software by both (OVS: packets without offload flags; ctrack: nf_conntrack_checksum=1, its default). *Cold*: one clock around the timed loop, packets read from memory. *Hot*: each burst timed alone after its packets were read untimed."
   echo
