@@ -161,7 +161,10 @@ fn bad_flags() {
     fails_with(&ctrack(&["replay", ps, "--frobnicate"]), &["--frobnicate"]);
     fails_with(&ctrack(&["replay"]), &["FILE"]);
     fails_with(&ctrack(&["bench", "--pcap", ps, "--repeat", "x"]), &["x"]);
-    fails_with(&ctrack(&["replay", ps, "--shards", "0"]), &["--shards", "1 to 1024"]);
+    fails_with(
+        &ctrack(&["replay", ps, "--shards", "0"]),
+        &["--shards", "1 to 1024"],
+    );
     fails_with(
         &ctrack(&["bench", "--workload", "est", "--payload", "1441"]),
         &["--payload", "0 to 1440"],
