@@ -194,3 +194,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine flags reach the configuration (the shard count is invisible in the output).
+    #[test]
+    fn engine_flags_set_the_configuration() {
+        let cli = Cli::try_parse_from(["ctrack", "replay", "x.pcap", "--shards", "4"]).unwrap();
+        let Cmd::Replay(r) = cli.cmd else {
+            panic!("not replay");
+        };
+        assert_eq!(r.engine.config().unwrap().shards, 4);
+    }
+}

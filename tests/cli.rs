@@ -195,6 +195,24 @@ fn good_file_with_bad_frames_is_fine() {
     assert_eq!(text, "0 skipped\n1 skipped\n2 invalid\n");
 }
 
+/// What a capture decides does not depend on how the table is sharded.
+#[test]
+fn replay_is_the_same_with_any_shard_count() {
+    let cap = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/real/lan-noise.pcap");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["replay", cap, "--verdicts", "--table"];
+        args.extend_from_slice(extra);
+        let out = ctrack(&args);
+        assert!(out.status.success());
+        out.stdout
+    };
+    let default = run(&[]);
+    assert!(!default.is_empty());
+    for n in ["1", "3", "1024"] {
+        assert_eq!(run(&["--shards", n]), default, "--shards {n}");
+    }
+}
+
 #[test]
 fn replay_format_on_a_bundled_capture() {
     let cap = concat!(
