@@ -11,7 +11,7 @@ use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
 use crate::defrag::{Defrag, Reassembled};
-use crate::expect::{Expectations, Expected};
+use crate::expect::{Expectations, Expected, Refused, Spec};
 use crate::host::HostModel;
 use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType, PendingSum};
@@ -20,7 +20,118 @@ use crate::table::{Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
 use crate::tuple::{Addr, Key, proto};
 use crate::verdict::{State, Verdict};
-use ctrack_helpers::{ftp, tftp};
+use ctrack_helpers::{Policy, amanda, ftp, irc, sip, tftp};
+
+/// How long the Amanda helper keeps its master connection after each reply (seconds).
+const AMANDA_MASTER_TIMEOUT: u32 = 300;
+
+/// An IPv4 address in the first four of sixteen bytes (what `Addr::from_bytes` reads).
+fn pad16(a: &[u8]) -> [u8; 16] {
+    let mut b = [0; 16];
+    let n = a.len().min(16);
+    b[..n].copy_from_slice(&a[..n]);
+    b
+}
+/// The expectation table as the SIP helper's reading asks it (see [`sip::Expect`]): for the
+/// master `master` (helper `index`), whose packet went to `peer`.
+struct SipTable<'x, A: Addr> {
+    x: &'x mut Expectations<A>,
+    master: Key<A>,
+    helper: &'static ctrack_helpers::Helper,
+    peer: A,
+    max_total: usize,
+    now: Nanos,
+}
+
+impl<A: Addr> SipTable<'_, A> {
+    /// The policy of `class` as an expectation spec.
+    fn spec(&self, class: sip::Class) -> Spec {
+        let p = self.helper.policies.get(class as usize);
+        Spec {
+            class: class as u8,
+            ..Spec::plain(
+                p.map_or(0, |p| p.max_expected),
+                ctrack_protocols::secs(p.map_or(0, |p| p.timeout)),
+            )
+        }
+    }
+
+    fn expected(&self, src: Option<A>, dst: [u8; 16], proto: u8, dport: u16) -> Expected<A> {
+        Expected {
+            src,
+            dst: A::from_bytes(&dst),
+            dport,
+            zone: self.master.zone,
+            proto,
+        }
+    }
+}
+
+impl<A: Addr> sip::Expect for SipTable<'_, A> {
+    fn flush(&mut self, media: bool) {
+        self.x.flush_sip(&self.master, media);
+    }
+
+    fn media(&mut self, class: sip::Class, addr: [u8; 16], port: u16) -> bool {
+        let index = ctrack_helpers::index_of(self.helper);
+        // Media from the peer: when another SIP master already expects this very stream in
+        // the same class (one call seen on two signalling connections), nothing is added.
+        let asked = self.expected(Some(self.peer), addr, proto::UDP, port);
+        if let Some((m, helper, c)) = self.x.matching(&asked, self.now)
+            && m != self.master
+            && helper == index
+            && c == class as u8
+        {
+            return true;
+        }
+        // The RTP port is the even one of the pair, RTCP the odd one after it.
+        let base = port & !1;
+        let spec = Spec {
+            skip_master: true,
+            ..self.spec(class)
+        };
+        let rtp = self.expected(Some(self.peer), addr, proto::UDP, base);
+        let rtcp = Expected {
+            dport: base.wrapping_add(1),
+            ..rtp
+        };
+        let (m, n, now) = (self.master, self.max_total, self.now);
+        let first = self.x.expect(&m, index, rtp, spec, n, now);
+        if !matches!(first, Ok(()) | Err(Refused::Already)) {
+            return false;
+        }
+        match self.x.expect(&m, index, rtcp, spec, n, now) {
+            Ok(()) | Err(Refused::Already) => true,
+            Err(_) => {
+                if first.is_ok() {
+                    self.x.unexpect(&rtp);
+                }
+                false
+            }
+        }
+    }
+
+    fn signalling(&mut self, addr: [u8; 16], proto: u8, port: u16) -> bool {
+        // Incoming calls from the registrar (the peer), to the registered contact; the
+        // connection gets the SIP helper. Permanent, and inactive until the registrar agrees.
+        let index = ctrack_helpers::index_of(self.helper);
+        let spec = Spec {
+            permanent: true,
+            inactive: true,
+            child_helper: index,
+            ..self.spec(sip::Class::Signalling)
+        };
+        let e = self.expected(Some(self.peer), addr, proto, port);
+        let (m, n, now) = (self.master, self.max_total, self.now);
+        self.x.expect(&m, index, e, spec, n, now).is_ok()
+    }
+
+    fn refresh_signalling(&mut self, addr: [u8; 16], proto: u8, port: u16, expires: u32) -> bool {
+        let dst = A::from_bytes(&addr);
+        self.x
+            .refresh_signalling(&self.master, dst, proto, port, expires, self.now)
+    }
+}
 
 /// Engine settings: the Linux sysctls, helper assignments, and how the table is laid out.
 ///
@@ -461,12 +572,11 @@ impl Conntrack {
                 if self.cfg.helpers.is_empty() {
                     return self.run_ready(t, &r, h, now);
                 }
-                // Whether this packet may create its entry, for a helper that refuses it
-                // (only the TFTP helper reads a connection's first packet).
-                let tftp_port = matches!(r.l4, ReadyL4::Udp)
-                    && ctrack_helpers::assigned(&self.cfg.helpers, proto::UDP, r.key.dport)
-                        .is_some_and(|hl| hl.name == "tftp");
-                let fresh = tftp_port && !self.in_table(t, &r.key, h);
+                // Whether this packet may create its entry, for a helper that may refuse it
+                // (the entry is then never confirmed): a helper is assigned to its port.
+                let fresh = ctrack_helpers::assigned(&self.cfg.helpers, r.key.proto, r.key.dport)
+                    .is_some()
+                    && !self.in_table(t, &r.key, h);
                 let v = self.run_ready(t, &r, h, now);
                 self.help(t, &r, p.l4(), v, fresh, now)
             }
@@ -485,11 +595,14 @@ impl Conntrack {
     }
 
     /// The connection's helper, when it has one, reads a packet its tracker let through (`v`;
-    /// `fresh`: the packet found no entry and may have made one)
-    /// and may announce an expectation; the packet is dropped when the helper refuses it (a
-    /// command it could not read whole, an expectation it could not add). Only the FTP and
-    /// TFTP helpers read packets; the others are assigned but announce nothing.
+    /// `fresh`: the packet found no entry and may have made one), may refresh the connection
+    /// (SIP, Amanda) and may announce expectations; the packet is dropped when the helper
+    /// refuses it (a command it could not read whole, an expectation it could not add), and a
+    /// connection it opened is then never confirmed. The SNMP, NetBIOS-NS and PPTP
+    /// helpers are assigned but announce nothing (the first two only follow packets the host
+    /// sends itself).
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     fn help<A: Addr>(
         &self,
         t: &Table<A>,
@@ -509,42 +622,89 @@ impl Conntrack {
         if !self.cfg.host.confirms(&orig.src, &orig.dst) {
             return v;
         }
-        let Some(helper) = ctrack_helpers::assigned(&self.cfg.helpers, orig.proto, orig.dport)
-        else {
-            return v;
+        let payload = match &r.l4 {
+            ReadyL4::Tcp(seg) => l4.get(l4.len().saturating_sub(seg.data_len as usize)..),
+            ReadyL4::Udp => l4.get(8..),
         };
-        let Some(policy) = helper.policies.first() else {
-            return v;
-        };
-        // Only a connection still in the table keeps helper state (its tracker may have
-        // killed it with this very packet).
+        let payload = payload.unwrap_or_default();
+        // Only a connection still in the table has a helper (its tracker may have killed it
+        // with this very packet); the SIP and Amanda helpers refresh it before reading.
         let h = self.hash(&orig);
-        if !self.in_table(t, &orig, h) {
-            return v;
+        let (helper, expected) = {
+            let mut g = t.shards[t.shard_of(h)].lock.lock();
+            let Some(f) = g.shard.find(h, &orig, &inv) else {
+                return v;
+            };
+            let e = g.shard.get(f.idx);
+            let (index, expected) = (e.helper, e.status & status::EXPECTED != 0);
+            let Some(helper) = ctrack_helpers::at_index(index) else {
+                return v;
+            };
+            let keep = match helper.name {
+                "sip" if !payload.is_empty() => Some(sip::SIP_TIMEOUT),
+                "amanda" if v.dir == Dir::Reply => Some(AMANDA_MASTER_TIMEOUT),
+                _ => None,
+            };
+            if let Some(secs) = keep {
+                g.shard
+                    .set_expiry(f.idx, now.saturating_add(ctrack_protocols::secs(secs)), now);
+            }
+            (helper, expected)
+        };
+        let out = self.read_for_helper(t, r, helper, &orig, v, payload, expected, now);
+        if out.state == State::Dropped && fresh && v.state == State::New {
+            // Dropped before it was confirmed: the entry never was. (An entry that was
+            // already there keeps living; only the packet is dropped.)
+            let slot = &t.shards[t.shard_of(h)];
+            let mut g = slot.lock.lock();
+            if let Some(f) = g.shard.find(h, &orig, &inv) {
+                self.drop_entry(t, &mut g, h, f.idx);
+                g.stats.insert -= 1;
+            }
         }
-        let s = &self.cfg.sysctl;
-        let expect = |x: &mut Expectations<A>, e: Expected<A>| {
-            x.expect(
-                &orig,
-                ctrack_helpers::index_of(helper),
-                e,
-                policy.max_expected,
-                ctrack_protocols::secs(policy.timeout),
-                s.nf_conntrack_expect_max as usize,
-                now,
-            )
+        out
+    }
+
+    /// What `helper` makes of a packet of its master `orig` (see [`Conntrack::help`]):
+    /// `payload` is the layer-4 payload, `expected` the master's EXPECTED status.
+    #[allow(clippy::too_many_arguments)]
+    fn read_for_helper<A: Addr>(
+        &self,
+        t: &Table<A>,
+        r: &Ready<'_, A>,
+        helper: &'static ctrack_helpers::Helper,
+        orig: &Key<A>,
+        v: Verdict,
+        payload: &[u8],
+        expected: bool,
+        now: Nanos,
+    ) -> Verdict {
+        let index = ctrack_helpers::index_of(helper);
+        let max_total = self.cfg.sysctl.nf_conntrack_expect_max as usize;
+        let plain = |class: usize| {
+            let p = helper.policies.get(class).copied().unwrap_or(Policy {
+                name: "",
+                max_expected: 0,
+                timeout: 0,
+            });
+            Spec::plain(p.max_expected, ctrack_protocols::secs(p.timeout))
+        };
+        let tcp_from = |src: Option<A>, dst: A, dport: u16| Expected {
+            src,
+            dst,
+            dport,
+            zone: orig.zone,
+            proto: proto::TCP,
         };
         match (helper.name, &r.l4) {
             ("ftp", ReadyL4::Tcp(seg)) => {
-                let payload = l4.get(l4.len().saturating_sub(seg.data_len as usize)..);
-                let payload = payload.unwrap_or_default();
                 if v.state != State::Established || payload.is_empty() {
                     return v;
                 }
                 let (dir, sender) = (v.dir, r.key.src);
                 let mut x = t.expect.lock();
                 let mut out = v;
-                if x.master(&orig).lines.starts_line(dir, seg.seq) {
+                if x.master(orig).lines.starts_line(dir, seg.seq) {
                     match ftp::parse(dir, payload, A::V6) {
                         ftp::Found::Nothing => {}
                         // The kernel drops it, and remembers nothing of it.
@@ -554,61 +714,122 @@ impl Conntrack {
                                 (Some(a), _) => {
                                     // Over IPv6, the IPv4 address lands on the first four
                                     // bytes of the sender's.
-                                    let mut b = sender;
                                     let mut bytes = [0u8; 16];
-                                    bytes[..b.as_ref().len()].copy_from_slice(b.as_ref());
+                                    bytes[..sender.as_ref().len()].copy_from_slice(sender.as_ref());
                                     bytes[..4].copy_from_slice(&a);
-                                    b = A::from_bytes(&bytes);
-                                    b
+                                    A::from_bytes(&bytes)
                                 }
                                 (None, Some(a)) => A::from_bytes(&a),
                                 (None, None) => sender,
                             };
                             // An address other than the sender's is not followed.
                             if announced == sender {
-                                let e = Expected {
-                                    src: r.key.dst,
-                                    dst: sender,
-                                    dport: port,
-                                    zone: r.key.zone,
-                                    proto: proto::TCP,
-                                };
-                                if expect(&mut x, e).is_err() {
+                                let e = tcp_from(Some(r.key.dst), sender, port);
+                                if x.expect(orig, index, e, plain(0), max_total, now).is_err() {
                                     out = Verdict::DROPPED;
                                 }
                             }
                         }
                     }
                 }
-                x.master(&orig).lines.note_segment(dir, seg.seq, payload);
+                x.master(orig).lines.note_segment(dir, seg.seq, payload);
                 out
             }
             ("tftp", ReadyL4::Udp) => {
-                if !tftp::is_request(l4.get(8..).unwrap_or_default()) {
+                if !tftp::is_request(payload) {
                     return v;
                 }
                 // The transfer comes back from the server, from any port, to the client's.
                 let e = Expected {
-                    src: orig.dst,
-                    dst: orig.src,
-                    dport: orig.sport,
-                    zone: orig.zone,
                     proto: proto::UDP,
+                    ..tcp_from(Some(orig.dst), orig.src, orig.sport)
                 };
-                if expect(&mut t.expect.lock(), e).is_ok() {
+                let mut x = t.expect.lock();
+                match x.expect(orig, index, e, plain(0), max_total, now) {
+                    Ok(()) => v,
+                    Err(_) => Verdict::DROPPED,
+                }
+            }
+            ("irc", ReadyL4::Tcp(_)) => {
+                // Client to server only, once both ways have been seen; IPv4 only.
+                if A::V6 || v.dir != Dir::Original || v.state != State::Established {
                     return v;
                 }
-                if fresh && v.state == State::New {
-                    // Dropped before it was confirmed: the entry never was. (An entry that
-                    // was already there keeps living; only the packet is dropped.)
-                    let slot = &t.shards[t.shard_of(h)];
-                    let mut g = slot.lock.lock();
-                    if let Some(f) = g.shard.find(h, &orig, &inv) {
-                        self.drop_entry(t, &mut g, h, f.idx);
-                        g.stats.insert -= 1;
+                let client = orig.src;
+                // The first offer read decides: one naming another address (or port zero)
+                // ends the reading, as kernels since 2026 do.
+                let offer = irc::offer(payload)
+                    .filter(|&(ip, port)| A::from_bytes(&pad16(&ip)) == client && port != 0);
+                let Some((_, port)) = offer else {
+                    return v;
+                };
+                // To the client, from anywhere.
+                let e = tcp_from(None, client, port);
+                match t
+                    .expect
+                    .lock()
+                    .expect(orig, index, e, plain(0), max_total, now)
+                {
+                    Ok(()) => v,
+                    Err(_) => Verdict::DROPPED,
+                }
+            }
+            ("amanda", ReadyL4::Udp) => {
+                if v.dir != Dir::Reply || payload.is_empty() {
+                    return v;
+                }
+                let mut out = v;
+                let mut x = t.expect.lock();
+                for port in amanda::ports(payload) {
+                    let e = tcp_from(Some(orig.src), orig.dst, port);
+                    if x.expect(orig, index, e, plain(0), max_total, now).is_err() {
+                        out = Verdict::DROPPED;
                     }
                 }
-                Verdict::DROPPED
+                out
+            }
+            ("sane", ReadyL4::Tcp(_)) => {
+                if v.state != State::Established || payload.is_empty() {
+                    return v;
+                }
+                let mut x = t.expect.lock();
+                if v.dir == Dir::Original {
+                    x.master(orig).sane.client(payload);
+                    return v;
+                }
+                let Some(port) = x.master(orig).sane.server(payload) else {
+                    return v;
+                };
+                // The client opens the data connection to the server.
+                let e = tcp_from(Some(orig.src), orig.dst, port);
+                match x.expect(orig, index, e, plain(0), max_total, now) {
+                    Ok(()) => v,
+                    Err(_) => Verdict::DROPPED,
+                }
+            }
+            ("sip", ReadyL4::Udp) => {
+                let mut x = t.expect.lock();
+                let mut m = x.master(orig).sip;
+                let conn = sip::Conn {
+                    v6: A::V6,
+                    src: pad16(r.key.src.as_ref()),
+                    dst: pad16(r.key.dst.as_ref()),
+                    expected,
+                };
+                let mut table = SipTable {
+                    x: &mut x,
+                    master: *orig,
+                    helper,
+                    peer: r.key.dst,
+                    max_total,
+                    now,
+                };
+                let outcome = sip::help_udp(&mut m, &conn, payload, &mut table);
+                x.master(orig).sip = m;
+                match outcome {
+                    sip::Outcome::Accept => v,
+                    sip::Outcome::Drop => Verdict::DROPPED,
+                }
             }
             _ => v,
         }
@@ -1118,7 +1339,7 @@ impl Conntrack {
         let mut e = Entry::new(key);
         // A pending expectation is taken by the new connection whatever its tracker then
         // decides, as the kernel takes it when it allocates the entry.
-        let master = if self.cfg.helpers.is_empty() {
+        let taken = if self.cfg.helpers.is_empty() {
             None
         } else {
             let mut x = t.expect.lock();
@@ -1128,12 +1349,15 @@ impl Conntrack {
                 x.take(&key, now)
             }
         };
-        if master.is_some() {
+        if taken.is_some() {
             e.status |= status::EXPECTED;
         }
-        if let Some(hl) = ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
-            e.helper = ctrack_helpers::index_of(hl);
-        }
+        // The ruleset's helper for the port, or else the one the expectation gives.
+        e.helper = match ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
+            Some(hl) => ctrack_helpers::index_of(hl),
+            None => taken.map_or(0, |(_, child_helper)| child_helper),
+        };
+        let master = taken.map(|(m, _)| m);
         let decided = match init() {
             Open::Decided(st, r) => {
                 e.proto = st;

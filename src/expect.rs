@@ -1,50 +1,100 @@
 //! Expectations: connections a helper has announced (an FTP data connection, a TFTP
-//! transfer), which the first packet of a matching new connection takes, making it RELATED
-//! to its master; with what helpers remember of their masters and which masters have live
-//! expected connections.
+//! transfer, a SIP media stream, an IRC DCC), which the first packet of a matching new
+//! connection takes, making it RELATED to its master; with what helpers remember of their
+//! masters and which masters have live expected connections.
 //!
-//! An expectation names the source and destination addresses, the protocol and the
-//! destination port of the connection to come; any source port matches. It lives for its
-//! helper's policy timeout, and a master holds at most the policy's number at once (a new one
-//! replaces the oldest). Expectations go with their master.
+//! An expectation names the destination address, protocol and destination port of the
+//! connection to come, and its source address or any source (any source port always). It
+//! belongs to a class of its helper's policy, which bounds how many a master holds at once (a
+//! new one evicts the oldest of its class) and how long each lives. It may be permanent (taken
+//! by every match, not consumed) and inactive (not matched until its helper activates it).
+//! Expectations go with their master.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use ctrack_helpers::ftp;
+use ctrack_helpers::{ftp, sane, sip};
 use ctrack_protocols::{NANOS_PER_SEC, Nanos};
 
 use crate::tuple::{Addr, Key};
 
-/// What an expectation expects: a connection from `src` to `dst`:`dport` over `proto`.
+/// What an expectation expects: a connection from `src` (`None`: any address) to
+/// `dst`:`dport` over `proto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Expected<A> {
-    pub(crate) src: A,
+    pub(crate) src: Option<A>,
     pub(crate) dst: A,
     pub(crate) dport: u16,
     pub(crate) zone: u16,
     pub(crate) proto: u8,
 }
 
+/// The destination side of an expectation: where pending ones are filed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Dest<A> {
+    dst: A,
+    dport: u16,
+    zone: u16,
+    proto: u8,
+}
+
 impl<A: Addr> Expected<A> {
-    /// What a new connection with original tuple `k` would match.
-    fn of(k: &Key<A>) -> Self {
-        Expected {
-            src: k.src,
-            dst: k.dst,
-            dport: k.dport,
-            zone: k.zone,
-            proto: k.proto,
+    fn dest(&self) -> Dest<A> {
+        Dest {
+            dst: self.dst,
+            dport: self.dport,
+            zone: self.zone,
+            proto: self.proto,
+        }
+    }
+}
+
+/// How an expectation is added: its helper's policy for its class, and its flags.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spec {
+    /// Class within the helper's policy (0 for single-class helpers).
+    pub(crate) class: u8,
+    /// Most pending expectations of this class per master (0: no limit).
+    pub(crate) max_expected: u32,
+    /// Lifetime.
+    pub(crate) timeout: Nanos,
+    /// Not consumed by the connections that take it.
+    pub(crate) permanent: bool,
+    /// Not matched until activated.
+    pub(crate) inactive: bool,
+    /// Registry index of the helper the expected connection gets (0: none).
+    pub(crate) child_helper: u8,
+    /// The same expectation from another master (or of another class) is taken as already
+    /// there instead of clashing (the kernel's `NF_CT_EXP_F_SKIP_MASTER`).
+    pub(crate) skip_master: bool,
+}
+
+impl Spec {
+    /// A plain expectation of class 0.
+    pub(crate) fn plain(max_expected: u32, timeout: Nanos) -> Self {
+        Spec {
+            class: 0,
+            max_expected,
+            timeout,
+            permanent: false,
+            inactive: false,
+            child_helper: 0,
+            skip_master: false,
         }
     }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Pending<A> {
+    src: Option<A>,
     master: Key<A>,
     expires: Nanos,
     /// Registry index of the master's helper.
     helper: u8,
+    class: u8,
+    permanent: bool,
+    inactive: bool,
+    child_helper: u8,
 }
 
 /// What the table keeps about a master connection (one with a helper).
@@ -52,23 +102,33 @@ struct Pending<A> {
 pub(crate) struct Master<A> {
     /// Where lines start on an FTP control connection.
     pub(crate) lines: ftp::Lines,
+    /// Whether a SANE client asked to start a scan.
+    pub(crate) sane: sane::Sane,
+    /// What the SIP helper remembers of the REGISTER and INVITE it saw.
+    pub(crate) sip: sip::Master,
     /// Its pending expectations, oldest first.
-    expecting: VecDeque<Expected<A>>,
+    expecting: Vec<Expected<A>>,
 }
 
 /// Why an expectation could not be added (the kernel drops the packet that announced it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
-    /// Another master already expects the same connection.
+    /// Another master already expects the same connection, or one it overlaps.
     Clash,
     /// `nf_conntrack_expect_max` expectations are pending.
     Full,
+    /// An equal one of another master or class is pending (the kernel's `-EALREADY`, which
+    /// the SIP helper takes as success).
+    Already,
 }
 
 /// One address family's expectations.
 #[derive(Debug, Default)]
 pub(crate) struct Expectations<A: Addr> {
-    pending: HashMap<Expected<A>, Pending<A>>,
+    /// Pending expectations by destination, oldest first.
+    pending: HashMap<Dest<A>, Vec<Pending<A>>>,
+    /// How many are pending.
+    count: usize,
     masters: HashMap<Key<A>, Master<A>>,
     /// Live expected connections (original tuple) and their master's original tuple.
     children: HashMap<Key<A>, Key<A>>,
@@ -80,18 +140,28 @@ impl<A: Addr> Expectations<A> {
     /// True when no expectation is pending (new connections need not look).
     #[inline]
     pub(crate) fn none_pending(&self) -> bool {
-        self.pending.is_empty()
+        self.count == 0
     }
 
-    /// The expectation a new connection with original tuple `k` takes at `now`, if any:
-    /// removed, and its master's tuple returned.
-    pub(crate) fn take(&mut self, k: &Key<A>, now: Nanos) -> Option<Key<A>> {
-        let want = Expected::of(k);
-        let p = self.pending.remove(&want)?;
-        if let Some(m) = self.masters.get_mut(&p.master) {
-            m.expecting.retain(|e| *e != want);
+    /// The expectation a new connection with original tuple `k` takes at `now`, if any: the
+    /// newest active one that matches, removed unless permanent. Returns its master's tuple
+    /// and the helper the connection gets from it (0: none).
+    pub(crate) fn take(&mut self, k: &Key<A>, now: Nanos) -> Option<(Key<A>, u8)> {
+        let dest = Dest {
+            dst: k.dst,
+            dport: k.dport,
+            zone: k.zone,
+            proto: k.proto,
+        };
+        let list = self.pending.get(&dest)?;
+        let i = list
+            .iter()
+            .rposition(|p| !p.inactive && p.expires > now && p.src.is_none_or(|s| s == k.src))?;
+        let p = list[i];
+        if !p.permanent {
+            self.remove(&dest, i);
         }
-        (p.expires > now).then_some(p.master)
+        Some((p.master, p.child_helper))
     }
 
     /// The state kept for master `k` (made on first use).
@@ -99,77 +169,220 @@ impl<A: Addr> Expectations<A> {
         self.masters.entry(*k).or_default()
     }
 
-    /// Adds master `m`'s expectation of `e`, with its helper's policy (at most `max_expected`
-    /// pending per master, 0 for no limit; living `timeout`), under a table-wide limit of
-    /// `max_total`. The same expectation from the same master is renewed.
-    #[allow(clippy::too_many_arguments)]
+    /// Adds master `m`'s expectation of `e` (its helper's registry index `helper`) as `spec`
+    /// says, under a table-wide limit of `max_total`, in the kernel's order: an equal one of
+    /// the same master and class is replaced, an equal one of another master (with
+    /// `skip_master`) or class is left as it is ([`Refused::Already`]), one that overlaps it
+    /// from another master clashes; then the class limit evicts the master's oldest of the
+    /// class, and the table-wide limit refuses.
     pub(crate) fn expect(
         &mut self,
         m: &Key<A>,
         helper: u8,
         e: Expected<A>,
-        max_expected: u32,
-        timeout: Nanos,
+        spec: Spec,
         max_total: usize,
         now: Nanos,
     ) -> Result<(), Refused> {
         self.purge_master(m, now);
-        if let Some(old) = self.pending.get(&e) {
-            if old.expires <= now || old.master == *m {
-                self.drop_pending(&e);
-            } else {
-                return Err(Refused::Clash);
+        let dest = e.dest();
+        if let Some(list) = self.pending.get(&dest) {
+            // Newest first, as the kernel's hash chain holds them.
+            let mut replace = None;
+            for (i, p) in list.iter().enumerate().rev() {
+                if p.expires <= now {
+                    continue; // gone already, for the kernel
+                }
+                if (spec.skip_master || p.master == *m) && p.src == e.src {
+                    if p.class != spec.class || p.master != *m {
+                        return Err(Refused::Already);
+                    }
+                    replace = Some(i);
+                    break;
+                }
+                if p.src.is_none() || e.src.is_none() || p.src == e.src {
+                    return Err(Refused::Clash);
+                }
+            }
+            if let Some(i) = replace {
+                self.remove(&dest, i);
             }
         }
-        let mine = self.masters.entry(*m).or_default();
-        if max_expected != 0 && mine.expecting.len() >= max_expected as usize {
-            if let Some(oldest) = mine.expecting.pop_front() {
-                self.pending.remove(&oldest);
+        if spec.max_expected != 0 {
+            let mine = self.masters.get(m).map_or(&[][..], |x| &x.expecting[..]);
+            let of_class = |x: &Expected<A>| self.find(x).is_some_and(|p| p.class == spec.class);
+            if mine.iter().filter(|x| of_class(x)).count() >= spec.max_expected as usize
+                && let Some(oldest) = mine.iter().find(|x| of_class(x)).copied()
+            {
+                self.drop_pending(&oldest);
             }
         }
-        if self.pending.len() >= max_total {
-            self.pending.retain(|_, p| p.expires > now);
-            let pending = &self.pending;
-            for master in self.masters.values_mut() {
-                master.expecting.retain(|x| pending.contains_key(x));
-            }
-            if self.pending.len() >= max_total {
+        if self.count >= max_total {
+            self.purge(now);
+            if self.count >= max_total {
                 return Err(Refused::Full);
             }
         }
-        self.pending.insert(
-            e,
-            Pending {
-                master: *m,
-                expires: now.saturating_add(timeout),
-                helper,
-            },
-        );
-        self.masters.entry(*m).or_default().expecting.push_back(e);
+        self.pending.entry(dest).or_default().push(Pending {
+            src: e.src,
+            master: *m,
+            expires: now.saturating_add(spec.timeout),
+            helper,
+            class: spec.class,
+            permanent: spec.permanent,
+            inactive: spec.inactive,
+            child_helper: spec.child_helper,
+        });
+        self.count += 1;
+        self.masters.entry(*m).or_default().expecting.push(e);
         Ok(())
+    }
+
+    /// The SIP helper's flush of master `m`: with `media`, every expectation not of class 0
+    /// (signalling); otherwise the newest signalling one.
+    pub(crate) fn flush_sip(&mut self, m: &Key<A>, media: bool) {
+        let Some(master) = self.masters.get(m) else {
+            return;
+        };
+        let mut gone = Vec::new();
+        for e in master.expecting.iter().rev() {
+            if self.find(e).is_some_and(|p| (p.class != 0) == media) {
+                gone.push(*e);
+                if !media {
+                    break;
+                }
+            }
+        }
+        for e in &gone {
+            self.drop_pending(e);
+        }
+    }
+
+    /// The SIP helper's refresh of master `m`'s signalling expectation of `dst`:`dport` over
+    /// `proto`: when one is alive at `now`, it lives `secs` from now and becomes active.
+    pub(crate) fn refresh_signalling(
+        &mut self,
+        m: &Key<A>,
+        dst: A,
+        proto: u8,
+        dport: u16,
+        secs: u32,
+        now: Nanos,
+    ) -> bool {
+        let Some(master) = self.masters.get(m) else {
+            return false;
+        };
+        for e in master.expecting.iter().rev() {
+            if e.dst != dst || e.proto != proto || e.dport != dport {
+                continue;
+            }
+            let Some(list) = self.pending.get_mut(&e.dest()) else {
+                continue;
+            };
+            let hit = list
+                .iter_mut()
+                .rev()
+                .find(|p| p.src == e.src && p.master == *m);
+            if let Some(p) = hit
+                && p.class == 0
+                && p.expires > now
+            {
+                p.expires = now.saturating_add(u64::from(secs) * NANOS_PER_SEC);
+                p.inactive = false;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The newest live expectation a connection from `e.src` to `e`'s destination would
+    /// match (inactive ones included): its master, the master's helper and its class.
+    pub(crate) fn matching(&self, e: &Expected<A>, now: Nanos) -> Option<(Key<A>, u8, u8)> {
+        let list = self.pending.get(&e.dest())?;
+        let p = list
+            .iter()
+            .rev()
+            .find(|p| p.expires > now && (p.src.is_none() || p.src == e.src))?;
+        Some((p.master, p.helper, p.class))
+    }
+
+    /// Withdraws the pending expectation `e`.
+    pub(crate) fn unexpect(&mut self, e: &Expected<A>) {
+        self.drop_pending(e);
+    }
+
+    /// The pending expectation `e` (of whichever master).
+    fn find(&self, e: &Expected<A>) -> Option<&Pending<A>> {
+        self.pending.get(&e.dest())?.iter().find(|p| p.src == e.src)
+    }
+
+    /// Removes the `i`th pending expectation of `dest`, from its master's list too.
+    fn remove(&mut self, dest: &Dest<A>, i: usize) {
+        let Some(list) = self.pending.get_mut(dest) else {
+            return;
+        };
+        let p = list.remove(i);
+        if list.is_empty() {
+            self.pending.remove(dest);
+        }
+        self.count -= 1;
+        if let Some(m) = self.masters.get_mut(&p.master)
+            && let Some(j) = m
+                .expecting
+                .iter()
+                .position(|x| x.dest() == *dest && x.src == p.src)
+        {
+            m.expecting.remove(j);
+        }
+    }
+
+    /// Removes the pending expectation `e`.
+    fn drop_pending(&mut self, e: &Expected<A>) {
+        let dest = e.dest();
+        if let Some(i) = self
+            .pending
+            .get(&dest)
+            .and_then(|l| l.iter().position(|p| p.src == e.src))
+        {
+            self.remove(&dest, i);
+        }
     }
 
     /// Drops master `m`'s expectations that have run out at `now`.
     fn purge_master(&mut self, m: &Key<A>, now: Nanos) {
-        let Some(master) = self.masters.get_mut(m) else {
+        let Some(master) = self.masters.get(m) else {
             return;
         };
-        let pending = &mut self.pending;
-        master.expecting.retain(|e| match pending.get(e) {
-            Some(p) if p.expires > now => true,
-            Some(_) => {
-                pending.remove(e);
-                false
-            }
-            None => false,
-        });
+        let gone: Vec<_> = (master.expecting.iter())
+            .filter(|e| self.find(e).is_none_or(|p| p.expires <= now))
+            .copied()
+            .collect();
+        for e in &gone {
+            self.drop_pending(e);
+        }
+        if let Some(master) = self.masters.get_mut(m) {
+            let pending = &self.pending;
+            master.expecting.retain(|e| {
+                pending
+                    .get(&e.dest())
+                    .is_some_and(|l| l.iter().any(|p| p.src == e.src))
+            });
+        }
     }
 
-    fn drop_pending(&mut self, e: &Expected<A>) {
-        if let Some(p) = self.pending.remove(e)
-            && let Some(m) = self.masters.get_mut(&p.master)
-        {
-            m.expecting.retain(|x| x != e);
+    /// Drops every expectation that has run out at `now`.
+    fn purge(&mut self, now: Nanos) {
+        let gone: Vec<_> = (self.pending.iter())
+            .flat_map(|(d, l)| l.iter().filter(|p| p.expires <= now).map(|p| (*d, p.src)))
+            .collect();
+        for (dest, src) in gone {
+            self.drop_pending(&Expected {
+                src,
+                dst: dest.dst,
+                dport: dest.dport,
+                zone: dest.zone,
+                proto: dest.proto,
+            });
         }
     }
 
@@ -194,10 +407,11 @@ impl<A: Addr> Expectations<A> {
     /// expectations and helper state go, as an expected connection (`child`) it no longer
     /// holds its master.
     pub(crate) fn forget(&mut self, k: &Key<A>, master: bool, child: bool) {
-        if master && let Some(m) = self.masters.remove(k) {
-            for e in m.expecting {
-                self.pending.remove(&e);
+        if master && let Some(m) = self.masters.get(k) {
+            for e in m.expecting.clone() {
+                self.drop_pending(&e);
             }
+            self.masters.remove(k);
         }
         if child && let Some(m) = self.children.remove(k) {
             self.release_child_of(&m);
@@ -211,26 +425,40 @@ impl<A: Addr> Expectations<A> {
 
     /// Pending expectations at `now` as `/proc/net/nf_conntrack_expect` prints them.
     pub(crate) fn lines(&self, now: Nanos, out: &mut Vec<String>) {
-        for (e, p) in &self.pending {
-            if p.expires <= now {
-                continue;
+        for (d, list) in &self.pending {
+            for p in list.iter().filter(|p| p.expires > now) {
+                let mut s = String::with_capacity(120);
+                let _ = write!(
+                    s,
+                    "{} l3proto = {} proto={} src=",
+                    (p.expires - now) / NANOS_PER_SEC,
+                    if A::V6 { 10 } else { 2 },
+                    d.proto
+                );
+                let any = A::from_bytes(&[0; 16]);
+                crate::format::push_addr(&mut s, &p.src.unwrap_or(any).ip());
+                s.push_str(" dst=");
+                crate::format::push_addr(&mut s, &d.dst.ip());
+                let _ = write!(s, " sport=0 dport={} ", d.dport);
+                let flags = match (p.permanent, p.inactive) {
+                    (true, true) => "PERMANENT,INACTIVE ",
+                    (true, false) => "PERMANENT ",
+                    (false, true) => "INACTIVE ",
+                    (false, false) => "",
+                };
+                s.push_str(flags);
+                if let Some(h) = ctrack_helpers::at_index(p.helper) {
+                    s.push_str(h.name);
+                    let class = h.policies.get(usize::from(p.class)).map_or("", |c| c.name);
+                    if !class.is_empty() {
+                        s.push('/');
+                        s.push_str(class);
+                    }
+                } else {
+                    s.truncate(s.trim_end().len());
+                }
+                out.push(s);
             }
-            let mut s = String::with_capacity(120);
-            let _ = write!(
-                s,
-                "{} l3proto = {} proto={} src=",
-                (p.expires - now) / NANOS_PER_SEC,
-                if A::V6 { 10 } else { 2 },
-                e.proto
-            );
-            crate::format::push_addr(&mut s, &e.src.ip());
-            s.push_str(" dst=");
-            crate::format::push_addr(&mut s, &e.dst.ip());
-            let _ = write!(s, " sport=0 dport={} ", e.dport);
-            if let Some(h) = ctrack_helpers::at_index(p.helper) {
-                s.push_str(h.name);
-            }
-            out.push(s);
         }
     }
 }
@@ -254,7 +482,17 @@ mod tests {
     }
 
     fn exp(a: u8, b: u8, dport: u16) -> Expected<[u8; 4]> {
-        Expected::of(&key(a, b, 0, dport))
+        Expected {
+            src: Some([10, 0, 0, a]),
+            dst: [10, 0, 0, b],
+            dport,
+            zone: 0,
+            proto: proto::TCP,
+        }
+    }
+
+    fn one(max: u32) -> Spec {
+        Spec::plain(max, 300 * SEC)
     }
 
     #[test]
@@ -262,43 +500,101 @@ mod tests {
         let mut x = Expectations::default();
         let m = key(1, 2, 40000, 21);
         assert!(x.none_pending());
-        x.expect(&m, 1, exp(1, 2, 5000), 1, 300 * SEC, 100, 0)
-            .unwrap();
+        x.expect(&m, 1, exp(1, 2, 5000), one(1), 100, 0).unwrap();
         assert!(!x.none_pending());
         assert_eq!(x.take(&key(1, 2, 1234, 5001), 1), None);
-        assert_eq!(x.take(&key(1, 2, 1234, 5000), 1), Some(m));
+        assert_eq!(x.take(&key(3, 2, 1234, 5000), 1), None, "another source");
+        assert_eq!(x.take(&key(1, 2, 1234, 5000), 1), Some((m, 0)));
         assert_eq!(x.take(&key(1, 2, 999, 5000), 1), None);
-        x.expect(&m, 1, exp(1, 2, 5000), 1, 300 * SEC, 100, 0)
-            .unwrap();
+        x.expect(&m, 1, exp(1, 2, 5000), one(1), 100, 0).unwrap();
         assert_eq!(x.take(&key(1, 2, 1, 5000), 300 * SEC), None, "expired");
-        assert!(x.none_pending());
     }
 
     #[test]
     fn a_master_holds_its_policy_and_others_clash() {
         let mut x = Expectations::default();
         let (m, other) = (key(1, 2, 40000, 21), key(3, 2, 40001, 21));
-        x.expect(&m, 1, exp(1, 2, 5000), 1, 300 * SEC, 100, 0)
-            .unwrap();
+        x.expect(&m, 1, exp(1, 2, 5000), one(1), 100, 0).unwrap();
         // The second replaces the first (one per master).
-        x.expect(&m, 1, exp(1, 2, 5001), 1, 300 * SEC, 100, 0)
-            .unwrap();
+        x.expect(&m, 1, exp(1, 2, 5001), one(1), 100, 0).unwrap();
         assert_eq!(x.take(&key(1, 2, 1, 5000), 1), None);
-        assert_eq!(x.take(&key(1, 2, 1, 5001), 1), Some(m));
+        assert_eq!(x.take(&key(1, 2, 1, 5001), 1), Some((m, 0)));
         // Another master expecting the same connection clashes; renewing one's own does not.
-        x.expect(&m, 1, exp(1, 2, 6000), 1, 300 * SEC, 100, 0)
-            .unwrap();
-        x.expect(&m, 1, exp(1, 2, 6000), 1, 300 * SEC, 100, 10)
-            .unwrap();
-        let clash = x.expect(&other, 1, exp(1, 2, 6000), 1, 300 * SEC, 100, 0);
+        x.expect(&m, 1, exp(1, 2, 6000), one(1), 100, 0).unwrap();
+        x.expect(&m, 1, exp(1, 2, 6000), one(1), 100, 10).unwrap();
+        let clash = x.expect(&other, 1, exp(1, 2, 6000), one(1), 100, 0);
         assert_eq!(clash, Err(Refused::Clash));
+        // Any source overlaps every source.
+        let any = Expected {
+            src: None,
+            ..exp(1, 2, 6000)
+        };
+        assert_eq!(
+            x.expect(&other, 1, any, one(1), 100, 0),
+            Err(Refused::Clash)
+        );
+        // Another source to the same place does not.
+        x.expect(&other, 1, exp(4, 2, 6000), one(1), 100, 0)
+            .unwrap();
         // A table-wide limit.
         assert_eq!(
-            x.expect(&other, 1, exp(3, 2, 7000), 1, 300 * SEC, 1, 0),
+            x.expect(&other, 1, exp(3, 2, 7000), one(1), 1, 0),
             Err(Refused::Full)
         );
-        // The master leaves: its expectations go.
+        // The masters leave: their expectations go.
         x.forget(&m, true, false);
+        x.forget(&other, true, false);
+        assert!(x.none_pending());
+    }
+
+    #[test]
+    fn classes_flags_and_wildcards() {
+        let mut x = Expectations::default();
+        let (m, other) = (key(1, 2, 5060, 5060), key(3, 2, 5060, 5060));
+        let media = |class| Spec {
+            class,
+            max_expected: 2,
+            skip_master: true,
+            ..Spec::plain(0, 180 * SEC)
+        };
+        for port in [40000, 40001, 40002] {
+            x.expect(&m, 4, exp(2, 1, port), media(1), 100, 0).unwrap();
+        }
+        // Two per class: the oldest went.
+        assert_eq!(x.take(&key(2, 1, 9, 40000), 1), None);
+        // Of another master or class: already there, left alone.
+        let again = x.expect(&other, 4, exp(2, 1, 40002), media(1), 100, 0);
+        assert_eq!(again, Err(Refused::Already));
+        let again = x.expect(&m, 4, exp(2, 1, 40002), media(2), 100, 0);
+        assert_eq!(again, Err(Refused::Already));
+        x.expect(&m, 4, exp(2, 1, 41000), media(2), 100, 0).unwrap();
+        // A permanent, inactive expectation from any source, for a child with a helper.
+        let sig = Spec {
+            permanent: true,
+            inactive: true,
+            child_helper: 4,
+            ..Spec::plain(1, 180 * SEC)
+        };
+        let any = Expected {
+            src: None,
+            proto: proto::UDP,
+            ..exp(0, 1, 5062)
+        };
+        x.expect(&m, 4, any, sig, 100, 0).unwrap();
+        let call = Key {
+            proto: proto::UDP,
+            ..key(7, 1, 5060, 5062)
+        };
+        assert_eq!(x.take(&call, 1), None, "inactive");
+        assert!(x.refresh_signalling(&m, [10, 0, 0, 1], proto::UDP, 5062, 600, 1));
+        assert_eq!(x.take(&call, 2), Some((m, 4)));
+        assert_eq!(x.take(&call, 3), Some((m, 4)), "permanent");
+        // Flushes: media ones, then the signalling one.
+        x.flush_sip(&m, true);
+        assert_eq!(x.take(&key(2, 1, 9, 40002), 4), None);
+        assert_eq!(x.take(&key(2, 1, 9, 41000), 4), None);
+        assert_eq!(x.take(&call, 4), Some((m, 4)));
+        x.flush_sip(&m, false);
         assert!(x.none_pending());
     }
 
@@ -326,13 +622,30 @@ mod tests {
             proto: proto::UDP,
             ..exp(1, 2, 40000)
         };
-        let tftp = ctrack_helpers::index_of(ctrack_helpers::by_name("tftp").unwrap());
-        x.expect(&m, tftp, e, 1, 300 * SEC, 100, 0).unwrap();
+        let index = |n| ctrack_helpers::index_of(ctrack_helpers::by_name(n).unwrap());
+        x.expect(&m, index("tftp"), e, one(1), 100, 0).unwrap();
+        let sip = Spec {
+            class: 0,
+            permanent: true,
+            inactive: true,
+            ..Spec::plain(1, 180 * SEC)
+        };
+        let any = Expected {
+            src: None,
+            ..exp(0, 2, 5062)
+        };
+        x.expect(&key(2, 3, 5060, 5060), index("sip"), any, sip, 100, 0)
+            .unwrap();
         let mut out = Vec::new();
         x.lines(SEC / 2, &mut out);
+        out.sort();
         assert_eq!(
             out,
-            ["299 l3proto = 2 proto=17 src=10.0.0.1 dst=10.0.0.2 sport=0 dport=40000 tftp"]
+            [
+                "179 l3proto = 2 proto=6 src=0.0.0.0 dst=10.0.0.2 sport=0 dport=5062 \
+                 PERMANENT,INACTIVE sip/signalling",
+                "299 l3proto = 2 proto=17 src=10.0.0.1 dst=10.0.0.2 sport=0 dport=40000 tftp",
+            ]
         );
     }
 }

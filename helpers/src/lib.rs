@@ -14,13 +14,17 @@
 
 use std::fmt;
 
+pub mod amanda;
 pub mod ftp;
+pub mod irc;
+pub mod sane;
+pub mod sip;
 pub mod tftp;
 
 /// Expectation policy of one class of a helper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Class name (as the kernel's `nf_conntrack_expect_policy.name`).
+    /// Class name (as the kernel's `nf_conntrack_expect_policy.name`; empty when unnamed).
     pub name: &'static str,
     /// Most pending expectations of this class per master connection.
     pub max_expected: u32,
@@ -41,9 +45,10 @@ pub struct Helper {
     pub policies: &'static [Policy],
 }
 
-const fn one(name: &'static str, max_expected: u32, timeout: u32) -> [Policy; 1] {
+/// A helper's single, unnamed expectation class (only SIP names its classes).
+const fn one(max_expected: u32, timeout: u32) -> [Policy; 1] {
     [Policy {
-        name,
+        name: "",
         max_expected,
         timeout,
     }]
@@ -55,19 +60,19 @@ pub static HELPERS: &[Helper] = &[
         name: "ftp",
         proto: 6,
         default_port: 21,
-        policies: &one("ftp", 1, 300),
+        policies: &one(1, 300),
     },
     Helper {
         name: "tftp",
         proto: 17,
         default_port: 69,
-        policies: &one("tftp", 1, 300),
+        policies: &one(1, 300),
     },
     Helper {
         name: "irc",
         proto: 6,
         default_port: 6667,
-        policies: &one("irc", 8, 300),
+        policies: &one(8, 300),
     },
     Helper {
         name: "sip",
@@ -100,31 +105,31 @@ pub static HELPERS: &[Helper] = &[
         name: "amanda",
         proto: 17,
         default_port: 10080,
-        policies: &one("amanda", 4, 180),
+        policies: &one(4, 180),
     },
     Helper {
         name: "sane",
         proto: 6,
         default_port: 6566,
-        policies: &one("sane", 1, 300),
+        policies: &one(1, 300),
     },
     Helper {
         name: "pptp",
         proto: 6,
         default_port: 1723,
-        policies: &one("pptp", 2, 300),
+        policies: &one(2, 300),
     },
     Helper {
         name: "snmp",
         proto: 17,
         default_port: 161,
-        policies: &one("snmp", 1, 30),
+        policies: &one(1, 30),
     },
     Helper {
         name: "netbios-ns",
         proto: 17,
         default_port: 137,
-        policies: &one("netbios-ns", 1, 3),
+        policies: &one(1, 3),
     },
 ];
 
