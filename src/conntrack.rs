@@ -20,7 +20,7 @@ use crate::table::{Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
 use crate::tuple::{Addr, Key, proto};
 use crate::verdict::{State, Verdict};
-use ctrack_helpers::{Policy, amanda, ftp, irc, sip, tftp};
+use ctrack_helpers::{Policy, amanda, ftp, irc, pptp, sip, tftp};
 
 /// How long the Amanda helper keeps its master connection after each reply (seconds).
 const AMANDA_MASTER_TIMEOUT: u32 = 300;
@@ -59,6 +59,7 @@ impl<A: Addr> SipTable<'_, A> {
     fn expected(&self, src: Option<A>, dst: [u8; 16], proto: u8, dport: u16) -> Expected<A> {
         Expected {
             src,
+            sport: None,
             dst: A::from_bytes(&dst),
             dport,
             zone: self.master.zone,
@@ -585,6 +586,100 @@ impl Conntrack {
         }
     }
 
+    /// The source key of a version-1 GRE packet with tuple `k` (its destination key set): what
+    /// a PPTP master mapped, or 0.
+    fn gre_source_key<A: Addr>(&self, t: &Table<A>, k: &Key<A>) -> u16 {
+        if self.cfg.helpers.is_empty() {
+            return 0;
+        }
+        let x = t.expect.lock();
+        if !x.has_keymap() {
+            return 0;
+        }
+        x.gre_source_key(&k.src, &k.dst, k.dport)
+    }
+
+    /// A PPTP call was answered: expect its GRE both ways, keyed by the call IDs (`pac` the
+    /// server's, `pns` the client's), and map the keys. Nothing is dropped when this fails.
+    #[allow(clippy::too_many_arguments)]
+    fn expect_gre<A: Addr>(
+        &self,
+        t: &Table<A>,
+        orig: &Key<A>,
+        helper: u8,
+        spec: Spec,
+        pac: u16,
+        pns: u16,
+        now: Nanos,
+    ) {
+        let gre = |src: A, sport: u16, dst: A, dport: u16| Expected {
+            src: Some(src),
+            sport: Some(sport),
+            dst,
+            dport,
+            zone: orig.zone,
+            proto: proto::GRE,
+        };
+        let to_server = gre(orig.src, pns, orig.dst, pac);
+        let to_client = gre(orig.dst, pac, orig.src, pns);
+        let spec = Spec {
+            gre_call: true,
+            ..spec
+        };
+        let max_total = self.cfg.sysctl.nf_conntrack_expect_max as usize;
+        let mut x = t.expect.lock();
+        if x.expect(orig, helper, to_server, spec, max_total, now)
+            .is_err()
+        {
+            return;
+        }
+        if x.expect(orig, helper, to_client, spec, max_total, now)
+            .is_err()
+        {
+            x.unexpect(&to_server);
+            return;
+        }
+        let mapped = x.keymap_add(orig, 0, orig.src, orig.dst, pac, pns).is_ok()
+            && (x.keymap_add(orig, 1, orig.dst, orig.src, pns, pac).is_ok() || {
+                x.keymap_destroy(orig);
+                false
+            });
+        if !mapped {
+            x.unexpect(&to_client);
+            x.unexpect(&to_server);
+        }
+    }
+
+    /// A PPTP call ended: its key mappings go, and in each direction its GRE connection (or,
+    /// when there is none, the expectation of it).
+    fn pptp_disconnect<A: Addr>(&self, t: &Table<A>, orig: &Key<A>, pac: u16, pns: u16) {
+        t.expect.lock().keymap_destroy(orig);
+        for (src, dst, sport, dport) in [
+            (orig.src, orig.dst, pns, pac),
+            (orig.dst, orig.src, pac, pns),
+        ] {
+            let k = Key {
+                src,
+                dst,
+                sport,
+                dport,
+                zone: orig.zone,
+                proto: proto::GRE,
+            };
+            let Some(inv) = k.inverse() else {
+                continue;
+            };
+            let h = self.hash(&k);
+            let mut g = t.shards[t.shard_of(h)].lock.lock();
+            if let Some(f) = g.shard.find(h, &k, &inv) {
+                self.drop_entry(t, &mut g, h, f.idx);
+                continue;
+            }
+            drop(g);
+            t.expect.lock().withdraw(&k);
+        }
+    }
+
     /// True when the connection of a packet with tuple `k` (hash `h`) is in the table.
     fn in_table<A: Addr>(&self, t: &Table<A>, k: &Key<A>, h: u64) -> bool {
         let Some(inv) = k.inverse() else {
@@ -598,9 +693,8 @@ impl Conntrack {
     /// `fresh`: the packet found no entry and may have made one), may refresh the connection
     /// (SIP, Amanda) and may announce expectations; the packet is dropped when the helper
     /// refuses it (a command it could not read whole, an expectation it could not add), and a
-    /// connection it opened is then never confirmed. The SNMP, NetBIOS-NS and PPTP
-    /// helpers are assigned but announce nothing (the first two only follow packets the host
-    /// sends itself).
+    /// connection it opened is then never confirmed. The SNMP and NetBIOS-NS helpers are
+    /// assigned but announce nothing (they only follow packets the host sends itself).
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn help<A: Addr>(
@@ -691,6 +785,7 @@ impl Conntrack {
         };
         let tcp_from = |src: Option<A>, dst: A, dport: u16| Expected {
             src,
+            sport: None,
             dst,
             dport,
             zone: orig.zone,
@@ -830,6 +925,24 @@ impl Conntrack {
                     sip::Outcome::Accept => v,
                     sip::Outcome::Drop => Verdict::DROPPED,
                 }
+            }
+            ("pptp", ReadyL4::Tcp(_)) => {
+                // IPv4 only; once both ways have been seen; never dropped.
+                if A::V6 || v.state != State::Established || payload.is_empty() {
+                    return v;
+                }
+                let from_client = v.dir == Dir::Original;
+                let act = t.expect.lock().master(orig).pptp.read(from_client, payload);
+                match act {
+                    pptp::Action::None => {}
+                    pptp::Action::ExpectGre { pac, pns } => {
+                        self.expect_gre(t, orig, index, plain(0), pac, pns, now);
+                    }
+                    pptp::Action::Disconnect { pac, pns } => {
+                        self.pptp_disconnect(t, orig, pac, pns)
+                    }
+                }
+                v
             }
             _ => v,
         }
@@ -1123,7 +1236,10 @@ impl Conntrack {
                 match gre::key(l4) {
                     gre::GreKey::Unsupported => return self.invalid(),
                     gre::GreKey::Unkeyed => {}
-                    gre::GreKey::CallId(k) => key.dport = k,
+                    gre::GreKey::CallId(k) => {
+                        key.dport = k;
+                        key.sport = self.gre_source_key(t, &key);
+                    }
                 }
                 Input::Gre
             }
@@ -1355,9 +1471,9 @@ impl Conntrack {
         // The ruleset's helper for the port, or else the one the expectation gives.
         e.helper = match ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
             Some(hl) => ctrack_helpers::index_of(hl),
-            None => taken.map_or(0, |(_, child_helper)| child_helper),
+            None => taken.map_or(0, |tk| tk.child_helper),
         };
-        let master = taken.map(|(m, _)| m);
+        let master = taken.map(|tk| tk.master);
         let decided = match init() {
             Open::Decided(st, r) => {
                 e.proto = st;

@@ -13,16 +13,17 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use ctrack_helpers::{ftp, sane, sip};
+use ctrack_helpers::{ftp, pptp, sane, sip};
 use ctrack_protocols::{NANOS_PER_SEC, Nanos};
 
 use crate::tuple::{Addr, Key};
 
-/// What an expectation expects: a connection from `src` (`None`: any address) to
-/// `dst`:`dport` over `proto`.
+/// What an expectation expects: a connection from `src`:`sport` (`None`: any address, any
+/// port; a GRE source key is a port here) to `dst`:`dport` over `proto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Expected<A> {
     pub(crate) src: Option<A>,
+    pub(crate) sport: Option<u16>,
     pub(crate) dst: A,
     pub(crate) dport: u16,
     pub(crate) zone: u16,
@@ -39,6 +40,22 @@ struct Dest<A> {
 }
 
 impl<A: Addr> Expected<A> {
+    /// Whether a connection from `src`:`sport` is one this expects.
+    fn admits(&self, src: &A, sport: u16) -> bool {
+        self.src.is_none_or(|s| s == *src) && self.sport.is_none_or(|p| p == sport)
+    }
+
+    /// Whether two expectations to the same place can both match some connection.
+    fn overlaps(&self, o: &Self) -> bool {
+        let src = self.src.is_none() || o.src.is_none() || self.src == o.src;
+        src && (self.sport.is_none() || o.sport.is_none() || self.sport == o.sport)
+    }
+
+    /// The source side (address and port) is the same.
+    fn same_source(&self, o: &Self) -> bool {
+        self.src == o.src && self.sport == o.sport
+    }
+
     fn dest(&self) -> Dest<A> {
         Dest {
             dst: self.dst,
@@ -67,6 +84,8 @@ pub(crate) struct Spec {
     /// The same expectation from another master (or of another class) is taken as already
     /// there instead of clashing (the kernel's `NF_CT_EXP_F_SKIP_MASTER`).
     pub(crate) skip_master: bool,
+    /// A PPTP call's GRE: the connection that takes it withdraws the other direction's.
+    pub(crate) gre_call: bool,
 }
 
 impl Spec {
@@ -80,13 +99,15 @@ impl Spec {
             inactive: false,
             child_helper: 0,
             skip_master: false,
+            gre_call: false,
         }
     }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Pending<A> {
-    src: Option<A>,
+    /// What it expects.
+    e: Expected<A>,
     master: Key<A>,
     expires: Nanos,
     /// Registry index of the master's helper.
@@ -95,6 +116,29 @@ struct Pending<A> {
     permanent: bool,
     inactive: bool,
     child_helper: u8,
+    gre_call: bool,
+}
+
+/// The expectation a new connection took (see [`Expectations::take`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Taken<A> {
+    /// The master's original tuple.
+    pub(crate) master: Key<A>,
+    /// The helper the connection gets (0: none).
+    pub(crate) child_helper: u8,
+}
+
+/// A GRE key mapping of a PPTP master: GRE from `src` to `dst` with destination key `dstkey`
+/// has source key `srckey` (the kernel's GRE keymap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KeyMap<A> {
+    master: Key<A>,
+    /// 0: the call's client-to-server direction, 1: server to client.
+    dir: u8,
+    src: A,
+    dst: A,
+    dstkey: u16,
+    srckey: u16,
 }
 
 /// What the table keeps about a master connection (one with a helper).
@@ -106,6 +150,8 @@ pub(crate) struct Master<A> {
     pub(crate) sane: sane::Sane,
     /// What the SIP helper remembers of the REGISTER and INVITE it saw.
     pub(crate) sip: sip::Master,
+    /// The PPTP helper's session and call states.
+    pub(crate) pptp: pptp::Pptp,
     /// Its pending expectations, oldest first.
     expecting: Vec<Expected<A>>,
 }
@@ -134,6 +180,8 @@ pub(crate) struct Expectations<A: Addr> {
     children: HashMap<Key<A>, Key<A>>,
     /// Live expected connections per master.
     child_count: HashMap<Key<A>, u32>,
+    /// GRE key mappings of PPTP masters, oldest first.
+    keymap: Vec<KeyMap<A>>,
 }
 
 impl<A: Addr> Expectations<A> {
@@ -144,9 +192,9 @@ impl<A: Addr> Expectations<A> {
     }
 
     /// The expectation a new connection with original tuple `k` takes at `now`, if any: the
-    /// newest active one that matches, removed unless permanent. Returns its master's tuple
-    /// and the helper the connection gets from it (0: none).
-    pub(crate) fn take(&mut self, k: &Key<A>, now: Nanos) -> Option<(Key<A>, u8)> {
+    /// newest active one that matches, removed unless permanent. A PPTP call's GRE withdraws
+    /// the other direction's expectation.
+    pub(crate) fn take(&mut self, k: &Key<A>, now: Nanos) -> Option<Taken<A>> {
         let dest = Dest {
             dst: k.dst,
             dport: k.dport,
@@ -156,12 +204,30 @@ impl<A: Addr> Expectations<A> {
         let list = self.pending.get(&dest)?;
         let i = list
             .iter()
-            .rposition(|p| !p.inactive && p.expires > now && p.src.is_none_or(|s| s == k.src))?;
+            .rposition(|p| !p.inactive && p.expires > now && p.e.admits(&k.src, k.sport))?;
         let p = list[i];
         if !p.permanent {
             self.remove(&dest, i);
         }
-        Some((p.master, p.child_helper))
+        if p.gre_call {
+            let other = Expected {
+                src: Some(p.e.dst),
+                sport: Some(p.e.dport),
+                dst: p.e.src.unwrap_or(p.e.dst),
+                dport: p.e.sport.unwrap_or(0),
+                zone: p.e.zone,
+                proto: p.e.proto,
+            };
+            if let Some(j) = (self.pending.get(&other.dest()))
+                .and_then(|l| l.iter().rposition(|q| q.e.overlaps(&other)))
+            {
+                self.remove(&other.dest(), j);
+            }
+        }
+        Some(Taken {
+            master: p.master,
+            child_helper: p.child_helper,
+        })
     }
 
     /// The state kept for master `k` (made on first use).
@@ -193,14 +259,14 @@ impl<A: Addr> Expectations<A> {
                 if p.expires <= now {
                     continue; // gone already, for the kernel
                 }
-                if (spec.skip_master || p.master == *m) && p.src == e.src {
+                if (spec.skip_master || p.master == *m) && p.e.same_source(&e) {
                     if p.class != spec.class || p.master != *m {
                         return Err(Refused::Already);
                     }
                     replace = Some(i);
                     break;
                 }
-                if p.src.is_none() || e.src.is_none() || p.src == e.src {
+                if p.e.overlaps(&e) {
                     return Err(Refused::Clash);
                 }
             }
@@ -224,7 +290,7 @@ impl<A: Addr> Expectations<A> {
             }
         }
         self.pending.entry(dest).or_default().push(Pending {
-            src: e.src,
+            e,
             master: *m,
             expires: now.saturating_add(spec.timeout),
             helper,
@@ -232,6 +298,7 @@ impl<A: Addr> Expectations<A> {
             permanent: spec.permanent,
             inactive: spec.inactive,
             child_helper: spec.child_helper,
+            gre_call: spec.gre_call,
         });
         self.count += 1;
         self.masters.entry(*m).or_default().expecting.push(e);
@@ -282,7 +349,7 @@ impl<A: Addr> Expectations<A> {
             let hit = list
                 .iter_mut()
                 .rev()
-                .find(|p| p.src == e.src && p.master == *m);
+                .find(|p| p.e.same_source(e) && p.master == *m);
             if let Some(p) = hit
                 && p.class == 0
                 && p.expires > now
@@ -302,8 +369,23 @@ impl<A: Addr> Expectations<A> {
         let p = list
             .iter()
             .rev()
-            .find(|p| p.expires > now && (p.src.is_none() || p.src == e.src))?;
+            .find(|p| p.expires > now && p.e.overlaps(e))?;
         Some((p.master, p.helper, p.class))
+    }
+
+    /// Withdraws the newest pending expectation a connection with tuple `k` would match.
+    pub(crate) fn withdraw(&mut self, k: &Key<A>) {
+        let dest = Dest {
+            dst: k.dst,
+            dport: k.dport,
+            zone: k.zone,
+            proto: k.proto,
+        };
+        if let Some(i) = (self.pending.get(&dest))
+            .and_then(|l| l.iter().rposition(|p| p.e.admits(&k.src, k.sport)))
+        {
+            self.remove(&dest, i);
+        }
     }
 
     /// Withdraws the pending expectation `e`.
@@ -313,7 +395,10 @@ impl<A: Addr> Expectations<A> {
 
     /// The pending expectation `e` (of whichever master).
     fn find(&self, e: &Expected<A>) -> Option<&Pending<A>> {
-        self.pending.get(&e.dest())?.iter().find(|p| p.src == e.src)
+        self.pending
+            .get(&e.dest())?
+            .iter()
+            .find(|p| p.e.same_source(e))
     }
 
     /// Removes the `i`th pending expectation of `dest`, from its master's list too.
@@ -330,7 +415,7 @@ impl<A: Addr> Expectations<A> {
             && let Some(j) = m
                 .expecting
                 .iter()
-                .position(|x| x.dest() == *dest && x.src == p.src)
+                .position(|x| x.dest() == *dest && x.same_source(&p.e))
         {
             m.expecting.remove(j);
         }
@@ -342,7 +427,7 @@ impl<A: Addr> Expectations<A> {
         if let Some(i) = self
             .pending
             .get(&dest)
-            .and_then(|l| l.iter().position(|p| p.src == e.src))
+            .and_then(|l| l.iter().position(|p| p.e.same_source(e)))
         {
             self.remove(&dest, i);
         }
@@ -365,25 +450,67 @@ impl<A: Addr> Expectations<A> {
             master.expecting.retain(|e| {
                 pending
                     .get(&e.dest())
-                    .is_some_and(|l| l.iter().any(|p| p.src == e.src))
+                    .is_some_and(|l| l.iter().any(|p| p.e.same_source(e)))
             });
         }
     }
 
     /// Drops every expectation that has run out at `now`.
     fn purge(&mut self, now: Nanos) {
-        let gone: Vec<_> = (self.pending.iter())
-            .flat_map(|(d, l)| l.iter().filter(|p| p.expires <= now).map(|p| (*d, p.src)))
+        let gone: Vec<_> = (self.pending.values())
+            .flat_map(|l| l.iter().filter(|p| p.expires <= now).map(|p| p.e))
             .collect();
-        for (dest, src) in gone {
-            self.drop_pending(&Expected {
-                src,
-                dst: dest.dst,
-                dport: dest.dport,
-                zone: dest.zone,
-                proto: dest.proto,
-            });
+        for e in &gone {
+            self.drop_pending(e);
         }
+    }
+
+    /// Maps GRE from `src` to `dst` with destination key `dstkey` to source key `srckey` for
+    /// master `m`'s direction `dir`. A master holds one mapping per direction: the same one
+    /// again is a retransmission; another is refused.
+    pub(crate) fn keymap_add(
+        &mut self,
+        m: &Key<A>,
+        dir: u8,
+        src: A,
+        dst: A,
+        dstkey: u16,
+        srckey: u16,
+    ) -> Result<(), ()> {
+        let km = KeyMap {
+            master: *m,
+            dir,
+            src,
+            dst,
+            dstkey,
+            srckey,
+        };
+        match self.keymap.iter().find(|x| x.master == *m && x.dir == dir) {
+            Some(x) if (x.src, x.dst, x.dstkey) == (src, dst, dstkey) => Ok(()),
+            Some(_) => Err(()),
+            None => {
+                self.keymap.push(km);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes master `m`'s GRE key mappings.
+    pub(crate) fn keymap_destroy(&mut self, m: &Key<A>) {
+        self.keymap.retain(|x| x.master != *m);
+    }
+
+    /// The GRE source key of a packet from `src` to `dst` with destination key `dstkey`: the
+    /// oldest mapping's, or 0.
+    pub(crate) fn gre_source_key(&self, src: &A, dst: &A, dstkey: u16) -> u16 {
+        (self.keymap.iter())
+            .find(|x| x.src == *src && x.dst == *dst && x.dstkey == dstkey)
+            .map_or(0, |x| x.srckey)
+    }
+
+    /// True when some GRE key mapping exists.
+    pub(crate) fn has_keymap(&self) -> bool {
+        !self.keymap.is_empty()
     }
 
     /// Records that the new connection `child` took an expectation of `master`.
@@ -407,11 +534,14 @@ impl<A: Addr> Expectations<A> {
     /// expectations and helper state go, as an expected connection (`child`) it no longer
     /// holds its master.
     pub(crate) fn forget(&mut self, k: &Key<A>, master: bool, child: bool) {
-        if master && let Some(m) = self.masters.get(k) {
-            for e in m.expecting.clone() {
-                self.drop_pending(&e);
+        if master {
+            self.keymap_destroy(k);
+            if let Some(m) = self.masters.get(k) {
+                for e in m.expecting.clone() {
+                    self.drop_pending(&e);
+                }
+                self.masters.remove(k);
             }
-            self.masters.remove(k);
         }
         if child && let Some(m) = self.children.remove(k) {
             self.release_child_of(&m);
@@ -436,10 +566,15 @@ impl<A: Addr> Expectations<A> {
                     d.proto
                 );
                 let any = A::from_bytes(&[0; 16]);
-                crate::format::push_addr(&mut s, &p.src.unwrap_or(any).ip());
+                crate::format::push_addr(&mut s, &p.e.src.unwrap_or(any).ip());
                 s.push_str(" dst=");
                 crate::format::push_addr(&mut s, &d.dst.ip());
-                let _ = write!(s, " sport=0 dport={} ", d.dport);
+                let sport = p.e.sport.unwrap_or(0);
+                if d.proto == crate::tuple::proto::GRE {
+                    let _ = write!(s, " srckey=0x{sport:x} dstkey=0x{:x} ", d.dport);
+                } else {
+                    let _ = write!(s, " sport={sport} dport={} ", d.dport);
+                }
                 let flags = match (p.permanent, p.inactive) {
                     (true, true) => "PERMANENT,INACTIVE ",
                     (true, false) => "PERMANENT ",
@@ -484,11 +619,74 @@ mod tests {
     fn exp(a: u8, b: u8, dport: u16) -> Expected<[u8; 4]> {
         Expected {
             src: Some([10, 0, 0, a]),
+            sport: None,
             dst: [10, 0, 0, b],
             dport,
             zone: 0,
             proto: proto::TCP,
         }
+    }
+
+    fn took(master: Key<[u8; 4]>, child_helper: u8) -> Taken<[u8; 4]> {
+        Taken {
+            master,
+            child_helper,
+        }
+    }
+
+    #[test]
+    fn pptp_calls_are_keyed_and_take_one_direction() {
+        let mut x = Expectations::default();
+        let m = key(1, 2, 40000, 1723);
+        let gre = |a: u8, sport: u16, b: u8, dport: u16| Expected {
+            src: Some([10, 0, 0, a]),
+            sport: Some(sport),
+            dst: [10, 0, 0, b],
+            dport,
+            zone: 0,
+            proto: proto::GRE,
+        };
+        let spec = Spec {
+            gre_call: true,
+            ..Spec::plain(2, 300 * SEC)
+        };
+        x.expect(&m, 7, gre(1, 0x1111, 2, 0x2222), spec, 100, 0)
+            .unwrap();
+        x.expect(&m, 7, gre(2, 0x2222, 1, 0x1111), spec, 100, 0)
+            .unwrap();
+        x.keymap_add(&m, 0, [10, 0, 0, 1], [10, 0, 0, 2], 0x2222, 0x1111)
+            .unwrap();
+        x.keymap_add(&m, 1, [10, 0, 0, 2], [10, 0, 0, 1], 0x1111, 0x2222)
+            .unwrap();
+        // A retransmitted mapping is fine, another one for the same direction is not.
+        x.keymap_add(&m, 0, [10, 0, 0, 1], [10, 0, 0, 2], 0x2222, 0x1111)
+            .unwrap();
+        assert!(
+            x.keymap_add(&m, 0, [10, 0, 0, 1], [10, 0, 0, 2], 0x2223, 0x1112)
+                .is_err()
+        );
+        assert_eq!(
+            x.gre_source_key(&[10, 0, 0, 1], &[10, 0, 0, 2], 0x2222),
+            0x1111
+        );
+        assert_eq!(x.gre_source_key(&[10, 0, 0, 1], &[10, 0, 0, 2], 0x2223), 0);
+        let mut flow = Key {
+            proto: proto::GRE,
+            ..key(1, 2, 0x1111, 0x2222)
+        };
+        flow.sport = 0x1110;
+        assert_eq!(x.take(&flow, 1), None, "another source key");
+        flow.sport = 0x1111;
+        assert_eq!(x.take(&flow, 1), Some(took(m, 0)));
+        // The other direction's expectation went with it.
+        assert!(x.none_pending());
+        let mut out = Vec::new();
+        x.expect(&m, 7, gre(1, 0x1111, 2, 0x2222), spec, 100, 0)
+            .unwrap();
+        x.lines(0, &mut out);
+        assert!(out[0].contains(" srckey=0x1111 dstkey=0x2222 "), "{out:?}");
+        x.forget(&m, true, false);
+        assert!(x.none_pending() && !x.has_keymap());
     }
 
     fn one(max: u32) -> Spec {
@@ -504,7 +702,7 @@ mod tests {
         assert!(!x.none_pending());
         assert_eq!(x.take(&key(1, 2, 1234, 5001), 1), None);
         assert_eq!(x.take(&key(3, 2, 1234, 5000), 1), None, "another source");
-        assert_eq!(x.take(&key(1, 2, 1234, 5000), 1), Some((m, 0)));
+        assert_eq!(x.take(&key(1, 2, 1234, 5000), 1), Some(took(m, 0)));
         assert_eq!(x.take(&key(1, 2, 999, 5000), 1), None);
         x.expect(&m, 1, exp(1, 2, 5000), one(1), 100, 0).unwrap();
         assert_eq!(x.take(&key(1, 2, 1, 5000), 300 * SEC), None, "expired");
@@ -518,7 +716,7 @@ mod tests {
         // The second replaces the first (one per master).
         x.expect(&m, 1, exp(1, 2, 5001), one(1), 100, 0).unwrap();
         assert_eq!(x.take(&key(1, 2, 1, 5000), 1), None);
-        assert_eq!(x.take(&key(1, 2, 1, 5001), 1), Some((m, 0)));
+        assert_eq!(x.take(&key(1, 2, 1, 5001), 1), Some(took(m, 0)));
         // Another master expecting the same connection clashes; renewing one's own does not.
         x.expect(&m, 1, exp(1, 2, 6000), one(1), 100, 0).unwrap();
         x.expect(&m, 1, exp(1, 2, 6000), one(1), 100, 10).unwrap();
@@ -587,13 +785,13 @@ mod tests {
         };
         assert_eq!(x.take(&call, 1), None, "inactive");
         assert!(x.refresh_signalling(&m, [10, 0, 0, 1], proto::UDP, 5062, 600, 1));
-        assert_eq!(x.take(&call, 2), Some((m, 4)));
-        assert_eq!(x.take(&call, 3), Some((m, 4)), "permanent");
+        assert_eq!(x.take(&call, 2), Some(took(m, 4)));
+        assert_eq!(x.take(&call, 3), Some(took(m, 4)), "permanent");
         // Flushes: media ones, then the signalling one.
         x.flush_sip(&m, true);
         assert_eq!(x.take(&key(2, 1, 9, 40002), 4), None);
         assert_eq!(x.take(&key(2, 1, 9, 41000), 4), None);
-        assert_eq!(x.take(&call, 4), Some((m, 4)));
+        assert_eq!(x.take(&call, 4), Some(took(m, 4)));
         x.flush_sip(&m, false);
         assert!(x.none_pending());
     }

@@ -17,6 +17,7 @@ use std::fmt;
 pub mod amanda;
 pub mod ftp;
 pub mod irc;
+pub mod pptp;
 pub mod sane;
 pub mod sip;
 pub mod tftp;
