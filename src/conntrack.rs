@@ -586,6 +586,34 @@ impl Conntrack {
         }
     }
 
+    /// With helpers configured, what a new entry `e` gets: the pending expectation its tuple
+    /// takes, if any (EXPECTED, and its master returned), and its helper: the ruleset's for
+    /// its port, or else the one the expectation gives.
+    #[inline(never)]
+    fn expected_and_helper<A: Addr>(
+        &self,
+        t: &Table<A>,
+        e: &mut Entry<A>,
+        now: Nanos,
+    ) -> Option<Key<A>> {
+        let taken = {
+            let mut x = t.expect.lock();
+            if x.none_pending() {
+                None
+            } else {
+                x.take(&e.key, now)
+            }
+        };
+        if taken.is_some() {
+            e.status |= status::EXPECTED;
+        }
+        e.helper = match ctrack_helpers::assigned(&self.cfg.helpers, e.key.proto, e.key.dport) {
+            Some(hl) => ctrack_helpers::index_of(hl),
+            None => taken.map_or(0, |tk| tk.child_helper),
+        };
+        taken.map(|tk| tk.master)
+    }
+
     /// The source key of a version-1 GRE packet with tuple `k` (its destination key set): what
     /// a PPTP master mapped, or 0.
     fn gre_source_key<A: Addr>(&self, t: &Table<A>, k: &Key<A>) -> u16 {
@@ -1455,25 +1483,11 @@ impl Conntrack {
         let mut e = Entry::new(key);
         // A pending expectation is taken by the new connection whatever its tracker then
         // decides, as the kernel takes it when it allocates the entry.
-        let taken = if self.cfg.helpers.is_empty() {
+        let master = if self.cfg.helpers.is_empty() {
             None
         } else {
-            let mut x = t.expect.lock();
-            if x.none_pending() {
-                None
-            } else {
-                x.take(&key, now)
-            }
+            self.expected_and_helper(t, &mut e, now)
         };
-        if taken.is_some() {
-            e.status |= status::EXPECTED;
-        }
-        // The ruleset's helper for the port, or else the one the expectation gives.
-        e.helper = match ctrack_helpers::assigned(&self.cfg.helpers, key.proto, key.dport) {
-            Some(hl) => ctrack_helpers::index_of(hl),
-            None => taken.map_or(0, |tk| tk.child_helper),
-        };
-        let master = taken.map(|tk| tk.master);
         let decided = match init() {
             Open::Decided(st, r) => {
                 e.proto = st;
