@@ -8,10 +8,11 @@
 #
 # Needs root and Debian's iproute2, tcpdump, wireshark-common (editcap), ethtool, curl, wget,
 # python3, dnsmasq-base, dnsutils (dig), iputils-ping, traceroute, openssh-server/-client,
-# iperf3, netcat-openbsd, python3-pyftpdlib, tftpd-hpa, tftp-hpa. Everything runs in three
-# private network namespaces made here (client rl-c, router rl-r, server rl-s) and removed at
-# exit; no traffic leaves them. Captures are taken on the router's client-side interface r0
-# unless a recording says otherwise, so they hold both directions as a router sees them.
+# iperf3, netcat-openbsd, python3-pyftpdlib, tftpd-hpa, tftp-hpa, sip-tester (sipp). Everything
+# runs in three private network namespaces made here (client rl-c, router rl-r, server rl-s) and
+# removed at exit; no traffic leaves them. Captures are taken on the router's client-side
+# interface r0 unless a recording says otherwise, so they hold both directions as a router sees
+# them.
 #
 # Addresses: client 10.99.1.2 / fd99:1::2, router 10.99.1.1 / fd99:1::1 and 10.99.2.1 /
 # fd99:2::1, server 10.99.2.2 / fd99:2::2; 10.99.2.99 / fd99:2::99 exist nowhere (the router
@@ -24,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 ALL="http http6 lossy lossy-small abort refused parallel dns ping traceroute ssh iperf vlan
 any-sll2 any-sll1 pcapng one-sided-in one-sided-out half-open ftp tftp slow-reader tso
 udp-stream pmtu tfo ecn no-opts port-reuse keepalive half-close simultaneous nmap hping
-udp-frag ip-options frag-lossy reorder-heavy loopback client-offload"
+udp-frag ip-options frag-lossy reorder-heavy loopback client-offload sip"
 if [ "${1:-}" = --list ]; then
   echo $ALL
   exit 0
@@ -782,6 +783,189 @@ rec_client-offload() {
   $C curl -s -o /dev/null http://10.99.2.2/40k.bin
   $C curl -s -g -o /dev/null -T "$tmp/up.bin" 'http://[fd99:2::2]/up'
   endcap
+}
+
+# sip_scenarios DIR: writes the sipp scenarios rec_sip needs besides the built-in ones.
+#   reg-server.xml   a registrar: 200 OK to any REGISTER, the Contact sent back with
+#                    ;expires= set to the request's Expires header (0 unregisters)
+#   register.xml     REGISTER with a Contact and Expires: 300, expecting 200 OK
+#   unregister.xml   register.xml, then the same binding again with Expires: 0
+#   uac-dtmf.xml     uac_pcap with only its short RFC 2833 event as media (the g711a stream is
+#                    73 KB a direction: once is enough), SDP c= from [media_ip]
+#   uac-dtmf-b.xml   the same with c= from [local_ip] as uac_pcap writes it: for IPv6 that is
+#                    the bracketed "c=IN IP6 [fd99:1::2]", which the kernel's helper cannot parse
+sip_scenarios() {
+  local d=$1
+  # A second REGISTER of the same Call-ID (the unregistration) is answered within the call.
+  local answer='
+  <recv request="REGISTER"TIMEOUT>
+    <action>
+      <ereg regexp="Expires: *([0-9]+)" search_in="msg" check_it="true" assign_to="all,exp"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Contact:];expires=[$exp]
+      Content-Length: 0
+
+    ]]></send>'
+  {
+    echo '<?xml version="1.0" encoding="ISO-8859-1" ?>'
+    echo '<scenario name="registrar">'
+    echo "$answer" | sed 's/TIMEOUT//'
+    echo "$answer" | sed 's/TIMEOUT/ timeout="2000" ontimeout="done"/'
+    echo '  <label id="done"/>'
+    echo '  <Reference variables="all"/>'
+    echo '</scenario>'
+  } >"$d/reg-server.xml"
+  local reg='
+  <send retrans="500"><![CDATA[
+
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:alice@[remote_ip]:[remote_port]>;tag=[pid]reg[call_number]
+      To: <sip:alice@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: CSEQ REGISTER
+      Contact: <sip:alice@[local_ip]:[local_port]>
+      Expires: EXPIRES
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]></send>
+  <recv response="200"/>'
+  local head='<?xml version="1.0" encoding="ISO-8859-1" ?>'
+  {
+    echo "$head"
+    echo '<scenario name="register">'
+    echo "$reg" | sed 's/CSEQ/1/; s/EXPIRES/300/'
+    echo '</scenario>'
+  } >"$d/register.xml"
+  {
+    echo "$head"
+    echo '<scenario name="unregister">'
+    echo "$reg" | sed 's/CSEQ/1/; s/EXPIRES/300/'
+    echo '  <pause milliseconds="300"/>'
+    echo "$reg" | sed 's/CSEQ/2/; s/EXPIRES/0/'
+    echo '</scenario>'
+  } >"$d/unregister.xml"
+  local call='<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac with a DTMF event">
+  <send retrans="500"><![CDATA[
+
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Subject: Performance Test
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] CADDR
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 8 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-11,16
+
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Subject: Performance Test
+      Content-Length: 0
+
+    ]]></send>
+  <nop>
+    <action>
+      <exec play_pcap_audio="DIR/pcap/dtmf_2833_1.pcap"/>
+    </action>
+  </nop>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: [service] <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Subject: Performance Test
+      Content-Length: 0
+
+    ]]></send>
+  <recv response="200"/>
+</scenario>'
+  echo "$call" | sed "s|CADDR|[media_ip]|; s|DIR|$d|" >"$d/uac-dtmf.xml"
+  echo "$call" | sed "s|CADDR|[local_ip]|; s|DIR|$d|" >"$d/uac-dtmf-b.xml"
+}
+
+rec_sip() {
+  # sipp's built-in uac_pcap plays pcap/g711a.pcap and pcap/dtmf_2833_1.pcap, relative to the
+  # working directory: Debian installs them under /usr/share/sip-tester.
+  local d=$tmp/sip p
+  mkdir -p "$d/pcap"
+  ln -sf /usr/share/sip-tester/g711a.pcap /usr/share/sip-tester/dtmf_2833_1.pcap "$d/pcap/"
+  sip_scenarios "$d"
+  cd "$d"
+  local q=(-nostdin -timeout 30s -timeout_error)
+  # UASes on 5060 that echo the RTP reaching their media port 6000 back to its sender.
+  daemon $S sipp -sn uas -i 10.99.2.2 -p 5060 -rtp_echo -nostdin >/dev/null 2>&1
+  p=$!
+  daemon $S sipp -sn uas -i fd99:2::2 -p 5060 -rtp_echo -nostdin >/dev/null 2>&1
+  sleep 1
+  cap "$out/sip.pcap"
+  # uac_pcap as shipped: 8 s of G.711 then a DTMF event, RTP 10.99.1.2:6000 <-> 10.99.2.2:6000.
+  $C sipp -sn uac_pcap -i 10.99.1.2 -p 5061 -m 1 "${q[@]}" 10.99.2.2:5060 >/dev/null 2>&1
+  # Two plain calls without media from one port, the second INVITE before the first BYE.
+  $C sipp -sn uac -i 10.99.1.2 -p 5062 -mp 6010 -m 2 -r 10 -d 300 "${q[@]}" 10.99.2.2:5060 \
+    >/dev/null 2>&1
+  # IPv6: a call whose SDP the helper reads, RTP both ways, then one with uac_pcap's bracketed
+  # c= address (the kernel's helper drops that INVITE: "cannot parse SDP message").
+  $C sipp -sf uac-dtmf.xml -i fd99:1::2 -p 5061 -m 1 "${q[@]}" '[fd99:2::2]:5060' >/dev/null 2>&1
+  $C sipp -sf uac-dtmf-b.xml -i fd99:1::2 -p 5063 -mp 6100 -m 1 "${q[@]}" '[fd99:2::2]:5060' \
+    >/dev/null 2>&1
+  # A registrar on 10.99.2.2:5060 in place of the UAS.
+  kill "$p" 2>/dev/null
+  wait "$p" 2>/dev/null
+  daemon $S sipp -sf reg-server.xml -i 10.99.2.2 -p 5060 -nostdin >/dev/null 2>&1
+  sleep 0.5
+  # Registered from 5064, then called there by the server from 5070: the kernel expects that
+  # call (sip/signalling) and tracks it with the SIP helper; its media is a DTMF event each way.
+  $C sipp -sf register.xml -i 10.99.1.2 -p 5064 -m 1 "${q[@]}" 10.99.2.2:5060 >/dev/null 2>&1
+  daemon $C sipp -sn uas -i 10.99.1.2 -p 5064 -mp 6020 -rtp_echo -nostdin >/dev/null 2>&1
+  sleep 0.5
+  $S sipp -sf uac-dtmf.xml -i 10.99.2.2 -p 5070 -mp 6030 -m 1 "${q[@]}" 10.99.1.2:5064 \
+    >/dev/null 2>&1
+  # Registered from 5066 and unregistered: the response with ;expires=0 removes the expectation.
+  $C sipp -sf unregister.xml -i 10.99.1.2 -p 5066 -m 1 "${q[@]}" 10.99.2.2:5060 >/dev/null 2>&1
+  endcap
+  cd /
 }
 
 for rec in $names; do

@@ -16,7 +16,8 @@ top=$(cd "$here/../.." && pwd)
 ktrace=${KTRACE:-$top/../shared/oracle/ktrace}
 [ -x "$ktrace" ] || { echo "regen_real: no oracle at $ktrace (set KTRACE)" >&2; exit 1; }
 names=${*:-"dns ping traceroute refused lossy-small half-close keepalive tfo simultaneous nmap
-hping udp-frag any-sll2 vlan pcapng one-sided-in pmtu ecn ssh ftp tftp half-open udp-stream"}
+hping udp-frag any-sll2 vlan pcapng one-sided-in pmtu ecn ssh ftp tftp half-open udp-stream
+sip"}
 args="--helper all"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
