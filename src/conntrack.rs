@@ -142,9 +142,9 @@ impl<A: Addr> sip::Expect for SipTable<'_, A> {
 /// yet) and `nf_conntrack_log_invalid` (nothing is logged).
 ///
 /// `helpers` assigns helpers to new connections by protocol and destination port, as an
-/// `nft ct helper set` rule does. The FTP and TFTP helpers read their connections and announce
-/// expectations (at most `nf_conntrack_expect_max` pending); the other helpers are assigned
-/// but read nothing yet.
+/// `nft ct helper set` rule does. The FTP, TFTP, SIP, IRC, Amanda, SANE and PPTP helpers read
+/// their connections and announce expectations (at most `nf_conntrack_expect_max` pending);
+/// SNMP and NetBIOS-NS are assigned but, as for traffic the kernel forwards, announce nothing.
 ///
 /// ```
 /// use ctrack::Config;

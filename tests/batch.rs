@@ -68,7 +68,7 @@ fn batches_match_single_packets_on_every_capture_with_checksums() {
     every_capture("nf_conntrack_checksum=1");
 }
 
-/// With every helper assigned (`--helper all`), the FTP and TFTP captures' helpers announce
+/// With every helper assigned (`--helper all`), the helper captures' helpers announce
 /// expectations and their data connections take them: the batch tracks the helpers' packets
 /// one by one and everything in order while an expectation is pending.
 #[test]

@@ -1,5 +1,6 @@
 //! Application-layer helpers: the registry of helper names, their default ports and
-//! expectation policies, and how a ruleset assigns them to connections by port.
+//! expectation policies, how a ruleset assigns them to connections by port, and each helper's
+//! reading of its connections' payload (sans-IO: the engine applies what they announce).
 //!
 //! ```
 //! use ctrack_helpers::{Assignment, parse_assignments};
