@@ -287,10 +287,11 @@ impl Conntrack {
         }
     }
 
-    /// True when an expectation is pending in either family: a new connection in any shard
-    /// may take it, so packets must then be tracked in order.
+    /// True when an expectation is pending in either family (a new connection in any shard
+    /// may take it) or an expected connection has a helper of its own (whose packets need not
+    /// touch a helper's port): packets must then be tracked in order, each by the full path.
     fn expecting(&self) -> bool {
-        !self.v4.expect.lock().none_pending() || !self.v6.expect.lock().none_pending()
+        !self.v4.expect.lock().quiet() || !self.v6.expect.lock().quiet()
     }
 
     /// Takes the packet just queued for position `pos` back out of its queue when it goes to

@@ -1516,6 +1516,7 @@ impl Conntrack {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return v;
         }
+        let helped = e.helper != 0;
         let Ok(idx) = sb.shard.insert(h, e, now, &hash) else {
             // Never after `make_room` above (nothing has been allocated since).
             return self.out_of_memory(sb);
@@ -1524,7 +1525,7 @@ impl Conntrack {
         slot.publish(sb);
         sb.stats.insert += 1;
         if let Some(m) = master {
-            t.expect.lock().adopt(key, m);
+            t.expect.lock().adopt(key, m, helped);
         }
         v
     }

@@ -182,6 +182,9 @@ pub(crate) struct Expectations<A: Addr> {
     child_count: HashMap<Key<A>, u32>,
     /// GRE key mappings of PPTP masters, oldest first.
     keymap: Vec<KeyMap<A>>,
+    /// Live expected connections that have a helper of their own (a SIP call to a registered
+    /// contact): its packets must reach it wherever their ports lie.
+    helped_children: std::collections::HashSet<Key<A>>,
 }
 
 impl<A: Addr> Expectations<A> {
@@ -513,8 +516,18 @@ impl<A: Addr> Expectations<A> {
         !self.keymap.is_empty()
     }
 
-    /// Records that the new connection `child` took an expectation of `master`.
-    pub(crate) fn adopt(&mut self, child: Key<A>, master: Key<A>) {
+    /// True when no expectation is pending and no expected connection has a helper of its
+    /// own: the batch may then track packets off the helpers' ports shard by shard.
+    pub(crate) fn quiet(&self) -> bool {
+        self.count == 0 && self.helped_children.is_empty()
+    }
+
+    /// Records that the new connection `child` took an expectation of `master`; `helped`:
+    /// it has a helper of its own.
+    pub(crate) fn adopt(&mut self, child: Key<A>, master: Key<A>, helped: bool) {
+        if helped {
+            self.helped_children.insert(child);
+        }
         if let Some(old) = self.children.insert(child, master) {
             self.release_child_of(&old);
         }
@@ -542,6 +555,9 @@ impl<A: Addr> Expectations<A> {
                 }
                 self.masters.remove(k);
             }
+        }
+        if child {
+            self.helped_children.remove(k);
         }
         if child && let Some(m) = self.children.remove(k) {
             self.release_child_of(&m);
@@ -801,15 +817,15 @@ mod tests {
         let mut x = Expectations::default();
         let m = key(1, 2, 40000, 21);
         let (c1, c2) = (key(1, 2, 1, 5000), key(1, 2, 2, 5001));
-        x.adopt(c1, m);
-        x.adopt(c2, m);
+        x.adopt(c1, m, false);
+        x.adopt(c2, m, true);
         assert_eq!(x.children_of(&m), 2);
         x.forget(&c1, false, true);
         assert_eq!(x.children_of(&m), 1);
         x.forget(&c2, false, true);
         x.forget(&c2, false, true);
         assert_eq!(x.children_of(&m), 0);
-        assert!(x.child_count.is_empty() && x.children.is_empty());
+        assert!(x.child_count.is_empty() && x.children.is_empty() && x.quiet());
     }
 
     #[test]

@@ -271,6 +271,39 @@ def _():
     return p
 
 
+@scenario("helpers/sip-register-child", args=ALL)
+def _():
+    """A call to a registered contact from a port no helper is assigned to: the call's
+    connection carries the SIP helper it got from the expectation, and keeps it once the
+    registration is gone (its re-INVITE still announces media)."""
+    C, R = "10.40.7.1", "10.40.7.2"
+    d = Dialog(C, R, callid="reg7", buser="alice")
+    contact = "Contact: <sip:alice@%s:5062>" % C
+    p = [
+        d.req("REGISTER", 1, extra=[contact, "Expires: 600"], uri="sip:%s" % R),        # 0
+        d.resp(200, "OK", 1, "REGISTER", extra=[contact + ";expires=600"]),              # 1
+    ]
+    inv = Dialog(R, C, aport=5070, bport=5062, callid="in7", auser="carol", buser="alice")
+    p += [
+        # Media put on hold (port 0): nothing is expected but the registration.
+        inv.req("INVITE", 1, sdp(R, ["c=IN IP4 %s" % R, "t=0 0", "m=audio 0 RTP/AVP 0"])),
+        inv.resp(200, "OK", 1, "INVITE",
+                 sdp(C, ["c=IN IP4 %s" % C, "t=0 0", "m=audio 0 RTP/AVP 0"])),           # 3
+        inv.req("ACK", 1),
+        # Unregister: the signalling expectation goes, the call stays.
+        d.req("REGISTER", 2, extra=[contact, "Expires: 0"], uri="sip:%s" % R),           # 5
+        d.resp(200, "OK", 2, "REGISTER", extra=[contact + ";expires=0"]),                # 6
+        # A re-INVITE on the call, away from every helper's port, brings the media.
+        inv.req("INVITE", 2, sdp(R, ["c=IN IP4 %s" % R, "t=0 0", "m=audio 31000 RTP/AVP 0"])),
+        inv.resp(200, "OK", 2, "INVITE",
+                 sdp(C, ["c=IN IP4 %s" % C, "t=0 0", "m=audio 41000 RTP/AVP 0"])),       # 8
+        inv.req("ACK", 2),
+        rtp(C, R, 41000, 31000),                                                         # 10
+        rtp(R, C, 31000, 41000),
+    ]
+    return p
+
+
 @scenario("helpers/sip-bad", args=ALL)
 def _():
     """Messages the helper refuses (the packet is dropped after tracking): a handled request
