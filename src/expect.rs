@@ -255,13 +255,16 @@ impl<A: Addr> Expectations<A> {
     ) -> Result<(), Refused> {
         self.purge_master(m, now);
         let dest = e.dest();
+        // Those that have run out here are gone already, for the kernel.
+        while let Some(i) =
+            (self.pending.get(&dest)).and_then(|l| l.iter().position(|p| p.expires <= now))
+        {
+            self.remove(&dest, i);
+        }
         if let Some(list) = self.pending.get(&dest) {
             // Newest first, as the kernel's hash chain holds them.
             let mut replace = None;
             for (i, p) in list.iter().enumerate().rev() {
-                if p.expires <= now {
-                    continue; // gone already, for the kernel
-                }
                 if (spec.skip_master || p.master == *m) && p.e.same_source(&e) {
                     if p.class != spec.class || p.master != *m {
                         return Err(Refused::Already);
@@ -618,6 +621,7 @@ impl<A: Addr> Expectations<A> {
 mod tests {
     use super::*;
     use crate::tuple::proto;
+    use proptest::prelude::*;
 
     const SEC: Nanos = NANOS_PER_SEC;
 
@@ -861,5 +865,152 @@ mod tests {
                 "299 l3proto = 2 proto=17 src=10.0.0.1 dst=10.0.0.2 sport=0 dport=40000 tftp",
             ]
         );
+    }
+
+    impl Expectations<[u8; 4]> {
+        /// The bookkeeping agrees with itself: the count, and each pending expectation listed
+        /// once by its master (and nothing else listed).
+        fn check(&self) {
+            let all: Vec<_> = self.pending.values().flatten().collect();
+            assert_eq!(self.count, all.len());
+            for p in &all {
+                let listed = self
+                    .masters
+                    .get(&p.master)
+                    .map_or(0, |m| m.expecting.iter().filter(|e| **e == p.e).count());
+                assert_eq!(listed, 1, "{p:?}");
+            }
+            for (k, m) in &self.masters {
+                for e in &m.expecting {
+                    assert!(self.find(e).is_some_and(|p| p.master == *k), "{e:?}");
+                }
+            }
+            for (d, l) in &self.pending {
+                assert!(!l.is_empty());
+                assert!(l.iter().all(|p| p.e.dest() == *d));
+            }
+            for k in self.keymap.iter() {
+                let mine = self.keymap.iter().filter(|x| x.master == k.master);
+                assert!(mine.filter(|x| x.dir == k.dir).count() == 1);
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Expect {
+            m: u8,
+            src: Option<u8>,
+            dport: u8,
+            class: u8,
+            skip: bool,
+            perm: bool,
+            at: u8,
+        },
+        Take {
+            src: u8,
+            dport: u8,
+            at: u8,
+        },
+        Flush {
+            m: u8,
+            media: bool,
+        },
+        Refresh {
+            m: u8,
+            dport: u8,
+            at: u8,
+        },
+        Keymap {
+            m: u8,
+            dir: u8,
+            key: u8,
+        },
+        Forget {
+            m: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (
+                0..3u8,
+                proptest::option::of(0..3u8),
+                0..4u8,
+                0..3u8,
+                any::<bool>(),
+                any::<bool>(),
+                0..20u8
+            )
+                .prop_map(|(m, src, dport, class, skip, perm, at)| Op::Expect {
+                    m,
+                    src,
+                    dport,
+                    class,
+                    skip,
+                    perm,
+                    at
+                }),
+            (0..3u8, 0..4u8, 0..20u8).prop_map(|(src, dport, at)| Op::Take { src, dport, at }),
+            (0..3u8, any::<bool>()).prop_map(|(m, media)| Op::Flush { m, media }),
+            (0..3u8, 0..4u8, 0..20u8).prop_map(|(m, dport, at)| Op::Refresh { m, dport, at }),
+            (0..3u8, 0..2u8, 0..3u8).prop_map(|(m, dir, key)| Op::Keymap { m, dir, key }),
+            (0..3u8).prop_map(|m| Op::Forget { m }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever helpers ask, in whatever order, the pending expectations, their masters'
+        /// lists, the class limits and the key map stay consistent.
+        #[test]
+        fn bookkeeping_holds_under_any_sequence(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut x = Expectations::default();
+            let master = |m: u8| key(100 + m, 1, 5060, 5060);
+            for o in ops {
+                match o {
+                    Op::Expect { m, src, dport, class, skip, perm, at } => {
+                        let e = Expected {
+                            src: src.map(|a| [10, 0, 0, a]),
+                            sport: None,
+                            dst: [10, 0, 0, 1],
+                            dport: 40000 + u16::from(dport),
+                            zone: 0,
+                            proto: proto::UDP,
+                        };
+                        let spec = Spec {
+                            class,
+                            skip_master: skip,
+                            permanent: perm,
+                            inactive: perm,
+                            ..Spec::plain(2, 10 * SEC)
+                        };
+                        let _ = x.expect(&master(m), 4, e, spec, 5, u64::from(at) * SEC);
+                        let of_class = x.masters.get(&master(m)).map_or(0, |mm| {
+                            mm.expecting.iter().filter(|e| x.find(e).is_some_and(|p| p.class == class)).count()
+                        });
+                        prop_assert!(of_class <= 2);
+                    }
+                    Op::Take { src, dport, at } => {
+                        let k = Key { proto: proto::UDP, ..key(src, 1, 999, 40000 + u16::from(dport)) };
+                        let _ = x.take(&k, u64::from(at) * SEC);
+                    }
+                    Op::Flush { m, media } => x.flush_sip(&master(m), media),
+                    Op::Refresh { m, dport, at } => {
+                        let _ = x.refresh_signalling(&master(m), [10, 0, 0, 1], proto::UDP,
+                            40000 + u16::from(dport), 30, u64::from(at) * SEC);
+                    }
+                    Op::Keymap { m, dir, key } => {
+                        let _ = x.keymap_add(&master(m), dir, [10, 0, 0, m], [10, 0, 0, 1],
+                            u16::from(key), 7);
+                    }
+                    Op::Forget { m } => x.forget(&master(m), true, false),
+                }
+                x.check();
+            }
+            for m in 0..3 {
+                x.forget(&master(m), true, false);
+            }
+            prop_assert!(x.none_pending() && !x.has_keymap());
+        }
     }
 }
