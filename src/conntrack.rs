@@ -749,6 +749,7 @@ impl Conntrack {
             ReadyL4::Udp => l4.get(8..),
         };
         let payload = payload.unwrap_or_default();
+        let is_udp = matches!(r.l4, ReadyL4::Udp);
         // Only a connection still in the table has a helper (its tracker may have killed it
         // with this very packet); the SIP and Amanda helpers refresh it before reading.
         let h = self.hash(&orig);
@@ -763,7 +764,9 @@ impl Conntrack {
                 return v;
             };
             let keep = match helper.name {
-                "sip" if !payload.is_empty() => Some(sip::SIP_TIMEOUT),
+                "sip" if !payload.is_empty() && (is_udp || v.state == State::Established) => {
+                    Some(sip::SIP_TIMEOUT)
+                }
                 "amanda" if v.dir == Dir::Reply => Some(AMANDA_MASTER_TIMEOUT),
                 _ => None,
             };
@@ -930,7 +933,12 @@ impl Conntrack {
                     Err(_) => Verdict::DROPPED,
                 }
             }
-            ("sip", ReadyL4::Udp) => {
+            ("sip", l4) => {
+                // Over TCP, established connections only.
+                let tcp = matches!(l4, ReadyL4::Tcp(_));
+                if tcp && v.state != State::Established {
+                    return v;
+                }
                 let mut x = t.expect.lock();
                 let mut m = x.master(orig).sip;
                 let conn = sip::Conn {
@@ -947,7 +955,11 @@ impl Conntrack {
                     max_total,
                     now,
                 };
-                let outcome = sip::help_udp(&mut m, &conn, payload, &mut table);
+                let outcome = if tcp {
+                    sip::help_tcp(&mut m, &conn, payload, &mut table)
+                } else {
+                    sip::help_udp(&mut m, &conn, payload, &mut table)
+                };
                 x.master(orig).sip = m;
                 match outcome {
                     sip::Outcome::Accept => v,

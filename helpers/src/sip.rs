@@ -145,6 +145,74 @@ pub fn help_udp(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -
     if payload.len() < SHORTEST {
         return Outcome::Accept;
     }
+    message(m, c, payload, x)
+}
+
+/// Reads one TCP segment's payload of an established SIP connection (what `sip_help_tcp`
+/// does after refreshing the master, which the engine does itself): payloads shorter than
+/// "SIP/2.0 200" are accepted unread; then each whole message in turn, a message being framed
+/// by its `Content-Length` and the blank line after it. Reading stops at a message without a
+/// readable length or blank line, and a message that runs past the segment is not read.
+///
+/// ```
+/// use ctrack_helpers::sip::{Class, Conn, Expect, Master, Outcome, help_tcp};
+/// struct Asked(Vec<u16>);
+/// impl Expect for Asked {
+///     fn flush(&mut self, _: bool) {}
+///     fn media(&mut self, _: Class, _: [u8; 16], port: u16) -> bool {
+///         self.0.push(port);
+///         true
+///     }
+///     fn signalling(&mut self, _: [u8; 16], _: u8, _: u16) -> bool { true }
+///     fn refresh_signalling(&mut self, _: [u8; 16], _: u8, _: u16, _: u32) -> bool { false }
+/// }
+/// let mut a = [0u8; 16];
+/// a[..4].copy_from_slice(&[10, 0, 0, 1]);
+/// let c = Conn { v6: false, src: a, dst: a, expected: false };
+/// let sdp = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n";
+/// let msg = format!(
+///     "ACK sip:b@10.0.0.2 SIP/2.0\r\nCSeq: 1 ACK\r\nContent-Length: {}\r\n\r\n{sdp}",
+///     sdp.len()
+/// );
+/// let mut x = Asked(vec![]);
+/// let two = format!("{msg}{msg}");
+/// assert_eq!(help_tcp(&mut Master::default(), &c, two.as_bytes(), &mut x), Outcome::Accept);
+/// assert_eq!(x.0, [4000, 4000]);
+/// ```
+pub fn help_tcp(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -> Outcome {
+    if payload.len() < SHORTEST {
+        return Outcome::Accept;
+    }
+    let mut rest = payload;
+    loop {
+        let t = Text { b: rest, v6: c.v6 };
+        let Hit::Found { off, .. } = t.header(0, &CONTENT_LENGTH) else {
+            break;
+        };
+        let (clen, end) = t.uint(off, t.len());
+        if end == off {
+            break;
+        }
+        let Some(blank) = (end..rest.len().saturating_sub(3)).find(|&i| t.eq_case(i, b"\r\n\r\n"))
+        else {
+            break;
+        };
+        let len = blank + 4 + clen as usize;
+        let Some(msg) = rest.get(..len) else {
+            return Outcome::Accept;
+        };
+        let out = message(m, c, msg, x);
+        if out != Outcome::Accept {
+            return out;
+        }
+        rest = &rest[len..];
+    }
+    Outcome::Accept
+}
+
+/// One SIP message (`process_sip_msg`): a response when it starts with "SIP/2.0 ", a request
+/// otherwise.
+fn message(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -> Outcome {
     let mut r = Reader {
         t: Text {
             b: payload,
@@ -420,6 +488,12 @@ const CONTACT: Field = Field {
     compact: Some(b"m"),
     search: Some(b"sip:"),
     value: Value::Uri,
+};
+const CONTENT_LENGTH: Field = Field {
+    name: b"Content-Length",
+    compact: Some(b"l"),
+    search: None,
+    value: Value::Digits,
 };
 const EXPIRES: Field = Field {
     name: b"Expires",

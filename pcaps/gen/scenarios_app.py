@@ -551,3 +551,53 @@ def _():
         Flow(40029, 50061, v6=True, c=C6, s=S6).c("S"),                                # 19
     ]
     return p
+
+
+# ---------------------------------------------------------------- SIP over TCP
+
+@scenario("helpers/sip-tcp", args="--helper sip:tcp:5060")
+def _():
+    """SIP over TCP (the helper assigned with sip:tcp:5060): only established segments are
+    read, each whole message framed by the first Content-Length found and the blank line after
+    it, several per segment; a message that runs past its segment is not read. A message without
+    a length borrows the next one's: both are read as one (the first's method, the media of
+    both SDP bodies). Each segment with payload sets the master to 3600 s, and the next one
+    without gives the TCP timeout back."""
+    C, S = "10.40.8.1", "10.40.8.2"
+    f = Flow(43060, 5060, c=C, s=S)
+
+    def req(method, cseq, body=b"", length=True):
+        hdrs = ["Via: SIP/2.0/TCP %s:43060;branch=z9hG4bK%s%d" % (C, method, cseq),
+                "From: <sip:alice@%s>;tag=t1" % C, "To: <sip:bob@%s>" % S,
+                "Call-ID: tcp1@%s" % C, "CSeq: %d %s" % (cseq, method)]
+        return sip_msg("%s sip:bob@%s SIP/2.0" % (method, S), hdrs, body,
+                       clen="Content-Length" if length else None)
+
+    def resp(code, reason, cseq, method, body=b""):
+        hdrs = ["Via: SIP/2.0/TCP %s:43060;branch=z9hG4bK%s%d" % (C, method, cseq),
+                "From: <sip:alice@%s>;tag=t1" % C, "To: <sip:bob@%s>;tag=t2" % S,
+                "Call-ID: tcp1@%s" % C, "CSeq: %d %s" % (cseq, method)]
+        return sip_msg("SIP/2.0 %d %s" % (code, reason), hdrs, body)
+
+    def media(origin, port):
+        return sdp(origin, ["c=IN IP4 %s" % origin, "t=0 0", "m=audio %d RTP/AVP 0" % port])
+
+    p = f.handshake()                                                                    # 0-2
+    p += [f.c("PA", req("INVITE", 1, media(C, 40000))), f.s("A")]                       # 3, 4
+    # Two responses in one segment: both read.
+    p += [f.s("PA", resp(100, "Trying", 1, "INVITE") + resp(200, "OK", 1, "INVITE", media(S, 50000)))]
+    p += [f.c("PA", req("ACK", 1)), f.s("A")]                                           # 6, 7
+    p += [rtp(S, C, 50000, 40000), rtp(C, S, 40000, 50000)]                              # 8, 9
+    # A re-INVITE cut in the middle of its body: not read (its port is not expected).
+    whole = req("INVITE", 2, media(C, 41000))
+    p += [f.c("PA", whole[:-20]), f.s("A"), f.c("PA", whole[-20:]), f.s("A")]           # 10-13
+    p += [rtp(S, C, 50000, 41000)]                                                       # 14
+    # A message without Content-Length: the next message's length frames both as one UPDATE.
+    p += [f.c("PA", req("UPDATE", 3, media(C, 42000), length=False) + req("ACK", 4, media(C, 43000))),
+          f.s("A")]                                                                      # 15, 16
+    p += [rtp(S, C, 50000, 42000), rtp(S, C, 50000, 43000)]                              # 17, 18
+    # A lone ACK with media after it: read.
+    p += [f.c("PA", req("ACK", 5, media(C, 44000))), f.s("A"), rtp(S, C, 50000, 44000)]  # 19-21
+    # The last segment has a payload: the master is left at 3600 s.
+    p += [f.c("PA", req("OPTIONS", 6))]                                                  # 22
+    return p
