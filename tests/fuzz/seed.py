@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Seeds the fuzz corpora from the project's captures: corpus/capture gets small capture
 files as they are, corpus/frames gets each classic pcap's first 200 frames (up to 255 bytes
-each) as `frames` records (raw frames, lengths as captured, one-second time steps)."""
+each) as `frames` records (raw frames, lengths as captured, one-second time steps), and
+corpus/helpers gets the payloads the helper captures carry to and from the helpers' ports,
+as `helpers` inputs (a selector byte, then the messages)."""
 import glob
 import os
 import shutil
@@ -40,3 +42,53 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
         n += 1
     if n:
         open(os.path.join(HERE, 'corpus', 'frames', name), 'wb').write(out)
+
+
+# The helpers' ports and their `helpers` target selectors.
+HELPED = {5060: 0, 6667: 2, 10080: 3, 6566: 4, 1723: 5}
+SEP = b"\xff\x00\xff"
+
+
+def payload(frame):
+    """The (source port, destination port, payload) of an Ethernet TCP or UDP frame."""
+    if len(frame) < 14:
+        return None
+    et = struct.unpack('!H', frame[12:14])[0]
+    ip = frame[14:]
+    if et == 0x0800 and len(ip) >= 20:
+        nh, off = ip[9], (ip[0] & 15) * 4
+        end = struct.unpack('!H', ip[2:4])[0]
+    elif et == 0x86dd and len(ip) >= 40:
+        nh, off = ip[6], 40
+        end = 40 + struct.unpack('!H', ip[4:6])[0]
+    else:
+        return None
+    l4 = ip[off:end]
+    if nh == 17 and len(l4) >= 8:
+        return struct.unpack('!HH', l4[:4]) + (l4[8:],)
+    if nh == 6 and len(l4) >= 20:
+        return struct.unpack('!HH', l4[:4]) + (l4[(l4[12] >> 4) * 4:],)
+    return None
+
+
+os.makedirs(os.path.join(HERE, 'corpus', 'helpers'), exist_ok=True)
+for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap'), recursive=True)):
+    d = open(f, 'rb').read()
+    if len(d) < 24 or struct.unpack('<I', d[20:24])[0] != 1:
+        continue
+    runs = {}
+    off = 24
+    while off + 16 <= len(d):
+        incl = struct.unpack('<IIII', d[off:off + 16])[2]
+        p = payload(d[off + 16:off + 16 + incl])
+        off += 16 + incl
+        if not p or not p[2]:
+            continue
+        sport, dport, data = p
+        for port, sel in HELPED.items():
+            if port in (sport, dport):
+                runs.setdefault(sel | (8 if port == sport else 0), []).append(data)
+    name = os.path.relpath(f, PCAPS).replace(os.sep, '-')
+    for sel, msgs in runs.items():
+        out = bytes([sel]) + SEP.join(msgs[:40])
+        open(os.path.join(HERE, 'corpus', 'helpers', '%s-%d' % (name, sel)), 'wb').write(out)
