@@ -20,12 +20,12 @@ use crate::table::{Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
 use crate::tuple::{Addr, Key, proto};
 use crate::verdict::{State, Verdict};
-use ctrack_helpers::{Policy, amanda, ftp, irc, pptp, sip, tftp};
+use ctrack_helpers::{amanda, ftp, irc, pptp, sip, tftp};
 
 /// How long the Amanda helper keeps its master connection after each reply (seconds).
 const AMANDA_MASTER_TIMEOUT: u32 = 300;
 
-/// An IPv4 address in the first four of sixteen bytes (what `Addr::from_bytes` reads).
+/// An address in sixteen bytes, an IPv4 one in the first four (what `Addr::from_bytes` reads).
 fn pad16(a: &[u8]) -> [u8; 16] {
     let mut b = [0; 16];
     let n = a.len().min(16);
@@ -43,17 +43,22 @@ struct SipTable<'x, A: Addr> {
     now: Nanos,
 }
 
+/// The policy of `helper`'s expectation class `class` as an expectation spec.
+fn policy_spec(helper: &ctrack_helpers::Helper, class: u8) -> Spec {
+    let p = helper.policies.get(usize::from(class));
+    Spec {
+        class,
+        ..Spec::plain(
+            p.map_or(0, |p| p.max_expected),
+            ctrack_protocols::secs(p.map_or(0, |p| p.timeout)),
+        )
+    }
+}
+
 impl<A: Addr> SipTable<'_, A> {
     /// The policy of `class` as an expectation spec.
     fn spec(&self, class: sip::Class) -> Spec {
-        let p = self.helper.policies.get(class as usize);
-        Spec {
-            class: class as u8,
-            ..Spec::plain(
-                p.map_or(0, |p| p.max_expected),
-                ctrack_protocols::secs(p.map_or(0, |p| p.timeout)),
-            )
-        }
+        policy_spec(self.helper, class as u8)
     }
 
     fn expected(&self, src: Option<A>, dst: [u8; 16], proto: u8, dport: u16) -> Expected<A> {
@@ -806,14 +811,7 @@ impl Conntrack {
     ) -> Verdict {
         let index = ctrack_helpers::index_of(helper);
         let max_total = self.cfg.sysctl.nf_conntrack_expect_max as usize;
-        let plain = |class: usize| {
-            let p = helper.policies.get(class).copied().unwrap_or(Policy {
-                name: "",
-                max_expected: 0,
-                timeout: 0,
-            });
-            Spec::plain(p.max_expected, ctrack_protocols::secs(p.timeout))
-        };
+        let plain = |class| policy_spec(helper, class);
         let tcp_from = |src: Option<A>, dst: A, dport: u16| Expected {
             src,
             sport: None,
@@ -840,8 +838,7 @@ impl Conntrack {
                                 (Some(a), _) => {
                                     // Over IPv6, the IPv4 address lands on the first four
                                     // bytes of the sender's.
-                                    let mut bytes = [0u8; 16];
-                                    bytes[..sender.as_ref().len()].copy_from_slice(sender.as_ref());
+                                    let mut bytes = pad16(sender.as_ref());
                                     bytes[..4].copy_from_slice(&a);
                                     A::from_bytes(&bytes)
                                 }

@@ -444,20 +444,13 @@ impl<A: Addr> Expectations<A> {
         let Some(master) = self.masters.get(m) else {
             return;
         };
+        // Removing one also takes it off its master's list (see `remove`).
         let gone: Vec<_> = (master.expecting.iter())
-            .filter(|e| self.find(e).is_none_or(|p| p.expires <= now))
+            .filter(|e| self.find(e).is_some_and(|p| p.expires <= now))
             .copied()
             .collect();
         for e in &gone {
             self.drop_pending(e);
-        }
-        if let Some(master) = self.masters.get_mut(m) {
-            let pending = &self.pending;
-            master.expecting.retain(|e| {
-                pending
-                    .get(&e.dest())
-                    .is_some_and(|l| l.iter().any(|p| p.e.same_source(e)))
-            });
         }
     }
 

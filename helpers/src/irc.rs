@@ -62,20 +62,19 @@ fn dcc_target(data: &[u8], from: usize) -> Option<([u8; 4], u64)> {
     Some(((ip as u32).to_be_bytes(), port))
 }
 
-/// Every DCC offer of a client's segment that can be read, in order, as (address, port).
-/// The helper acts on the first: when its address is not the client's or its port is zero,
-/// the rest of the segment is not read (kernels before 2026 read on).
-pub fn offers(payload: &[u8]) -> Vec<([u8; 4], u16)> {
+/// The first DCC offer of a client's segment that can be read, as (address, port), whatever
+/// its address: the helper acts on it, and when its address is not the client's or its port is
+/// zero, the rest of the segment is not read (kernels before 2026 read on).
+pub fn offer(payload: &[u8]) -> Option<([u8; 4], u16)> {
     let data = &payload[..payload.len().min(MAX_SEARCH)];
     let limit = data.len();
-    let mut out = Vec::new();
     let mut at = 0;
     while at + 10 < limit && matches!(data[at], b' ' | b'\r' | b'\n') {
         at += 1;
     }
     if at + 10 < limit {
         if !data[at..at + 8].eq_ignore_ascii_case(b"PRIVMSG ") {
-            return out;
+            return None;
         }
         at += 8;
     }
@@ -86,7 +85,7 @@ pub fn offers(payload: &[u8]) -> Vec<([u8; 4], u16)> {
         }
         at += 2;
         if &data[at..at + 5] != b"\x01DCC " {
-            return out;
+            return None;
         }
         at += 5;
         for kind in KINDS {
@@ -97,17 +96,11 @@ pub fn offers(payload: &[u8]) -> Vec<([u8; 4], u16)> {
             // the next kinds are tried from there.
             at += kind.len();
             if let Some((ip, port)) = dcc_target(data, at) {
-                out.push((ip, port as u16));
+                return Some((ip, port as u16));
             }
         }
     }
-    out
-}
-
-/// The DCC offer of a client's segment the helper acts on (see [`offers`]), whatever its
-/// address.
-pub fn offer(payload: &[u8]) -> Option<([u8; 4], u16)> {
-    offers(payload).into_iter().next()
+    None
 }
 
 #[cfg(test)]
@@ -152,13 +145,13 @@ mod tests {
     fn any_bytes_are_read_without_panic() {
         let base = b"PRIVMSG bob :\x01DCC SEND file 167772161 5000 100\x01\r\n".to_vec();
         for cut in 0..=base.len() {
-            let _ = offers(&base[..cut]);
+            let _ = offer(&base[..cut]);
             for i in 0..cut {
                 let mut m = base[..cut].to_vec();
                 m[i] ^= 0x5a;
-                let _ = offers(&m);
+                let _ = offer(&m);
             }
         }
-        let _ = offers(&vec![b' '; 10_000]);
+        let _ = offer(&vec![b' '; 10_000]);
     }
 }

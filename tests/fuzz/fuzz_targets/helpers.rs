@@ -90,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             for msg in messages(body) {
-                let _ = irc::offers(msg);
+                let _ = irc::offer(msg);
             }
         }
         3 => {
