@@ -44,7 +44,11 @@ fi
 "$ktrace" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out"
 replayed=$work/stamped.pcap
 [ -z "${DIRECT:-}" ] || replayed=$file
-"$ctrack" replay "$replayed" "${args[@]}" --sysctl nf_conntrack_checksum=0 \
+cargs=()
+for a in "${args[@]}"; do
+  [ "$a" = --realtime ] || cargs+=("$a")   # the oracle's timing option; the stamped copy carries it
+done
+"$ctrack" replay "$replayed" "${cargs[@]}" --sysctl nf_conntrack_checksum=0 \
   --verdicts --table --expect > "$work/ctrack.out"
 exec python3 - "$file" "$work/kernel.out" "$work/ctrack.out" "${MAX:-40}" <<'EOF'
 import collections, sys

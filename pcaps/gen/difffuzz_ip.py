@@ -1,0 +1,784 @@
+#!/usr/bin/python3
+"""Random differential testing of ctrack against the kernel oracle on non-TCP and IP-layer
+traffic (a development tool; see README.md).
+
+    /usr/bin/python3 pcaps/gen/difffuzz_ip.py gen SEED OUT.pcap     # one case; prints its args
+    /usr/bin/python3 pcaps/gen/difffuzz_ip.py run [--seed S] [--count N] [--out DIR]
+
+A case is a small capture (5-60 packets) built from plausible events (UDP and UDP-Lite flows,
+ICMP/ICMPv6 queries, ICMP errors about flows that exist or not, IPv4/IPv6 fragments, IPv4
+options, IPv6 extension headers, GRE, SCTP, generic protocols, helper traffic) of which some
+are then perturbed (lengths, checksums, truncation, TTL, flipped bytes). `run` generates cases
+SEED-0, SEED-1, ..., compares each with compare.sh (kernel-stamped replay) and keeps every
+failing case (capture, arguments, both outputs, the disagreements and a packet listing)
+under OUT (default /tmp/difffuzz-ip), with a running summary in OUT/summary.txt.
+`gen` rebuilds one case from its seed string (e.g. `gen 7-123 case.pcap`) and prints the
+arguments it is compared with.
+"""
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+
+from scapy.all import (  # noqa: E402
+    GRE, ICMP, IP, SCTP, TCP, UDP, Dot1Q, Ether, ICMPv6DestUnreach, ICMPv6EchoReply,
+    ICMPv6EchoRequest, ICMPv6PacketTooBig, ICMPv6ParamProblem, ICMPv6TimeExceeded, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw,
+    SCTPChunkAbort, SCTPChunkCookieAck, SCTPChunkCookieEcho, SCTPChunkData, SCTPChunkHeartbeatReq,
+    SCTPChunkInit, SCTPChunkInitAck, SCTPChunkShutdown, SCTPChunkShutdownAck,
+    SCTPChunkShutdownComplete, conf, raw,
+)
+
+conf.verb = 0
+
+C4 = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
+S4 = ["10.2.0.1", "10.2.0.2", "10.2.0.3"]
+R4 = ["10.3.0.1", "192.0.2.9"]
+M4 = ["224.0.0.1", "239.1.2.3", "255.255.255.255", "224.0.0.251", "10.2.0.255", "0.0.0.0",
+      "127.0.0.1", "240.0.0.1"]
+C6 = ["2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"]
+S6 = ["2001:db8:2::1", "2001:db8:2::2", "2001:db8:2::3"]
+R6 = ["2001:db8:3::1", "2001:db8:3::2"]
+M6 = ["ff02::1", "ff05::2", "ff0e::1:3", "fe80::1", "::1", "::"]
+
+SYSCTL_VARIANTS = [
+    "--sysctl nf_conntrack_checksum=1",
+    "--sysctl nf_conntrack_udp_timeout=1 --sysctl nf_conntrack_icmp_timeout=1",
+    "--sysctl nf_conntrack_generic_timeout=1 --sysctl nf_conntrack_gre_timeout=1",
+    "--sysctl nf_conntrack_acct=1",
+    "--sysctl nf_conntrack_icmpv6_timeout=1 --sysctl nf_conntrack_udp_timeout_stream=2",
+    "--sysctl nf_conntrack_sctp_timeout_cookie_wait=1 --sysctl nf_conntrack_sctp_timeout_established=2",
+    "--sysctl nf_conntrack_tcp_loose=0",
+]
+
+
+def csum16(b):
+    if len(b) % 2:
+        b += b"\x00"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+class Flow:
+    """Something packets can belong to: proto 'udp', 'udplite', 'icmp', 'tcp', 'gre', 'sctp',
+    'gen'; a and b are the originator and responder."""
+
+    def __init__(self, v6, proto, a, b, sp=0, dp=0, **kw):
+        self.v6, self.proto, self.a, self.b, self.sp, self.dp = v6, proto, a, b, sp, dp
+        self.kw = kw
+
+
+class Case:
+    def __init__(self, seed):
+        self.rng = random.Random(str(seed))
+        self.items = []      # (time, ip bytes or scapy pkt, note, frame-kind)
+        self.flows = []
+        self.t = 0.0
+        self.realtime = False
+        self.tcp = {}
+
+    # ------------------------------------------------------------ helpers
+
+    def r(self):
+        return self.rng.random()
+
+    def ch(self, xs):
+        return self.rng.choice(xs)
+
+    def ip(self, v6, src, dst, l4, proto=None, **kw):
+        if v6:
+            p = IPv6(src=src, dst=dst, **kw)
+            if proto is not None:
+                p.nh = proto
+            return p / l4
+        p = IP(src=src, dst=dst, **kw)
+        if proto is not None:
+            p.proto = proto
+        return p / l4
+
+    def emit(self, pkt, note="", gap=None):
+        if gap is None:
+            gap = 0.001
+        self.t += gap
+        self.items.append([self.t, pkt, note])
+
+    def hosts(self, v6):
+        if v6:
+            return self.ch(C6), self.ch(S6)
+        return self.ch(C4), self.ch(S4)
+
+    def port(self):
+        r = self.r()
+        if r < 0.1:
+            return self.ch([0, 1, 53, 123, 500, 4500, 65535])
+        return self.rng.randint(1024, 65535)
+
+    def payload(self, lo=0, hi=60):
+        return bytes(self.rng.getrandbits(8) for _ in range(self.rng.randint(lo, hi)))
+
+    def gap(self):
+        """Most packets follow at once; with realtime on, a few wait a while."""
+        if self.realtime and self.r() < 0.25:
+            return self.ch([0.5, 1.2, 2.1, 2.6])
+        return 0.001
+
+    # ------------------------------------------------------------ L4 builders for a flow
+
+    def l4(self, f, reply, data=None, **kw):
+        src, dst = (f.b, f.a) if reply else (f.a, f.b)
+        sp, dp = (f.dp, f.sp) if reply else (f.sp, f.dp)
+        if data is None:
+            data = self.payload()
+        if f.proto == "udp":
+            l4 = UDP(sport=sp, dport=dp) / Raw(data)
+            return self.ip(f.v6, src, dst, l4)
+        if f.proto == "udplite":
+            cov = f.kw.get("cov", 8)
+            hdr = struct.pack("!HHHH", sp, dp, cov, 0) + data
+            return self.ip(f.v6, src, dst, Raw(hdr), proto=136)
+        if f.proto == "icmp":
+            if f.v6:
+                ty = ICMPv6EchoReply if reply else ICMPv6EchoRequest
+                return self.ip(f.v6, src, dst, ty(id=f.sp, seq=kw.get("seq", 1)) / Raw(data))
+            return self.ip(f.v6, src, dst, ICMP(type=0 if reply else 8, id=f.sp, seq=kw.get("seq", 1)) / Raw(data))
+        if f.proto == "gre":
+            if f.kw.get("ver", 0) == 1:
+                # enhanced GRE (PPTP): key holds payload length and call ID of the receiver
+                call = f.dp if not reply else f.sp
+                l4 = GRE(version=1, key_present=1, proto=0x880B, key=(len(data) << 16) | call) / Raw(data)
+            else:
+                key = f.kw.get("key")
+                l4 = GRE(proto=0x0800, key_present=1 if key is not None else 0, key=key or 0) / Raw(data)
+            return self.ip(f.v6, src, dst, l4)
+        if f.proto == "gen":
+            return self.ip(f.v6, src, dst, Raw(data), proto=f.kw["num"])
+        if f.proto == "tcp":
+            return self.ip(f.v6, src, dst, TCP(sport=sp, dport=dp, flags=kw.get("flags", "S"),
+                                               seq=kw.get("seq", 1000), ack=kw.get("ack", 0)) / Raw(data))
+        if f.proto == "sctp":
+            vt = f.kw["vtag_b"] if not reply else f.kw["vtag_a"]
+            chunk = kw.get("chunk")
+            if chunk is None:
+                chunk = SCTPChunkData(tsn=self.rng.randint(0, 2**32 - 1), data=data or b"x")
+            return self.ip(f.v6, src, dst, SCTP(sport=sp, dport=dp, tag=kw.get("tag", vt)) / chunk)
+        raise ValueError(f.proto)
+
+    # ------------------------------------------------------------ events
+
+    def ev_udp(self, v6, proto="udp"):
+        a, b = self.hosts(v6)
+        if self.r() < 0.1:
+            b = self.ch(M6 if v6 else M4)
+        f = Flow(v6, proto, a, b, self.port(), self.port(), cov=self.ch([0, 8, 8, 12, 4, 200]))
+        self.flows.append(f)
+        n = self.rng.randint(1, 4)
+        for i in range(n):
+            reply = i > 0 and self.r() < 0.5
+            self.emit(self.l4(f, reply), f"{proto} {'reply' if reply else 'orig'}", self.gap())
+        if self.r() < 0.3:
+            self.emit(self.l4(f, True), f"{proto} reply", self.gap())
+
+    def ev_echo(self, v6):
+        a, b = self.hosts(v6)
+        f = Flow(v6, "icmp", a, b, self.rng.randint(0, 65535))
+        self.flows.append(f)
+        r = self.r()
+        if r < 0.15:
+            self.emit(self.l4(f, True), "echo reply without request")
+            return
+        for seq in range(self.rng.randint(1, 3)):
+            self.emit(self.l4(f, False, seq=seq), "echo request", self.gap())
+            if self.r() < 0.7:
+                self.emit(self.l4(f, True, seq=seq), "echo reply", self.gap())
+
+    def ev_icmp_query(self, v6):
+        a, b = self.hosts(v6)
+        if self.r() < 0.15:
+            b = self.ch(M6 if v6 else M4)
+        ident = self.rng.randint(0, 65535)
+        if v6:
+            ty = self.ch([128, 129, 130, 131, 133, 134, 135, 136, 137, 139, 140, 141, 200, 201, 255, 100, 4])
+            body = struct.pack("!BBHHH", ty, self.ch([0, 0, 1]), 0, ident, 1) + self.payload(0, 24)
+            self.emit(IPv6(src=a, dst=b, nh=58, hlim=self.ch([64, 255])) / Raw(body), f"icmpv6 type {ty}")
+            if ty in (128, 139) and self.r() < 0.6:
+                rt = ty + 1
+                body = struct.pack("!BBHHH", rt, 0, 0, ident, 1)
+                self.emit(IPv6(src=b, dst=a, nh=58) / Raw(body), f"icmpv6 type {rt}")
+            return
+        pairs = [(8, 0), (13, 14), (15, 16), (17, 18), (10, 9), (42, 43), (6, None), (1, None), (19, None),
+                 (0, None), (14, None), (16, None), (18, None), (40, None), (255, None)]
+        q, rp = self.ch(pairs)
+        code = self.ch([0, 0, 0, 1, 255])
+        body = ICMP(type=q, code=code, id=ident, seq=1) / Raw(self.payload(0, 20))
+        self.emit(IP(src=a, dst=b) / body, f"icmp type {q}")
+        if rp is not None and self.r() < 0.7:
+            self.emit(IP(src=b, dst=a) / ICMP(type=rp, code=0, id=ident, seq=1), f"icmp type {rp}")
+
+    def ev_tcp(self, v6):
+        a, b = self.hosts(v6)
+        f = Flow(v6, "tcp", a, b, self.port(), self.ch([80, 443, 22, self.port()]))
+        self.flows.append(f)
+        self.emit(self.l4(f, False, data=b"", flags="S", seq=1000), "tcp syn")
+        if self.r() < 0.7:
+            self.emit(self.l4(f, True, data=b"", flags="SA", seq=5000, ack=1001), "tcp synack")
+            if self.r() < 0.7:
+                self.emit(self.l4(f, False, data=b"", flags="A", seq=1001, ack=5001), "tcp ack")
+
+    def ev_gre(self, v6):
+        a, b = self.hosts(v6)
+        ver = self.ch([0, 0, 1])
+        f = Flow(v6, "gre", a, b, self.rng.randint(0, 65535), self.rng.randint(0, 65535), ver=ver,
+                 key=self.ch([None, 7, self.rng.randint(0, 2**32 - 1)]))
+        self.flows.append(f)
+        for _ in range(self.rng.randint(1, 4)):
+            rep = self.r() < 0.4
+            self.emit(self.l4(f, rep), f"gre v{ver} {'reply' if rep else 'orig'}", self.gap())
+
+    def ev_generic(self, v6):
+        a, b = self.hosts(v6)
+        num = self.ch([33, 50, 51, 99, 103, 112, 115, 253, 254, 41, 4, 94, 2, 89, 0, 255, 59, 43, 60])
+        if v6 and num in (0, 43, 60, 44):
+            num = 99
+        f = Flow(v6, "gen", a, b, num=num)
+        self.flows.append(f)
+        for _ in range(self.rng.randint(1, 3)):
+            rep = self.r() < 0.4
+            self.emit(self.l4(f, rep), f"proto {num} {'reply' if rep else 'orig'}", self.gap())
+
+    def ev_sctp(self, v6):
+        a, b = self.hosts(v6)
+        va, vb = self.rng.randint(1, 2**32 - 1), self.rng.randint(1, 2**32 - 1)
+        f = Flow(v6, "sctp", a, b, self.port(), self.ch([36412, 2905, self.port()]), vtag_a=va, vtag_b=vb)
+        self.flows.append(f)
+        steps = [
+            (False, SCTPChunkInit(init_tag=va, a_rwnd=65535, n_out_streams=1, n_in_streams=1, init_tsn=1), 0),
+            (True, SCTPChunkInitAck(init_tag=vb, a_rwnd=65535, n_out_streams=1, n_in_streams=1, init_tsn=1), va),
+            (False, SCTPChunkCookieEcho(cookie=b"cookie!!"), vb),
+            (True, SCTPChunkCookieAck(), va),
+            (False, SCTPChunkData(tsn=1, data=b"hello"), vb),
+            (True, SCTPChunkData(tsn=1, data=b"world"), va),
+            (False, SCTPChunkHeartbeatReq(), vb),
+            (False, SCTPChunkShutdown(), vb),
+            (True, SCTPChunkShutdownAck(), va),
+            (False, SCTPChunkShutdownComplete(), vb),
+        ]
+        n = self.rng.randint(1, len(steps))
+        for i, (rep, chunk, tag) in enumerate(steps[:n]):
+            if self.r() < 0.1:
+                tag = self.rng.randint(0, 2**32 - 1)                       # wrong vtag
+            if self.r() < 0.08:
+                chunk = SCTPChunkAbort()
+                rep = self.r() < 0.5
+            if self.r() < 0.05:
+                continue                                                    # a lost chunk
+            self.emit(self.l4(f, rep, chunk=chunk, tag=tag), f"sctp {chunk.name}", self.gap())
+
+    def quoted_packet(self, v6):
+        """A packet some host sent (of a known flow or not): (sender, receiver, packet)."""
+        fl = [f for f in self.flows if f.v6 == v6]
+        if fl and self.r() < 0.8:
+            f = self.ch(fl)
+            reply = self.r() < 0.35
+            p = self.l4(f, reply, data=self.payload(0, 30), flags="S", seq=1000, ack=0) if f.proto == "tcp" else \
+                self.l4(f, reply, data=self.payload(0, 30))
+            if isinstance(p, tuple):
+                p = p[0]
+            if self.r() < 0.1:
+                # a port of the flow off by one: no match
+                if p.haslayer(UDP):
+                    p[UDP].sport += 1
+            return (f.b, f.a, p) if reply else (f.a, f.b, p)
+        a, b = self.hosts(v6)
+        proto = self.ch(["udp", "tcp", "icmp", "gre", "sctp", "gen", "udplite"])
+        f = Flow(v6, proto, a, b, self.port(), self.port(), num=99, vtag_a=1, vtag_b=2, key=None, ver=0)
+        p = self.l4(f, False, data=self.payload(0, 20))
+        if isinstance(p, tuple):
+            p = p[0]
+        return a, b, p
+
+    def ev_icmp_error(self, v6):
+        sender, receiver, q = self.quoted_packet(v6)
+        if self.r() < 0.1 and self.items:
+            # an error about an earlier error (or any earlier packet)
+            prev = self.ch(self.items)[1]
+            if not isinstance(prev, bytes):
+                q = prev
+                if (IPv6 in q) == v6:
+                    sender, receiver = (q[IPv6].src, q[IPv6].dst) if v6 else (q[IP].src, q[IP].dst)
+                else:
+                    return
+        qb = raw(q)
+        hl = 40 if v6 else (qb[0] & 15) * 4
+        if v6 and q.haslayer(IPv6ExtHdrFragment):
+            hl = 48
+        r = self.r()
+        if r < 0.5:
+            qb = qb[:hl + 8]
+        elif r < 0.6:
+            qb = qb[:hl + self.ch([0, 2, 4, 6])]
+        elif r < 0.65:
+            qb = qb[:self.rng.randint(0, hl)]
+        elif r < 0.7 and not v6:
+            qb = qb[:2] + struct.pack("!H", self.ch([20, 28, 1500, 0])) + qb[4:hl + 8]   # odd inner length
+        src = self.ch([q[IPv6].dst if v6 else q[IP].dst] + (R6 if v6 else R4))
+        dst = q[IPv6].src if v6 else q[IP].src
+        if self.r() < 0.08:
+            dst = self.ch((C6 + S6) if v6 else (C4 + S4))                      # the wrong host
+        if v6:
+            ty, code = self.ch([(1, 0), (1, 1), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (2, 0), (3, 0),
+                                (3, 1), (4, 0), (4, 1), (4, 2), (137, 0), (128, 0)])
+            rest = struct.pack("!I", 1280 if ty == 2 else self.ch([0, 6, 40]))
+            body = struct.pack("!BBH", ty, code, 0) + rest + qb
+            self.emit(IPv6(src=src, dst=dst, nh=58) / Raw(body), f"icmpv6 error {ty}/{code} quoting {q.summary()}")
+            return
+        ty, code = self.ch([(3, 0), (3, 1), (3, 3), (3, 4), (3, 13), (11, 0), (11, 1), (12, 0), (12, 1),
+                            (4, 0), (5, 0), (5, 1), (5, 2), (5, 3), (0, 0), (8, 0), (13, 0), (9, 0), (3, 77)])
+        rest = struct.pack("!HH", 0, 1280) if (ty, code) == (3, 4) else \
+            (bytes([10, 3, 0, 2]) if ty == 5 else (bytes([self.ch([0, 9, 20]), 0, 0, 0]) if ty == 12 else b"\0" * 4))
+        body = bytearray(struct.pack("!BBH", ty, code, 0) + rest + qb)
+        if self.r() < 0.9:
+            body[2:4] = struct.pack("!H", csum16(bytes(body)))
+        self.emit(IP(src=src, dst=dst, proto=1) / Raw(bytes(body)), f"icmp error {ty}/{code} quoting {q.summary()}")
+
+    def ev_frag4(self):
+        a, b = self.hosts(False)
+        kind = self.ch(["udp", "udp", "icmp", "gen", "gre", "sctp", "tcp"])
+        f = Flow(False, kind, a, b, self.port(), self.ch([self.port(), 69, 5060]), num=99, key=None, ver=0,
+                 vtag_a=5, vtag_b=6)
+        if self.r() < 0.5:
+            self.flows.append(f)
+        rep = self.r() < 0.2
+        p = self.l4(f, rep, data=self.payload(20, 300))
+        if isinstance(p, tuple):
+            p = p[0]
+        p[IP].id = self.rng.randint(0, 65535)
+        b = raw(p)
+        hl = 20
+        hdr, data = bytearray(b[:hl]), b[hl:]
+        size = self.ch([8, 16, 24, 64, 128, 8 * self.rng.randint(1, 20)])
+        frags = []
+        off = 0
+        while off < len(data):
+            chunk = data[off:off + size]
+            frags.append((off, chunk, off + size < len(data)))
+            off += size
+        mode = self.ch(["order", "order", "reverse", "shuffle", "dup", "missing", "overlap", "tiny", "single"])
+        if mode == "reverse":
+            frags.reverse()
+        elif mode == "shuffle":
+            self.rng.shuffle(frags)
+        elif mode == "dup" and frags:
+            i = self.rng.randrange(len(frags))
+            frags.insert(self.rng.randrange(len(frags) + 1), frags[i])
+        elif mode == "missing" and len(frags) > 1:
+            del frags[self.rng.randrange(len(frags))]
+        elif mode == "overlap" and frags:
+            o, c, mf = self.ch(frags)
+            o2 = max(0, o - 8 * self.rng.randint(0, 2))
+            frags.insert(self.rng.randrange(len(frags) + 1), (o2, data[o2:o2 + len(c) + 8 * self.rng.randint(0, 2)],
+                                                              o2 + len(c) < len(data) or mf))
+            if self.r() < 0.3:
+                frags.insert(0, (o2, bytes(len(c)), True))                     # differing bytes
+        elif mode == "tiny":
+            frags = [(0, data[:8], True), (8, data[8:], False)]
+        elif mode == "single":
+            frags = [(0, data, self.r() < 0.5)] if self.r() < 0.5 else [(8 * self.rng.randint(1, 4), data[:40], False)]
+        if len(frags) > 30:
+            frags = frags[:30]
+        for o, c, mf in frags:
+            h = bytearray(hdr)
+            flags = (0x2000 if mf else 0) | (0x4000 if self.r() < 0.05 else 0)
+            h[6:8] = struct.pack("!H", flags | (o // 8))
+            h[2:4] = struct.pack("!H", hl + len(c))
+            h[10:12] = b"\0\0"
+            h[10:12] = struct.pack("!H", csum16(bytes(h)))
+            self.emit(bytes(h) + c, f"v4 frag {mode} off {o} len {len(c)} mf {int(mf)} of {kind}")
+
+    def ev_frag6(self):
+        a, b = self.hosts(True)
+        kind = self.ch(["udp", "udp", "icmp", "gen", "tcp", "sctp"])
+        f = Flow(True, kind, a, b, self.port(), self.ch([self.port(), 69, 5060]), num=99, vtag_a=5, vtag_b=6)
+        if self.r() < 0.5:
+            self.flows.append(f)
+        p = self.l4(f, self.r() < 0.2, data=self.payload(20, 300))
+        if isinstance(p, tuple):
+            p = p[0]
+        b = raw(p)
+        nh = b[6]
+        data = b[40:]
+        ident = self.rng.randint(0, 2**32 - 1)
+        size = self.ch([8, 16, 64, 128, 8 * self.rng.randint(1, 20)])
+        frags = []
+        off = 0
+        while off < len(data):
+            frags.append((off, data[off:off + size], off + size < len(data)))
+            off += size
+        mode = self.ch(["order", "order", "reverse", "dup", "missing", "overlap", "atomic"])
+        if mode == "reverse":
+            frags.reverse()
+        elif mode == "dup" and frags:
+            frags.append(frags[0])
+        elif mode == "missing" and len(frags) > 1:
+            del frags[self.rng.randrange(len(frags))]
+        elif mode == "overlap" and len(frags) > 1:
+            o, c, mf = frags[1]
+            frags.insert(1, (o - 8, data[o - 8:o + len(c)], mf))
+        elif mode == "atomic":
+            frags = [(0, data, False)]
+        pre = b""
+        first_nh = 44
+        if self.r() < 0.2:
+            pre = bytes([44, 0, 1, 4, 0, 0, 0, 0])                              # hop-by-hop before it
+            first_nh = 0
+        for o, c, mf in frags[:30]:
+            fh = struct.pack("!BBHI", nh, 0, o | (1 if mf else 0), ident)
+            body = pre + fh + c
+            h = bytearray(b[:40])
+            h[6] = first_nh
+            h[4:6] = struct.pack("!H", len(body))
+            self.emit(bytes(h) + body, f"v6 frag {mode} off {o} len {len(c)} mf {int(mf)} of {kind}")
+
+    def ev_ipopts(self):
+        a, b = self.hosts(False)
+        opts = self.ch([
+            b"\x01\x01\x01\x00",                      # NOPs, EOL
+            b"\x94\x04\x00\x00",                      # router alert
+            b"\x07\x07\x04\x00\x00\x00\x00\x00",     # record route
+            b"\x44\x0c\x05\x00" + b"\0" * 8,          # timestamp
+            b"\x83\x07\x04\x0a\x02\x00\x01\x00",     # LSRR
+            b"\x89\x07\x04\x0a\x02\x00\x01\x00",     # SSRR
+            b"\x9e\x04\x00\x00",                      # unknown option
+            b"\x07\x28\x04\x00",                      # length beyond the header
+            b"\x01\x00\x07\x03",                      # after EOL
+            b"\x44\x04\x05\x01",                      # timestamp too short
+            b"\x82\x0b" + b"\0" * 9 + b"\0",          # security
+        ])
+        kind = self.ch(["udp", "icmp", "gen"])
+        f = Flow(False, kind, a, b, self.port(), self.port(), num=99)
+        self.flows.append(f)
+        b = raw(self.l4(f, False))
+        opts += bytes(-len(opts) % 4)
+        h = bytearray(b[:20] + opts)
+        h[0] = 0x40 | (len(h) // 4)
+        h[2:4] = struct.pack("!H", len(b) + len(opts))
+        h[10:12] = b"\0\0"
+        h[10:12] = struct.pack("!H", csum16(bytes(h)))
+        self.emit(bytes(h) + b[20:], f"ipv4 options {opts.hex()}")
+        if self.r() < 0.5:
+            self.emit(self.l4(f, True), "reply without options")
+
+    def ev_ext6(self):
+        a, b = self.hosts(True)
+        kind = self.ch(["udp", "icmp", "gen", "tcp", "udplite"])
+        f = Flow(True, kind, a, b, self.port(), self.port(), num=99, cov=8)
+        self.flows.append(f)
+        p = self.l4(f, False)
+        if isinstance(p, tuple):
+            p = p[0]
+        inner = p[IPv6].payload
+        chain = []
+        for _ in range(self.rng.randint(1, 4)):
+            chain.append(self.ch(["hbh", "rt0", "rt2", "rt4", "dst", "dst", "frag0", "nonext"]))
+        hdr = IPv6(src=a, dst=b)
+        ext = None
+        for e in chain:
+            if e == "hbh":
+                x = IPv6ExtHdrHopByHop()
+            elif e.startswith("rt"):
+                x = IPv6ExtHdrRouting(type=int(e[2:]), segleft=self.ch([0, 0, 1]), addresses=[self.ch(S6)])
+            elif e == "dst":
+                x = IPv6ExtHdrDestOpt()
+            elif e == "frag0":
+                x = IPv6ExtHdrFragment(m=0, offset=0, id=self.rng.randint(0, 2**32 - 1))
+            else:
+                x = IPv6ExtHdrDestOpt()
+            ext = x if ext is None else ext / x
+        if "nonext" in chain:
+            pkt = hdr / ext
+        else:
+            pkt = hdr / ext / inner
+        self.emit(pkt, f"ipv6 ext {'-'.join(chain)} {kind}")
+        if self.r() < 0.5:
+            rp = self.l4(f, True)
+            self.emit(rp[0] if isinstance(rp, tuple) else rp, "plain reply")
+
+    def tcp_session(self, v6, a, b, sp, dp):
+        """A TCP handshake; returns a sender of data segments (reply flag, payload)."""
+        st = {"a": self.rng.randint(0, 2**31), "b": self.rng.randint(0, 2**31)}
+        f = Flow(v6, "tcp", a, b, sp, dp)
+        self.emit(self.l4(f, False, data=b"", flags="S", seq=st["a"]), "tcp syn")
+        self.emit(self.l4(f, True, data=b"", flags="SA", seq=st["b"], ack=st["a"] + 1), "tcp synack")
+        st["a"] += 1
+        st["b"] += 1
+        self.emit(self.l4(f, False, data=b"", flags="A", seq=st["a"], ack=st["b"]), "tcp ack")
+
+        def send(reply, data, note=""):
+            me, them = ("b", "a") if reply else ("a", "b")
+            self.emit(self.l4(f, reply, data=data, flags="PA", seq=st[me], ack=st[them]), note or f"tcp data {data[:40]!r}")
+            st[me] += len(data)
+        return send
+
+    def ev_ftp(self, v6):
+        a, b = self.hosts(v6)
+        sp = self.rng.randint(1024, 65535)
+        send = self.tcp_session(v6, a, b, sp, 21)
+        send(True, b"220 ready\r\n")
+        port = self.rng.randint(1024, 65535)
+        sep = self.ch([" ", "  ", "\t", ""])
+        mode = self.ch(["PORT", "PASV", "EPRT", "EPSV"])
+        if mode == "PORT" and not v6:
+            addr = a if self.r() < 0.8 else self.ch(C4)
+            nums = addr.split(".") + [str(port >> 8), str(port & 255)]
+            cmd = self.ch(["PORT", "port", "Port"]) + sep + ",".join(nums) + self.ch(["", ",", " ", "x"]) + "\r\n"
+            send(False, cmd.encode())
+            send(True, b"200 ok\r\n")
+            data_src, data_dst, dsp, ddp = b, a, 20, port
+        elif mode == "EPRT" or (mode == "PORT" and v6):
+            fam = "2" if v6 else "1"
+            d = self.ch(["|", "!", "|"])
+            cmd = f"EPRT{sep}{d}{fam}{d}{a}{d}{port}{d}\r\n"
+            send(False, cmd.encode())
+            send(True, b"200 ok\r\n")
+            data_src, data_dst, dsp, ddp = b, a, 20, port
+        elif mode == "PASV" and not v6:
+            send(False, b"PASV\r\n")
+            nums = b.split(".") + [str(port >> 8), str(port & 255)]
+            resp = "227 Entering Passive Mode" + self.ch([" (", "(", " ", " =", " (x"]) + ",".join(nums) + ")\r\n"
+            send(True, resp.encode())
+            data_src, data_dst, dsp, ddp = a, b, self.rng.randint(1024, 65535), port
+        else:
+            send(False, b"EPSV\r\n")
+            resp = f"229 Entering Extended Passive Mode{sep}(|||{port}|)\r\n"
+            send(True, resp.encode())
+            data_src, data_dst, dsp, ddp = a, b, self.rng.randint(1024, 65535), port
+        if self.r() < 0.8:
+            df = Flow(v6, "tcp", data_src, data_dst, dsp, ddp)
+            self.emit(self.l4(df, False, data=b"", flags="S", seq=77), "ftp data syn")
+            self.emit(self.l4(df, True, data=b"", flags="SA", seq=99, ack=78), "ftp data synack")
+
+    def ev_tftp(self, v6):
+        a, b = self.hosts(v6)
+        f = Flow(v6, "udp", a, b, self.port(), 69)
+        self.emit(self.l4(f, False, data=b"\x00\x01file.bin\x00octet\x00"), "tftp rrq")
+        g = Flow(v6, "udp", b, a, self.rng.randint(1024, 65535), f.sp)
+        if self.r() < 0.2:
+            g.a = self.ch(S6 if v6 else S4)
+        self.emit(self.l4(g, False, data=b"\x00\x03\x00\x01" + b"D" * 20), "tftp data from a new port")
+        self.emit(self.l4(g, True, data=b"\x00\x04\x00\x01"), "tftp ack")
+
+    def ev_sip(self, v6):
+        a, b = self.hosts(v6)
+        sp = self.ch([5060, self.rng.randint(1024, 65535)])
+        f = Flow(v6, "udp", a, b, sp, 5060)
+        rtp = self.rng.randint(1024, 65535) & ~1
+        ipv = "IP6" if v6 else "IP4"
+        sdp = (f"v=0\r\no=- 1 1 IN {ipv} {a}\r\ns=-\r\nc=IN {ipv} {a}\r\nt=0 0\r\n"
+               f"m=audio {rtp} RTP/AVP 0\r\n")
+        host = f"[{a}]" if v6 else a
+        bhost = f"[{b}]" if v6 else b
+        msg = (f"INVITE sip:bob@{bhost} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{sp};branch=z9hG4bK1\r\n"
+               f"From: <sip:alice@{host}>;tag=1\r\nTo: <sip:bob@{bhost}>\r\nCall-ID: {self.rng.randint(0, 10**9)}@x\r\n"
+               f"CSeq: 1 INVITE\r\nContact: <sip:alice@{host}:{sp}>\r\nContent-Type: application/sdp\r\n"
+               f"Content-Length: {len(sdp)}\r\n\r\n{sdp}")
+        if self.r() < 0.2:
+            msg = msg.replace("Content-Length: ", self.ch(["l: ", "Content-Length:", "Content-Length:  "]))
+        self.emit(self.l4(f, False, data=msg.encode()), "sip invite")
+        if self.r() < 0.7:
+            m = Flow(v6, "udp", b, a, self.rng.randint(1024, 65535), rtp)
+            self.emit(self.l4(m, False, data=b"\x80\x00" + b"R" * 20), "rtp to the offered port")
+            m2 = Flow(v6, "udp", b, a, self.rng.randint(1024, 65535), rtp + 1)
+            self.emit(self.l4(m2, False, data=b"\x80\xc8" + b"R" * 20), "rtcp to the offered port")
+
+    # ------------------------------------------------------------ perturbations
+
+    def perturb(self, b):
+        """Damages an IP packet's bytes in one way; returns (bytes, note)."""
+        b = bytearray(b)
+        v6 = b[0] >> 4 == 6
+        hl = 40 if v6 else (b[0] & 15) * 4
+        k = self.ch(["total-short", "total-long", "udplen", "truncate", "ttl1", "flip-l4", "l4csum",
+                     "ipcsum", "tos", "pad", "df", "ihl"])
+        if k == "total-short" and not v6:
+            b[2:4] = struct.pack("!H", max(0, len(b) - self.rng.randint(1, 12)))
+        elif k == "total-long" and not v6:
+            b[2:4] = struct.pack("!H", len(b) + self.rng.randint(1, 40))
+        elif k in ("total-short", "total-long") and v6:
+            plen = len(b) - 40 + self.rng.randint(-12, 12)
+            b[4:6] = struct.pack("!H", max(0, plen))
+        elif k == "udplen" and len(b) >= hl + 8:
+            b[hl + 4:hl + 6] = struct.pack("!H", self.ch([0, 1, 7, 8, len(b) - hl + 1, len(b) - hl - 1, 65535]))
+        elif k == "truncate":
+            b = b[:self.rng.randint(max(1, hl - 4), len(b))]
+        elif k == "ttl1":
+            if v6:
+                b[7] = self.ch([0, 1])
+            else:
+                b[8] = self.ch([0, 1])
+        elif k in ("flip-l4", "l4csum") and len(b) > hl:
+            i = self.rng.randrange(hl, min(len(b), hl + (8 if k == "l4csum" else 24)))
+            b[i] ^= 1 << self.rng.randrange(8)
+        elif k == "ipcsum" and not v6:
+            b[10] ^= 0x55
+        elif k == "tos":
+            if v6:
+                b[1] |= 0x0F
+            else:
+                b[1] = self.rng.randint(0, 255) & 0x03
+        elif k == "pad":
+            b += bytes(self.rng.randint(1, 20))
+        elif k == "df" and not v6:
+            b[6] |= 0x40
+        elif k == "ihl" and not v6:
+            b[0] = 0x40 | self.ch([4, 6, 15])
+        if not v6 and k not in ("ipcsum", "truncate", "ihl") and len(b) >= 20:
+            b[10:12] = b"\0\0"
+            b[10:12] = struct.pack("!H", csum16(bytes(b[:hl])))
+        return bytes(b), k
+
+    # ------------------------------------------------------------ the case
+
+    def build(self):
+        rng = self.rng
+        self.realtime = rng.random() < 0.08
+        mix6 = rng.random()
+        events = [
+            (self.ev_udp, 8), (lambda v6: self.ev_udp(v6, "udplite"), 2), (self.ev_echo, 5),
+            (self.ev_icmp_query, 3), (self.ev_icmp_error, 8), (self.ev_tcp, 2), (self.ev_gre, 2),
+            (self.ev_generic, 2), (self.ev_sctp, 2), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
+            (lambda v6: self.ev_ext6() if v6 else self.ev_ipopts(), 2), (self.ev_ftp, 1), (self.ev_tftp, 1),
+            (self.ev_sip, 1),
+        ]
+        fns = [f for f, w in events for _ in range(w)]
+        target = rng.randint(5, 60)
+        while len(self.items) < target:
+            v6 = rng.random() < mix6
+            self.ch(fns)(v6)
+            if self.realtime and self.t > 5:
+                break
+        self.items = self.items[:60]
+        if rng.random() < 0.3 and len(self.items) > 3:
+            # replay some earlier packets later (retransmissions and late errors)
+            for _ in range(rng.randint(1, 4)):
+                it = list(rng.choice(self.items))
+                self.t += 0.001
+                it[0] = self.t
+                self.items.append(it)
+        vlan = rng.random() < 0.1
+        pert = rng.choice([0, 0, 0.05, 0.15])
+        frames = []
+        notes = []
+        for t, pkt, note in self.items:
+            b = pkt if isinstance(pkt, (bytes, bytearray)) else raw(pkt)
+            if rng.random() < pert:
+                b, k = self.perturb(b)
+                note += f" [perturbed: {k}]"
+            et = 0x86DD if b and b[0] >> 4 == 6 else 0x0800
+            eth = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
+            if vlan and rng.random() < 0.7:
+                eth += struct.pack("!HH", 0x8100, rng.randint(1, 4094))
+                note += " [vlan]"
+            frames.append((t, eth + struct.pack("!H", et) + bytes(b)))
+            notes.append(note)
+        args = "--helper all"
+        if self.realtime:
+            args += " --realtime"
+        if rng.random() < 0.3:
+            args += " " + rng.choice(SYSCTL_VARIANTS)
+        return frames, notes, args
+
+
+def write_pcap(path, frames):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for t, fr in frames:
+            t += 1_700_000_000.0
+            sec = int(t)
+            usec = int(round((t - sec) * 1e6))
+            if usec >= 1000000:
+                sec, usec = sec + 1, usec - 1000000
+            f.write(struct.pack("<IIII", sec, usec, len(fr), len(fr)) + fr)
+
+
+def gen(seed, path):
+    frames, notes, args = Case(seed).build()
+    write_pcap(path, frames)
+    with open(path + ".txt", "w") as f:
+        for i, n in enumerate(notes):
+            f.write(f"{i} {n}\n")
+    return args, len(frames)
+
+
+def run(argv):
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", default=str(int(time.time())))
+    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--out", default="/tmp/difffuzz-ip")
+    a = ap.parse_args(argv)
+    os.makedirs(a.out, exist_ok=True)
+    work = os.path.join(a.out, "work")
+    env = dict(os.environ)
+    env.setdefault("CTRACK", os.path.join(TOP, "target/release/ctrack"))
+    cases = packets = scored = bad = failing = errors = 0
+    summary = os.path.join(a.out, "summary.txt")
+    for n in range(a.start, a.start + a.count):
+        seed = f"{a.seed}-{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        pcap = os.path.join(work, "case.pcap")
+        args, npk = gen(seed, pcap)
+        p = subprocess.run([os.path.join(HERE, "compare.sh"), pcap] + args.split(), env=dict(env, KEEP=work, MAX="1000"),
+                           capture_output=True, text=True)
+        cases += 1
+        packets += npk
+        first = p.stdout.splitlines()[0] if p.stdout else ""
+        try:
+            toks = first.split()
+            s = int(toks[toks.index("scored") + 1])
+            ag = int(toks[toks.index("agree") + 1])
+        except (ValueError, IndexError):
+            s = ag = 0
+        scored += s
+        if p.returncode == 2 or not first:
+            errors += 1
+            print(f"{seed}: tool error: {p.stderr.strip()[:300]}", flush=True)
+        if p.returncode == 1:
+            failing += 1
+            bad += s - ag + sum(1 for line in p.stdout.splitlines() if line.startswith("  table"))
+            dest = os.path.join(a.out, f"fail-{seed}")
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(work, dest)
+            with open(os.path.join(dest, "args"), "w") as f:
+                f.write(args + "\n")
+            with open(os.path.join(dest, "compare.txt"), "w") as f:
+                f.write(p.stdout + p.stderr)
+            print(f"{seed} [{args}]: " + p.stdout.strip().replace("\n", "\n    "), flush=True)
+        line = (f"cases {cases} packets {packets} scored {scored} failing-cases {failing} "
+                f"disagreements {bad} tool-errors {errors} last {seed}")
+        with open(summary, "w") as f:
+            f.write(line + "\n")
+        if cases % 25 == 0:
+            print(line, flush=True)
+    print(line, flush=True)
+
+
+def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "gen":
+        args, _ = gen(sys.argv[2], sys.argv[3])
+        print(args)
+    elif len(sys.argv) >= 2 and sys.argv[1] == "run":
+        run(sys.argv[2:])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
