@@ -498,6 +498,11 @@ impl Conntrack {
             }
         };
         if let Some(fi) = p.frag {
+            if p.v6 && fi.offset == 0 && crate::defrag::v6_head_truncated(&p) {
+                // Never queued: the fragment goes on to tracking as it is.
+                let v = self.track_packet(&p, now);
+                return self.cfg.host.after_tracking(&p, v);
+            }
             let done = self.frags.lock().add(&p, fi, now);
             return match done {
                 Reassembled::Held => Verdict::HELD,
@@ -505,27 +510,87 @@ impl Conntrack {
                     self.stats.bump(Counter::Invalid);
                     Verdict::INVALID
                 }
-                Reassembled::Complete { packet, fragments } => {
+                Reassembled::Complete {
+                    packet,
+                    fragments,
+                    max_frag,
+                    head_len,
+                } => {
+                    let mut frames = fragments;
                     let mut v = match packet::parse_ip(&packet) {
                         Ok(q) if q.frag.is_none() => {
                             let q = IpPacket {
                                 reassembled: true,
                                 ..q
                             };
-                            self.track_packet(&q, now)
+                            let v = self.track_packet(&q, now);
+                            let len = packet.len() as u32;
+                            if q.v6 && len <= max_frag {
+                                // No larger than a fragment it came in: sent on whole.
+                                frames = 1;
+                            } else if self.helper_linearizes(&q, v) {
+                                frames = crate::defrag::refragmented_frames(
+                                    q.v6, len, head_len, max_frag,
+                                );
+                            }
+                            v
                         }
                         _ => {
                             self.stats.bump(Counter::Invalid);
                             Verdict::INVALID
                         }
                     };
-                    v.frames = fragments;
+                    v.frames = frames;
                     v
                 }
             };
         }
         let v = self.track_packet(&p, now);
         self.cfg.host.after_tracking(&p, v)
+    }
+
+    /// Whether the connection's helper linearised reassembled packet `q` (tracked as `v`),
+    /// losing the fragments it came in: the SIP helper does for every UDP packet with a
+    /// payload, and for TCP segments with one once established.
+    #[cold]
+    fn helper_linearizes(&self, q: &IpPacket<'_>, v: Verdict) -> bool {
+        if self.cfg.helpers.is_empty() || !v.tracked() {
+            return false;
+        }
+        let l4 = q.l4();
+        let has_payload = match q.proto {
+            proto::UDP => l4.len() > 8,
+            proto::TCP => {
+                v.state == State::Established
+                    && l4.len() > 12
+                    && l4.len() > usize::from(l4[12] >> 4) * 4
+            }
+            _ => false,
+        };
+        if !has_payload {
+            return false;
+        }
+        let helper = if q.v6 {
+            self.helper_of(&self.v6, q, l4)
+        } else {
+            self.helper_of(&self.v4, q, l4)
+        };
+        helper.is_some_and(|h| h.name == "sip")
+    }
+
+    /// The helper of the connection TCP or UDP packet `p` (layer 4 `l4`) belongs to.
+    fn helper_of<A: Addr>(
+        &self,
+        t: &Table<A>,
+        p: &IpPacket<'_>,
+        l4: &[u8],
+    ) -> Option<&'static ctrack_helpers::Helper> {
+        let key = port_key::<A>(p, l4, p.proto);
+        let inv = key.inverse()?;
+        let h = self.hash(&key);
+        let g = t.shards[t.shard_of(h)].lock.lock();
+        let f = g.shard.find(h, &key, &inv)?;
+        ctrack_helpers::at_index(g.shard.get(f.idx).helper)
     }
 
     fn track_packet(&self, p: &IpPacket<'_>, now: Nanos) -> Verdict {

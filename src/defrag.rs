@@ -29,6 +29,12 @@ pub enum Reassembled {
         packet: Vec<u8>,
         /// How many fragments it was made of.
         fragments: u16,
+        /// The largest fragment's IP length (header included): what the router keeps as the
+        /// most it may send on in one frame (`frag_max_size`).
+        max_frag: u32,
+        /// Length of the unfragmentable part (IPv4 header, or IPv6 header and the extension
+        /// headers before the fragment header).
+        head_len: u32,
     },
 }
 
@@ -61,6 +67,8 @@ struct Queue {
     last_in: bool,
     meat: u32,
     bytes: usize,
+    /// IP length of the largest fragment taken in.
+    max_frag: u32,
 }
 
 /// The reassembly queues.
@@ -156,6 +164,7 @@ impl Defrag {
                     last_in: false,
                     meat: 0,
                     bytes: 0,
+                    max_frag: 0,
                 },
             );
         }
@@ -207,6 +216,7 @@ impl Defrag {
         let cost = data.len() + 64;
         q.pieces.insert(pos, (offset, end, data));
         q.meat += end - offset;
+        q.max_frag = q.max_frag.max(p.data.len() as u32);
         q.bytes += cost;
         self.bytes += cost;
         if offset == 0 {
@@ -226,6 +236,38 @@ impl Defrag {
         }
         Reassembled::Held
     }
+}
+
+/// How many frames the router sends reassembled datagram `len` bytes long on in, when it no
+/// longer has the fragments it came in (a helper linearised it) and must cut it again itself:
+/// pieces as large as the largest fragment it received (`max_frag`; for IPv6 at least the
+/// 1280-byte minimum MTU, and a fragment header added), all but the last a multiple of 8.
+pub fn refragmented_frames(v6: bool, len: u32, head_len: u32, max_frag: u32) -> u16 {
+    let room = if v6 {
+        max_frag.max(1280).saturating_sub(head_len + 8)
+    } else {
+        max_frag.saturating_sub(head_len)
+    } & !7;
+    let payload = len.saturating_sub(head_len);
+    if room == 0 {
+        return 1;
+    }
+    payload.div_ceil(room).clamp(1, u16::MAX as u32) as u16
+}
+
+/// True when IPv6 fragment zero `p` (parsed past its fragment header and the extension headers
+/// that follow it) ends before its upper-layer header does: a TCP header needs 20 bytes, UDP
+/// and ICMPv6 headers 8, any other protocol one. Linux's conntrack defragmenter (RFC 8200
+/// section 4.5) does not queue such a fragment; it passes on unreassembled.
+pub fn v6_head_truncated(p: &IpPacket<'_>) -> bool {
+    let need = match p.proto {
+        6 => 20,
+        17 | 58 => 8,
+        // No next header: the kernel's walk finds no upper layer to measure.
+        59 => return false,
+        _ => 1,
+    };
+    p.data.len().saturating_sub(p.l4_off) < need
 }
 
 enum Insert {
@@ -305,6 +347,8 @@ fn build(q: Queue, v6: bool) -> Reassembled {
     Reassembled::Complete {
         packet: pkt,
         fragments: n,
+        max_frag: q.max_frag,
+        head_len: head_len as u32,
     }
 }
 
@@ -359,7 +403,9 @@ mod tests {
         assert!(matches!(add(&mut d, &b, 0), Reassembled::Held));
         assert!(matches!(add(&mut d, &b, 0), Reassembled::Held));
         match add(&mut d, &a, 0) {
-            Reassembled::Complete { packet, fragments } => {
+            Reassembled::Complete {
+                packet, fragments, ..
+            } => {
                 assert_eq!(fragments, 3);
                 let p = parse_ip(&packet).unwrap();
                 assert!(p.frag.is_none());
@@ -388,7 +434,9 @@ mod tests {
             Reassembled::Held
         ));
         match add(&mut d, &v4_frag(11, 32, false, &[3; 4]), 0) {
-            Reassembled::Complete { fragments, packet } => {
+            Reassembled::Complete {
+                fragments, packet, ..
+            } => {
                 assert_eq!(fragments, 3);
                 assert_eq!(packet[20 + 8], 1);
             }

@@ -1,0 +1,80 @@
+"""Reductions of what random differential testing (difffuzz_ip.py) found on non-TCP and
+IP-layer traffic: one scenario per divergence, each kept small and deterministic."""
+import struct
+
+from ctgen import scenario
+from scapy.all import (  # noqa: F401
+    ICMP, IP, TCP, UDP, ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment, Raw, raw,
+)
+
+A, B = "10.12.0.1", "10.12.0.2"
+A6, B6 = "2001:db8:12::1", "2001:db8:12::2"
+
+
+def frags6(l4, nh, cuts, ident, src=A6, dst=B6):
+    """IPv6 fragments of upper-layer bytes `l4` (protocol `nh`), cut into pieces of the given
+    sizes, in order."""
+    out, off = [], 0
+    for c in cuts:
+        more = off + c < len(l4)
+        out.append(IPv6(src=src, dst=dst) / IPv6ExtHdrFragment(nh=nh, offset=off // 8, m=int(more), id=ident)
+                   / Raw(l4[off:off + c]))
+        off += c
+    return out
+
+
+def frags4(l4, proto, cuts, ident, src=A, dst=B):
+    out, off = [], 0
+    for c in cuts:
+        more = off + c < len(l4)
+        out.append(IP(src=src, dst=dst, id=ident, proto=proto, flags="MF" if more else 0, frag=off // 8)
+                   / Raw(l4[off:off + c]))
+        off += c
+    return out
+
+
+def l4_of(pkt, layer):
+    return raw(pkt[layer])
+
+
+@scenario("difffuzz/v6-first-fragment-short-header")
+def _():
+    # Fragment zero must hold the whole upper-layer header (RFC 8200 section 4.5). Linux's
+    # conntrack defragmenter does not queue one that does not: it is tracked as it is
+    # (a cut TCP header: invalid) and the fragments after it never complete.
+    syn = l4_of(IPv6(src=A6, dst=B6) / TCP(sport=40000, dport=80, flags="S") / (b"T" * 40), TCP)
+    out = frags6(syn, 6, [8, 8, 8, 8, 8, len(syn) - 40], 0x100)
+    # The same datagram cut after 16 bytes: still short of a TCP header.
+    out += frags6(syn, 6, [16, len(syn) - 16], 0x101)
+    # A whole TCP header in fragment zero: reassembled and tracked.
+    out += frags6(syn, 6, [24, len(syn) - 24], 0x102)
+    # UDP and ICMPv6 headers are 8 bytes: an 8-byte fragment zero holds them.
+    dg = l4_of(IPv6(src=A6, dst=B6) / UDP(sport=40001, dport=53) / (b"U" * 40), UDP)
+    out += frags6(dg, 17, [8, len(dg) - 8], 0x103)
+    echo = l4_of(IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=7) / (b"E" * 40), ICMPv6EchoRequest)
+    out += frags6(echo, 58, [8, len(echo) - 8], 0x104)
+    # Another protocol needs one byte; its fragment zero holds eight.
+    out += frags6(b"G" * 48, 99, [8, 40], 0x105)
+    return out
+
+
+@scenario("difffuzz/refragment-after-sip", args="--helper all")
+def _():
+    # The router sends a reassembled datagram on in the fragments it came in, but the SIP
+    # helper linearises every packet it reads: the router then cuts it again itself, as
+    # large as the largest fragment (for IPv6 never below 1280 bytes). An IPv6 datagram no
+    # larger than its largest fragment goes on whole.
+    out = []
+    for dport in (5060, 5070):
+        def u6(n):
+            return l4_of(IPv6(src=A6, dst=B6) / UDP(sport=7000 + n, dport=dport) / (b"S" * n), UDP)
+
+        def u4(n):
+            return l4_of(IP(src=A, dst=B) / UDP(sport=7000 + n, dport=dport) / (b"S" * n), UDP)
+        out += frags6(u6(2556), 17, [1232, 1232, 100], dport + 1)     # as it came: three
+        out += frags6(u6(292), 17, [16] * 19, dport + 2)               # one 1280-byte piece
+        out += frags4(u4(208), 17, [200, 8, 8], dport + 3)             # 200-byte pieces: two
+        out += frags6(u6(1), 17, [8, 1], dport + 4)                    # 49 bytes in 56: whole
+        out += frags4(u4(1), 17, [8, 1], dport + 5)                    # IPv4 cuts it anyway
+        out += frags4(u4(300), 17, [16] * 19 + [4], dport + 6)
+    return out
