@@ -48,7 +48,7 @@ cargs=()
 for a in "${args[@]}"; do
   [ "$a" = --realtime ] || cargs+=("$a")   # the oracle's timing option; the stamped copy carries it
 done
-"$ctrack" replay "$replayed" "${cargs[@]}" --sysctl nf_conntrack_checksum=0 \
+"$ctrack" replay "$replayed" --sysctl nf_conntrack_checksum=0 "${cargs[@]}" \
   --verdicts --table --expect > "$work/ctrack.out"
 exec python3 - "$file" "$work/kernel.out" "$work/ctrack.out" "${MAX:-40}" <<'EOF'
 import collections, sys
