@@ -400,9 +400,8 @@ fn parse_v6_general(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
                 } else {
                     (h[1] as usize + 1) * 8
                 };
-                if off + len > data.len() {
-                    return Err(IpError::TruncatedExtension);
-                }
+                // Linux reads only these two bytes: a header running past the end leaves no
+                // upper-layer header, which only protocols that read none can track.
                 prev_nh_off = off;
                 nh = h[0];
                 off += len;
@@ -441,7 +440,7 @@ fn parse_v6_general(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         v6: true,
         data,
         proto: nh,
-        l4_off: off,
+        l4_off: off.min(data.len()),
         frag,
         reassembled: false,
     })

@@ -78,3 +78,20 @@ def _():
         out += frags4(u4(1), 17, [8, 1], dport + 5)                    # IPv4 cuts it anyway
         out += frags4(u4(300), 17, [16] * 19 + [4], dport + 6)
     return out
+
+
+@scenario("difffuzz/v6-extension-past-the-end")
+def _():
+    # Linux walks IPv6 extension headers reading only their first two bytes: a destination
+    # options or AH header whose length runs past the end of the packet is skipped all the
+    # same. A protocol that reads no header of its own (generic, GRE without a readable
+    # header) is then tracked; one that needs its header (UDP, ICMPv6, TCP, SCTP, UDP-Lite)
+    # is invalid, and so is a further extension header or "no next header".
+    out = []
+    for nh in (99, 47, 17, 58, 6, 132, 136, 60, 44, 59):
+        out.append(IPv6(src=A6, dst=B6, nh=60) / Raw(bytes([nh, 9]) + b"\x01\x04\0\0\0\0" + b"xyz"))
+        out.append(IPv6(src=A6, dst=B6, nh=51) / Raw(bytes([nh, 30]) + b"\0" * 10))
+        out.append(IPv6(src=A6, dst=B6, nh=60) / Raw(bytes([nh, 0]) + b"\x01\x04\0\0\0\0"))
+    # A reply to the generic flow, with a well-formed header.
+    out.append(IPv6(src=B6, dst=A6, nh=99) / Raw(b"reply"))
+    return out
