@@ -498,14 +498,20 @@ impl Conntrack {
             }
         };
         if let Some(fi) = p.frag {
-            if p.v6 && fi.offset == 0 && crate::defrag::v6_head_truncated(&p) {
-                // Never queued: the fragment goes on to tracking as it is.
-                let v = self.track_packet(&p, now);
-                return self.cfg.host.after_tracking(&p, v);
-            }
-            let done = self.frags.lock().add(&p, fi, now);
+            let done = if p.v6 && fi.offset == 0 && crate::defrag::v6_head_truncated(&p) {
+                // Never queued.
+                Reassembled::Passed
+            } else {
+                self.frags.lock().add(&p, fi, now)
+            };
             return match done {
                 Reassembled::Held => Verdict::HELD,
+                // Tracked as it is: a fragment past the first has no upper-layer header.
+                Reassembled::Passed if fi.offset == 0 => {
+                    let v = self.track_packet(&p, now);
+                    self.cfg.host.after_tracking(&p, v)
+                }
+                Reassembled::Passed => self.invalid(),
                 Reassembled::Dropped => {
                     self.stats.bump(Counter::Invalid);
                     Verdict::INVALID

@@ -23,6 +23,8 @@ pub enum Reassembled {
     Held,
     /// Refused (malformed, overlapping, over the memory ceiling); the datagram may be gone.
     Dropped,
+    /// Not reassembled: the fragment goes on to tracking as it is.
+    Passed,
     /// The datagram is complete: here it is, as one unfragmented IP packet.
     Complete {
         /// The reassembled packet.
@@ -173,7 +175,10 @@ impl Defrag {
         };
         if !fi.more {
             if end < q.len || (q.last_in && end != q.len) {
-                self.kill(&key);
+                // IPv4 gives up the datagram; IPv6 only refuses this fragment.
+                if !p.v6 {
+                    self.kill(&key);
+                }
                 return Reassembled::Dropped;
             }
             q.last_in = true;
@@ -181,8 +186,9 @@ impl Defrag {
         } else {
             if end & 7 != 0 {
                 if p.v6 {
+                    // The datagram is given up, and this fragment passes on as it is.
                     self.kill(&key);
-                    return Reassembled::Dropped;
+                    return Reassembled::Passed;
                 }
                 end &= !7;
             }

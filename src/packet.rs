@@ -411,7 +411,9 @@ fn parse_v6_general(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
                 let fo = u16::from_be_bytes([h[2], h[3]]);
                 let offset = (fo & 0xfff8) as u32;
                 let more = fo & 1 != 0;
-                if offset != 0 || more {
+                // Even an atomic fragment (offset 0, no more) goes through reassembly, which
+                // takes its fragment header off; only the first fragment header counts.
+                if frag.is_none() {
                     frag = Some(FragInfo {
                         offset,
                         more,

@@ -95,3 +95,42 @@ def _():
     # A reply to the generic flow, with a well-formed header.
     out.append(IPv6(src=B6, dst=A6, nh=99) / Raw(b"reply"))
     return out
+
+
+@scenario("difffuzz/v6-atomic-fragment-accounting", args="--sysctl nf_conntrack_acct=1")
+def _():
+    # An IPv6 atomic fragment (offset 0, no more fragments) is reassembled like any other:
+    # it loses its fragment header, and the bytes counted are 8 fewer.
+    out = [
+        IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x200) / ICMPv6EchoRequest(id=9) / (b"p" * 24),
+        IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x201) / UDP(sport=4000, dport=4001) / (b"u" * 30),
+        IPv6(src=B6, dst=A6) / UDP(sport=4001, dport=4000) / (b"r" * 30),
+    ]
+    # An atomic fragment whose identification matches a datagram still being reassembled.
+    dg = l4_of(IPv6(src=A6, dst=B6) / UDP(sport=4002, dport=4003) / (b"d" * 40), UDP)
+    out += frags6(dg, 17, [16], 0x202)
+    out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x202) / UDP(sport=4004, dport=4005) / b"atomic")
+    out += frags6(dg, 17, [16, len(dg) - 16], 0x202)[1:]
+    # Two fragment headers: the second, not at offset 0, is left in the reassembled packet.
+    out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x203) / IPv6ExtHdrFragment(offset=2, id=0x204)
+               / Raw(b"z" * 16))
+    return out
+
+
+@scenario("difffuzz/v6-fragment-refusals")
+def _():
+    # How Linux's IPv6 conntrack defragmenter refuses a fragment: one that is not the last
+    # but whose end is not a multiple of 8 ends its datagram and is tracked as it is (fragment
+    # zero of a generic protocol or an echo request: a new connection; of UDP: invalid, its
+    # length field says more; a later fragment: invalid); a last
+    # fragment that ends before data already queued is dropped alone, and the datagram still
+    # completes.
+    dg = l4_of(IPv6(src=A6, dst=B6) / UDP(sport=5000, dport=5001) / (b"v" * 40), UDP)
+    odd = [IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(nh=17, m=1, id=0x300) / Raw(dg[:21]),
+           IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(nh=17, m=1, offset=2, id=0x301) / Raw(dg[16:29]),
+           IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(nh=99, m=1, id=0x303) / Raw(b"g" * 13),
+           IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(nh=58, m=1, id=0x304)
+           / Raw(raw(ICMPv6EchoRequest(id=3, cksum=0)) + b"e" * 5)]
+    first, last = frags6(dg, 17, [16, len(dg) - 16], 0x302)
+    short = IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(nh=17, m=0, id=0x302) / Raw(dg[:8])
+    return odd + [first, short, last, IPv6(src=B6, dst=A6) / UDP(sport=5001, dport=5000) / b"reply"]
