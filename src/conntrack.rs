@@ -657,9 +657,40 @@ impl Conntrack {
                 let v = self.run_ready(t, &r, h, now);
                 self.help(t, &r, p.l4(), v, fresh, now)
             }
-            Ok(_) => self.invalid(),
-            Err(v) => v,
+            Ok(_) => {
+                self.spend_expectation(t, p, now);
+                self.invalid()
+            }
+            Err(v) => {
+                self.spend_expectation(t, p, now);
+                v
+            }
         }
+    }
+
+    /// A TCP or UDP packet its tracker refuses (bad header, length or checksum): Linux looks
+    /// its connection up before those checks and, finding none, makes one that takes a
+    /// pending expectation for its tuple, then throws both away.
+    #[cold]
+    #[inline(never)]
+    fn spend_expectation<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) {
+        let l4 = p.l4();
+        if self.cfg.helpers.is_empty() || l4.len() < 4 || t.expect.lock().none_pending() {
+            return;
+        }
+        let key = port_key::<A>(p, l4, p.proto);
+        let Some(inv) = key.inverse() else {
+            return;
+        };
+        let h = self.hash(&key);
+        {
+            let mut g = t.shards[t.shard_of(h)].lock.lock();
+            self.advance(t, &mut g, now);
+            if g.shard.find(h, &key, &inv).is_some() {
+                return;
+            }
+        }
+        let _ = t.expect.lock().take(&key, now);
     }
 
     /// With helpers configured, what a new entry `e` gets: the pending expectation its tuple

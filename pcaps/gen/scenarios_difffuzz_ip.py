@@ -4,7 +4,7 @@ import struct
 
 from ctgen import scenario
 from scapy.all import (  # noqa: F401
-    ICMP, IP, TCP, UDP, ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment, Raw, raw,
+    ICMP, IP, TCP, UDP, Ether, ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment, Raw, raw,
 )
 
 A, B = "10.12.0.1", "10.12.0.2"
@@ -134,3 +134,36 @@ def _():
     first, last = frags6(dg, 17, [16, len(dg) - 16], 0x302)
     short = IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(nh=17, m=0, id=0x302) / Raw(dg[:8])
     return odd + [first, short, last, IPv6(src=B6, dst=A6) / UDP(sport=5001, dport=5000) / b"reply"]
+
+
+def bad_udp_len(src, dst, sport, dport, payload):
+    """A UDP datagram whose length field claims 8 bytes more than the packet holds."""
+    p = IP(src=src, dst=dst) / UDP(sport=sport, dport=dport, len=8 + len(payload) + 8) / payload
+    return p
+
+
+@scenario("difffuzz/refused-packet-spends-expectation", args="--helper all")
+def _():
+    # Linux looks a packet's connection up before its tracker checks the header: a packet
+    # that takes a pending expectation and is then refused (UDP length beyond the packet, a
+    # TCP header shorter than 20 bytes) uses the expectation up. The next good packet of
+    # the tuple is a new connection of its own, not a related one.
+    C = "10.12.0.3"
+    out = [IP(src=A, dst=B) / UDP(sport=3000, dport=69) / b"\x00\x01file\x00octet\x00",
+           bad_udp_len(B, A, 3001, 3000, b"\x00\x03\x00\x01data"),
+           IP(src=B, dst=A) / UDP(sport=3001, dport=3000) / b"\x00\x03\x00\x01data"]
+    # A second request, whose expectation the good answer takes as usual.
+    out += [IP(src=A, dst=C) / UDP(sport=3002, dport=69) / b"\x00\x01file\x00octet\x00",
+            IP(src=C, dst=A) / UDP(sport=3003, dport=3002) / b"\x00\x03\x00\x01data"]
+    # FTP passive mode: the data connection's first segment has a 16-byte TCP header.
+    seq_c, seq_s = 1000, 5000
+    out += [IP(src=A, dst=B) / TCP(sport=3100, dport=21, flags="S", seq=seq_c),
+            IP(src=B, dst=A) / TCP(sport=21, dport=3100, flags="SA", seq=seq_s, ack=seq_c + 1),
+            IP(src=A, dst=B) / TCP(sport=3100, dport=21, flags="A", seq=seq_c + 1, ack=seq_s + 1)]
+    pasv = b"227 Entering Passive Mode (10,12,0,2,40,1)\r\n"
+    out += [IP(src=B, dst=A) / TCP(sport=21, dport=3100, flags="PA", seq=seq_s + 1, ack=seq_c + 1) / pasv]
+    syn = bytearray(raw(IP(src=A, dst=B) / TCP(sport=3101, dport=10241, flags="S", seq=1)))
+    syn[32] = 4 << 4                                         # data offset 4: 16 bytes
+    out += [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x0800) / Raw(bytes(syn)),
+            IP(src=A, dst=B) / TCP(sport=3101, dport=10241, flags="S", seq=1)]
+    return out
