@@ -524,7 +524,9 @@ impl Conntrack {
                 } => {
                     let mut frames = fragments;
                     let mut v = match packet::parse_ip(&packet) {
-                        Ok(q) if q.frag.is_none() => {
+                        // A fragment header left inside (the datagram was fragmented twice)
+                        // hides the upper layer only when it is not at offset 0.
+                        Ok(q) if q.frag.is_none_or(|f| f.offset == 0) => {
                             let q = IpPacket {
                                 reassembled: true,
                                 ..q

@@ -111,7 +111,12 @@ def _():
     out += frags6(dg, 17, [16], 0x202)
     out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x202) / UDP(sport=4004, dport=4005) / b"atomic")
     out += frags6(dg, 17, [16, len(dg) - 16], 0x202)[1:]
-    # Two fragment headers: the second, not at offset 0, is left in the reassembled packet.
+    # Two fragment headers: the second is left in the reassembled packet, where only an offset
+    # other than 0 hides the upper layer (its more-fragments flag does not).
+    out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x205) / IPv6ExtHdrFragment(id=0x206)
+               / ICMPv6EchoRequest(id=10))
+    out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x207) / IPv6ExtHdrFragment(m=1, id=0x208)
+               / UDP(sport=4006, dport=4007) / b"inner")
     out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x203) / IPv6ExtHdrFragment(offset=2, id=0x204)
                / Raw(b"z" * 16))
     return out
