@@ -521,6 +521,7 @@ impl Conntrack {
                     fragments,
                     max_frag,
                     head_len,
+                    first_len,
                 } => {
                     let mut frames = fragments;
                     let mut v = match packet::parse_ip(&packet) {
@@ -536,7 +537,9 @@ impl Conntrack {
                             if q.v6 && len <= max_frag {
                                 // No larger than a fragment it came in: sent on whole.
                                 frames = 1;
-                            } else if self.helper_linearizes(&q, v) {
+                            } else if early_demux_pulls(&q, first_len)
+                                || self.helper_linearizes(&q, v)
+                            {
                                 frames = crate::defrag::refragmented_frames(
                                     q.v6, len, head_len, max_frag,
                                 );
@@ -1958,6 +1961,14 @@ fn port_key<A: Addr>(p: &IpPacket<'_>, l4: &[u8], proto: u8) -> Key<A> {
         zone: 0,
         proto,
     }
+}
+
+/// Whether the IPv4 receive path, looking for a local socket before routing (early demux),
+/// pulls reassembled datagram `q`'s TCP header together when fragment zero carried only
+/// `first_len` bytes of it: the datagram then no longer has the shape of the fragments it
+/// came in, and the router cuts it again itself.
+fn early_demux_pulls(q: &IpPacket<'_>, first_len: u32) -> bool {
+    !q.v6 && q.proto == proto::TCP && first_len < 20 && q.l4().len() >= 20
 }
 
 /// Runs the tracker of a protocol without a dedicated path (no invalid-packet timeout change).

@@ -37,6 +37,8 @@ pub enum Reassembled {
         /// Length of the unfragmentable part (IPv4 header, or IPv6 header and the extension
         /// headers before the fragment header).
         head_len: u32,
+        /// How many bytes past the unfragmentable part fragment zero carried.
+        first_len: u32,
     },
 }
 
@@ -321,6 +323,7 @@ fn build(q: Queue, v6: bool) -> Reassembled {
         return Reassembled::Dropped;
     };
     let n = q.pieces.len().min(u16::MAX as usize) as u16;
+    let first_len = q.pieces.first().map_or(0, |&(o, e, _)| e - o);
     let head_len = pkt.len();
     let total = head_len + q.len as usize;
     if v6 {
@@ -355,6 +358,7 @@ fn build(q: Queue, v6: bool) -> Reassembled {
         fragments: n,
         max_frag: q.max_frag,
         head_len: head_len as u32,
+        first_len,
     }
 }
 

@@ -172,3 +172,21 @@ def _():
     out += [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x0800) / Raw(bytes(syn)),
             IP(src=A, dst=B) / TCP(sport=3101, dport=10241, flags="S", seq=1)]
     return out
+
+
+@scenario("difffuzz/v4-tcp-header-across-fragments")
+def _():
+    # A reassembled IPv4 TCP segment whose fragment zero held less than the 20-byte TCP header:
+    # the receive path pulls the header together while looking for a local socket, and the
+    # router then cuts the datagram again itself, in pieces as large as its largest fragment
+    # (not as it came). UDP (8-byte header, always whole in fragment zero) keeps its pieces.
+    seg = l4_of(IP(src=A, dst=B) / TCP(sport=1000, dport=2000, flags="S") / (b"x" * 107), TCP)
+    dg = l4_of(IP(src=A, dst=B) / UDP(sport=1000, dport=2000) / (b"y" * 119), UDP)
+    eights = [8] * 15 + [7]
+    out = frags4(seg, 6, [8, 8, 24] + [8] * 10 + [7], 0x400, dst="10.12.1.1")
+    out += frags4(seg, 6, [16] + [8] * 13 + [7], 0x401, dst="10.12.1.2")
+    out += frags4(seg, 6, [16, 40, 71], 0x402, dst="10.12.1.3")
+    out += frags4(seg, 6, [24, 8, 95], 0x403, dst="10.12.1.4")            # header whole: as it came
+    out += frags4(seg, 6, eights, 0x404, dst="10.12.1.5")                  # all 8: the same pieces
+    out += frags4(dg, 17, [8, 8, 24] + [8] * 10 + [7], 0x405, dst="10.12.1.6")
+    return out
