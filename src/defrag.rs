@@ -73,6 +73,8 @@ struct Queue {
     bytes: usize,
     /// IP length of the largest fragment taken in.
     max_frag: u32,
+    /// ECN codepoints seen among the fragments taken in, one bit each.
+    ecn: u8,
 }
 
 /// The reassembly queues.
@@ -169,6 +171,7 @@ impl Defrag {
                     meat: 0,
                     bytes: 0,
                     max_frag: 0,
+                    ecn: 0,
                 },
             );
         }
@@ -225,6 +228,8 @@ impl Defrag {
         q.pieces.insert(pos, (offset, end, data));
         q.meat += end - offset;
         q.max_frag = q.max_frag.max(p.data.len() as u32);
+        let ecn = if p.v6 { p.data[1] >> 4 } else { p.data[1] } & 3;
+        q.ecn |= 1 << ecn;
         q.bytes += cost;
         self.bytes += cost;
         if offset == 0 {
@@ -322,6 +327,11 @@ fn build(q: Queue, v6: bool) -> Reassembled {
     let Some(mut pkt) = q.head else {
         return Reassembled::Dropped;
     };
+    // RFC 3168 section 5.3: fragments that are not ECN-capable mixed with ones that are (or
+    // carry congestion experienced) make no datagram.
+    if q.ecn & 1 != 0 && q.ecn & !1 != 0 {
+        return Reassembled::Dropped;
+    }
     let n = q.pieces.len().min(u16::MAX as usize) as u16;
     let first_len = q.pieces.first().map_or(0, |&(o, e, _)| e - o);
     let head_len = pkt.len();

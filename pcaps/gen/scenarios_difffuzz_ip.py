@@ -190,3 +190,23 @@ def _():
     out += frags4(seg, 6, eights, 0x404, dst="10.12.1.5")                  # all 8: the same pieces
     out += frags4(dg, 17, [8, 8, 24] + [8] * 10 + [7], 0x405, dst="10.12.1.6")
     return out
+
+
+@scenario("difffuzz/fragments-mixed-ecn")
+def _():
+    # RFC 3168 section 5.3 as Linux applies it: a datagram whose fragments mix not-ECN-capable
+    # with ECN-capable or congestion-experienced codepoints is not reassembled (no entry); ECT
+    # mixed with CE is, and so is a datagram all of one codepoint.
+    dg = l4_of(IP(src=A, dst=B) / UDP(sport=6000, dport=6001) / (b"n" * 40), UDP)
+    dg6 = l4_of(IPv6(src=A6, dst=B6) / UDP(sport=6000, dport=6001) / (b"n" * 40), UDP)
+    out = []
+    for i, ecns in enumerate([(0, 2), (0, 3), (1, 0), (2, 3), (1, 2), (3, 3)]):
+        fr = frags4(dg, 17, [16, len(dg) - 16], 0x500 + i, dst="10.12.2.%d" % (i + 1))
+        for f, e in zip(fr, ecns):
+            f[IP].tos = e
+        out += fr
+        fr = frags6(dg6, 17, [16, len(dg6) - 16], 0x500 + i, dst="2001:db8:12:2::%d" % (i + 1))
+        for f, e in zip(fr, ecns):
+            f[IPv6].tc = e
+        out += fr
+    return out
