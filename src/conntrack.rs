@@ -526,8 +526,12 @@ impl Conntrack {
                     let mut frames = fragments;
                     let mut v = match packet::parse_ip(&packet) {
                         // A fragment header left inside (the datagram was fragmented twice)
-                        // hides the upper layer only when it is not at offset 0.
-                        Ok(q) if q.frag.is_none_or(|f| f.offset == 0) => {
+                        // hides the upper layer when it is not at offset 0, and is followed
+                        // by none when it says "no next header".
+                        Ok(q)
+                            if q.frag
+                                .is_none_or(|f| f.offset == 0 && q.proto != NO_NEXT_HEADER) =>
+                        {
                             let q = IpPacket {
                                 reassembled: true,
                                 ..q
@@ -1962,6 +1966,9 @@ fn port_key<A: Addr>(p: &IpPacket<'_>, l4: &[u8], proto: u8) -> Key<A> {
         proto,
     }
 }
+
+/// IPv6 "no next header".
+const NO_NEXT_HEADER: u8 = 59;
 
 /// Whether the IPv4 receive path, looking for a local socket before routing (early demux),
 /// pulls reassembled datagram `q`'s TCP header together when fragment zero carried only

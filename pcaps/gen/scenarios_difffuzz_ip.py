@@ -117,6 +117,7 @@ def _():
                / ICMPv6EchoRequest(id=10))
     out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x207) / IPv6ExtHdrFragment(m=1, id=0x208)
                / UDP(sport=4006, dport=4007) / b"inner")
+    out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x209) / IPv6ExtHdrFragment(nh=59, id=0x20a))
     out.append(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=0x203) / IPv6ExtHdrFragment(offset=2, id=0x204)
                / Raw(b"z" * 16))
     return out
