@@ -57,6 +57,15 @@ SYSCTL_VARIANTS = [
 ]
 
 
+def icmp6_with_csum(src, dst, body):
+    """ICMPv6 message `body` with its checksum (over the IPv6 pseudo-header) filled in."""
+    import socket
+    body = body[:2] + b"\0\0" + body[4:]
+    ph = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) + \
+        struct.pack("!IxxxB", len(body), 58)
+    return body[:2] + struct.pack("!H", csum16(ph + body)) + body[4:]
+
+
 def csum16(b):
     if len(b) % 2:
         b += b"\x00"
@@ -206,10 +215,12 @@ class Case:
         if v6:
             ty = self.ch([128, 129, 130, 131, 133, 134, 135, 136, 137, 139, 140, 141, 200, 201, 255, 100, 4])
             body = struct.pack("!BBHHH", ty, self.ch([0, 0, 1]), 0, ident, 1) + self.payload(0, 24)
+            if self.r() < 0.9:
+                body = icmp6_with_csum(a, b, body)
             self.emit(IPv6(src=a, dst=b, nh=58, hlim=self.ch([64, 255])) / Raw(body), f"icmpv6 type {ty}")
             if ty in (128, 139) and self.r() < 0.6:
                 rt = ty + 1
-                body = struct.pack("!BBHHH", rt, 0, 0, ident, 1)
+                body = icmp6_with_csum(b, a, struct.pack("!BBHHH", rt, 0, 0, ident, 1))
                 self.emit(IPv6(src=b, dst=a, nh=58) / Raw(body), f"icmpv6 type {rt}")
             return
         pairs = [(8, 0), (13, 14), (15, 16), (17, 18), (10, 9), (42, 43), (6, None), (1, None), (19, None),
@@ -319,6 +330,19 @@ class Case:
         if v6 and q.haslayer(IPv6ExtHdrFragment):
             hl = 48
         r = self.r()
+        if r < 0.06 and not v6:
+            qb = qb[:6] + struct.pack("!H", self.ch([0x2000, 0x2001, 0x0003, 0x4000])) + qb[8:]  # quoted fragment
+        elif r < 0.1 and not v6:
+            qb = bytes([0x46]) + qb[1:2] + struct.pack("!H", len(qb) + 4) + qb[4:20] + b"\x01\x01\x01\x00" + qb[20:]
+            hl = 24                                                            # quoted options
+        elif r < 0.14 and v6:
+            ext = self.ch([bytes([qb[6], 0, 1, 4, 0, 0, 0, 0]),                # destination options
+                           bytes([qb[6], 0, 0, 0]) + struct.pack("!I", self.rng.randint(0, 2**32 - 1)),
+                           bytes([qb[6], 0]) + struct.pack("!H", self.ch([0, 1, 8, 9])) + b"\0\0\0\x07"])
+            nh = 60 if len(ext) == 8 and ext[2] == 1 else 44
+            qb = qb[:4] + struct.pack("!H", len(qb) - 40 + len(ext)) + bytes([nh]) + qb[7:40] + ext + qb[40:]
+            hl = 40 + len(ext)
+        r = self.r()
         if r < 0.5:
             qb = qb[:hl + 8]
         elif r < 0.6:
@@ -336,6 +360,8 @@ class Case:
                                 (3, 1), (4, 0), (4, 1), (4, 2), (137, 0), (128, 0)])
             rest = struct.pack("!I", 1280 if ty == 2 else self.ch([0, 6, 40]))
             body = struct.pack("!BBH", ty, code, 0) + rest + qb
+            if self.r() < 0.9:
+                body = icmp6_with_csum(src, dst, body)
             self.emit(IPv6(src=src, dst=dst, nh=58) / Raw(body), f"icmpv6 error {ty}/{code} quoting {q.summary()}")
             return
         ty, code = self.ch([(3, 0), (3, 1), (3, 3), (3, 4), (3, 13), (11, 0), (11, 1), (12, 0), (12, 1),
@@ -596,6 +622,66 @@ class Case:
             m2 = Flow(v6, "udp", b, a, self.rng.randint(1024, 65535), rtp + 1)
             self.emit(self.l4(m2, False, data=b"\x80\xc8" + b"R" * 20), "rtcp to the offered port")
 
+    def ev_sip_reply(self, v6):
+        """A SIP call answered: INVITE with SDP, 200 OK with SDP, media both ways, maybe BYE."""
+        a, b = self.hosts(v6)
+        f = Flow(v6, "udp", a, b, 5060, 5060)
+        ipv = "IP6" if v6 else "IP4"
+        host = lambda x: f"[{x}]" if v6 else x  # noqa: E731
+        call = self.rng.randint(0, 10**9)
+        ports = {a: self.rng.randint(1024, 65000) & ~1, b: self.rng.randint(1024, 65000) & ~1}
+
+        def msg(first, frm, to, cseq, sdp_of):
+            sdp = ""
+            if sdp_of:
+                sdp = (f"v=0\r\no=- 1 1 IN {ipv} {sdp_of}\r\ns=-\r\nc=IN {ipv} {sdp_of}\r\nt=0 0\r\n"
+                       f"m=audio {ports[sdp_of]} RTP/AVP 0\r\n")
+            return (f"{first}\r\nVia: SIP/2.0/UDP {host(frm)}:5060;branch=z9hG4bK{cseq}\r\n"
+                    f"From: <sip:a@{host(a)}>;tag=1\r\nTo: <sip:b@{host(b)}>;tag=2\r\nCall-ID: {call}@x\r\n"
+                    f"CSeq: {cseq}\r\nContact: <sip:x@{host(frm)}:5060>\r\n"
+                    + (f"Content-Type: application/sdp\r\n" if sdp else "")
+                    + f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
+        self.emit(self.l4(f, False, data=msg(f"INVITE sip:b@{host(b)} SIP/2.0", a, b, "1 INVITE", a)), "sip invite")
+        if self.r() < 0.8:
+            code = self.ch(["200 OK", "200 OK", "183 Session Progress", "486 Busy Here", "180 Ringing"])
+            self.emit(self.l4(f, True, data=msg(f"SIP/2.0 {code}", b, a, "1 INVITE",
+                                                b if code[0] in "12" else None)), f"sip {code}")
+        for x, y in ((b, a), (a, b)):
+            if self.r() < 0.6:
+                m = Flow(v6, "udp", x, y, ports[x], ports[y])
+                self.emit(self.l4(m, False, data=b"\x80\x00" + b"M" * 12), "rtp", self.gap())
+        if self.r() < 0.3:
+            self.emit(self.l4(f, self.r() < 0.5, data=msg(f"BYE sip:b@{host(b)} SIP/2.0", a, b, "2 BYE", None)),
+                      "sip bye")
+
+    def ev_irc(self, v6):
+        a, b = self.hosts(v6)
+        send = self.tcp_session(v6, a, b, self.rng.randint(1024, 65535), 6667)
+        port = self.rng.randint(1024, 65535)
+        if v6:
+            addr = self.ch([a, "2001:db8:1::99"])
+        else:
+            ip = self.ch([a, self.ch(C4)])
+            addr = str(struct.unpack("!I", bytes(map(int, ip.split("."))))[0])
+        kind = self.ch(["SEND f.txt", "CHAT chat", "SEND \"a b\"", "RESUME f.txt"])
+        line = f"PRIVMSG bob :\x01DCC {kind} {addr} {port} 1234\x01\r\n"
+        send(False, line.encode(), "irc dcc")
+        if self.r() < 0.7:
+            df = Flow(v6, "tcp", b, a, self.rng.randint(1024, 65535), port)
+            self.emit(self.l4(df, False, data=b"", flags="S", seq=5), "dcc syn")
+
+    def ev_amanda(self, v6):
+        a, b = self.hosts(v6)
+        f = Flow(v6, "udp", a, b, self.rng.randint(800, 1023), 10080)
+        self.emit(self.l4(f, False, data=b"Amanda 2.6 REQ HANDLE 000-1 SEQ 1\nSERVICE sendbackup\n"), "amanda req")
+        ports = " ".join(f"{n} {self.rng.randint(1024, 65535)}" for n in self.rng.sample(["DATA", "MESG", "INDEX"], 2))
+        rep = f"Amanda 2.6 REP HANDLE 000-1 SEQ 1\nCONNECT {ports}\n\x00".encode()
+        self.emit(self.l4(f, True, data=rep), "amanda rep")
+        if self.r() < 0.7:
+            port = int(ports.split()[1])
+            df = Flow(v6, "tcp", a, b, self.rng.randint(1024, 65535), port)
+            self.emit(self.l4(df, False, data=b"", flags="S", seq=5), "amanda data syn")
+
     # ------------------------------------------------------------ perturbations
 
     def perturb(self, b):
@@ -653,7 +739,7 @@ class Case:
             (self.ev_icmp_query, 3), (self.ev_icmp_error, 8), (self.ev_tcp, 2), (self.ev_gre, 2),
             (self.ev_generic, 2), (self.ev_sctp, 2), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
             (lambda v6: self.ev_ext6() if v6 else self.ev_ipopts(), 2), (self.ev_ftp, 1), (self.ev_tftp, 1),
-            (self.ev_sip, 1),
+            (self.ev_sip, 1), (self.ev_sip_reply, 1), (self.ev_irc, 1), (self.ev_amanda, 1),
         ]
         fns = [f for f, w in events for _ in range(w)]
         target = rng.randint(5, 60)
