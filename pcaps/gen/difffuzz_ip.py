@@ -54,6 +54,11 @@ SYSCTL_VARIANTS = [
     "--sysctl nf_conntrack_icmpv6_timeout=1 --sysctl nf_conntrack_udp_timeout_stream=2",
     "--sysctl nf_conntrack_sctp_timeout_cookie_wait=1 --sysctl nf_conntrack_sctp_timeout_established=2",
     "--sysctl nf_conntrack_tcp_loose=0",
+    "--sysctl nf_conntrack_max=6",
+    "--sysctl nf_conntrack_max=12",
+    "--sysctl nf_conntrack_expect_max=1",
+    "--sysctl nf_conntrack_udp_timeout=2 --sysctl nf_conntrack_generic_timeout=2 --sysctl nf_conntrack_icmp_timeout=2"
+    " --sysctl nf_conntrack_icmpv6_timeout=2 --sysctl nf_conntrack_gre_timeout=2",
 ]
 
 
@@ -775,7 +780,9 @@ class Case:
         args = "--helper all"
         if self.realtime:
             args += " --realtime"
-        if rng.random() < 0.3:
+        if self.realtime and rng.random() < 0.6:
+            args += " " + SYSCTL_VARIANTS[-1]
+        elif rng.random() < 0.3:
             args += " " + rng.choice(SYSCTL_VARIANTS)
         return frames, notes, args
 
