@@ -46,6 +46,8 @@ S6 = ["2001:db8:2::1", "2001:db8:2::2", "2001:db8:2::3"]
 R6 = ["2001:db8:3::1", "2001:db8:3::2"]
 M6 = ["ff02::1", "ff05::2", "ff0e::1:3", "fe80::1", "::1", "::"]
 
+# (nf_conntrack_max, nf_conntrack_expect_max and nf_conntrack_buckets cannot be set in the
+# oracle's private network namespace on this kernel: the kernel keeps its defaults.)
 SYSCTL_VARIANTS = [
     "--sysctl nf_conntrack_checksum=1",
     "--sysctl nf_conntrack_udp_timeout=1 --sysctl nf_conntrack_icmp_timeout=1",
@@ -54,9 +56,6 @@ SYSCTL_VARIANTS = [
     "--sysctl nf_conntrack_icmpv6_timeout=1 --sysctl nf_conntrack_udp_timeout_stream=2",
     "--sysctl nf_conntrack_sctp_timeout_cookie_wait=1 --sysctl nf_conntrack_sctp_timeout_established=2",
     "--sysctl nf_conntrack_tcp_loose=0",
-    "--sysctl nf_conntrack_max=6",
-    "--sysctl nf_conntrack_max=12",
-    "--sysctl nf_conntrack_expect_max=1",
     "--sysctl nf_conntrack_udp_timeout=2 --sysctl nf_conntrack_generic_timeout=2 --sysctl nf_conntrack_icmp_timeout=2"
     " --sysctl nf_conntrack_icmpv6_timeout=2 --sysctl nf_conntrack_gre_timeout=2",
 ]
