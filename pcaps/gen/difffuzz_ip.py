@@ -34,6 +34,8 @@ from scapy.all import (  # noqa: E402
     SCTPChunkShutdownComplete, conf, raw,
 )
 
+from scapy.layers.sctp import crc32c  # noqa: E402
+
 conf.verb = 0
 
 C4 = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
@@ -294,6 +296,42 @@ class Case:
             if self.r() < 0.05:
                 continue                                                    # a lost chunk
             self.emit(self.l4(f, rep, chunk=chunk, tag=tag), f"sctp {chunk.name}", self.gap())
+
+    def ev_sctp_raw(self, v6):
+        """SCTP packets of hand-made chunk bundles: any chunk types and flags, odd lengths,
+        tags right or wrong, both directions."""
+        a, b = self.hosts(v6)
+        sp, dp = self.port(), self.port()
+        va, vb = self.rng.randint(1, 2**32 - 1), self.rng.randint(1, 2**32 - 1)
+
+        def chunk():
+            ty = self.ch([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 192, 193, 63, 128, 130])
+            flags = self.ch([0, 0, 1, 2, 3, 7])
+            if ty in (1, 2):                                          # INIT, INIT ACK
+                body = struct.pack("!IIHHI", self.ch([va, vb, 0]), 65535, 1, 1, 1)
+            elif ty == 3:                                             # SACK
+                body = struct.pack("!IIHH", 1, 65535, 0, 0)
+            elif ty in (4, 5):                                        # HEARTBEAT (ACK)
+                body = struct.pack("!HH", 1, 8) + b"hbinfo!!"[:4]
+            else:
+                body = bytes(self.rng.getrandbits(8) for _ in range(self.ch([0, 4, 8, 5])))
+            ln = 4 + len(body)
+            if self.r() < 0.1:
+                ln = self.ch([0, 2, 3, ln + 8])
+            c = struct.pack("!BBH", ty, flags, ln) + body
+            return c + bytes(-len(c) % 4)
+        for _ in range(self.rng.randint(1, 6)):
+            rep = self.r() < 0.45
+            chunks = b"".join(chunk() for _ in range(self.ch([1, 1, 1, 2, 3])))
+            tag = self.ch([0, va, vb, va if rep else vb, self.rng.randint(0, 2**32 - 1)])
+            src, dst, s_, d_ = (b, a, dp, sp) if rep else (a, b, sp, dp)
+            hdr = struct.pack("!HHII", s_, d_, tag, 0)
+            pkt = self.ip(v6, src, dst, Raw(hdr + chunks), proto=132)
+            b_ = bytearray(raw(pkt))
+            hl = 40 if v6 else 20
+            if self.r() < 0.9:
+                b_[hl + 8:hl + 12] = struct.pack(">I", crc32c(bytes(b_[hl:])))
+            self.emit(bytes(b_), f"sctp raw {chunks[:1].hex()} tag {tag:#x}", self.gap())
 
     def quoted_packet(self, v6):
         """A packet some host sent (of a known flow or not): (sender, receiver, packet)."""
@@ -741,7 +779,7 @@ class Case:
         events = [
             (self.ev_udp, 8), (lambda v6: self.ev_udp(v6, "udplite"), 2), (self.ev_echo, 5),
             (self.ev_icmp_query, 3), (self.ev_icmp_error, 8), (self.ev_tcp, 2), (self.ev_gre, 2),
-            (self.ev_generic, 2), (self.ev_sctp, 2), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
+            (self.ev_generic, 2), (self.ev_sctp, 2), (self.ev_sctp_raw, 2), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
             (lambda v6: self.ev_ext6() if v6 else self.ev_ipopts(), 2), (self.ev_ftp, 1), (self.ev_tftp, 1),
             (self.ev_sip, 1), (self.ev_sip_reply, 1), (self.ev_irc, 1), (self.ev_amanda, 1),
         ]
