@@ -59,7 +59,7 @@ SYSCTL_VARIANTS = [
     "--sysctl nf_conntrack_sctp_timeout_cookie_wait=1 --sysctl nf_conntrack_sctp_timeout_established=2",
     "--sysctl nf_conntrack_tcp_loose=0",
     "--sysctl nf_conntrack_udp_timeout=2 --sysctl nf_conntrack_generic_timeout=2 --sysctl nf_conntrack_icmp_timeout=2"
-    " --sysctl nf_conntrack_icmpv6_timeout=2 --sysctl nf_conntrack_gre_timeout=2",
+    " --sysctl nf_conntrack_icmpv6_timeout=2 --sysctl nf_conntrack_gre_timeout=2 --sysctl nf_conntrack_frag6_timeout=2",
 ]
 
 
@@ -513,6 +513,60 @@ class Case:
             h[4:6] = struct.pack("!H", len(body))
             self.emit(bytes(h) + body, f"v6 frag {mode} off {o} len {len(c)} mf {int(mf)} of {kind}")
 
+    def ev_frag_wild(self, v6):
+        """Fragments cut at random: any offsets, lengths and more-fragments flags over a real
+        datagram (UDP, TCP, ICMP echo or an ICMP error), IPv4 options or IPv6 extension
+        headers before the fragment header, fragments of two datagrams interleaved."""
+        a, b = self.hosts(v6)
+        kind = self.ch(["udp", "tcp", "icmp", "error", "gen"])
+        if kind == "error":
+            sender, receiver, q = self.quoted_packet(v6)
+            body = struct.pack("!BBHI", 1 if v6 else 3, self.ch([0, 3, 4]), 0, 0) + raw(q)
+            a, b = q[IPv6].dst if v6 else q[IP].dst, q[IPv6].src if v6 else q[IP].src
+            body = icmp6_with_csum(a, b, body) if v6 else body[:2] + struct.pack("!H", csum16(body)) + body[4:]
+            data, proto = body, 58 if v6 else 1
+        else:
+            f = Flow(v6, kind, a, b, self.port(), self.ch([self.port(), 69, 5060, 21]), num=99)
+            if self.r() < 0.5:
+                self.flows.append(f)
+            b_ = raw(self.l4(f, self.r() < 0.2, data=self.payload(0, 200), flags="S", seq=9))
+            data, proto = b_[40:] if v6 else b_[20:], b_[6] if v6 else b_[9]
+        ident = self.rng.randint(0, 2**32 - 1 if v6 else 65535)
+        cuts = []
+        n = self.rng.randint(1, 6)
+        for _ in range(n):
+            off = 8 * self.rng.randint(0, max(0, len(data) // 8))
+            ln = self.ch([8, 16, 24, 1, 7, 13, 48, len(data) - off, 8 * self.rng.randint(1, 8)])
+            cuts.append((off, max(0, ln), off + ln < len(data) if self.r() < 0.85 else self.r() < 0.5))
+        if self.r() < 0.5:
+            cuts.insert(0, (0, 8 * self.rng.randint(1, 4), True))
+        if self.r() < 0.5:
+            last = 8 * self.rng.randint(1, max(1, len(data) // 8))
+            cuts.append((min(last, len(data)), len(data) - min(last, len(data)), False))
+        opts = b""
+        if not v6 and self.r() < 0.25:
+            opts = self.ch([b"\x01\x01\x01\x00", b"\x94\x04\x00\x00", b"\x07\x07\x04\x00\x00\x00\x00\x00"])
+        pre = b""
+        pre_nh = 44
+        if v6 and self.r() < 0.3:
+            pre = self.ch([bytes([44, 0, 1, 4, 0, 0, 0, 0]),                          # hop-by-hop
+                           bytes([44, 0, 0, 0, 0, 0, 0, 0]) + b""])                   # routing type 0, 0 left
+            pre_nh = 0 if pre[2] == 1 else 43
+        for off, ln, mf in cuts:
+            chunk = data[off:off + ln]
+            if v6:
+                fh = struct.pack("!BBHI", proto, 0, off | int(mf), ident)
+                body = pre + fh + chunk
+                h = raw(IPv6(src=a, dst=b, nh=pre_nh if pre else 44, plen=len(body)))
+                self.emit(h + body, f"v6 wild frag off {off} len {len(chunk)} mf {int(mf)} of {kind}")
+            else:
+                hl = 20 + len(opts)
+                h = bytearray(struct.pack("!BBHHHBBH4s4s", 0x40 | hl // 4, 0, hl + len(chunk), ident,
+                                          (0x2000 if mf else 0) | off // 8, 64, proto, 0,
+                                          bytes(map(int, a.split("."))), bytes(map(int, b.split(".")))) + opts)
+                h[10:12] = struct.pack("!H", csum16(bytes(h)))
+                self.emit(bytes(h) + chunk, f"v4 wild frag off {off} len {len(chunk)} mf {int(mf)} of {kind}")
+
     def ev_ipopts(self):
         a, b = self.hosts(False)
         opts = self.ch([
@@ -779,7 +833,7 @@ class Case:
         events = [
             (self.ev_udp, 8), (lambda v6: self.ev_udp(v6, "udplite"), 2), (self.ev_echo, 5),
             (self.ev_icmp_query, 3), (self.ev_icmp_error, 8), (self.ev_tcp, 2), (self.ev_gre, 2),
-            (self.ev_generic, 2), (self.ev_sctp, 2), (self.ev_sctp_raw, 2), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
+            (self.ev_generic, 2), (self.ev_sctp, 2), (self.ev_sctp_raw, 2), (self.ev_frag_wild, 3), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
             (lambda v6: self.ev_ext6() if v6 else self.ev_ipopts(), 2), (self.ev_ftp, 1), (self.ev_tftp, 1),
             (self.ev_sip, 1), (self.ev_sip_reply, 1), (self.ev_irc, 1), (self.ev_amanda, 1),
         ]
