@@ -211,3 +211,28 @@ def _():
             f[IPv6].tc = e
         out += fr
     return out
+
+
+@scenario("difffuzz/sctp-ignored-not-counted", args="--sysctl nf_conntrack_acct=1")
+def _():
+    # SCTP packets the kernel lets through without tracking them (a HEARTBEAT whose tag is not
+    # the association's, perhaps from a restarted peer; an INIT retransmitted into a closed
+    # association) refresh nothing and are not counted.
+    from scapy.all import (SCTP, SCTPChunkAbort, SCTPChunkCookieAck, SCTPChunkCookieEcho,
+                           SCTPChunkData, SCTPChunkHeartbeatReq, SCTPChunkInit, SCTPChunkInitAck)
+    va, vb = 0x1111, 0x2222
+
+    def s(src, dst, sp, dp, tag, chunk):
+        return IP(src=src, dst=dst) / SCTP(sport=sp, dport=dp, tag=tag) / chunk
+    out = [s(A, B, 7000, 7001, 0, SCTPChunkInit(init_tag=va, n_out_streams=1, n_in_streams=1, init_tsn=1)),
+           s(B, A, 7001, 7000, va, SCTPChunkInitAck(init_tag=vb, n_out_streams=1, n_in_streams=1, init_tsn=1)),
+           s(A, B, 7000, 7001, vb, SCTPChunkCookieEcho(cookie=b"cookie!!")),
+           s(B, A, 7001, 7000, va, SCTPChunkCookieAck()),
+           s(A, B, 7000, 7001, vb, SCTPChunkData(tsn=1, data=b"hello")),
+           s(A, B, 7000, 7001, 0x3333, SCTPChunkHeartbeatReq()),       # the wrong tag: ignored
+           s(A, B, 7000, 7001, vb, SCTPChunkData(tsn=2, data=b"again"))]
+    # Another association, aborted, then its INIT again.
+    out += [s(A, B, 7002, 7003, 0, SCTPChunkInit(init_tag=va, n_out_streams=1, n_in_streams=1, init_tsn=1)),
+            s(B, A, 7003, 7002, va, SCTPChunkAbort()),
+            s(A, B, 7002, 7003, 0, SCTPChunkInit(init_tag=va, n_out_streams=1, n_in_streams=1, init_tsn=1))]
+    return out

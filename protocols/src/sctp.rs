@@ -391,8 +391,8 @@ pub fn crc32c(data: &[u8]) -> u32 {
 /// SHUTDOWN_ACK, SHUTDOWN_COMPLETE, ABORT or heartbeat chunk is present, which carry their own
 /// rules); an invalid transition. Accepted packets refresh the entry to the last chunk's
 /// state's timeout, except a retransmitted INIT in CLOSED and a heartbeat with a surprising
-/// tag, which are let through without a refresh. State changes made by the chunks before a
-/// refused one stay, as in the kernel.
+/// tag, which are let through ignored (`Ignore`: no refresh, no accounting, no ASSURED). State
+/// changes made by the chunks before a refused one stay, as in the kernel.
 pub fn track(st: &mut SctpState, p: &Packet<'_>, ctx: &Ctx, s: &Sysctl) -> Decision {
     use chunk::*;
     let dir = ctx.dir;
@@ -519,8 +519,12 @@ pub fn track(st: &mut SctpState, p: &Packet<'_>, ctx: &Ctx, s: &Sysctl) -> Decis
             assured = true;
         }
     }
+    if ignore {
+        // Let through, but neither refreshed nor counted (nor made ASSURED).
+        return Decision::Ignore;
+    }
     Decision::Accept(Accept {
-        timeout: (!ignore).then(|| secs(new_state.timeout(s))),
+        timeout: Some(secs(new_state.timeout(s))),
         assured,
         kill: false,
     })
@@ -673,7 +677,7 @@ mod tests {
             true,
             &pkt(0, &[(1, 0, &init_body(9))]),
         );
-        assert_eq!(d, Decision::Accept(Accept::default()));
+        assert_eq!(d, Decision::Ignore);
     }
 
     #[test]
