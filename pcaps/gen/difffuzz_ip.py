@@ -346,7 +346,7 @@ class Case:
             if self.r() < 0.1:
                 # a port of the flow off by one: no match
                 if p.haslayer(UDP):
-                    p[UDP].sport += 1
+                    p[UDP].sport = (p[UDP].sport + 1) % 65536
             return (f.b, f.a, p) if reply else (f.a, f.b, p)
         a, b = self.hosts(v6)
         proto = self.ch(["udp", "tcp", "icmp", "gre", "sctp", "gen", "udplite"])
@@ -875,6 +875,8 @@ class Case:
             args += " " + SYSCTL_VARIANTS[-1]
         elif rng.random() < 0.3:
             args += " " + rng.choice(SYSCTL_VARIANTS)
+        if "acct" not in args and rng.random() < 0.4:
+            args += " --sysctl nf_conntrack_acct=1"        # counters show what was counted
         return frames, notes, args
 
 
