@@ -253,19 +253,21 @@ impl Defrag {
 
 /// How many frames the router sends reassembled datagram `len` bytes long on in, when it no
 /// longer has the fragments it came in (a helper linearised it) and must cut it again itself:
-/// pieces as large as the largest fragment it received (`max_frag`; for IPv6 at least the
-/// 1280-byte minimum MTU, and a fragment header added), all but the last a multiple of 8.
+/// each piece as large as the largest fragment it received (`max_frag`; for IPv6 at least the
+/// 1280-byte minimum MTU, and a fragment header added), all but the last cut down to a
+/// multiple of 8.
 pub fn refragmented_frames(v6: bool, len: u32, head_len: u32, max_frag: u32) -> u16 {
     let room = if v6 {
         max_frag.max(1280).saturating_sub(head_len + 8)
     } else {
         max_frag.saturating_sub(head_len)
-    } & !7;
+    };
     let payload = len.saturating_sub(head_len);
-    if room == 0 {
+    let step = room & !7;
+    if payload <= room || step == 0 {
         return 1;
     }
-    payload.div_ceil(room).clamp(1, u16::MAX as u32) as u16
+    (1 + (payload - room).div_ceil(step)).min(u16::MAX as u32) as u16
 }
 
 /// True when IPv6 fragment zero `p` (parsed past its fragment header and the extension headers

@@ -190,6 +190,11 @@ def _():
     out += frags4(seg, 6, [24, 8, 95], 0x403, dst="10.12.1.4")            # header whole: as it came
     out += frags4(seg, 6, eights, 0x404, dst="10.12.1.5")                  # all 8: the same pieces
     out += frags4(dg, 17, [8, 8, 24] + [8] * 10 + [7], 0x405, dst="10.12.1.6")
+    # The last piece the router cuts need not be a multiple of 8: 83 bytes in pieces of at
+    # most 43 are two frames (40 and 43), not three.
+    short = l4_of(IP(src=A, dst=B) / TCP(sport=1001, dport=2001, flags="S") / (b"z" * 63), TCP)
+    out += frags4(short, 6, [16, 24, 43], 0x406, dst="10.12.1.7")
+    out += frags4(short, 6, [8, 32, 43], 0x407, dst="10.12.1.8")
     return out
 
 
