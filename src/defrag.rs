@@ -227,7 +227,13 @@ impl Defrag {
         let cost = data.len() + 64;
         q.pieces.insert(pos, (offset, end, data));
         q.meat += end - offset;
-        q.max_frag = q.max_frag.max(p.data.len() as u32);
+        // IPv4 counts the fragment as trimmed to a multiple of 8; IPv6 as its length field says.
+        let size = if p.v6 {
+            p.data.len() as u32
+        } else {
+            (head_len as u32) + (end - offset)
+        };
+        q.max_frag = q.max_frag.max(size);
         let ecn = if p.v6 { p.data[1] >> 4 } else { p.data[1] } & 3;
         q.ecn |= 1 << ecn;
         q.bytes += cost;

@@ -77,6 +77,11 @@ def _():
         out += frags6(u6(1), 17, [8, 1], dport + 4)                    # 49 bytes in 56: whole
         out += frags4(u4(1), 17, [8, 1], dport + 5)                    # IPv4 cuts it anyway
         out += frags4(u4(300), 17, [16] * 19 + [4], dport + 6)
+        # A fragment not a multiple of 8 long is cut down to one: its trimmed size bounds the
+        # pieces (94 bytes sent, 88 kept: 94 bytes of datagram are then two frames).
+        d = u4(86)
+        first = IP(src=A, dst=B, id=dport + 7, proto=17, flags="MF") / Raw(d)
+        out += [first] + frags4(d, 17, [88, 6], dport + 7)[1:]
     return out
 
 
