@@ -166,3 +166,28 @@ def _():
     f = Flow(42111, 2121, c=C, s=S)
     p = login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50111)), f.c("A")]
     return p + [Flow(42112, 50111, c=C, s=S).c("S")]
+
+
+@scenario("helpers/ftp-master-reopened", args=FTP)
+def _():
+    # A control connection reset and reopened on the same ports is a new entry: the data
+    # connection of the old one still holds the old entry, not the new (use= counts).
+    f = Flow(42081, 21, c=C, s=S)
+    p = login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50081)), f.c("A")]
+    d1 = Flow(42082, 50081, c=C, s=S)
+    p += transfer(d1, close=False)
+    p += [f.c("R")]
+    g = Flow(42081, 21, c=C, s=S, cseq=900000, sseq=800000)
+    p += login(g) + [g.c("PA", b"PASV\r\n"), g.s("PA", pasv(50082)), g.c("A")]
+    p += transfer(Flow(42083, 50082, c=C, s=S), close=False)
+    # The old data connection goes (reset, then reopened: no longer expected); the new
+    # master keeps its own child.
+    p += [d1.c("R"), Flow(42082, 50081, c=C, s=S, cseq=700000).c("S")]
+    # Again, with the old data connection left open: the new master holds none.
+    h = Flow(42084, 21, c=C, s=S)
+    p += login(h) + [h.c("PA", b"PASV\r\n"), h.s("PA", pasv(50083)), h.c("A")]
+    p += transfer(Flow(42085, 50083, c=C, s=S), close=False)
+    p += [h.c("R")]
+    k = Flow(42084, 21, c=C, s=S, cseq=600000, sseq=500000)
+    p += login(k)
+    return p
