@@ -153,6 +153,8 @@ class Conv:
         self.c = Ep(rng, ca, cport or rng.randrange(1024, 65535))
         if sport is None and rng.random() < 0.15:
             sport = 21
+        elif sport is None and rng.random() < 0.06:
+            sport = rng.choice([6667, 6566, 1723])
         self.s = Ep(rng, sa, sport or rng.choice(SERVER_PORTS + [rng.randrange(1024, 65535)]))
         self.out = []
         self.pert = rng.choice([0.0, 0.05, 0.1, 0.2, 0.35])  # perturbation rate
@@ -417,8 +419,17 @@ class Conv:
                     self.seg(frm, ACK, perturb=False)
             elif r < 0.9:
                 # stray SYN in the middle of the connection (port reuse attempt / challenge ack)
-                self.seg(frm, SYN, seq=rng.randrange(1 << 32), advance=False, deliver=False)
-                if rng.random() < 0.6:
+                isn = rng.randrange(1 << 32)
+                self.seg(frm, SYN, seq=isn, advance=False, deliver=False)
+                r2 = rng.random()
+                if r2 < 0.35:
+                    # the peer had restarted: it answers the new SYN and both resynchronise
+                    frm.isn, frm.nxt, to.rcv = isn, (isn + 1) & M32, (isn + 1) & M32
+                    to.isn = to.nxt = rng.randrange(1 << 32)
+                    frm.rcv = None
+                    self.seg(to, SYN | ACK)
+                    self.seg(frm, ACK)
+                elif r2 < 0.75:
                     self.seg(to, ACK)  # challenge ACK
             elif r < 0.93:
                 # odd flags
@@ -433,7 +444,7 @@ class Conv:
         rng = self.rng
         c, s = self.c, self.s
         kind = rng.choice(["fin_c", "fin_c", "fin_s", "fin_s", "simfin", "rst_c", "rst_s", "rst_bad",
-                           "rstack", "none", "fin_data", "rst_after_fin", "challenge"])
+                           "rstack", "none", "fin_data", "rst_after_fin", "challenge", "oow"])
         self.close_kind = kind
         a, b = (c, s) if rng.random() < 0.5 else (s, c)
         if kind in ("fin_c", "fin_s", "fin_data", "rst_after_fin"):
@@ -467,6 +478,12 @@ class Conv:
                 self.seg(a, RST, seq=b.rcv if b.rcv is not None else a.nxt, advance=False)
         elif kind == "rstack":
             self.seg(a, RST | ACK, ack=rng.choice([0, a.rcv or 0]))
+        elif kind == "oow":
+            # out-of-window FIN or RST from both sides (the kernel may shorten the timeout)
+            for e in (a, b, a)[:rng.randrange(2, 4)]:
+                self.seg(e, rng.choice([FIN | ACK, RST, RST | ACK]),
+                         seq=(e.nxt + rng.choice([1 << 20, 1 << 30, -(1 << 20)])) & M32,
+                         advance=False, deliver=False, perturb=False)
         elif kind == "challenge":
             # SYN in established answered by a challenge ACK then RST
             self.seg(a, SYN, seq=rng.randrange(1 << 32), advance=False, deliver=False)
@@ -569,6 +586,38 @@ class Conv:
                 d.close()
             self.out += d.out
 
+    def irc_phase(self):
+        """IRC DCC offers from the client (the IRC helper reads them), split, repeated and
+        perturbed like the FTP lines."""
+        rng = self.rng
+        import ipaddress
+        for _ in range(rng.randrange(1, 6)):
+            frm = self.c if rng.random() < 0.8 else self.s
+            a = frm.addr if rng.random() < 0.8 else rng.choice(HOSTS4)
+            ip = int(ipaddress.ip_address(a)) if not self.v6 else rng.randrange(1 << 32)
+            port = rng.randrange(1024, 65535)
+            kind = rng.choice(["SEND f", "CHAT chat", "SEND f", "RESUME f"])
+            line = ("PRIVMSG bob :\x01DCC %s %d %d %d\x01\r\n" % (kind, ip, port, rng.randrange(1, 9999))).encode()
+            if rng.random() < 0.2:
+                line = line[:rng.randrange(5, len(line))]
+            if rng.random() < 0.25:
+                cut = rng.randrange(1, len(line))
+                self.seg(frm, ACK | PSH, line[:cut])
+                self.seg(frm, ACK | PSH, line[cut:])
+            else:
+                self.seg(frm, ACK | PSH, line)
+                if rng.random() < 0.2:
+                    self.seg(frm, ACK | PSH, line, seq=(frm.nxt - len(line)) & M32, advance=False)
+            self.seg(self.peer(frm), ACK)
+            if rng.random() < 0.5 and not self.v6:
+                d = Conv(self.case, False, cport=rng.randrange(1024, 65535), sport=port,
+                         hosts=(self.peer(frm).addr if rng.random() < 0.7 else rng.choice(HOSTS4), a))
+                d.pert = self.pert / 2
+                d.open()
+                if rng.random() < 0.5:
+                    d.data_phase()
+                self.out += d.out
+
     def probe(self):
         """A segment chosen relative to the numbers either side has used, whatever the state:
         the corners of the window checks and of the state table."""
@@ -613,6 +662,8 @@ class Conv:
         self.probes(pp)
         if self.s.port == 21 and (full or rng.random() < 0.5):
             self.ftp_phase()
+        elif self.s.port == 6667 and (full or rng.random() < 0.5):
+            self.irc_phase()
         elif full or rng.random() < 0.5:
             self.data_phase()
         self.probes(pp)
