@@ -553,13 +553,54 @@ impl Conntrack {
     /// TCP: header checks, checksum, then the TCP tracker.
     #[inline(never)]
     fn track_tcp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
-        self.track_ready(t, p, self.ready_tcp(p), now)
+        let ready = self.ready_tcp(p);
+        if ready.is_err() {
+            self.invalid_takes_expectation(t, p, proto::TCP, now);
+        }
+        self.track_ready(t, p, ready, now)
     }
 
     /// UDP: header checks, checksum, then the UDP tracker.
     #[inline(never)]
     fn track_udp<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
-        self.track_ready(t, p, self.ready_udp(p), now)
+        let ready = self.ready_udp(p);
+        if ready.is_err() {
+            self.invalid_takes_expectation(t, p, proto::UDP, now);
+        }
+        self.track_ready(t, p, ready, now)
+    }
+
+    /// The kernel looks a packet's ports up before its protocol checks the header or the
+    /// checksum: a packet that finds no entry takes a pending expectation of its tuple even when
+    /// it then turns out invalid, and the expectation is lost with it.
+    #[cold]
+    #[inline(never)]
+    fn invalid_takes_expectation<A: Addr>(
+        &self,
+        t: &Table<A>,
+        p: &IpPacket<'_>,
+        proto: u8,
+        now: Nanos,
+    ) {
+        let l4 = p.l4();
+        if self.cfg.helpers.is_empty() || l4.len() < 4 {
+            return;
+        }
+        self.invalid_key_takes_expectation(t, &port_key(p, l4, proto), now);
+    }
+
+    /// [`Conntrack::invalid_takes_expectation`] for a tuple already built.
+    #[cold]
+    #[inline(never)]
+    fn invalid_key_takes_expectation<A: Addr>(&self, t: &Table<A>, k: &Key<A>, now: Nanos) {
+        if self.cfg.helpers.is_empty() || t.expect.lock().none_pending() {
+            return;
+        }
+        if self.in_table(t, k, self.hash(k)) {
+            return;
+        }
+        // Taken and dropped: the invalid packet's connection is never confirmed.
+        let _ = t.expect.lock().take(k, now);
     }
 
     /// A TCP or UDP packet whose headers were checked (`ready`): its checksum, its tracker,
@@ -586,7 +627,10 @@ impl Conntrack {
                 let v = self.run_ready(t, &r, h, now);
                 self.help(t, &r, p.l4(), v, fresh, now)
             }
-            Ok(_) => self.invalid(),
+            Ok((r, _)) => {
+                self.invalid_key_takes_expectation(t, &r.key, now);
+                self.invalid()
+            }
             Err(v) => v,
         }
     }
