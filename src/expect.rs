@@ -551,6 +551,11 @@ impl<A: Addr> Expectations<A> {
                 }
                 self.masters.remove(k);
             }
+            // Its live children keep holding the entry that left, not whichever entry takes
+            // the same tuple next (a reopened control connection starts with none).
+            if self.child_count.remove(k).is_some() {
+                self.children.retain(|_, m| m != k);
+            }
         }
         if child {
             self.helped_children.remove(k);
@@ -823,6 +828,26 @@ mod tests {
         x.forget(&c2, false, true);
         assert_eq!(x.children_of(&m), 0);
         assert!(x.child_count.is_empty() && x.children.is_empty() && x.quiet());
+    }
+
+    #[test]
+    fn children_stay_with_the_master_that_left() {
+        // oracle: helpers/ftp-master-reopened
+        let mut x = Expectations::default();
+        let m = key(1, 2, 40000, 21);
+        let (c1, c2) = (key(1, 2, 1, 5000), key(1, 2, 2, 5001));
+        x.adopt(c1, m, false);
+        x.forget(&m, true, false);
+        // The same tuple again: a new entry, none of the old one's children.
+        assert_eq!(x.children_of(&m), 0);
+        x.adopt(c2, m, false);
+        assert_eq!(x.children_of(&m), 1);
+        // The old child leaving does not touch the new master's count.
+        x.forget(&c1, false, true);
+        assert_eq!(x.children_of(&m), 1);
+        x.forget(&c2, false, true);
+        assert_eq!(x.children_of(&m), 0);
+        assert!(x.child_count.is_empty() && x.children.is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 PORT, EPRT; the line-start rule, partial commands, foreign addresses, one expectation per
 master, clashes, IPv6) and TFTP requests; the data connections then arrive RELATED."""
 from ctgen import scenario
-from scapy.all import IP, IPv6, UDP, Raw
+from scapy.all import IP, IPv6, TCP, UDP, Raw
 from scenarios_tcp import Flow
 
 C, S, C2 = "10.30.0.1", "10.30.0.2", "10.30.0.3"
@@ -166,3 +166,58 @@ def _():
     f = Flow(42111, 2121, c=C, s=S)
     p = login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50111)), f.c("A")]
     return p + [Flow(42112, 50111, c=C, s=S).c("S")]
+
+
+@scenario("helpers/ftp-master-reopened", args=FTP)
+def _():
+    # A control connection reset and reopened on the same ports is a new entry: the data
+    # connection of the old one still holds the old entry, not the new (use= counts).
+    f = Flow(42081, 21, c=C, s=S)
+    p = login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50081)), f.c("A")]
+    d1 = Flow(42082, 50081, c=C, s=S)
+    p += transfer(d1, close=False)
+    p += [f.c("R")]
+    g = Flow(42081, 21, c=C, s=S, cseq=900000, sseq=800000)
+    p += login(g) + [g.c("PA", b"PASV\r\n"), g.s("PA", pasv(50082)), g.c("A")]
+    p += transfer(Flow(42083, 50082, c=C, s=S), close=False)
+    # The old data connection goes (reset, then reopened: no longer expected); the new
+    # master keeps its own child.
+    p += [d1.c("R"), Flow(42082, 50081, c=C, s=S, cseq=700000).c("S")]
+    # Again, with the old data connection left open: the new master holds none.
+    h = Flow(42084, 21, c=C, s=S)
+    p += login(h) + [h.c("PA", b"PASV\r\n"), h.s("PA", pasv(50083)), h.c("A")]
+    p += transfer(Flow(42085, 50083, c=C, s=S), close=False)
+    p += [h.c("R")]
+    k = Flow(42084, 21, c=C, s=S, cseq=600000, sseq=500000)
+    p += login(k)
+    return p
+
+
+@scenario("helpers/expectation-taken-by-invalid", args="--helper all")
+def _():
+    # The kernel finds a packet's expectation before its protocol checks the header: a packet
+    # of an expected connection that is then invalid (bad data offset, a flag combination no
+    # TCP sends, a truncated header, a UDP length past the datagram) takes the expectation
+    # with it, and the connection's real first packet is only NEW. The data connection of an
+    # expectation left alone is RELATED.
+    f = Flow(42091, 21, c=C, s=S)
+    p = login(f)
+    bad = [
+        lambda port: IP(src=S, dst=C, proto=6) / Raw(bytes(TCP(sport=20, dport=port, flags="S"))[:12]
+                                            + b"\xf0" + bytes(TCP(sport=20, dport=port, flags="S"))[13:]),
+        lambda port: IP(src=S, dst=C) / TCP(sport=20, dport=port, flags="F"),
+        lambda port: IP(src=S, dst=C, proto=6) / Raw(bytes(TCP(sport=20, dport=port))[:6]),
+        None,
+    ]
+    for i, b in enumerate(bad):
+        port = 42092 + i
+        p += [f.c("PA", b"PORT 10,30,0,1,%d,%d\r\n" % (port >> 8, port & 255)),
+              f.s("PA", b"200 ok\r\n")]
+        if b:
+            p.append(b(port))
+        p += [Flow(20, port, c=S, s=C).c("S")]
+    rrq = b"\x00\x01boot.img\x00octet\x00"
+    p += [tftp(C, S, 42096, 69, rrq),
+          IP(src=S, dst=C) / UDP(sport=33005, dport=42096, len=200) / Raw(b"\x00\x03\x00\x01"),
+          tftp(S, C, 33005, 42096, b"\x00\x03\x00\x01data")]
+    return p

@@ -833,3 +833,26 @@ def _():
     g = Flow(41118, 164)
     h = Flow(41119, 164)
     return f.handshake() + [g.c("S"), h.c("S"), h.s("SA"), h.c("A"), h.c("R")]
+
+
+@scenario("tcp/rst_after_own_syn")
+def _():
+    # An RST skips the window check as the answer to a SYN we let through only when it comes
+    # from the other side: an RST from the SYN's own sender is checked like any other.
+    # Established: the client's stray SYN is ignored; its own RST acking that SYN, far past the
+    # window, is invalid; the connection goes on.
+    f = Flow(41120, 165)
+    p = f.handshake() + [f.c("PA", 5), f.s("A"), f.c("S", seq=7000000, advance=False),
+                         f.c("R", seq=f.nxt["c"] + 10000000, ack=7000001, advance=False),
+                         f.c("PA", 5), f.s("A")]
+    # SYN_SENT: a SYN/ACK acking too little is ignored (the last packet stays the SYN); the
+    # client's RST with ack 0, far behind, is ignored too; the real SYN/ACK then opens.
+    g = Flow(41121, 166, cseq=4285797668)
+    p += [g.c("S"), g.s("SA", ack=g.nxt["c"] - 66001, advance=False),
+          g.c("R", seq=g.nxt["c"] - 2000000, ack=0, advance=False), g.s("SA"), g.c("A")]
+    # Simultaneous open: the server's RST after its own SYN is checked (and ignored); the
+    # client's RST is the answer and closes.
+    h = Flow(41122, 41123)
+    p += [h.c("S"), h.s("S"), h.s("R", seq=h.nxt["s"] - 2000000, ack=0, advance=False),
+          h.c("R", seq=h.nxt["c"] - 2000000, ack=0, advance=False)]
+    return p

@@ -653,8 +653,11 @@ fn check_rst(st: &TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> RstChec
         // Not exactly where expected: keep the state until a challenge ACK settles it.
         new = old;
     }
-    let answers_ignored = (ctx.seen_reply && st.last_index == Class::Syn)
-        || (!ctx.assured && st.last_index == Class::Ack);
+    // The SYN must have come from the other side (an RST cannot answer its own sender's SYN);
+    // the unassured-ACK case has no such condition.
+    let answers_ignored =
+        (ctx.seen_reply && st.last_index == Class::Syn && st.last_dir != dir as u8)
+            || (!ctx.assured && st.last_index == Class::Ack);
     if answers_ignored && seg.ack == st.last_end {
         // Answers a SYN or ACK we let through unchecked: the window may not know its numbers.
         return RstCheck::SkipWindow(new);

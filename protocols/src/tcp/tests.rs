@@ -738,6 +738,37 @@ fn rst_train() {
 }
 
 #[test]
+fn rst_answers_only_the_other_sides_syn() {
+    // oracle: tcp/rst_after_own_syn
+    // A SYN/ACK acking too little is ignored by the window check: the last segment stays the
+    // client's SYN, the last end is still 0.
+    let x = 4_285_797_668u32;
+    let own = |d: &mut Drive| {
+        d.send(O, seg(x, 0, SYN, 1024, 0));
+        assert_eq!(
+            d.send(R, seg(9000, x.wrapping_sub(66_000), SYN | ACK, 65535, 0)),
+            V::Ign
+        );
+    };
+    // The client's own RST (ack 0 = last end) is not an answer: checked, far behind, ignored.
+    let mut d = Drive::defaults();
+    own(&mut d);
+    assert_eq!(
+        d.send(O, seg(x.wrapping_sub(2_000_000), 0, RST, 0, 0)),
+        V::Ign
+    );
+    assert_eq!(d.state(), "SYN_SENT");
+    // The server's RST with the same numbers answers the SYN: no window check, closed.
+    let mut d = Drive::defaults();
+    own(&mut d);
+    assert_eq!(
+        d.send(R, seg(9001u32.wrapping_sub(2_000_000), 0, RST, 0, 0)),
+        V::Ok(Some(10))
+    );
+    assert_eq!(d.state(), "CLOSE");
+}
+
+#[test]
 fn rst_in_closing_states_unchecked() {
     let mut d = established(64240, 65160);
     d.send(O, seg(1001, 5001, FIN | ACK, 64240, 0));
