@@ -566,7 +566,7 @@ impl Conntrack {
 
     /// Whether the connection's helper linearised reassembled packet `q` (tracked as `v`),
     /// losing the fragments it came in: the SIP helper does for every UDP packet with a
-    /// payload, and for TCP segments with one once established.
+    /// payload, and the SIP and FTP helpers for TCP segments with one once established.
     #[cold]
     fn helper_linearizes(&self, q: &IpPacket<'_>, v: Verdict) -> bool {
         if self.cfg.helpers.is_empty() || !v.tracked() {
@@ -590,7 +590,7 @@ impl Conntrack {
         } else {
             self.helper_of(&self.v4, q, l4)
         };
-        helper.is_some_and(|h| h.name == "sip")
+        helper.is_some_and(|h| h.name == "sip" || (h.name == "ftp" && q.proto == proto::TCP))
     }
 
     /// The helper of the connection TCP or UDP packet `p` (layer 4 `l4`) belongs to.

@@ -707,13 +707,6 @@ def ip_variants(rng, pkts, q):
             continue
         v6 = p.haslayer(IPv6)
         k = rng.randrange(4)
-        if k == 1 and 21 in (p[Raw].load[0:2] == b"\x00\x15" and 21, p[Raw].load[2:4] == b"\x00\x15" and 21) \
-                and not os.environ.get("DIFFFUZZ_FRAG_FTP"):
-            # Known, left: a reassembled datagram the FTP helper linearises leaves the kernel
-            # refragmented to its largest fragment, not in its original fragments (ctrack counts
-            # the original ones). DIFFFUZZ_FRAG_FTP=1 generates these cases anyway.
-            out.append(p)
-            continue
         if k == 0:  # options / extension headers
             if v6:
                 ip = p[IPv6]

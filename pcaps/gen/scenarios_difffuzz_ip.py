@@ -246,3 +246,44 @@ def _():
             s(B, A, 7003, 7002, va, SCTPChunkAbort()),
             s(A, B, 7002, 7003, 0, SCTPChunkInit(init_tag=va, n_out_streams=1, n_in_streams=1, init_tsn=1))]
     return out
+
+
+@scenario("difffuzz/refragment-after-ftp", args="--helper all")
+def _():
+    # The FTP helper reads the established segments of its control connection the way the SIP
+    # helper does, and the router then cuts a reassembled one again itself, as large as its
+    # largest fragment (IPv6: as the SIP case), instead of sending it on in the fragments it
+    # came in. A segment with no payload goes on as it came; so does the same traffic on a
+    # port no helper is assigned to.
+    out = []
+    for dport in (21, 2121):
+        for v6, (c, s) in ((False, (A, B)), (True, (A6, B6))):
+            ip = IPv6 if v6 else IP
+            sport = 40000 + dport + 7 * v6
+            cs, ss = 1000, 5000
+
+            def seg(src, dst, sp, dp, flags, seq, ack, data=b""):
+                return ip(src=src, dst=dst) / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack,
+                                                  window=65535) / data
+
+            def cut(p, cuts, ident):
+                l4 = l4_of(p, TCP)
+                src, dst = (p.src, p.dst)
+                if v6:
+                    return frags6(l4, 6, cuts, ident, src=src, dst=dst)
+                return frags4(l4, 6, cuts, ident, src=src, dst=dst)
+
+            syn = seg(c, s, sport, dport, "S", cs, 0)
+            out.append(syn)
+            out.append(seg(s, c, dport, sport, "SA", ss, cs + 1))
+            out.append(seg(c, s, sport, dport, "A", cs + 1, ss + 1))
+            banner = b"220 ready\r\n" * 6
+            out += cut(seg(s, c, dport, sport, "PA", ss + 1, cs + 1, banner), [24, 48, 14],
+                       dport + 10 * v6 + 2)
+            cmd = b"NOOP\r\n" * 10
+            out += cut(seg(c, s, sport, dport, "PA", cs + 1, ss + 1 + len(banner), cmd), [24, 48, 8],
+                       dport + 10 * v6 + 3)
+            # A bare acknowledgement in fragments: no payload for the helper to read.
+            out += cut(seg(s, c, dport, sport, "A", ss + 1 + len(banner), cs + 1 + len(cmd)), [8, 12],
+                       dport + 10 * v6 + 4)
+    return out
