@@ -848,22 +848,27 @@ def run(seed0, count, outdir):
             failing += 1
             ndis = len(p.stdout.splitlines()) - 1
             dis += ndis
-            d = os.path.join(outdir, str(seed))
-            os.makedirs(d, exist_ok=True)
-            shutil.copy(pcap, os.path.join(d, "case.pcap"))
-            for fn in ("stamped.pcap", "kernel.out", "ctrack.out"):
-                if os.path.exists(os.path.join(keep, fn)):
-                    shutil.copy(os.path.join(keep, fn), os.path.join(d, fn))
-            with open(os.path.join(d, "args"), "w") as fh:
-                fh.write(" ".join(args) + "\n")
-            with open(os.path.join(d, "report"), "w") as fh:
-                fh.write(p.stdout)
+            keep_case(os.path.join(outdir, str(seed)), pcap, keep, args, p.stdout)
             print(f"seed {seed}: {ndis} disagreements ({' '.join(args[2:])})", flush=True)
             for l in p.stdout.splitlines()[1:4]:
                 print("   " + l, flush=True)
         if cases % 25 == 0 or seed == seed0 + count - 1:
             print(f"# cases {cases} packets {pkts} scored {scored} failing cases {failing} "
                   f"disagreements {dis} ({time.time() - t0:.0f}s)", flush=True)
+
+
+def keep_case(d, pcap, keep, args, report):
+    """Keeps a disagreeing case in directory `d`: its capture, what compare.sh kept (`keep`),
+    its arguments and compare.sh's report."""
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(pcap, os.path.join(d, "case.pcap"))
+    for fn in ("stamped.pcap", "kernel.out", "ctrack.out"):
+        if os.path.exists(os.path.join(keep, fn)):
+            shutil.copy(os.path.join(keep, fn), os.path.join(d, fn))
+    with open(os.path.join(d, "args"), "w") as fh:
+        fh.write(" ".join(args) + "\n")
+    with open(os.path.join(d, "report"), "w") as fh:
+        fh.write(report)
 
 
 def run_packed(seed0, count, outdir, pack):
@@ -925,16 +930,7 @@ def run_packed(seed0, count, outdir, pack):
                 found += 1
                 ndis = len(q.stdout.splitlines()) - 1
                 dis += ndis
-                d = os.path.join(outdir, f"{s_}-slot{slot_}")
-                os.makedirs(d, exist_ok=True)
-                shutil.copy(pc, os.path.join(d, "case.pcap"))
-                for fn in ("stamped.pcap", "kernel.out", "ctrack.out"):
-                    if os.path.exists(os.path.join(keep, fn)):
-                        shutil.copy(os.path.join(keep, fn), os.path.join(d, fn))
-                with open(os.path.join(d, "args"), "w") as fh:
-                    fh.write(" ".join(args) + "\n")
-                with open(os.path.join(d, "report"), "w") as fh:
-                    fh.write(q.stdout)
+                keep_case(os.path.join(outdir, f"{s_}-slot{slot_}"), pc, keep, args, q.stdout)
                 print(f"seed {s_} (slot {slot_}): {ndis} disagreements ({' '.join(args[2:])})", flush=True)
                 for l in q.stdout.splitlines()[1:4]:
                     print("   " + l, flush=True)
