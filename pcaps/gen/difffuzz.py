@@ -835,12 +835,8 @@ def run(seed0, count, outdir):
         p = subprocess.run([compare, pcap] + cargs, capture_output=True, text=True, env=env)
         cases += 1
         line = p.stdout.splitlines()[0] if p.stdout else ""
-        try:
-            f = line.split()
-            pkts += int(f[f.index("packets") + 1])
-            scored += int(f[f.index("scored") + 1])
-        except (ValueError, IndexError):
-            pass
+        n, sc = summary_counts(line)
+        pkts, scored = pkts + n, scored + sc
         if p.returncode == 2 or not line:
             print(f"seed {seed}: tool error: {p.stderr.strip()[:300]}", flush=True)
             continue
@@ -855,6 +851,15 @@ def run(seed0, count, outdir):
         if cases % 25 == 0 or seed == seed0 + count - 1:
             print(f"# cases {cases} packets {pkts} scored {scored} failing cases {failing} "
                   f"disagreements {dis} ({time.time() - t0:.0f}s)", flush=True)
+
+
+def summary_counts(line):
+    """The packets and scored packets of compare.sh's summary line (0, 0 when it has none)."""
+    try:
+        f = line.split()
+        return int(f[f.index("packets") + 1]), int(f[f.index("scored") + 1])
+    except (ValueError, IndexError):
+        return 0, 0
 
 
 def keep_case(d, pcap, keep, args, report):
@@ -905,12 +910,8 @@ def run_packed(seed0, count, outdir, pack):
         p = subprocess.run([compare, pcap] + args, capture_output=True, text=True, env=env)
         cases += len(spans)
         line = p.stdout.splitlines()[0] if p.stdout else ""
-        try:
-            f = line.split()
-            pkts += int(f[f.index("packets") + 1])
-            scored += int(f[f.index("scored") + 1])
-        except (ValueError, IndexError):
-            pass
+        n, sc = summary_counts(line)
+        pkts, scored = pkts + n, scored + sc
         if p.returncode == 2 or not line:
             print(f"pack at seed {spans[0][0]}: tool error: {p.stderr.strip()[:300]}", flush=True)
             continue
