@@ -832,10 +832,8 @@ def run(seed0, count, outdir):
                 fh.write(f'#!/bin/sh\nexec {ktrace} "$@" --realtime\n')
             os.chmod(wrapper, 0o755)
             env["KTRACE"] = wrapper
-        p = subprocess.run([compare, pcap] + cargs, capture_output=True, text=True, env=env)
+        p, line, n, sc = compare_once(compare, pcap, cargs, env)
         cases += 1
-        line = p.stdout.splitlines()[0] if p.stdout else ""
-        n, sc = summary_counts(line)
         pkts, scored = pkts + n, scored + sc
         if p.returncode == 2 or not line:
             print(f"seed {seed}: tool error: {p.stderr.strip()[:300]}", flush=True)
@@ -851,6 +849,13 @@ def run(seed0, count, outdir):
         if cases % 25 == 0 or seed == seed0 + count - 1:
             print(f"# cases {cases} packets {pkts} scored {scored} failing cases {failing} "
                   f"disagreements {dis} ({time.time() - t0:.0f}s)", flush=True)
+
+
+def compare_once(compare, pcap, args, env):
+    """Runs compare.sh on one capture: its process, summary line, packets and scored packets."""
+    p = subprocess.run([compare, pcap] + args, capture_output=True, text=True, env=env)
+    line = p.stdout.splitlines()[0] if p.stdout else ""
+    return (p, line) + summary_counts(line)
 
 
 def summary_counts(line):
@@ -907,10 +912,8 @@ def run_packed(seed0, count, outdir, pack):
         pcap = os.path.join(work, "pack.pcap")
         ctgen.write_pcap(pcap, frames, 1)
         env = dict(os.environ, MAX="100000")
-        p = subprocess.run([compare, pcap] + args, capture_output=True, text=True, env=env)
+        p, line, n, sc = compare_once(compare, pcap, args, env)
         cases += len(spans)
-        line = p.stdout.splitlines()[0] if p.stdout else ""
-        n, sc = summary_counts(line)
         pkts, scored = pkts + n, scored + sc
         if p.returncode == 2 or not line:
             print(f"pack at seed {spans[0][0]}: tool error: {p.stderr.strip()[:300]}", flush=True)
