@@ -117,6 +117,38 @@ fn report(ct: &Conntrack, n: u64, secs: f64) {
     );
 }
 
+/// One thread's packets copied into memory of their own, one slot each in the order the thread
+/// meets them, as a NIC's receive queue holds its packets in a ring of its own: a thread then
+/// reads no cache line or page of another thread's packets (streaming both threads' packets
+/// through each would double what each thread reads from memory).
+struct Ring {
+    buf: Vec<u8>,
+    slot: usize,
+    lens: Vec<usize>,
+}
+
+impl Ring {
+    /// Copies `frames` into slots of `slot` bytes (at least the longest frame).
+    fn new(frames: &[&[u8]], slot: usize) -> Ring {
+        let slot = frames.iter().map(|f| f.len()).fold(slot.max(1), usize::max);
+        let mut buf = vec![0u8; frames.len() * slot];
+        for (f, to) in frames.iter().zip(buf.chunks_exact_mut(slot)) {
+            to[..f.len()].copy_from_slice(f);
+        }
+        let lens = frames.iter().map(|f| f.len()).collect();
+        Ring { buf, slot, lens }
+    }
+
+    /// The frames, in order.
+    fn frames(&self) -> Vec<&[u8]> {
+        self.buf
+            .chunks_exact(self.slot)
+            .zip(&self.lens)
+            .map(|(s, &l)| &s[..l])
+            .collect()
+    }
+}
+
 /// Writes a workload as a classic Ethernet pcap, one microsecond apart.
 fn write_pcap(path: &std::path::Path, w: &Workload) -> std::io::Result<()> {
     use std::io::Write;
@@ -285,12 +317,19 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         ct.process_batch(chunk, LinkType::Raw, t0, &mut out);
     }
     // Each thread gets the packets of its flows, in order, steered as `Conntrack::queue_of`
-    // advises (like a NIC's receive-side scaling): threads then share no shard.
+    // advises (like a NIC's receive-side scaling): threads then share no shard. Each thread's
+    // packets lie in a ring of their own, as in a receive queue's.
     let mut parts: Vec<Vec<&[u8]>> = vec![Vec::new(); a.threads];
     for i in w.setup_len()..w.setup_len() + w.len() {
         let p = w.packet(i);
         parts[ct.queue_of(p, LinkType::Raw, a.threads)].push(p);
     }
+    let (n, setup_len) = (w.len() as u64, w.setup_len());
+    let rings: Vec<Ring> = parts.iter().map(|p| Ring::new(p, w.stride())).collect();
+    drop(parts);
+    drop(setup);
+    drop(w);
+    let parts: Vec<Vec<&[u8]>> = rings.iter().map(Ring::frames).collect();
     let barrier = Barrier::new(a.threads + 1);
     let (secs, tracked) = std::thread::scope(|s| {
         let handles: Vec<_> = parts
@@ -315,13 +354,12 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         let tracked: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
         (start.elapsed().as_secs_f64(), tracked)
     });
-    let n = w.len() as u64;
     println!(
         "workload {k:?} flows {} threads {} ipv6 {} batch {}",
         a.flows, a.threads, a.ipv6, a.batch
     );
     // The untimed setup packets lead a --write-pcap capture: `bench --pcap --setup` skips them.
-    println!("setup {} timed {n}", w.setup_len());
+    println!("setup {setup_len} timed {n}");
     println!("tracked {tracked} of {n}");
     report(&ct, n, secs);
     Ok(())

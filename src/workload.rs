@@ -280,6 +280,12 @@ impl Workload {
         self.conns
     }
 
+    /// Bytes from one packet's start to the next's in the workload's memory: a multiple of 64
+    /// with room for the longest packet.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
     /// Packet `i` of all (setup first), as raw IP.
     #[inline]
     pub fn packet(&self, i: usize) -> &[u8] {

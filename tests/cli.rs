@@ -300,6 +300,47 @@ fn bench_syn_flood_with_and_without_reserving() {
     );
 }
 
+/// Every thread count tracks every packet of a workload (each thread's packets copied into a
+/// ring of its own), and leaves the same table.
+#[test]
+fn bench_threads_track_every_packet() {
+    for kind in ["est", "udp", "mix"] {
+        let mut entries = Vec::new();
+        for threads in ["1", "2", "3"] {
+            let out = ctrack(&[
+                "bench",
+                "--workload",
+                kind,
+                "--flows",
+                "50",
+                "--packets",
+                "4000",
+                "--threads",
+                threads,
+                "--batch",
+                "7",
+            ]);
+            assert!(out.status.success());
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains(&format!("threads {threads} ")), "{text}");
+            assert!(text.contains("tracked 4000 of 4000\n"), "{text}");
+            let n = text
+                .split("entries ")
+                .nth(1)
+                .and_then(|t| t.split(' ').next());
+            entries.push(n.map(str::to_owned));
+        }
+        // Established and UDP flows were all opened in the setup; the mix opens more.
+        assert!(
+            entries.iter().all(|n| n == &entries[0]),
+            "{kind}: {entries:?}"
+        );
+        if kind != "mix" {
+            assert_eq!(entries[0].as_deref(), Some("50"), "{kind}");
+        }
+    }
+}
+
 /// `replay` leaves layer-4 checksums unchecked unless told otherwise, as the kernel oracle
 /// does: a datagram with a wrong UDP checksum is NEW by default and INVALID with the check on.
 #[test]
