@@ -328,7 +328,10 @@ fn router_v6(src: &[u8], dst: &[u8]) -> bool {
         return false; // unspecified source: never forwarded
     }
     if link_local(dst) {
-        return true; // no route: the kernel's ICMPv6 error confirms the entry
+        // Looked up on the receiving interface alone, where only fe80::/64 has a route: a
+        // destination there is answered with an ICMPv6 error, which confirms the entry; the
+        // rest of fe80::/10 has no route at all and is dropped unconfirmed.
+        return dst[2..8] == [0; 6] && dst[1] == 0x80;
     }
     !link_local(src) // a link-local source must not be forwarded
 }
@@ -417,6 +420,13 @@ mod tests {
             ("2001:db8::1", "ff0e::1", false),
             ("fe80::1", "ff02::fb", false),
             ("fe80::1", "fe80::2", true),
+            ("febf:ffff::1", "fe80::9", true),
+            ("fe80:1::1", "fe80::7", true),
+            ("fe80::1", "fe80:0:0:1::2", false),
+            ("fe80::1", "fe80:0:ff:ffff:f000::2", false),
+            ("fe80::1", "febf::2", false),
+            ("2001:db8::1", "fe80:1::2", false),
+            ("fe80:1::1", "fe80:2::7", false),
             ("fe80::1", "ff02::1", true),
             ("fc00::1", "fc00::2", true),
         ];

@@ -247,6 +247,32 @@ def _sctp_flows(v6=False, base=0):
     return out
 
 
+@scenario("real/ipv6-link-local-routes")
+def _():
+    """A router looks a link-local destination up on the receiving interface alone, where only
+    fe80::/64 has a route: a packet to fe80::/64 is answered with an ICMPv6 error (time
+    exceeded or not a neighbour), which confirms its entry whatever the source, while the rest
+    of fe80::/10 has no route and is dropped unconfirmed. Found with tcpdump's test capture
+    ospf6_print_lshdr-oobr.pcap (OSPFv3 to fe80:0:ff:ffff:f000::2)."""
+    from scapy.all import Raw
+    pairs = [("fe80::1", "fe80::2"), ("fe80::1", "fe80:0:0:1::2"),
+             ("fe80::1", "fe80:0:ff:ffff:f000::2"), ("fe80::1", "febf::2"),
+             ("fe80::1", "fec0::2"), ("2001:db8:30::1", "fe80:1::2"),
+             ("2001:db8:30::1", "fe80::3"), ("fe80:1::1", "2001:db8:30::5"),
+             ("fe80:1::1", "fe80::7"), ("fe80:1::1", "fe80:2::7"),
+             ("febf:ffff::1", "fe80::9"), ("fe80::a", "fe80::ffff:ffff:ffff:ffff")]
+    out = []
+    for hlim in (1, 64):
+        for i, (s, d) in enumerate(pairs):
+            out.append(IPv6(src=s, dst=d, hlim=hlim) / UDP(sport=1000 + hlim + i, dport=53)
+                       / Raw(b"q"))
+    # OSPFv3 (protocol 89) both ways inside fe80::/64, then to the address outside it.
+    ospf = [("fe80::2", "fe80::1"), ("fe80::1", "fe80::2"), ("fe80::2", "fe80::1"),
+            ("fe80::1", "fe80:0:ff:ffff:f000::2")]
+    out += [IPv6(src=s, dst=d, nh=89, hlim=1) / Raw(b"\x03\x02" + bytes(26)) for s, d in ospf]
+    return out
+
+
 @scenario("real/sctp")
 def _():
     """SCTP, which ctrack refused as invalid: associations set up, used, heartbeated and shut
