@@ -1,4 +1,4 @@
-//! RFC 1071 one's-complement sums: a word-at-a-time loop for headers, a vector loop for payloads.
+//! RFC 1071 one's-complement sums: a carry-chain loop for headers, a vector loop for payloads.
 //!
 //! Re-exported by [`crate::packet`], where the header checks use them.
 
@@ -42,15 +42,29 @@ fn wide_ok(sum: u64, data: &[u8]) -> bool {
     csum_ok(wide(sum, data))
 }
 
-/// [`csum_add`] one word at a time: headers and short payloads, and the vector loop's tail.
+/// [`csum_add`] one 32-byte block at a time in one carry chain, then word by word: headers
+/// and short payloads, and the vector loop's tail.
 #[inline(always)]
 fn narrow(sum: u64, data: &[u8]) -> u64 {
+    let (sum, rest) = blocks(sum, data);
     let mut acc = sum as u128;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        acc += u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])) as u128;
+    // Under 32 bytes left: up to three whole words, then the tail.
+    let word = |k: usize| {
+        rest.get(k * 8..k * 8 + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
+    let n = rest.len();
+    if n >= 8 {
+        acc += word(0) as u128;
+        if n >= 16 {
+            acc += word(1) as u128;
+            if n >= 24 {
+                acc += word(2) as u128;
+            }
+        }
     }
-    let mut rest = chunks.remainder();
+    let mut rest = &rest[n & !7..];
     let mut tail = 0u64;
     if let (1.., Some(last)) = (rest.len(), data.last_chunk::<8>()) {
         // The tail from one load of the last eight bytes, those before it shifted out: the
@@ -80,6 +94,39 @@ fn narrow(sum: u64, data: &[u8]) -> u64 {
     acc += tail as u128;
     let (s, carry) = (acc as u64).overflowing_add((acc >> 64) as u64);
     s + carry as u64
+}
+
+/// The 32-byte blocks at the start of `data` added to `sum` in one carry chain (each word's
+/// carry goes into the next add, the last one around to the start), and what is left after
+/// them.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn blocks(sum: u64, data: &[u8]) -> (u64, &[u8]) {
+    use std::arch::x86_64::_addcarry_u64;
+    let mut it = data.chunks_exact(32);
+    let (mut acc, mut c) = (sum, 0u8);
+    for b in &mut it {
+        let w = |k: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[k * 8..k * 8 + 8]);
+            u64::from_ne_bytes(x)
+        };
+        c = _addcarry_u64(c, acc, w(0), &mut acc);
+        c = _addcarry_u64(c, acc, w(1), &mut acc);
+        c = _addcarry_u64(c, acc, w(2), &mut acc);
+        c = _addcarry_u64(c, acc, w(3), &mut acc);
+    }
+    // The end-around carry: 2^64 = 1 (mod 0xffff). Adding it cannot carry again unless the
+    // sum was all ones, which it then leaves (all ones + 1 wraps to 0, plus the carry: 1).
+    let (s, o) = acc.overflowing_add(u64::from(c));
+    (s + u64::from(o), it.remainder())
+}
+
+/// [`blocks`] elsewhere: the word loop does it all.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn blocks(sum: u64, data: &[u8]) -> (u64, &[u8]) {
+    (sum, data)
 }
 
 /// [`csum_add`] for a long input: AVX2 when the CPU has it, the baseline vector unit otherwise.
@@ -206,6 +253,32 @@ mod tests {
         let whole = csum_fold(csum_add(0, &data[..100]));
         let parts = csum_fold(csum_add(csum_add(0, &data[..36]), &data[36..100]));
         assert_eq!(whole, parts);
+    }
+
+    /// The word loop's carry chain over 32-byte blocks, from running sums near the top of
+    /// the range and over all-ones data (every add carries), against the 16-bit reference.
+    #[test]
+    fn carry_chain_wraps_around() {
+        let mixed: Vec<u8> = (0..200u32)
+            .map(|i| (i * 2_654_435_761 >> 11) as u8)
+            .collect();
+        let ones = vec![0xffu8; 200];
+        let fold16 = |a: u64, b: u16| {
+            let mut s = u64::from(csum_fold(a)) + u64::from(b);
+            s = (s & 0xffff) + (s >> 16);
+            s as u16
+        };
+        for d in [&mixed[..], &ones[..]] {
+            for len in 0..d.len() {
+                for start in [0, 1, 0xffff, u64::MAX - 7, u64::MAX - 1, u64::MAX] {
+                    let got = csum_fold(narrow(start, &d[..len]));
+                    let want = fold16(start, reference_sum(&d[..len]));
+                    // 0x0000 and 0xffff are the same number in one's complement.
+                    let norm = |x: u16| if x == 0 { 0xffff } else { x };
+                    assert_eq!(norm(got), norm(want), "len {len} start {start:#x}");
+                }
+            }
+        }
     }
 
     /// The vector loop (as this CPU runs it, and the baseline one) against the word loop, for
