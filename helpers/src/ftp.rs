@@ -58,9 +58,13 @@ impl Lines {
             self.after_nl[d][n] = next;
             self.count[d] += 1;
         } else {
+            // Sequence order as TCP compares it: `x` is before `y` when `x - y` is negative
+            // as a 32-bit number, and after it when `y` is before `x`. Exactly 2^31 apart,
+            // each is before the other, so the newer position then replaces the older.
+            let before = |x: u32, y: u32| (x.wrapping_sub(y) as i32) < 0;
             let [a, b] = self.after_nl[d];
-            let oldest = if (a.wrapping_sub(b) as i32) < 0 { 0 } else { 1 };
-            if (next.wrapping_sub(self.after_nl[d][oldest]) as i32) > 0 {
+            let oldest = if before(a, b) { 0 } else { 1 };
+            if before(self.after_nl[d][oldest], next) {
                 self.after_nl[d][oldest] = next;
             }
         }
@@ -355,5 +359,43 @@ mod tests {
         assert!(!l.starts_line(o, 18) && l.starts_line(o, 30) && l.starts_line(o, 32));
         l.note_segment(o, 0, b"old\n");
         assert!(!l.starts_line(o, 4));
+    }
+
+    /// A new line start exactly 2^31 past the older remembered one replaces it: in TCP's
+    /// sequence order each of the two is before the other.
+    #[test]
+    fn line_start_half_the_sequence_space_away() {
+        let r = Dir::Reply;
+        let far = 2_147_481_511u32;
+        let mut l = Lines::default();
+        l.note_segment(r, far - 3, b"x\r\n");
+        l.note_segment(r, 4_294_965_097, b"331 password\r\n");
+        let next = 4_294_965_111u32.wrapping_add(48);
+        assert_eq!(next.wrapping_sub(far), 1 << 31);
+        l.note_segment(
+            r,
+            4_294_965_111,
+            &[b'x'; 48][..47]
+                .iter()
+                .chain(b"\n")
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        assert!(l.starts_line(r, next) && l.starts_line(r, 4_294_965_111));
+        assert!(!l.starts_line(r, far));
+        // Up to 2^31 past the older place (at 1), the newer position replaces it; one more
+        // and it lies before it, and is forgotten.
+        for (gap, kept) in [
+            ((1u32 << 31) - 1, true),
+            (1 << 31, true),
+            ((1 << 31) + 1, false),
+        ] {
+            let mut l = Lines::default();
+            l.note_segment(r, 0, b"\n");
+            l.note_segment(r, 100, b"\n");
+            l.note_segment(r, gap, b"\n");
+            assert_eq!(l.starts_line(r, gap + 1), kept, "{gap}");
+            assert_eq!(l.starts_line(r, 1), !kept, "{gap}");
+        }
     }
 }

@@ -221,3 +221,40 @@ def _():
           IP(src=S, dst=C) / UDP(sport=33005, dport=42096, len=200) / Raw(b"\x00\x03\x00\x01"),
           tftp(S, C, 33005, 42096, b"\x00\x03\x00\x01data")]
     return p
+
+
+@scenario("helpers/ftp-line-start-half-space",
+          args=FTP + " --sysctl nf_conntrack_tcp_be_liberal=1")
+def _():
+    # The helper remembers two places where a line starts in each direction; with both taken,
+    # a new one replaces the older if it lies after it in TCP's sequence order, where two
+    # numbers exactly 2^31 apart each lie after the other. Here the older place is a stray
+    # line far from the stream (accepted with be_liberal), the newer the start of the 227
+    # reply, and the place after that reply exactly 2^31 past the stray one: it replaces it, so
+    # the next 227 is read too and its expectation replaces the first. Found by difffuzz.py
+    # (seed 736657).
+    f = Flow(42101, 21, c=C, s=S, sseq=4294965110)
+    p = f.handshake()
+    # The banner at the stream start: its end, B, is the first place remembered.
+    p += [f.s("PA", b"220 hi\r\n"), f.c("A")]
+    b = (4294965110 + 1 + 8) & 0xffffffff
+    first = pasv(50101)
+    # A stray line ending at A = B + len(first) - 2^31: the second place, and the older one.
+    a = (b + len(first) - (1 << 31)) & 0xffffffff
+    p += [f.s("PA", b"x\r\n", seq=a - 3), f.c("PA", b"PASV\r\n")]
+    p += [f.s("PA", first), f.c("A"), f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50102)), f.c("A")]
+    p += [Flow(42102, 50101, c=C, s=S).c("S"), Flow(42103, 50102, c=C, s=S).c("S")]
+    # Once more, one byte short of the edge: the new place lies after the older one as well.
+    g = Flow(42104, 21, c=C, s=S, sseq=4294965110)
+    p += g.handshake() + [g.s("PA", b"220 hi\r\n"), g.c("A")]
+    p += [g.s("PA", b"x\r\n", seq=a - 2), g.c("PA", b"PASV\r\n")]
+    p += [g.s("PA", first), g.c("A"), g.c("PA", b"PASV\r\n"), g.s("PA", pasv(50103)), g.c("A")]
+    p += [Flow(42105, 50103, c=C, s=S).c("S")]
+    # And one byte past it: the stray place is newer, the 227 reply's end is forgotten, and
+    # the next 227 is not read.
+    h = Flow(42106, 21, c=C, s=S, sseq=4294965110)
+    p += h.handshake() + [h.s("PA", b"220 hi\r\n"), h.c("A")]
+    p += [h.s("PA", b"x\r\n", seq=a - 4), h.c("PA", b"PASV\r\n")]
+    p += [h.s("PA", first), h.c("A"), h.c("PA", b"PASV\r\n"), h.s("PA", pasv(50104)), h.c("A")]
+    p += [Flow(42107, 50104, c=C, s=S).c("S")]
+    return p
