@@ -1944,12 +1944,38 @@ impl Conntrack {
     }
 
     /// Calls `f` with every expectation pending at `now`, as a line of
-    /// `/proc/net/nf_conntrack_expect` (in no particular order).
+    /// `/proc/net/nf_conntrack_expect` (in no particular order). An expectation whose master
+    /// has expired is gone with it, as in the kernel once its table has been listed (listing
+    /// removes the expired entries it meets, and their expectations with them), even where
+    /// no packet has swept the master out yet.
     pub fn for_each_expectation(&self, now: Nanos, mut f: impl FnMut(String)) {
+        self.expectations_in(&self.v4, now, &mut f);
+        self.expectations_in(&self.v6, now, &mut f);
+    }
+
+    fn expectations_in<A: Addr>(&self, t: &Table<A>, now: Nanos, f: &mut impl FnMut(String)) {
         let mut lines = Vec::new();
-        self.v4.expect.lock().lines(now, &mut lines);
-        self.v6.expect.lock().lines(now, &mut lines);
-        lines.into_iter().for_each(&mut f);
+        // The expectations' lock is released before any shard's is taken (the lock order).
+        t.expect.lock().lines(now, &mut lines);
+        for (master, line) in lines {
+            if self.live_at(t, &master, now) {
+                f(line);
+            }
+        }
+    }
+
+    /// True when the entry with tuple `k` (either direction) is in the table and not expired
+    /// at `now` (or its shard's later time).
+    fn live_at<A: Addr>(&self, t: &Table<A>, k: &Key<A>, now: Nanos) -> bool {
+        let Some(inv) = k.inverse() else {
+            return false;
+        };
+        let h = self.hash(k);
+        let g = t.shards[t.shard_of(h)].lock.lock();
+        let now = now.max(g.shard.clock);
+        g.shard
+            .find(h, k, &inv)
+            .is_some_and(|f| !g.shard.get(f.idx).expired(now))
     }
 }
 

@@ -570,8 +570,9 @@ impl<A: Addr> Expectations<A> {
         self.child_count.get(k).copied().unwrap_or(0)
     }
 
-    /// Pending expectations at `now` as `/proc/net/nf_conntrack_expect` prints them.
-    pub(crate) fn lines(&self, now: Nanos, out: &mut Vec<String>) {
+    /// Pending expectations at `now` as `/proc/net/nf_conntrack_expect` prints them, each
+    /// with its master's original tuple.
+    pub(crate) fn lines(&self, now: Nanos, out: &mut Vec<(Key<A>, String)>) {
         for (d, list) in &self.pending {
             for p in list.iter().filter(|p| p.expires > now) {
                 let mut s = String::with_capacity(120);
@@ -609,7 +610,7 @@ impl<A: Addr> Expectations<A> {
                 } else {
                     s.truncate(s.trim_end().len());
                 }
-                out.push(s);
+                out.push((p.master, s));
             }
         }
     }
@@ -702,7 +703,11 @@ mod tests {
         x.expect(&m, 7, gre(1, 0x1111, 2, 0x2222), spec, 100, 0)
             .unwrap();
         x.lines(0, &mut out);
-        assert!(out[0].contains(" srckey=0x1111 dstkey=0x2222 "), "{out:?}");
+        assert_eq!(out[0].0, m);
+        assert!(
+            out[0].1.contains(" srckey=0x1111 dstkey=0x2222 "),
+            "{out:?}"
+        );
         x.forget(&m, true, false);
         assert!(x.none_pending() && !x.has_keymap());
     }
@@ -874,6 +879,7 @@ mod tests {
             .unwrap();
         let mut out = Vec::new();
         x.lines(SEC / 2, &mut out);
+        let mut out: Vec<String> = out.into_iter().map(|(_, l)| l).collect();
         out.sort();
         assert_eq!(
             out,

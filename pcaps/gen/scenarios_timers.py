@@ -137,3 +137,19 @@ def _():
         (1.5, u(A, C, 7001, 53, b"later flow")),
         (3.2, IP(src=A, dst=C) / ICMP(type=8, id=1)),
     ]
+
+
+@scenario("timers/expired-master-expectations",
+          args="--realtime --helper all --sysctl nf_conntrack_udp_timeout=2")
+def _():
+    # A TFTP request's master expires (2 s) with its expectation pending (5 minutes) and no
+    # later packet in its shard to sweep it: listing the table removes the expired master and
+    # its expectation with it, so none is listed. A second request, still alive when the
+    # table is read, keeps its own. Found by difffuzz_ip.py (seed 9301-1674).
+    rrq = b"\x00\x01file.bin\x00octet\x00"
+    return [
+        (0.0, u(A, B, 1123, 69, rrq)),
+        (0.1, u(C, A, 15873, 1123, b"\x00\x03\x00\x01data")),  # not from B: not expected
+        (2.6, u(A, C, 1124, 69, rrq)),
+        (3.0, u(A, B, 1200, 53)),
+    ]
