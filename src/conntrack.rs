@@ -699,7 +699,9 @@ impl Conntrack {
                 return;
             }
         }
-        let _ = t.expect.lock().take(&key, now);
+        let mut x = t.expect.lock();
+        x.bury(&key);
+        let _ = x.take(&key, now);
     }
 
     /// With helpers configured, what a new entry `e` gets: the pending expectation its tuple
@@ -717,6 +719,7 @@ impl Conntrack {
             if x.none_pending() {
                 None
             } else {
+                x.bury(&e.key);
                 x.take(&e.key, now)
             }
         };
@@ -1171,7 +1174,7 @@ impl Conntrack {
         sb.shard.clock = now;
         if sb.shard.timers_due(now) {
             let hash = |k: &Key<A>| self.hash(k);
-            let expired = sb.shard.expire(now, &hash, |e| self.forget(t, e));
+            let expired = sb.shard.expire(now, &hash, |e| self.swept(t, e));
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
         now
@@ -1184,6 +1187,16 @@ impl Conntrack {
         let (master, child) = (e.helper != 0, e.status & status::EXPECTED != 0);
         if master || child {
             t.expect.lock().forget(&e.key, master, child);
+        }
+    }
+
+    /// Lets the expectations know that entry `e` expired and its shard swept it out (see
+    /// [`Expectations::swept`](crate::expect::Expectations::swept)).
+    #[inline]
+    fn swept<A: Addr>(&self, t: &Table<A>, e: &Entry<A>) {
+        let (master, child) = (e.helper != 0, e.status & status::EXPECTED != 0);
+        if master || child {
+            t.expect.lock().swept(&e.key, master, child);
         }
     }
 
@@ -1835,6 +1848,8 @@ impl Conntrack {
             g.shard.clock = now;
             n += g.shard.expire(now, &hash, |e| self.forget(t, e));
         }
+        // A collection of the whole table: masters swept before it go for good too.
+        t.expect.lock().bury_all();
         self.count.fetch_sub(n, Ordering::Relaxed);
         n
     }

@@ -185,6 +185,14 @@ pub(crate) struct Expectations<A: Addr> {
     /// Live expected connections that have a helper of their own (a SIP call to a registered
     /// contact): its packets must reach it wherever their ports lie.
     helped_children: std::collections::HashSet<Key<A>>,
+    /// Masters whose entry expired and was swept out of its shard while expectations of theirs
+    /// were pending. The kernel removes an expired entry only when its garbage collection (a
+    /// worker that comes by every few seconds to a minute) or a lookup of its tuple meets it,
+    /// and until then its expectations are taken as usual; here a shard sweeps at its next
+    /// packet, which depends on how the hash seed spread the entries. So the expectations
+    /// stay, whichever shard the master was in, until they run out, or a connection with the
+    /// master's tuple is looked up ([`Expectations::bury`]), or the table is collected.
+    orphans: std::collections::HashSet<Key<A>>,
 }
 
 impl<A: Addr> Expectations<A> {
@@ -425,6 +433,15 @@ impl<A: Addr> Expectations<A> {
         {
             m.expecting.remove(j);
         }
+        // An orphaned master has nothing left to keep once its last expectation is gone.
+        if self.orphans.contains(&p.master)
+            && self
+                .masters
+                .get(&p.master)
+                .is_none_or(|m| m.expecting.is_empty())
+        {
+            self.forget(&p.master, true, false);
+        }
     }
 
     /// Removes the pending expectation `e`.
@@ -539,11 +556,44 @@ impl<A: Addr> Expectations<A> {
         }
     }
 
+    /// Entry `k` expired and its shard swept it out: as [`Expectations::forget`], except that a
+    /// master with pending expectations keeps them, and its state, as an orphan.
+    pub(crate) fn swept(&mut self, k: &Key<A>, master: bool, child: bool) {
+        let keep = master && self.masters.get(k).is_some_and(|m| !m.expecting.is_empty());
+        if keep {
+            self.orphans.insert(*k);
+        }
+        self.forget(k, master && !keep, child);
+    }
+
+    /// A packet with tuple `k` (either direction) found no entry: an orphaned master with that
+    /// tuple goes for good, its expectations with it (the kernel's lookup would have met the
+    /// expired entry and removed it).
+    pub(crate) fn bury(&mut self, k: &Key<A>) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        for c in [Some(*k), k.inverse()].into_iter().flatten() {
+            if self.orphans.contains(&c) {
+                self.forget(&c, true, false);
+            }
+        }
+    }
+
+    /// Every orphaned master goes (the table was collected).
+    pub(crate) fn bury_all(&mut self) {
+        let all: Vec<_> = self.orphans.iter().copied().collect();
+        for k in &all {
+            self.forget(k, true, false);
+        }
+    }
+
     /// A connection with original tuple `k` has left the table: as a master (`master`) its
     /// expectations and helper state go, as an expected connection (`child`) it no longer
     /// holds its master.
     pub(crate) fn forget(&mut self, k: &Key<A>, master: bool, child: bool) {
         if master {
+            self.orphans.remove(k);
             self.keymap_destroy(k);
             if let Some(m) = self.masters.get(k) {
                 for e in m.expecting.clone() {
@@ -917,6 +967,13 @@ mod tests {
                 let mine = self.keymap.iter().filter(|x| x.master == k.master);
                 assert!(mine.filter(|x| x.dir == k.dir).count() == 1);
             }
+            // An orphaned master is kept only while it has something pending.
+            for k in &self.orphans {
+                assert!(
+                    self.masters.get(k).is_some_and(|m| !m.expecting.is_empty()),
+                    "{k:?}"
+                );
+            }
         }
     }
 
@@ -953,6 +1010,12 @@ mod tests {
         Forget {
             m: u8,
         },
+        Sweep {
+            m: u8,
+        },
+        Bury {
+            m: u8,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -980,6 +1043,8 @@ mod tests {
             (0..3u8, 0..4u8, 0..20u8).prop_map(|(m, dport, at)| Op::Refresh { m, dport, at }),
             (0..3u8, 0..2u8, 0..3u8).prop_map(|(m, dir, key)| Op::Keymap { m, dir, key }),
             (0..3u8).prop_map(|m| Op::Forget { m }),
+            (0..3u8).prop_map(|m| Op::Sweep { m }),
+            (0..3u8).prop_map(|m| Op::Bury { m }),
         ]
     }
 
@@ -1028,6 +1093,21 @@ mod tests {
                             u16::from(key), 7);
                     }
                     Op::Forget { m } => x.forget(&master(m), true, false),
+                    Op::Sweep { m } => {
+                        let pending = x.masters.get(&master(m)).map_or(0, |mm| mm.expecting.len());
+                        x.swept(&master(m), true, false);
+                        // An orphan keeps what it expected; a master with nothing pending goes.
+                        let kept = x.masters.get(&master(m)).map_or(0, |mm| mm.expecting.len());
+                        prop_assert_eq!(kept, pending);
+                        prop_assert_eq!(x.orphans.contains(&master(m)), pending > 0);
+                    }
+                    Op::Bury { m } => {
+                        let orphan = x.orphans.contains(&master(m));
+                        x.bury(&master(m).inverse().unwrap());
+                        if orphan {
+                            prop_assert!(!x.masters.contains_key(&master(m)));
+                        }
+                    }
                 }
                 x.check();
             }

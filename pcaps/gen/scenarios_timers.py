@@ -153,3 +153,24 @@ def _():
         (2.6, u(A, C, 1124, 69, rrq)),
         (3.0, u(A, B, 1200, 53)),
     ]
+
+
+@scenario("timers/expired-master-expectation-taken",
+          args="--realtime --helper all --sysctl nf_conntrack_udp_timeout=2")
+def _():
+    # Two TFTP requests whose masters expire (2 s) with their expectations pending. The kernel
+    # removes an expired entry when its garbage collection comes by (seconds to a minute
+    # later) or a lookup of its tuple meets it; until then the expectation is taken as usual,
+    # whichever packets came in between (here one that would sweep its shard). The second
+    # master's tuple is looked up again (a packet that is no request): that ends it, and its
+    # expectation with it. Golden replays also run on one shard, where every packet sweeps
+    # every expired entry.
+    rrq = b"\x00\x01file.bin\x00octet\x00"
+    return [
+        (0.0, u(A, B, 1123, 69, rrq)),
+        (0.1, u(A, B, 1124, 69, rrq)),
+        (2.5, u(C, B, 1200, 53)),
+        (2.6, u(B, A, 3000, 1123, b"\x00\x03\x00\x01data")),  # RELATED
+        (2.7, u(A, B, 1124, 69, b"x")),                        # NEW: ends the old master
+        (2.8, u(B, A, 3001, 1124, b"\x00\x03\x00\x01data")),  # NEW: nothing expected
+    ]
