@@ -260,9 +260,9 @@ mod tests {
     #[test]
     fn carry_chain_wraps_around() {
         let mixed: Vec<u8> = (0..200u32)
-            .map(|i| (i * 2_654_435_761 >> 11) as u8)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
             .collect();
-        let ones = vec![0xffu8; 200];
+        let ones = [0xffu8; 200];
         let fold16 = |a: u64, b: u16| {
             let mut s = u64::from(csum_fold(a)) + u64::from(b);
             s = (s & 0xffff) + (s >> 16);
