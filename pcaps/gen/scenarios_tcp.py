@@ -716,6 +716,19 @@ def _():
     return p + [f.c("FA", seq=f.nxt["c"] + 9000000), f.s("R", seq=f.nxt["s"] + 9000000)]
 
 
+@scenario("tcp/lower_timeout_exactly_120s", args="--sysctl nf_conntrack_tcp_timeout_unacknowledged=30")
+def _():
+    # A FIN in window (FIN_WAIT: 120 s), then the other side's FIN acknowledging more than was
+    # sent (out of window) in the same clock tick: the kernel counts the life left in ticks,
+    # finds all 120 s of it, and lowers the timeout to the "unacknowledged" 30 s. Found by
+    # difffuzz.py (seed 806045).
+    # The server's FIN repeats old sequence space (in window, sending nothing new, so no data
+    # is left unacknowledged and FIN_WAIT gets its full 120 s).
+    f = Flow(41104, 156)
+    p = f.handshake() + [f.s("FA", seq=f.nxt["s"] - 1400, advance=False)]
+    return p + [f.c("FA", 10, ack=f.nxt["s"] + 2)]
+
+
 @scenario("tcp/out_of_window_same_side_twice", args="--sysctl nf_conntrack_tcp_timeout_unacknowledged=250")
 def _():
     # Two out-of-window FINs from the same side do not lower the timeout, and an in-window ACK

@@ -67,6 +67,9 @@ pub const SYN_SENT2_TIMEOUT: u32 = 120;
 /// life left.
 pub const LOWER_TIMEOUT_FLOOR: u32 = 120;
 
+/// The kernel's clock tick (HZ 250), in which it counts an entry's life left.
+pub const JIFFY: Nanos = 4_000_000;
+
 /// Parsed facts of a TCP segment. Borrows the options bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment<'a> {
@@ -832,7 +835,10 @@ fn handle_invalid(
         return None;
     }
     if st.last_dir != dir as u8 && matches!(st.last_index, Class::Fin | Class::Rst) {
-        let left = ctx.expires.saturating_sub(ctx.now);
+        // The kernel counts the life left in whole ticks: its timeout was set in ticks at the
+        // last refresh, and only the ticks since then count against it. A segment in the same
+        // tick as the refresh (a few microseconds later, as in a burst) still finds all of it.
+        let left = ctx.expires.saturating_sub(ctx.now).div_ceil(JIFFY) * JIFFY;
         let unack = secs(s.nf_conntrack_tcp_timeout_unacknowledged);
         if left >= secs(LOWER_TIMEOUT_FLOOR) && left > unack {
             return Some(unack);
