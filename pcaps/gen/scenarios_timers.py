@@ -139,24 +139,29 @@ def _():
     ]
 
 
-@scenario("timers/expired-master-expectations",
-          args="--realtime --helper all --sysctl nf_conntrack_udp_timeout=2")
+TFTP_2S = "--realtime --helper all --sysctl nf_conntrack_udp_timeout=2"
+RRQ = b"\x00\x01file.bin\x00octet\x00"
+
+
+def tftp_data(src, dst, sp, dp):
+    return u(src, dst, sp, dp, b"\x00\x03\x00\x01data")
+
+
+@scenario("timers/expired-master-expectations", args=TFTP_2S)
 def _():
     # A TFTP request's master expires (2 s) with its expectation pending (5 minutes) and no
     # later packet in its shard to sweep it: listing the table removes the expired master and
     # its expectation with it, so none is listed. A second request, still alive when the
     # table is read, keeps its own. Found by difffuzz_ip.py (seed 9301-1674).
-    rrq = b"\x00\x01file.bin\x00octet\x00"
     return [
-        (0.0, u(A, B, 1123, 69, rrq)),
-        (0.1, u(C, A, 15873, 1123, b"\x00\x03\x00\x01data")),  # not from B: not expected
-        (2.6, u(A, C, 1124, 69, rrq)),
+        (0.0, u(A, B, 1123, 69, RRQ)),
+        (0.1, tftp_data(C, A, 15873, 1123)),  # not from B: not expected
+        (2.6, u(A, C, 1124, 69, RRQ)),
         (3.0, u(A, B, 1200, 53)),
     ]
 
 
-@scenario("timers/expired-master-expectation-taken",
-          args="--realtime --helper all --sysctl nf_conntrack_udp_timeout=2")
+@scenario("timers/expired-master-expectation-taken", args=TFTP_2S)
 def _():
     # Two TFTP requests whose masters expire (2 s) with their expectations pending. The kernel
     # removes an expired entry when its garbage collection comes by (seconds to a minute
@@ -165,12 +170,11 @@ def _():
     # master's tuple is looked up again (a packet that is no request): that ends it, and its
     # expectation with it. Golden replays also run on one shard, where every packet sweeps
     # every expired entry.
-    rrq = b"\x00\x01file.bin\x00octet\x00"
     return [
-        (0.0, u(A, B, 1123, 69, rrq)),
-        (0.1, u(A, B, 1124, 69, rrq)),
+        (0.0, u(A, B, 1123, 69, RRQ)),
+        (0.1, u(A, B, 1124, 69, RRQ)),
         (2.5, u(C, B, 1200, 53)),
-        (2.6, u(B, A, 3000, 1123, b"\x00\x03\x00\x01data")),  # RELATED
-        (2.7, u(A, B, 1124, 69, b"x")),                        # NEW: ends the old master
-        (2.8, u(B, A, 3001, 1124, b"\x00\x03\x00\x01data")),  # NEW: nothing expected
+        (2.6, tftp_data(B, A, 3000, 1123)),  # RELATED
+        (2.7, u(A, B, 1124, 69, b"x")),      # NEW: ends the old master
+        (2.8, tftp_data(B, A, 3001, 1124)),  # NEW: nothing expected
     ]
