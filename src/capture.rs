@@ -88,6 +88,14 @@ pub enum Problem {
     UnknownLinkType(u32),
     /// A pcapng packet names an interface the section does not describe.
     UnknownInterface(u32),
+    /// A pcapng section header of a version this reader does not know (as libpcap and
+    /// Wireshark, it reads 1.0 and the 1.2 some writers put).
+    UnsupportedVersion {
+        /// The section's major version.
+        major: u16,
+        /// Its minor version.
+        minor: u16,
+    },
     /// A pcapng structure is malformed.
     Malformed(&'static str),
 }
@@ -120,6 +128,10 @@ impl fmt::Display for Problem {
                     "a packet names interface {i}, which the file never describes"
                 )
             }
+            Problem::UnsupportedVersion { major, minor } => write!(
+                f,
+                "unsupported pcapng section version {major}.{minor} (ctrack reads 1.0 and 1.2)"
+            ),
             Problem::Malformed(what) => write!(f, "malformed pcapng: {what}"),
         }
     }
@@ -204,6 +216,29 @@ impl Rd<'_> {
             u32::from_le_bytes(s)
         })
     }
+}
+
+/// The options of a pcapng block from byte `from` to `end` (its trailing length): code, value
+/// offset and value length of each up to the end-of-options one, or `None` (and no more) for
+/// one that runs past `end`.
+fn options<'a>(
+    r: &'a Rd<'a>,
+    from: usize,
+    end: usize,
+) -> impl Iterator<Item = Option<(u16, usize, usize)>> + 'a {
+    let mut o = Some(from);
+    std::iter::from_fn(move || {
+        let at = o.filter(|&at| at + 4 <= end)?;
+        let code = r.u16(at).unwrap_or(0);
+        let len = r.u16(at + 2).unwrap_or(0) as usize;
+        let v = at + 4;
+        if v + len > end {
+            o = None;
+            return Some(None);
+        }
+        o = (code != 0).then(|| v + len.div_ceil(4) * 4);
+        (code != 0).then_some(Some((code, v, len)))
+    })
 }
 
 fn link_of(dlt: u32) -> Result<LinkType, Problem> {
@@ -327,7 +362,22 @@ fn parse_pcapng(data: &[u8]) -> Result<Vec<Record>, Problem> {
         let body = off + 8;
         let body_end = off + blen - 4;
         match btype {
-            0x0a0d0d0a => {}
+            0x0a0d0d0a => {
+                // Another major version may lay out blocks differently; 1.1 was never defined.
+                let short = Problem::Malformed("short section header");
+                if body + 16 > body_end {
+                    return Err(short);
+                }
+                let major = r.u16(body + 4).ok_or(short.clone())?;
+                let minor = r.u16(body + 6).ok_or(short)?;
+                if major != 1 || !matches!(minor, 0 | 2) {
+                    return Err(Problem::UnsupportedVersion { major, minor });
+                }
+                // Nothing in them is used, but they must fit, as libpcap and Wireshark insist.
+                if options(&r, body + 16, body_end).any(|o| o.is_none()) {
+                    return Err(Problem::Malformed("section option runs past its block"));
+                }
+            }
             1 => {
                 let dlt = r
                     .u16(body)
@@ -343,16 +393,10 @@ fn parse_pcapng(data: &[u8]) -> Result<Vec<Record>, Problem> {
                     per_sec: 1_000_000,
                     offset: 0,
                 };
-                let mut o = body + 8;
-                while o + 4 <= body_end {
-                    let code = r.u16(o).unwrap_or(0);
-                    let len = r.u16(o + 2).unwrap_or(0) as usize;
-                    let v = o + 4;
-                    if v + len > body_end {
-                        return Err(Problem::Malformed("interface option runs past its block"));
-                    }
+                for opt in options(&r, body + 8, body_end) {
+                    let (code, v, len) =
+                        opt.ok_or(Problem::Malformed("interface option runs past its block"))?;
                     match code {
-                        0 => break,
                         9 if len >= 1 => {
                             let res = data[v];
                             let per = if res & 0x80 != 0 {
@@ -371,7 +415,6 @@ fn parse_pcapng(data: &[u8]) -> Result<Vec<Record>, Problem> {
                         }
                         _ => {}
                     }
-                    o = v + len.div_ceil(4) * 4;
                 }
                 ifaces.push(iface);
             }
@@ -561,5 +604,51 @@ mod tests {
         assert_eq!(parse(bad).unwrap_err(), Problem::UnknownInterface(7));
         let cut = f[..f.len() - 3].to_vec();
         assert!(matches!(parse(cut), Err(Problem::TruncatedRecord { .. })));
+        // Section versions: 1.2 is read as 1.0; 0.1, 1.1 and 2.0 are refused, in any section.
+        let versioned = |major: u16, minor: u16| {
+            let mut v = f.clone();
+            v[12..14].copy_from_slice(&major.to_le_bytes());
+            v[14..16].copy_from_slice(&minor.to_le_bytes());
+            v
+        };
+        assert_eq!(parse(versioned(1, 2)).unwrap().len(), 2);
+        // Options must fit their block, in the section header as in interface blocks (a
+        // comment of 4 bytes fits; one that claims 0x3030 bytes does not).
+        let shb = |opt: &[u8]| {
+            let head = [0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
+            [
+                block(0x0a0d0d0a, &[&head[..], &[0xff; 4], opt].concat()),
+                f[28..].to_vec(),
+            ]
+            .concat()
+        };
+        assert_eq!(
+            parse(shb(&[1, 0, 4, 0, b'h', b'i', b'!', 0]))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse(shb(&[1, 0, 0x30, 0x30, b'h', b'i', b'!', 0])).unwrap_err(),
+            Problem::Malformed("section option runs past its block")
+        );
+        let mut idb = f[..28].to_vec();
+        idb.extend(block(1, &[1, 0, 0, 0, 0, 0, 4, 0, 9, 0, 8, 0, 6, 0, 0, 0]));
+        assert_eq!(
+            parse(idb).unwrap_err(),
+            Problem::Malformed("interface option runs past its block")
+        );
+        for (major, minor) in [(0, 1), (1, 1), (2, 0)] {
+            assert_eq!(
+                parse(versioned(major, minor)).unwrap_err(),
+                Problem::UnsupportedVersion { major, minor }
+            );
+            let mut two = f.clone();
+            two.extend_from_slice(&versioned(major, minor)[..28]);
+            assert_eq!(
+                parse(two).unwrap_err(),
+                Problem::UnsupportedVersion { major, minor }
+            );
+        }
     }
 }
