@@ -340,24 +340,39 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
                     let mut out: Vec<Verdict> = Vec::with_capacity(batch);
                     let mut tracked = 0u64;
                     barrier.wait();
+                    let start = Instant::now();
                     for (b, chunk) in part.chunks(batch).enumerate() {
                         ct.process_batch(chunk, LinkType::Raw, t0 + 1_000 * b as u64, &mut out);
                         tracked += out.iter().filter(|v| v.tracked()).count() as u64;
                     }
-                    tracked
+                    (tracked, start.elapsed().as_secs_f64())
                 })
             })
             .collect();
         // The clock starts before the workers are released, never after one has begun.
         let start = Instant::now();
         barrier.wait();
-        let tracked: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
-        (start.elapsed().as_secs_f64(), tracked)
+        let own: Vec<(u64, f64)> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or((0, 0.0)))
+            .collect();
+        (start.elapsed().as_secs_f64(), own)
     });
     println!(
         "workload {k:?} flows {} threads {} ipv6 {} batch {}",
         a.flows, a.threads, a.ipv6, a.batch
     );
+    if a.threads > 1 {
+        // Each thread's own share and clock: the total above waits for the slowest.
+        for (i, ((_, secs), part)) in tracked.iter().zip(&parts).enumerate() {
+            let m = part.len() as f64 / secs / 1e6;
+            println!(
+                "thread {i} packets {} seconds {secs:.6} mpps {m:.3}",
+                part.len()
+            );
+        }
+    }
+    let tracked: u64 = tracked.iter().map(|t| t.0).sum();
     // The untimed setup packets lead a --write-pcap capture: `bench --pcap --setup` skips them.
     println!("setup {setup_len} timed {n}");
     println!("tracked {tracked} of {n}");

@@ -324,6 +324,19 @@ fn bench_threads_track_every_packet() {
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(text.contains(&format!("threads {threads} ")), "{text}");
             assert!(text.contains("tracked 4000 of 4000\n"), "{text}");
+            // Past one thread, a line per thread: their shares add up to every packet.
+            let shares: Vec<u64> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("thread "))
+                .filter_map(|l| l.split(' ').nth(2)?.parse().ok())
+                .collect();
+            let want = if threads == "1" {
+                0
+            } else {
+                threads.parse().unwrap()
+            };
+            assert_eq!(shares.len(), want, "{text}");
+            assert_eq!(shares.iter().sum::<u64>(), if want == 0 { 0 } else { 4000 });
             let n = text
                 .split("entries ")
                 .nth(1)
