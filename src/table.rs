@@ -178,24 +178,28 @@ fn lane_bits(m: u64) -> u32 {
 }
 
 impl Bucket {
-    /// Slots whose tag equals `tag`, as a bit mask (tag 0: the empty slots): eight lanes in
-    /// one SSE2 compare, the last two by hand.
+    /// Slots whose tag equals `tag`, as a bit mask (tag 0: the empty slots): the bucket's first
+    /// 32 bytes (the ten tags, the overflow count, the zero lane and two entry numbers) in two
+    /// SSE2 compares, the lanes past the tenth masked off.
     #[cfg(target_arch = "x86_64")]
     #[inline]
     fn matching(&self, tag: u16) -> u32 {
         use std::arch::x86_64::{
-            _mm_cmpeq_epi16, _mm_movemask_epi8, _mm_packs_epi16, _mm_set_epi64x, _mm_set1_epi16,
-            _mm_setzero_si128,
+            __m128i, _mm_cmpeq_epi16, _mm_load_si128, _mm_movemask_epi8, _mm_packs_epi16,
+            _mm_set1_epi16,
         };
-        // SAFETY: these intrinsics only need SSE2, which every x86_64 processor has (it is
-        // part of the x86_64 baseline the compiler already targets); they read no memory.
-        let low = unsafe {
-            let lanes = _mm_set_epi64x(self.tags[1] as i64, self.tags[0] as i64);
-            let eq = _mm_cmpeq_epi16(lanes, _mm_set1_epi16(tag as i16));
-            _mm_movemask_epi8(_mm_packs_epi16(eq, _mm_setzero_si128())) as u32 & 0xff
+        let at = (self as *const Bucket).cast::<__m128i>();
+        // SAFETY: SSE2 is part of the x86_64 baseline the compiler targets. A `Bucket` is 64
+        // bytes aligned to 64 (`repr(C, align(64))`), so both 16-byte loads are aligned and
+        // lie inside `self`, and every byte of it is initialised (no padding before `idx`'s
+        // end at byte 64: 24 bytes of tags, 40 of entry numbers).
+        let m = unsafe {
+            let t = _mm_set1_epi16(tag as i16);
+            let a = _mm_cmpeq_epi16(_mm_load_si128(at), t);
+            let b = _mm_cmpeq_epi16(_mm_load_si128(at.add(1)), t);
+            _mm_movemask_epi8(_mm_packs_epi16(a, b)) as u32
         };
-        let t2 = self.tags[2];
-        low | ((t2 as u16 == tag) as u32) << 8 | (((t2 >> 16) as u16 == tag) as u32) << 9
+        m & ((1 << SLOTS) - 1)
     }
 
     /// Slots whose tag equals `tag`, as a bit mask (tag 0: the empty slots).
