@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Compares ctrack with the kernel oracle on the capture collections of public test suites:
 # tcpdump's printer tests (small, many malformed on purpose), nDPI's protocol-detection
-# captures (real application traffic) and Wireshark's dissector captures, fetched as Debian
-# source packages. Nothing is copied into the repository.
+# captures (real application traffic) and Wireshark's dissector captures, and the smaller sets
+# of dnscap (DNS over UDP and TCP, fragments, VLAN), dpkt, tcpflow (TCP reassembly cases),
+# termshark and libpcap (file-format edge cases), fetched as Debian source packages. Nothing is
+# copied into the repository.
 #
 #   pcaps/gen/public.sh [DIR]        (default DIR: /tmp/ctrack-public)
 #
@@ -24,7 +26,7 @@ if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-sr
     > /etc/apt/sources.list.d/ctrack-public-src.sources
   apt-get update -qq
 fi
-for pkg in tcpdump ndpi wireshark; do
+for pkg in tcpdump ndpi wireshark dnscap python-dpkt tcpflow termshark libpcap; do
   # apt-get may fail on a package's Debian part yet have fetched its upstream tarball.
   ls "$pkg"_*.orig.tar.?z* >/dev/null 2>&1 || apt-get source --download-only "$pkg" >/dev/null 2>&1 || true
   found=
@@ -32,14 +34,14 @@ for pkg in tcpdump ndpi wireshark; do
     [ -e "$t" ] || continue
     found=1
     [ -e "$t.unpacked" ] && continue
-    tar xf "$t" --wildcards '*.pcap' '*.pcapng' 2>/dev/null || true
+    tar xf "$t" --wildcards '*.pcap' '*.pcapng' '*.cap' 2>/dev/null || true
     touch "$t.unpacked"
   done
   [ -n "$found" ] || echo "public: could not fetch $pkg's source" >&2
 done
 # The link types the oracle reads: Ethernet, BSD loopback, raw IP (three codes), Linux cooked
 # v1 and v2; pcapng files are tried as they are (compare.sh converts them).
-find "$dir/src" -type f \( -name '*.pcap' -o -name '*.pcapng' \) -size -"$max"c | sort |
+find "$dir/src" -type f \( -name '*.pcap' -o -name '*.pcapng' -o -name '*.cap' \) -size -"$max"c | sort |
   /usr/bin/python3 -c '
 import struct, sys
 ok = {0, 1, 12, 14, 101, 113, 228, 229, 276}
