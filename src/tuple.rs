@@ -25,9 +25,16 @@ pub mod proto {
     pub const UDPLITE: u8 = 136;
 }
 
-/// An IP address of one family, stored as plain bytes.
+mod sealed {
+    /// Only the two address widths are addresses: [`super::Key::same`] relies on their layout.
+    pub trait Sealed {}
+    impl Sealed for [u8; 4] {}
+    impl Sealed for [u8; 16] {}
+}
+
+/// An IP address of one family, stored as plain bytes: `[u8; 4]` or `[u8; 16]` (sealed).
 pub trait Addr:
-    Copy + Eq + Ord + Hash + Default + Debug + Send + Sync + AsRef<[u8]> + 'static
+    Copy + Eq + Ord + Hash + Default + Debug + Send + Sync + AsRef<[u8]> + sealed::Sealed + 'static
 {
     /// True for IPv6.
     const V6: bool;
@@ -100,14 +107,37 @@ pub struct Key<A> {
 }
 
 impl<A: Addr> Key<A> {
-    /// `self == other`, without a branch per field (the lookup's hot comparison).
+    /// Bytes of the tuple before its one byte of trailing padding: the two addresses, then
+    /// sport, dport and zone (two bytes each) and proto, as `repr(C)` lays them out for an
+    /// address of bytes (alignment 1).
+    const FIELDS: usize = 2 * std::mem::size_of::<A>() + 7;
+
+    /// `self == other`, without a branch per field (the lookup's hot comparison): the bytes
+    /// after the addresses in one word that overlaps the addresses' last byte (so that the
+    /// padding byte is never read), and the addresses in one more word (IPv4) or as two
+    /// 16-byte arrays (IPv6).
     #[inline(always)]
     pub fn same(&self, other: &Key<A>) -> bool {
-        // The fields in memory order (see `repr(C)` above), so that adjacent ones load as one.
-        let rest = |k: &Key<A>| {
-            k.sport as u64 | (k.dport as u64) << 16 | (k.zone as u64) << 32 | (k.proto as u64) << 48
+        const { assert!(std::mem::size_of::<Key<A>>() == Key::<A>::FIELDS + 1) };
+        const { assert!(std::mem::offset_of!(Key<A>, proto) == Key::<A>::FIELDS - 1) };
+        let word = |k: &Key<A>, at: usize| {
+            debug_assert!(at + 8 <= Self::FIELDS);
+            // SAFETY: `at + 8 <= FIELDS` (the callers' offsets, all constants), and the first
+            // `FIELDS` bytes of a `Key<A>` are its fields with no padding between them (the
+            // assertions above; `Addr` is sealed to byte arrays, which have alignment 1 and no
+            // padding of their own), so the read is in bounds and initialised; unaligned reads
+            // are allowed by `read_unaligned`.
+            unsafe {
+                std::ptr::read_unaligned((k as *const Key<A>).cast::<u8>().add(at).cast::<u64>())
+            }
         };
-        (self.src == other.src) & (self.dst == other.dst) & (rest(self) == rest(other))
+        let tail = word(self, Self::FIELDS - 8) == word(other, Self::FIELDS - 8);
+        if A::V6 {
+            // Sixteen-byte addresses compare in vector registers.
+            (self.src == other.src) & (self.dst == other.dst) & tail
+        } else {
+            (word(self, 0) == word(other, 0)) & tail
+        }
     }
 
     /// True for the ICMP family of this address width.
@@ -330,5 +360,44 @@ mod tests {
                 assert_eq!(a.same(b), a == b, "{a:?} {b:?}");
             }
         }
+    }
+
+    /// Every byte of every field counts, in both widths: one byte changed anywhere (each
+    /// address byte, each port, zone and protocol byte) makes two keys differ.
+    #[test]
+    fn same_sees_every_byte() {
+        fn check<A: Addr>(k: Key<A>, with: impl Fn(&mut Key<A>, usize)) {
+            assert!(k.same(&k));
+            for at in 0..Key::<A>::FIELDS {
+                let mut o = k;
+                with(&mut o, at);
+                assert_ne!(o, k, "byte {at}");
+                assert!(!k.same(&o) && !o.same(&k), "byte {at}: {k:?} {o:?}");
+            }
+        }
+        fn flip<A: Addr + AsMut<[u8]>>(k: &mut Key<A>, at: usize) {
+            let n = std::mem::size_of::<A>();
+            let port = |p: &mut u16, b: usize| *p ^= 0x5a << (8 * b);
+            match at {
+                _ if at < n => k.src.as_mut()[at] ^= 0x5a,
+                _ if at < 2 * n => k.dst.as_mut()[at - n] ^= 0x5a,
+                _ => match at - 2 * n {
+                    b @ 0..=1 => port(&mut k.sport, b),
+                    b @ 2..=3 => port(&mut k.dport, b - 2),
+                    b @ 4..=5 => port(&mut k.zone, b - 4),
+                    _ => k.proto ^= 0x5a,
+                },
+            }
+        }
+        check(v4_key(1234, 80, 3, proto::TCP), flip);
+        let k6 = Key {
+            src: [0x20, 1, 0xd, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            dst: [0x20, 1, 0xd, 0xb8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 1],
+            sport: 40000,
+            dport: 443,
+            zone: 7,
+            proto: proto::UDP,
+        };
+        check(k6, flip);
     }
 }
