@@ -1224,19 +1224,14 @@ impl Conntrack {
             // No entry to try, or the general path owes a collection step first.
             return None;
         }
-        let inv = r.key.inverse()?;
         let s = &self.cfg.sysctl;
         let (dir, before, after) = match &r.l4 {
-            ReadyL4::Tcp(seg) => sb
-                .shard
-                .refresh_at(hint, &r.key, &inv, now, r.len, |st, ctx| {
-                    refresh_tcp(st, seg, ctx, s)
-                }),
+            ReadyL4::Tcp(seg) => sb.shard.refresh_at(hint, &r.key, now, r.len, |st, ctx| {
+                refresh_tcp(st, seg, ctx, s)
+            }),
             ReadyL4::Udp => sb
                 .shard
-                .refresh_at(hint, &r.key, &inv, now, r.len, |st, ctx| {
-                    refresh_udp(st, ctx, s)
-                }),
+                .refresh_at(hint, &r.key, now, r.len, |st, ctx| refresh_udp(st, ctx, s)),
         }?;
         sb.stats.found += 1;
         Some(refreshed(dir, before, after))
@@ -1510,8 +1505,7 @@ impl Conntrack {
         // The batch has tried the hinted entry already (`run_refresh`); the general decision
         // agrees with the fast one wherever that one answers, so skipping it is only slower.
         if idx != hint
-            && let Some((dir, before, after)) =
-                sb.shard.refresh_at(idx, &key, &inv, now, len, &mut fast)
+            && let Some((dir, before, after)) = sb.shard.refresh_at(idx, &key, now, len, &mut fast)
         {
             return refreshed(dir, before, after);
         }

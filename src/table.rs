@@ -775,23 +775,29 @@ impl<A: Addr> Shard<A> {
     }
 
     /// The established packet's whole visit to its entry, in one place: when slab index `i`
-    /// holds `key` (the packet is original) or `inv` (reply), the entry is live at `now` and
-    /// `refresh` answers for its protocol state, applies the answer (expiry, ASSURED,
-    /// SEEN_REPLY, accounting of `bytes`) and returns the direction with the status bits from
-    /// before and after the packet. Otherwise changes nothing and returns `None` (any index is
-    /// acceptable, [`NIL`] included).
+    /// holds `key` (the packet is original) or its inverse (reply; only then computed), the
+    /// entry is live at `now` and `refresh` answers for its protocol state, applies the answer
+    /// (expiry, ASSURED, SEEN_REPLY, accounting of `bytes`) and returns the direction with the
+    /// status bits from before and after the packet. Otherwise changes nothing and returns
+    /// `None` (any index is acceptable, [`NIL`] included).
     #[inline(always)]
     pub fn refresh_at(
         &mut self,
         i: u32,
         key: &Key<A>,
-        inv: &Key<A>,
         now: Nanos,
         bytes: u32,
         refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
     ) -> Option<(Dir, u16, u16)> {
         let e = self.entries.get_mut(i as usize)?;
-        let dir = e.matches(i, key, inv)?.dir;
+        // The inverse only for a packet that is not in the original direction.
+        let dir = if e.key.same(key) {
+            Dir::Original
+        } else if e.key.same(&key.inverse()?) {
+            Dir::Reply
+        } else {
+            return None;
+        };
         if e.expired(now) {
             return None;
         }
@@ -1033,13 +1039,10 @@ mod tests {
         };
         // Not the packet's entry, no entry, or no answer from the tracker: nothing changes.
         for j in [ids[4], NIL, 10, 5000] {
-            assert_eq!(s.refresh_at(j, &k, &inv, 10, 40, sec(30)), None, "{j}");
+            assert_eq!(s.refresh_at(j, &k, 10, 40, sec(30)), None, "{j}");
         }
-        assert_eq!(
-            s.refresh_at(i, &other, &other.inverse().unwrap(), 10, 40, sec(30)),
-            None
-        );
-        assert_eq!(s.refresh_at(i, &k, &inv, 10, 40, |_, _| None), None);
+        assert_eq!(s.refresh_at(i, &other, 10, 40, sec(30)), None);
+        assert_eq!(s.refresh_at(i, &k, 10, 40, |_, _| None), None);
         assert_eq!(
             (s.get(i).expires, s.get(i).status),
             (1_000, status::CONFIRMED)
@@ -1048,7 +1051,7 @@ mod tests {
         // tracker saw before each packet.
         let c = status::CONFIRMED;
         assert_eq!(
-            s.refresh_at(i, &k, &inv, 10, 40, sec(30)),
+            s.refresh_at(i, &k, 10, 40, sec(30)),
             Some((Dir::Original, c, c))
         );
         assert_eq!(s.get(i).expires, 40);
@@ -1062,12 +1065,12 @@ mod tests {
         };
         let after = c | status::SEEN_REPLY | status::ASSURED;
         assert_eq!(
-            s.refresh_at(i, &inv, &k, 20, 40, seen),
+            s.refresh_at(i, &inv, 20, 40, seen),
             Some((Dir::Reply, c, after))
         );
         assert_eq!((s.get(i).expires, s.get(i).status), (120, after));
         // Expired at `now`: left to the general path, which removes it.
-        assert_eq!(s.refresh_at(i, &k, &inv, 120, 40, sec(30)), None);
+        assert_eq!(s.refresh_at(i, &k, 120, 40, sec(30)), None);
         assert_eq!(s.get(i).expires, 120);
     }
 
