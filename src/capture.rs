@@ -612,6 +612,13 @@ mod tests {
             v
         };
         assert_eq!(parse(versioned(1, 2)).unwrap().len(), 2);
+        // A section header too short to hold its version and section length.
+        let mut short = block(0x0a0d0d0a, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0]);
+        short.extend_from_slice(&f[28..]);
+        assert_eq!(
+            parse(short).unwrap_err(),
+            Problem::Malformed("short section header")
+        );
         // Options must fit their block, in the section header as in interface blocks (a
         // comment of 4 bytes fits; one that claims 0x3030 bytes does not).
         let shb = |opt: &[u8]| {
