@@ -171,6 +171,12 @@ pub struct Config {
     /// [`Conntrack::queue_of`], fewer mean bigger groups per lock in a burst and less fixed
     /// memory per shard.
     pub shards: usize,
+    /// While the table holds at most this many entries (both families; default 4,096, about
+    /// half a megabyte), a short burst (up to four packets per shard) is tracked frame by frame
+    /// in its order instead of sorted by shard: the entries are in cache, so fetching them
+    /// ahead gains nothing, and with a few packets per shard the sort costs more than it saves.
+    /// 0 sorts every burst of more than one frame. Either way the verdicts are the same.
+    pub in_order_entries: usize,
 }
 
 impl Default for Config {
@@ -180,6 +186,7 @@ impl Default for Config {
             helpers: Vec::new(),
             host: HostModel::ConfirmAll,
             shards: 16,
+            in_order_entries: 4096,
         }
     }
 }
@@ -417,7 +424,16 @@ impl Conntrack {
     }
 
     /// Tracks one frame captured at time `now` (nanoseconds of any monotonic clock).
+    ///
+    /// With no helpers configured, the common frame (a plain IPv4 or IPv6 header behind
+    /// untagged Ethernet or raw, then TCP or UDP) goes straight to its shard; every other
+    /// frame takes the general path, which decides the same for the common one.
     pub fn process(&self, frame: &[u8], link: LinkType, now: Nanos) -> Verdict {
+        if self.cfg.helpers.is_empty()
+            && let Some(v) = self.process_common(frame, link, now)
+        {
+            return v;
+        }
         match packet::ip_of_frame(frame, link) {
             Some(ip) => self.process_ip(ip, now),
             None => Verdict::SKIPPED,
@@ -1226,12 +1242,22 @@ impl Conntrack {
         }
         let s = &self.cfg.sysctl;
         let (dir, before, after) = match &r.l4 {
-            ReadyL4::Tcp(seg) => sb.shard.refresh_at(hint, &r.key, now, r.len, |st, ctx| {
-                refresh_tcp(st, seg, ctx, s)
-            }),
-            ReadyL4::Udp => sb
-                .shard
-                .refresh_at(hint, &r.key, now, r.len, |st, ctx| refresh_udp(st, ctx, s)),
+            ReadyL4::Tcp(seg) => sb.shard.refresh_at(
+                hint,
+                &r.key,
+                now,
+                r.len,
+                #[inline(always)]
+                |st, ctx| refresh_tcp(st, seg, ctx, s),
+            ),
+            ReadyL4::Udp => sb.shard.refresh_at(
+                hint,
+                &r.key,
+                now,
+                r.len,
+                #[inline(always)]
+                |st, ctx| refresh_udp(st, ctx, s),
+            ),
         }?;
         sb.stats.found += 1;
         Some(refreshed(dir, before, after))

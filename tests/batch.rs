@@ -1,10 +1,12 @@
-//! `process_batch` must decide exactly what `process` decides frame by frame: same verdicts,
-//! same final table, for every capture in `pcaps/` and for generated traffic.
+//! `process_batch` must decide exactly what `process` decides frame by frame, and both what
+//! the general path (`process_ip`) decides: same verdicts, same final table, same counters,
+//! for every capture in `pcaps/` and for generated traffic. The batch is run both ways it
+//! tracks a burst: sorted by shard, and in order (while the table is small).
 
 use std::path::Path;
 
 use ctrack::workload::{Kind, Workload};
-use ctrack::{Config, Conntrack, HostModel, LinkType, capture};
+use ctrack::{Config, Conntrack, HostModel, LinkType, Verdict, capture, packet};
 
 fn table(ct: &Conntrack, now: u64) -> Vec<String> {
     let mut t = Vec::new();
@@ -13,10 +15,29 @@ fn table(ct: &Conntrack, now: u64) -> Vec<String> {
     t
 }
 
-/// Runs `frames` (with one time per burst) both ways and compares.
+/// What `process` decided before it had a shortcut for the common frame: every frame through
+/// the general parse and tracking.
+fn general(ct: &Conntrack, frame: &[u8], link: LinkType, now: u64) -> Verdict {
+    match packet::ip_of_frame(frame, link) {
+        Some(ip) => ct.process_ip(ip, now),
+        None => Verdict::SKIPPED,
+    }
+}
+
+/// Runs `frames` (with one time per burst) through the general path and through `process`
+/// frame by frame, and through `process_batch` with its bursts sorted by shard and with
+/// `cfg`'s choice (in order while the table is small), and compares them all.
 fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str) {
+    let reference = Conntrack::with_seed(cfg.clone(), 99);
     let one = Conntrack::with_seed(cfg.clone(), 99);
-    let many = Conntrack::with_seed(cfg.clone(), 99);
+    let sorted = Config {
+        in_order_entries: 0,
+        ..cfg.clone()
+    };
+    let batches = [
+        ("sorted", Conntrack::with_seed(sorted, 99)),
+        ("as configured", Conntrack::with_seed(cfg.clone(), 99)),
+    ];
     let mut out = Vec::new();
     let mut now = 1_000_000_000_000u64;
     for (b, chunk) in frames.chunks(burst).enumerate() {
@@ -30,30 +51,56 @@ fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str)
                 .take_while(|f| f.1 == link)
                 .map(|f| f.0)
                 .collect();
-            many.process_batch(&run, link, now, &mut out);
+            let want: Vec<Verdict> = run
+                .iter()
+                .map(|f| general(&reference, f, link, now))
+                .collect();
             for (k, f) in run.iter().enumerate() {
                 let v = one.process(f, link, now);
-                assert_eq!(v, out[k], "{what}: frame {} of burst {b}", i + k);
+                assert_eq!(v, want[k], "{what}: process, frame {} of burst {b}", i + k);
+            }
+            for (how, many) in &batches {
+                many.process_batch(&run, link, now, &mut out);
+                assert_eq!(out.len(), run.len());
+                for (k, v) in out.iter().enumerate() {
+                    assert_eq!(
+                        *v,
+                        want[k],
+                        "{what}: batch {how}, frame {} of burst {b}",
+                        i + k
+                    );
+                }
             }
             i += run.len();
         }
     }
-    let (a, b) = (table(&one, now), table(&many, now));
-    if a != b {
-        let first = a
-            .iter()
-            .zip(&b)
-            .position(|(x, y)| x != y)
-            .unwrap_or(a.len().min(b.len()));
-        panic!(
-            "{what}: final tables differ ({} vs {} lines); first difference at {first}: {:?} vs {:?}",
-            a.len(),
-            b.len(),
-            a.get(first),
-            b.get(first)
+    let want = table(&reference, now);
+    let others = [("process", &one), ("batch sorted", &batches[0].1)];
+    for (how, ct) in others
+        .into_iter()
+        .chain([("batch as configured", &batches[1].1)])
+    {
+        let got = table(ct, now);
+        if got != want {
+            let first = want
+                .iter()
+                .zip(&got)
+                .position(|(x, y)| x != y)
+                .unwrap_or(want.len().min(got.len()));
+            panic!(
+                "{what}: {how}: final tables differ ({} vs {} lines); first difference at {first}: {:?} vs {:?}",
+                want.len(),
+                got.len(),
+                want.get(first),
+                got.get(first)
+            );
+        }
+        assert_eq!(
+            reference.stats(),
+            ct.stats(),
+            "{what}: {how}: counters differ"
         );
     }
-    assert_eq!(one.stats(), many.stats(), "{what}: counters differ");
 }
 
 #[test]
@@ -126,12 +173,14 @@ fn batches_match_single_packets_on_generated_traffic() {
             let mut cfg = Config::default();
             cfg.set_sysctl("nf_conntrack_max=2000").unwrap();
             cfg.shards = shards;
-            for burst in [32, 256] {
+            // In order all along, or until the table passes 150 entries.
+            for (burst, in_order) in [(32, 4096), (256, 4096), (32, 150)] {
+                cfg.in_order_entries = in_order;
                 compare(
                     &frames,
                     burst,
                     &cfg,
-                    &format!("{kind:?} v6={v6} shards={shards}"),
+                    &format!("{kind:?} v6={v6} shards={shards} in order to {in_order}"),
                 );
             }
         }

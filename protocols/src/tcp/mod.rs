@@ -181,7 +181,7 @@ pub fn flags_valid(flags: u8) -> bool {
 
 /// Checks a TCP header as the kernel's `tcp_error` does, minus the checksum (the engine
 /// verifies it): `l4` is the TCP header and payload, already trimmed to the IP length.
-#[inline]
+#[inline(always)]
 pub fn parse(l4: &[u8]) -> Result<Segment<'_>, HeaderError> {
     let h: &[u8; MIN_HEADER] = l4
         .get(..MIN_HEADER)

@@ -1,5 +1,6 @@
-//! Frames in, verdicts out: no input may panic the engine, and the batch path must decide
-//! exactly what the one-frame path decides (same verdicts, table and counters).
+//! Frames in, verdicts out: no input may panic the engine, and `process` and the batch path
+//! (sorted by shard or in order) must decide exactly what the general path decides (same
+//! verdicts, table and counters).
 //!
 //! The input is two configuration bytes, then records `[flags][len][dt][len bytes]`. A record
 //! is either a raw frame (any link type, bytes as given, or raw IP with the lengths and the
@@ -10,7 +11,7 @@
 
 #![no_main]
 
-use ctrack::{Config, Conntrack, HostModel, LinkType, Verdict};
+use ctrack::{Config, Conntrack, HostModel, LinkType, Verdict, packet};
 use libfuzzer_sys::fuzz_target;
 
 const LINKS: [LinkType; 5] = [
@@ -61,6 +62,8 @@ fn config(b: u8, extra: u8) -> Config {
     if extra & 2 != 0 {
         set(&mut cfg, "nf_conntrack_expect_max=2");
     }
+    // Bursts sorted by shard, or in order while the table is small.
+    cfg.in_order_entries = [0, 4096, 3, 20][usize::from(extra >> 2 & 3)];
     cfg
 }
 
@@ -205,6 +208,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut rest = body;
     let cfg = config(cfg_byte, extra);
+    // The general path frame by frame, `process` frame by frame (its shortcut for the common
+    // frame), and the batch.
+    let reference = Conntrack::with_seed(cfg.clone(), 1);
     let one = Conntrack::with_seed(cfg.clone(), 1);
     let many = Conntrack::with_seed(cfg, 1);
     let mut now: u64 = 1_000_000_000_000;
@@ -220,7 +226,12 @@ fuzz_target!(|data: &[u8]| {
         many.process_batch(&frames, link, now, &mut out);
         assert_eq!(out.len(), frames.len());
         for (f, v) in frames.iter().zip(&out) {
-            assert_eq!(one.process(f, link, now), *v, "batch and single disagree");
+            let want = match packet::ip_of_frame(f, link) {
+                Some(ip) => reference.process_ip(ip, now),
+                None => Verdict::SKIPPED,
+            };
+            assert_eq!(one.process(f, link, now), want, "process and general disagree");
+            assert_eq!(*v, want, "batch and general disagree");
         }
         burst.clear();
     };
@@ -251,14 +262,15 @@ fuzz_target!(|data: &[u8]| {
         burst.push(frame);
     }
     run(&mut burst, burst_link, now);
+    assert_eq!(table(&reference, now), table(&one, now), "final tables differ");
     assert_eq!(table(&one, now), table(&many, now), "final tables differ");
+    assert_eq!(reference.stats(), one.stats(), "counters differ");
     assert_eq!(one.stats(), many.stats(), "counters differ");
-    // Expiry far ahead empties both.
+    // Expiry far ahead empties them all.
     let later = now + 1_000_000 * 1_000_000_000;
-    one.expire(later);
-    many.expire(later);
-    assert!(table(&one, later).is_empty() && table(&many, later).is_empty());
-    for ct in [&one, &many] {
+    for ct in [&reference, &one, &many] {
+        ct.expire(later);
+        assert!(table(ct, later).is_empty());
         let mut pending = 0;
         ct.for_each_expectation(later, |_| pending += 1);
         assert_eq!(pending, 0, "expectations outlive their time");
