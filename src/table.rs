@@ -793,7 +793,11 @@ impl<A: Addr> Shard<A> {
         // The inverse only for a packet that is not in the original direction.
         let dir = if e.key.same(key) {
             Dir::Original
-        } else if e.key.same(&key.inverse()?) {
+        } else if e.key.same(&if key.is_icmp() {
+            key.inverse()?
+        } else {
+            key.swapped()
+        }) {
             Dir::Reply
         } else {
             return None;

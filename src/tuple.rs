@@ -161,14 +161,21 @@ impl<A: Addr> Key<A> {
                 proto: self.proto,
             })
         } else {
-            Some(Key {
-                src: self.dst,
-                dst: self.src,
-                sport: self.dport,
-                dport: self.sport,
-                zone: self.zone,
-                proto: self.proto,
-            })
+            Some(self.swapped())
+        }
+    }
+
+    /// The inverse of a tuple whose ports swap with its addresses (every protocol but ICMP and
+    /// ICMPv6, whose inverse also changes the type).
+    #[inline(always)]
+    pub(crate) fn swapped(&self) -> Key<A> {
+        Key {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            zone: self.zone,
+            proto: self.proto,
         }
     }
 
