@@ -175,7 +175,9 @@ pub struct Config {
     /// half a megabyte), a short burst (up to four packets per shard) is tracked frame by frame
     /// in its order instead of sorted by shard: the entries are in cache, so fetching them
     /// ahead gains nothing, and with a few packets per shard the sort costs more than it saves.
-    /// 0 sorts every burst of more than one frame. Either way the verdicts are the same.
+    /// 0 sorts every burst of more than one frame. Either way the verdicts are the same. In
+    /// order, a shard's lock is taken once per packet rather than once per group: threads
+    /// that share shards (traffic not steered by [`Conntrack::queue_of`]) may do better with 0.
     pub in_order_entries: usize,
 }
 
