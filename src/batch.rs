@@ -16,7 +16,8 @@
 //! packets are tracked as without helpers, as none of them can touch an expectation. When a
 //! burst could fill the table (so that which packet meets a full table would depend on the
 //! order across shards), the burst is tracked strictly in order. So is a short burst while the
-//! table is small (see [`crate::Config::in_order_entries`]), frame by frame through
+//! table is small and no helpers are configured (see [`crate::Config::in_order_entries`]),
+//! frame by frame through
 //! [`Conntrack::process`]: its entries are in cache, and sorting a few packets per shard costs
 //! more than it saves.
 
@@ -192,9 +193,13 @@ impl Conntrack {
         for (chunk, verdicts) in frames.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             let count = self.count();
             // A small table is in cache: fetching ahead brings nothing, and sorting a few
-            // packets per shard costs more than it saves. Near the limit, which packet meets a
-            // full table depends on the order of insertions across shards: keep it.
-            if (count + chunk.len() <= in_order_entries && chunk.len() <= in_order_burst)
+            // packets per shard costs more than it saves (but with helpers, `process` takes
+            // every frame the general way, and the sorted burst only the helpers' own). Near
+            // the limit, which packet meets a full table depends on the order of insertions
+            // across shards: keep it.
+            if (!helpers
+                && count + chunk.len() <= in_order_entries
+                && chunk.len() <= in_order_burst)
                 || (max != 0 && count + chunk.len() > max)
             {
                 self.run_in_order(chunk, link, verdicts, now);

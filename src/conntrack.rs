@@ -172,8 +172,8 @@ pub struct Config {
     /// memory per shard.
     pub shards: usize,
     /// While the table holds at most this many entries (both families; default 4,096, about
-    /// half a megabyte), a short burst (up to four packets per shard) is tracked frame by frame
-    /// in its order instead of sorted by shard: the entries are in cache, so fetching them
+    /// half a megabyte) and no helpers are configured, a short burst (up to four packets per
+    /// shard) is tracked frame by frame in its order instead of sorted by shard: the entries are in cache, so fetching them
     /// ahead gains nothing, and with a few packets per shard the sort costs more than it saves.
     /// 0 sorts every burst of more than one frame. Either way the verdicts are the same. In
     /// order, a shard's lock is taken once per packet rather than once per group: threads
