@@ -13,7 +13,8 @@ SEED-0, SEED-1, ..., compares each with compare.sh (kernel-stamped replay) and k
 failing case (capture, arguments, both outputs, the disagreements and a packet listing)
 under OUT (default /tmp/difffuzz-ip), with a running summary in OUT/summary.txt.
 `gen` rebuilds one case from its seed string (e.g. `gen 7-123 case.pcap`) and prints the
-arguments it is compared with.
+arguments it is compared with. DIFFFUZZ_HELPERS=0 compares with no helpers instead of
+`--helper all` (see difffuzz.py).
 """
 import os
 import random
@@ -868,7 +869,8 @@ class Case:
                 note += " [vlan]"
             frames.append((t, eth + struct.pack("!H", et) + bytes(b)))
             notes.append(note)
-        args = "--helper all"
+        args = ("--helper all" if os.environ.get("DIFFFUZZ_HELPERS", "1") != "0"
+                else "--sysctl nf_conntrack_checksum=0")
         if self.realtime:
             args += " --realtime"
         if self.realtime and rng.random() < 0.6:
