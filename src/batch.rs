@@ -17,9 +17,8 @@
 //! burst could fill the table (so that which packet meets a full table would depend on the
 //! order across shards), the burst is tracked strictly in order. So is a short burst while the
 //! table is small and no helpers are configured (see [`crate::Config::in_order_entries`]),
-//! frame by frame through
-//! [`Conntrack::process`]: its entries are in cache, and sorting a few packets per shard costs
-//! more than it saves.
+//! frame by frame through [`Conntrack::process`]: its entries are in cache, and sorting a few
+//! packets per shard costs more than it saves.
 
 use std::cell::{Cell, RefCell};
 
