@@ -1026,6 +1026,38 @@ mod tests {
         }
     }
 
+    /// A reply to an ICMP echo is matched through the ICMP inverse (the type changes), not by
+    /// swapping the "ports" as for TCP and UDP.
+    #[test]
+    fn refresh_at_finds_an_icmp_reply_by_its_type() {
+        let echo = Key {
+            src: [10, 0, 0, 2],
+            dst: [10, 0, 0, 1],
+            sport: 77,     // identifier
+            dport: 8 << 8, // echo request, code 0
+            zone: 0,
+            proto: proto::ICMP,
+        };
+        let mut s = Shard::new();
+        let mut e = Entry::new(echo);
+        e.expires = 1_000;
+        let i = s.insert(h(&echo), e, 0, &h).unwrap();
+        let keep = |_: &mut ProtoState, _: &Ctx| {
+            Some(Refresh {
+                timeout: 30,
+                assured: false,
+            })
+        };
+        let reply = echo.inverse().unwrap();
+        assert_eq!(reply.dport >> 8, 0, "echo reply");
+        assert_eq!(
+            s.refresh_at(i, &reply, 10, 40, keep).map(|r| r.0),
+            Some(Dir::Reply)
+        );
+        // The same addresses with the request's type back are not its reply.
+        assert_eq!(s.refresh_at(i, &echo.swapped(), 10, 40, keep), None);
+    }
+
     #[test]
     fn refresh_at_applies_only_to_the_live_entry_of_the_packet() {
         let (mut s, ids) = filled(10, &h);
