@@ -41,6 +41,7 @@ pub mod host;
 pub mod icmp_error;
 pub mod packet;
 pub mod stats;
+mod store;
 pub mod table;
 pub mod timer;
 pub mod tuple;

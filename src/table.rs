@@ -14,6 +14,8 @@ use ctrack_protocols::udp::UdpState;
 use ctrack_protocols::{Ctx, Dir, Nanos, Refresh};
 use std::collections::TryReserveError;
 
+use crate::store::Store;
+
 use crate::timer::{Links, NIL, UNFILED, Wheel};
 use crate::tuple::{Addr, Key};
 
@@ -290,14 +292,14 @@ pub struct Shard<A> {
     worn: bool,
     /// Live (confirmed) entries.
     count: usize,
-    entries: Vec<Entry<A>>,
+    entries: Store<Entry<A>>,
     free: u32,
     wheel: Wheel,
     /// Latest time this shard has seen; time never goes backwards inside a shard.
     pub clock: Nanos,
 }
 
-struct Slab<'a, A>(&'a mut Vec<Entry<A>>);
+struct Slab<'a, A>(&'a mut Store<Entry<A>>);
 
 impl<A> Links for Slab<'_, A> {
     #[inline]
@@ -334,7 +336,7 @@ impl<A: Addr> Shard<A> {
             open: 0,
             worn: false,
             count: 0,
-            entries: Vec::new(),
+            entries: Store::new(),
             free: NIL,
             wheel: Wheel::default(),
             clock: 0,
@@ -669,9 +671,7 @@ impl<A: Addr> Shard<A> {
     /// one sweep, rather than faulted in one at a time by the insertions, whose prefetch of
     /// the slot ahead (see [`Shard::insert`]) can then reach it.
     fn commit_spare(&mut self) {
-        for slot in self.entries.spare_capacity_mut() {
-            *slot = std::mem::MaybeUninit::zeroed();
-        }
+        self.entries.commit_spare();
     }
 
     /// [`Shard::rebuild`] into `buckets`, all empty (their number a power of two).
@@ -739,7 +739,7 @@ impl<A: Addr> Shard<A> {
             }
             i
         } else {
-            self.entries.push(e);
+            self.entries.push(e)?;
             // Entries are appended in order: ask for the lines of one a few places on, so
             // that its writes find them in cache (a flood otherwise waits on each).
             prefetch_lines(self.entries.as_ptr().wrapping_add(self.entries.len() + 3));
@@ -975,7 +975,10 @@ mod tests {
             let (s, _) = filled(n, &h);
             let len = s.entries.len();
             assert_eq!(len, n as usize);
-            assert!(s.entries.capacity() <= len + (len / 4).max(4), "{n}");
+            // A slab in a mapping of its own (see `crate::store`) also has the rest of its
+            // last page.
+            let page = 4096 / std::mem::size_of::<Entry<[u8; 4]>>() + 1;
+            assert!(s.entries.capacity() <= len + (len / 4).max(4) + page, "{n}");
         }
     }
 
