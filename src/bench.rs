@@ -23,6 +23,16 @@ pub enum WorkloadKind {
     Mix,
 }
 
+/// How `bench --threads` splits the packets between its threads.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Steer {
+    /// As `Conntrack::queue_of` advises: no two threads share a shard.
+    Shard,
+    /// By flow alone (a flow's packets stay on one thread), as a NIC's receive-side scaling
+    /// that knows nothing of the table spreads them: every thread meets every shard.
+    Flow,
+}
+
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["pcap", "workload"]))]
 pub struct BenchArgs {
@@ -67,6 +77,14 @@ pub struct BenchArgs {
     /// Packets handed to the engine per call.
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// With --workload and --threads: how the packets are split between the threads.
+    #[arg(long, value_enum, default_value = "shard")]
+    steer: Steer,
+    /// Track a burst in order, frame by frame, while the table holds at most this many
+    /// entries (0: always sort a burst by shard; see `Config::in_order_entries`). The
+    /// verdicts are the same either way.
+    #[arg(long, value_name = "N", default_value_t = ctrack::Config::default().in_order_entries)]
+    in_order_entries: usize,
     /// Also write the generated workload (setup packets first) to this pcap file (Ethernet
     /// link type), so other engines can be timed on exactly the same packets.
     #[arg(long, value_name = "FILE")]
@@ -96,6 +114,9 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         return Err(
             "--no-reserve applies to --workload (a capture's table always grows on demand)".into(),
         );
+    }
+    if matches!(a.steer, Steer::Flow) && (a.pcap.is_some() || a.threads == 1) {
+        return Err("--steer flow applies to --workload with --threads 2 or more".into());
     }
     match (&a.pcap, a.workload) {
         (Some(p), _) => bench_pcap(a, p),
@@ -178,6 +199,7 @@ fn write_pcap(path: &std::path::Path, w: &Workload) -> std::io::Result<()> {
 
 fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     let mut cfg = a.engine.config()?;
+    cfg.in_order_entries = a.in_order_entries;
     let cap = capture::load(path).map_err(|e| e.to_string())?;
     if cap.is_empty() {
         return Err(format!("{}: the capture holds no packets", path.display()));
@@ -281,6 +303,7 @@ fn warm(frames: &[&[u8]]) {
 
 fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     let mut cfg = a.engine.config()?;
+    cfg.in_order_entries = a.in_order_entries;
     let kind = match k {
         WorkloadKind::Est => Kind::Established,
         WorkloadKind::Syn => Kind::Syn,
@@ -317,12 +340,17 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         ct.process_batch(chunk, LinkType::Raw, t0, &mut out);
     }
     // Each thread gets the packets of its flows, in order, steered as `Conntrack::queue_of`
-    // advises (like a NIC's receive-side scaling): threads then share no shard. Each thread's
-    // packets lie in a ring of their own, as in a receive queue's.
+    // advises (like a NIC's receive-side scaling): threads then share no shard; or, with
+    // `--steer flow`, by flow alone. Each thread's packets lie in a ring of their own, as in a
+    // receive queue's.
     let mut parts: Vec<Vec<&[u8]>> = vec![Vec::new(); a.threads];
     for i in w.setup_len()..w.setup_len() + w.len() {
         let p = w.packet(i);
-        parts[ct.queue_of(p, LinkType::Raw, a.threads)].push(p);
+        let q = match a.steer {
+            Steer::Shard => ct.queue_of(p, LinkType::Raw, a.threads),
+            Steer::Flow => w.flow(i) as usize % a.threads,
+        };
+        parts[q].push(p);
     }
     let (n, setup_len) = (w.len() as u64, w.setup_len());
     let rings: Vec<Ring> = parts.iter().map(|p| Ring::new(p, w.stride())).collect();

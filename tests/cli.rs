@@ -298,15 +298,27 @@ fn bench_syn_flood_with_and_without_reserving() {
         ]),
         &["--no-reserve"],
     );
+    // Steering by flow splits a workload between threads: alone it is a mistake.
+    fails_with(
+        &ctrack(&["bench", "--workload", "est", "--steer", "flow"]),
+        &["--steer flow"],
+    );
 }
 
 /// Every thread count tracks every packet of a workload (each thread's packets copied into a
-/// ring of its own), and leaves the same table.
+/// ring of its own), and leaves the same table, whether the threads are steered by shard or by
+/// flow (sharing shards), and bursts tracked in order or sorted.
 #[test]
 fn bench_threads_track_every_packet() {
     for kind in ["est", "udp", "mix"] {
         let mut entries = Vec::new();
-        for threads in ["1", "2", "3"] {
+        for (threads, steer, in_order) in [
+            ("1", "shard", "4096"),
+            ("2", "shard", "4096"),
+            ("3", "shard", "0"),
+            ("2", "flow", "4096"),
+            ("3", "flow", "0"),
+        ] {
             let out = ctrack(&[
                 "bench",
                 "--workload",
@@ -317,6 +329,10 @@ fn bench_threads_track_every_packet() {
                 "4000",
                 "--threads",
                 threads,
+                "--steer",
+                steer,
+                "--in-order-entries",
+                in_order,
                 "--batch",
                 "7",
             ]);
