@@ -5,11 +5,12 @@
 //! `Vec` grows by asking the allocator for a larger block, which (for a block in the middle
 //! of the allocator's heap, as glibc gives a worker thread's) means a fresh block, every page
 //! of it faulted in anew, and a copy of everything so far: measured on a SYN flood into an
-//! empty table, the copies and the extra page faults took a third of the time. From
-//! [`MAP_MIN`] bytes on Linux, a [`Store`] moves its elements into an anonymous mapping of its
-//! own and grows that with `mremap`, which moves the pages themselves (already faulted in)
-//! to a larger range: no copy, and each page is faulted in once. When the kernel refuses a
-//! mapping, the store asks the allocator instead, whose error is then the error.
+//! empty table, the copies and the extra page faults took more than a quarter of the time.
+//! From [`MAP_MIN`] bytes on Linux, a [`Store`] moves its elements into an anonymous mapping
+//! of its own and grows that with `mremap`, which moves the pages themselves (already faulted
+//! in) to a larger range: no copy, and each page is faulted in once, the new ones in one call
+//! (see [`Store::commit_spare`]). When the kernel refuses a mapping, the store asks the
+//! allocator instead, whose error is then the error.
 //!
 //! The mapped memory does not go through the global allocator, so an allocator that counts
 //! or caps what it hands out does not see it; [`crate::Conntrack::memory`] counts it.
