@@ -305,6 +305,39 @@ fn bench_syn_flood_with_and_without_reserving() {
     );
 }
 
+/// `--steer flow` gives each thread the packets of the flows it is assigned by number alone
+/// (flow modulo threads), whatever the table's shards, as the workload generator numbers them.
+#[test]
+fn bench_steer_flow_splits_by_flow_number() {
+    use ctrack::workload::{DEFAULT_PAYLOAD, Kind, Workload};
+    let w = Workload::with_payload(Kind::Mix, 50, 4000, false, 0x00c0_ffee, DEFAULT_PAYLOAD);
+    let mut want = [0u64; 3];
+    for i in w.setup_len()..w.setup_len() + w.len() {
+        want[w.flow(i) as usize % 3] += 1;
+    }
+    let out = ctrack(&[
+        "bench",
+        "--workload",
+        "mix",
+        "--flows",
+        "50",
+        "--packets",
+        "4000",
+        "--threads",
+        "3",
+        "--steer",
+        "flow",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let shares: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("thread "))
+        .filter_map(|l| l.split(' ').nth(2)?.parse().ok())
+        .collect();
+    assert_eq!(shares, want, "{text}");
+}
+
 /// Every thread count tracks every packet of a workload (each thread's packets copied into a
 /// ring of its own), and leaves the same table, whether the threads are steered by shard or by
 /// flow (sharing shards), and bursts tracked in order or sorted.
