@@ -791,13 +791,14 @@ impl<A: Addr> Shard<A> {
     ) -> Option<(Dir, u16, u16)> {
         let e = self.entries.get_mut(i as usize)?;
         // The inverse only for a packet that is not in the original direction.
-        let dir = if e.key.same(key) {
+        let p = key.probe();
+        let dir = if e.key.same_probe(key, &p, false) {
             Dir::Original
-        } else if e.key.same(&if key.is_icmp() {
-            key.inverse()?
+        } else if if key.is_icmp() {
+            e.key.same(&key.inverse()?)
         } else {
-            key.swapped()
-        }) {
+            e.key.same_probe(key, &p, true)
+        } {
             Dir::Reply
         } else {
             return None;

@@ -106,6 +106,46 @@ pub struct Key<A> {
     pub proto: u8,
 }
 
+/// A packet's tuple as the words [`Key::same`] reads from a stored one, for both directions
+/// (see [`Key::probe`]): the word at `FIELDS - 8` (`tail`) and, for IPv4, the two addresses
+/// (`addrs`); `rtail` and `raddrs` the same for the tuple with addresses and ports swapped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probe {
+    tail: u64,
+    rtail: u64,
+    addrs: u64,
+    raddrs: u64,
+}
+
+/// The word at `FIELDS - 8` of a tuple whose destination address ends in `last`, from its
+/// other fields.
+#[inline(always)]
+fn tail_word(last: u8, sport: u16, dport: u16, zone: u16, proto: u8) -> u64 {
+    let (l, s, d, z, p) = (
+        u64::from(last),
+        u64::from(sport),
+        u64::from(dport),
+        u64::from(zone),
+        u64::from(proto),
+    );
+    if cfg!(target_endian = "little") {
+        l | s << 8 | d << 24 | z << 40 | p << 56
+    } else {
+        l << 56 | s << 40 | d << 24 | z << 8 | p
+    }
+}
+
+/// The first word of an IPv4 tuple from `src` to `dst` (each as its four bytes in memory).
+#[inline(always)]
+fn address_word(src: u32, dst: u32) -> u64 {
+    let (a, b) = (u64::from(src), u64::from(dst));
+    if cfg!(target_endian = "little") {
+        a | b << 32
+    } else {
+        a << 32 | b
+    }
+}
+
 impl<A: Addr> Key<A> {
     /// Bytes of the tuple before its one byte of trailing padding: the two addresses, then
     /// sport, dport and zone (two bytes each) and proto, as `repr(C)` lays them out for an
@@ -137,6 +177,70 @@ impl<A: Addr> Key<A> {
             (self.src == other.src) & (self.dst == other.dst) & tail
         } else {
             (word(self, 0) == word(other, 0)) & tail
+        }
+    }
+
+    /// This packet tuple's [`Probe`], for [`Key::same_probe`].
+    #[inline(always)]
+    pub(crate) fn probe(&self) -> Probe {
+        // Each field read on its own, at its own width: a packet's tuple has usually just
+        // been stored field by field, and a load that spans several of those stores waits
+        // until they have all reached the cache (store forwarding fails), where a load of
+        // exactly one store's bytes gets them at once. Volatile, so that the compiler cannot
+        // merge the reads back into the wide loads this avoids.
+        // SAFETY: each pointer comes from a reference to a field of `self`, so it is valid,
+        // aligned and initialised for a read of its type.
+        let (src, dst, sport, dport, zone, proto) = unsafe {
+            (
+                std::ptr::read_volatile(&self.src),
+                std::ptr::read_volatile(&self.dst),
+                std::ptr::read_volatile(&self.sport),
+                std::ptr::read_volatile(&self.dport),
+                std::ptr::read_volatile(&self.zone),
+                std::ptr::read_volatile(&self.proto),
+            )
+        };
+        let last = |a: &A| a.as_ref()[std::mem::size_of::<A>() - 1];
+        let first = |a: &A| {
+            let b = a.as_ref();
+            u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+        };
+        Probe {
+            tail: tail_word(last(&dst), sport, dport, zone, proto),
+            rtail: tail_word(last(&src), dport, sport, zone, proto),
+            addrs: address_word(first(&src), first(&dst)),
+            raddrs: address_word(first(&dst), first(&src)),
+        }
+    }
+
+    /// `self` equals the tuple `p` was built from (`reverse`: that tuple with its addresses
+    /// and ports swapped; never for ICMP, whose inverse also changes the type), `other`
+    /// being that tuple: [`Key::same`] without reading `other` as words.
+    #[inline(always)]
+    pub(crate) fn same_probe(&self, other: &Key<A>, p: &Probe, reverse: bool) -> bool {
+        let word = |at: usize| {
+            debug_assert!(at + 8 <= Self::FIELDS);
+            // SAFETY: as in `same`: `at + 8 <= FIELDS`, the first `FIELDS` bytes of a tuple
+            // being its fields with no padding between them.
+            unsafe {
+                std::ptr::read_unaligned((self as *const Key<A>).cast::<u8>().add(at).cast::<u64>())
+            }
+        };
+        let (tail, addrs) = if reverse {
+            (p.rtail, p.raddrs)
+        } else {
+            (p.tail, p.addrs)
+        };
+        let tail = word(Self::FIELDS - 8) == tail;
+        if A::V6 {
+            let (s, d) = if reverse {
+                (&other.dst, &other.src)
+            } else {
+                (&other.src, &other.dst)
+            };
+            (self.src == *s) & (self.dst == *d) & tail
+        } else {
+            (word(0) == addrs) & tail
         }
     }
 
@@ -290,6 +394,7 @@ pub struct Tuple {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// 10.0.0.1:`sport` -> 10.0.0.2:`dport`.
     fn v4_key(sport: u16, dport: u16, zone: u16, proto: u8) -> Key<[u8; 4]> {
@@ -365,7 +470,59 @@ mod tests {
         for a in &variants {
             for b in &variants {
                 assert_eq!(a.same(b), a == b, "{a:?} {b:?}");
+                let p = b.probe();
+                assert_eq!(a.same_probe(b, &p, false), a == b, "{a:?} {b:?}");
+                assert_eq!(a.same_probe(b, &p, true), *a == b.swapped(), "{a:?} {b:?}");
             }
+        }
+    }
+
+    /// [`Key::same_probe`] is [`Key::same`] against the packet's tuple or its swap, whatever
+    /// the two tuples (random ones, and ones a byte apart from each other).
+    fn probe_agrees<A: Addr>(a: Key<A>, b: Key<A>) {
+        let p = b.probe();
+        assert_eq!(a.same_probe(&b, &p, false), a.same(&b), "{a:?} {b:?}");
+        assert_eq!(
+            a.same_probe(&b, &p, true),
+            a.same(&b.swapped()),
+            "{a:?} {b:?}"
+        );
+    }
+
+    fn any_key<A: Addr + 'static>(
+        addr: impl Strategy<Value = A> + Clone,
+    ) -> impl Strategy<Value = Key<A>> {
+        (
+            addr.clone(),
+            addr,
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u8>(),
+        )
+            .prop_map(|(src, dst, sport, dport, zone, proto)| Key {
+                src,
+                dst,
+                sport,
+                dport,
+                zone,
+                proto,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn probe_matches_same_v4(a in any_key(any::<[u8; 4]>()), b in any_key(any::<[u8; 4]>()), pick in 0usize..4) {
+            // Half of the cases compare a tuple with itself or its swap, which random pairs
+            // almost never are.
+            let b = [b, a, a.swapped(), b][pick];
+            probe_agrees(a, b);
+        }
+
+        #[test]
+        fn probe_matches_same_v6(a in any_key(any::<[u8; 16]>()), b in any_key(any::<[u8; 16]>()), pick in 0usize..4) {
+            let b = [b, a, a.swapped(), b][pick];
+            probe_agrees(a, b);
         }
     }
 
@@ -380,6 +537,18 @@ mod tests {
                 with(&mut o, at);
                 assert_ne!(o, k, "byte {at}");
                 assert!(!k.same(&o) && !o.same(&k), "byte {at}: {k:?} {o:?}");
+                assert!(
+                    !k.same_probe(&o, &o.probe(), false),
+                    "byte {at}: {k:?} {o:?}"
+                );
+                let (ks, os) = (k.swapped(), o.swapped());
+                assert!(
+                    !ks.same_probe(&o, &o.probe(), true),
+                    "byte {at}: {k:?} {o:?}"
+                );
+                assert!(
+                    ks.same_probe(&k, &k.probe(), true) && !os.same_probe(&k, &k.probe(), true)
+                );
             }
         }
         fn flip<A: Addr + AsMut<[u8]>>(k: &mut Key<A>, at: usize) {
