@@ -577,7 +577,7 @@ impl Conntrack {
         let clock = self.advance(t, &mut g, now);
         g.credit_want = 0;
         let hint = g.shard.prefetch_entry(h);
-        let v = match self.run_refresh(slot, &mut g, &ready, hint, clock) {
+        let v = match self.run_refresh::<A, true>(slot, &mut g, &ready, hint, clock) {
             Some(v) => v,
             None => self.run_ready_locked(t, slot, &mut g, &ready, h, hint, now),
         };
@@ -681,11 +681,11 @@ impl Conntrack {
             g.credit_want = members.len() as u32 - 1;
             for &i in members {
                 let p = &q[i as usize];
-                out[p.pos as usize] = match self.run_refresh(slot, &mut g, &p.ready, p.hint, clock)
-                {
-                    Some(v) => v,
-                    None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now),
-                };
+                out[p.pos as usize] =
+                    match self.run_refresh::<A, false>(slot, &mut g, &p.ready, p.hint, clock) {
+                        Some(v) => v,
+                        None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now),
+                    };
             }
             self.settle(&mut g);
         }

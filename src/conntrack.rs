@@ -1231,9 +1231,10 @@ impl Conntrack {
     /// The batch's common case, tried before [`Conntrack::run_ready_locked`]: the entry at slab
     /// index `hint` is the packet's, and its tracker refreshes it without the general decision
     /// (see [`Shard::refresh_at`]). `now` is the shard's time from [`Conntrack::advance`].
-    /// `None` (nothing changed) leaves the packet to the general path.
+    /// `None` (nothing changed) leaves the packet to the general path. `FRESH`: the packet's
+    /// tuple was just stored (a frame tracked on its own; see [`Shard::refresh_fresh`]).
     #[inline(always)]
-    pub(crate) fn run_refresh<A: Addr>(
+    pub(crate) fn run_refresh<A: Addr, const FRESH: bool>(
         &self,
         slot: &Slot<A>,
         sb: &mut ShardBox<A>,
@@ -1247,7 +1248,8 @@ impl Conntrack {
         }
         let s = &self.cfg.sysctl;
         let (dir, before, after) = match &r.l4 {
-            ReadyL4::Tcp(seg) => sb.shard.refresh_at(
+            ReadyL4::Tcp(seg) => Self::refresh_of::<A, FRESH>(
+                &mut sb.shard,
                 hint,
                 &r.key,
                 now,
@@ -1255,7 +1257,8 @@ impl Conntrack {
                 #[inline(always)]
                 |st, ctx| refresh_tcp(st, seg, ctx, s),
             ),
-            ReadyL4::Udp => sb.shard.refresh_at(
+            ReadyL4::Udp => Self::refresh_of::<A, FRESH>(
+                &mut sb.shard,
                 hint,
                 &r.key,
                 now,
@@ -1266,6 +1269,24 @@ impl Conntrack {
         }?;
         sb.stats.found += 1;
         Some(refreshed(dir, before, after))
+    }
+
+    /// [`Shard::refresh_at`], or [`Shard::refresh_fresh`] when `FRESH` (the packet's tuple
+    /// was just stored: a frame tracked on its own).
+    #[inline(always)]
+    fn refresh_of<A: Addr, const FRESH: bool>(
+        shard: &mut Shard<A>,
+        i: u32,
+        key: &Key<A>,
+        now: Nanos,
+        bytes: u32,
+        refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
+    ) -> Option<(Dir, u16, u16)> {
+        if FRESH {
+            shard.refresh_fresh(i, key, now, bytes, refresh)
+        } else {
+            shard.refresh_at(i, key, now, bytes, refresh)
+        }
     }
 
     /// Tracks a ready packet in its shard, already locked.

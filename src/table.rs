@@ -789,20 +789,63 @@ impl<A: Addr> Shard<A> {
         bytes: u32,
         refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
     ) -> Option<(Dir, u16, u16)> {
+        self.refresh_with::<false>(i, key, now, bytes, refresh)
+    }
+
+    /// [`Shard::refresh_at`] for a `key` that was just stored field by field (a packet
+    /// tracked frame by frame): compared through [`Key::probe`], which reads the fields
+    /// one by one instead of as words that would wait for those stores. It costs a few
+    /// dozen instructions more, a loss where the tuple was stored long before (a sorted
+    /// burst's queue).
+    #[inline(always)]
+    pub(crate) fn refresh_fresh(
+        &mut self,
+        i: u32,
+        key: &Key<A>,
+        now: Nanos,
+        bytes: u32,
+        refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
+    ) -> Option<(Dir, u16, u16)> {
+        self.refresh_with::<true>(i, key, now, bytes, refresh)
+    }
+
+    /// [`Shard::refresh_at`], comparing tuples through [`Key::probe`] when `FRESH`.
+    #[inline(always)]
+    fn refresh_with<const FRESH: bool>(
+        &mut self,
+        i: u32,
+        key: &Key<A>,
+        now: Nanos,
+        bytes: u32,
+        refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
+    ) -> Option<(Dir, u16, u16)> {
         let e = self.entries.get_mut(i as usize)?;
         // The inverse only for a packet that is not in the original direction.
-        let p = key.probe();
-        let dir = if e.key.same_probe(key, &p, false) {
-            Dir::Original
-        } else if if key.is_icmp() {
-            e.key.same(&key.inverse()?)
+        let dir = if FRESH {
+            let p = key.probe();
+            if e.key.same_probe(key, &p, false) {
+                Some(Dir::Original)
+            } else if if key.is_icmp() {
+                e.key.same(&key.inverse()?)
+            } else {
+                e.key.same_probe(key, &p, true)
+            } {
+                Some(Dir::Reply)
+            } else {
+                None
+            }
+        } else if e.key.same(key) {
+            Some(Dir::Original)
+        } else if e.key.same(&if key.is_icmp() {
+            key.inverse()?
         } else {
-            e.key.same_probe(key, &p, true)
-        } {
-            Dir::Reply
+            key.swapped()
+        }) {
+            Some(Dir::Reply)
         } else {
-            return None;
+            None
         };
+        let dir = dir?;
         if e.expired(now) {
             return None;
         }
@@ -1034,6 +1077,11 @@ mod tests {
     /// swapping the "ports" as for TCP and UDP.
     #[test]
     fn refresh_at_finds_an_icmp_reply_by_its_type() {
+        refresh_at_finds_an_icmp_reply_by_its_type_with::<false>();
+        refresh_at_finds_an_icmp_reply_by_its_type_with::<true>();
+    }
+
+    fn refresh_at_finds_an_icmp_reply_by_its_type_with<const F: bool>() {
         let echo = Key {
             src: [10, 0, 0, 2],
             dst: [10, 0, 0, 1],
@@ -1055,15 +1103,20 @@ mod tests {
         let reply = echo.inverse().unwrap();
         assert_eq!(reply.dport >> 8, 0, "echo reply");
         assert_eq!(
-            s.refresh_at(i, &reply, 10, 40, keep).map(|r| r.0),
+            s.refresh_with::<F>(i, &reply, 10, 40, keep).map(|r| r.0),
             Some(Dir::Reply)
         );
         // The same addresses with the request's type back are not its reply.
-        assert_eq!(s.refresh_at(i, &echo.swapped(), 10, 40, keep), None);
+        assert_eq!(s.refresh_with::<F>(i, &echo.swapped(), 10, 40, keep), None);
     }
 
     #[test]
     fn refresh_at_applies_only_to_the_live_entry_of_the_packet() {
+        refresh_at_applies_only_to_the_live_entry_of_the_packet_with::<false>();
+        refresh_at_applies_only_to_the_live_entry_of_the_packet_with::<true>();
+    }
+
+    fn refresh_at_applies_only_to_the_live_entry_of_the_packet_with<const F: bool>() {
         let (mut s, ids) = filled(10, &h);
         let (k, other) = (key(3), key(4));
         let (inv, i) = (k.inverse().unwrap(), ids[3]);
@@ -1079,10 +1132,10 @@ mod tests {
         };
         // Not the packet's entry, no entry, or no answer from the tracker: nothing changes.
         for j in [ids[4], NIL, 10, 5000] {
-            assert_eq!(s.refresh_at(j, &k, 10, 40, sec(30)), None, "{j}");
+            assert_eq!(s.refresh_with::<F>(j, &k, 10, 40, sec(30)), None, "{j}");
         }
-        assert_eq!(s.refresh_at(i, &other, 10, 40, sec(30)), None);
-        assert_eq!(s.refresh_at(i, &k, 10, 40, |_, _| None), None);
+        assert_eq!(s.refresh_with::<F>(i, &other, 10, 40, sec(30)), None);
+        assert_eq!(s.refresh_with::<F>(i, &k, 10, 40, |_, _| None), None);
         assert_eq!(
             (s.get(i).expires, s.get(i).status),
             (1_000, status::CONFIRMED)
@@ -1091,7 +1144,7 @@ mod tests {
         // tracker saw before each packet.
         let c = status::CONFIRMED;
         assert_eq!(
-            s.refresh_at(i, &k, 10, 40, sec(30)),
+            s.refresh_with::<F>(i, &k, 10, 40, sec(30)),
             Some((Dir::Original, c, c))
         );
         assert_eq!(s.get(i).expires, 40);
@@ -1105,12 +1158,12 @@ mod tests {
         };
         let after = c | status::SEEN_REPLY | status::ASSURED;
         assert_eq!(
-            s.refresh_at(i, &inv, 20, 40, seen),
+            s.refresh_with::<F>(i, &inv, 20, 40, seen),
             Some((Dir::Reply, c, after))
         );
         assert_eq!((s.get(i).expires, s.get(i).status), (120, after));
         // Expired at `now`: left to the general path, which removes it.
-        assert_eq!(s.refresh_at(i, &k, 120, 40, sec(30)), None);
+        assert_eq!(s.refresh_with::<F>(i, &k, 120, 40, sec(30)), None);
         assert_eq!(s.get(i).expires, 120);
     }
 
