@@ -24,7 +24,7 @@ use std::cell::{Cell, RefCell};
 
 use parking_lot::MutexGuard;
 
-use crate::conntrack::{Conntrack, Ready, ReadyL4, ShardBox, Slot, Table};
+use crate::conntrack::{Conntrack, Ready, ReadyL4, ShardBox, Table};
 use crate::packet::{self, LinkType, PendingSum};
 use crate::tuple::{Addr, Key, proto};
 use crate::verdict::Verdict;
@@ -568,54 +568,18 @@ impl Conntrack {
             Ok(r) => r,
             Err(v) => return v,
         };
-        if A::V6 {
-            // IPv6 as the sorted path does: the checksum first, then the entry's lines. (Its
-            // longer checksum under the lock, before the entry's lines are asked for, measured
-            // 4-9% slower.)
-            if !self.sum_ok(sum) {
-                return self.invalid();
-            }
-            let h = self.hash(ready.key());
-            let slot = &t.shards[t.shard_of(h)];
-            let mut g = slot.lock.lock();
-            let clock = self.advance(t, &mut g, now);
-            g.credit_want = 0;
-            let hint = g.shard.prefetch_entry(h);
-            return self.refresh_or_track(t, slot, g, &ready, h, hint, now, clock);
+        if !self.sum_ok(sum) {
+            return self.invalid();
         }
         let h = self.hash(ready.key());
         let slot = &t.shards[t.shard_of(h)];
         let mut g = slot.lock.lock();
-        // The entry's lines are asked for before the checksum is summed, which then hides
-        // their latency. The clock's expiry below may leave the hint stale, which refreshing
-        // sees: it never takes an expired entry, and expiry removes nothing else.
-        let hint = g.shard.prefetch_entry(h);
-        if !self.sum_ok(sum) {
-            drop(g);
-            return self.invalid();
-        }
         let clock = self.advance(t, &mut g, now);
         g.credit_want = 0;
-        self.refresh_or_track(t, slot, g, &ready, h, hint, now, clock)
-    }
-
-    /// The rest of [`Conntrack::track_common`], in the packet's locked shard.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn refresh_or_track<A: Addr>(
-        &self,
-        t: &Table<A>,
-        slot: &Slot<A>,
-        mut g: MutexGuard<'_, ShardBox<A>>,
-        ready: &Ready<'_, A>,
-        h: u64,
-        hint: u32,
-        now: Nanos,
-        clock: Nanos,
-    ) -> Verdict {
-        let v = match self.run_refresh::<A, true>(slot, &mut g, ready, hint, clock) {
+        let hint = g.shard.prefetch_entry(h);
+        let v = match self.run_refresh::<A, true>(slot, &mut g, &ready, hint, clock) {
             Some(v) => v,
-            None => self.run_ready_locked(t, slot, &mut g, ready, h, hint, now),
+            None => self.run_ready_locked(t, slot, &mut g, &ready, h, hint, now),
         };
         self.settle(&mut g);
         v
