@@ -15,10 +15,10 @@
 //! pending (a new connection in any shard may take it) every packet is; otherwise the shards'
 //! packets are tracked as without helpers, as none of them can touch an expectation. When a
 //! burst could fill the table (so that which packet meets a full table would depend on the
-//! order across shards), the burst is tracked strictly in order. So is a short burst while the
+//! order across shards), the burst is tracked strictly in order. So is every burst while the
 //! table is small and no helpers are configured (see [`crate::Config::in_order_entries`]),
-//! frame by frame through [`Conntrack::process`]: its entries are in cache, and sorting a few
-//! packets per shard costs more than it saves.
+//! frame by frame through [`Conntrack::process`]: its entries are in cache, and sorting the
+//! packets by shard costs more than fetching ahead saves.
 
 use std::cell::{Cell, RefCell};
 
@@ -48,12 +48,6 @@ struct Planned<'a, A> {
     hint: u32,
     ready: Ready<'a, A>,
 }
-
-/// A burst of at most this many packets per shard is tracked in order while the table is
-/// small (see [`crate::Config::in_order_entries`]). At 1,000 flows, frame by frame against
-/// sorted, IPv4 gains at every burst size, IPv6 in bursts of two per shard and breaks even at
-/// four, and loses in bigger ones.
-const IN_ORDER_PER_SHARD: usize = 4;
 
 /// Long frames this far ahead in a burst have their payload prefetched.
 const LOOKAHEAD: usize = 3;
@@ -188,17 +182,14 @@ impl Conntrack {
         v4.reserve(CHUNK.min(frames.len()));
         let max = self.config().sysctl.nf_conntrack_max as usize;
         let in_order_entries = self.config().in_order_entries;
-        let in_order_burst = IN_ORDER_PER_SHARD * self.v4.shards.len();
         for (chunk, verdicts) in frames.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             let count = self.count();
-            // A small table is in cache: fetching ahead brings nothing, and sorting a few
-            // packets per shard costs more than it saves (but with helpers, `process` takes
-            // every frame the general way, and the sorted burst only the helpers' own). Near
-            // the limit, which packet meets a full table depends on the order of insertions
-            // across shards: keep it.
-            if (!helpers
-                && count + chunk.len() <= in_order_entries
-                && chunk.len() <= in_order_burst)
+            // A small table is in cache: fetching ahead brings nothing, and sorting the packets
+            // by shard costs more than it saves (but with helpers, `process` takes every frame
+            // the general way, and the sorted burst only the helpers' own). Near the limit,
+            // which packet meets a full table depends on the order of insertions across
+            // shards: keep it.
+            if (!helpers && count + chunk.len() <= in_order_entries)
                 || (max != 0 && count + chunk.len() > max)
             {
                 self.run_in_order(chunk, link, verdicts, now);
