@@ -1233,7 +1233,7 @@ impl Conntrack {
     /// index `hint` is the packet's, and its tracker refreshes it without the general decision
     /// (see [`Shard::refresh_at`]). `now` is the shard's time from [`Conntrack::advance`].
     /// `None` (nothing changed) leaves the packet to the general path. `FRESH`: the packet's
-    /// tuple was just stored (a frame tracked on its own; see [`Shard::refresh_fresh`]).
+    /// tuple was just stored (a frame tracked on its own; see [`Shard::refresh_with`]).
     #[inline(always)]
     pub(crate) fn run_refresh<A: Addr, const FRESH: bool>(
         &self,
@@ -1249,8 +1249,7 @@ impl Conntrack {
         }
         let s = &self.cfg.sysctl;
         let (dir, before, after) = match &r.l4 {
-            ReadyL4::Tcp(seg) => Self::refresh_of::<A, FRESH>(
-                &mut sb.shard,
+            ReadyL4::Tcp(seg) => sb.shard.refresh_with::<FRESH>(
                 hint,
                 &r.key,
                 now,
@@ -1258,8 +1257,7 @@ impl Conntrack {
                 #[inline(always)]
                 |st, ctx| refresh_tcp(st, seg, ctx, s),
             ),
-            ReadyL4::Udp => Self::refresh_of::<A, FRESH>(
-                &mut sb.shard,
+            ReadyL4::Udp => sb.shard.refresh_with::<FRESH>(
                 hint,
                 &r.key,
                 now,
@@ -1270,24 +1268,6 @@ impl Conntrack {
         }?;
         sb.stats.found += 1;
         Some(refreshed(dir, before, after))
-    }
-
-    /// [`Shard::refresh_at`], or [`Shard::refresh_fresh`] when `FRESH` (the packet's tuple
-    /// was just stored: a frame tracked on its own).
-    #[inline(always)]
-    fn refresh_of<A: Addr, const FRESH: bool>(
-        shard: &mut Shard<A>,
-        i: u32,
-        key: &Key<A>,
-        now: Nanos,
-        bytes: u32,
-        refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
-    ) -> Option<(Dir, u16, u16)> {
-        if FRESH {
-            shard.refresh_fresh(i, key, now, bytes, refresh)
-        } else {
-            shard.refresh_at(i, key, now, bytes, refresh)
-        }
     }
 
     /// Tracks a ready packet in its shard, already locked.

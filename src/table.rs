@@ -792,26 +792,13 @@ impl<A: Addr> Shard<A> {
         self.refresh_with::<false>(i, key, now, bytes, refresh)
     }
 
-    /// [`Shard::refresh_at`] for a `key` that was just stored field by field (a packet
-    /// tracked frame by frame): compared through [`Key::probe`], which reads the fields
-    /// one by one instead of as words that would wait for those stores. It costs a few
-    /// dozen instructions more, a loss where the tuple was stored long before (a sorted
-    /// burst's queue).
+    /// [`Shard::refresh_at`], comparing tuples through [`Key::probe`] when `FRESH`: for a
+    /// `key` just stored field by field (a packet tracked frame by frame), which the probe
+    /// reads one field at a time instead of as words that would wait for those stores. That
+    /// costs a few dozen instructions more, a loss where the tuple was stored long before (a
+    /// sorted burst's queue).
     #[inline(always)]
-    pub(crate) fn refresh_fresh(
-        &mut self,
-        i: u32,
-        key: &Key<A>,
-        now: Nanos,
-        bytes: u32,
-        refresh: impl FnOnce(&mut ProtoState, &Ctx) -> Option<Refresh>,
-    ) -> Option<(Dir, u16, u16)> {
-        self.refresh_with::<true>(i, key, now, bytes, refresh)
-    }
-
-    /// [`Shard::refresh_at`], comparing tuples through [`Key::probe`] when `FRESH`.
-    #[inline(always)]
-    fn refresh_with<const FRESH: bool>(
+    pub(crate) fn refresh_with<const FRESH: bool>(
         &mut self,
         i: u32,
         key: &Key<A>,
