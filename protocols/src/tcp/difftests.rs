@@ -704,8 +704,8 @@ fn generators_cover_the_state_machine() {
         stats.segments
     );
     assert!(arb.fast_eligible > 100, "{arb:?}");
-    // And `track_established` answers most of it alone (the rest: liberal tracking, which
-    // accepts segments outside the window too, and first segments of picked-up senders).
+    // And `track_established` answers most of it alone (the rest: segments outside the
+    // window under strict tracking, and first segments of picked-up senders).
     assert!(
         stats.established * 4 > stats.fast_eligible * 3,
         "{} of {}",

@@ -7,8 +7,9 @@
 //! does not matter), and the timeout choice can only pick the established, retransmission or
 //! unacknowledged timeout. This module computes exactly that with the state read once;
 //! nothing is written before every bound has passed. A segment that fails a bound gets the
-//! outcome of the first bound it fails (ignored or invalid, as `in_window` decides), and the
-//! rare rest (a sender not yet seen, liberal tracking) goes to the general code untouched.
+//! outcome of the first bound it fails (ignored or invalid, as `in_window` decides), or under
+//! liberal tracking the acceptance that replaces it (see [`liberal_pass`]); the rare rest (a
+//! sender not yet seen) goes to the general code untouched.
 //!
 //! The differential property test (`difftests.rs`) holds this, with the general code behind it,
 //! to the frozen reference implementation.
@@ -51,9 +52,10 @@ pub(super) fn established_ack(
 }
 
 /// The common case alone: `Some` for an ACK-class segment (no SYN, FIN or RST) of an
-/// ESTABLISHED entry whose sender's window is known, when it meets all four window bounds (the
-/// state then updated exactly as [`super::track_full`] would, which would accept it with the
-/// same refresh); `None` with the state untouched otherwise, for `track_full` to decide.
+/// ESTABLISHED entry whose sender's window is known, when it meets all four window bounds or
+/// its sender is tracked liberally (the state then updated exactly as [`super::track_full`]
+/// would, which would accept it with the same refresh); `None` with the state untouched
+/// otherwise, for `track_full` to decide.
 ///
 /// This lets an engine keep the common outcome, a plain refresh, apart from the general
 /// [`Decision`] it has to merge with every other outcome (merged, the outcome goes through
@@ -104,64 +106,65 @@ fn established_ack_from<const D: usize>(
     // The four bounds, as `in_window` checks them: I (starts within what the receiver
     // allowed), III (acknowledges nothing unsent), II (not an old retransmission; always met
     // while the receiver's window is unknown), IV (acknowledgement not too old).
-    if !before(seq, snd_maxend.wrapping_add(1))
-        || !before(sack, rcv_end.wrapping_add(1))
-        || !(rcv_maxwin == 0 || after(end, snd_end.wrapping_sub(rcv_maxwin).wrapping_sub(1)))
-        || !after(
+    let in_window = before(seq, snd_maxend.wrapping_add(1))
+        && before(sack, rcv_end.wrapping_add(1))
+        && (rcv_maxwin == 0 || after(end, snd_end.wrapping_sub(rcv_maxwin).wrapping_sub(1)))
+        && after(
             sack,
             rcv_end
                 .wrapping_sub(snd_maxwin.max(MAX_ACK_WINDOW_FLOOR))
                 .wrapping_sub(1),
-        )
-    {
-        return None;
-    }
-
-    // In window. Retransmission count: the same ACK again from the same side (these fields
-    // are not touched by the window bookkeeping, so doing this first changes nothing).
-    super::window::note_ack(st, d as u8, seq, ack, end, window);
-    st.last_index = Class::Ack;
-
-    // The bookkeeping `in_window` does, in the same order (the sides are distinct, so the
-    // order between them does not matter).
-    let win = u32::from(window) << st.scale[d];
-    let swin = win.wrapping_add(sack.wrapping_sub(ack));
-    st.seen[d].maxwin = snd_maxwin.max(swin);
-    let flags_d = st.flags[d];
-    let mut new_flags_d = flags_d | F_MAXACK_SET;
-    if after(end, snd_end) {
-        st.seen[d].end = end;
-        new_flags_d |= F_DATA_UNACK;
-    }
-    if flags_d & F_MAXACK_SET == 0 || after(ack, st.seen[d].maxack) {
-        st.seen[d].maxack = ack;
-    }
-    st.flags[d] = new_flags_d;
-    if rcv_maxwin != 0 && after(end, snd_maxend) {
-        st.seen[r].maxwin = rcv_maxwin.wrapping_add(end.wrapping_sub(snd_maxend));
-    }
-    let right = sack.wrapping_add(win);
-    if after(right, st.seen[r].maxend.wrapping_sub(1)) {
-        st.seen[r].maxend = right.wrapping_add(u32::from(win == 0));
-    }
-    if ack == rcv_end {
-        st.flags[r] &= !F_DATA_UNACK;
-    }
-
-    // `choose_timeout` for ESTABLISHED and a non-RST segment (`last_win` is now this
-    // segment's window).
-    let state_t = s.nf_conntrack_tcp_timeout_established;
-    let retrans_t = s.nf_conntrack_tcp_timeout_max_retrans;
+        );
     let unack_t = s.nf_conntrack_tcp_timeout_unacknowledged;
-    let timeout = if u32::from(st.retrans) >= s.nf_conntrack_tcp_max_retrans && state_t > retrans_t
-    {
-        retrans_t
-    } else if (st.flags[0] | st.flags[1]) & F_DATA_UNACK != 0 && state_t > unack_t {
-        unack_t
-    } else if window == 0 && state_t > retrans_t {
-        retrans_t
+    let timeout = if in_window {
+        // Retransmission count: the same ACK again from the same side (these fields are not
+        // touched by the window bookkeeping, so doing this first changes nothing).
+        super::window::note_ack(st, d as u8, seq, ack, end, window);
+        st.last_index = Class::Ack;
+
+        // The bookkeeping `in_window` does, in the same order (the sides are distinct, so the
+        // order between them does not matter).
+        let win = u32::from(window) << st.scale[d];
+        let swin = win.wrapping_add(sack.wrapping_sub(ack));
+        st.seen[d].maxwin = snd_maxwin.max(swin);
+        let flags_d = st.flags[d];
+        let mut new_flags_d = flags_d | F_MAXACK_SET;
+        if after(end, snd_end) {
+            st.seen[d].end = end;
+            new_flags_d |= F_DATA_UNACK;
+        }
+        if flags_d & F_MAXACK_SET == 0 || after(ack, st.seen[d].maxack) {
+            st.seen[d].maxack = ack;
+        }
+        st.flags[d] = new_flags_d;
+        if rcv_maxwin != 0 && after(end, snd_maxend) {
+            st.seen[r].maxwin = rcv_maxwin.wrapping_add(end.wrapping_sub(snd_maxend));
+        }
+        let right = sack.wrapping_add(win);
+        if after(right, st.seen[r].maxend.wrapping_sub(1)) {
+            st.seen[r].maxend = right.wrapping_add(u32::from(win == 0));
+        }
+        if ack == rcv_end {
+            st.flags[r] &= !F_DATA_UNACK;
+        }
+
+        // `choose_timeout` for ESTABLISHED and a non-RST segment (`last_win` is now this
+        // segment's window).
+        let state_t = s.nf_conntrack_tcp_timeout_established;
+        let retrans_t = s.nf_conntrack_tcp_timeout_max_retrans;
+        if u32::from(st.retrans) >= s.nf_conntrack_tcp_max_retrans && state_t > retrans_t {
+            retrans_t
+        } else if (st.flags[0] | st.flags[1]) & F_DATA_UNACK != 0 && state_t > unack_t {
+            unack_t
+        } else if window == 0 && state_t > retrans_t {
+            retrans_t
+        } else {
+            state_t
+        }
+    } else if s.nf_conntrack_tcp_be_liberal != 0 || st.flags[d] & F_BE_LIBERAL != 0 {
+        liberal_pass::<D>(st, seg, sack, s)
     } else {
-        state_t
+        return None;
     };
     // Accepted with a reply seen: refresh, and assure if not yet. Before any reply (a
     // picked-up connection), refresh only, no longer than the "unacknowledged" timeout.
@@ -214,10 +217,58 @@ pub fn open_syn(seg: &Segment<'_>, s: &Sysctl) -> Option<(TcpState, Refresh)> {
     ))
 }
 
+/// A [`candidate`] segment from direction `D` (0 original, 1 reply) of a known sender that
+/// failed a window bound under liberal tracking (the sysctl, or the sender's flag, which every
+/// picked-up connection carries for life): accepted all the same, as `in_window` accepts it,
+/// without the window bookkeeping but with the overshoot of bound I recorded when it is small
+/// enough to be tolerated; ESTABLISHED stays ESTABLISHED. Returns the timeout in seconds,
+/// chosen with the last in-window segment's window (`last_win`), as the general code chooses
+/// it, for the caller to finish as it finishes an in-window segment. `sack` is the segment's
+/// highest (selective) acknowledgement.
+///
+/// A capture that starts mid-connection tracks most of its segments here: without the window
+/// scale its SYNs announced, the connection's windows look tiny.
+#[cold]
+#[inline(never)]
+fn liberal_pass<const D: usize>(
+    st: &mut TcpState,
+    seg: &Segment<'_>,
+    sack: u32,
+    s: &Sysctl,
+) -> u32 {
+    let (d, r) = (D, 1 - D);
+    let sender = st.seen[d];
+    let receiver = st.seen[r];
+    let end = seg.seq.wrapping_add(seg.data_len);
+    if !before(seg.seq, sender.maxend.wrapping_add(1)) {
+        let overshot = end.wrapping_sub(sender.maxend).wrapping_add(1);
+        let in_recv_win = receiver.maxwin != 0
+            && after(
+                end,
+                sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
+            );
+        let ack_fresh = after(
+            sack,
+            receiver
+                .end
+                .wrapping_sub(sender.maxwin.max(MAX_ACK_WINDOW_FLOOR))
+                .wrapping_sub(1),
+        );
+        let ack_seen = before(sack, receiver.end.wrapping_add(1));
+        if in_recv_win && ack_fresh && overshot <= receiver.maxwin && ack_seen {
+            st.seen[d].end = end;
+            st.flags[d] |= F_DATA_UNACK;
+        }
+    }
+    st.last_index = Class::Ack;
+    st.last_dir = D as u8;
+    choose_timeout(st, State::Established, Class::Ack, s)
+}
+
 /// A [`candidate`] segment [`established_ack_from`] turned down, from an untouched state.
 ///
-/// An unknown sender window or liberal tracking (where a failed bound still accepts the
-/// segment, without the window bookkeeping) go to the general code. Otherwise the outcome is
+/// An unknown sender window goes to the general code (liberal tracking, where a failed bound
+/// still accepts the segment, never comes here: see [`liberal_pass`]). Otherwise the outcome is
 /// the first failed bound's, in `in_window`'s order: I (beyond the window: the small overshoot
 /// it tolerates is recorded and ignored, anything more is invalid), III (acknowledges unsent
 /// data: invalid), II or IV (old segment or old acknowledgement: ignored). An invalid ACK-class
@@ -233,7 +284,7 @@ fn turned_down<const D: usize>(
     let (d, r) = (D, 1 - D);
     let sender = st.seen[d];
     let receiver = st.seen[r];
-    if sender.maxwin == 0 || s.nf_conntrack_tcp_be_liberal != 0 || st.flags[d] & F_BE_LIBERAL != 0 {
+    if sender.maxwin == 0 {
         return track_general(st, seg, ctx, s);
     }
     let end = seg.seq.wrapping_add(seg.data_len);

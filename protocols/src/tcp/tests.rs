@@ -674,6 +674,40 @@ fn pickup_is_liberal_and_capped() {
 }
 
 #[test]
+fn liberal_segments_stay_on_the_fast_path() {
+    // A picked-up connection (liberal for life) whose segments overshoot its unscaled window,
+    // as in a capture that starts mid-connection: `track_established` answers them itself,
+    // with the state and refresh the general code gives.
+    let mut d = Drive::defaults();
+    d.send(O, seg(777_777, 888_888, ACK | PSH, 500, 100));
+    d.send(R, seg(888_888, 777_877, ACK, 500, 0));
+    let ctx = Ctx {
+        dir: O,
+        confirmed: true,
+        seen_reply: true,
+        assured: false,
+        now: d.now,
+        expires: d.expires,
+    };
+    // Past the receiver's window (bound I, which ends at 777,877 + 500), by a little (the
+    // end recorded) and by far (nothing recorded).
+    for (seq, len, end) in [(778_378, 100, 778_478), (1_777_877, 1400, 777_877)] {
+        let segment = seg(seq, 888_888, ACK | PSH, 500, len);
+        let mut general = *d.st();
+        let mut fast = *d.st();
+        let want = track_general(&mut general, &segment, &ctx, &d.s);
+        let got = track_established(&mut fast, &segment, &ctx, &d.s);
+        let Decision::Accept(a) = want.decision else {
+            panic!("liberal tracking accepts: {want:?}");
+        };
+        let r = got.expect("answered by the fast path");
+        assert_eq!((Some(r.timeout), r.assured), (a.timeout, a.assured));
+        assert_eq!(fast, general);
+        assert_eq!(fast.side(O).end, end);
+    }
+}
+
+#[test]
 fn pickup_keepalive_reply() {
     // The reply to a keepalive acks one more than the sender's end: td_end is bumped.
     let mut d = Drive::defaults();
