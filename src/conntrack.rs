@@ -384,7 +384,8 @@ impl Conntrack {
 
     /// A tracker whose hash seed is fixed (reproducible table layout, for tests and benches).
     pub fn with_seed(cfg: Config, seed: u64) -> Conntrack {
-        let frags = Defrag::new(&cfg.sysctl);
+        // Its own seed, so that what one table's layout shows says nothing of the other's.
+        let frags = Defrag::new(&cfg.sysctl, seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15);
         let acct = cfg.sysctl.nf_conntrack_acct != 0;
         let tstamp = cfg.sysctl.nf_conntrack_timestamp != 0;
         let mut helper_ports = vec![0u64; if cfg.helpers.is_empty() { 0 } else { 1 << 10 }];

@@ -2,7 +2,10 @@
 //! duplicates, bad lengths, timeouts (30 s for IPv4, `nf_conntrack_frag6_timeout` for IPv6)
 //! and a memory ceiling.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::FixedState;
 
 use ctrack_protocols::sysctl::Sysctl;
 use ctrack_protocols::{Nanos, secs};
@@ -80,7 +83,8 @@ struct Queue {
 /// The reassembly queues.
 #[derive(Debug)]
 pub struct Defrag {
-    queues: HashMap<QKey, Queue>,
+    /// Keyed by a seeded hash: fragment identifiers are the sender's to choose.
+    queues: HashMap<QKey, Queue, FixedState>,
     order: VecDeque<(Nanos, u64, QKey)>,
     seq: u64,
     bytes: usize,
@@ -90,10 +94,11 @@ pub struct Defrag {
 }
 
 impl Defrag {
-    /// Empty queues with the timeouts and ceiling of `s`.
-    pub fn new(s: &Sysctl) -> Self {
+    /// Empty queues with the timeouts and ceiling of `s`, hashed with `seed` (keep it secret
+    /// from senders, as the connection table's).
+    pub fn new(s: &Sysctl, seed: u64) -> Self {
         Defrag {
-            queues: HashMap::new(),
+            queues: HashMap::with_hasher(FixedState::with_seed(seed)),
             order: VecDeque::new(),
             seq: 0,
             bytes: 0,
@@ -146,21 +151,22 @@ impl Defrag {
         if p.v6 && end > V6_MAX_PAYLOAD {
             return Reassembled::Dropped;
         }
-        if !self.queues.contains_key(&key) {
-            if self.bytes >= self.high {
-                return Reassembled::Dropped;
-            }
-            self.seq += 1;
-            let timeout = if p.v6 {
-                self.timeout_v6
-            } else {
-                self.timeout_v4
-            };
-            self.order
-                .push_back((now.saturating_add(timeout), self.seq, key));
-            self.queues.insert(
-                key,
-                Queue {
+        // One lookup finds the queue or makes it.
+        let q = match self.queues.entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                if self.bytes >= self.high {
+                    return Reassembled::Dropped;
+                }
+                self.seq += 1;
+                let timeout = if p.v6 {
+                    self.timeout_v6
+                } else {
+                    self.timeout_v4
+                };
+                self.order
+                    .push_back((now.saturating_add(timeout), self.seq, key));
+                v.insert(Queue {
                     seq: self.seq,
                     head: None,
                     v6_nh: None,
@@ -172,11 +178,8 @@ impl Defrag {
                     bytes: 0,
                     max_frag: 0,
                     ecn: 0,
-                },
-            );
-        }
-        let Some(q) = self.queues.get_mut(&key) else {
-            return Reassembled::Dropped;
+                })
+            }
         };
         if !fi.more {
             if end < q.len || (q.last_in && end != q.len) {
@@ -423,7 +426,7 @@ mod tests {
 
     #[test]
     fn out_of_order_with_duplicate() {
-        let mut d = Defrag::new(&Sysctl::default());
+        let mut d = Defrag::new(&Sysctl::default(), 1);
         let a = v4_frag(7, 0, true, &[1; 16]);
         let b = v4_frag(7, 16, true, &[2; 16]);
         let c = v4_frag(7, 32, false, &[3; 5]);
@@ -447,7 +450,7 @@ mod tests {
 
     #[test]
     fn inside_a_run_is_a_duplicate() {
-        let mut d = Defrag::new(&Sysctl::default());
+        let mut d = Defrag::new(&Sysctl::default(), 1);
         assert!(matches!(
             add(&mut d, &v4_frag(11, 0, true, &[1; 16]), 0),
             Reassembled::Held
@@ -474,7 +477,7 @@ mod tests {
 
     #[test]
     fn overlap_kills_and_timeout_expires() {
-        let mut d = Defrag::new(&Sysctl::default());
+        let mut d = Defrag::new(&Sysctl::default(), 1);
         assert!(matches!(
             add(&mut d, &v4_frag(9, 0, true, &[0; 16]), 0),
             Reassembled::Held
