@@ -566,9 +566,28 @@ impl Conntrack {
     ) -> Option<Verdict> {
         if let Some(ready) = self.common_v4(frame, link) {
             Some(self.track_common(&self.v4, ready, now))
-        } else {
-            let ready = self.common_v6(frame, link)?;
+        } else if let Some(ready) = self.common_v6(frame, link) {
             Some(self.track_common(&self.v6, ready, now))
+        } else {
+            self.process_inner(frame, link, now)
+        }
+    }
+
+    /// [`Conntrack::process_common`] behind one VLAN tag or a cooked header (see
+    /// [`inner_ip`]), as [`Conntrack::plan`] takes such frames. Out of line: the untagged
+    /// frame's path keeps its registers.
+    #[inline(never)]
+    fn process_inner(&self, frame: &[u8], link: LinkType, now: Nanos) -> Option<Verdict> {
+        match inner_ip(frame, link)? {
+            (ip, 0x0800) => {
+                let ready = self.common_v4(ip, LinkType::Raw)?;
+                Some(self.track_common(&self.v4, ready, now))
+            }
+            (ip, 0x86dd) => {
+                let ready = self.common_v6(ip, LinkType::Raw)?;
+                Some(self.track_common(&self.v6, ready, now))
+            }
+            _ => None,
         }
     }
 
