@@ -11,9 +11,18 @@ fn ctrack(args: &[&str]) -> Output {
         .expect("run ctrack")
 }
 
-fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ctrack-cli-{}", std::process::id()));
+/// A directory of this test process's own for the files it writes, under the build's
+/// directory for integration tests' files (`CARGO_TARGET_TMPDIR`), so that runs leave nothing
+/// in the system's temporary directory.
+fn scratch() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ctrack-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = scratch();
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
@@ -60,7 +69,7 @@ fn missing_file() {
 
 #[test]
 fn directory_instead_of_file() {
-    let dir = std::env::temp_dir();
+    let dir = scratch();
     let out = ctrack(&["replay", dir.to_str().unwrap()]);
     fails_with(&out, &[dir.to_str().unwrap()]);
 }
@@ -237,9 +246,7 @@ fn replay_format_on_a_bundled_capture() {
 /// the workload's setup untimed and its timed packets timed.
 #[test]
 fn bench_written_workload_replays_with_its_setup() {
-    let dir = std::env::temp_dir().join(format!("ctrack-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("udp-workload.pcap");
+    let p = scratch().join("udp-workload.pcap");
     let ps = p.to_str().unwrap();
     let out = ctrack(&[
         "bench",
