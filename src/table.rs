@@ -896,16 +896,29 @@ impl<A: Addr> Shard<A> {
         hash: &impl Fn(&Key<A>) -> u64,
         mut gone: impl FnMut(&Entry<A>),
     ) -> usize {
-        let mut dead: Vec<u32> = Vec::new();
-        self.wheel
-            .advance(&mut Slab(&mut self.entries), now, |_, i| dead.push(i));
-        for &i in &dead {
+        // The expired entries, chained through their (now unused) `next` links in the order
+        // the wheel gives them: nothing is allocated, so memory running out cannot stop expiry.
+        let (mut first, mut last) = (NIL, NIL);
+        let n = self
+            .wheel
+            .advance(&mut Slab(&mut self.entries), now, |ls, i| {
+                if last == NIL {
+                    first = i;
+                } else {
+                    *ls.links(last).1 = i;
+                }
+                last = i;
+            });
+        let mut i = first;
+        while i != NIL {
+            let next = std::mem::replace(&mut self.entries[i as usize].next, NIL);
             let h = hash(&self.entries[i as usize].key);
             self.index_remove(h, i);
             let e = self.release(i);
             gone(&e);
+            i = next;
         }
-        dead.len()
+        n
     }
 
     /// Every confirmed entry with its slab index.

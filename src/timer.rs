@@ -9,6 +9,11 @@
 //!
 //! Levels: 6 levels of 64 slots; a level-0 slot spans one tick (2^24 ns, about 16.8 ms), a
 //! level-L slot 64^L ticks, so the wheel covers about 570 years; longer deadlines are clamped.
+//!
+//! The wheel never aborts for want of memory: a level's slot heads are allocated fallibly the
+//! first time an entry is filed there, and an entry whose level cannot be had waits on a list
+//! examined at the next tick (early, which is always allowed: it is then filed again). Nothing
+//! else allocates: the lists drained from their slots are kept by their heads on the stack.
 
 use ctrack_protocols::Nanos;
 
@@ -21,6 +26,9 @@ const SLOTS: usize = 1 << SLOT_BITS;
 pub const NIL: u32 = u32::MAX;
 /// "Not filed" for an entry's slot number.
 pub const UNFILED: u16 = u16::MAX;
+/// The slot number of an entry waiting on the list examined at the next tick (its level could
+/// not be allocated).
+const PENDING: u16 = u16::MAX - 1;
 
 /// What the wheel needs to read and write in the entries it links.
 pub trait Links {
@@ -40,6 +48,9 @@ type Level = Box<[u32; SLOTS]>;
 pub struct Wheel {
     heads: [Option<Level>; LEVELS],
     occupied: [u64; LEVELS],
+    /// Head of the list of entries examined at the next tick whatever their deadline: those
+    /// whose level could not be allocated.
+    pending: u32,
     /// Ticks processed so far: every slot due at or before this tick has been drained.
     tick: u64,
     started: bool,
@@ -50,10 +61,23 @@ impl Default for Wheel {
         Wheel {
             heads: Default::default(),
             occupied: [0; LEVELS],
+            pending: NIL,
             tick: 0,
             started: false,
         }
     }
+}
+
+/// A level's slot heads, all empty; `None` when the memory cannot be had.
+fn new_level() -> Option<Level> {
+    #[cfg(test)]
+    if tests::REFUSE.get() {
+        return None;
+    }
+    let mut v: Vec<u32> = Vec::new();
+    v.try_reserve_exact(SLOTS).ok()?;
+    v.resize(SLOTS, NIL);
+    v.into_boxed_slice().try_into().ok()
 }
 
 #[inline]
@@ -84,10 +108,22 @@ impl Wheel {
             due >> shift
         };
         let slot = (turn & (SLOTS as u64 - 1)) as usize;
-        let id = (level * SLOTS + slot) as u16;
-        let heads = self.heads[level].get_or_insert_with(|| Box::new([NIL; SLOTS]));
+        let heads = match &mut self.heads[level] {
+            Some(h) => h,
+            empty => match new_level() {
+                Some(h) => empty.insert(h),
+                None => return self.defer(ls, i),
+            },
+        };
         let head = heads[slot];
         heads[slot] = i;
+        self.occupied[level] |= 1 << slot;
+        self.link_before(ls, i, head, (level * SLOTS + slot) as u16);
+    }
+
+    /// Makes entry `i` the head of a list whose old head is `head`, in slot `id`.
+    #[inline]
+    fn link_before<L: Links>(&mut self, ls: &mut L, i: u32, head: u32, id: u16) {
         {
             let (p, n, s) = ls.links(i);
             *p = NIL;
@@ -97,7 +133,13 @@ impl Wheel {
         if head != NIL {
             *ls.links(head).0 = i;
         }
-        self.occupied[level] |= 1 << slot;
+    }
+
+    /// Files entry `i` on the list examined at the next tick: its level could not be had.
+    #[cold]
+    fn defer<L: Links>(&mut self, ls: &mut L, i: u32) {
+        let head = std::mem::replace(&mut self.pending, i);
+        self.link_before(ls, i, head, PENDING);
     }
 
     /// Unlinks entry `i` from whatever slot holds it (no-op when it is not filed).
@@ -115,6 +157,8 @@ impl Wheel {
         }
         if prev != NIL {
             *ls.links(prev).1 = next;
+        } else if id == PENDING {
+            self.pending = next;
         } else {
             let (level, slot) = (id as usize / SLOTS, id as usize % SLOTS);
             if let Some(heads) = self.heads[level].as_mut() {
@@ -131,9 +175,14 @@ impl Wheel {
 
     /// True when entry `i`, filed in slot `id`, must be re-filed because its deadline moved
     /// before the time its slot comes due.
+    #[inline(always)]
     pub fn needs_refile(&self, id: u16, new_deadline: Nanos) -> bool {
         if id == UNFILED {
             return true;
+        }
+        if id == PENDING {
+            // Examined at the next tick: as early as any slot.
+            return false;
         }
         let (level, slot) = (id as usize / SLOTS, id as u64 % SLOTS as u64);
         let shift = SLOT_BITS * level as u32;
@@ -166,7 +215,11 @@ impl Wheel {
         }
         let from = self.tick;
         self.tick = target;
-        let mut drained: Vec<u32> = Vec::new();
+        // The drained lists, in the order drained (each still linked through its entries'
+        // `next` links): at most every slot of every level, and the waiting list.
+        let mut lists = [NIL; LEVELS * SLOTS + 1];
+        lists[0] = std::mem::replace(&mut self.pending, NIL);
+        let mut n = 1;
         for level in 0..LEVELS {
             let shift = SLOT_BITS * level as u32;
             let (a, b) = (from >> shift, target >> shift);
@@ -190,28 +243,30 @@ impl Wheel {
                 let slot = todo.trailing_zeros() as usize;
                 todo &= todo - 1;
                 // An occupied slot's level is allocated.
-                let mut i = self.heads[level]
-                    .as_mut()
-                    .map_or(NIL, |h| std::mem::replace(&mut h[slot], NIL));
-                self.occupied[level] &= !(1 << slot);
-                while i != NIL {
-                    let (p, n, s) = ls.links(i);
-                    let next = *n;
-                    *p = NIL;
-                    *n = NIL;
-                    *s = UNFILED;
-                    drained.push(i);
-                    i = next;
+                if let Some(h) = self.heads[level].as_mut() {
+                    lists[n] = std::mem::replace(&mut h[slot], NIL);
+                    n += 1;
                 }
+                self.occupied[level] &= !(1 << slot);
             }
         }
         let mut expired = 0;
-        for i in drained {
-            if ls.deadline(i) <= now {
-                expire(ls, i);
-                expired += 1;
-            } else {
-                self.insert(ls, i, now);
+        for &head in &lists[..n] {
+            let mut i = head;
+            while i != NIL {
+                let next = {
+                    let (p, n, s) = ls.links(i);
+                    *p = NIL;
+                    *s = UNFILED;
+                    std::mem::replace(n, NIL)
+                };
+                if ls.deadline(i) <= now {
+                    expire(ls, i);
+                    expired += 1;
+                } else {
+                    self.insert(ls, i, now);
+                }
+                i = next;
             }
         }
         expired
@@ -271,6 +326,49 @@ mod tests {
     }
 
     const S: Nanos = 1_000_000_000;
+
+    thread_local! {
+        /// Makes every level allocation of this thread's wheels fail, as when memory runs out.
+        pub(super) static REFUSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn refused_levels_wait_for_the_next_tick() {
+        let mut w = Wheel::default();
+        let mut a = Arena::default();
+        let now = 5 * S;
+        REFUSE.set(true);
+        let ids: Vec<u32> = [30, 31, 432_000]
+            .iter()
+            .map(|&d| a.add(now + d * S))
+            .collect();
+        for &i in &ids {
+            w.insert(&mut a, i, now);
+        }
+        assert_eq!(w.memory(), std::mem::size_of::<Wheel>());
+        assert!(!w.needs_refile(a.s[0], now + S));
+        // Taken off the waiting list like any slot (the last one filed heads it).
+        w.remove(&mut a, ids[2]);
+        w.remove(&mut a, ids[2]);
+        let mut gone = vec![];
+        // Examined at every tick, and put back while memory stays short.
+        for t in 1..4 {
+            w.advance(&mut a, now + t * (1 << TICK_SHIFT), |_, i| gone.push(i));
+            assert!(gone.is_empty());
+            assert_eq!(a.s[ids[0] as usize], PENDING);
+        }
+        REFUSE.set(false);
+        w.advance(&mut a, now + S, |_, i| gone.push(i));
+        assert!(gone.is_empty());
+        assert!(a.s[ids[0] as usize] < PENDING && a.s[ids[1] as usize] < PENDING);
+        assert_eq!(a.s[ids[2] as usize], UNFILED);
+        w.advance(&mut a, now + 30 * S + (2 << TICK_SHIFT), |_, i| {
+            gone.push(i)
+        });
+        assert_eq!(gone, vec![ids[0]]);
+        w.advance(&mut a, now + 432_001 * S, |_, i| gone.push(i));
+        assert_eq!(gone, vec![ids[0], ids[1]]);
+    }
 
     #[test]
     fn expires_in_order_and_refiles() {
@@ -336,8 +434,11 @@ mod tests {
         /// one tick after the first advance past it, whatever the refreshes and time steps.
         #[test]
         fn never_early_never_lost(
-            ops in proptest::collection::vec((0u8..3, 0u64..600, 1u64..5_000), 1..300)
+            ops in proptest::collection::vec((0u8..4, 0u64..600, 1u64..5_000), 1..300)
         ) {
+            // Op 3 turns level allocation failures on or off (entries then wait for the next
+            // tick instead of their slot).
+            REFUSE.set(false);
             let mut w = Wheel::default();
             let mut a = Arena::default();
             let mut now: Nanos = 1_000 * S;
@@ -361,6 +462,7 @@ mod tests {
                             }
                         }
                     }
+                    3 => REFUSE.set(!REFUSE.get()),
                     _ => {
                         now += step * 10_000_000;
                         let t = now;

@@ -30,6 +30,7 @@ fn client(i: u32) -> [u8; 4] {
 fn tracking_within_a_memory_limit() {
     new_connections_are_dropped_when_memory_runs_out();
     a_full_table_under_a_flood_allocates_nothing();
+    entries_expire_without_memory();
 }
 
 fn new_connections_are_dropped_when_memory_runs_out() {
@@ -187,4 +188,35 @@ fn found_room(states: &[State]) {
             .iter()
             .all(|s| matches!(s, State::New | State::Dropped))
     );
+}
+
+/// Time passing needs no memory: entries come down the timer wheel's levels as their deadline
+/// nears, into levels no entry of their shard used before (whose slot heads the wheel then
+/// allocates), and with not one byte to spare they still expire on time.
+fn entries_expire_without_memory() {
+    const SEC: u64 = 1_000_000_000;
+    let mut cfg = Config::default();
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    let ct = Conntrack::with_seed(cfg, 0x5eed);
+    let now = 3_000_000_000_000u64;
+    // SYN_SENT: 120 s, far enough that every shard files them two levels up.
+    for n in 0..2000u32 {
+        let src = [172, 30, (n >> 8) as u8, n as u8];
+        let v = ct.process(&tcp(src, SERVER, 3000, 443, SYN, n, 0), LinkType::Raw, now);
+        assert_eq!(v.state, State::New);
+    }
+    let before = ct.memory();
+    ALLOC.set_limit(ALLOC.allocated()).unwrap();
+    let mut t = now;
+    while t < now + 119 * SEC {
+        t += SEC / 4;
+        assert_eq!(ct.expire(t), 0, "expired early, at {} s", (t - now) / SEC);
+    }
+    assert_eq!(ct.count(), 2000);
+    // Due at 120 s, examined within a tick (about 17 ms) of it.
+    assert_eq!(ct.expire(now + 120 * SEC + SEC / 20), 2000);
+    assert_eq!(ct.count(), 0);
+    assert!(ALLOC.allocated() <= ALLOC.limit());
+    ALLOC.set_limit(usize::MAX).unwrap();
+    assert!(ct.memory() <= before);
 }
