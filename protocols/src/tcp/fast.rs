@@ -18,7 +18,7 @@ use super::options::{OPT_NOP, OPT_TIMESTAMP, highest_sack};
 use super::window::MAX_ACK_WINDOW_FLOOR;
 use super::{
     ACK, Class, F_BE_LIBERAL, F_DATA_UNACK, F_MAXACK_SET, F_SACK_PERM, FIN, RST, SYN, Segment,
-    State, TcpState, Verdict, after, before, choose_timeout, track_general,
+    Side, State, TcpState, Verdict, after, before, choose_timeout, track_general,
 };
 use crate::sysctl::Sysctl;
 use crate::{Ctx, Decision, Dir, Refresh, secs};
@@ -241,21 +241,8 @@ fn liberal_pass<const D: usize>(
     let receiver = st.seen[r];
     let end = seg.seq.wrapping_add(seg.data_len);
     if !before(seg.seq, sender.maxend.wrapping_add(1)) {
-        let overshot = end.wrapping_sub(sender.maxend).wrapping_add(1);
-        let in_recv_win = receiver.maxwin != 0
-            && after(
-                end,
-                sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
-            );
-        let ack_fresh = after(
-            sack,
-            receiver
-                .end
-                .wrapping_sub(sender.maxwin.max(MAX_ACK_WINDOW_FLOOR))
-                .wrapping_sub(1),
-        );
-        let ack_seen = before(sack, receiver.end.wrapping_add(1));
-        if in_recv_win && ack_fresh && overshot <= receiver.maxwin && ack_seen {
+        let (ack_fresh, ack_seen) = ack_bounds(&sender, &receiver, sack);
+        if overshoot_tolerated(&sender, &receiver, end, ack_fresh && ack_seen) {
             st.seen[d].end = end;
             st.flags[d] |= F_DATA_UNACK;
         }
@@ -263,6 +250,35 @@ fn liberal_pass<const D: usize>(
     st.last_index = Class::Ack;
     st.last_dir = D as u8;
     choose_timeout(st, State::Established, Class::Ack, s)
+}
+
+/// Bounds IV and III for a segment whose (selective) acknowledgement is `sack`: whether it is
+/// fresh (not too far behind what the receiver has sent) and whether it acknowledges only data
+/// the receiver has sent.
+#[inline(always)]
+fn ack_bounds(sender: &Side, receiver: &Side, sack: u32) -> (bool, bool) {
+    let fresh = after(
+        sack,
+        receiver
+            .end
+            .wrapping_sub(sender.maxwin.max(MAX_ACK_WINDOW_FLOOR))
+            .wrapping_sub(1),
+    );
+    (fresh, before(sack, receiver.end.wrapping_add(1)))
+}
+
+/// For a segment ending at `end` that failed bound I (it starts past the receiver's window):
+/// whether it overshoots by so little that `in_window` tolerates it (and records its end), given
+/// whether its acknowledgement met bounds III and IV (`ack_ok`).
+#[inline(always)]
+fn overshoot_tolerated(sender: &Side, receiver: &Side, end: u32, ack_ok: bool) -> bool {
+    let overshot = end.wrapping_sub(sender.maxend).wrapping_add(1);
+    let in_recv_win = receiver.maxwin != 0
+        && after(
+            end,
+            sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
+        );
+    in_recv_win && ack_ok && overshot <= receiver.maxwin
 }
 
 /// A [`candidate`] segment [`established_ack_from`] turned down, from an untouched state.
@@ -293,23 +309,10 @@ fn turned_down<const D: usize>(
     } else {
         seg.ack
     };
-    let ack_fresh = after(
-        sack,
-        receiver
-            .end
-            .wrapping_sub(sender.maxwin.max(MAX_ACK_WINDOW_FLOOR))
-            .wrapping_sub(1),
-    );
-    let ack_seen = before(sack, receiver.end.wrapping_add(1));
+    let (ack_fresh, ack_seen) = ack_bounds(&sender, &receiver, sack);
     if !before(seg.seq, sender.maxend.wrapping_add(1)) {
         // I: beyond what the receiver allowed.
-        let overshot = end.wrapping_sub(sender.maxend).wrapping_add(1);
-        let in_recv_win = receiver.maxwin != 0
-            && after(
-                end,
-                sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
-            );
-        if in_recv_win && ack_fresh && overshot <= receiver.maxwin && ack_seen {
+        if overshoot_tolerated(&sender, &receiver, end, ack_fresh && ack_seen) {
             // A little more than the window: its end is remembered, the segment ignored.
             st.seen[d].end = end;
             st.flags[d] |= F_DATA_UNACK;
