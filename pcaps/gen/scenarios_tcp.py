@@ -568,6 +568,25 @@ def _():
             f.c("PA", 10)]
 
 
+@scenario("tcp/pickup_liberal_last",
+          args="--sysctl nf_conntrack_tcp_timeout_max_retrans=200 "
+               "--sysctl nf_conntrack_tcp_timeout_unacknowledged=250")
+def _():
+    # Picked-up connections (liberal for life) whose last segment misses the window: each
+    # final table line shows the timeout that acceptance chose. Far beyond the window (nothing
+    # recorded: ESTABLISHED's); a small overshoot (its end recorded as unacknowledged data:
+    # the "unacknowledged" timeout); far beyond after a zero window (the last in-window
+    # segment's window decides: the "max_retrans" timeout).
+    f = Flow(41123, 161, cseq=100000, sseq=200000)
+    g = Flow(41124, 161, cseq=300000, sseq=400000, cwin=200)
+    h = Flow(41125, 161, cseq=500000, sseq=600000)
+    return [
+        f.c("PA", 100), f.s("A", win=1000), f.c("PA", 100, seq=f.nxt["c"] + 500000),
+        g.c("PA", 100), g.s("A", win=200), g.c("PA", 50, seq=g.nxt["c"] + 201),
+        h.c("PA", 100), h.s("A", win=0), h.c("PA", 100, seq=h.nxt["c"] + 500000),
+    ]
+
+
 @scenario("tcp/pickup_loose_server_side")
 def _():
     # Picked up from the server's side; a FIN later.
