@@ -164,6 +164,11 @@ impl Conntrack {
     /// order; the work is arranged so that memory is fetched ahead and each shard is locked
     /// once per group of its packets.
     ///
+    /// The planning buffers are kept per thread and taken fallibly: a burst allocates nothing
+    /// once its thread has tracked one of that size, and when memory cannot be had the burst
+    /// is tracked frame by frame instead (the same verdicts). `out` is the caller's: given the
+    /// capacity for the burst up front, it is not grown.
+    ///
     /// ```
     /// use ctrack::{Conntrack, Config, LinkType};
     /// let ct = Conntrack::new(Config::default());
@@ -191,7 +196,10 @@ impl Conntrack {
         let kept = QUEUES.take();
         let mut v4: Vec<Planned<'_, [u8; 4]>> = recycle(kept.v4);
         let mut v6: Vec<Planned<'_, [u8; 16]>> = recycle(kept.v6);
-        v4.reserve(CHUNK.min(frames.len()));
+        // Whether every queue and sort buffer has room for a chunk: asked before the first
+        // chunk to be sorted, kept for the next bursts. Without the memory the burst is
+        // tracked in order, frame by frame, which needs none (and decides the same).
+        let mut room = None;
         let max = self.config().sysctl.nf_conntrack_max as usize;
         let in_order_entries = self.config().in_order_entries;
         for (chunk, verdicts) in frames.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
@@ -203,6 +211,9 @@ impl Conntrack {
             // shards: keep it.
             if (!helpers && count + chunk.len() <= in_order_entries)
                 || (max != 0 && count + chunk.len() > max)
+                || !*room.get_or_insert_with(|| {
+                    self.room_to_plan(CHUNK.min(frames.len()), &mut v4, &mut v6)
+                })
             {
                 self.run_in_order(chunk, link, verdicts, now);
                 continue;
@@ -219,6 +230,32 @@ impl Conntrack {
             v4: recycle(v4),
             v6: recycle(v6),
         });
+    }
+
+    /// Makes room for `n` planned packets in both queues and in this thread's sort buffers
+    /// (see [`Conntrack::run_sorted`]), without aborting: false when the memory cannot be had.
+    fn room_to_plan(
+        &self,
+        n: usize,
+        v4: &mut Vec<Planned<'_, [u8; 4]>>,
+        v6: &mut Vec<Planned<'_, [u8; 16]>>,
+    ) -> bool {
+        let shards = self.v4.shards.len().max(self.v6.shards.len());
+        // Each is empty here or cleared before use: room for `k` items is capacity `k`.
+        v4.try_reserve_exact(n).is_ok()
+            && v6.try_reserve_exact(n).is_ok()
+            && SCRATCH.with(|cell| {
+                let Ok(mut sc) = cell.try_borrow_mut() else {
+                    return false;
+                };
+                let Scratch { at, order, busy } = &mut *sc;
+                at.clear();
+                order.clear();
+                busy.clear();
+                at.try_reserve_exact(shards).is_ok()
+                    && busy.try_reserve_exact(shards).is_ok()
+                    && order.try_reserve_exact(n).is_ok()
+            })
     }
 
     /// Plans a chunk's frames, tracking on its own (after everything queued before it) each one

@@ -31,6 +31,7 @@ fn tracking_within_a_memory_limit() {
     new_connections_are_dropped_when_memory_runs_out();
     a_full_table_under_a_flood_allocates_nothing();
     entries_expire_without_memory();
+    a_first_burst_plans_without_memory();
 }
 
 fn new_connections_are_dropped_when_memory_runs_out() {
@@ -219,4 +220,64 @@ fn entries_expire_without_memory() {
     assert!(ALLOC.allocated() <= ALLOC.limit());
     ALLOC.set_limit(usize::MAX).unwrap();
     assert!(ct.memory() <= before);
+}
+
+/// The batch path's planning buffers are kept per thread and made on a thread's first sorted
+/// burst: with not one byte to spare then, the burst is tracked frame by frame, with the
+/// verdicts the sorted path gives, and the next burst, with memory back, is sorted.
+fn a_first_burst_plans_without_memory() {
+    let engine = || {
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        // Every burst sorted by shard, however small the table.
+        cfg.in_order_entries = 0;
+        Conntrack::with_seed(cfg, 0x5eed)
+    };
+    let now = 4_000_000_000_000u64;
+    let burst = |n: u32| -> Vec<Vec<u8>> {
+        (0..200u32)
+            .flat_map(|i| {
+                let c = [172, 40, n as u8, i as u8];
+                [
+                    tcp(c, SERVER, 5000, 443, SYN, i, 0),
+                    tcp(SERVER, c, 443, 5000, SYN | ACK, 9000, i + 1),
+                    tcp(c, SERVER, 5000, 443, ACK, i + 1, 9001),
+                ]
+            })
+            .collect()
+    };
+    let (first, second) = (burst(1), burst(2));
+    let (first, second) = (refs(&first), refs(&second));
+
+    // The same bursts with memory to spare, on this thread.
+    let free = engine();
+    let mut want = (Vec::new(), Vec::new());
+    free.process_batch(&first, LinkType::Raw, now, &mut want.0);
+    free.process_batch(&second, LinkType::Raw, now, &mut want.1);
+    assert!(want.0.iter().all(|v| v.state != State::Invalid));
+
+    let tight = engine();
+    // A thread of its own: this one has its buffers already.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut out = (
+                Vec::with_capacity(first.len()),
+                Vec::with_capacity(second.len()),
+            );
+            // Room for the entries, taken before the limit: only the burst's own buffers are
+            // left to allocate.
+            tight.reserve(1000, false).unwrap();
+            ALLOC.set_limit(ALLOC.allocated()).unwrap();
+            tight.process_batch(&first, LinkType::Raw, now, &mut out.0);
+            ALLOC.set_limit(usize::MAX).unwrap();
+            tight.process_batch(&second, LinkType::Raw, now, &mut out.1);
+            assert_eq!(out, want);
+        });
+    });
+    assert_eq!(tight.count(), free.count());
+    assert_eq!(tight.count(), 400);
+}
+
+fn refs(frames: &[Vec<u8>]) -> Vec<&[u8]> {
+    frames.iter().map(|f| &f[..]).collect()
 }
