@@ -32,6 +32,11 @@ fn pad16(a: &[u8]) -> [u8; 16] {
     b[..n].copy_from_slice(&a[..n]);
     b
 }
+
+/// The memory something needed could not be had.
+#[derive(Clone, Copy, Debug)]
+struct NoRoom;
+
 /// The expectation table as the SIP helper's reading asks it (see [`sip::Expect`]): for the
 /// master `master` (helper `index`), whose packet went to `peer`.
 struct SipTable<'x, A: Addr> {
@@ -729,20 +734,25 @@ impl Conntrack {
 
     /// With helpers configured, what a new entry `e` gets: the pending expectation its tuple
     /// takes, if any (EXPECTED, and its master returned), and its helper: the ruleset's for
-    /// its port, or else the one the expectation gives.
+    /// its port, or else the one the expectation gives. [`NoRoom`] when the memory to record
+    /// an expected connection cannot be had: nothing is taken then.
     #[inline(never)]
     fn expected_and_helper<A: Addr>(
         &self,
         t: &Table<A>,
         e: &mut Entry<A>,
         now: Nanos,
-    ) -> Option<Key<A>> {
+    ) -> Result<Option<Key<A>>, NoRoom> {
         let taken = {
             let mut x = t.expect.lock();
             if x.none_pending() {
                 None
             } else {
                 x.bury(&e.key);
+                // Room to record the connection as expected, before it takes anything.
+                if !x.room_to_adopt(true) {
+                    return Err(NoRoom);
+                }
                 x.take(&e.key, now)
             }
         };
@@ -753,7 +763,7 @@ impl Conntrack {
             Some(hl) => ctrack_helpers::index_of(hl),
             None => taken.map_or(0, |tk| tk.child_helper),
         };
-        taken.map(|tk| tk.master)
+        Ok(taken.map(|tk| tk.master))
     }
 
     /// The source key of a version-1 GRE packet with tuple `k` (its destination key set): what
@@ -965,7 +975,11 @@ impl Conntrack {
                 let (dir, sender) = (v.dir, r.key.src);
                 let mut x = t.expect.lock();
                 let mut out = v;
-                if x.master(orig).lines.starts_line(dir, seg.seq) {
+                // Without the memory for what it remembers, the segment is dropped.
+                let Some(master) = x.master(orig) else {
+                    return Verdict::DROPPED;
+                };
+                if master.lines.starts_line(dir, seg.seq) {
                     match ftp::parse(dir, payload, A::V6) {
                         ftp::Found::Nothing => {}
                         // The kernel drops it, and remembers nothing of it.
@@ -992,7 +1006,9 @@ impl Conntrack {
                         }
                     }
                 }
-                x.master(orig).lines.note_segment(dir, seg.seq, payload);
+                if let Some(master) = x.master(orig) {
+                    master.lines.note_segment(dir, seg.seq, payload);
+                }
                 out
             }
             ("tftp", ReadyL4::Udp) => {
@@ -1053,11 +1069,14 @@ impl Conntrack {
                     return v;
                 }
                 let mut x = t.expect.lock();
+                let Some(master) = x.master(orig) else {
+                    return Verdict::DROPPED;
+                };
                 if v.dir == Dir::Original {
-                    x.master(orig).sane.client(payload);
+                    master.sane.client(payload);
                     return v;
                 }
-                let Some(port) = x.master(orig).sane.server(payload) else {
+                let Some(port) = master.sane.server(payload) else {
                     return v;
                 };
                 // The client opens the data connection to the server.
@@ -1074,7 +1093,9 @@ impl Conntrack {
                     return v;
                 }
                 let mut x = t.expect.lock();
-                let mut m = x.master(orig).sip;
+                let Some(mut m) = x.master(orig).map(|m| m.sip) else {
+                    return Verdict::DROPPED;
+                };
                 let conn = sip::Conn {
                     v6: A::V6,
                     src: pad16(r.key.src.as_ref()),
@@ -1094,7 +1115,9 @@ impl Conntrack {
                 } else {
                     sip::help_udp(&mut m, &conn, payload, &mut table)
                 };
-                x.master(orig).sip = m;
+                if let Some(master) = x.master(orig) {
+                    master.sip = m;
+                }
                 match outcome {
                     sip::Outcome::Accept => v,
                     sip::Outcome::Drop => Verdict::DROPPED,
@@ -1106,7 +1129,10 @@ impl Conntrack {
                     return v;
                 }
                 let from_client = v.dir == Dir::Original;
-                let act = t.expect.lock().master(orig).pptp.read(from_client, payload);
+                let act = (t.expect.lock().master(orig)).map(|m| m.pptp.read(from_client, payload));
+                let Some(act) = act else {
+                    return Verdict::DROPPED;
+                };
                 match act {
                     pptp::Action::None => {}
                     pptp::Action::ExpectGre { pac, pns } => {
@@ -1647,7 +1673,10 @@ impl Conntrack {
         let master = if self.cfg.helpers.is_empty() {
             None
         } else {
-            self.expected_and_helper(t, &mut e, now)
+            match self.expected_and_helper(t, &mut e, now) {
+                Ok(m) => m,
+                Err(NoRoom) => return self.out_of_memory(sb),
+            }
         };
         let decided = match init() {
             Open::Decided(st, r) => {

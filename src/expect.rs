@@ -9,6 +9,11 @@
 //! new one evicts the oldest of its class) and how long each lives. It may be permanent (taken
 //! by every match, not consumed) and inactive (not matched until its helper activates it).
 //! Expectations go with their master.
+//!
+//! Nothing here aborts when memory runs out: what an expectation, a master's state or an
+//! expected connection's bookkeeping needs is reserved before anything changes, and the
+//! packet that needed it is refused (dropped, as the kernel drops a packet whose helper cannot
+//! allocate); removals allocate nothing.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -163,6 +168,8 @@ pub(crate) enum Refused {
     Clash,
     /// `nf_conntrack_expect_max` expectations are pending.
     Full,
+    /// The memory for it could not be had.
+    NoMemory,
     /// An equal one of another master or class is pending (the kernel's `-EALREADY`, which
     /// the SIP helper takes as success).
     Already,
@@ -241,9 +248,13 @@ impl<A: Addr> Expectations<A> {
         })
     }
 
-    /// The state kept for master `k` (made on first use).
-    pub(crate) fn master(&mut self, k: &Key<A>) -> &mut Master<A> {
-        self.masters.entry(*k).or_default()
+    /// The state kept for master `k` (made on first use); `None` when the memory for it
+    /// cannot be had.
+    pub(crate) fn master(&mut self, k: &Key<A>) -> Option<&mut Master<A>> {
+        if !self.masters.contains_key(k) {
+            self.masters.try_reserve(1).ok()?;
+        }
+        Some(self.masters.entry(*k).or_default())
     }
 
     /// Adds master `m`'s expectation of `e` (its helper's registry index `helper`) as `spec`
@@ -261,8 +272,14 @@ impl<A: Addr> Expectations<A> {
         max_total: usize,
         now: Nanos,
     ) -> Result<(), Refused> {
-        self.purge_master(m, now);
         let dest = e.dest();
+        // Everything it needs first, as the kernel allocates an expectation before it looks
+        // for clashes: a list for its destination (the one there may be emptied below).
+        let mut fresh = Vec::new();
+        if fresh.try_reserve_exact(1).is_err() || self.room_to_expect(m, &dest).is_err() {
+            return Err(Refused::NoMemory);
+        }
+        self.purge_master(m, now);
         // Those that have run out here are gone already, for the kernel.
         while let Some(i) =
             (self.pending.get(&dest)).and_then(|l| l.iter().position(|p| p.expires <= now))
@@ -303,7 +320,8 @@ impl<A: Addr> Expectations<A> {
                 return Err(Refused::Full);
             }
         }
-        self.pending.entry(dest).or_default().push(Pending {
+        let list = self.pending.entry(dest).or_insert(fresh);
+        list.push(Pending {
             e,
             master: *m,
             expires: now.saturating_add(spec.timeout),
@@ -319,23 +337,42 @@ impl<A: Addr> Expectations<A> {
         Ok(())
     }
 
+    /// Room for one more pending expectation of master `m` to `dest`, in the maps and in
+    /// the lists it joins (master `m`'s state is made if need be).
+    fn room_to_expect(
+        &mut self,
+        m: &Key<A>,
+        dest: &Dest<A>,
+    ) -> Result<(), std::collections::TryReserveError> {
+        self.pending.try_reserve(1)?;
+        self.masters.try_reserve(1)?;
+        if let Some(list) = self.pending.get_mut(dest) {
+            list.try_reserve(1)?;
+        }
+        self.masters.entry(*m).or_default().expecting.try_reserve(1)
+    }
+
     /// The SIP helper's flush of master `m`: with `media`, every expectation not of class 0
     /// (signalling); otherwise the newest signalling one.
     pub(crate) fn flush_sip(&mut self, m: &Key<A>, media: bool) {
-        let Some(master) = self.masters.get(m) else {
-            return;
-        };
-        let mut gone = Vec::new();
-        for e in master.expecting.iter().rev() {
-            if self.find(e).is_some_and(|p| (p.class != 0) == media) {
-                gone.push(*e);
-                if !media {
-                    break;
-                }
+        // One at a time, newest first (removing one takes it off the master's list).
+        let mut from = usize::MAX;
+        loop {
+            let Some(master) = self.masters.get(m) else {
+                return;
+            };
+            let upto = from.min(master.expecting.len());
+            let Some((i, e)) = (master.expecting[..upto].iter().enumerate().rev())
+                .find(|(_, e)| self.find(e).is_some_and(|p| (p.class != 0) == media))
+                .map(|(i, e)| (i, *e))
+            else {
+                return;
+            };
+            self.drop_pending(&e);
+            if !media {
+                return;
             }
-        }
-        for e in &gone {
-            self.drop_pending(e);
+            from = i;
         }
     }
 
@@ -456,28 +493,54 @@ impl<A: Addr> Expectations<A> {
         }
     }
 
-    /// Drops master `m`'s expectations that have run out at `now`.
+    /// Drops master `m`'s expectations that have run out at `now`, oldest first.
     fn purge_master(&mut self, m: &Key<A>, now: Nanos) {
-        let Some(master) = self.masters.get(m) else {
-            return;
-        };
-        // Removing one also takes it off its master's list (see `remove`).
-        let gone: Vec<_> = (master.expecting.iter())
-            .filter(|e| self.find(e).is_some_and(|p| p.expires <= now))
-            .copied()
-            .collect();
-        for e in &gone {
-            self.drop_pending(e);
+        // Removing one also takes it off its master's list (see `remove`), and the ones
+        // before it stay: the search goes on from where it stopped.
+        let mut at = 0;
+        loop {
+            let Some(master) = self.masters.get(m) else {
+                return;
+            };
+            let Some((i, e)) = (master.expecting.iter().enumerate().skip(at))
+                .find(|(_, e)| self.find(e).is_some_and(|p| p.expires <= now))
+                .map(|(i, e)| (i, *e))
+            else {
+                return;
+            };
+            let before = master.expecting.len();
+            self.drop_pending(&e);
+            // It left the list, unless the one dropped was another master's.
+            let left = self
+                .masters
+                .get(m)
+                .is_none_or(|x| x.expecting.len() < before);
+            at = if left { i } else { i + 1 };
         }
     }
 
     /// Drops every expectation that has run out at `now`.
     fn purge(&mut self, now: Nanos) {
-        let gone: Vec<_> = (self.pending.values())
-            .flat_map(|l| l.iter().filter(|p| p.expires <= now).map(|p| p.e))
-            .collect();
-        for e in &gone {
-            self.drop_pending(e);
+        let n = (self.pending.values())
+            .map(|l| l.iter().filter(|p| p.expires <= now).count())
+            .sum();
+        let mut gone = Vec::new();
+        if gone.try_reserve_exact(n).is_ok() {
+            gone.extend(
+                self.pending
+                    .values()
+                    .flat_map(|l| l.iter().filter(|p| p.expires <= now).map(|p| p.e)),
+            );
+            for e in &gone {
+                self.drop_pending(e);
+            }
+            return;
+        }
+        // Without the memory for the list: one at a time.
+        while let Some(e) =
+            (self.pending.values()).find_map(|l| l.iter().find(|p| p.expires <= now).map(|p| p.e))
+        {
+            self.drop_pending(&e);
         }
     }
 
@@ -505,6 +568,7 @@ impl<A: Addr> Expectations<A> {
             Some(x) if (x.src, x.dst, x.dstkey) == (src, dst, dstkey) => Ok(()),
             Some(_) => Err(()),
             None => {
+                self.keymap.try_reserve(1).map_err(|_| ())?;
                 self.keymap.push(km);
                 Ok(())
             }
@@ -535,8 +599,16 @@ impl<A: Addr> Expectations<A> {
         self.count == 0 && self.helped_children.is_empty()
     }
 
+    /// Room for [`Expectations::adopt`] to record one more expected connection; false when
+    /// the memory cannot be had.
+    pub(crate) fn room_to_adopt(&mut self, helped: bool) -> bool {
+        self.children.try_reserve(1).is_ok()
+            && self.child_count.try_reserve(1).is_ok()
+            && (!helped || self.helped_children.try_reserve(1).is_ok())
+    }
+
     /// Records that the new connection `child` took an expectation of `master`; `helped`:
-    /// it has a helper of its own.
+    /// it has a helper of its own. Allocates nothing after [`Expectations::room_to_adopt`].
     pub(crate) fn adopt(&mut self, child: Key<A>, master: Key<A>, helped: bool) {
         if helped {
             self.helped_children.insert(child);
@@ -559,7 +631,10 @@ impl<A: Addr> Expectations<A> {
     /// Entry `k` expired and its shard swept it out: as [`Expectations::forget`], except that a
     /// master with pending expectations keeps them, and its state, as an orphan.
     pub(crate) fn swept(&mut self, k: &Key<A>, master: bool, child: bool) {
-        let keep = master && self.masters.get(k).is_some_and(|m| !m.expecting.is_empty());
+        let keep = master
+            && self.masters.get(k).is_some_and(|m| !m.expecting.is_empty())
+            // Without the memory to remember it, it goes now, as if collected.
+            && self.orphans.try_reserve(1).is_ok();
         if keep {
             self.orphans.insert(*k);
         }
@@ -582,8 +657,10 @@ impl<A: Addr> Expectations<A> {
 
     /// Every orphaned master goes (the table was collected).
     pub(crate) fn bury_all(&mut self) {
-        let all: Vec<_> = self.orphans.iter().copied().collect();
-        for k in &all {
+        if self.orphans.is_empty() {
+            return;
+        }
+        for k in &std::mem::take(&mut self.orphans) {
             self.forget(k, true, false);
         }
     }
@@ -595,9 +672,10 @@ impl<A: Addr> Expectations<A> {
         if master {
             self.orphans.remove(k);
             self.keymap_destroy(k);
-            if let Some(m) = self.masters.get(k) {
-                for e in m.expecting.clone() {
-                    self.drop_pending(&e);
+            if let Some(m) = self.masters.get_mut(k) {
+                // Taken off the master first: each removal would look for it there.
+                for e in &std::mem::take(&mut m.expecting) {
+                    self.drop_pending(e);
                 }
                 self.masters.remove(k);
             }

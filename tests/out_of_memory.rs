@@ -11,6 +11,7 @@ use cap::Cap;
 mod common;
 
 use common::tcp;
+use ctrack::packet::{csum_add, csum_fold};
 use ctrack::{Config, Conntrack, LinkType, State};
 
 #[global_allocator]
@@ -32,6 +33,7 @@ fn tracking_within_a_memory_limit() {
     a_full_table_under_a_flood_allocates_nothing();
     entries_expire_without_memory();
     a_first_burst_plans_without_memory();
+    helpers_refuse_what_memory_cannot_hold();
 }
 
 fn new_connections_are_dropped_when_memory_runs_out() {
@@ -280,4 +282,93 @@ fn a_first_burst_plans_without_memory() {
 
 fn refs(frames: &[Vec<u8>]) -> Vec<&[u8]> {
     frames.iter().map(|f| &f[..]).collect()
+}
+
+/// `tcp` carrying `payload`, its IPv4 lengths and header checksum made right.
+fn tcp_with(frame: Vec<u8>, payload: &[u8]) -> Vec<u8> {
+    let mut p = frame;
+    p.extend_from_slice(payload);
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = !csum_fold(csum_add(0, &p[..20]));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// With not one byte to spare, a helper's announcement is dropped (the kernel drops a packet
+/// whose expectation it cannot allocate) and so is a new connection that would take an
+/// expectation, which stays for the retransmission; a master that ends with expectations
+/// pending is swept out with them. With memory back, the retransmissions go through.
+fn helpers_refuse_what_memory_cannot_hold() {
+    const PSH_ACK: u8 = 0x18;
+    const RST: u8 = 0x04;
+    let mut cfg = Config::default();
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    cfg.helpers = ctrack_helpers::parse_assignments(["ftp:tcp:21"]).unwrap();
+    cfg.shards = 1;
+    let ct = Conntrack::with_seed(cfg, 0x5eed);
+    ct.reserve(1000, false).unwrap();
+    let now = 5_000_000_000_000u64;
+    let state = |f: &[u8]| ct.process(f, LinkType::Raw, now).to_string();
+    let expectations = || {
+        let mut n = 0;
+        ct.for_each_expectation(now, |_| n += 1);
+        n
+    };
+    // Two FTP control connections, each past its banner (the helper's state is made then).
+    let control = |c: [u8; 4], port: u16| {
+        assert_eq!(state(&tcp(c, SERVER, port, 21, SYN, 100, 0)), "new,orig");
+        state(&tcp(SERVER, c, 21, port, SYN | ACK, 700, 101));
+        state(&tcp(c, SERVER, port, 21, ACK, 101, 701));
+        let banner = tcp_with(tcp(SERVER, c, 21, port, PSH_ACK, 701, 101), b"220 hi\r\n");
+        assert_eq!(state(&banner), "established,reply+assured");
+    };
+    let (c1, c2) = ([10, 9, 0, 1], [10, 9, 0, 2]);
+    control(c1, 41000);
+    control(c2, 42000);
+    // 192.0.2.1 port 50000.
+    let pasv = |c: [u8; 4], port: u16| {
+        let m = b"227 Entering Passive Mode (192,0,2,1,195,80).\r\n";
+        tcp_with(tcp(SERVER, c, 21, port, PSH_ACK, 709, 101), m)
+    };
+
+    // The frame is built first, the verdict read after: only the engine runs at the limit.
+    let tight = |f: &[u8]| {
+        ALLOC.set_limit(ALLOC.allocated()).unwrap();
+        let v = ct.process(f, LinkType::Raw, now);
+        ALLOC.set_limit(usize::MAX).unwrap();
+        v.to_string()
+    };
+    assert_eq!(tight(&pasv(c1, 41000)), "dropped");
+    assert_eq!(expectations(), 0);
+    assert_eq!(state(&pasv(c1, 41000)), "established,reply+assured");
+    assert_eq!(expectations(), 1);
+
+    let data = tcp(c1, SERVER, 41001, 50000, SYN, 5, 0);
+    assert_eq!(tight(&data), "dropped");
+    assert_eq!(expectations(), 1);
+    assert_eq!(state(&data), "related,orig+expected");
+    assert_eq!(expectations(), 0);
+
+    // The second master announces, then is reset: a packet ten seconds after its close has
+    // its shard (the only one) sweep it out with its expectation pending, which then goes
+    // with it instead of staying as an orphan's.
+    assert_eq!(state(&pasv(c2, 42000)), "established,reply+assured");
+    assert_eq!(
+        state(&tcp(c2, SERVER, 42000, 21, RST, 101, 0)),
+        "established,orig+assured"
+    );
+    assert_eq!(expectations(), 1);
+    let count = ct.count();
+    let later = now + 20 * 1_000_000_000;
+    let ack = tcp(c1, SERVER, 41000, 21, ACK, 101, 709);
+    ALLOC.set_limit(ALLOC.allocated()).unwrap();
+    let v = ct.process(&ack, LinkType::Raw, later);
+    ALLOC.set_limit(usize::MAX).unwrap();
+    assert_eq!(v.to_string(), "established,orig+assured");
+    assert_eq!(ct.count(), count - 1);
+    let mut left = 0;
+    ct.for_each_expectation(later, |_| left += 1);
+    assert_eq!(left, 0);
 }

@@ -9,8 +9,9 @@
 //!
 //! ```
 //! use ctrack_helpers::amanda::ports;
-//! assert_eq!(ports(b"CONNECT DATA 50001 MESG 50002 INDEX 50003\n"), [50001, 50002, 50003]);
-//! assert!(ports(b"CONNECT DATA 50001").is_empty(), "no newline");
+//! let p: Vec<u16> = ports(b"CONNECT DATA 50001 MESG 50002 INDEX 50003\n").collect();
+//! assert_eq!(p, [50001, 50002, 50003]);
+//! assert_eq!(ports(b"CONNECT DATA 50001").next(), None, "no newline");
 //! ```
 
 /// The keywords whose ports are announced, in the order they are looked up.
@@ -21,15 +22,22 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The ports a reply announces, in order.
-pub fn ports(payload: &[u8]) -> Vec<u16> {
-    let mut out = Vec::new();
+/// The ports a reply announces (at most one per keyword), in order; read without allocating.
+pub fn ports(payload: &[u8]) -> impl Iterator<Item = u16> {
+    let mut out = [0u16; KEYWORDS.len()];
+    let n = read_ports(payload, &mut out);
+    out.into_iter().take(n)
+}
+
+/// [`ports`] into `out`, returning how many.
+fn read_ports(payload: &[u8], out: &mut [u16; KEYWORDS.len()]) -> usize {
+    let mut found = 0;
     let Some(c) = find(payload, b"CONNECT ") else {
-        return out;
+        return found;
     };
     let start = c + 8;
     let Some(nl) = find(&payload[start..], b"\n") else {
-        return out;
+        return found;
     };
     let line = &payload[start..start + nl];
     for kw in KEYWORDS {
@@ -46,14 +54,17 @@ pub fn ports(payload: &[u8]) -> Vec<u16> {
         if port == 0 {
             break;
         }
-        out.push(port);
+        out[found] = port;
+        found += 1;
     }
-    out
+    found
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    fn ports(payload: &[u8]) -> Vec<u16> {
+        super::ports(payload).collect()
+    }
 
     #[test]
     fn replies() {
