@@ -151,6 +151,14 @@ impl Defrag {
         if p.v6 && end > V6_MAX_PAYLOAD {
             return Reassembled::Dropped;
         }
+        // Room for a new queue first (the lookup below makes one when there is none); without
+        // it, a fragment of a datagram not queued yet is dropped, as the kernel drops one
+        // whose queue it cannot allocate.
+        if (self.queues.try_reserve(1).is_err() || self.order.try_reserve(1).is_err())
+            && !self.queues.contains_key(&key)
+        {
+            return Reassembled::Dropped;
+        }
         // One lookup finds the queue or makes it.
         let q = match self.queues.entry(key) {
             Entry::Occupied(o) => o.into_mut(),
@@ -216,6 +224,16 @@ impl Defrag {
             }
             return Reassembled::Dropped;
         }
+        // The fragment's copy, and room for it in the lists, before anything changes: without
+        // the memory, this fragment is dropped and the queue waits for it again.
+        let (mut data, mut head) = (Vec::new(), Vec::new());
+        if data.try_reserve_exact((end - offset) as usize).is_err()
+            || (offset == 0 && head.try_reserve_exact(head_len).is_err())
+            || q.pieces.try_reserve(1).is_err()
+            || q.runs.try_reserve(1).is_err()
+        {
+            return Reassembled::Dropped;
+        }
         // Insert by the kernel's run rules: overlaps kill the datagram, duplicates are ignored.
         match insert_run(&mut q.runs, offset, end) {
             Insert::Ok => {}
@@ -226,7 +244,7 @@ impl Defrag {
             }
         }
         let pos = q.pieces.partition_point(|&(o, _, _)| o < offset);
-        let data = payload[..(end - offset) as usize].to_vec();
+        data.extend_from_slice(&payload[..(end - offset) as usize]);
         let cost = data.len() + 64;
         q.pieces.insert(pos, (offset, end, data));
         q.meat += end - offset;
@@ -242,7 +260,8 @@ impl Defrag {
         q.bytes += cost;
         self.bytes += cost;
         if offset == 0 {
-            q.head = Some(p.data[..head_len].to_vec());
+            head.extend_from_slice(&p.data[..head_len]);
+            q.head = Some(head);
             if p.v6 {
                 let next = p.data.get(fi.hdr_off as usize).copied().unwrap_or(59);
                 q.v6_nh = Some((fi.prev_nh_off as usize, next));
@@ -370,7 +389,9 @@ fn build(q: Queue, v6: bool) -> Reassembled {
         let c = !csum_fold(csum_add(0, &pkt[..head_len]));
         pkt[10..12].copy_from_slice(&c.to_be_bytes());
     }
-    pkt.reserve(q.len as usize);
+    if pkt.try_reserve_exact(q.len as usize).is_err() {
+        return Reassembled::Dropped;
+    }
     for (_, _, d) in q.pieces {
         pkt.extend_from_slice(&d);
     }

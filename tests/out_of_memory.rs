@@ -34,6 +34,7 @@ fn tracking_within_a_memory_limit() {
     entries_expire_without_memory();
     a_first_burst_plans_without_memory();
     helpers_refuse_what_memory_cannot_hold();
+    fragments_wait_for_memory();
 }
 
 fn new_connections_are_dropped_when_memory_runs_out() {
@@ -371,4 +372,53 @@ fn helpers_refuse_what_memory_cannot_hold() {
     let mut left = 0;
     ct.for_each_expectation(later, |_| left += 1);
     assert_eq!(left, 0);
+}
+
+/// A raw IPv4 UDP fragment of datagram `id` (offset in 8-byte units), its header checksum right.
+fn fragment(id: u16, offset: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+    let len = (20 + payload.len()) as u16;
+    let frag = offset | if more { 0x2000 } else { 0 };
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6..8].copy_from_slice(&frag.to_be_bytes());
+    p.extend_from_slice(&[10, 9, 1, 1]);
+    p.extend_from_slice(&SERVER);
+    let c = !csum_fold(csum_add(0, &p));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// With not one byte to spare, a fragment whose copy cannot be kept is refused, for its
+/// datagram's queue as for a new one; with memory back, the datagram reassembles from the
+/// fragments sent again.
+fn fragments_wait_for_memory() {
+    let mut cfg = Config::default();
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    let ct = Conntrack::with_seed(cfg, 0x5eed);
+    let now = 6_000_000_000_000u64;
+    ct.reserve(100, false).unwrap();
+    // UDP 5353 to 53, 16 bytes of data after the header, in two fragments.
+    let udp = [0x14, 0xe9, 0, 53, 0, 24, 0, 0];
+    let first = fragment(7, 0, true, &[&udp[..], &[1; 8]].concat());
+    let second = fragment(7, 2, false, &[2; 8]);
+    let other = fragment(8, 0, true, &[&udp[..], &[1; 8]].concat());
+    let tight = |f: &[u8]| {
+        ALLOC.set_limit(ALLOC.allocated()).unwrap();
+        let v = ct.process(f, LinkType::Raw, now);
+        ALLOC.set_limit(usize::MAX).unwrap();
+        v.to_string()
+    };
+    assert_eq!(tight(&first), "invalid");
+    assert_eq!(ct.process(&first, LinkType::Raw, now).to_string(), "held");
+    // Another datagram's first fragment: no queue for it.
+    assert_eq!(tight(&other), "invalid");
+    // The queued datagram's last fragment: its copy is refused, and the queue stays.
+    assert_eq!(tight(&second), "invalid");
+    assert_eq!(
+        ct.process(&second, LinkType::Raw, now).to_string(),
+        "new,orig"
+    );
+    assert_eq!(ct.count(), 1);
 }
