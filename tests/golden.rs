@@ -4,46 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ctrack::{Config, Conntrack, HostModel, capture};
+use ctrack::{Config, Conntrack, capture};
 
-fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            captures(&p, out);
-        } else if p.extension().is_some_and(|x| x == "golden") {
-            out.push(p);
-        }
-    }
-}
-
-/// The engine configuration for a scenario's arguments (as given to ktrace).
-fn config(args: &str) -> Config {
-    let mut cfg = Config {
-        host: HostModel::Router,
-        ..Config::default()
-    };
-    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
-    let mut it = args.split_whitespace();
-    let mut helpers = Vec::new();
-    while let Some(a) = it.next() {
-        match a {
-            "--sysctl" => {
-                cfg.set_sysctl(it.next().expect("--sysctl value")).unwrap();
-            }
-            "--helper" => helpers.push(it.next().expect("--helper value").to_string()),
-            "--realtime" => {}
-            other => panic!("unknown scenario argument {other}"),
-        }
-    }
-    cfg.helpers = ctrack_helpers::parse_assignments(helpers.iter().map(String::as_str)).unwrap();
-    cfg
-}
+mod common;
+use common::{captures, config};
 
 struct Output {
     verdicts: Vec<String>,

@@ -10,7 +10,7 @@ use std::alloc::System;
 use cap::Cap;
 mod common;
 
-use common::tcp;
+use common::{captures, config, tcp};
 use ctrack::packet::{csum_add, csum_fold};
 use ctrack::{Config, Conntrack, LinkType, State};
 
@@ -35,6 +35,7 @@ fn tracking_within_a_memory_limit() {
     a_first_burst_plans_without_memory();
     helpers_refuse_what_memory_cannot_hold();
     fragments_wait_for_memory();
+    every_capture_under_random_limits();
 }
 
 fn new_connections_are_dropped_when_memory_runs_out() {
@@ -421,4 +422,94 @@ fn fragments_wait_for_memory() {
         "new,orig"
     );
     assert_eq!(ct.count(), 1);
+}
+
+/// Every scenario capture of `pcaps/` (every protocol, helper, fragment and ICMP error case
+/// the goldens cover), replayed with the allocator's room cut to a few bytes or kilobytes
+/// before most packets, bursts and expiries, from a fixed pseudo-random sequence: whatever
+/// allocation fails, and wherever, nothing aborts or panics, and with memory back the engine
+/// tracks, lists and expires as usual. `CTRACK_OOM_SEED=N` replays another sequence.
+fn every_capture_under_random_limits() {
+    let mut files = Vec::new();
+    captures(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps"),
+        &mut files,
+    );
+    files.sort();
+    assert!(files.len() > 100, "{} captures", files.len());
+    let mut rng = (std::env::var("CTRACK_OOM_SEED").ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(0x9e37_79b9_7f4a_7c15, |s| s | 1);
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut limited, mut refused) = (0usize, 0usize);
+    for golden in &files {
+        let args = std::fs::read_to_string(golden.with_extension("args")).unwrap_or_default();
+        let path = ["pcap", "pcapng"]
+            .map(|e| golden.with_extension(e))
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap();
+        let cap = ctrack::capture::load(&path).unwrap();
+        let frames: Vec<_> = cap.packets().collect();
+        for pass in 0..2 {
+            let ct = Conntrack::new(config(&args));
+            let mut out = Vec::with_capacity(frames.len());
+            let mut states = Vec::with_capacity(frames.len());
+            let mut i = 0;
+            while i < frames.len() {
+                let r = next();
+                // Most steps at a limit: none, 16 bytes, 256 bytes or 4 KiB to spare.
+                let room = [None, Some(0), Some(16), Some(256), Some(4096)][(r % 5) as usize];
+                if let Some(room) = room {
+                    ALLOC.set_limit(ALLOC.allocated() + room).unwrap();
+                    limited += 1;
+                }
+                let (ts, link, frame) = frames[i];
+                if pass == 1 && r & 0x30 == 0 {
+                    // A burst of up to eight frames of one link type.
+                    let n = (1 + (r >> 8) as usize % 8).min(frames.len() - i);
+                    let burst: [&[u8]; 8] = std::array::from_fn(|k| {
+                        frames
+                            .get(i + k)
+                            .filter(|f| f.1 == link)
+                            .map_or(&[][..], |f| f.2)
+                    });
+                    let n = burst[..n]
+                        .iter()
+                        .take_while(|f| !f.is_empty())
+                        .count()
+                        .max(1);
+                    ct.process_batch(&burst[..n], link, ts, &mut out);
+                    states.extend(out.iter().map(|v| v.state));
+                    i += n;
+                } else {
+                    states.push(ct.process(frame, link, ts).state);
+                    i += 1;
+                }
+                if r & 0x1c0 == 0 {
+                    ct.expire(ts + (r >> 16) % 30 * 1_000_000_000);
+                }
+                ALLOC.set_limit(usize::MAX).unwrap();
+            }
+            refused += states.iter().filter(|s| **s == State::Dropped).count();
+            assert_eq!(states.len(), frames.len(), "{}", golden.display());
+            // With memory back: listed, counted and emptied as usual.
+            let end = frames.last().map_or(0, |f| f.0);
+            let mut listed = 0;
+            ct.for_each_entry(end, |_| listed += 1);
+            ct.for_each_expectation(end, |_| {});
+            assert!(listed <= ct.count(), "{}", golden.display());
+            ct.expire(end + 1_000_000 * 1_000_000_000);
+            assert_eq!(ct.count(), 0, "{}", golden.display());
+        }
+    }
+    assert!(
+        limited > 5000 && refused > 100,
+        "{limited} steps limited, {refused} dropped"
+    );
 }

@@ -1,6 +1,50 @@
-//! Frames the integration tests build by hand.
+//! Frames the integration tests build by hand, and the scenario captures of `pcaps/` with the
+//! engine configuration their arguments ask for.
+// Each test binary uses some of these.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
 
 use ctrack::packet::{csum_add, csum_fold};
+use ctrack::{Config, HostModel};
+
+/// The goldens under `dir` (each beside its capture and arguments), recursively.
+pub fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            captures(&p, out);
+        } else if p.extension().is_some_and(|x| x == "golden") {
+            out.push(p);
+        }
+    }
+}
+
+/// The engine configuration for a scenario's arguments (as given to ktrace).
+pub fn config(args: &str) -> Config {
+    let mut cfg = Config {
+        host: HostModel::Router,
+        ..Config::default()
+    };
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    let mut it = args.split_whitespace();
+    let mut helpers = Vec::new();
+    while let Some(a) = it.next() {
+        match a {
+            "--sysctl" => {
+                cfg.set_sysctl(it.next().expect("--sysctl value")).unwrap();
+            }
+            "--helper" => helpers.push(it.next().expect("--helper value").to_string()),
+            "--realtime" => {}
+            other => panic!("unknown scenario argument {other}"),
+        }
+    }
+    cfg.helpers = ctrack_helpers::parse_assignments(helpers.iter().map(String::as_str)).unwrap();
+    cfg
+}
 
 /// A raw IPv4 TCP segment without options or payload, its IPv4 header checksum right (the
 /// TCP checksum is left zero: the tests that use it turn `nf_conntrack_checksum` off).
