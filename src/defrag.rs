@@ -80,6 +80,9 @@ struct Queue {
     ecn: u8,
 }
 
+/// Deadlines of gone datagrams kept in [`Defrag`]'s order beyond twice the live queues.
+const ORDER_SLACK: usize = 64;
+
 /// The reassembly queues.
 #[derive(Debug)]
 pub struct Defrag {
@@ -150,6 +153,14 @@ impl Defrag {
         let mut end = offset + payload.len() as u32;
         if p.v6 && end > V6_MAX_PAYLOAD {
             return Reassembled::Dropped;
+        }
+        // A datagram completed or given up leaves its deadline behind in `order` until the
+        // timeout: once those outnumber the live queues, they are swept out, so that a stream
+        // of short-lived datagrams cannot pile up a timeout's worth of them (amortised: a
+        // sweep leaves one per live queue, and the next waits for as many new ones again).
+        if self.order.len() >= 2 * self.queues.len() + ORDER_SLACK {
+            let queues = &self.queues;
+            (self.order).retain(|&(_, seq, k)| queues.get(&k).is_some_and(|q| q.seq == seq));
         }
         // Room for a new queue first (the lookup below makes one when there is none); without
         // it, a fragment of a datagram not queued yet is dropped, as the kernel drops one
@@ -443,6 +454,33 @@ mod tests {
     fn add(d: &mut Defrag, pkt: &[u8], now: Nanos) -> Reassembled {
         let p = parse_ip(pkt).unwrap();
         d.add(&p, p.frag.unwrap(), now)
+    }
+
+    #[test]
+    fn gone_datagrams_leave_no_deadlines_piling_up() {
+        let mut d = Defrag::new(&Sysctl::default(), 1);
+        // 200,000 datagrams of two fragments within one timeout, each complete at once, while
+        // one stays incomplete throughout.
+        assert!(matches!(
+            add(&mut d, &v4_frag(0, 0, true, &[9; 8]), 0),
+            Reassembled::Held
+        ));
+        for n in 0..200_000u32 {
+            let id = 1 + (n % 60_000) as u16;
+            assert!(matches!(
+                add(&mut d, &v4_frag(id, 0, true, &[1; 8]), u64::from(n)),
+                Reassembled::Held
+            ));
+            assert!(matches!(
+                add(&mut d, &v4_frag(id, 8, false, &[2; 8]), u64::from(n)),
+                Reassembled::Complete { .. }
+            ));
+            assert!(d.order.len() <= 2 * d.queues.len() + ORDER_SLACK + 1);
+        }
+        assert_eq!(d.queues.len(), 1);
+        // The live one keeps its deadline, and still expires.
+        d.expire(secs(V4_TIMEOUT_SECS));
+        assert!(d.queues.is_empty());
     }
 
     #[test]
