@@ -133,18 +133,29 @@ pub(crate) struct Taken<A> {
     pub(crate) child_helper: u8,
 }
 
-/// A GRE key mapping of a PPTP master: GRE from `src` to `dst` with destination key `dstkey`
-/// has source key `srckey` (the kernel's GRE keymap).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct KeyMap<A> {
-    master: Key<A>,
-    /// 0: the call's client-to-server direction, 1: server to client.
-    dir: u8,
+/// What a GRE packet's source key is looked up by: its addresses and destination key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct GreDest<A> {
     src: A,
     dst: A,
     dstkey: u16,
-    srckey: u16,
 }
+
+/// The GRE key mappings of PPTP masters (the kernel's GRE keymap): GRE from `src` to `dst`
+/// with destination key `dstkey` has a master's source key. Kept by master, one per direction
+/// of its call, and by what a packet looks up, oldest first, so that neither a packet's lookup
+/// nor a master's change walks them all (the kernel walks one list; a host opening many
+/// calls would make every GRE packet slow).
+#[derive(Debug, Default)]
+struct KeyMaps<A: Addr> {
+    /// Each master's mapping per direction (0: the call's client to server, 1: back).
+    by_master: HashMap<Key<A>, [Option<GreDest<A>>; 2]>,
+    /// The mappings of each lookup, oldest first.
+    by_dest: HashMap<GreDest<A>, Vec<Mapped<A>>>,
+}
+
+/// One mapping as a lookup lists it: master, direction, source key.
+type Mapped<A> = (Key<A>, u8, u16);
 
 /// What the table keeps about a master connection (one with a helper).
 #[derive(Clone, Debug, Default)]
@@ -187,8 +198,8 @@ pub(crate) struct Expectations<A: Addr> {
     children: HashMap<Key<A>, Key<A>>,
     /// Live expected connections per master.
     child_count: HashMap<Key<A>, u32>,
-    /// GRE key mappings of PPTP masters, oldest first.
-    keymap: Vec<KeyMap<A>>,
+    /// GRE key mappings of PPTP masters.
+    keymap: KeyMaps<A>,
     /// Live expected connections that have a helper of their own (a SIP call to a registered
     /// contact): its packets must reach it wherever their ports lie.
     helped_children: std::collections::HashSet<Key<A>>,
@@ -556,41 +567,64 @@ impl<A: Addr> Expectations<A> {
         dstkey: u16,
         srckey: u16,
     ) -> Result<(), ()> {
-        let km = KeyMap {
-            master: *m,
-            dir,
-            src,
-            dst,
-            dstkey,
-            srckey,
-        };
-        match self.keymap.iter().find(|x| x.master == *m && x.dir == dir) {
-            Some(x) if (x.src, x.dst, x.dstkey) == (src, dst, dstkey) => Ok(()),
-            Some(_) => Err(()),
-            None => {
-                self.keymap.try_reserve(1).map_err(|_| ())?;
-                self.keymap.push(km);
-                Ok(())
-            }
+        debug_assert!(dir < 2);
+        let d = GreDest { src, dst, dstkey };
+        let km = &mut self.keymap;
+        match km.by_master.get(m).and_then(|x| x[usize::from(dir.min(1))]) {
+            Some(x) if x == d => return Ok(()),
+            Some(_) => return Err(()),
+            None => {}
         }
+        // Room in both maps and in the lookup's list before either changes.
+        km.by_master.try_reserve(1).map_err(|_| ())?;
+        km.by_dest.try_reserve(1).map_err(|_| ())?;
+        let list = km.by_dest.entry(d).or_default();
+        if list.try_reserve(1).is_err() {
+            if list.is_empty() {
+                km.by_dest.remove(&d);
+            }
+            return Err(());
+        }
+        list.push((*m, dir, srckey));
+        km.by_master.entry(*m).or_default()[usize::from(dir.min(1))] = Some(d);
+        Ok(())
     }
 
     /// Removes master `m`'s GRE key mappings.
     pub(crate) fn keymap_destroy(&mut self, m: &Key<A>) {
-        self.keymap.retain(|x| x.master != *m);
+        let km = &mut self.keymap;
+        let Some(dests) = km.by_master.remove(m) else {
+            return;
+        };
+        for (dir, d) in dests.iter().enumerate() {
+            let Some(d) = d else {
+                continue;
+            };
+            if let Some(list) = km.by_dest.get_mut(d) {
+                list.retain(|&(x, xd, _)| !(x == *m && usize::from(xd.min(1)) == dir));
+                if list.is_empty() {
+                    km.by_dest.remove(d);
+                }
+            }
+        }
     }
 
     /// The GRE source key of a packet from `src` to `dst` with destination key `dstkey`: the
     /// oldest mapping's, or 0.
     pub(crate) fn gre_source_key(&self, src: &A, dst: &A, dstkey: u16) -> u16 {
-        (self.keymap.iter())
-            .find(|x| x.src == *src && x.dst == *dst && x.dstkey == dstkey)
-            .map_or(0, |x| x.srckey)
+        let d = GreDest {
+            src: *src,
+            dst: *dst,
+            dstkey,
+        };
+        (self.keymap.by_dest.get(&d))
+            .and_then(|l| l.first())
+            .map_or(0, |&(_, _, srckey)| srckey)
     }
 
     /// True when some GRE key mapping exists.
     pub(crate) fn has_keymap(&self) -> bool {
-        !self.keymap.is_empty()
+        !self.keymap.by_master.is_empty()
     }
 
     /// True when no expectation is pending and no expected connection has a helper of its
@@ -779,6 +813,31 @@ mod tests {
             master,
             child_helper,
         }
+    }
+
+    #[test]
+    fn the_oldest_gre_mapping_answers_among_many() {
+        let mut x: Expectations<[u8; 4]> = Expectations::default();
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        // 50,000 calls between two hosts, each keyed apart; then two masters map one key.
+        for n in 0..50_000u32 {
+            let m = key(1, 2, 1024 + n as u16, 1723);
+            x.keymap_add(&m, 0, a, b, n as u16, 7).unwrap();
+        }
+        assert_eq!(x.gre_source_key(&a, &b, 49_999), 7);
+        assert_eq!(x.gre_source_key(&b, &a, 49_999), 0);
+        let (m1, m2) = (key(3, 2, 1, 1723), key(4, 2, 1, 1723));
+        x.keymap_add(&m1, 1, b, a, 9, 0x1111).unwrap();
+        x.keymap_add(&m2, 1, b, a, 9, 0x2222).unwrap();
+        assert_eq!(x.gre_source_key(&b, &a, 9), 0x1111);
+        x.keymap_destroy(&m1);
+        assert_eq!(x.gre_source_key(&b, &a, 9), 0x2222);
+        x.keymap_destroy(&m2);
+        assert_eq!(x.gre_source_key(&b, &a, 9), 0);
+        for n in 0..50_000u32 {
+            x.keymap_destroy(&key(1, 2, 1024 + n as u16, 1723));
+        }
+        assert!(!x.has_keymap());
     }
 
     #[test]
@@ -1041,10 +1100,29 @@ mod tests {
                 assert!(!l.is_empty());
                 assert!(l.iter().all(|p| p.e.dest() == *d));
             }
-            for k in self.keymap.iter() {
-                let mine = self.keymap.iter().filter(|x| x.master == k.master);
-                assert!(mine.filter(|x| x.dir == k.dir).count() == 1);
+            // Each mapping is listed once under its lookup, as its master records it.
+            let listed: usize = self.keymap.by_dest.values().map(Vec::len).sum();
+            let held = (self.keymap.by_master.values())
+                .map(|d| d.iter().flatten().count())
+                .sum();
+            assert_eq!(listed, held);
+            for (d, l) in &self.keymap.by_dest {
+                assert!(!l.is_empty());
+                for &(m, dir, _) in l {
+                    let mine = self
+                        .keymap
+                        .by_master
+                        .get(&m)
+                        .and_then(|x| x[usize::from(dir)]);
+                    assert_eq!(mine, Some(*d));
+                }
             }
+            assert!(
+                self.keymap
+                    .by_master
+                    .values()
+                    .all(|d| d.iter().any(Option::is_some))
+            );
             // An orphaned master is kept only while it has something pending.
             for k in &self.orphans {
                 assert!(
