@@ -63,12 +63,14 @@ struct Queue {
     /// For IPv6: where the next-header byte pointing at the fragment header sits in `head`,
     /// and the protocol after the fragment header.
     v6_nh: Option<(usize, u8)>,
-    /// (offset, end, data), sorted by offset, never overlapping.
+    /// (offset, end, data), never overlapping, in arrival order (sorted when the datagram
+    /// is built: inserting each in place cost a crafted datagram of thousands of fragments
+    /// in falling order quadratic time).
     pieces: Vec<(u32, u32, Vec<u8>)>,
     /// Fragment runs (start, end), sorted: a fragment that starts where the highest one ends
     /// extends that one's run; any other starts a run of its own. A fragment inside a run is a
     /// duplicate, one straddling a run's edge an overlap.
-    runs: Vec<(u32, u32)>,
+    runs: Runs,
     /// Total payload length, known once the last fragment is in.
     len: u32,
     last_in: bool,
@@ -190,7 +192,7 @@ impl Defrag {
                     head: None,
                     v6_nh: None,
                     pieces: Vec::new(),
-                    runs: Vec::new(),
+                    runs: Runs::default(),
                     len: 0,
                     last_in: false,
                     meat: 0,
@@ -241,7 +243,6 @@ impl Defrag {
         if data.try_reserve_exact((end - offset) as usize).is_err()
             || (offset == 0 && head.try_reserve_exact(head_len).is_err())
             || q.pieces.try_reserve(1).is_err()
-            || q.runs.try_reserve(1).is_err()
         {
             return Reassembled::Dropped;
         }
@@ -249,15 +250,15 @@ impl Defrag {
         match insert_run(&mut q.runs, offset, end) {
             Insert::Ok => {}
             Insert::Duplicate => return Reassembled::Held,
+            Insert::NoMemory => return Reassembled::Dropped,
             Insert::Overlap => {
                 self.kill(&key);
                 return Reassembled::Dropped;
             }
         }
-        let pos = q.pieces.partition_point(|&(o, _, _)| o < offset);
         data.extend_from_slice(&payload[..(end - offset) as usize]);
         let cost = data.len() + 64;
-        q.pieces.insert(pos, (offset, end, data));
+        q.pieces.push((offset, end, data));
         q.meat += end - offset;
         // IPv4 counts the fragment as trimmed to a multiple of 8; IPv6 as its length field says.
         let size = if p.v6 {
@@ -328,12 +329,100 @@ enum Insert {
     Ok,
     Duplicate,
     Overlap,
+    /// The memory for it could not be had (nothing changed).
+    NoMemory,
 }
 
-fn insert_run(runs: &mut Vec<(u32, u32)>, offset: u32, end: u32) -> Insert {
+/// Fragment runs (start, end), sorted and disjoint, in blocks of at most [`RUN_BLOCK`]: an
+/// insertion moves at most a block's runs and the list of blocks, where one sorted list moved
+/// every run after it (quadratic in a datagram of thousands of fragments in falling order).
+#[derive(Debug, Default)]
+struct Runs {
+    /// Each block sorted and non-empty; each block's runs before the next block's.
+    blocks: Vec<Vec<(u32, u32)>>,
+}
+
+/// Most runs in one block of [`Runs`].
+const RUN_BLOCK: usize = 64;
+
+impl Runs {
+    fn last(&self) -> Option<&(u32, u32)> {
+        self.blocks.last().and_then(|b| b.last())
+    }
+
+    fn last_mut(&mut self) -> Option<&mut (u32, u32)> {
+        self.blocks.last_mut().and_then(|b| b.last_mut())
+    }
+
+    /// Block and place of the first run that ends after `offset` (the block count when none
+    /// does).
+    fn find(&self, offset: u32) -> (usize, usize) {
+        let b = (self.blocks).partition_point(|b| b.last().is_some_and(|r| r.1 <= offset));
+        let i = self
+            .blocks
+            .get(b)
+            .map_or(0, |v| v.partition_point(|r| r.1 <= offset));
+        (b, i)
+    }
+
+    fn get(&self, (b, i): (usize, usize)) -> Option<&(u32, u32)> {
+        self.blocks.get(b).and_then(|v| v.get(i))
+    }
+
+    /// A block with room for [`RUN_BLOCK`] runs, `None` when the memory cannot be had (also
+    /// for its place in the list of blocks).
+    fn new_block(&mut self) -> Option<Vec<(u32, u32)>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(RUN_BLOCK).ok()?;
+        self.blocks.try_reserve(1).ok()?;
+        Some(v)
+    }
+
+    /// Inserts `run` at block `b`, place `i` (as [`Runs::find`] gives them); false when the
+    /// memory for a new block cannot be had, and nothing changes. Blocks are made with room
+    /// for [`RUN_BLOCK`] runs, so only a new block allocates.
+    fn insert(&mut self, (b, i): (usize, usize), run: (u32, u32)) -> bool {
+        if b == self.blocks.len() {
+            // After every run: into the last block, or a new one.
+            if let Some(last) = self.blocks.last_mut().filter(|v| v.len() < RUN_BLOCK) {
+                last.push(run);
+                return true;
+            }
+            let Some(mut v) = self.new_block() else {
+                return false;
+            };
+            v.push(run);
+            self.blocks.push(v);
+            return true;
+        }
+        let (b, i) = if self.blocks[b].len() < RUN_BLOCK {
+            (b, i)
+        } else {
+            // Full: its upper half moves to a new block after it.
+            let Some(mut upper) = self.new_block() else {
+                return false;
+            };
+            let half = RUN_BLOCK / 2;
+            upper.extend(self.blocks[b].drain(half..));
+            self.blocks.insert(b + 1, upper);
+            if i > half { (b + 1, i - half) } else { (b, i) }
+        };
+        self.blocks[b].insert(i, run);
+        true
+    }
+}
+
+fn insert_run(runs: &mut Runs, offset: u32, end: u32) -> Insert {
+    let after_all = (runs.blocks.len(), 0);
+    let add = |runs: &mut Runs, at| {
+        if runs.insert(at, (offset, end)) {
+            Insert::Ok
+        } else {
+            Insert::NoMemory
+        }
+    };
     let Some(&(_, tail_end)) = runs.last() else {
-        runs.push((offset, end));
-        return Insert::Ok;
+        return add(runs, after_all);
     };
     if tail_end < end {
         if offset < tail_end {
@@ -343,13 +432,12 @@ fn insert_run(runs: &mut Vec<(u32, u32)>, offset: u32, end: u32) -> Insert {
             if let Some(last) = runs.last_mut() {
                 last.1 = end;
             }
-        } else {
-            runs.push((offset, end));
+            return Insert::Ok;
         }
-        return Insert::Ok;
+        return add(runs, after_all);
     }
-    let i = runs.partition_point(|&(_, e)| e <= offset);
-    match runs.get(i) {
+    let at = runs.find(offset);
+    match runs.get(at) {
         Some(&(s, e)) if s < end => {
             if offset >= s && end <= e {
                 Insert::Duplicate
@@ -357,14 +445,11 @@ fn insert_run(runs: &mut Vec<(u32, u32)>, offset: u32, end: u32) -> Insert {
                 Insert::Overlap
             }
         }
-        _ => {
-            runs.insert(i, (offset, end));
-            Insert::Ok
-        }
+        _ => add(runs, at),
     }
 }
 
-fn build(q: Queue, v6: bool) -> Reassembled {
+fn build(mut q: Queue, v6: bool) -> Reassembled {
     let Some(mut pkt) = q.head else {
         return Reassembled::Dropped;
     };
@@ -373,6 +458,8 @@ fn build(q: Queue, v6: bool) -> Reassembled {
     if q.ecn & 1 != 0 && q.ecn & !1 != 0 {
         return Reassembled::Dropped;
     }
+    // Kept in arrival order: the datagram's in offset order (never overlapping).
+    q.pieces.sort_unstable_by_key(|p| p.0);
     let n = q.pieces.len().min(u16::MAX as usize) as u16;
     let first_len = q.pieces.first().map_or(0, |&(o, e, _)| e - o);
     let head_len = pkt.len();
@@ -454,6 +541,85 @@ mod tests {
     fn add(d: &mut Defrag, pkt: &[u8], now: Nanos) -> Reassembled {
         let p = parse_ip(pkt).unwrap();
         d.add(&p, p.frag.unwrap(), now)
+    }
+
+    /// The run rules on one sorted list, as [`insert_run`] applied them before [`Runs`].
+    fn insert_run_model(runs: &mut Vec<(u32, u32)>, offset: u32, end: u32) -> &'static str {
+        let Some(&(_, tail_end)) = runs.last() else {
+            runs.push((offset, end));
+            return "ok";
+        };
+        if tail_end < end {
+            if offset < tail_end {
+                return "overlap";
+            }
+            if offset == tail_end {
+                runs.last_mut().unwrap().1 = end;
+            } else {
+                runs.push((offset, end));
+            }
+            return "ok";
+        }
+        let i = runs.partition_point(|&(_, e)| e <= offset);
+        match runs.get(i) {
+            Some(&(s, e)) if s < end => {
+                if offset >= s && end <= e {
+                    "duplicate"
+                } else {
+                    "overlap"
+                }
+            }
+            _ => {
+                runs.insert(i, (offset, end));
+                "ok"
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_in_blocks_follow_the_rules(
+            frags in proptest::collection::vec((0u32..3000, 1u32..4), 1..1500),
+        ) {
+            let (mut runs, mut model) = (Runs::default(), Vec::new());
+            for (start, len) in frags {
+                let (offset, end) = (start * 8, (start + len) * 8);
+                let got = match insert_run(&mut runs, offset, end) {
+                    Insert::Ok => "ok",
+                    Insert::Duplicate => "duplicate",
+                    Insert::Overlap => "overlap",
+                    Insert::NoMemory => "no memory",
+                };
+                proptest::prop_assert_eq!(got, insert_run_model(&mut model, offset, end));
+                let flat: Vec<_> = runs.blocks.iter().flatten().copied().collect();
+                proptest::prop_assert_eq!(&flat, &model);
+                proptest::prop_assert!(runs.blocks.iter().all(|b| !b.is_empty() && b.len() <= RUN_BLOCK));
+            }
+        }
+    }
+
+    #[test]
+    fn runs_in_blocks_split_and_agree_in_long_orders() {
+        let n = 8191u32;
+        let mut orders: Vec<Vec<u32>> = vec![(0..n).rev().collect()];
+        // Every other unit rising, then the gaps falling, then a scattered order.
+        orders.push((0..n).step_by(2).chain((1..n).step_by(2).rev()).collect());
+        orders.push(
+            (0..n)
+                .map(|k| (u64::from(k) * 4099 % u64::from(n)) as u32)
+                .collect(),
+        );
+        for order in orders {
+            let (mut runs, mut model) = (Runs::default(), Vec::new());
+            for k in order {
+                let (offset, end) = (k * 8, k * 8 + 8);
+                let got = matches!(insert_run(&mut runs, offset, end), Insert::Ok);
+                assert_eq!(got, insert_run_model(&mut model, offset, end) == "ok");
+            }
+            assert!(runs.blocks.len() > 1);
+            let flat: Vec<_> = runs.blocks.iter().flatten().copied().collect();
+            assert_eq!(flat, model);
+        }
     }
 
     #[test]
