@@ -193,6 +193,10 @@ pub(crate) struct Expectations<A: Addr> {
     pending: HashMap<Dest<A>, Vec<Pending<A>>>,
     /// How many are pending.
     count: usize,
+    /// No pending expectation runs out before this (a lower bound, exact after a purge): a
+    /// full table's purge is skipped until then, instead of walking every expectation for
+    /// each announcement it refuses.
+    next_expiry: Nanos,
     masters: HashMap<Key<A>, Master<A>>,
     /// Live expected connections (original tuple) and their master's original tuple.
     children: HashMap<Key<A>, Key<A>>,
@@ -335,7 +339,11 @@ impl<A: Addr> Expectations<A> {
         list.push(Pending {
             e,
             master: *m,
-            expires: now.saturating_add(spec.timeout),
+            expires: {
+                let at = now.saturating_add(spec.timeout);
+                self.next_expiry = self.next_expiry.min(at);
+                at
+            },
             helper,
             class: spec.class,
             permanent: spec.permanent,
@@ -417,6 +425,7 @@ impl<A: Addr> Expectations<A> {
                 && p.expires > now
             {
                 p.expires = now.saturating_add(u64::from(secs) * NANOS_PER_SEC);
+                self.next_expiry = self.next_expiry.min(p.expires);
                 p.inactive = false;
                 return true;
             }
@@ -532,6 +541,9 @@ impl<A: Addr> Expectations<A> {
 
     /// Drops every expectation that has run out at `now`.
     fn purge(&mut self, now: Nanos) {
+        if now < self.next_expiry {
+            return;
+        }
         let n = (self.pending.values())
             .map(|l| l.iter().filter(|p| p.expires <= now).count())
             .sum();
@@ -545,14 +557,18 @@ impl<A: Addr> Expectations<A> {
             for e in &gone {
                 self.drop_pending(e);
             }
-            return;
+        } else {
+            // Without the memory for the list: one at a time.
+            while let Some(e) = (self.pending.values())
+                .find_map(|l| l.iter().find(|p| p.expires <= now).map(|p| p.e))
+            {
+                self.drop_pending(&e);
+            }
         }
-        // Without the memory for the list: one at a time.
-        while let Some(e) =
-            (self.pending.values()).find_map(|l| l.iter().find(|p| p.expires <= now).map(|p| p.e))
-        {
-            self.drop_pending(&e);
-        }
+        self.next_expiry = (self.pending.values().flatten())
+            .map(|p| p.expires)
+            .min()
+            .unwrap_or(Nanos::MAX);
     }
 
     /// Maps GRE from `src` to `dst` with destination key `dstkey` to source key `srckey` for
@@ -813,6 +829,51 @@ mod tests {
             master,
             child_helper,
         }
+    }
+
+    #[test]
+    fn a_full_table_purges_once_something_has_run_out() {
+        let mut x: Expectations<[u8; 4]> = Expectations::default();
+        let spec = |secs: u64| Spec::plain(10, secs * SEC);
+        let m = key(1, 2, 40000, 21);
+        let e = |dport: u16| exp(3, 2, dport);
+        for d in 1..=4 {
+            x.expect(&m, 1, e(d), spec(10), 4, 0).unwrap();
+        }
+        // Full, nothing run out at 1 s.
+        assert_eq!(x.expect(&m, 1, e(5), spec(10), 4, SEC), Err(Refused::Full));
+        // One taken, and one added that runs out at 3 s, before the others' 10 s.
+        let taken = Key {
+            proto: proto::TCP,
+            ..key(3, 2, 5555, 1)
+        };
+        assert!(x.take(&taken, SEC).is_some());
+        x.expect(&m, 1, e(6), spec(2), 4, SEC).unwrap();
+        assert_eq!(
+            x.expect(&m, 1, e(7), spec(10), 4, 2 * SEC),
+            Err(Refused::Full)
+        );
+        x.check();
+        // At 4 s it has: the full table makes room.
+        assert_eq!(x.expect(&m, 1, e(7), spec(10), 4, 4 * SEC), Ok(()));
+        // A signalling expectation whose life a refresh shortens.
+        let sip = key(1, 2, 5060, 5060);
+        let sig = Expected {
+            proto: proto::UDP,
+            ..exp(3, 2, 5060)
+        };
+        x.forget(&m, true, false);
+        for d in 1..=3 {
+            x.expect(&m, 1, e(d), spec(10), 4, 4 * SEC).unwrap();
+        }
+        x.expect(&sip, 1, sig, spec(60), 4, 4 * SEC).unwrap();
+        assert_eq!(
+            x.expect(&m, 1, e(8), spec(10), 4, 5 * SEC),
+            Err(Refused::Full)
+        );
+        assert!(x.refresh_signalling(&sip, [10, 0, 0, 2], proto::UDP, 5060, 1, 5 * SEC));
+        x.check();
+        assert_eq!(x.expect(&m, 1, e(8), spec(10), 4, 7 * SEC), Ok(()));
     }
 
     #[test]
@@ -1090,6 +1151,8 @@ mod tests {
                     .get(&p.master)
                     .map_or(0, |m| m.expecting.iter().filter(|e| **e == p.e).count());
                 assert_eq!(listed, 1, "{p:?}");
+                // The purge's bound never passes a pending expectation's end.
+                assert!(p.expires >= self.next_expiry, "{p:?}");
             }
             for (k, m) in &self.masters {
                 for e in &m.expecting {
