@@ -237,20 +237,29 @@ impl Defrag {
             }
             return Reassembled::Dropped;
         }
-        // The fragment's copy, and room for it in the lists, before anything changes: without
-        // the memory, this fragment is dropped and the queue waits for it again.
+        // The fragment's copy, and room for it in the lists, before its piece is taken in:
+        // without the memory, this fragment is dropped and the queue waits for it again (a
+        // queue it made, holding nothing, goes with it).
         let (mut data, mut head) = (Vec::new(), Vec::new());
         if data.try_reserve_exact((end - offset) as usize).is_err()
             || (offset == 0 && head.try_reserve_exact(head_len).is_err())
             || q.pieces.try_reserve(1).is_err()
         {
+            if q.pieces.is_empty() {
+                self.kill(&key);
+            }
             return Reassembled::Dropped;
         }
         // Insert by the kernel's run rules: overlaps kill the datagram, duplicates are ignored.
         match insert_run(&mut q.runs, offset, end) {
             Insert::Ok => {}
             Insert::Duplicate => return Reassembled::Held,
-            Insert::NoMemory => return Reassembled::Dropped,
+            Insert::NoMemory => {
+                if q.pieces.is_empty() {
+                    self.kill(&key);
+                }
+                return Reassembled::Dropped;
+            }
             Insert::Overlap => {
                 self.kill(&key);
                 return Reassembled::Dropped;
