@@ -422,6 +422,16 @@ fn fragments_wait_for_memory() {
         "new,orig"
     );
     assert_eq!(ct.count(), 1);
+
+    // A refused fragment leaves no queue behind: a last fragment refused first does not fix
+    // the datagram's length for the one that then comes with another.
+    let short_last = fragment(9, 2, false, &[2; 8]);
+    let long_last = fragment(9, 3, false, &[2; 8]);
+    assert_eq!(tight(&short_last), "invalid");
+    assert_eq!(
+        ct.process(&long_last, LinkType::Raw, now).to_string(),
+        "held"
+    );
 }
 
 /// Every scenario capture of `pcaps/` (every protocol, helper, fragment and ICMP error case
