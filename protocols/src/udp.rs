@@ -7,10 +7,27 @@ use crate::{Accept, Ctx, Decision, NANOS_PER_SEC, Nanos, Refresh, secs};
 pub const STREAM_DELAY: Nanos = 2 * NANOS_PER_SEC;
 
 /// Per-entry UDP state: when the entry stops being "young".
+///
+/// The time is kept as two 32-bit halves, so that the state needs only 4-byte alignment and a
+/// connection table entry can hold it beside TCP's 52-byte state without padding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UdpState {
-    /// The first packet's time plus [`STREAM_DELAY`].
-    pub stream_ts: Nanos,
+    /// The first packet's time plus [`STREAM_DELAY`], low half then high half.
+    stream_ts: [u32; 2],
+}
+
+impl UdpState {
+    /// The first packet's time plus [`STREAM_DELAY`]: from then on, a packet with a reply
+    /// seen makes the entry a stream.
+    #[inline]
+    pub fn stream_ts(&self) -> Nanos {
+        u64::from(self.stream_ts[0]) | u64::from(self.stream_ts[1]) << 32
+    }
+
+    #[inline]
+    fn set_stream_ts(&mut self, t: Nanos) {
+        self.stream_ts = [t as u32, (t >> 32) as u32];
+    }
 }
 
 /// Why a UDP or UDP-Lite header is refused.
@@ -83,11 +100,11 @@ pub fn track(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Decision {
 #[inline]
 pub fn refresh(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Refresh {
     if !ctx.confirmed {
-        st.stream_ts = ctx.now.saturating_add(STREAM_DELAY);
+        st.set_stream_ts(ctx.now.saturating_add(STREAM_DELAY));
     }
     let mut timeout = secs(s.nf_conntrack_udp_timeout);
     let mut assured = false;
-    if ctx.seen_reply && ctx.now > st.stream_ts {
+    if ctx.seen_reply && ctx.now > st.stream_ts() {
         timeout = secs(s.nf_conntrack_udp_timeout_stream);
         assured = !ctx.assured;
     }
@@ -132,7 +149,10 @@ mod tests {
             track(&mut st, &ctx(Dir::Original, false, false, 10), &s),
             Decision::refresh(secs(30))
         );
-        assert_eq!(st.stream_ts, 10 + STREAM_DELAY);
+        assert_eq!(st.stream_ts(), 10 + STREAM_DELAY);
+        let mut far = UdpState::default();
+        far.set_stream_ts(u64::MAX - 1);
+        assert_eq!(far.stream_ts(), u64::MAX - 1);
         // The first reply: SEEN_REPLY is not yet set when the tracker runs.
         assert_eq!(
             track(&mut st, &ctx(Dir::Reply, true, false, 20), &s),

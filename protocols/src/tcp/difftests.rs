@@ -552,6 +552,24 @@ const CLASSES: [Class; 6] = [
     Class::None,
 ];
 
+/// Every set of flags a last segment can hold.
+const LAST_FLAG_SETS: [u8; 16] = {
+    let bits = [F_WSCALE, F_SACK_PERM, F_CHALLENGE_ACK, F_SIMULTANEOUS_OPEN];
+    let mut sets = [0; 16];
+    let mut i = 0;
+    while i < 16 {
+        let mut b = 0;
+        while b < 4 {
+            if i & (1 << b) != 0 {
+                sets[i] |= bits[b];
+            }
+            b += 1;
+        }
+        i += 1;
+    }
+    sets
+};
+
 /// Any state the tracker could be handed: every connection state, sides near each other (or
 /// not), any flag bits, any memory of the last segment. Scales stay within 14, as the option
 /// parser guarantees.
@@ -563,7 +581,10 @@ fn arbitrary_state() -> impl Strategy<Value = TcpState> {
             (near(a), near(b), near(a), any::<u16>()),
             ((0u8..=14, 0u8..=14), (any::<u8>(), any::<u8>())),
             (0usize..10, 0u8..2, 0usize..6, 0u8..=14),
-            (any::<u8>(), prop_oneof![0u8..5, any::<u8>()]),
+            (
+                proptest::sample::select(LAST_FLAG_SETS.to_vec()),
+                prop_oneof![0u8..5, any::<u8>()],
+            ),
         )
             .prop_map(
                 |(
@@ -572,20 +593,26 @@ fn arbitrary_state() -> impl Strategy<Value = TcpState> {
                     ((sc0, sc1), (f0, f1)),
                     (state, last_dir, last_index, last_wscale),
                     (last_flags, retrans),
-                )| TcpState {
-                    seen: [s0, s1],
-                    last_seq,
-                    last_ack,
-                    last_end,
-                    last_win,
-                    scale: [sc0, sc1],
-                    flags: [f0, f1],
-                    state: STATES[state].0,
-                    last_dir,
-                    last_index: CLASSES[last_index],
-                    last_wscale,
-                    last_flags,
-                    retrans,
+                )| {
+                    let mut st = TcpState {
+                        seen: [s0, s1],
+                        last_seq,
+                        last_ack,
+                        last_end,
+                        last_win,
+                        state: STATES[state].0,
+                        retrans,
+                        ..TcpState::default()
+                    };
+                    st.set_scale(0, sc0);
+                    st.set_scale(1, sc1);
+                    st.set_flags(0, f0);
+                    st.set_flags(1, f1);
+                    st.set_last_dir(last_dir);
+                    st.set_last_index(CLASSES[last_index]);
+                    st.set_last_wscale(last_wscale);
+                    st.set_last_flags(last_flags);
+                    st
                 },
             )
     })

@@ -93,7 +93,7 @@ fn established_ack_from<const D: usize>(
     }
     let (seq, ack, window) = (seg.seq, seg.ack, seg.window);
     let end = seq.wrapping_add(seg.data_len);
-    let sack = if st.flags[r] & F_SACK_PERM != 0 && !sack_free(seg.options) {
+    let sack = if st.flags(r) & F_SACK_PERM != 0 && !sack_free(seg.options) {
         sack_edge(seg.options, ack)
     } else {
         ack
@@ -120,23 +120,22 @@ fn established_ack_from<const D: usize>(
         // Retransmission count: the same ACK again from the same side (these fields are not
         // touched by the window bookkeeping, so doing this first changes nothing).
         super::window::note_ack(st, d as u8, seq, ack, end, window);
-        st.last_index = Class::Ack;
 
         // The bookkeeping `in_window` does, in the same order (the sides are distinct, so the
         // order between them does not matter).
-        let win = u32::from(window) << st.scale[d];
+        let win = u32::from(window) << st.scale_of(d);
         let swin = win.wrapping_add(sack.wrapping_sub(ack));
         st.seen[d].maxwin = snd_maxwin.max(swin);
-        let flags_d = st.flags[d];
-        let mut new_flags_d = flags_d | F_MAXACK_SET;
+        let flags_d = st.flags(d);
+        let mut added = F_MAXACK_SET;
         if after(end, snd_end) {
             st.seen[d].end = end;
-            new_flags_d |= F_DATA_UNACK;
+            added |= F_DATA_UNACK;
         }
         if flags_d & F_MAXACK_SET == 0 || after(ack, st.seen[d].maxack) {
             st.seen[d].maxack = ack;
         }
-        st.flags[d] = new_flags_d;
+        st.add_flags(d, added);
         if rcv_maxwin != 0 && after(end, snd_maxend) {
             st.seen[r].maxwin = rcv_maxwin.wrapping_add(end.wrapping_sub(snd_maxend));
         }
@@ -145,7 +144,7 @@ fn established_ack_from<const D: usize>(
             st.seen[r].maxend = right.wrapping_add(u32::from(win == 0));
         }
         if ack == rcv_end {
-            st.flags[r] &= !F_DATA_UNACK;
+            st.clear_flags(r, F_DATA_UNACK);
         }
 
         // `choose_timeout` for ESTABLISHED and a non-RST segment (`last_win` is now this
@@ -154,14 +153,14 @@ fn established_ack_from<const D: usize>(
         let retrans_t = s.nf_conntrack_tcp_timeout_max_retrans;
         if u32::from(st.retrans) >= s.nf_conntrack_tcp_max_retrans && state_t > retrans_t {
             retrans_t
-        } else if (st.flags[0] | st.flags[1]) & F_DATA_UNACK != 0 && state_t > unack_t {
+        } else if st.either_has(F_DATA_UNACK) && state_t > unack_t {
             unack_t
         } else if window == 0 && state_t > retrans_t {
             retrans_t
         } else {
             state_t
         }
-    } else if s.nf_conntrack_tcp_be_liberal != 0 || st.flags[d] & F_BE_LIBERAL != 0 {
+    } else if s.nf_conntrack_tcp_be_liberal != 0 || st.flags(d) & F_BE_LIBERAL != 0 {
         liberal_pass::<D>(st, seg, sack, s)
     } else {
         return None;
@@ -205,7 +204,7 @@ pub fn open_syn(seg: &Segment<'_>, s: &Sysctl) -> Option<(TcpState, Refresh)> {
     }
     let mut st = TcpState::opened_by_syn(seg);
     st.seen[1].maxend = st.seen[0].maxwin;
-    st.last_index = Class::Syn;
+    st.set_last_index(Class::Syn);
     st.state = State::SynSent;
     let timeout = choose_timeout(&st, State::SynSent, Class::Syn, s);
     Some((
@@ -244,11 +243,10 @@ fn liberal_pass<const D: usize>(
         let (ack_fresh, ack_seen) = ack_bounds(&sender, &receiver, sack);
         if overshoot_tolerated(&sender, &receiver, end, ack_fresh && ack_seen) {
             st.seen[d].end = end;
-            st.flags[d] |= F_DATA_UNACK;
+            st.add_flags(d, F_DATA_UNACK);
         }
     }
-    st.last_index = Class::Ack;
-    st.last_dir = D as u8;
+    st.set_last(Class::Ack, D as u8);
     choose_timeout(st, State::Established, Class::Ack, s)
 }
 
@@ -304,7 +302,7 @@ fn turned_down<const D: usize>(
         return track_general(st, seg, ctx, s);
     }
     let end = seg.seq.wrapping_add(seg.data_len);
-    let sack = if st.flags[r] & F_SACK_PERM != 0 {
+    let sack = if st.flags(r) & F_SACK_PERM != 0 {
         highest_sack(seg.options, seg.ack)
     } else {
         seg.ack
@@ -315,7 +313,7 @@ fn turned_down<const D: usize>(
         if overshoot_tolerated(&sender, &receiver, end, ack_fresh && ack_seen) {
             // A little more than the window: its end is remembered, the segment ignored.
             st.seen[d].end = end;
-            st.flags[d] |= F_DATA_UNACK;
+            st.add_flags(d, F_DATA_UNACK);
             return Decision::Ignore.into();
         }
         return Decision::Invalid.into();

@@ -400,24 +400,204 @@ pub struct Side {
 
 /// Per-connection TCP state: the connection state, both sides' windows, and what the last
 /// interesting segment looked like.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// The kernel's per-connection fields, in 52 bytes: the small ones (each side's flags and window
+/// scale, and the last segment's class, direction, window scale and option flags) share one
+/// word, so that a connection table entry holding this state fits in 88 bytes (IPv4) or 112
+/// (IPv6).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TcpState {
     seen: [Side; 2],
     last_seq: u32,
     last_ack: u32,
     last_end: u32,
     last_win: u16,
-    scale: [u8; 2],
-    flags: [u8; 2],
     state: State,
-    last_dir: u8,
-    last_index: Class,
-    last_wscale: u8,
-    last_flags: u8,
     retrans: u8,
+    /// The packed fields, laid out by the `B_*` constants.
+    bits: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<TcpState>() <= 56);
+const _: () = assert!(std::mem::size_of::<TcpState>() == 52);
+
+// Where the packed fields of `TcpState::bits` lie: each side's flags (6 bits: `F_WSCALE` to
+// `F_MAXACK_SET`), each side's window scale (4 bits: at most 14), then the last segment's
+// window scale (4 bits), class (3 bits), direction (1 bit) and flags (4 bits: `F_WSCALE`,
+// `F_SACK_PERM`, `F_CHALLENGE_ACK` and `F_SIMULTANEOUS_OPEN`, the only ones it holds).
+const B_FLAGS: [u32; 2] = [0, 6];
+const B_SCALE: [u32; 2] = [12, 16];
+const B_LAST_WSCALE: u32 = 20;
+const B_LAST_INDEX: u32 = 24;
+const B_LAST_DIR: u32 = 27;
+const B_LAST_FLAGS: u32 = 28;
+/// The flags a side keeps (the two above are the last segment's only).
+const SIDE_FLAGS: u8 =
+    F_WSCALE | F_SACK_PERM | F_CLOSE_INIT | F_BE_LIBERAL | F_DATA_UNACK | F_MAXACK_SET;
+/// The classes by their numbers, padded to the field's eight values.
+const CLASS_OF: [Class; 8] = [
+    Class::Syn,
+    Class::SynAck,
+    Class::Fin,
+    Class::Ack,
+    Class::Rst,
+    Class::None,
+    Class::None,
+    Class::None,
+];
+
+impl Default for TcpState {
+    fn default() -> Self {
+        TcpState {
+            seen: [Side::default(); 2],
+            last_seq: 0,
+            last_ack: 0,
+            last_end: 0,
+            last_win: 0,
+            state: State::default(),
+            retrans: 0,
+            bits: (Class::None as u32) << B_LAST_INDEX,
+        }
+    }
+}
+
+impl std::fmt::Debug for TcpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpState")
+            .field("seen", &self.seen)
+            .field("last_seq", &self.last_seq)
+            .field("last_ack", &self.last_ack)
+            .field("last_end", &self.last_end)
+            .field("last_win", &self.last_win)
+            .field("scale", &[self.scale_of(0), self.scale_of(1)])
+            .field("flags", &[self.flags(0), self.flags(1)])
+            .field("state", &self.state)
+            .field("last_dir", &self.last_dir())
+            .field("last_index", &self.last_index())
+            .field("last_wscale", &self.last_wscale())
+            .field("last_flags", &self.last_flags())
+            .field("retrans", &self.retrans)
+            .finish()
+    }
+}
+
+/// Accessors of the packed fields.
+impl TcpState {
+    #[inline(always)]
+    fn field(&self, at: u32, width: u32) -> u8 {
+        ((self.bits >> at) & ((1 << width) - 1)) as u8
+    }
+
+    #[inline(always)]
+    fn set_field(&mut self, at: u32, width: u32, v: u8) {
+        let mask = ((1u32 << width) - 1) << at;
+        debug_assert_eq!(
+            u32::from(v) << at & !mask,
+            0,
+            "{v} does not fit {width} bits"
+        );
+        self.bits = (self.bits & !mask) | (u32::from(v) << at & mask);
+    }
+
+    /// Side `d`'s flags (`F_*`).
+    #[inline(always)]
+    fn flags(&self, d: usize) -> u8 {
+        self.field(B_FLAGS[d], 6)
+    }
+
+    /// Sets side `d`'s flags; the last segment's own flags (challenge ACK, simultaneous open)
+    /// are not a side's and are left out.
+    #[inline(always)]
+    fn set_flags(&mut self, d: usize, f: u8) {
+        self.set_field(B_FLAGS[d], 6, f & SIDE_FLAGS);
+    }
+
+    /// Adds `f` to side `d`'s flags.
+    #[inline(always)]
+    fn add_flags(&mut self, d: usize, f: u8) {
+        debug_assert_eq!(f & !SIDE_FLAGS, 0);
+        self.bits |= u32::from(f & SIDE_FLAGS) << B_FLAGS[d];
+    }
+
+    /// Removes `f` from side `d`'s flags.
+    #[inline(always)]
+    fn clear_flags(&mut self, d: usize, f: u8) {
+        self.bits &= !(u32::from(f & SIDE_FLAGS) << B_FLAGS[d]);
+    }
+
+    /// Whether either side has any of the flags `f`.
+    #[inline(always)]
+    fn either_has(&self, f: u8) -> bool {
+        let f = u32::from(f & SIDE_FLAGS);
+        self.bits & (f << B_FLAGS[0] | f << B_FLAGS[1]) != 0
+    }
+
+    /// Side `d`'s window scale.
+    #[inline(always)]
+    fn scale_of(&self, d: usize) -> u8 {
+        self.field(B_SCALE[d], 4)
+    }
+
+    #[inline(always)]
+    fn set_scale(&mut self, d: usize, v: u8) {
+        self.set_field(B_SCALE[d], 4, v);
+    }
+
+    /// The last segment's class.
+    #[inline(always)]
+    fn last_index(&self) -> Class {
+        CLASS_OF[usize::from(self.field(B_LAST_INDEX, 3))]
+    }
+
+    #[inline(always)]
+    fn set_last_index(&mut self, c: Class) {
+        self.set_field(B_LAST_INDEX, 3, c as u8);
+    }
+
+    /// Sets the last segment's class and direction (0 original, 1 reply) at once.
+    #[inline(always)]
+    fn set_last(&mut self, c: Class, d: u8) {
+        const { assert!(B_LAST_DIR == B_LAST_INDEX + 3) };
+        self.set_field(B_LAST_INDEX, 4, c as u8 | d << 3);
+    }
+
+    /// The last segment's direction (0 original, 1 reply).
+    #[inline(always)]
+    fn last_dir(&self) -> u8 {
+        self.field(B_LAST_DIR, 1)
+    }
+
+    #[cfg(test)]
+    fn set_last_dir(&mut self, d: u8) {
+        self.set_field(B_LAST_DIR, 1, d);
+    }
+
+    /// The window scale of the last SYN ignored.
+    #[inline(always)]
+    fn last_wscale(&self) -> u8 {
+        self.field(B_LAST_WSCALE, 4)
+    }
+
+    #[inline(always)]
+    fn set_last_wscale(&mut self, v: u8) {
+        self.set_field(B_LAST_WSCALE, 4, v);
+    }
+
+    /// The last segment's flags, as the kernel's bits.
+    #[inline(always)]
+    fn last_flags(&self) -> u8 {
+        let c = self.field(B_LAST_FLAGS, 4);
+        (c & 0x3) | (c & 0xc) << 4
+    }
+
+    #[inline(always)]
+    fn set_last_flags(&mut self, f: u8) {
+        debug_assert_eq!(
+            f & !(F_WSCALE | F_SACK_PERM | F_CHALLENGE_ACK | F_SIMULTANEOUS_OPEN),
+            0
+        );
+        self.set_field(B_LAST_FLAGS, 4, (f & 0x3) | (f >> 4 & 0xc));
+    }
+}
 
 impl TcpState {
     /// A new connection's state after its opening SYN: the sender side set up from it
@@ -449,28 +629,28 @@ impl TcpState {
     /// The window-scale shift applied to non-SYN windows from `dir` (0 unless both sides sent
     /// the option).
     pub fn scale(&self, dir: Dir) -> u8 {
-        self.scale[dir.idx()]
+        self.scale_of(dir.idx())
     }
 
     /// Whether `dir`'s window is checked liberally for the rest of the connection (picked up
     /// mid-stream).
     pub fn liberal(&self, dir: Dir) -> bool {
-        self.flags[dir.idx()] & F_BE_LIBERAL != 0
+        self.flags(dir.idx()) & F_BE_LIBERAL != 0
     }
 
     /// Whether `dir` announced SACK (or is assumed to, when picked up).
     pub fn sack_permitted(&self, dir: Dir) -> bool {
-        self.flags[dir.idx()] & F_SACK_PERM != 0
+        self.flags(dir.idx()) & F_SACK_PERM != 0
     }
 
     /// Whether `dir` has sent data the other side has not acknowledged.
     pub fn unacknowledged(&self, dir: Dir) -> bool {
-        self.flags[dir.idx()] & F_DATA_UNACK != 0
+        self.flags(dir.idx()) & F_DATA_UNACK != 0
     }
 
     /// Whether `dir` sent the first FIN.
     pub fn close_initiator(&self, dir: Dir) -> bool {
-        self.flags[dir.idx()] & F_CLOSE_INIT != 0
+        self.flags(dir.idx()) & F_CLOSE_INIT != 0
     }
 
     /// How many times the last ACK has been seen again unchanged.
@@ -480,16 +660,17 @@ impl TcpState {
 
     /// Reads a SYN's options into side `d`: an empty option area leaves the side as it was;
     /// otherwise scale and flags restart from the options (keeping only the liberal flag).
+    #[inline(always)]
     fn apply_syn_options(&mut self, d: usize, opts: &[u8]) {
         if let Some(o) = options::syn_options(opts) {
-            self.scale[d] = 0;
-            self.flags[d] &= F_BE_LIBERAL;
+            self.set_scale(d, 0);
+            self.set_flags(d, self.flags(d) & F_BE_LIBERAL);
             if o.sack_perm {
-                self.flags[d] |= F_SACK_PERM;
+                self.add_flags(d, F_SACK_PERM);
             }
             if o.wscale_present {
-                self.scale[d] = o.wscale;
-                self.flags[d] |= F_WSCALE;
+                self.set_scale(d, o.wscale);
+                self.add_flags(d, F_WSCALE);
             }
         }
     }
@@ -524,11 +705,12 @@ pub fn new_conn(seg: &Segment<'_>, s: &Sysctl) -> Option<TcpState> {
                 maxwin,
                 maxack: 0,
             };
-            st.flags = [F_SACK_PERM | F_BE_LIBERAL; 2];
+            st.set_flags(0, F_SACK_PERM | F_BE_LIBERAL);
+            st.set_flags(1, F_SACK_PERM | F_BE_LIBERAL);
         }
         _ => return None,
     }
-    st.last_index = Class::None;
+    st.set_last_index(Class::None);
     Some(st)
 }
 
@@ -568,44 +750,43 @@ fn ignore_or_resync(st: &mut TcpState, seg: &Segment<'_>, dir: Dir, index: Class
     let old = st.state;
     let d8 = dir as u8;
     if index == Class::SynAck
-        && st.last_index == Class::Syn
-        && st.last_dir != d8
+        && st.last_index() == Class::Syn
+        && st.last_dir() != d8
         && seg.ack == st.last_end
     {
-        let l = usize::from(st.last_dir & 1);
+        let l = usize::from(st.last_dir());
         st.seen[l].end = st.last_end;
         st.seen[l].maxend = st.last_end;
         st.seen[l].maxwin = u32::from(st.last_win).max(1);
-        st.scale[l] = st.last_wscale;
-        st.last_flags &= !F_CHALLENGE_ACK;
-        st.flags[l] = st.last_flags;
+        st.set_scale(l, st.last_wscale());
+        st.set_last_flags(st.last_flags() & !F_CHALLENGE_ACK);
+        st.set_flags(l, st.last_flags());
         let d = dir.idx();
         st.seen[d] = Side::default();
-        st.scale[d] = 0;
-        st.flags[d] &= F_BE_LIBERAL;
+        st.set_scale(d, 0);
+        st.set_flags(d, st.flags(d) & F_BE_LIBERAL);
         return true;
     }
-    st.last_index = index;
-    st.last_dir = d8;
+    st.set_last(index, d8);
     st.last_seq = seg.seq;
     st.last_end = seg.end();
     st.last_win = seg.window;
     if index == Class::Syn && dir == Dir::Original {
         // Remember the SYN's options in case the peer answers it.
-        st.last_flags = 0;
-        st.last_wscale = 0;
+        st.set_last_flags(0);
+        st.set_last_wscale(0);
         if let Some(o) = options::syn_options(seg.options) {
             if o.wscale_present {
-                st.last_flags |= F_WSCALE;
-                st.last_wscale = o.wscale;
+                st.set_last_flags(st.last_flags() | F_WSCALE);
+                st.set_last_wscale(o.wscale);
             }
             if o.sack_perm {
-                st.last_flags |= F_SACK_PERM;
+                st.set_last_flags(st.last_flags() | F_SACK_PERM);
             }
         }
         // The peer may answer with a challenge ACK, which must not count as the last ACK.
         if old == State::LastAck {
-            st.last_flags |= F_CHALLENGE_ACK;
+            st.set_last_flags(st.last_flags() | F_CHALLENGE_ACK);
         }
     }
     if old == State::SynSent && index == Class::Ack && dir == Dir::Reply {
@@ -637,7 +818,7 @@ fn check_rst(st: &TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> RstChec
     let mut new = State::Close;
     let established = old == State::Established && ctx.assured;
     // The peer's highest ACK is trustworthy unless we let a SYN through since.
-    if st.flags[peer] & F_MAXACK_SET != 0 && st.last_index != Class::Syn {
+    if st.flags(peer) & F_MAXACK_SET != 0 && st.last_index() != Class::Syn {
         let seq = seg.seq;
         if seq == 0 && !established {
             // Most likely answering a SYN we let through.
@@ -649,7 +830,7 @@ fn check_rst(st: &TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> RstChec
         if !established || seq == st.seen[peer].maxack {
             return RstCheck::Window(new);
         }
-        if st.last_index == Class::Ack && st.last_dir == dir as u8 && seq == st.last_end {
+        if st.last_index() == Class::Ack && st.last_dir() == dir as u8 && seq == st.last_end {
             // Continues a train of segments from the same sender.
             return RstCheck::Window(new);
         }
@@ -659,15 +840,15 @@ fn check_rst(st: &TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) -> RstChec
     // The SYN must have come from the other side (an RST cannot answer its own sender's SYN);
     // the unassured-ACK case has no such condition.
     let answers_ignored =
-        (ctx.seen_reply && st.last_index == Class::Syn && st.last_dir != dir as u8)
-            || (!ctx.assured && st.last_index == Class::Ack);
+        (ctx.seen_reply && st.last_index() == Class::Syn && st.last_dir() != dir as u8)
+            || (!ctx.assured && st.last_index() == Class::Ack);
     if answers_ignored && seg.ack == st.last_end {
         // Answers a SYN or ACK we let through unchecked: the window may not know its numbers.
         return RstCheck::SkipWindow(new);
     }
     if old == State::SynSent
-        && st.last_index == Class::Ack
-        && st.last_dir == Dir::Reply as u8
+        && st.last_index() == Class::Ack
+        && st.last_dir() == Dir::Reply as u8
         && seg.seq == st.last_ack
     {
         // Answers a challenge ACK we let through.
@@ -700,8 +881,8 @@ fn track_general(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) ->
         Next::To(State::SynSent) if old >= State::TimeWait => {
             // A SYN reopening a closed connection: only if it is really over (someone sent a
             // FIN, or this side reset it). Otherwise it is ignored like other stray SYNs.
-            let closing = (st.flags[0] | st.flags[1]) & F_CLOSE_INIT != 0;
-            if closing || (st.last_dir == d8 && st.last_index == Class::Rst) {
+            let closing = st.either_has(F_CLOSE_INIT);
+            if closing || (st.last_dir() == d8 && st.last_index() == Class::Rst) {
                 return Decision::Reopen.into();
             }
             ignore_or_resync(st, seg, dir, index);
@@ -717,22 +898,22 @@ fn track_general(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) ->
         Next::To(State::TimeWait)
             if old == State::LastAck
                 && index == Class::Ack
-                && st.last_dir != d8
-                && st.last_index == Class::Syn
-                && st.last_flags & F_CHALLENGE_ACK != 0 =>
+                && st.last_dir() != d8
+                && st.last_index() == Class::Syn
+                && st.last_flags() & F_CHALLENGE_ACK != 0 =>
         {
             // RFC 5961 challenge ACK answering a SYN in LAST_ACK: not the last ACK.
-            st.last_flags &= !F_CHALLENGE_ACK;
+            st.set_last_flags(st.last_flags() & !F_CHALLENGE_ACK);
             return Decision::Ignore.into();
         }
         Next::To(State::SynSent2) => {
-            st.last_flags |= F_SIMULTANEOUS_OPEN;
+            st.set_last_flags(st.last_flags() | F_SIMULTANEOUS_OPEN);
             State::SynSent2
         }
         Next::To(State::SynRecv)
             if dir == Dir::Reply
                 && index == Class::Ack
-                && st.last_flags & F_SIMULTANEOUS_OPEN != 0 =>
+                && st.last_flags() & F_SIMULTANEOUS_OPEN != 0 =>
         {
             State::Established
         }
@@ -761,11 +942,10 @@ fn track_general(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) ->
     }
 
     // In window from here on.
-    st.last_index = index;
-    st.last_dir = d8;
+    st.set_last(index, d8);
     st.state = new;
     if old != new && new == State::FinWait {
-        st.flags[dir.idx()] |= F_CLOSE_INIT;
+        st.add_flags(dir.idx(), F_CLOSE_INIT);
     }
 
     let timeout = choose_timeout(st, new, index, s);
@@ -811,7 +991,7 @@ fn choose_timeout(st: &TcpState, new: State, index: Class, s: &Sysctl) -> u32 {
         retrans_t
     } else if index == Class::Rst {
         s.nf_conntrack_tcp_timeout_close
-    } else if (st.flags[0] | st.flags[1]) & F_DATA_UNACK != 0 && state_t > unack_t {
+    } else if st.either_has(F_DATA_UNACK) && state_t > unack_t {
         unack_t
     } else if st.last_win == 0 && state_t > retrans_t {
         retrans_t
@@ -834,7 +1014,7 @@ fn handle_invalid(
     if !ctx.assured || !matches!(index, Class::Rst | Class::Fin) {
         return None;
     }
-    if st.last_dir != dir as u8 && matches!(st.last_index, Class::Fin | Class::Rst) {
+    if st.last_dir() != dir as u8 && matches!(st.last_index(), Class::Fin | Class::Rst) {
         // The kernel counts the life left in whole ticks: its timeout was set in ticks at the
         // last refresh, and only the ticks since then count against it. A segment in the same
         // tick as the refresh (a few microseconds later, as in a burst) still finds all of it.
@@ -845,8 +1025,7 @@ fn handle_invalid(
         }
         None
     } else {
-        st.last_index = index;
-        st.last_dir = dir as u8;
+        st.set_last(index, dir as u8);
         None
     }
 }

@@ -169,7 +169,7 @@ fn check_invariants(
         // are reset then, `F_MAXACK_SET` with them, and its next acknowledgement is taken as
         // it comes).
         let restarts = matches!(Class::of(seg.flags), Class::Syn | Class::SynAck);
-        if before.flags[side.idx()] & F_MAXACK_SET != 0
+        if before.flags(side.idx()) & F_MAXACK_SET != 0
             && matches!(d, Decision::Accept(_))
             && !restarts
         {
@@ -372,5 +372,85 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// One write to a packed field of [`TcpState`].
+#[derive(Clone, Debug)]
+enum Write {
+    Flags(usize, u8),
+    Scale(usize, u8),
+    LastIndex(usize),
+    LastDir(u8),
+    Last(usize, u8),
+    LastWscale(u8),
+    LastFlags(u8),
+}
+
+fn write() -> impl Strategy<Value = Write> {
+    let last_flags = (0u8..16).prop_map(|c| {
+        [F_WSCALE, F_SACK_PERM, F_CHALLENGE_ACK, F_SIMULTANEOUS_OPEN]
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| c & (1 << b) != 0)
+            .fold(0, |f, (_, bit)| f | bit)
+    });
+    prop_oneof![
+        (0usize..2, any::<u8>()).prop_map(|(d, f)| Write::Flags(d, f)),
+        (0usize..2, 0u8..=14).prop_map(|(d, s)| Write::Scale(d, s)),
+        (0usize..6).prop_map(Write::LastIndex),
+        (0u8..2).prop_map(Write::LastDir),
+        (0usize..6, 0u8..2).prop_map(|(c, d)| Write::Last(c, d)),
+        (0u8..=14).prop_map(Write::LastWscale),
+        last_flags.prop_map(Write::LastFlags),
+    ]
+}
+
+proptest! {
+    /// The packed fields behave as separate fields: after any writes, each reads back what
+    /// was last written to it (a side's flags without the two that only the last segment
+    /// holds), and the unpacked fields are untouched.
+    #[test]
+    fn packed_fields_are_independent(
+        writes in proptest::collection::vec(write(), 0..40),
+        add in (0usize..2, any::<u8>()),
+        clear in (0usize..2, any::<u8>()),
+    ) {
+        const CLASSES: [Class; 6] =
+            [Class::Syn, Class::SynAck, Class::Fin, Class::Ack, Class::Rst, Class::None];
+        let mut st = TcpState { last_seq: 7, last_win: 9, retrans: 3, ..TcpState::default() };
+        let (mut flags, mut scale) = ([0u8; 2], [0u8; 2]);
+        let (mut index, mut dir, mut wscale, mut last) = (Class::None, 0, 0, 0);
+        for w in &writes {
+            match *w {
+                Write::Flags(d, f) => { st.set_flags(d, f); flags[d] = f & SIDE_FLAGS; }
+                Write::Scale(d, s) => { st.set_scale(d, s); scale[d] = s; }
+                Write::LastIndex(c) => { st.set_last_index(CLASSES[c]); index = CLASSES[c]; }
+                Write::LastDir(d) => { st.set_last_dir(d); dir = d; }
+                Write::Last(c, d) => {
+                    st.set_last(CLASSES[c], d);
+                    (index, dir) = (CLASSES[c], d);
+                }
+                Write::LastWscale(s) => { st.set_last_wscale(s); wscale = s; }
+                Write::LastFlags(f) => { st.set_last_flags(f); last = f; }
+            }
+        }
+        let (d, f) = add;
+        st.add_flags(d, f & SIDE_FLAGS);
+        flags[d] |= f & SIDE_FLAGS;
+        let (d, f) = clear;
+        st.clear_flags(d, f);
+        flags[d] &= !f;
+        prop_assert_eq!([st.flags(0), st.flags(1)], flags);
+        for f in [F_WSCALE, F_SACK_PERM, F_CLOSE_INIT, F_BE_LIBERAL, F_DATA_UNACK, F_MAXACK_SET] {
+            prop_assert_eq!(st.either_has(f), (flags[0] | flags[1]) & f != 0);
+        }
+        prop_assert_eq!([st.scale_of(0), st.scale_of(1)], scale);
+        prop_assert_eq!(st.scale(Dir::Reply), scale[1]);
+        prop_assert_eq!(st.last_index(), index);
+        prop_assert_eq!(st.last_dir(), dir);
+        prop_assert_eq!(st.last_wscale(), wscale);
+        prop_assert_eq!(st.last_flags(), last);
+        prop_assert_eq!((st.last_seq, st.last_win, st.retrans, st.state), (7, 9, 3, State::None));
     }
 }

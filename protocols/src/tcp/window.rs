@@ -33,9 +33,9 @@ pub(super) fn init_sender(st: &mut TcpState, dir: Dir, seg: &Segment<'_>, end: u
     st.seen[d].maxend = end;
     st.seen[d].maxwin = u32::from(seg.window).max(1);
     st.apply_syn_options(d, seg.options);
-    if dir == Dir::Reply && !(st.flags[d] & F_WSCALE != 0 && st.flags[r] & F_WSCALE != 0) {
-        st.scale[d] = 0;
-        st.scale[r] = 0;
+    if dir == Dir::Reply && !(st.flags(d) & F_WSCALE != 0 && st.flags(r) & F_WSCALE != 0) {
+        st.set_scale(d, 0);
+        st.set_scale(r, 0);
     }
 }
 
@@ -61,7 +61,7 @@ pub(super) fn in_window(
     let mut win = u32::from(win_raw);
     let mut end = seg.end();
 
-    if st.flags[r] & F_SACK_PERM != 0 {
+    if st.flags(r) & F_SACK_PERM != 0 {
         sack = highest_sack(seg.options, sack);
     }
 
@@ -75,7 +75,7 @@ pub(super) fn in_window(
         } else {
             // The sender's history is unknown (picked-up connection): trust this segment.
             st.seen[d].end = end;
-            let swin = win << st.scale[d];
+            let swin = win << st.scale_of(d);
             st.seen[d].maxwin = swin.max(1);
             st.seen[d].maxend = end.wrapping_add(st.seen[d].maxwin);
             if st.seen[r].maxwin == 0 {
@@ -110,7 +110,7 @@ pub(super) fn in_window(
         end = seq;
     }
 
-    let liberal = s.nf_conntrack_tcp_be_liberal != 0 || st.flags[d] & F_BE_LIBERAL != 0;
+    let liberal = s.nf_conntrack_tcp_be_liberal != 0 || st.flags(d) & F_BE_LIBERAL != 0;
     let fail = |v: WindowVerdict| if liberal { WindowVerdict::Accept } else { v };
 
     let sender = st.seen[d];
@@ -136,7 +136,7 @@ pub(super) fn in_window(
             // A little more than the window: tolerated, and its end remembered so that the
             // receiver's acknowledgement of it passes III.
             st.seen[d].end = end;
-            st.flags[d] |= F_DATA_UNACK;
+            st.add_flags(d, F_DATA_UNACK);
             return fail(WindowVerdict::Ignore);
         }
         return fail(WindowVerdict::Invalid);
@@ -159,7 +159,7 @@ pub(super) fn in_window(
 
     // In window: windows in SYNs are never scaled.
     if !is_syn {
-        win <<= st.scale[d];
+        win <<= st.scale_of(d);
     }
 
     let swin = win.wrapping_add(sack.wrapping_sub(ack));
@@ -168,12 +168,12 @@ pub(super) fn in_window(
     }
     if after(end, st.seen[d].end) {
         st.seen[d].end = end;
-        st.flags[d] |= F_DATA_UNACK;
+        st.add_flags(d, F_DATA_UNACK);
     }
     if has_ack {
-        if st.flags[d] & F_MAXACK_SET == 0 {
+        if st.flags(d) & F_MAXACK_SET == 0 {
             st.seen[d].maxack = ack;
-            st.flags[d] |= F_MAXACK_SET;
+            st.add_flags(d, F_MAXACK_SET);
         } else if after(ack, st.seen[d].maxack) {
             st.seen[d].maxack = ack;
         }
@@ -194,7 +194,7 @@ pub(super) fn in_window(
         };
     }
     if ack == st.seen[r].end {
-        st.flags[r] &= !F_DATA_UNACK;
+        st.clear_flags(r, F_DATA_UNACK);
     }
 
     if index == Class::Ack {
@@ -203,11 +203,12 @@ pub(super) fn in_window(
     WindowVerdict::Accept
 }
 
-/// Records an in-window ACK-class segment: the same (direction, seq, ack, end, raw window)
-/// as the last one counts as a retransmission, anything else becomes the new last segment.
+/// Records an in-window ACK-class segment from `d8`, which becomes the last segment (class
+/// ACK, direction `d8`): the same (direction, seq, ack, end, raw window) as the last one
+/// counts as a retransmission, anything else becomes the new last segment.
 #[inline(always)]
 pub(super) fn note_ack(st: &mut TcpState, d8: u8, seq: u32, ack: u32, end: u32, win: u16) {
-    if st.last_dir == d8
+    if st.last_dir() == d8
         && st.last_seq == seq
         && st.last_ack == ack
         && st.last_end == end
@@ -215,11 +216,11 @@ pub(super) fn note_ack(st: &mut TcpState, d8: u8, seq: u32, ack: u32, end: u32, 
     {
         st.retrans = st.retrans.wrapping_add(1);
     } else {
-        st.last_dir = d8;
         st.last_seq = seq;
         st.last_ack = ack;
         st.last_end = end;
         st.last_win = win;
         st.retrans = 0;
     }
+    st.set_last(Class::Ack, d8);
 }
