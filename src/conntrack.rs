@@ -2123,7 +2123,7 @@ fn refresh_udp(st: &mut ProtoState, ctx: &Ctx, s: &Sysctl) -> Option<Refresh> {
 /// The ct state of a packet in `dir` of a confirmed entry whose status, before the packet,
 /// is `before`.
 #[inline(always)]
-fn state_of(dir: Dir, before: u16) -> State {
+fn state_of(dir: Dir, before: u8) -> State {
     if dir == Dir::Reply || before & status::SEEN_REPLY != 0 {
         State::Established
     } else if before & status::EXPECTED != 0 {
@@ -2136,7 +2136,7 @@ fn state_of(dir: Dir, before: u16) -> State {
 /// The verdict of a packet [`Shard::refresh_at`] applied, from the entry's status bits before
 /// and after it.
 #[inline(always)]
-fn refreshed(dir: Dir, before: u16, after: u16) -> Verdict {
+fn refreshed(dir: Dir, before: u8, after: u8) -> Verdict {
     Verdict {
         state: state_of(dir, before),
         dir,

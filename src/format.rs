@@ -15,7 +15,7 @@ pub struct EntryView {
     /// Reply-direction tuple.
     pub reply: Tuple,
     /// Kernel-numbered status bits (see [`crate::table::status`]).
-    pub status: u16,
+    pub status: u8,
     /// Whole seconds until expiry, as the kernel prints them.
     pub seconds_left: u64,
     /// TCP or SCTP state name, for TCP and SCTP entries.
