@@ -1,6 +1,6 @@
 //! IPv4 and IPv6 reassembly before tracking, with the kernel's rules for overlaps,
-//! duplicates, bad lengths, timeouts (30 s for IPv4, `nf_conntrack_frag6_timeout` for IPv6)
-//! and a memory ceiling.
+//! duplicates, bad lengths, timeouts (30 s for IPv4, `nf_conntrack_frag6_timeout` for IPv6),
+//! IPv4's distance between a datagram's fragments, and a memory ceiling.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -16,6 +16,10 @@ use crate::packet::{FragInfo, IpPacket, csum_add, csum_fold};
 const V4_TIMEOUT_SECS: u32 = 30;
 /// IPv4 memory ceiling (`net.ipv4.ipfrag_high_thresh`).
 const V4_HIGH_THRESH: usize = 4 * 1024 * 1024;
+/// Most fragments from one IPv4 source that may arrive between two fragments of a datagram
+/// (`net.ipv4.ipfrag_max_dist`): past that, the datagram's fragments so far are thrown away
+/// and it starts again from the one that came.
+const V4_MAX_DIST: u32 = 64;
 /// Largest IPv6 payload a reassembled datagram may have.
 const V6_MAX_PAYLOAD: u32 = 65535;
 
@@ -78,8 +82,20 @@ struct Queue {
     bytes: usize,
     /// IP length of the largest fragment taken in.
     max_frag: u32,
+    /// IPv4: its source's fragment count when its last fragment came (see [`Peer`]).
+    rid: u32,
     /// ECN codepoints seen among the fragments taken in, one bit each.
     ecn: u8,
+}
+
+/// What the kernel keeps of an IPv4 source for reassembly: how many fragments it has sent,
+/// counted as they reach their queues. A datagram whose next fragment finds more than
+/// [`V4_MAX_DIST`] counted since its previous one starts over. Only the differences matter, so
+/// a source is kept only while it has datagrams queued.
+#[derive(Debug, Default)]
+struct Peer {
+    rid: u32,
+    queues: u32,
 }
 
 /// Deadlines of gone datagrams kept in [`Defrag`]'s order beyond twice the live queues.
@@ -90,6 +106,8 @@ const ORDER_SLACK: usize = 64;
 pub struct Defrag {
     /// Keyed by a seeded hash: fragment identifiers are the sender's to choose.
     queues: HashMap<QKey, Queue, FixedState>,
+    /// IPv4 sources with queued datagrams (`ipfrag_max_dist`).
+    peers: HashMap<[u8; 4], Peer, FixedState>,
     order: VecDeque<(Nanos, u64, QKey)>,
     seq: u64,
     bytes: usize,
@@ -104,6 +122,7 @@ impl Defrag {
     pub fn new(s: &Sysctl, seed: u64) -> Self {
         Defrag {
             queues: HashMap::with_hasher(FixedState::with_seed(seed)),
+            peers: HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(17))),
             order: VecDeque::new(),
             seq: 0,
             bytes: 0,
@@ -127,9 +146,23 @@ impl Defrag {
     }
 
     fn kill(&mut self, key: &QKey) {
-        if let Some(q) = self.queues.remove(key) {
-            self.bytes -= q.bytes;
+        self.remove(key);
+    }
+
+    /// Takes queue `key` out, with its bytes and its hold on its source.
+    fn remove(&mut self, key: &QKey) -> Option<Queue> {
+        let q = self.queues.remove(key)?;
+        self.bytes -= q.bytes;
+        if !key.v6 {
+            let src = peer_of(key);
+            if let Some(p) = self.peers.get_mut(&src) {
+                p.queues -= 1;
+                if p.queues == 0 {
+                    self.peers.remove(&src);
+                }
+            }
         }
+        Some(q)
     }
 
     /// Adds fragment `p` (with fragment facts `fi`) seen at `now`.
@@ -167,7 +200,10 @@ impl Defrag {
         // Room for a new queue first (the lookup below makes one when there is none); without
         // it, a fragment of a datagram not queued yet is dropped, as the kernel drops one
         // whose queue it cannot allocate.
-        if (self.queues.try_reserve(1).is_err() || self.order.try_reserve(1).is_err())
+        let order_room = self.order.try_reserve(1).is_ok();
+        if (self.queues.try_reserve(1).is_err()
+            || !order_room
+            || (!p.v6 && self.peers.try_reserve(1).is_err()))
             && !self.queues.contains_key(&key)
         {
             return Reassembled::Dropped;
@@ -187,6 +223,9 @@ impl Defrag {
                 };
                 self.order
                     .push_back((now.saturating_add(timeout), self.seq, key));
+                if !p.v6 {
+                    self.peers.entry(peer_of(&key)).or_default().queues += 1;
+                }
                 v.insert(Queue {
                     seq: self.seq,
                     head: None,
@@ -198,10 +237,48 @@ impl Defrag {
                     meat: 0,
                     bytes: 0,
                     max_frag: 0,
+                    rid: 0,
                     ecn: 0,
                 })
             }
         };
+        // Every IPv4 fragment that reaches its queue counts for its source. One that finds
+        // more than `V4_MAX_DIST` counted since its datagram's previous fragment finds the
+        // datagram's fragments thrown away and its timer started again: it goes on into the
+        // emptied queue as if it were the first.
+        let peer = if p.v6 {
+            None
+        } else {
+            self.peers.get_mut(&peer_of(&key))
+        };
+        if let Some(peer) = peer {
+            peer.rid = peer.rid.wrapping_add(1);
+            let since = peer.rid.wrapping_sub(q.rid);
+            q.rid = peer.rid;
+            if !q.pieces.is_empty() && since > V4_MAX_DIST {
+                if !order_room {
+                    // No room for the new deadline: the datagram goes, with this fragment (as
+                    // the kernel gives one up whose timer it cannot start again).
+                    self.kill(&key);
+                    return Reassembled::Dropped;
+                }
+                self.bytes -= q.bytes;
+                q.bytes = 0;
+                q.pieces.clear();
+                q.runs = Runs::default();
+                q.head = None;
+                q.len = 0;
+                q.last_in = false;
+                q.meat = 0;
+                q.ecn = 0;
+                // The queue's old deadline stays behind in `order`, stale; room for the new one
+                // was reserved above.
+                self.seq += 1;
+                q.seq = self.seq;
+                self.order
+                    .push_back((now.saturating_add(self.timeout_v4), self.seq, key));
+            }
+        }
         if !fi.more {
             if end < q.len || (q.last_in && end != q.len) {
                 // IPv4 gives up the datagram; IPv6 only refuses this fragment.
@@ -289,15 +366,18 @@ impl Defrag {
             }
         }
         if q.head.is_some() && q.last_in && q.meat == q.len {
-            let q = match self.queues.remove(&key) {
-                Some(q) => q,
-                None => return Reassembled::Dropped,
+            let Some(q) = self.remove(&key) else {
+                return Reassembled::Dropped;
             };
-            self.bytes -= q.bytes;
             return build(q, p.v6);
         }
         Reassembled::Held
     }
+}
+
+/// The source address of IPv4 queue `key`, which its [`Peer`] is kept under.
+fn peer_of(key: &QKey) -> [u8; 4] {
+    [key.src[0], key.src[1], key.src[2], key.src[3]]
 }
 
 /// How many frames the router sends reassembled datagram `len` bytes long on in, when it no
@@ -656,6 +736,46 @@ mod tests {
         // The live one keeps its deadline, and still expires.
         d.expire(secs(V4_TIMEOUT_SECS));
         assert!(d.queues.is_empty());
+    }
+
+    #[test]
+    fn a_datagram_too_far_behind_starts_over_and_sources_go_with_their_queues() {
+        let mut d = Defrag::new(&Sysctl::default(), 1);
+        let first = v4_frag(7, 0, true, &[1; 16]);
+        let last = v4_frag(7, 16, false, &[2; 5]);
+        assert!(matches!(add(&mut d, &first, 0), Reassembled::Held));
+        // The count wraps around without effect.
+        d.peers.get_mut(&[10, 0, 0, 1]).unwrap().rid = u32::MAX - 10;
+        d.queues.values_mut().for_each(|q| q.rid = u32::MAX - 10);
+        for id in 100..100 + V4_MAX_DIST as u16 {
+            assert!(matches!(
+                add(&mut d, &v4_frag(id, 0, true, &[3; 8]), 1),
+                Reassembled::Held
+            ));
+        }
+        // 65 counted since the first fragment: it is thrown away, the last one kept.
+        assert!(matches!(add(&mut d, &last, 2), Reassembled::Held));
+        let q = &d.queues[&d.order.back().unwrap().2];
+        assert_eq!((q.meat, q.pieces.len(), q.head.is_none()), (5, 1, true));
+        assert_eq!(d.order.back().unwrap().0, 2 + secs(V4_TIMEOUT_SECS));
+        // Its first fragment again completes it.
+        assert!(matches!(
+            add(&mut d, &first, 3),
+            Reassembled::Complete { fragments: 2, .. }
+        ));
+        assert_eq!(d.peers[&[10, 0, 0, 1]].queues, V4_MAX_DIST);
+        d.expire(secs(V4_TIMEOUT_SECS) + 1);
+        assert!(d.queues.is_empty() && d.peers.is_empty());
+        assert_eq!(d.bytes, 0);
+        // At the limit (64 counted), nothing is thrown away.
+        assert!(matches!(add(&mut d, &first, 100), Reassembled::Held));
+        for id in 100..100 + V4_MAX_DIST as u16 - 1 {
+            add(&mut d, &v4_frag(id, 0, true, &[3; 8]), 100);
+        }
+        assert!(matches!(
+            add(&mut d, &last, 100),
+            Reassembled::Complete { .. }
+        ));
     }
 
     #[test]

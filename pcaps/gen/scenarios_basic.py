@@ -282,6 +282,51 @@ def _():
     return out
 
 
+def frag4(src, dst, ident, sport, dport, size, pieces):
+    """An IPv4 UDP datagram with `size` bytes of payload cut into `pieces` fragments."""
+    dg = IP(src=src, dst=dst, id=ident) / UDP(sport=sport, dport=dport) / (b"F" * size)
+    f = fragment(dg, fragsize=(size + 8 + pieces - 1) // pieces + 7 & ~7)
+    assert len(f) == pieces, (len(f), pieces)
+    return f
+
+
+@scenario("ip/fragments-far")
+def _():
+    """net.ipv4.ipfrag_max_dist (64): a datagram whose next fragment comes after more than 64
+    other fragments from its source starts over from that fragment."""
+    out = []
+    # At the limit: 63 other first fragments between a datagram's two (64 counted): whole.
+    a = frag4("10.9.1.1", "10.9.0.1", 1000, 100, 200, 64, 2)
+    out += [a[0]] + [frag4("10.9.1.1", "10.9.0.1", 2000 + i, 101, 201, 64, 2)[0] for i in range(63)] + [a[1]]
+    # One more: the first fragment is thrown away; its retransmission completes the datagram
+    # from the last one, kept in the emptied queue. The middle one, before it, is held.
+    b = frag4("10.9.2.1", "10.9.0.1", 1000, 110, 210, 96, 3)
+    out += [b[0], b[1]] + [frag4("10.9.2.1", "10.9.0.1", 2000 + i, 111, 211, 64, 2)[0] for i in range(64)]
+    out += [b[2], b[1], b[0]]
+    # Fragments from other sources do not count.
+    c = frag4("10.9.3.1", "10.9.0.1", 1000, 120, 220, 64, 2)
+    out += [c[0]] + [frag4("10.9.3.%d" % (2 + i % 2), "10.9.0.1", 3000 + i, 121, 221, 64, 2)[0]
+                     for i in range(80)] + [c[1]]
+    # Fragments of datagrams completed meanwhile count: 32 whole datagrams (64 fragments) put
+    # the last fragment 65 counts after the first.
+    d = frag4("10.9.4.1", "10.9.0.1", 1000, 130, 230, 64, 2)
+    out += [d[0]]
+    for i in range(32):
+        out += list(frag4("10.9.4.1", "10.9.0.1", 4000 + i, 131, 231, 64, 2))
+    out += [d[1], d[0]]
+    # What a source sent before its datagram was queued does not count.
+    for i in range(100):
+        out += list(frag4("10.9.5.1", "10.9.0.1", 5000 + i, 140, 240, 64, 2))
+    e = frag4("10.9.5.1", "10.9.0.1", 1000, 141, 241, 64, 2)
+    out += [e[0], e[1]]
+    # A duplicate that comes too far: the queue keeps only it, and the datagram completes
+    # when the rest come again.
+    g = frag4("10.9.6.1", "10.9.0.1", 1000, 150, 250, 96, 3)
+    out += [g[0], g[1]] + [frag4("10.9.6.1", "10.9.0.1", 6000 + i, 151, 251, 64, 2)[0] for i in range(70)]
+    out += [g[1], g[2], g[0]]
+    return out
+
+
 @scenario("ip/host-routing")
 def _():
     pairs4 = [("10.8.0.1", "255.255.255.255"), ("0.0.0.0", "255.255.255.255"), ("10.8.0.1", "224.0.0.1"),

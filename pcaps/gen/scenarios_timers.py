@@ -178,3 +178,18 @@ def _():
         (2.7, u(A, B, 1124, 69, b"x")),      # NEW: ends the old master
         (2.8, tftp_data(B, A, 3001, 1124)),  # NEW: nothing expected
     ]
+
+
+@scenario("timers/fragments-far-rearm", args="--realtime")
+def _():
+    """A datagram that starts over (net.ipv4.ipfrag_max_dist) gets a new 30-second reassembly
+    timer: its first fragment again at 40 s, 20 s after the restart, completes it."""
+    from scapy.all import fragment
+    dg = IP(src="10.20.9.1", dst="10.20.9.2", id=77) / UDP(sport=900, dport=901) / (b"R" * 64)
+    f = fragment(dg, fragsize=40)
+    out = [(0.0, f[0])]
+    for i in range(64):
+        other = IP(src="10.20.9.1", dst="10.20.9.2", id=1000 + i) / UDP(sport=902, dport=903) / (b"o" * 64)
+        out.append((1.0 + i * 0.001, fragment(other, fragsize=40)[0]))
+    out += [(20.0, f[-1]), (40.0, f[0]), (40.5, u(A, B, 1000, 53))]
+    return out
