@@ -116,11 +116,24 @@ impl<T> Store<T> {
 }
 
 impl<T: Copy> Store<T> {
-    /// Appends `x`, growing by a quarter first if full.
+    /// How many elements a full store grows by: a quarter on the heap, where growing may
+    /// copy everything; a sixteenth once in a mapping (or about to move to one), where it
+    /// copies nothing, so that a large slab holds about 3% of room on average where a quarter
+    /// left about 11%.
+    #[inline]
+    pub(crate) fn growth(&self) -> usize {
+        if self.len.saturating_mul(size_of::<T>()) >= self.map_min {
+            (self.len / 16).max(4)
+        } else {
+            (self.len / 4).max(4)
+        }
+    }
+
+    /// Appends `x`, growing by [`Store::growth`] first if full.
     #[inline]
     pub(crate) fn push(&mut self, x: T) -> Result<(), TryReserveError> {
         if self.len == self.cap {
-            self.try_reserve_exact((self.len / 4).max(4))?;
+            self.try_reserve_exact(self.growth())?;
         }
         // SAFETY: `len < cap` now, so slot `len` lies inside the block or mapping, which
         // holds `cap` elements' worth of bytes aligned for `T`.

@@ -563,8 +563,9 @@ impl<A: Addr> Shard<A> {
 
     /// Makes sure one more entry can be inserted without allocating: doubles the index when
     /// the entry would take it past its load limit, or when it has worn out (see below), and
-    /// grows the slab (by a quarter, so that a slab is on average about 90% full while growth
-    /// stays geometric) when it has no free slot. Fails, instead of aborting as an infallible
+    /// grows the slab (by a quarter, a sixteenth once it is in a mapping of its own, see
+    /// [`Store::growth`]: geometric growth that leaves little room unused) when it has no free
+    /// slot. Fails, instead of aborting as an infallible
     /// allocation would, when the memory cannot be had; the shard is then as usable as before
     /// (its index may be larger).
     ///
@@ -610,8 +611,7 @@ impl<A: Addr> Shard<A> {
             }
         }
         if self.free == NIL && self.entries.len() == self.entries.capacity() {
-            let n = self.entries.len();
-            self.entries.try_reserve_exact((n / 4).max(4))?;
+            self.entries.try_reserve_exact(self.entries.growth())?;
             self.commit_spare();
         }
         self.reserve_extras()
@@ -1013,15 +1013,24 @@ mod tests {
     }
 
     #[test]
-    fn slab_grows_by_a_quarter() {
-        for n in [1, 5, 17, 100, 1000, 5000] {
+    fn slab_grows_by_a_quarter_then_a_sixteenth() {
+        let size = std::mem::size_of::<Entry<[u8; 4]>>();
+        // Sizes whose last growth was clearly on the heap (under 2,979 entries of 88 bytes)
+        // or clearly in a mapping.
+        for n in [1, 5, 17, 100, 1000, 5000, 20_000] {
             let (s, _) = filled(n, &h);
             let len = s.entries.len();
             assert_eq!(len, n as usize);
-            // A slab in a mapping of its own (see `crate::store`) also has the rest of its
-            // last page.
-            let page = 4096 / std::mem::size_of::<Entry<[u8; 4]>>() + 1;
-            assert!(s.entries.capacity() <= len + (len / 4).max(4) + page, "{n}");
+            // A slab in a mapping of its own (see `crate::store`) grows by a sixteenth, and
+            // also has the rest of its last page.
+            let page = 4096 / size + 1;
+            assert_eq!(s.entries.is_mapped(), len * size >= crate::store::MAP_MIN);
+            let step = if s.entries.is_mapped() {
+                (len / 16).max(4)
+            } else {
+                (len / 4).max(4)
+            };
+            assert!(s.entries.capacity() <= len + step + page, "{n}");
         }
     }
 
