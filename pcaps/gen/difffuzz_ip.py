@@ -98,6 +98,7 @@ class Case:
         self.flows = []
         self.t = 0.0
         self.realtime = False
+        self.far = False     # an ipfrag_max_dist event (see far_fill)
         self.tcp = {}
 
     # ------------------------------------------------------------ helpers
@@ -438,7 +439,8 @@ class Case:
             chunk = data[off:off + size]
             frags.append((off, chunk, off + size < len(data)))
             off += size
-        mode = self.ch(["order", "order", "reverse", "shuffle", "dup", "missing", "overlap", "tiny", "single"])
+        mode = self.ch(["order", "order", "reverse", "shuffle", "dup", "missing", "overlap", "tiny", "single",
+                        "far"])
         if mode == "reverse":
             frags.reverse()
         elif mode == "shuffle":
@@ -461,7 +463,15 @@ class Case:
             frags = [(0, data, self.r() < 0.5)] if self.r() < 0.5 else [(8 * self.rng.randint(1, 4), data[:40], False)]
         if len(frags) > 30:
             frags = frags[:30]
-        for o, c, mf in frags:
+        if mode == "far" and frags:
+            # ipfrag_max_dist (64): other fragments from the same source, around the limit,
+            # between two of the datagram's (some of them whole datagrams, which count too).
+            frags.insert(self.rng.randint(1, len(frags)), ("fill", self.rng.randint(55, 75)))
+        for item in frags:
+            if item[0] == "fill":
+                self.far_fill(hdr, data, item[1])
+                continue
+            o, c, mf = item
             h = bytearray(hdr)
             flags = (0x2000 if mf else 0) | (0x4000 if self.r() < 0.05 else 0)
             h[6:8] = struct.pack("!H", flags | (o // 8))
@@ -469,6 +479,27 @@ class Case:
             h[10:12] = b"\0\0"
             h[10:12] = struct.pack("!H", csum16(bytes(h)))
             self.emit(bytes(h) + c, f"v4 frag {mode} off {o} len {len(c)} mf {int(mf)} of {kind}")
+
+    def far_fill(self, hdr, data, n):
+        """n fragments from the source of IPv4 header hdr, of other datagrams: first fragments
+        left incomplete, and now and then both halves of a whole one."""
+        own = struct.unpack("!H", hdr[4:6])[0]
+        self.far = True
+        sent = 0
+        while sent < n:
+            ident = (own + self.rng.randint(1, 65534)) % 65536
+            pieces = [(0, data[:8] or b"\0" * 8, True)]
+            if self.r() < 0.3 and sent + 2 <= n:
+                pieces.append((8, b"\0" * 8, False))
+            for o, c, mf in pieces:
+                h = bytearray(hdr)
+                h[4:6] = struct.pack("!H", ident)
+                h[6:8] = struct.pack("!H", (0x2000 if mf else 0) | (o // 8))
+                h[2:4] = struct.pack("!H", 20 + len(c))
+                h[10:12] = b"\0\0"
+                h[10:12] = struct.pack("!H", csum16(bytes(h)))
+                self.emit(bytes(h) + c, f"v4 frag far filler id {ident} off {o} mf {int(mf)}")
+                sent += 1
 
     def ev_frag6(self):
         a, b = self.hosts(True)
@@ -845,7 +876,8 @@ class Case:
             self.ch(fns)(v6)
             if self.realtime and self.t > 5:
                 break
-        self.items = self.items[:60]
+        # A datagram kept apart by fragments from its source (ipfrag_max_dist) needs more.
+        self.items = self.items[:160 if self.far else 60]
         if rng.random() < 0.3 and len(self.items) > 3:
             # replay some earlier packets later (retransmissions and late errors)
             for _ in range(rng.randint(1, 4)):
