@@ -543,15 +543,6 @@ fn side(anchor: u32) -> impl Strategy<Value = Side> {
         })
 }
 
-const CLASSES: [Class; 6] = [
-    Class::Syn,
-    Class::SynAck,
-    Class::Fin,
-    Class::Ack,
-    Class::Rst,
-    Class::None,
-];
-
 /// Every set of flags a last segment can hold.
 const LAST_FLAG_SETS: [u8; 16] = {
     let bits = [F_WSCALE, F_SACK_PERM, F_CHALLENGE_ACK, F_SIMULTANEOUS_OPEN];
@@ -609,7 +600,7 @@ fn arbitrary_state() -> impl Strategy<Value = TcpState> {
                     st.set_flags(0, f0);
                     st.set_flags(1, f1);
                     st.set_last_dir(last_dir);
-                    st.set_last_index(CLASSES[last_index]);
+                    st.set_last_index(CLASS_OF[last_index]);
                     st.set_last_wscale(last_wscale);
                     st.set_last_flags(last_flags);
                     st

@@ -430,7 +430,8 @@ const B_LAST_WSCALE: u32 = 20;
 const B_LAST_INDEX: u32 = 24;
 const B_LAST_DIR: u32 = 27;
 const B_LAST_FLAGS: u32 = 28;
-/// The flags a side keeps (the two above are the last segment's only).
+/// The flags a side keeps (`F_CHALLENGE_ACK` and `F_SIMULTANEOUS_OPEN` are the last segment's
+/// only).
 const SIDE_FLAGS: u8 =
     F_WSCALE | F_SACK_PERM | F_CLOSE_INIT | F_BE_LIBERAL | F_DATA_UNACK | F_MAXACK_SET;
 /// The classes by their numbers, padded to the field's eight values.

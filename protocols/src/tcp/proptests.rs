@@ -416,8 +416,6 @@ proptest! {
         add in (0usize..2, any::<u8>()),
         clear in (0usize..2, any::<u8>()),
     ) {
-        const CLASSES: [Class; 6] =
-            [Class::Syn, Class::SynAck, Class::Fin, Class::Ack, Class::Rst, Class::None];
         let mut st = TcpState { last_seq: 7, last_win: 9, retrans: 3, ..TcpState::default() };
         let (mut flags, mut scale) = ([0u8; 2], [0u8; 2]);
         let (mut index, mut dir, mut wscale, mut last) = (Class::None, 0, 0, 0);
@@ -425,11 +423,11 @@ proptest! {
             match *w {
                 Write::Flags(d, f) => { st.set_flags(d, f); flags[d] = f & SIDE_FLAGS; }
                 Write::Scale(d, s) => { st.set_scale(d, s); scale[d] = s; }
-                Write::LastIndex(c) => { st.set_last_index(CLASSES[c]); index = CLASSES[c]; }
+                Write::LastIndex(c) => { st.set_last_index(CLASS_OF[c]); index = CLASS_OF[c]; }
                 Write::LastDir(d) => { st.set_last_dir(d); dir = d; }
                 Write::Last(c, d) => {
-                    st.set_last(CLASSES[c], d);
-                    (index, dir) = (CLASSES[c], d);
+                    st.set_last(CLASS_OF[c], d);
+                    (index, dir) = (CLASS_OF[c], d);
                 }
                 Write::LastWscale(s) => { st.set_last_wscale(s); wscale = s; }
                 Write::LastFlags(f) => { st.set_last_flags(f); last = f; }
