@@ -41,7 +41,8 @@ if [ "$(head -c 4 "$file" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ]; then
   editcap -F pcap "$file" "$work/input.pcap"
   in=$work/input.pcap
 fi
-"$ktrace" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out"
+"$ktrace" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out" ||
+  { echo "compare: the oracle failed on $file (exit $?)" >&2; exit 2; }
 replayed=$work/stamped.pcap
 [ -z "${DIRECT:-}" ] || replayed=$file
 cargs=()
