@@ -632,9 +632,11 @@ impl Conntrack {
     /// [`Conntrack::run_sorted`] do for a burst of one.
     #[inline(always)]
     fn track_common<A: Addr>(&self, t: &Table<A>, ready: ReadyOf<'_, A>, now: Nanos) -> Verdict {
-        let (ready, sum) = match ready {
-            Ok(r) => r,
-            Err(v) => return v,
+        // Borrowed where it lies: moving the packet's facts out of the `Result` copied them
+        // (13 instructions per IPv6 packet).
+        let (ready, sum) = match &ready {
+            Ok((r, s)) => (r, *s),
+            Err(v) => return *v,
         };
         if !self.sum_ok(sum) {
             return self.invalid();
@@ -645,9 +647,9 @@ impl Conntrack {
         let clock = self.advance(t, &mut g, now);
         g.credit_want = 0;
         let hint = g.shard.prefetch_entry(h);
-        let v = match self.run_refresh::<A, true>(slot, &mut g, &ready, hint, clock) {
+        let v = match self.run_refresh::<A, true>(slot, &mut g, ready, hint, clock) {
             Some(v) => v,
-            None => self.run_ready_locked(t, slot, &mut g, &ready, h, hint, now),
+            None => self.run_ready_locked(t, slot, &mut g, ready, h, hint, now),
         };
         self.settle(&mut g);
         v
