@@ -668,10 +668,35 @@ impl Conntrack {
         }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut sc) => self.run_sorted(t, q, out, now, &mut sc),
-            // Only if a caller re-entered the engine from inside it: fresh buffers.
-            Err(_) => self.run_sorted(t, q, out, now, &mut Scratch::default()),
+            // The buffers are in use (a burst whose room was asked for while they were free,
+            // run from inside another): each packet on its own, which needs no buffers.
+            Err(_) => self.run_each(t, q, out, now),
         });
         q.clear();
+    }
+
+    /// [`Conntrack::run_sorted`] without its buffers: the queued packets one at a time, in
+    /// burst order (so each shard's packets keep theirs), each shard locked per packet.
+    fn run_each<A: Addr>(
+        &self,
+        t: &Table<A>,
+        q: &[Planned<'_, A>],
+        out: &mut [Verdict],
+        now: Nanos,
+    ) {
+        for p in q {
+            let slot = &t.shards[p.shard as usize];
+            let mut g = slot.lock.lock();
+            let clock = self.advance(t, &mut g, now);
+            g.credit_want = 0;
+            let hint = g.shard.prefetch_entry(p.h);
+            out[p.pos as usize] =
+                match self.run_refresh::<A, false>(slot, &mut g, &p.ready, hint, clock) {
+                    Some(v) => v,
+                    None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, hint, now),
+                };
+            self.settle(&mut g);
+        }
     }
 
     /// [`Conntrack::run_queued`] with its index buffers.
@@ -948,6 +973,43 @@ mod tests {
             if let Some(got) = common(&ct, &bad, link) {
                 prop_assert_eq!(Some(got), general(&ct, &bad, link));
             }
+        }
+    }
+
+    /// With the sort buffers in use (as from inside another burst), queued packets are
+    /// tracked one at a time, with the same verdicts and table as frame-by-frame tracking.
+    #[test]
+    fn queued_packets_run_alone_while_the_buffers_are_in_use() {
+        use crate::workload::{Kind, Workload};
+        for v6 in [false, true] {
+            let w = Workload::generate(Kind::Mix, 300, 3000, v6, 5);
+            let frames: Vec<&[u8]> = w.all().collect();
+            let now = 1_000_000_000;
+            let free = Conntrack::with_seed(Config::default(), 3);
+            let want: Vec<Verdict> = frames
+                .iter()
+                .map(|f| free.process(f, LinkType::Raw, now))
+                .collect();
+            let ct = Conntrack::with_seed(Config::default(), 3);
+            let mut got = vec![Verdict::INVALID; frames.len()];
+            let (mut q4, mut q6) = (Vec::new(), Vec::new());
+            let mut queued = 0;
+            SCRATCH.with(|cell| {
+                let _busy = cell.borrow_mut();
+                for (i, f) in frames.iter().enumerate() {
+                    match ct.plan(f, LinkType::Raw, i, &mut q4, &mut q6, &mut got[i]) {
+                        Plan::Queued => queued += 1,
+                        Plan::Done => {}
+                        Plan::Alone => panic!("frame {i} of the workload is not common"),
+                    }
+                }
+                ct.run_queued(&ct.v4, &mut q4, &mut got, now);
+                ct.run_queued(&ct.v6, &mut q6, &mut got, now);
+            });
+            assert_eq!(queued, frames.len());
+            assert_eq!(got, want);
+            assert_eq!(ct.count(), free.count());
+            assert!(ct.count() > 300);
         }
     }
 
