@@ -564,7 +564,7 @@ impl<A: Addr> Shard<A> {
     /// Makes sure one more entry can be inserted without allocating: doubles the index when
     /// the entry would take it past its load limit, or when it has worn out (see below), and
     /// grows the slab (by a quarter, a sixteenth once it is in a mapping of its own, see
-    /// [`Store::growth`]: geometric growth that leaves little room unused) when it has no free
+    /// `Store::growth`: geometric growth that leaves little room unused) when it has no free
     /// slot. Fails, instead of aborting as an infallible
     /// allocation would, when the memory cannot be had; the shard is then as usable as before
     /// (its index may be larger).
