@@ -115,10 +115,12 @@ impl<A: Addr> Entry<A> {
         }
     }
 
-    /// The entry is expired at `now` (the kernel: timeout minus now is not positive).
+    /// The entry is expired at `now`: the kernel's timeout minus now is not positive, which,
+    /// counted in its ticks, happens at some time in the tick before `expires`; ctrack takes
+    /// half a tick before (see [`ctrack_protocols::HALF_JIFFY`]).
     #[inline]
     pub fn expired(&self, now: Nanos) -> bool {
-        self.expires <= now
+        self.expires <= now.saturating_add(ctrack_protocols::HALF_JIFFY)
     }
 }
 
@@ -955,6 +957,9 @@ mod tests {
     use super::*;
     use crate::tuple::proto;
 
+    /// One second: the tests' times stay well clear of the half tick that expiry allows.
+    const S: Nanos = ctrack_protocols::NANOS_PER_SEC;
+
     fn key(n: u32) -> Key<[u8; 4]> {
         Key {
             src: n.to_be_bytes(),
@@ -968,6 +973,18 @@ mod tests {
 
     fn h(k: &Key<[u8; 4]>) -> u64 {
         k.symmetric_hash(&foldhash::fast::FixedState::with_seed(7))
+    }
+
+    #[test]
+    fn expires_half_a_tick_before_its_deadline() {
+        let mut e = Entry::<[u8; 4]>::new(Key::default());
+        e.expires = 3_000_000_000;
+        let half = ctrack_protocols::HALF_JIFFY;
+        assert!(!e.expired(e.expires - half - 1));
+        assert!(e.expired(e.expires - half));
+        assert!(e.expired(e.expires));
+        e.expires = 0;
+        assert!(e.expired(0));
     }
 
     #[test]
@@ -1100,22 +1117,26 @@ mod tests {
         };
         let mut s = Shard::new();
         let mut e = Entry::new(echo);
-        e.expires = 1_000;
+        e.expires = 1_000 * S;
         let i = s.insert(h(&echo), e, 0, &h).unwrap();
         let keep = |_: &mut ProtoState, _: &Ctx| {
             Some(Refresh {
-                timeout: 30,
+                timeout: 30 * S,
                 assured: false,
             })
         };
         let reply = echo.inverse().unwrap();
         assert_eq!(reply.dport >> 8, 0, "echo reply");
         assert_eq!(
-            s.refresh_with::<F>(i, &reply, 10, 40, keep).map(|r| r.0),
+            s.refresh_with::<F>(i, &reply, 10 * S, 40, keep)
+                .map(|r| r.0),
             Some(Dir::Reply)
         );
         // The same addresses with the request's type back are not its reply.
-        assert_eq!(s.refresh_with::<F>(i, &echo.swapped(), 10, 40, keep), None);
+        assert_eq!(
+            s.refresh_with::<F>(i, &echo.swapped(), 10 * S, 40, keep),
+            None
+        );
     }
 
     #[test]
@@ -1129,50 +1150,56 @@ mod tests {
         let (k, other) = (key(3), key(4));
         let (inv, i) = (k.inverse().unwrap(), ids[3]);
         s.get_mut(i).proto = ProtoState::Udp(UdpState::default());
-        s.get_mut(i).expires = 1_000;
+        s.get_mut(i).expires = 1_000 * S;
         let sec = |t| {
             move |_: &mut ProtoState, _: &Ctx| {
                 Some(Refresh {
-                    timeout: t,
+                    timeout: t * S,
                     assured: false,
                 })
             }
         };
         // Not the packet's entry, no entry, or no answer from the tracker: nothing changes.
         for j in [ids[4], NIL, 10, 5000] {
-            assert_eq!(s.refresh_with::<F>(j, &k, 10, 40, sec(30)), None, "{j}");
+            assert_eq!(s.refresh_with::<F>(j, &k, 10 * S, 40, sec(30)), None, "{j}");
         }
-        assert_eq!(s.refresh_with::<F>(i, &other, 10, 40, sec(30)), None);
-        assert_eq!(s.refresh_with::<F>(i, &k, 10, 40, |_, _| None), None);
+        assert_eq!(s.refresh_with::<F>(i, &other, 10 * S, 40, sec(30)), None);
+        assert_eq!(s.refresh_with::<F>(i, &k, 10 * S, 40, |_, _| None), None);
         assert_eq!(
             (s.get(i).expires, s.get(i).status),
-            (1_000, status::CONFIRMED)
+            (1_000 * S, status::CONFIRMED)
         );
         // Original, then reply: the new expiry, SEEN_REPLY from the reply on, the status the
         // tracker saw before each packet.
         let c = status::CONFIRMED;
         assert_eq!(
-            s.refresh_with::<F>(i, &k, 10, 40, sec(30)),
+            s.refresh_with::<F>(i, &k, 10 * S, 40, sec(30)),
             Some((Dir::Original, c, c))
         );
-        assert_eq!(s.get(i).expires, 40);
+        assert_eq!(s.get(i).expires, 40 * S);
         let seen = |_: &mut ProtoState, ctx: &Ctx| {
             assert!(ctx.confirmed && !ctx.seen_reply && ctx.dir == Dir::Reply);
-            assert_eq!((ctx.now, ctx.expires), (20, 40));
+            assert_eq!((ctx.now, ctx.expires), (20 * S, 40 * S));
             Some(Refresh {
-                timeout: 100,
+                timeout: 100 * S,
                 assured: true,
             })
         };
         let after = c | status::SEEN_REPLY | status::ASSURED;
         assert_eq!(
-            s.refresh_with::<F>(i, &inv, 20, 40, seen),
+            s.refresh_with::<F>(i, &inv, 20 * S, 40, seen),
             Some((Dir::Reply, c, after))
         );
-        assert_eq!((s.get(i).expires, s.get(i).status), (120, after));
-        // Expired at `now`: left to the general path, which removes it.
-        assert_eq!(s.refresh_with::<F>(i, &k, 120, 40, sec(30)), None);
-        assert_eq!(s.get(i).expires, 120);
+        assert_eq!((s.get(i).expires, s.get(i).status), (120 * S, after));
+        // Expired at `now` (and from half a kernel tick before): left to the general path,
+        // which removes it.
+        for now in [120 * S - ctrack_protocols::HALF_JIFFY, 120 * S] {
+            assert_eq!(s.refresh_with::<F>(i, &k, now, 40, sec(30)), None);
+            assert_eq!(s.get(i).expires, 120 * S);
+        }
+        // Alive just before that.
+        let at = 120 * S - ctrack_protocols::HALF_JIFFY - 1;
+        assert!(s.refresh_with::<F>(i, &k, at, 40, sec(30)).is_some());
     }
 
     #[test]

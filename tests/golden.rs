@@ -114,6 +114,9 @@ fn every_capture_matches_its_kernel_golden() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
     let mut goldens = Vec::new();
     captures(&root, &mut goldens);
+    // The tick-phase captures are checked apart (below): the kernel's answers there are not
+    // reproducible one by one.
+    goldens.retain(|g| !g.starts_with(root.join("ticks")));
     goldens.sort();
     assert!(!goldens.is_empty(), "no goldens under {}", root.display());
     let mut failures = String::new();
@@ -183,4 +186,70 @@ fn every_capture_matches_its_kernel_golden() {
         failures.is_empty(),
         "disagreements with the kernel:\n{failures}"
     );
+}
+
+/// The captures of `pcaps/ticks/` (see `pcaps/gen/scenarios_ticks.py`): each flow's last packet
+/// (payload `probe`) comes less than one kernel tick from a deadline, where the kernel's
+/// answer depends on the point of its tick at which the flow began. Every other packet must
+/// agree exactly; of the probes, ctrack (deciding half a tick from the deadline) may miss at
+/// most 36%: about a quarter is expected, and half for a rule at either edge of the tick
+/// (which is what ctrack's rules before the half tick missed: 48% and 49% of these probes).
+#[test]
+fn deadlines_inside_a_kernel_tick_are_split_in_the_middle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pcaps")
+        .join("ticks");
+    let mut goldens = Vec::new();
+    captures(&root, &mut goldens);
+    goldens.sort();
+    assert_eq!(goldens.len(), 2, "captures under {}", root.display());
+    let mut failures = String::new();
+    for g in &goldens {
+        let base = g.with_extension("");
+        let cap = base.with_extension("pcap");
+        let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
+        let want = parse_output(&std::fs::read_to_string(g).unwrap());
+        let got = replay(&cap, config(&args));
+        let frames = capture::load(&cap).unwrap_or_else(|e| panic!("{e}"));
+        let probes: Vec<bool> = frames
+            .packets()
+            .map(|(_, _, f)| f.ends_with(b"probe"))
+            .collect();
+        assert_eq!(want.verdicts.len(), got.verdicts.len(), "{}", cap.display());
+        assert_eq!(probes.len(), got.verdicts.len(), "{}", cap.display());
+        let (mut n, mut missed) = (0, 0);
+        for (i, ((w, c), probe)) in want
+            .verdicts
+            .iter()
+            .zip(&got.verdicts)
+            .zip(&probes)
+            .enumerate()
+        {
+            if *probe {
+                n += 1;
+                missed += usize::from(w != c);
+            } else if w != c {
+                let _ = writeln!(
+                    failures,
+                    "{}: packet {i}: kernel {w}, ctrack {c}",
+                    cap.display()
+                );
+            }
+        }
+        eprintln!("{}: {missed} of {n} probes missed", cap.display());
+        assert!(n >= 300, "{}: {n} probes", cap.display());
+        if missed * 100 > n * 36 {
+            let _ = writeln!(failures, "{}: {missed} of {n} probes missed", cap.display());
+        }
+        if want.tables.len() != got.tables.len() {
+            let _ = writeln!(
+                failures,
+                "{}: {} table lines, ctrack {}",
+                cap.display(),
+                want.tables.len(),
+                got.tables.len()
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{failures}");
 }

@@ -33,6 +33,21 @@ pub type Nanos = u64;
 /// One second in [`Nanos`].
 pub const NANOS_PER_SEC: Nanos = 1_000_000_000;
 
+/// The kernel's clock tick (HZ 250), in which it counts every timeout.
+pub const JIFFY: Nanos = 4_000_000;
+
+/// Where ctrack puts a deadline inside the tick-wide window in which the kernel's falls.
+///
+/// The kernel counts a deadline in whole ticks from the tick its packet came in, at a point
+/// of that tick that no timestamp shows. Measured in nanoseconds from the packet, a deadline of
+/// `T` therefore falls anywhere in a window one tick wide: an entry set to live `T` is expired
+/// from some time in `(T - 1 tick, T]` on, and the UDP stream delay ("strictly after `T`")
+/// passes at some time in `(T, T + 1 tick]`. The kernel oracle shows exactly that spread
+/// (probes 0 to 3.3 ms before a 3-second timeout found the entry gone in some flows and alive
+/// in others). No rule can tell which from the timestamps; the middle of the window, half a
+/// tick from `T`, is wrong least often.
+pub const HALF_JIFFY: Nanos = JIFFY / 2;
+
 /// Converts whole seconds (as sysctls hold them) into [`Nanos`].
 #[inline]
 pub const fn secs(s: u32) -> Nanos {

@@ -1,7 +1,7 @@
 //! UDP and UDP-Lite pseudo-connections: header checks, the 2-second stream rule, ASSURED.
 
 use crate::sysctl::Sysctl;
-use crate::{Accept, Ctx, Decision, NANOS_PER_SEC, Nanos, Refresh, secs};
+use crate::{Accept, Ctx, Decision, HALF_JIFFY, NANOS_PER_SEC, Nanos, Refresh, secs};
 
 /// How long after its first packet an entry must still be talking to count as a stream.
 pub const STREAM_DELAY: Nanos = 2 * NANOS_PER_SEC;
@@ -89,8 +89,9 @@ pub fn check_udplite(l4: &[u8]) -> Result<ChecksumScope, HeaderError> {
 /// Tracks one accepted-header UDP or UDP-Lite packet.
 ///
 /// The first packet stamps the stream deadline. Before any reply the entry lives
-/// `nf_conntrack_udp_timeout`; once replied, a packet after the stream deadline extends it to
-/// `nf_conntrack_udp_timeout_stream` and makes the entry ASSURED.
+/// `nf_conntrack_udp_timeout`; once replied, a packet more than half a kernel tick after the
+/// stream deadline (see [`crate::HALF_JIFFY`]) extends it to `nf_conntrack_udp_timeout_stream`
+/// and makes the entry ASSURED.
 pub fn track(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Decision {
     Decision::Accept(refresh(st, ctx, s).into())
 }
@@ -104,7 +105,9 @@ pub fn refresh(st: &mut UdpState, ctx: &Ctx, s: &Sysctl) -> Refresh {
     }
     let mut timeout = secs(s.nf_conntrack_udp_timeout);
     let mut assured = false;
-    if ctx.seen_reply && ctx.now > st.stream_ts() {
+    // The kernel's "after the stream deadline" passes at some time in the tick after it
+    // (see `HALF_JIFFY`).
+    if ctx.seen_reply && ctx.now > st.stream_ts().saturating_add(HALF_JIFFY) {
         timeout = secs(s.nf_conntrack_udp_timeout_stream);
         assured = !ctx.assured;
     }
@@ -158,19 +161,22 @@ mod tests {
             track(&mut st, &ctx(Dir::Reply, true, false, 20), &s),
             Decision::refresh(secs(30))
         );
-        // Replied but still young.
-        assert_eq!(
-            track(
-                &mut st,
-                &ctx(Dir::Original, true, true, 10 + STREAM_DELAY),
-                &s
-            ),
-            Decision::refresh(secs(30))
-        );
-        // Past the deadline: stream timeout and ASSURED.
+        // Replied but still young: up to half a tick past the deadline.
+        for at in [10 + STREAM_DELAY, 10 + STREAM_DELAY + crate::HALF_JIFFY] {
+            assert_eq!(
+                track(&mut st, &ctx(Dir::Original, true, true, at), &s),
+                Decision::refresh(secs(30))
+            );
+        }
+        // Past that: stream timeout and ASSURED.
         let d = track(
             &mut st,
-            &ctx(Dir::Original, true, true, 11 + STREAM_DELAY),
+            &ctx(
+                Dir::Original,
+                true,
+                true,
+                11 + STREAM_DELAY + crate::HALF_JIFFY,
+            ),
             &s,
         );
         assert_eq!(

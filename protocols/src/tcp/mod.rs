@@ -37,7 +37,7 @@ mod proptests;
 mod tests;
 
 use crate::sysctl::Sysctl;
-use crate::{Accept, Ctx, Decision, Dir, Nanos, secs};
+use crate::{Accept, Ctx, Decision, Dir, JIFFY, Nanos, secs};
 use window::WindowVerdict;
 
 /// TCP flag bit: no more data from the sender.
@@ -66,9 +66,6 @@ pub const SYN_SENT2_TIMEOUT: u32 = 120;
 /// An out-of-window FIN or RST may lower the timeout only of an entry with at least this much
 /// life left.
 pub const LOWER_TIMEOUT_FLOOR: u32 = 120;
-
-/// The kernel's clock tick (HZ 250), in which it counts an entry's life left.
-pub const JIFFY: Nanos = 4_000_000;
 
 /// Parsed facts of a TCP segment. Borrows the options bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
