@@ -89,11 +89,17 @@ impl<A: Addr> Entry<A> {
         }
     }
 
-    /// Where this entry (slab index `i`) answers a lookup of `key` or its inverse `inv`.
+    /// Where this entry (slab index `i`) answers a lookup of `key` or its inverse `inv`. A
+    /// tuple that is its own inverse is found in the reply direction, as the kernel finds it
+    /// (see [`Key::is_own_inverse`]).
     #[inline(always)]
     fn matches(&self, i: u32, key: &Key<A>, inv: &Key<A>) -> Option<Found> {
         let dir = if self.key.same(key) {
-            Dir::Original
+            if key.is_own_inverse() {
+                Dir::Reply
+            } else {
+                Dir::Original
+            }
         } else if self.key.same(inv) {
             Dir::Reply
         } else {
@@ -812,7 +818,11 @@ impl<A: Addr> Shard<A> {
         let dir = if FRESH {
             let p = key.probe();
             if e.key.same_probe(key, &p, false) {
-                Some(Dir::Original)
+                Some(if key.is_own_inverse() {
+                    Dir::Reply
+                } else {
+                    Dir::Original
+                })
             } else if if key.is_icmp() {
                 e.key.same(&key.inverse()?)
             } else {
@@ -823,7 +833,11 @@ impl<A: Addr> Shard<A> {
                 None
             }
         } else if e.key.same(key) {
-            Some(Dir::Original)
+            Some(if key.is_own_inverse() {
+                Dir::Reply
+            } else {
+                Dir::Original
+            })
         } else if e.key.same(&if key.is_icmp() {
             key.inverse()?
         } else {

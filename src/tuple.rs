@@ -267,6 +267,16 @@ impl<A: Addr> Key<A> {
         }
     }
 
+    /// True when the tuple is its own inverse: the same address and port at both ends (as a
+    /// LAND attack sends, or a resolver on a loopback talking to itself from port 53), in any
+    /// protocol but ICMP, whose inverse changes the type. The kernel files such an entry under
+    /// the same tuple twice, the reply direction first in the chain, so every packet after the
+    /// first is found in the reply direction.
+    #[inline(always)]
+    pub fn is_own_inverse(&self) -> bool {
+        self.sport == self.dport && self.src == self.dst && !self.is_icmp()
+    }
+
     /// True for the ICMP family of this address width.
     #[inline]
     pub fn is_icmp(&self) -> bool {
@@ -439,6 +449,25 @@ mod tests {
         let st = foldhash::fast::FixedState::with_seed(3);
         assert_eq!(k.symmetric_hash(&st), r.symmetric_hash(&st));
         assert_eq!(r.inverse().unwrap(), k);
+    }
+
+    proptest! {
+        /// A tuple is its own inverse exactly when inverting it gives it back.
+        #[test]
+        fn own_inverse_is_exactly_a_fixed_point(
+            same_addr in any::<bool>(),
+            same_port in any::<bool>(),
+            p in prop::sample::select(vec![proto::TCP, proto::UDP, proto::ICMP, 47, 99]),
+            sport in any::<u16>(),
+            dport in any::<u16>(),
+        ) {
+            let mut k = v4_key(sport, if same_port { sport } else { dport }, 0, p);
+            if same_addr {
+                k.dst = k.src;
+            }
+            let fixed = k.inverse().is_some_and(|i| i == k);
+            prop_assert_eq!(k.is_own_inverse(), fixed, "{:?}", k);
+        }
     }
 
     #[test]

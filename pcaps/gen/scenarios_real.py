@@ -347,3 +347,50 @@ def _():
     out += fragment6(IPv6(src=A6, dst=B6) / IPv6ExtHdrFragment(id=5) / UDP(sport=2008, dport=9)
                      / (b"f" * 65100), 1500)
     return out
+
+
+@scenario("real/own-inverse-tuples", args="--helper all")
+def _():
+    """A tuple that is its own inverse (the same address and port at both ends: a LAND
+    attack's SYNs, a resolver on a loopback talking to itself from port 53) is filed by the
+    kernel twice under one hash, the reply direction first in the chain, so every packet after
+    the first is found in the reply direction: the entry is replied from its second packet on,
+    and a TCP handshake runs as a simultaneous open. Found in dnscap's reassembly tests (a
+    fragmented DNS query from 127.0.0.1:53 to itself)."""
+    from scapy.all import GRE, ICMP, SCTP, SCTPChunkInit, TCP, fragment
+    C, C6 = "10.30.0.3", "2001:db8:30::3"
+    land = lambda flags, seq, ack=0, data=b"": IP(src=A, dst=A) / TCP(  # noqa: E731
+        sport=80, dport=80, flags=flags, seq=seq, ack=ack, window=1000) / data
+    out = [
+        IP(src=A, dst=A) / UDP(sport=53, dport=53) / b"q1",
+        IP(src=A, dst=A) / UDP(sport=53, dport=53) / b"q2",
+        IP(src=A, dst=A) / UDP(sport=53, dport=53) / b"q3",
+        # Same addresses, other ports: an ordinary pair of directions.
+        IP(src=A, dst=A) / UDP(sport=54, dport=53) / b"x",
+        IP(src=A, dst=A) / UDP(sport=53, dport=54) / b"y",
+        land("S", 1000), land("S", 1000), land("SA", 1000, 1001), land("A", 1001, 1001),
+        land("PA", 1001, 1001, b"hello"), land("FA", 1006, 1001), land("A", 1001, 1007),
+        # A LAND SYN and its ACK, as the attack sends them.
+        IP(src=B, dst=B) / TCP(sport=81, dport=81, flags="S", seq=5, window=1000),
+        IP(src=B, dst=B) / TCP(sport=81, dport=81, flags="A", seq=6, ack=6, window=1000),
+        IP(src=A, dst=A, proto=99) / b"gen1",
+        IP(src=A, dst=A, proto=99) / b"gen2",
+        IP(src=A, dst=A) / GRE() / b"gre1",
+        IP(src=A, dst=A) / GRE() / b"gre2",
+        IP(src=C, dst=C) / SCTP(sport=7, dport=7, tag=0) / SCTPChunkInit(init_tag=1, n_in_streams=1, n_out_streams=1, a_rwnd=1500),
+        IP(src=C, dst=C) / SCTP(sport=7, dport=7, tag=0) / SCTPChunkInit(init_tag=2, n_in_streams=1, n_out_streams=1, a_rwnd=1500),
+        IPv6(src=A6, dst=A6) / UDP(sport=500, dport=500) / b"v6a",
+        IPv6(src=A6, dst=A6) / UDP(sport=500, dport=500) / b"v6b",
+        IPv6(src=C6, dst=C6) / TCP(sport=443, dport=443, flags="S", seq=9, window=1000),
+        IPv6(src=C6, dst=C6) / TCP(sport=443, dport=443, flags="SA", seq=9, ack=10, window=1000),
+        # An echo to itself is not its own inverse: the reply type differs.
+        IP(src=C, dst=C) / ICMP(type=8, id=3, seq=1),
+        IP(src=C, dst=C) / ICMP(type=0, id=3, seq=1),
+        # An error about the looped UDP flow, from another host.
+        IP(src=B, dst=A) / ICMP(type=3, code=3) / IP(src=A, dst=A) / UDP(sport=53, dport=53) / b"q1",
+    ]
+    # The dnscap case: a fragmented query from port 53 to itself, then two more.
+    big = IP(src=C, dst=C, id=77) / UDP(sport=53, dport=53) / (b"d" * 1200)
+    out += fragment(big, fragsize=400)
+    out += [IP(src=C, dst=C) / UDP(sport=53, dport=53) / b"again"] * 2
+    return out
