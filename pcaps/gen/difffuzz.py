@@ -179,6 +179,10 @@ class Conv:
         elif sport is None and rng.random() < 0.06:
             sport = rng.choice([6667, 6566, 1723])
         self.s = Ep(rng, sa, sport or rng.choice(SERVER_PORTS + [rng.randrange(1024, 65535)]))
+        if hosts is None and cport is None and rng.random() < 0.02:
+            # A LAND conversation: one address and port at both ends, a tuple that is its own
+            # inverse (every packet after the first is in the reply direction for the kernel).
+            self.s.addr, self.s.port = self.c.addr, self.c.port
         self.out = []
         self.pert = rng.choice([0.0, 0.05, 0.1, 0.2, 0.35])  # perturbation rate
         self.closed = False

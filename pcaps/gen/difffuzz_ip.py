@@ -299,6 +299,36 @@ class Case:
                 continue                                                    # a lost chunk
             self.emit(self.l4(f, rep, chunk=chunk, tag=tag), f"sctp {chunk.name}", self.gap())
 
+    def ev_own_inverse(self, v6):
+        """A flow whose tuple is its own inverse (one address and port at both ends, as a LAND
+        attack sends): the kernel finds every packet after the first in the reply direction."""
+        a, _ = self.hosts(v6)
+        proto = self.ch(["udp", "udp", "tcp", "tcp", "gre", "gen", "sctp"])
+        p = self.port()
+        if proto == "gen":
+            f = Flow(v6, "gen", a, a, num=self.ch([99, 253]))
+        elif proto == "gre":
+            f = Flow(v6, "gre", a, a, p, p, ver=0, key=None)
+        elif proto == "sctp":
+            f = Flow(v6, "sctp", a, a, p, p, vtag_a=7, vtag_b=7)
+        else:
+            f = Flow(v6, proto, a, a, p, p)
+        self.flows.append(f)
+        for i in range(self.rng.randint(2, 5)):
+            rep = self.r() < 0.5
+            if proto == "tcp":
+                flags = self.ch(["S", "S", "SA", "A", "PA", "FA", "R"])
+                data = self.payload(1, 20) if "P" in flags else b""
+                pkt = self.l4(f, rep, data=data, flags=flags, seq=1000 + 7 * i, ack=1001 + 7 * i)
+            elif proto == "sctp":
+                chunk = self.ch([SCTPChunkInit(init_tag=7, a_rwnd=65535, n_out_streams=1, n_in_streams=1, init_tsn=1),
+                                 SCTPChunkInitAck(init_tag=7, a_rwnd=65535, n_out_streams=1, n_in_streams=1, init_tsn=1),
+                                 SCTPChunkData(tsn=1, data=b"x"), SCTPChunkAbort()])
+                pkt = self.l4(f, rep, chunk=chunk, tag=self.ch([0, 7]))
+            else:
+                pkt = self.l4(f, rep)
+            self.emit(pkt, f"own-inverse {proto}", self.gap())
+
     def ev_sctp_raw(self, v6):
         """SCTP packets of hand-made chunk bundles: any chunk types and flags, odd lengths,
         tags right or wrong, both directions."""
@@ -868,6 +898,7 @@ class Case:
             (self.ev_generic, 2), (self.ev_sctp, 2), (self.ev_sctp_raw, 2), (self.ev_frag_wild, 3), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
             (lambda v6: self.ev_ext6() if v6 else self.ev_ipopts(), 2), (self.ev_ftp, 1), (self.ev_tftp, 1),
             (self.ev_sip, 1), (self.ev_sip_reply, 1), (self.ev_irc, 1), (self.ev_amanda, 1),
+            (self.ev_own_inverse, 1),
         ]
         fns = [f for f, w in events for _ in range(w)]
         target = rng.randint(5, 60)
