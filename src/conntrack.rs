@@ -570,6 +570,7 @@ impl Conntrack {
                                 // No larger than a fragment it came in: sent on whole.
                                 frames = 1;
                             } else if early_demux_pulls(&q, first_len)
+                                || self.sctp_checksum_pulls(&q, len, head_len, first_len)
                                 || self.helper_linearizes(&q, v)
                             {
                                 frames = crate::defrag::refragmented_frames(
@@ -590,6 +591,30 @@ impl Conntrack {
         }
         let v = self.track_packet(&p, now);
         self.cfg.host.after_tracking(&p, v)
+    }
+
+    /// Whether conntrack's SCTP checksum check pulls reassembled datagram `q`'s 12-byte common
+    /// header together: with `nf_conntrack_checksum` on, it makes the header writable before it
+    /// sums the packet, and when fragment zero carried only `first_len` bytes past the
+    /// unfragmentable part (`head_len` of the datagram's `len` bytes), not all of the header,
+    /// the datagram no longer has the shape of its fragments and the router cuts it again
+    /// itself.
+    fn sctp_checksum_pulls(
+        &self,
+        q: &IpPacket<'_>,
+        len: u32,
+        head_len: u32,
+        first_len: u32,
+    ) -> bool {
+        const SCTP_HEADER: u32 = 12;
+        let l4 = q.l4().len() as u32;
+        // Where the SCTP header starts past the unfragmentable part (after any IPv6 extension
+        // headers that came in the fragmentable one).
+        let at = len.saturating_sub(l4).saturating_sub(head_len);
+        self.cfg.sysctl.nf_conntrack_checksum != 0
+            && q.proto == proto::SCTP
+            && l4 >= SCTP_HEADER
+            && first_len < at + SCTP_HEADER
     }
 
     /// Whether the connection's helper linearised reassembled packet `q` (tracked as `v`),
