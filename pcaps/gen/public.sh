@@ -9,16 +9,24 @@
 # pypacker, os-ken, pcap-ct, pcapy-ng, mptcpanalyzer, pcap2har, pcap-doctor, pktcap (its
 # conformance cases, less the refuse-* ones, which are invalid on purpose) and sip-ladder; npm
 # pcap-parser, pcap-ng-parser and pcap-stream; Debian binary packages of gopacket, python3-dpkt
-# and ruby-pcaprub. These go to DIR/src/REGISTRY/NAME-VERSION/ (*.pcap, *.pcapng, *.cap, and
-# *.pcap.gz gunzipped). Nothing is copied into the repository. A package that cannot be fetched
-# is reported (`public: could not fetch ...` on stderr) and skipped, not fatal.
+# and ruby-pcaprub. Since 7434ea6 also ladvd's, pcapfix's and masscan's sources; newer Debian
+# sources (trixie's and unstable's: tcpdump 4.99.6, dnscap 2.5.2, bittwist, arp-scan, dnsjit,
+# suricata 8, oarc-dsc, diffoscope), fetched with a private apt configuration
+# beside the machine's own; crates net-parser-rs (a 246,137-packet industrial network capture) and
+# netgauze-pcap-reader; and PyPI ja4plus, netverdict, libpcap, pycapng, wa1kpcap,
+# pcap-inspector, wireshark-mcp, pcap-analysis, mcpcap, networkml and joyfuljay (an sdist whose
+# metadata pip cannot prepare here is taken from the tree pip unpacked before it stopped).
+# These go to DIR/src/REGISTRY/NAME-VERSION/ (*.pcap, *.pcapng, *.cap, and *.pcap.gz
+# gunzipped). Nothing is copied into the repository. A package that cannot be fetched is
+# reported (`public: could not fetch ...` on stderr) and skipped, not fatal.
 #
 #   pcaps/gen/public.sh [DIR]        (default DIR: /tmp/ctrack-public)
 #
 # Needs root (the oracle), apt-get with a deb-src entry (added beside the machine's own Debian
 # entry if missing), dpkg-deb, cargo (a crate comes with its dependencies into cargo's cache),
 # pip, npm, editcap, and ctrack built (cargo build --release; CTRACK overrides).
-# MAXSIZE (bytes, default 30000000) skips larger captures. Identical files are compared once.
+# MAXSIZE (bytes, default 30000000) skips larger captures. FETCH_ONLY=1 stops after fetching
+# and listing. Identical files are compared once.
 # Every capture whose link type the oracle reads goes through compare.sh with its default
 # arguments (--helper all); DIR/results.txt gets one line per capture (compare.sh's exit status
 # and summary), DIR/keep/NAME what compare.sh printed for each that did not agree. Exit status
@@ -44,7 +52,7 @@ if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-sr
     apt-get update -qq
   fi
 fi
-for pkg in tcpdump ndpi wireshark dnscap python-dpkt tcpflow termshark libpcap; do
+for pkg in tcpdump ndpi wireshark dnscap python-dpkt tcpflow termshark libpcap ladvd pcapfix masscan; do
   # apt-get may fail on a package's Debian part yet have fetched its upstream tarball.
   ls "$pkg"_*.orig.tar.?z* >/dev/null 2>&1 || apt-get source --download-only "$pkg" >/dev/null 2>&1 || true
   found=
@@ -57,6 +65,37 @@ for pkg in tcpdump ndpi wireshark dnscap python-dpkt tcpflow termshark libpcap; 
   done
   [ -n "$found" ] || echo "public: could not fetch $pkg's source" >&2
 done
+# Newer Debian sources (the next release and unstable, where a pinned version may have gone:
+# it is then reported as not fetched), through an apt configuration of its own (lists and cache
+# under DIR): deb-src entries for those suites beside the machine's first deb822 entry (its
+# mirror and key). The machine's own apt setup is left as it is.
+newapt=(-o "Dir::Etc::SourceList=$dir/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+         -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache"
+         -o Acquire::Check-Valid-Until=false)
+if [ ! -e "$dir/apt/.updated" ]; then
+  mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial"
+  main=$(find /etc/apt/sources.list.d -name '*.sources' | sort | head -1)
+  if [ -n "$main" ]; then
+    awk '/^URIs:/ && !u { u = $2 } /^Signed-By:/ && !k { k = $2 }
+         END { for (i = split("trixie sid", suite, " "); i > 0; i--)
+                 printf "deb-src %s%s %s main\n", (k ? "[signed-by=" k "] " : ""), u, suite[i] }' \
+      "$main" > "$dir/apt/sources.list"
+    apt-get "${newapt[@]}" update -qq >/dev/null 2>&1 && touch "$dir/apt/.updated"
+  fi
+fi
+# An sdist as pip fetches it; when pip cannot prepare its metadata here (a build backend it
+# cannot run), the captures of the tree it unpacked before stopping.
+pypi_fetch() { # name version dest
+  pip download -q --no-deps --no-binary "$1" -d "$3" "$1==$2" && return 0
+  rm -rf "$3/build" && mkdir -p "$3/build"
+  TMPDIR=$3/build pip download -q --no-deps --no-binary "$1" --no-clean -d "$3" "$1==$2" || true
+  local tree
+  tree=$(find "$3/build" -mindepth 2 -maxdepth 2 -type d \( -name "$1-$2" -o -name "${1//-/_}-$2" \) | head -1)
+  [ -n "$tree" ] || return 1
+  (cd "$tree" && find . -type f \( -name '*.pcap' -o -name '*.pcapng' -o -name '*.cap' -o -name '*.pcap.gz' \) \
+    -exec cp --parents {} "$3" \;)
+  rm -rf "$3/build"
+}
 # Packages of other registries: REGISTRY NAME VERSION. Each is fetched once into
 # src/REGISTRY/NAME-VERSION/ (its archive is kept there; a crate's source is cargo's) and only
 # its captures are unpacked.
@@ -75,7 +114,10 @@ while read -r reg name ver; do
         [ -n "$src" ] &&
         (cd "$src" && find . -type f \( -name '*.pcap' -o -name '*.pcapng' -o -name '*.cap' -o -name '*.pcap.gz' \) \
           -exec cp --parents {} "$dest" \;) && rm -rf "$dest/fetch" ;;
-    pypi) pip download -q --no-deps --no-binary "$name" -d "$dest" "$name==$ver" ;;
+    pypi) pypi_fetch "$name" "$ver" "$dest" ;;
+    # (apt-get may fail on a package's Debian part yet have fetched its upstream tarball.)
+    debian-newer) (cd "$dest" && { apt-get "${newapt[@]}" source --download-only "$name=$ver" ||
+                    compgen -G '*.tar.*' >/dev/null; }) ;;
     npm) npm pack --loglevel error --pack-destination "$dest" "$name@$ver" ;;
     deb) (cd "$dest" && apt-get download "$name=$ver") ;;
   esac </dev/null >/dev/null 2>&1 || { echo "public: could not fetch $reg package $name $ver" >&2; rm -rf "$dest"; continue; }
@@ -113,6 +155,27 @@ npm pcap-stream 0.1.1
 deb golang-github-gopacket-gopacket-dev 1.0.0-1
 deb python3-dpkt 1.9.8-1
 deb ruby-pcaprub 0.12.4-1+b9
+crates net-parser-rs 0.3.0
+crates netgauze-pcap-reader 0.13.0
+pypi ja4plus 1.4.0
+pypi netverdict 0.9.0
+pypi libpcap 1.11.0b29
+pypi pycapng 0.19.7
+pypi wa1kpcap 0.2.0
+pypi pcap-inspector 0.1.0
+pypi wireshark-mcp 4.0.0
+pypi pcap-analysis 0.1.1
+pypi mcpcap 0.10.0
+pypi networkml 0.6.19
+pypi joyfuljay 0.1.6.1
+debian-newer tcpdump 4.99.6-2
+debian-newer dnscap 2.5.2-2
+debian-newer bittwist 4.7+ds-2
+debian-newer arp-scan 1.10.0-2
+debian-newer dnsjit 1.5.0-2
+debian-newer suricata 1:8.0.7-2
+debian-newer oarc-dsc 2.16.1-2
+debian-newer diffoscope 297+deb13u1
 EOF
 # The link types the oracle reads: Ethernet, BSD loopback, raw IP (three codes), Linux cooked
 # v1 and v2; pcapng files are tried as they are (compare.sh converts them). A file whose bytes
@@ -140,6 +203,10 @@ for path in sys.stdin.read().split("\n"):
         if struct.unpack(">I", head[20:24])[0] in ok:
             print(path)
 ' > "$dir/list.txt"
+if [ -n "${FETCH_ONLY:-}" ]; then
+  echo "public: $(wc -l < "$dir/list.txt") distinct captures in link types the oracle reads (FETCH_ONLY: none compared)"
+  exit 0
+fi
 : > "$dir/results.txt"
 bad=0
 artefact=
