@@ -9,7 +9,7 @@
 # pypacker, os-ken, pcap-ct, pcapy-ng, mptcpanalyzer, pcap2har, pcap-doctor, pktcap (its
 # conformance cases, less the refuse-* ones, which are invalid on purpose) and sip-ladder; npm
 # pcap-parser, pcap-ng-parser and pcap-stream; Debian binary packages of gopacket, python3-dpkt
-# and ruby-pcaprub. Since 7434ea6 also ladvd's, pcapfix's and masscan's sources; newer Debian
+# and ruby-pcaprub; ladvd's, pcapfix's and masscan's sources; newer Debian
 # sources (trixie's and unstable's: tcpdump 4.99.6, dnscap 2.5.2, bittwist, arp-scan, dnsjit,
 # suricata 8, oarc-dsc, diffoscope), fetched with a private apt configuration
 # beside the machine's own; crates net-parser-rs (a 246,137-packet industrial network capture) and
