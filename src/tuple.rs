@@ -274,7 +274,15 @@ impl<A: Addr> Key<A> {
     /// first is found in the reply direction.
     #[inline(always)]
     pub fn is_own_inverse(&self) -> bool {
-        self.sport == self.dport && self.src == self.dst && !self.is_icmp()
+        // One compare on the hot path: ports differ in nearly every packet.
+        self.sport == self.dport && self.same_ends()
+    }
+
+    /// [`Key::is_own_inverse`] once the ports are equal.
+    #[cold]
+    #[inline(never)]
+    fn same_ends(&self) -> bool {
+        self.src == self.dst && !self.is_icmp()
     }
 
     /// True for the ICMP family of this address width.
