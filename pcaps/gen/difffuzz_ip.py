@@ -7,7 +7,8 @@ traffic (a development tool; see README.md).
 
 A case is a small capture (5-60 packets) built from plausible events (UDP and UDP-Lite flows,
 ICMP/ICMPv6 queries, ICMP errors about flows that exist or not, IPv4/IPv6 fragments, IPv4
-options, IPv6 extension headers, GRE, SCTP, generic protocols, helper traffic) of which some
+options, IPv6 extension headers, GRE, SCTP, generic protocols, helper traffic: FTP, TFTP, SIP,
+IRC, Amanda, PPTP with its GRE, SANE) of which some
 are then perturbed (lengths, checksums, truncation, TTL, flipped bytes). `run` generates cases
 SEED-0, SEED-1, ..., compares each with compare.sh (kernel-stamped replay) and keeps every
 failing case (capture, arguments, both outputs, the disagreements and a packet listing)
@@ -36,6 +37,10 @@ from scapy.all import (  # noqa: E402
 )
 
 from scapy.layers.sctp import crc32c  # noqa: E402
+
+sys.path.insert(0, HERE)
+import scenarios_pptp as pptp  # noqa: E402
+import scenarios_sane as sane  # noqa: E402
 
 conf.verb = 0
 
@@ -828,6 +833,86 @@ class Case:
             df = Flow(v6, "tcp", b, a, self.rng.randint(1024, 65535), port)
             self.emit(self.l4(df, False, data=b"", flags="S", seq=5), "dcc syn")
 
+    def ev_pptp(self, v6):
+        """A PPTP control connection (tcp/1723; the kernel's helper reads IPv4 only): session,
+        call and clear messages from both ends in random order, some cut short, split or with
+        a wrong cookie, call IDs from a pool of three, and enhanced GRE both ways keyed by IDs
+        from the same pool (the receiver's, or another)."""
+        a, b = self.hosts(v6)
+        send = self.tcp_session(v6, a, b, self.rng.randint(1024, 65535), pptp.PORT)
+        ids = [self.rng.randint(1, 0xFFFF) for _ in range(3)]
+        def pick():
+            return self.ch(ids)
+
+        # The PNS's call IDs (0, 1) and the PAC's (1, 2); a reply mostly names the latest.
+        last = {"pns": ids[0], "pac": ids[2]}
+
+        def fresh(side):
+            last[side] = ids[0 if side == "pns" else 2] if self.r() < 0.5 else ids[1]
+            return last[side]
+
+        def peer(side):
+            return last[side] if self.r() < 0.9 else pick()
+
+        msgs = {
+            "sccrq": lambda: (False, pptp.sccrq()),
+            "sccrp": lambda: (True, pptp.sccrp(result=1 if self.r() < 0.9 else 2)),
+            "ocrq": lambda: (False, pptp.ocrq(fresh("pns"))),
+            "ocrp": lambda: (True, pptp.ocrp(fresh("pac"), peer("pns"), result=1 if self.r() < 0.9 else 3)),
+            "icrq": lambda: (True, pptp.icrq(fresh("pac"))),
+            "icrp": lambda: (False, pptp.icrp(fresh("pns"), peer("pac"))),
+            "iccn": lambda: (True, pptp.iccn(peer("pns"))),
+            "ccrq": lambda: (False, pptp.ccrq(pick())),
+            "cdn": lambda: (True, pptp.cdn(pick())),
+            "sli": lambda: (False, pptp.sli(pick())),
+            "echo": lambda: (self.r() < 0.5, pptp.echorq(7)),
+            "stop": lambda: (self.r() < 0.5, self.ch([pptp.stopccrq(), pptp.stopccrp()])),
+        }
+        plan = ["sccrq", "sccrp"] if self.r() < 0.85 else []
+        r = self.r()
+        if r < 0.4:
+            plan += ["ocrq", "ocrp"]
+        elif r < 0.6:
+            plan += ["icrq", "icrp", "iccn"]
+        # Enhanced GRE mostly once the call is made: before, it opens entries of its own.
+        setup = len(plan)
+        plan += self.rng.choices(list(msgs), weights=[1, 1, 4, 4, 2, 2, 2, 2, 2, 1, 1, 1],
+                                 k=self.rng.randint(1, 6))
+        for n, m in enumerate(plan):
+            reply, msg = msgs[m]()
+            r = self.r()
+            if r < 0.06:
+                msg = msg[:-1]
+            elif r < 0.09:
+                msg = msg[:4] + b"\xde\xad\xbe\xef" + msg[8:]
+            if self.r() < 0.1 and len(msg) > 2:
+                k = self.rng.randint(1, len(msg) - 1)
+                send(reply, msg[:k], f"pptp {m} (first part)")
+                send(reply, msg[k:], f"pptp {m} (rest)")
+            else:
+                send(reply, msg, f"pptp {m}")
+            while self.r() < (0.6 if n + 1 >= setup else 0.1):
+                to_pac = self.r() < 0.5
+                key = peer("pac" if to_pac else "pns")
+                g = Flow(v6, "gre", a, b, 0 if to_pac else key, key if to_pac else 0, ver=1)
+                self.emit(self.l4(g, not to_pac, data=b"\xff\x03\x00\x21ppp"),
+                          f"gre to the {'pac' if to_pac else 'pns'} key {key:#x}")
+
+    def ev_sane(self, v6):
+        """A SANE start request (tcp/6566) and its reply, announcing a data port the client
+        then may connect to; some requests are not starts, some replies refuse."""
+        a, b = self.hosts(v6)
+        send = self.tcp_session(v6, a, b, self.rng.randint(1024, 65535), 6566)
+        port = self.rng.randint(1024, 65535)
+        req = self.ch([sane.start(), sane.start(), sane.start() + b"\x00", struct.pack("!II", 0, 1)])
+        send(False, req, "sane request")
+        send(True, sane.reply(self.ch([0, 0, 0, 1]), port, zero=self.ch([0, 0, 0, 1])), "sane reply")
+        if self.r() < 0.8:
+            df = Flow(v6, "tcp", a, self.ch([b, b, b, self.ch(S6 if v6 else S4)]),
+                      self.rng.randint(1024, 65535), port)
+            self.emit(self.l4(df, False, data=b"", flags="S", seq=11), "sane data syn")
+            self.emit(self.l4(df, True, data=b"", flags="SA", seq=21, ack=12), "sane data synack")
+
     def ev_amanda(self, v6):
         a, b = self.hosts(v6)
         f = Flow(v6, "udp", a, b, self.rng.randint(800, 1023), 10080)
@@ -898,7 +983,7 @@ class Case:
             (self.ev_generic, 2), (self.ev_sctp, 2), (self.ev_sctp_raw, 2), (self.ev_frag_wild, 3), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
             (lambda v6: self.ev_ext6() if v6 else self.ev_ipopts(), 2), (self.ev_ftp, 1), (self.ev_tftp, 1),
             (self.ev_sip, 1), (self.ev_sip_reply, 1), (self.ev_irc, 1), (self.ev_amanda, 1),
-            (self.ev_own_inverse, 1),
+            (self.ev_own_inverse, 1), (self.ev_pptp, 1), (self.ev_sane, 1),
         ]
         fns = [f for f, w in events for _ in range(w)]
         target = rng.randint(5, 60)
