@@ -53,6 +53,7 @@ pub fn track(st: &mut GreState, ctx: &Ctx, s: &Sysctl) -> Decision {
             timeout: Some(secs(st.stream_timeout)),
             assured: !ctx.assured,
             kill: false,
+            changed: false,
         })
     } else {
         Decision::refresh(secs(st.timeout))
@@ -105,7 +106,8 @@ mod tests {
             Decision::Accept(Accept {
                 timeout: Some(secs(180)),
                 assured: true,
-                kill: false
+                kill: false,
+                changed: false
             })
         );
     }

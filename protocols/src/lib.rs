@@ -137,6 +137,10 @@ pub struct Accept {
     pub assured: bool,
     /// Delete the entry once this packet has been accounted (the kernel's `nf_ct_kill_acct`).
     pub kill: bool,
+    /// The tracker's protocol state moved (the kernel then reports the entry's state in an
+    /// update event, `IPCT_PROTOINFO`): TCP sets it, as the kernel does, also where it resyncs
+    /// an entry from SYN_SENT's view without the visible state changing.
+    pub changed: bool,
 }
 
 /// The most common outcome of all: the packet is accepted, the entry lives `timeout` from now
@@ -156,6 +160,7 @@ impl From<Refresh> for Accept {
             timeout: Some(r.timeout),
             assured: r.assured,
             kill: false,
+            changed: false,
         }
     }
 }
@@ -168,6 +173,7 @@ impl Decision {
             timeout: Some(timeout),
             assured: false,
             kill: false,
+            changed: false,
         })
     }
 }

@@ -527,6 +527,7 @@ pub fn track(st: &mut SctpState, p: &Packet<'_>, ctx: &Ctx, s: &Sysctl) -> Decis
         timeout: Some(secs(new_state.timeout(s))),
         assured,
         kill: false,
+        changed: false,
     })
 }
 

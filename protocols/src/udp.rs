@@ -122,6 +122,7 @@ pub fn track_lite(ctx: &Ctx, s: &Sysctl) -> Decision {
             timeout: Some(secs(s.nf_conntrack_udp_timeout_stream)),
             assured: !ctx.assured,
             kill: false,
+            changed: false,
         })
     } else {
         Decision::refresh(secs(s.nf_conntrack_udp_timeout))
@@ -184,7 +185,8 @@ mod tests {
             Decision::Accept(Accept {
                 timeout: Some(secs(120)),
                 assured: true,
-                kill: false
+                kill: false,
+                changed: false
             })
         );
     }
@@ -201,7 +203,8 @@ mod tests {
             Decision::Accept(Accept {
                 timeout: Some(secs(120)),
                 assured: true,
-                kill: false
+                kill: false,
+                changed: false
             })
         );
     }

@@ -12,7 +12,7 @@
 //! differential property test holds the two to identical verdicts and states.
 //!
 //! ```
-//! use ctrack_protocols::{tcp, Ctx, Decision, Dir, secs, sysctl::Sysctl};
+//! use ctrack_protocols::{tcp, Accept, Ctx, Decision, Dir, secs, sysctl::Sysctl};
 //! let s = Sysctl::default();
 //! // A SYN: 20-byte header, no options.
 //! let syn = [0x30, 0x39, 0, 80, 0, 0, 0, 100, 0, 0, 0, 0, 0x50, tcp::SYN, 0xff, 0xff, 0, 0, 0, 0];
@@ -20,7 +20,9 @@
 //! let mut st = tcp::new_conn(&seg, &s).unwrap();
 //! let ctx = Ctx { dir: Dir::Original, confirmed: false, seen_reply: false, assured: false,
 //!                 now: 0, expires: 0 };
-//! assert_eq!(tcp::track(&mut st, &seg, &ctx, &s), Decision::refresh(secs(120)));
+//! // Accepted for 120 s, and the state moved (from NONE to SYN_SENT).
+//! let opened = Accept { timeout: Some(secs(120)), assured: false, kill: false, changed: true };
+//! assert_eq!(tcp::track(&mut st, &seg, &ctx, &s), Decision::Accept(opened));
 //! assert_eq!(tcp::state_name(&st), "SYN_SENT");
 //! ```
 
@@ -954,6 +956,7 @@ fn track_general(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) ->
                 timeout: None,
                 assured: false,
                 kill: true,
+                changed: old != new,
             })
             .into();
         }
@@ -967,7 +970,13 @@ fn track_general(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) ->
             // A picked-up connection without an answer yet stays short-lived.
             timeout = timeout.min(s.nf_conntrack_tcp_timeout_unacknowledged);
         }
-        return Decision::refresh(secs(timeout)).into();
+        return Decision::Accept(Accept {
+            timeout: Some(secs(timeout)),
+            assured: false,
+            kill: false,
+            changed: old != new,
+        })
+        .into();
     }
     let assured = !ctx.assured
         && matches!(old, State::SynRecv | State::Established)
@@ -976,6 +985,7 @@ fn track_general(st: &mut TcpState, seg: &Segment<'_>, ctx: &Ctx, s: &Sysctl) ->
         timeout: Some(secs(timeout)),
         assured,
         kill: false,
+        changed: old != new,
     })
     .into()
 }
