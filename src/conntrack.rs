@@ -11,12 +11,14 @@ use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
 use crate::defrag::{Defrag, Reassembled};
+use crate::event::{Event, EventKind, EventQueue};
 use crate::expect::{Expectations, Expected, Refused, Spec};
+use crate::format::EntryView;
 use crate::host::HostModel;
 use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType, PendingSum};
 use crate::stats::{Counter, ShardStats, Stats};
-use crate::table::{Entry, Found, ProtoState, Shard, status};
+use crate::table::{Counters, Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
 use crate::tuple::{Addr, Key, proto};
 use crate::verdict::{State, Verdict};
@@ -148,8 +150,8 @@ impl<A: Addr> sip::Expect for SipTable<'_, A> {
 ///
 /// Every sysctl of the kernel's `net.netfilter` set is accepted. A few have nothing to act on
 /// yet and are kept only so that configurations carry over: `nf_conntrack_buckets` (each
-/// shard's index sizes itself, doubling as it fills), `nf_conntrack_events` (no event stream
-/// yet) and `nf_conntrack_log_invalid` (nothing is logged).
+/// shard's index sizes itself, doubling as it fills) and `nf_conntrack_log_invalid` (nothing is
+/// logged). `nf_conntrack_events` set to 0 turns the event stream off (see `events`).
 ///
 /// `helpers` assigns helpers to new connections by protocol and destination port, as an
 /// `nft ct helper set` rule does. The FTP, TFTP, SIP, IRC, Amanda, SANE and PPTP helpers read
@@ -188,6 +190,12 @@ pub struct Config {
     /// the packets in order in bursts of 32, but 18% fewer in bursts of 256 (`bench --threads
     /// 2 --steer flow`), where such a deployment may prefer 0.
     pub in_order_entries: usize,
+    /// How many events [`Conntrack::events`] may have waiting (default 0: none are
+    /// recorded). Like a `conntrack -E` listener: with room for them, every new, updated
+    /// and destroyed entry is reported as the kernel reports it to its listeners, unless
+    /// `nf_conntrack_events` is 0. Past the limit, events are lost and counted
+    /// ([`Conntrack::events_lost`]), as a listener's socket loses them when full.
+    pub events: usize,
 }
 
 impl Default for Config {
@@ -198,6 +206,7 @@ impl Default for Config {
             host: HostModel::ConfirmAll,
             shards: 16,
             in_order_entries: 4096,
+            events: 0,
         }
     }
 }
@@ -367,6 +376,8 @@ pub struct Conntrack {
     frags: Mutex<Defrag>,
     /// One bit per port a helper is assigned to (any protocol); empty without helpers.
     helper_ports: Box<[u64]>,
+    /// The event stream, when the configuration asks for one.
+    events: Option<EventQueue>,
 }
 
 fn random_seed() -> u64 {
@@ -397,7 +408,10 @@ impl Conntrack {
         for a in &cfg.helpers {
             helper_ports[usize::from(a.port >> 6)] |= 1 << (a.port & 63);
         }
+        let events = (cfg.events > 0 && cfg.sysctl.nf_conntrack_events != 0)
+            .then(|| EventQueue::new(cfg.events));
         Conntrack {
+            events,
             helper_ports: helper_ports.into_boxed_slice(),
             v4: Table::new(cfg.shards, acct, tstamp),
             v6: Table::new(cfg.shards, acct, tstamp),
@@ -950,6 +964,10 @@ impl Conntrack {
             if let Some(secs) = keep {
                 g.shard
                     .set_expiry(f.idx, now.saturating_add(ctrack_protocols::secs(secs)), now);
+                if let Some(q) = &self.events {
+                    // The kernel reports the packet's events after its helper has run.
+                    q.amend_seconds(&orig.to_tuple(), now, u64::from(secs));
+                }
             }
             (helper, expected)
         };
@@ -960,8 +978,13 @@ impl Conntrack {
             let slot = &t.shards[t.shard_of(h)];
             let mut g = slot.lock.lock();
             if let Some(f) = g.shard.find(h, &orig, &inv) {
-                self.drop_entry(t, &mut g, h, f.idx);
+                let e = g.shard.remove(h, f.idx);
+                self.forget(t, &e);
+                self.count.fetch_sub(1, Ordering::Relaxed);
                 g.stats.insert -= 1;
+                if let Some(q) = &self.events {
+                    q.retract_new(&orig.to_tuple());
+                }
             }
         }
         out
@@ -1248,7 +1271,10 @@ impl Conntrack {
         sb.shard.clock = now;
         if sb.shard.timers_due(now) {
             let hash = |k: &Key<A>| self.hash(k);
-            let expired = sb.shard.expire(now, &hash, |e| self.swept(t, e));
+            let expired = sb.shard.expire(now, &hash, |e, c| {
+                self.swept(t, e);
+                self.report_gone(e, c, now);
+            });
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
         now
@@ -1276,9 +1302,71 @@ impl Conntrack {
 
     /// Removes entry `i` (hash `h`) from its shard, with everything that goes with it.
     fn drop_entry<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, i: u32) {
+        if let Some(q) = &self.events {
+            self.report(q, EventKind::Destroy, sb, i, sb.shard.clock, true);
+        }
         let e = sb.shard.remove(h, i);
         self.forget(t, &e);
         self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Queues an event of `kind` for entry `i` of a locked shard, as it is at `now`
+    /// (`state_changed`: its protocol state changed; see [`Event::state_changed`]).
+    #[cold]
+    #[inline(never)]
+    fn report<A: Addr>(
+        &self,
+        q: &EventQueue,
+        kind: EventKind,
+        sb: &ShardBox<A>,
+        i: u32,
+        now: Nanos,
+        state_changed: bool,
+    ) {
+        let e = sb.shard.get(i);
+        let entry = EntryView::new(e, now, sb.shard.counters(i).copied(), sb.shard.born(i));
+        q.push(Event {
+            kind,
+            time: now,
+            entry,
+            state_changed,
+        });
+    }
+
+    /// Reports an update of entry `i` when a packet changed its status bits or protocol
+    /// state from `was` (what they were before the packet), or its tracker says its state
+    /// moved (`moved`, see [`Accept::changed`]).
+    #[cold]
+    #[inline(never)]
+    fn report_change<A: Addr>(
+        &self,
+        sb: &ShardBox<A>,
+        i: u32,
+        was: (u8, Option<&'static str>),
+        moved: bool,
+        now: Nanos,
+    ) {
+        let Some(q) = &self.events else {
+            return;
+        };
+        let e = sb.shard.get(i);
+        let state_changed = moved || phase(&e.proto) != was.1;
+        if state_changed || e.status != was.0 {
+            self.report(q, EventKind::Update, sb, i, now, state_changed);
+        }
+    }
+
+    /// Reports that entry `e` (its counters `c`) timed out and left the table.
+    #[inline]
+    fn report_gone<A: Addr>(&self, e: &Entry<A>, c: Option<Counters>, now: Nanos) {
+        if let Some(q) = &self.events {
+            q.push(Event {
+                kind: EventKind::Destroy,
+                time: now,
+                entry: EntryView::new(e, now, c, None),
+                state_changed: true,
+            });
+        }
     }
 
     /// The batch's common case, tried before [`Conntrack::run_ready_locked`]: the entry at slab
@@ -1319,6 +1407,11 @@ impl Conntrack {
             ),
         }?;
         sb.stats.found += 1;
+        if before != after
+            && let Some(q) = &self.events
+        {
+            self.report(q, EventKind::Update, sb, hint, now, false);
+        }
         Some(refreshed(dir, before, after))
     }
 
@@ -1592,21 +1685,31 @@ impl Conntrack {
         if idx != hint
             && let Some((dir, before, after)) = sb.shard.refresh_at(idx, &key, now, len, &mut fast)
         {
+            if before != after
+                && let Some(q) = &self.events
+            {
+                self.report(q, EventKind::Update, sb, idx, now, false);
+            }
             return refreshed(dir, before, after);
         }
         let e = sb.shard.get_mut(idx);
         let ctx = e.ctx(dir, now);
         let state = state_of(dir, e.status);
+        let was = self.events.as_ref().map(|_| (e.status, phase(&e.proto)));
         let (d, lower) = track(&mut e.proto, &e.key, &ctx);
         match d {
-            Decision::Accept(a) => self.apply(t, sb, h, idx, dir, state, a, now, len),
+            Decision::Accept(a) => self.apply(t, sb, h, idx, dir, state, a, now, len, was),
             Decision::Ignore => {
                 sb.stats.ignore += 1;
                 let e = sb.shard.get_mut(idx);
                 if dir == Dir::Reply {
                     e.status |= status::SEEN_REPLY;
                 }
-                verdict_of(e, state, dir)
+                let v = verdict_of(e, state, dir);
+                if let Some(was) = was {
+                    self.report_change(sb, idx, was, false, now);
+                }
+                v
             }
             Decision::Invalid => {
                 if let Some(t) = lower {
@@ -1639,12 +1742,14 @@ impl Conntrack {
         a: Accept,
         now: Nanos,
         len: u32,
+        was: Option<(u8, Option<&'static str>)>,
     ) -> Verdict {
         sb.shard.count_packet(idx, dir, len);
         if let Some(t) = a.timeout {
             sb.shard.set_expiry(idx, now.saturating_add(t), now);
         }
         let e = sb.shard.get_mut(idx);
+        let before = e.status;
         if a.assured {
             e.status |= status::ASSURED;
         }
@@ -1653,7 +1758,12 @@ impl Conntrack {
         }
         let v = verdict_of(e, state, dir);
         if a.kill {
+            // The kernel kills the entry before the packet's status bits are set, and
+            // reports only its destruction.
+            e.status = before;
             self.drop_entry(t, sb, h, idx);
+        } else if let Some(was) = was {
+            self.report_change(sb, idx, was, a.changed, now);
         }
         v
     }
@@ -1739,6 +1849,9 @@ impl Conntrack {
         sb.shard.count_packet(idx, Dir::Original, len);
         slot.publish(sb);
         sb.stats.insert += 1;
+        if let Some(q) = &self.events {
+            self.report(q, EventKind::New, sb, idx, now, true);
+        }
         if let Some(m) = master {
             t.expect.lock().adopt(key, m, helped);
         }
@@ -1928,12 +2041,27 @@ impl Conntrack {
             let mut g = sh.lock.lock();
             let now = now.max(g.shard.clock);
             g.shard.clock = now;
-            n += g.shard.expire(now, &hash, |e| self.forget(t, e));
+            n += g.shard.expire(now, &hash, |e, c| {
+                self.forget(t, e);
+                self.report_gone(e, c, now);
+            });
         }
         // A collection of the whole table: masters swept before it go for good too.
         t.expect.lock().bury_all();
         self.count.fetch_sub(n, Ordering::Relaxed);
         n
+    }
+
+    /// Takes the events waiting, oldest first (see [`Config::events`]; empty when the
+    /// configuration records none). An entry's events are in the order they happened; the
+    /// order across threads is the order in which they reached the queue.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.as_ref().map_or_else(Vec::new, EventQueue::take)
+    }
+
+    /// Events lost so far because the queue was full (see [`Config::events`]).
+    pub fn events_lost(&self) -> u64 {
+        self.events.as_ref().map_or(0, EventQueue::lost)
     }
 
     /// Counters like `conntrack -S`.
@@ -2145,6 +2273,15 @@ fn refresh_udp(st: &mut ProtoState, ctx: &Ctx, s: &Sysctl) -> Option<Refresh> {
     }
 }
 
+/// An entry's TCP or SCTP state, by name (for events: whether a packet changed it).
+fn phase(p: &ProtoState) -> Option<&'static str> {
+    match p {
+        ProtoState::Tcp(t) => Some(tcp::state_name(t)),
+        ProtoState::Sctp(t) => Some(t.state().name()),
+        _ => None,
+    }
+}
+
 /// The ct state of a packet in `dir` of a confirmed entry whose status, before the packet,
 /// is `before`.
 #[inline(always)]
@@ -2238,6 +2375,7 @@ mod tests {
         cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
         cfg.set_sysctl("nf_conntrack_expect_max=1").unwrap();
         cfg.helpers = ctrack_helpers::parse_assignments(["tftp:udp:69"]).unwrap();
+        cfg.events = 64;
         let ct = Conntrack::with_seed(cfg, 7);
         let rrq = |src: [u8; 4], sport: u16| {
             let body = b"\x00\x01f\x00octet\x00";
@@ -2263,6 +2401,11 @@ mod tests {
             Verdict::DROPPED
         );
         assert_eq!((entries(&ct), ct.stats().count), (1, 1));
+        // The refused request's entry never was: no event tells of it.
+        let ev = ct.events();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::New);
+        assert_eq!(ev[0].entry.orig.l4, crate::L4::Ports { src: 4000, dst: 69 });
         // The first expectation taken: room for the second request.
         let data = udp4(B, A, 33000, 4000);
         assert_eq!(ct.process(&data, LinkType::Raw, SEC).state, State::Related);
@@ -2282,6 +2425,42 @@ mod tests {
             Verdict::DROPPED
         );
         assert_eq!((entries(&ct), ct.stats().count), (3, 3));
+    }
+
+    #[test]
+    fn early_drop_and_expiry_report_what_they_remove() {
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        cfg.set_sysctl("nf_conntrack_max=1").unwrap();
+        cfg.shards = 1;
+        cfg.events = 64;
+        let ct = Conntrack::with_seed(cfg, 7);
+        ct.process(&udp4(A, B, 1000, 53), LinkType::Raw, SEC);
+        // The table is full: the unreplied entry is evicted for the next one.
+        ct.process(&udp4(A, B, 1001, 53), LinkType::Raw, 2 * SEC);
+        let lines: Vec<String> = ct.events().iter().map(|e| e.line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "    [NEW] udp      17 30 src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=53 \
+                 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=53 dport=1000",
+                "[DESTROY] udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=53 \
+                 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=53 dport=1000",
+                "    [NEW] udp      17 30 src=10.0.0.1 dst=10.0.0.2 sport=1001 dport=53 \
+                 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=53 dport=1001",
+            ]
+        );
+        // Timed out: destroyed without time left.
+        assert_eq!(ct.expire(40 * SEC), 1);
+        let ev = ct.events();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::Destroy);
+        assert!(
+            ev[0]
+                .line()
+                .starts_with("[DESTROY] udp      17 src=10.0.0.1")
+        );
+        assert_eq!(ct.events_lost(), 0);
     }
 
     #[test]

@@ -7,6 +7,9 @@ use ctrack_protocols::{NANOS_PER_SEC, Nanos};
 use crate::table::{Counters, Entry, ProtoState, status};
 use crate::tuple::{Addr, L4, Tuple, proto};
 
+/// The helpers the kernel has for IPv4 only: an IPv6 connection assigned one has none.
+const IPV4_ONLY_HELPERS: [&str; 4] = ["irc", "pptp", "snmp", "netbios-ns"];
+
 /// A snapshot of one entry, independent of its address family.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryView {
@@ -54,7 +57,9 @@ impl EntryView {
             seconds_left: e.expires.saturating_sub(now) / NANOS_PER_SEC,
             tcp_state,
             gre_timeouts,
-            helper: ctrack_helpers::at_index(e.helper).map(|h| h.name),
+            helper: ctrack_helpers::at_index(e.helper)
+                .map(|h| h.name)
+                .filter(|n| !(A::V6 && IPV4_ONLY_HELPERS.contains(n))),
             counters,
             age_seconds: born.map(|b| now.saturating_sub(b) / NANOS_PER_SEC),
             children: 0,

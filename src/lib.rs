@@ -35,6 +35,7 @@ pub mod capture;
 mod checksum;
 pub mod conntrack;
 pub mod defrag;
+pub mod event;
 mod expect;
 pub mod format;
 pub mod host;
@@ -50,6 +51,7 @@ pub mod workload;
 
 pub use conntrack::{Config, Conntrack};
 pub use ctrack_protocols::{Dir, NANOS_PER_SEC, Nanos};
+pub use event::{Event, EventKind};
 pub use format::EntryView;
 pub use host::HostModel;
 pub use packet::LinkType;

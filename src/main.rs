@@ -104,6 +104,11 @@ struct ReplayArgs {
     /// Print counters like `conntrack -S` as a `# stats` line.
     #[arg(long)]
     stats: bool,
+    /// Print the connection events each packet causes, as `conntrack -E` prints them, in
+    /// `# event` lines after the packet's verdict; those of entries found expired after the
+    /// last packet come last.
+    #[arg(long)]
+    events: bool,
 }
 
 fn replay(a: &ReplayArgs) -> Result<(), String> {
@@ -113,6 +118,10 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
         // checksums are offloaded carry unfinished ones); `replay` models the same host.
         cfg.set_sysctl("nf_conntrack_checksum=0")
             .map_err(|e| e.to_string())?;
+    }
+    if a.events {
+        // Taken after every packet: the queue never holds more than one packet's events.
+        cfg.events = 1 << 16;
     }
     let cap = capture::load(&a.file).map_err(|e| e.to_string())?;
     let ct = Conntrack::new(cfg);
@@ -130,6 +139,9 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
             let _ = v.write_line(&mut line);
             line.push('\n');
             out.write_all(line.as_bytes()).map_err(io_err)?;
+        }
+        if a.events {
+            write_events(&mut out, &ct)?;
         }
     }
     if a.table {
@@ -151,7 +163,18 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
     if a.stats {
         writeln!(out, "# stats {}", ct.stats()).map_err(io_err)?;
     }
+    if a.events {
+        ct.expire(last);
+        write_events(&mut out, &ct)?;
+    }
     out.flush().map_err(io_err)
+}
+
+fn write_events(out: &mut impl Write, ct: &Conntrack) -> Result<(), String> {
+    for e in ct.events() {
+        writeln!(out, "# event {}", e.line()).map_err(io_err)?;
+    }
+    Ok(())
 }
 
 fn io_err(e: io::Error) -> String {

@@ -904,12 +904,13 @@ impl<A: Addr> Shard<A> {
         self.wheel.due(now)
     }
 
-    /// Advances the wheel to `now`, removing expired entries; `gone` sees each one.
+    /// Advances the wheel to `now`, removing expired entries; `gone` sees each one, with its
+    /// counters when the shard keeps them.
     pub fn expire(
         &mut self,
         now: Nanos,
         hash: &impl Fn(&Key<A>) -> u64,
-        mut gone: impl FnMut(&Entry<A>),
+        mut gone: impl FnMut(&Entry<A>, Option<Counters>),
     ) -> usize {
         // The expired entries, chained through their (now unused) `next` links in the order
         // the wheel gives them: nothing is allocated, so memory running out cannot stop expiry.
@@ -929,8 +930,9 @@ impl<A: Addr> Shard<A> {
             let next = std::mem::replace(&mut self.entries[i as usize].next, NIL);
             let h = hash(&self.entries[i as usize].key);
             self.index_remove(h, i);
+            let c = self.counters(i).copied();
             let e = self.release(i);
-            gone(&e);
+            gone(&e, c);
             i = next;
         }
         n
@@ -1321,7 +1323,7 @@ mod tests {
             s.insert(h(&key(n)), e, 0, &h).unwrap();
         }
         let mut seen = 0;
-        s.expire(5_500_000_000, &h, |_| seen += 1);
+        s.expire(5_500_000_000, &h, |_, _| seen += 1);
         assert_eq!(seen, 5);
         assert_eq!(s.len(), 5);
     }

@@ -1,0 +1,351 @@
+//! The event stream: what happened to entries (new, updated, destroyed), as the kernel's
+//! `conntrack -E` reports it.
+
+use std::collections::VecDeque;
+use std::fmt::{self, Write};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ctrack_protocols::Nanos;
+use parking_lot::Mutex;
+
+use crate::format::EntryView;
+use crate::table::status;
+use crate::tuple::{L4, Tuple, proto};
+
+/// What happened to an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The entry was confirmed: its first packet passed (the kernel's `IPCT_NEW`).
+    New,
+    /// A packet changed it: a new protocol state, its first reply, or ASSURED.
+    Update,
+    /// It left the table: timed out, killed by its tracker (a reopened or reset TCP
+    /// connection), evicted by early drop or the pressure sweep, or taken down with its
+    /// PPTP call.
+    Destroy,
+}
+
+/// One event, with the entry as it was right after what happened.
+///
+/// ```
+/// use ctrack::{Config, Conntrack, EventKind, LinkType};
+/// let mut cfg = Config::default();
+/// cfg.events = 1024;
+/// cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+/// let ct = Conntrack::new(cfg);
+/// // A UDP datagram 10.0.0.1:1000 -> 10.0.0.2:53, then its answer.
+/// let mut q = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+/// q.extend([0x03, 0xe8, 0, 53, 0, 8, 0, 0]);
+/// let mut a = q.clone();
+/// a[12..20].copy_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+/// a[20..24].copy_from_slice(&[0, 53, 0x03, 0xe8]);
+/// for p in [&mut q, &mut a] {
+///     let c = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &p[..20]));
+///     p[10..12].copy_from_slice(&c.to_be_bytes());
+/// }
+/// ct.process(&q, LinkType::Raw, 1_000_000_000);
+/// ct.process(&a, LinkType::Raw, 2_000_000_000);
+/// let ev = ct.events();
+/// assert_eq!(ev.len(), 2);
+/// assert_eq!(ev[0].kind, EventKind::New);
+/// assert_eq!(
+///     ev[1].line(),
+///     " [UPDATE] udp      17 30 src=10.0.0.1 dst=10.0.0.2 sport=1000 dport=53 \
+///      src=10.0.0.2 dst=10.0.0.1 sport=53 dport=1000"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The engine's time when it happened (for an expiry: when the engine noticed it).
+    pub time: Nanos,
+    /// The entry right after the event (for [`EventKind::Destroy`], as it left).
+    pub entry: EntryView,
+    /// The entry's TCP or SCTP state changed (always true for a new entry): the kernel
+    /// reports the state with an update only then.
+    pub state_changed: bool,
+}
+
+impl Event {
+    /// The event as `conntrack -E` prints it (its default format, without the entry id):
+    /// `    [NEW] tcp      6 120 SYN_SENT src=... [UNREPLIED] src=... helper=ftp`.
+    /// Packet and byte counters (with `nf_conntrack_acct`) appear with destroy events only,
+    /// as the kernel sends them only then.
+    pub fn line(&self) -> String {
+        let mut s = String::with_capacity(200);
+        let _ = self.write_line(&mut s);
+        s
+    }
+
+    fn write_line(&self, s: &mut String) -> fmt::Result {
+        let e = &self.entry;
+        let kind = match self.kind {
+            EventKind::New => "[NEW]",
+            EventKind::Update => "[UPDATE]",
+            EventKind::Destroy => "[DESTROY]",
+        };
+        let p = e.orig.proto;
+        write!(s, "{kind:>9} {:<8} {p}", proto_name(p))?;
+        // The kernel leaves the time out of a destroy event when none is left.
+        if self.kind != EventKind::Destroy || e.seconds_left > 0 {
+            write!(s, " {}", e.seconds_left)?;
+        }
+        if let Some(st) = e.tcp_state
+            && (self.state_changed || self.kind != EventKind::Update)
+        {
+            write!(s, " {st}")?;
+        }
+        let counters = e.counters.filter(|_| self.kind == EventKind::Destroy);
+        write_tuple(s, &e.orig)?;
+        if let Some(c) = &counters {
+            write!(s, " packets={} bytes={}", c.packets[0], c.bytes[0])?;
+        }
+        if e.status & status::SEEN_REPLY == 0 {
+            s.push_str(" [UNREPLIED]");
+        }
+        write_tuple(s, &e.reply)?;
+        if let Some(c) = &counters {
+            write!(s, " packets={} bytes={}", c.packets[1], c.bytes[1])?;
+        }
+        if e.status & status::ASSURED != 0 {
+            s.push_str(" [ASSURED]");
+        }
+        if e.orig.zone != 0 {
+            write!(s, " zone={}", e.orig.zone)?;
+        }
+        // A destroy event names no helper.
+        if let Some(h) = e.helper.filter(|_| self.kind != EventKind::Destroy) {
+            write!(s, " helper={h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line())
+    }
+}
+
+/// DCCP's protocol number (the engine tracks it as a generic protocol).
+const DCCP: u8 = 33;
+
+/// A layer-4 protocol's name as `conntrack` prints it (by number, whatever the family).
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        proto::TCP => "tcp",
+        proto::UDP => "udp",
+        proto::UDPLITE => "udplite",
+        proto::ICMP => "icmp",
+        proto::ICMPV6 => "icmpv6",
+        proto::SCTP => "sctp",
+        proto::GRE => "gre",
+        DCCP => "dccp",
+        _ => "unknown",
+    }
+}
+
+fn write_tuple(s: &mut String, t: &Tuple) -> fmt::Result {
+    s.push_str(" src=");
+    write_addr(s, &t.src)?;
+    s.push_str(" dst=");
+    write_addr(s, &t.dst)?;
+    match t.l4 {
+        L4::Ports { src, dst } => write!(s, " sport={src} dport={dst}"),
+        L4::Icmp { id, kind, code } => write!(s, " type={kind} code={code} id={id}"),
+        L4::Gre { src_key, dst_key } => write!(s, " srckey={src_key:#x} dstkey={dst_key:#x}"),
+        // `conntrack` knows DCCP has ports, which the kernel's generic tracking leaves 0.
+        L4::None if t.proto == DCCP => write!(s, " sport=0 dport=0"),
+        L4::None => Ok(()),
+    }
+}
+
+/// An address as the C library's `inet_ntop` writes it (which `conntrack` uses): IPv6 with
+/// the first longest run of two or more zero groups as `::`, and the embedded IPv4 address
+/// dotted in `::a.b.c.d` and `::ffff:a.b.c.d`.
+fn write_addr(s: &mut String, a: &IpAddr) -> fmt::Result {
+    let v6 = match a {
+        IpAddr::V4(v4) => return write!(s, "{v4}"),
+        IpAddr::V6(v6) => v6,
+    };
+    let w = v6.segments();
+    // The first longest run of zero groups, when at least two long.
+    let (mut best, mut best_len, mut i) = (0, 0, 0);
+    while i < 8 {
+        if w[i] == 0 {
+            let start = i;
+            while i < 8 && w[i] == 0 {
+                i += 1;
+            }
+            if i - start > best_len {
+                (best, best_len) = (start, i - start);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if best_len < 2 {
+        best_len = 0;
+    }
+    let mut i = 0;
+    while i < 8 {
+        if best_len > 0 && i == best {
+            s.push(':');
+            i += best_len;
+            if i == 8 {
+                s.push(':');
+            }
+            continue;
+        }
+        if i > 0 {
+            s.push(':');
+        }
+        if i == 6
+            && best == 0
+            && best_len > 0
+            && (best_len == 6 || (best_len == 5 && w[5] == 0xffff))
+        {
+            let o = v6.octets();
+            return write!(s, "{}.{}.{}.{}", o[12], o[13], o[14], o[15]);
+        }
+        write!(s, "{:x}", w[i])?;
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The bounded queue events wait in until [`crate::Conntrack::events`] takes them. Taken
+/// after a shard lock, never before one, and nothing else is locked while it is held.
+pub(crate) struct EventQueue {
+    queue: Mutex<VecDeque<Event>>,
+    capacity: usize,
+    lost: AtomicU64,
+}
+
+impl EventQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        EventQueue {
+            queue: Mutex::new(VecDeque::new()),
+            capacity,
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `ev`, or counts it lost when the queue is full or its memory cannot be had
+    /// (as the kernel loses events a listener's socket has no room for).
+    pub(crate) fn push(&self, ev: Event) {
+        let mut q = self.queue.lock();
+        if q.len() >= self.capacity || q.try_reserve(1).is_err() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        q.push_back(ev);
+    }
+
+    /// Takes back the newest [`EventKind::New`] of the connection whose original tuple is
+    /// `orig`: its entry was removed before its first packet passed, so, as far as anyone
+    /// outside can tell, it never was.
+    pub(crate) fn retract_new(&self, orig: &Tuple) {
+        let mut q = self.queue.lock();
+        if let Some(i) = q
+            .iter()
+            .rposition(|e| e.kind == EventKind::New && e.entry.orig == *orig)
+        {
+            q.remove(i);
+        }
+    }
+
+    /// Sets the time left in the newest event of the connection whose original tuple is
+    /// `orig`, when that event is its new or updated entry at `now` or later: a helper
+    /// changed the entry's timeout while the packet that caused the event was still being
+    /// handled.
+    pub(crate) fn amend_seconds(&self, orig: &Tuple, now: Nanos, seconds_left: u64) {
+        let mut q = self.queue.lock();
+        if let Some(e) = q.iter_mut().rev().find(|e| e.entry.orig == *orig)
+            && e.kind != EventKind::Destroy
+            && e.time >= now
+        {
+            e.entry.seconds_left = seconds_left;
+        }
+    }
+
+    pub(crate) fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.queue.lock()).into()
+    }
+
+    pub(crate) fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> String {
+        let mut o = String::new();
+        write_addr(&mut o, &s.parse().unwrap()).unwrap();
+        o
+    }
+
+    #[test]
+    fn addresses_print_as_inet_ntop_prints_them() {
+        for (a, want) in [
+            ("10.1.2.3", "10.1.2.3"),
+            ("::", "::"),
+            ("::1", "::1"),
+            ("fe80::1", "fe80::1"),
+            ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+            ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),
+            ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
+            ("1:2:3:4:5:6:7:0", "1:2:3:4:5:6:7:0"),
+            ("1:2:3:4:5:6:0:0", "1:2:3:4:5:6::"),
+            ("::ffff:10.0.0.1", "::ffff:10.0.0.1"),
+            ("::10.0.0.1", "::10.0.0.1"),
+            ("::1:0:0:1", "::1:0:0:1"),
+            ("0:0:0:0:0:1:0:1", "::1:0:1"),
+        ] {
+            assert_eq!(addr(a), want, "{a}");
+        }
+    }
+
+    #[test]
+    fn the_queue_holds_at_most_its_capacity() {
+        let q = EventQueue::new(2);
+        let t = Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            proto: proto::UDP,
+            zone: 0,
+            l4: L4::Ports { src: 1, dst: 2 },
+        };
+        let ev = |kind| Event {
+            kind,
+            time: 0,
+            entry: EntryView {
+                orig: t,
+                reply: t,
+                status: 0,
+                seconds_left: 30,
+                tcp_state: None,
+                gre_timeouts: None,
+                helper: None,
+                counters: None,
+                age_seconds: None,
+                children: 0,
+            },
+            state_changed: false,
+        };
+        q.push(ev(EventKind::New));
+        q.push(ev(EventKind::Update));
+        q.push(ev(EventKind::Destroy));
+        assert_eq!(q.lost(), 1);
+        q.retract_new(&t);
+        let got = q.take();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].kind, EventKind::Update);
+        assert!(q.take().is_empty());
+    }
+}
