@@ -1,0 +1,209 @@
+//! Replays every capture in `pcaps/` that has the kernel's events beside it (`NAME.events`,
+//! written by `pcaps/gen/regen_events.sh` from `conntrack -E`) and compares ctrack's event
+//! stream with them.
+//!
+//! - New, update and destroy-by-packet events: the same lines in the same order, except the
+//!   seconds left, where the kernel may say one less (a jiffy may pass between the packet and
+//!   the report).
+//! - Destroy events of entries that timed out (0 seconds left): the kernel reports them when
+//!   its collector finds them, at no fixed point of the replay, so they are compared as a set,
+//!   and one the kernel had not found yet when its replay ended may be missing there. ctrack's
+//!   run ends a second after the last packet, to cover those the kernel found in the moment
+//!   its listener waited after the replay.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use ctrack::{Config, Conntrack, capture};
+
+mod common;
+use common::{captures, config};
+
+/// A line split into its kind, seconds left and the rest.
+struct Line {
+    kind: String,
+    secs: Option<i64>,
+    rest: String,
+}
+
+fn parse(line: &str) -> Line {
+    let toks: Vec<&str> = line.split_whitespace().collect();
+    // A destroy event without time left has no seconds field.
+    let secs = toks.get(3).and_then(|s| s.parse().ok());
+    let rest: Vec<&str> = toks
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != 0 && !(i == 3 && secs.is_some()))
+        .map(|(_, t)| *t)
+        .collect();
+    Line {
+        kind: toks.first().copied().unwrap_or("").to_string(),
+        secs,
+        rest: rest.join(" "),
+    }
+}
+
+fn is_expiry(l: &Line) -> bool {
+    l.kind == "[DESTROY]" && l.secs.is_none()
+}
+
+fn replay(path: &Path, mut cfg: Config) -> Vec<String> {
+    cfg.events = 1 << 16;
+    let cap = capture::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let ct = Conntrack::new(cfg);
+    let mut out = Vec::new();
+    let mut last = 0;
+    for (ts, link, frame) in cap.packets() {
+        last = last.max(ts);
+        ct.process(frame, link, ts);
+        out.extend(ct.events().iter().map(|e| e.line()));
+    }
+    // The kernel's listener stays a moment after the replay's last packet, and its
+    // collector may report entries that time out meanwhile.
+    ct.expire(last + ctrack::NANOS_PER_SEC);
+    out.extend(ct.events().iter().map(|e| e.line()));
+    assert_eq!(ct.events_lost(), 0);
+    out
+}
+
+fn compare(want: &[String], got: &[String], errs: &mut String) {
+    let (want, got): (Vec<Line>, Vec<Line>) = (
+        want.iter().map(|l| parse(l)).collect(),
+        got.iter().map(|l| parse(l)).collect(),
+    );
+    let (w, g): (Vec<&Line>, Vec<&Line>) = (
+        want.iter().filter(|l| !is_expiry(l)).collect(),
+        got.iter().filter(|l| !is_expiry(l)).collect(),
+    );
+    for (i, (w, g)) in w.iter().zip(&g).enumerate() {
+        let near = match (w.secs, g.secs) {
+            (Some(w), Some(g)) => (g - 1..=g + 1).contains(&w),
+            (w, g) => w == g,
+        };
+        if w.kind != g.kind || w.rest != g.rest || !near {
+            let _ = writeln!(
+                errs,
+                "  event {i}: kernel {} {:?} {}\n  {:>width$}  ctrack {} {:?} {}",
+                w.kind,
+                w.secs,
+                w.rest,
+                "",
+                g.kind,
+                g.secs,
+                g.rest,
+                width = i.to_string().len() + 6
+            );
+            return;
+        }
+    }
+    if w.len() != g.len() {
+        let _ = writeln!(
+            errs,
+            "  {} events from the kernel, {} from ctrack",
+            w.len(),
+            g.len()
+        );
+        for l in w.iter().skip(g.len()) {
+            let _ = writeln!(errs, "    kernel only: {} {}", l.kind, l.rest);
+        }
+        for l in g.iter().skip(w.len()) {
+            let _ = writeln!(errs, "    ctrack only: {} {}", l.kind, l.rest);
+        }
+    }
+    let mut ours: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in got.iter().filter(|l| is_expiry(l)) {
+        *ours.entry(&l.rest).or_default() += 1;
+    }
+    for l in want.iter().filter(|l| is_expiry(l)) {
+        match ours.get_mut(l.rest.as_str()) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => {
+                let _ = writeln!(errs, "  kernel only, timed out: {}", l.rest);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_capture_reports_the_kernels_events() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
+    let mut goldens = Vec::new();
+    captures(&root, &mut goldens);
+    goldens.retain(|g| g.with_extension("events").exists());
+    goldens.sort();
+    assert!(
+        !goldens.is_empty(),
+        "no events files under {}",
+        root.display()
+    );
+    let mut failures = String::new();
+    let mut events = 0;
+    for g in &goldens {
+        let base = g.with_extension("");
+        let cap = ["pcap", "pcapng"]
+            .iter()
+            .map(|e| base.with_extension(e))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no capture beside {}", g.display()));
+        let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
+        let want: Vec<String> = std::fs::read_to_string(base.with_extension("events"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        events += want.len();
+        let mut errs = String::new();
+        compare(&want, &replay(&cap, config(&args)), &mut errs);
+        if !errs.is_empty() {
+            let _ = writeln!(failures, "{}:\n{errs}", cap.display());
+        }
+    }
+    eprintln!("events: {} captures, {events} kernel events", goldens.len());
+    assert!(
+        failures.is_empty(),
+        "event streams that differ from the kernel's:\n{failures}"
+    );
+}
+
+/// Without `Config::events`, nothing is recorded; with `nf_conntrack_events=0`, neither.
+#[test]
+fn events_are_recorded_only_when_asked_for() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/tcp/ack_bounds.pcap");
+    let run = |cfg: Config| {
+        let c = capture::load(&cap).unwrap();
+        let ct = Conntrack::new(cfg);
+        for (ts, link, frame) in c.packets() {
+            ct.process(frame, link, ts);
+        }
+        ct.events().len()
+    };
+    assert_eq!(run(config("")), 0);
+    let mut on = config("");
+    on.events = 100;
+    assert_eq!(run(on.clone()), 3);
+    on.set_sysctl("nf_conntrack_events=0").unwrap();
+    assert_eq!(run(on), 0);
+}
+
+/// A full queue loses the newest events and counts them.
+#[test]
+fn a_full_queue_counts_what_it_loses() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/tcp/ack_bounds.pcap");
+    let c = capture::load(&cap).unwrap();
+    let mut cfg = config("");
+    cfg.events = 2;
+    let ct = Conntrack::new(cfg);
+    for (ts, link, frame) in c.packets() {
+        ct.process(frame, link, ts);
+    }
+    let ev = ct.events();
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ct.events_lost(), 1);
+    assert!(
+        ev[0]
+            .line()
+            .starts_with("    [NEW] tcp      6 120 SYN_SENT src=10.20.0.1")
+    );
+}
