@@ -1387,8 +1387,45 @@ impl Conntrack {
             // No entry to try, or the general path owes a collection step first.
             return None;
         }
+        if self.events.is_some() {
+            // Apart, so that the common case keeps nothing live for the report.
+            return self.run_refresh_reporting::<A, FRESH>(sb, r, hint, now);
+        }
+        let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now)?;
+        Some(refreshed(dir, before, after))
+    }
+
+    /// [`Conntrack::run_refresh`] with an event stream: reports the update of an entry whose
+    /// status the packet changed (its first reply, or ASSURED).
+    #[inline(never)]
+    fn run_refresh_reporting<A: Addr, const FRESH: bool>(
+        &self,
+        sb: &mut ShardBox<A>,
+        r: &Ready<'_, A>,
+        hint: u32,
+        now: Nanos,
+    ) -> Option<Verdict> {
+        let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now)?;
+        if before != after
+            && let Some(q) = &self.events
+        {
+            self.report(q, EventKind::Update, sb, hint, now, false);
+        }
+        Some(refreshed(dir, before, after))
+    }
+
+    /// The fast refresh itself (see [`Conntrack::run_refresh`]): the direction and the status
+    /// bits before and after.
+    #[inline(always)]
+    fn refresh_hinted<A: Addr, const FRESH: bool>(
+        &self,
+        sb: &mut ShardBox<A>,
+        r: &Ready<'_, A>,
+        hint: u32,
+        now: Nanos,
+    ) -> Option<(Dir, u8, u8)> {
         let s = &self.cfg.sysctl;
-        let (dir, before, after) = match &r.l4 {
+        let found = match &r.l4 {
             ReadyL4::Tcp(seg) => sb.shard.refresh_with::<FRESH>(
                 hint,
                 &r.key,
@@ -1407,12 +1444,7 @@ impl Conntrack {
             ),
         }?;
         sb.stats.found += 1;
-        if before != after
-            && let Some(q) = &self.events
-        {
-            self.report(q, EventKind::Update, sb, hint, now, false);
-        }
-        Some(refreshed(dir, before, after))
+        Some(found)
     }
 
     /// Tracks a ready packet in its shard, already locked.

@@ -18,6 +18,10 @@
 # DIRECT=1 replays FILE itself in ctrack (its own format and timestamps, as an evaluation that
 # runs `ctrack replay FILE` does) instead of the kernel-stamped copy: timing-dependent results
 # (timeouts, UDP's 2-second stream rule, seconds left) may then differ for long captures.
+# EVENTS=1 also compares the connection events: the kernel's, from `conntrack -E` listening
+# during the oracle's replay (ktrace_events.sh), with `ctrack replay --events`, by the rules of
+# tests/events.rs (same lines in the same order, seconds left within 1, timed-out entries as a
+# set the kernel's must be part of); the summary line then ends with `events K/T match`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -41,20 +45,29 @@ if [ "$(head -c 4 "$file" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ]; then
   editcap -F pcap "$file" "$work/input.pcap"
   in=$work/input.pcap
 fi
-"$ktrace" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out" ||
-  { echo "compare: the oracle failed on $file (exit $?)" >&2; exit 2; }
+if [ -n "${EVENTS:-}" ]; then
+  "$here/ktrace_events.sh" "$work/kernel.events" "$in" "${args[@]}" \
+    --out-pcap "$work/stamped.pcap" > "$work/kernel.out" ||
+    { echo "compare: the oracle failed on $file (exit $?)" >&2; exit 2; }
+else
+  "$ktrace" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out" ||
+    { echo "compare: the oracle failed on $file (exit $?)" >&2; exit 2; }
+fi
 replayed=$work/stamped.pcap
 [ -z "${DIRECT:-}" ] || replayed=$file
 cargs=()
+[ -z "${EVENTS:-}" ] || cargs+=(--events)
 for a in "${args[@]}"; do
   [ "$a" = --realtime ] || cargs+=("$a")   # the oracle's timing option; the stamped copy carries it
 done
 "$ctrack" replay "$replayed" --sysctl nf_conntrack_checksum=0 "${cargs[@]}" \
   --verdicts --table --expect > "$work/ctrack.out"
-exec python3 - "$file" "$work/kernel.out" "$work/ctrack.out" "${MAX:-40}" <<'EOF'
+exec python3 - "$file" "$work/kernel.out" "$work/ctrack.out" "${MAX:-40}" \
+  "${EVENTS:+$work/kernel.events}" <<'EOF'
 import collections, sys
 
 name, kpath, cpath, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+epath = sys.argv[5] if len(sys.argv) > 5 else ""
 
 
 def parse(path):
@@ -118,9 +131,45 @@ for k, gs in got.items():
     for _ in range(n):
         extra += 1
         out.append(f"table extra: {k}")
+events = ""
+if epath:
+    def ev(line):
+        t = line.split()
+        secs = int(t[3]) if len(t) > 3 and t[3].isdigit() else None
+        rest = " ".join(t[1:3] + t[4 if secs is not None else 3:])
+        return t[0], secs, rest
+
+    def expiry(e):
+        return e[0] == "[DESTROY]" and e[1] is None
+
+    kev = [ev(l) for l in open(epath) if l.strip()]
+    cev = [ev(l[len("# event "):]) for l in open(cpath) if l.startswith("# event ")]
+    kseq = [e for e in kev if not expiry(e)]
+    cseq = [e for e in cev if not expiry(e)]
+    ematch = 0
+    for i, (k, c) in enumerate(zip(kseq, cseq)):
+        near = (k[1] is None) == (c[1] is None) and (k[1] is None or abs(k[1] - c[1]) <= 1)
+        if k[0] != c[0] or k[2] != c[2] or not near:
+            out.append(f"event {i}: kernel {k[0]} {k[1]} {k[2]}")
+            out.append(f"{'':>{len(str(i)) + 7}}ctrack {c[0]} {c[1]} {c[2]}")
+            break
+        ematch += 1
+    else:
+        for k in kseq[len(cseq):]:
+            out.append(f"event kernel only: {k[0]} {k[2]}")
+        for c in cseq[len(kseq):]:
+            out.append(f"event ctrack only: {c[0]} {c[2]}")
+    ours = collections.Counter(c[2] for c in cev if expiry(c))
+    for k in (k for k in kev if expiry(k)):
+        if ours[k[2]] > 0:
+            ours[k[2]] -= 1
+            ematch += 1
+        else:
+            out.append(f"event kernel only, timed out: {k[2]}")
+    events = f", events {ematch}/{len(kev)} match"
 pct = 100.0 * agree / scored if scored else 100.0
 print(f"{name}: packets {len(kv)} scored {scored} agree {agree} ({pct:.2f}%) "
-      f"table {match}/{len(kt)} match, ctrack extra {extra}")
+      f"table {match}/{len(kt)} match, ctrack extra {extra}{events}")
 for l in out[:limit]:
     print("  " + l)
 if len(out) > limit:
