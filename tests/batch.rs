@@ -1,12 +1,17 @@
 //! `process_batch` must decide exactly what `process` decides frame by frame, and both what
 //! the general path (`process_ip`) decides: same verdicts, same final table, same counters,
 //! for every capture in `pcaps/` and for generated traffic. The batch is run both ways it
-//! tracks a burst: sorted by shard, and in order (while the table is small).
+//! tracks a burst: sorted by shard, and in order (while the table is small). With an event
+//! stream (frame by frame, and sorted) the verdicts stay the same, every connection's events
+//! are the same whichever way its packets went, and the events tell the table's story: a
+//! connection is new once until destroyed, updated only in between, and those not destroyed
+//! are the table's entries.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use ctrack::workload::{Kind, Workload};
-use ctrack::{Config, Conntrack, HostModel, LinkType, Verdict, capture, packet};
+use ctrack::{Config, Conntrack, Event, EventKind, HostModel, LinkType, Verdict, capture, packet};
 
 fn table(ct: &Conntrack, now: u64) -> Vec<String> {
     let mut t = Vec::new();
@@ -29,11 +34,16 @@ fn general(ct: &Conntrack, frame: &[u8], link: LinkType, now: u64) -> Verdict {
 /// `cfg`'s choice (in order while the table is small), and compares them all.
 fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str) {
     let reference = Conntrack::with_seed(cfg.clone(), 99);
-    let one = Conntrack::with_seed(cfg.clone(), 99);
-    let sorted = Config {
-        in_order_entries: 0,
+    let reporting = Config {
+        events: 1 << 20,
         ..cfg.clone()
     };
+    let one = Conntrack::with_seed(reporting.clone(), 99);
+    let sorted = Config {
+        in_order_entries: 0,
+        ..reporting
+    };
+    let mut events: [Vec<Event>; 2] = Default::default();
     let batches = [
         ("sorted", Conntrack::with_seed(sorted, 99)),
         ("as configured", Conntrack::with_seed(cfg.clone(), 99)),
@@ -59,6 +69,7 @@ fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str)
                 let v = one.process(f, link, now);
                 assert_eq!(v, want[k], "{what}: process, frame {} of burst {b}", i + k);
             }
+            events[0].extend(one.events());
             for (how, many) in &batches {
                 many.process_batch(&run, link, now, &mut out);
                 assert_eq!(out.len(), run.len());
@@ -71,6 +82,7 @@ fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str)
                     );
                 }
             }
+            events[1].extend(batches[0].1.events());
             i += run.len();
         }
     }
@@ -101,6 +113,51 @@ fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str)
             "{what}: {how}: counters differ"
         );
     }
+    assert_eq!(
+        by_connection(&events[0]),
+        by_connection(&events[1]),
+        "{what}: the batch's events differ from process's"
+    );
+    for (ct, ev) in [&one, &batches[0].1].into_iter().zip(events.iter_mut()) {
+        ct.expire(now);
+        ev.extend(ct.events());
+        assert_eq!(ct.events_lost(), 0);
+        tells_the_tables_story(ct, ev, now, what);
+    }
+}
+
+/// Each connection's event lines, in order, by its original tuple (what a burst sorted by
+/// shard keeps in order; connections of different shards may interleave differently).
+fn by_connection(events: &[Event]) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in events {
+        m.entry(format!("{:?}", e.entry.orig))
+            .or_default()
+            .push(e.line());
+    }
+    m
+}
+
+/// A connection is new while not already open, updated and destroyed only while open, and
+/// the open ones at the end are the table's entries.
+fn tells_the_tables_story(ct: &Conntrack, events: &[Event], now: u64, what: &str) {
+    let mut open = BTreeSet::new();
+    for e in events {
+        let k = format!("{:?}", e.entry.orig);
+        match e.kind {
+            EventKind::New => assert!(open.insert(k), "{what}: new twice: {}", e.line()),
+            EventKind::Update => assert!(open.contains(&k), "{what}: update of none: {}", e.line()),
+            EventKind::Destroy => assert!(open.remove(&k), "{what}: destroy of none: {}", e.line()),
+        }
+    }
+    let mut entries = BTreeSet::new();
+    ct.for_each_entry(now, |e| {
+        entries.insert(format!("{:?}", e.orig));
+    });
+    assert_eq!(
+        open, entries,
+        "{what}: the events' open connections are not the table"
+    );
 }
 
 #[test]
