@@ -438,7 +438,8 @@ fn fragments_wait_for_memory() {
 /// the goldens cover), replayed with the allocator's room cut to a few bytes or kilobytes
 /// before most packets, bursts and expiries, from a fixed pseudo-random sequence: whatever
 /// allocation fails, and wherever, nothing aborts or panics, and with memory back the engine
-/// tracks, lists and expires as usual. `CTRACK_OOM_SEED=N` replays another sequence, and
+/// tracks, lists and expires as usual. The second pass takes bursts too and records events
+/// (lost, and counted, when their queue cannot grow). `CTRACK_OOM_SEED=N` replays another sequence, and
 /// `CTRACK_OOM_DIR` the captures under another directory (each `NAME.pcap` or `.pcapng` beside
 /// a `NAME.golden`, whose content is not read, and optionally `NAME.args`).
 fn every_capture_under_random_limits() {
@@ -478,7 +479,12 @@ fn every_capture_under_random_limits() {
         };
         let frames: Vec<_> = cap.packets().collect();
         for pass in 0..2 {
-            let ct = Conntrack::new(config(&args));
+            let mut cfg = config(&args);
+            if pass == 1 {
+                // With an event stream, whose queue grows only with the memory it can have.
+                cfg.events = 1 << 12;
+            }
+            let ct = Conntrack::new(cfg);
             let mut out = Vec::with_capacity(frames.len());
             let mut states = Vec::with_capacity(frames.len());
             let mut i = 0;
@@ -514,6 +520,9 @@ fn every_capture_under_random_limits() {
                 }
                 if r & 0x1c0 == 0 {
                     ct.expire(ts + (r >> 16) % 30 * 1_000_000_000);
+                }
+                if r & 0x600 == 0 {
+                    drop(ct.events());
                 }
                 ALLOC.set_limit(usize::MAX).unwrap();
             }
