@@ -1,6 +1,8 @@
 //! Frames in, verdicts out: no input may panic the engine, and `process` and the batch path
 //! (sorted by shard or in order) must decide exactly what the general path decides (same
-//! verdicts, table and counters).
+//! verdicts, table and counters); `process`, recording events, must give events that tell the
+//! table's story (a connection new once until destroyed, updated only between, every one
+//! destroyed once expiry has emptied the table).
 //!
 //! The input is two configuration bytes, then records `[flags][len][dt][len bytes]`. A record
 //! is either a raw frame (any link type, bytes as given, or raw IP with the lengths and the
@@ -11,7 +13,9 @@
 
 #![no_main]
 
-use ctrack::{Config, Conntrack, HostModel, LinkType, Verdict, packet};
+use std::collections::BTreeSet;
+
+use ctrack::{Config, Conntrack, EventKind, HostModel, LinkType, Verdict, packet};
 use libfuzzer_sys::fuzz_target;
 
 const LINKS: [LinkType; 5] = [
@@ -211,8 +215,27 @@ fuzz_target!(|data: &[u8]| {
     // The general path frame by frame, `process` frame by frame (its shortcut for the common
     // frame), and the batch.
     let reference = Conntrack::with_seed(cfg.clone(), 1);
-    let one = Conntrack::with_seed(cfg.clone(), 1);
+    let one = Conntrack::with_seed(
+        Config {
+            events: 1 << 16,
+            ..cfg.clone()
+        },
+        1,
+    );
     let many = Conntrack::with_seed(cfg, 1);
+    let mut open = BTreeSet::new();
+    let mut story = |ct: &Conntrack| {
+        for e in ct.events() {
+            let k = format!("{:?}", e.entry.orig);
+            assert!(!e.line().is_empty());
+            match e.kind {
+                EventKind::New => assert!(open.insert(k), "new twice: {}", e.line()),
+                EventKind::Update => assert!(open.contains(&k), "update of none: {}", e.line()),
+                EventKind::Destroy => assert!(open.remove(&k), "destroy of none: {}", e.line()),
+            }
+        }
+        assert_eq!(ct.events_lost(), 0);
+    };
     let mut now: u64 = 1_000_000_000_000;
     let mut burst: Vec<Vec<u8>> = Vec::new();
     let mut burst_link = LinkType::Raw;
@@ -262,6 +285,7 @@ fuzz_target!(|data: &[u8]| {
         burst.push(frame);
     }
     run(&mut burst, burst_link, now);
+    story(&one);
     assert_eq!(table(&reference, now), table(&one, now), "final tables differ");
     assert_eq!(table(&one, now), table(&many, now), "final tables differ");
     assert_eq!(reference.stats(), one.stats(), "counters differ");
@@ -275,4 +299,6 @@ fuzz_target!(|data: &[u8]| {
         ct.for_each_expectation(later, |_| pending += 1);
         assert_eq!(pending, 0, "expectations outlive their time");
     }
+    story(&one);
+    assert!(open.is_empty(), "entries never destroyed: {open:?}");
 });
