@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ctrack::workload::{Kind, Workload};
-use ctrack::{Config, Conntrack, LinkType, State};
+use ctrack::{Config, Conntrack, EventKind, LinkType, State};
 
 #[test]
 fn conntrack_is_send_and_sync() {
@@ -63,6 +63,7 @@ fn threads_hammering_the_same_flows_keep_the_count_consistent() {
     let w = Arc::new(Workload::generate(Kind::Udp, 50, 20_000, true, 3));
     let mut cfg = Config::default();
     cfg.set_sysctl("nf_conntrack_max=40").unwrap();
+    cfg.events = 1 << 20;
     let ct = Arc::new(Conntrack::new(cfg));
     let handles: Vec<_> = (0..3u64)
         .map(|t| {
@@ -79,6 +80,23 @@ fn threads_hammering_the_same_flows_keep_the_count_consistent() {
         .collect();
     join_consistent(handles, &ct);
     assert!(ct.count() <= 40);
+    // The events of all three threads, in the order they reached the queue, tell the table's
+    // story: an entry's events are reported under its shard's lock.
+    let mut open = std::collections::BTreeSet::new();
+    for e in ct.events() {
+        let k = format!("{:?}", e.entry.orig);
+        match e.kind {
+            EventKind::New => assert!(open.insert(k), "new twice: {}", e.line()),
+            EventKind::Update => assert!(open.contains(&k), "update of none: {}", e.line()),
+            EventKind::Destroy => assert!(open.remove(&k), "destroy of none: {}", e.line()),
+        }
+    }
+    assert_eq!(ct.events_lost(), 0);
+    let mut listed = std::collections::BTreeSet::new();
+    ct.for_each_entry(0, |e| {
+        listed.insert(format!("{:?}", e.orig));
+    });
+    assert_eq!(open, listed);
 }
 
 /// Waits for the threads, then checks that the count is the number of entries listed.
