@@ -25,6 +25,7 @@ Every case is compared with `--helper all` unless DIFFFUZZ_HELPERS=0, which comp
 no helpers (`--sysctl nf_conntrack_checksum=0`, the default of both sides, stands in for
 compare.sh's default `--helper all`): ctrack's `process` then takes ordinary TCP and UDP
 frames through its one-pass lanes instead of the general path, so run it both ways.
+EVENTS=1 (compare.sh's) compares the connection events of every case too.
 """
 import os
 import random
@@ -831,20 +832,8 @@ def run(seed0, count, outdir):
         keep = os.path.join(work, "keep")
         shutil.rmtree(keep, ignore_errors=True)
         env = dict(os.environ, KEEP=keep, MAX="1000")
-        cargs = args
-        if "--realtime" in args:
-            # compare.sh hands its arguments to ctrack too, which has no --realtime: give it to
-            # the oracle only, through a wrapper.
-            cargs = [a for a in args if a != "--realtime"]
-            wrapper = os.path.join(work, "ktrace-realtime")
-            ktrace = os.environ.get("KTRACE") or os.path.join(HERE, "../../../shared/oracle/ktrace")
-            if not os.path.exists(ktrace):
-                ktrace = "/work/shared/oracle/ktrace"
-            with open(wrapper, "w") as fh:
-                fh.write(f'#!/bin/sh\nexec {ktrace} "$@" --realtime\n')
-            os.chmod(wrapper, 0o755)
-            env["KTRACE"] = wrapper
-        p, line, n, sc = compare_once(compare, pcap, cargs, env)
+        # compare.sh gives --realtime to the oracle only (the stamped copy carries its timing).
+        p, line, n, sc = compare_once(compare, pcap, args, env)
         cases += 1
         pkts, scored = pkts + n, scored + sc
         if p.returncode == 2 or not line:
@@ -986,13 +975,6 @@ def minimise(case_dir):
     args = open(os.path.join(case_dir, "args")).read().split()
     frames = read_frames(os.path.join(case_dir, "case.pcap"))
     env = dict(os.environ, MAX="1000")
-    if "--realtime" in args:
-        args = [a for a in args if a != "--realtime"]
-        wrapper = os.path.join(case_dir, "ktrace-realtime")
-        with open(wrapper, "w") as fh:
-            fh.write('#!/bin/sh\nexec /work/shared/oracle/ktrace "$@" --realtime\n')
-        os.chmod(wrapper, 0o755)
-        env["KTRACE"] = wrapper
     trial = os.path.join(case_dir, "trial.pcap")
 
     def fails(fr):

@@ -15,7 +15,7 @@ failing case (capture, arguments, both outputs, the disagreements and a packet l
 under OUT (default /tmp/difffuzz-ip), with a running summary in OUT/summary.txt.
 `gen` rebuilds one case from its seed string (e.g. `gen 7-123 case.pcap`) and prints the
 arguments it is compared with. DIFFFUZZ_HELPERS=0 compares with no helpers instead of
-`--helper all` (see difffuzz.py).
+`--helper all` (see difffuzz.py). EVENTS=1 (compare.sh's) compares the connection events too.
 """
 import os
 import random
