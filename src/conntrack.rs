@@ -986,6 +986,19 @@ impl Conntrack {
                     q.retract_new(&orig.to_tuple());
                 }
             }
+        } else if out.state == State::Dropped
+            && let Some(q) = &self.events
+            && let Some(moved) = q.retract_update(&orig.to_tuple(), now)
+        {
+            // The packet's update waits for the entry's next packet that gets through.
+            let mut g = t.shards[t.shard_of(h)].lock.lock();
+            if let Some(f) = g.shard.find(h, &orig, &inv) {
+                let e = g.shard.get_mut(f.idx);
+                e.status |= status::UNREPORTED;
+                if moved {
+                    e.status |= status::UNREPORTED_STATE;
+                }
+            }
         }
         out
     }
@@ -1333,27 +1346,42 @@ impl Conntrack {
         });
     }
 
-    /// Reports an update of entry `i` when a packet changed its status bits or protocol
-    /// state from `was` (what they were before the packet), or its tracker says its state
-    /// moved (`moved`, see [`Accept::changed`]).
+    /// Reports the update of entry `i` by a packet: when the packet changed its status bits
+    /// (from `before`) or moved its protocol state (`moved`, see [`Accept::changed`]), or an
+    /// earlier packet's change is still unreported. A packet the host drops after tracking
+    /// (`passes` false) reports nothing: its change waits, as the kernel keeps it for the
+    /// entry's next packet that gets through.
     #[cold]
     #[inline(never)]
     fn report_change<A: Addr>(
         &self,
-        sb: &ShardBox<A>,
+        sb: &mut ShardBox<A>,
         i: u32,
-        was: (u8, Option<&'static str>),
+        before: u8,
         moved: bool,
+        passes: bool,
         now: Nanos,
     ) {
         let Some(q) = &self.events else {
             return;
         };
-        let e = sb.shard.get(i);
-        let state_changed = moved || phase(&e.proto) != was.1;
-        if state_changed || e.status != was.0 {
-            self.report(q, EventKind::Update, sb, i, now, state_changed);
+        let e = sb.shard.get_mut(i);
+        let changed = moved || (e.status ^ before) & status::KERNEL != 0;
+        if !passes {
+            if changed {
+                e.status |= status::UNREPORTED;
+                if moved {
+                    e.status |= status::UNREPORTED_STATE;
+                }
+            }
+            return;
         }
+        if !changed && e.status & status::UNREPORTED == 0 {
+            return;
+        }
+        let state_changed = moved || e.status & status::UNREPORTED_STATE != 0;
+        e.status &= !(status::UNREPORTED | status::UNREPORTED_STATE);
+        self.report(q, EventKind::Update, sb, i, now, state_changed);
     }
 
     /// Reports that entry `e` (its counters `c`) timed out and left the table.
@@ -1406,10 +1434,9 @@ impl Conntrack {
         now: Nanos,
     ) -> Option<Verdict> {
         let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now)?;
-        if before != after
-            && let Some(q) = &self.events
-        {
-            self.report(q, EventKind::Update, sb, hint, now, false);
+        if before != after || before & status::UNREPORTED != 0 {
+            let passes = r.routable && self.cfg.host.confirms(&r.key.src, &r.key.dst);
+            self.report_change(sb, hint, before, false, passes, now);
         }
         Some(refreshed(dir, before, after))
     }
@@ -1717,17 +1744,20 @@ impl Conntrack {
         if idx != hint
             && let Some((dir, before, after)) = sb.shard.refresh_at(idx, &key, now, len, &mut fast)
         {
-            if before != after
-                && let Some(q) = &self.events
-            {
-                self.report(q, EventKind::Update, sb, idx, now, false);
+            if self.events.is_some() && (before != after || before & status::UNREPORTED != 0) {
+                let passes = routable && self.cfg.host.confirms(&key.src, &key.dst);
+                self.report_change(sb, idx, before, false, passes, now);
             }
             return refreshed(dir, before, after);
         }
         let e = sb.shard.get_mut(idx);
         let ctx = e.ctx(dir, now);
         let state = state_of(dir, e.status);
-        let was = self.events.as_ref().map(|_| (e.status, phase(&e.proto)));
+        let was = self.events.as_ref().map(|_| Was {
+            status: e.status,
+            phase: phase(&e.proto),
+            passes: routable && self.cfg.host.confirms(&key.src, &key.dst),
+        });
         let (d, lower) = track(&mut e.proto, &e.key, &ctx);
         match d {
             Decision::Accept(a) => self.apply(t, sb, h, idx, dir, state, a, now, len, was),
@@ -1739,7 +1769,10 @@ impl Conntrack {
                 }
                 let v = verdict_of(e, state, dir);
                 if let Some(was) = was {
-                    self.report_change(sb, idx, was, false, now);
+                    // A retransmitted SYN the tracker ignores may still have moved the state
+                    // (SYN_SENT to SYN_SENT2).
+                    let moved = phase(&sb.shard.get(idx).proto) != was.phase;
+                    self.report_change(sb, idx, was.status, moved, was.passes, now);
                 }
                 v
             }
@@ -1774,7 +1807,7 @@ impl Conntrack {
         a: Accept,
         now: Nanos,
         len: u32,
-        was: Option<(u8, Option<&'static str>)>,
+        was: Option<Was>,
     ) -> Verdict {
         sb.shard.count_packet(idx, dir, len);
         if let Some(t) = a.timeout {
@@ -1795,7 +1828,8 @@ impl Conntrack {
             e.status = before;
             self.drop_entry(t, sb, h, idx);
         } else if let Some(was) = was {
-            self.report_change(sb, idx, was, a.changed, now);
+            let moved = a.changed || phase(&sb.shard.get(idx).proto) != was.phase;
+            self.report_change(sb, idx, was.status, moved, was.passes, now);
         }
         v
     }
@@ -2303,6 +2337,15 @@ fn refresh_udp(st: &mut ProtoState, ctx: &Ctx, s: &Sysctl) -> Option<Refresh> {
         ProtoState::Udp(u) => Some(udp::refresh(u, ctx, s)),
         _ => None,
     }
+}
+
+/// What an entry was before a packet, for its update event.
+#[derive(Clone, Copy)]
+struct Was {
+    status: u8,
+    phase: Option<&'static str>,
+    /// The packet gets through the host (it reaches the point where the kernel reports).
+    passes: bool,
 }
 
 /// An entry's TCP or SCTP state, by name (for events: whether a packet changed it).

@@ -257,6 +257,21 @@ impl EventQueue {
         }
     }
 
+    /// Takes back the newest event of the connection whose original tuple is `orig` when it
+    /// is an update at `now` or later (its packet was then dropped before the kernel would
+    /// report it); returns whether it moved the protocol state.
+    pub(crate) fn retract_update(&self, orig: &Tuple, now: Nanos) -> Option<bool> {
+        let mut q = self.queue.lock();
+        let i = q.iter().rposition(|e| e.entry.orig == *orig)?;
+        let e = &q[i];
+        if e.kind != EventKind::Update || e.time < now {
+            return None;
+        }
+        let moved = e.state_changed;
+        q.remove(i);
+        Some(moved)
+    }
+
     /// Sets the time left in the newest event of the connection whose original tuple is
     /// `orig`, when that event is its new or updated entry at `now` or later: a helper
     /// changed the entry's timeout while the packet that caused the event was still being

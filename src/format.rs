@@ -53,7 +53,7 @@ impl EntryView {
         EntryView {
             orig: e.key.to_tuple(),
             reply: reply.to_tuple(),
-            status: e.status,
+            status: e.status & status::KERNEL,
             seconds_left: e.expires.saturating_sub(now) / NANOS_PER_SEC,
             tcp_state,
             gre_timeouts,

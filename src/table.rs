@@ -30,6 +30,14 @@ pub mod status {
     pub const ASSURED: u8 = 1 << 2;
     /// The entry is in the table.
     pub const CONFIRMED: u8 = 1 << 3;
+    /// Not one of the kernel's: a packet changed the entry but the host dropped it after
+    /// tracking, so no event has reported the change yet (the kernel keeps such an event for
+    /// the entry's next packet that gets through).
+    pub const UNREPORTED: u8 = 1 << 6;
+    /// Not one of the kernel's: with [`UNREPORTED`], the change moved the protocol state.
+    pub const UNREPORTED_STATE: u8 = 1 << 7;
+    /// The bits of the kernel's own numbering.
+    pub const KERNEL: u8 = EXPECTED | SEEN_REPLY | ASSURED | CONFIRMED;
 }
 
 /// Protocol state kept with an entry.
