@@ -1346,6 +1346,15 @@ impl Conntrack {
         });
     }
 
+    /// Whether a packet with tuple `key` (in its own direction) gets through the host, to
+    /// where the kernel reports its events: `routable` (see [`HostModel::routes`]) and from a
+    /// source to a destination the host accepts (see [`HostModel::confirms`]).
+    #[cold]
+    #[inline(never)]
+    fn passes<A: Addr>(&self, routable: bool, key: &Key<A>) -> bool {
+        routable && self.cfg.host.confirms(&key.src, &key.dst)
+    }
+
     /// Reports the update of entry `i` by a packet: when the packet changed its status bits
     /// (from `before`) or moved its protocol state (`moved`, see [`Accept::changed`]), or an
     /// earlier packet's change is still unreported. A packet the host drops after tracking
@@ -1435,7 +1444,7 @@ impl Conntrack {
     ) -> Option<Verdict> {
         let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now)?;
         if before != after || before & status::UNREPORTED != 0 {
-            let passes = r.routable && self.cfg.host.confirms(&r.key.src, &r.key.dst);
+            let passes = self.passes(r.routable, &r.key);
             self.report_change(sb, hint, before, false, passes, now);
         }
         Some(refreshed(dir, before, after))
@@ -1745,7 +1754,7 @@ impl Conntrack {
             && let Some((dir, before, after)) = sb.shard.refresh_at(idx, &key, now, len, &mut fast)
         {
             if self.events.is_some() && (before != after || before & status::UNREPORTED != 0) {
-                let passes = routable && self.cfg.host.confirms(&key.src, &key.dst);
+                let passes = self.passes(routable, &key);
                 self.report_change(sb, idx, before, false, passes, now);
             }
             return refreshed(dir, before, after);
@@ -1753,11 +1762,15 @@ impl Conntrack {
         let e = sb.shard.get_mut(idx);
         let ctx = e.ctx(dir, now);
         let state = state_of(dir, e.status);
-        let was = self.events.as_ref().map(|_| Was {
-            status: e.status,
-            phase: phase(&e.proto),
-            passes: routable && self.cfg.host.confirms(&key.src, &key.dst),
-        });
+        let was = if self.events.is_some() {
+            Some(Was {
+                status: e.status,
+                phase: phase(&e.proto),
+                passes: self.passes(routable, &key),
+            })
+        } else {
+            None
+        };
         let (d, lower) = track(&mut e.proto, &e.key, &ctx);
         match d {
             Decision::Accept(a) => self.apply(t, sb, h, idx, dir, state, a, now, len, was),
@@ -2339,21 +2352,23 @@ fn refresh_udp(st: &mut ProtoState, ctx: &Ctx, s: &Sysctl) -> Option<Refresh> {
     }
 }
 
-/// What an entry was before a packet, for its update event.
+/// What an entry was before a packet, for its update event (small, so that it stays in a
+/// register across the tracker).
 #[derive(Clone, Copy)]
 struct Was {
     status: u8,
-    phase: Option<&'static str>,
+    /// See [`phase`].
+    phase: u8,
     /// The packet gets through the host (it reaches the point where the kernel reports).
     passes: bool,
 }
 
-/// An entry's TCP or SCTP state, by name (for events: whether a packet changed it).
-fn phase(p: &ProtoState) -> Option<&'static str> {
+/// An entry's TCP or SCTP state as a number (for events: whether a packet changed it).
+fn phase(p: &ProtoState) -> u8 {
     match p {
-        ProtoState::Tcp(t) => Some(tcp::state_name(t)),
-        ProtoState::Sctp(t) => Some(t.state().name()),
-        _ => None,
+        ProtoState::Tcp(t) => 1 + t.state() as u8,
+        ProtoState::Sctp(t) => 0x80 | t.state() as u8,
+        _ => 0,
     }
 }
 
