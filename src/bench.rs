@@ -89,6 +89,10 @@ pub struct BenchArgs {
     /// link type), so other engines can be timed on exactly the same packets.
     #[arg(long, value_name = "FILE")]
     write_pcap: Option<PathBuf>,
+    /// Record connection events in a queue of N, taken after every burst (timed with the
+    /// engine); 0, the default, records none.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    events: usize,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -125,7 +129,18 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     }
 }
 
+/// Takes the events a burst left (with `--events`), as a listener would.
+#[inline]
+fn take_events(ct: &Conntrack) {
+    if ct.config().events > 0 {
+        std::hint::black_box(ct.events());
+    }
+}
+
 fn report(ct: &Conntrack, n: u64, secs: f64) {
+    if ct.config().events > 0 {
+        println!("events lost {}", ct.events_lost());
+    }
     let entries = ct.count();
     println!(
         "entries {entries} memory {} bytes-per-entry {}",
@@ -200,6 +215,7 @@ fn write_pcap(path: &std::path::Path, w: &Workload) -> std::io::Result<()> {
 fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     let mut cfg = a.engine.config()?;
     cfg.in_order_entries = a.in_order_entries;
+    cfg.events = a.events;
     let cap = capture::load(path).map_err(|e| e.to_string())?;
     if cap.is_empty() {
         return Err(format!("{}: the capture holds no packets", path.display()));
@@ -280,9 +296,11 @@ fn track_bursts<'a>(
             warm(bufs);
             let t = Instant::now();
             ct.process_batch(bufs, link, ts + shift, out);
+            take_events(ct);
             in_engine += t.elapsed();
         } else {
             ct.process_batch(bufs, link, ts + shift, out);
+            take_events(ct);
         }
         tracked += out.iter().filter(|v| v.tracked()).count() as u64;
     }
@@ -304,6 +322,7 @@ fn warm(frames: &[&[u8]]) {
 fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     let mut cfg = a.engine.config()?;
     cfg.in_order_entries = a.in_order_entries;
+    cfg.events = a.events;
     let kind = match k {
         WorkloadKind::Est => Kind::Established,
         WorkloadKind::Syn => Kind::Syn,
@@ -371,6 +390,7 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
                     let start = Instant::now();
                     for (b, chunk) in part.chunks(batch).enumerate() {
                         ct.process_batch(chunk, LinkType::Raw, t0 + 1_000 * b as u64, &mut out);
+                        take_events(ct);
                         tracked += out.iter().filter(|v| v.tracked()).count() as u64;
                     }
                     (tracked, start.elapsed().as_secs_f64())
