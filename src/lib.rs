@@ -4,7 +4,9 @@
 //! INVALID, as the Linux kernel's connection tracker would; it keeps a bidirectional table of
 //! connections with per-protocol trackers (from [`ctrack_protocols`]), timeouts like the
 //! kernel's sysctls, and early drop of non-ASSURED entries when full. Time is always the
-//! caller's: every call takes a monotonic nanosecond clock value.
+//! caller's: every call takes a monotonic nanosecond clock value. With
+//! [`Config::events`], it also reports what happens to its entries as the kernel reports it
+//! to `conntrack -E` ([`Conntrack::events`]).
 //!
 //! ```
 //! use ctrack::{Conntrack, Config, LinkType, State};
