@@ -524,7 +524,7 @@ impl Conntrack {
             },
             len: tot as u32,
             // Both lanes take only what every host model routes.
-            routable: true,
+            route: crate::host::Route::Passes,
             l4: l4r,
         };
         Some(Ok((ready, sum)))
@@ -1020,7 +1020,7 @@ mod tests {
         let ready = Ready {
             key: Default::default(),
             len: 0,
-            routable: true,
+            route: crate::host::Route::Passes,
             l4: crate::conntrack::ReadyL4::Tcp(ctrack_protocols::tcp::Segment {
                 options: &frame,
                 ..ctrack_protocols::tcp::Segment::new(1, 2, 0x10, 3, 4)

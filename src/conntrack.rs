@@ -14,7 +14,7 @@ use crate::defrag::{Defrag, Reassembled};
 use crate::event::{Event, EventKind, EventQueue};
 use crate::expect::{Expectations, Expected, Refused, Spec};
 use crate::format::EntryView;
-use crate::host::HostModel;
+use crate::host::{HostModel, Route};
 use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType, PendingSum};
 use crate::stats::{Counter, ShardStats, Stats};
@@ -313,8 +313,9 @@ pub(crate) struct Ready<'a, A> {
     pub(crate) key: Key<A>,
     /// Layer-3 length, for accounting.
     pub(crate) len: u32,
-    /// The host would route the packet (see [`HostModel::routes`]): a new entry may be confirmed.
-    pub(crate) routable: bool,
+    /// What the host does with the packet (see [`HostModel::route`]): a new entry may be
+    /// confirmed only when it passes.
+    pub(crate) route: Route,
     pub(crate) l4: ReadyL4<'a>,
 }
 
@@ -925,7 +926,7 @@ impl Conntrack {
         fresh: bool,
         now: Nanos,
     ) -> Verdict {
-        if !v.tracked() || !r.routable {
+        if !v.tracked() || r.route != Route::Passes {
             return v;
         }
         let Some(inv) = r.key.inverse() else {
@@ -1234,7 +1235,7 @@ impl Conntrack {
         let r = Ready {
             key: port_key(p, l4, proto::TCP),
             len: p.data.len() as u32,
-            routable: self.cfg.host.routes(p),
+            route: self.cfg.host.route(p),
             l4: ReadyL4::Tcp(seg),
         };
         Ok((r, sum))
@@ -1261,7 +1262,7 @@ impl Conntrack {
         let r = Ready {
             key: port_key(p, l4, proto::UDP),
             len: p.data.len() as u32,
-            routable: self.cfg.host.routes(p),
+            route: self.cfg.host.route(p),
             l4: ReadyL4::Udp,
         };
         Ok((r, sum))
@@ -1347,12 +1348,20 @@ impl Conntrack {
     }
 
     /// Whether a packet with tuple `key` (in its own direction) gets through the host, to
-    /// where the kernel reports its events: `routable` (see [`HostModel::routes`]) and from a
-    /// source to a destination the host accepts (see [`HostModel::confirms`]).
+    /// where the kernel reports its events: routed (see [`HostModel::route`]) from a source to
+    /// a destination the host accepts (see [`HostModel::confirms`]), or answered with an ICMP
+    /// error of the host's own, which carries the connection out.
     #[cold]
     #[inline(never)]
-    fn passes<A: Addr>(&self, routable: bool, key: &Key<A>) -> bool {
-        routable && self.cfg.host.confirms(&key.src, &key.dst)
+    fn passes<A: Addr>(&self, route: Route, key: &Key<A>) -> bool {
+        match route {
+            Route::Answered => true,
+            Route::Dropped => false,
+            Route::Passes => {
+                self.cfg.host.confirms(&key.src, &key.dst)
+                    || self.cfg.host.answers(&key.src, &key.dst)
+            }
+        }
     }
 
     /// Reports the update of entry `i` by a packet: when the packet changed its status bits
@@ -1444,7 +1453,7 @@ impl Conntrack {
     ) -> Option<Verdict> {
         let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now)?;
         if before != after || before & status::UNREPORTED != 0 {
-            let passes = self.passes(r.routable, &r.key);
+            let passes = self.passes(r.route, &r.key);
             self.report_change(sb, hint, before, false, passes, now);
         }
         Some(refreshed(dir, before, after))
@@ -1507,7 +1516,7 @@ impl Conntrack {
                 hint,
                 now,
                 r.len,
-                r.routable,
+                r.route,
                 #[inline(always)]
                 |st, ctx| refresh_tcp(st, seg, ctx, s),
                 |st, _, ctx| match st {
@@ -1532,7 +1541,7 @@ impl Conntrack {
                 hint,
                 now,
                 r.len,
-                r.routable,
+                r.route,
                 #[inline(always)]
                 |st, ctx| refresh_udp(st, ctx, s),
                 |st, _, ctx| match st {
@@ -1665,7 +1674,7 @@ impl Conntrack {
             self.hash(&key),
             now,
             p.data.len() as u32,
-            self.cfg.host.routes(p),
+            self.cfg.host.route(p),
             |st, k, ctx| run_tracker(st, k, input, ctx, s),
             || {
                 Open::Track(match input {
@@ -1690,7 +1699,7 @@ impl Conntrack {
         h: u64,
         now: Nanos,
         len: u32,
-        routable: bool,
+        route: Route,
         track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Open,
     ) -> Verdict {
@@ -1705,7 +1714,7 @@ impl Conntrack {
             NIL,
             now,
             len,
-            routable,
+            route,
             |_, _| None,
             track,
             init,
@@ -1725,7 +1734,7 @@ impl Conntrack {
         hint: u32,
         now: Nanos,
         len: u32,
-        routable: bool,
+        route: Route,
         mut fast: impl FnMut(&mut ProtoState, &Ctx) -> Option<Refresh>,
         mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Open,
@@ -1745,7 +1754,7 @@ impl Conntrack {
             f => f,
         };
         let Some(Found { idx, dir }) = found else {
-            return self.create(t, slot, sb, h, key, now, len, routable, &mut track, init);
+            return self.create(t, slot, sb, h, key, now, len, route, &mut track, init);
         };
         sb.stats.found += 1;
         // The batch has tried the hinted entry already (`run_refresh`); the general decision
@@ -1754,7 +1763,7 @@ impl Conntrack {
             && let Some((dir, before, after)) = sb.shard.refresh_at(idx, &key, now, len, &mut fast)
         {
             if self.events.is_some() && (before != after || before & status::UNREPORTED != 0) {
-                let passes = self.passes(routable, &key);
+                let passes = self.passes(route, &key);
                 self.report_change(sb, idx, before, false, passes, now);
             }
             return refreshed(dir, before, after);
@@ -1766,7 +1775,7 @@ impl Conntrack {
             Some(Was {
                 status: e.status,
                 phase: phase(&e.proto),
-                passes: self.passes(routable, &key),
+                passes: self.passes(route, &key),
             })
         } else {
             None
@@ -1801,7 +1810,7 @@ impl Conntrack {
                 // nothing now (a tuple is in the table once): a new connection.
                 self.drop_entry(t, sb, h, idx);
                 sb.stats.search_restart += 1;
-                self.create(t, slot, sb, h, key, now, len, routable, &mut track, init)
+                self.create(t, slot, sb, h, key, now, len, route, &mut track, init)
             }
         }
     }
@@ -1860,7 +1869,7 @@ impl Conntrack {
         key: Key<A>,
         now: Nanos,
         len: u32,
-        routable: bool,
+        route: Route,
         track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Open,
     ) -> Verdict {
@@ -1916,7 +1925,7 @@ impl Conntrack {
             e.status |= status::ASSURED;
         }
         let v = verdict_of(&e, state_of(Dir::Original, e.status), Dir::Original);
-        if a.kill || !routable || !self.cfg.host.confirms(&key.src, &key.dst) {
+        if a.kill || route != Route::Passes || !self.cfg.host.confirms(&key.src, &key.dst) {
             self.count.fetch_sub(1, Ordering::Relaxed);
             return v;
         }
@@ -2079,7 +2088,7 @@ impl Conntrack {
             return self.icmp_refused();
         };
         let h = self.hash(&target);
-        let g = t.shards[t.shard_of(h)].lock.lock();
+        let mut g = t.shards[t.shard_of(h)].lock.lock();
         // Expired entries are as good as gone (the kernel's lookup skips them).
         let now = now.max(g.shard.clock);
         let found = g
@@ -2101,7 +2110,20 @@ impl Conntrack {
             drop(g);
             return self.icmp_refused();
         }
-        verdict_of(e, State::Related, dir)
+        let v = verdict_of(e, State::Related, dir);
+        if self.events.is_some() && e.status & status::UNREPORTED != 0 {
+            // The error takes its connection out of the host with it: the kernel reports
+            // what that connection's dropped packets left unreported.
+            let key = Key {
+                src: A::from_bytes(p.src()),
+                dst: A::from_bytes(p.dst()),
+                ..target
+            };
+            let passes = self.passes(self.cfg.host.route(p), &key);
+            let before = e.status;
+            self.report_change(&mut g, idx, before, false, passes, now);
+        }
+        v
     }
 
     /// Advances every shard's timer wheel to `now`, removing expired entries. Embedders that

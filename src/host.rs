@@ -32,6 +32,21 @@ pub enum Egress {
     },
 }
 
+/// What the host does with a packet after conntrack has seen it, as far as the connection
+/// goes: whether a new entry is confirmed, and whether the kernel reports the packet's events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Routed on (forwarded or delivered, unless its addresses say otherwise: see
+    /// [`HostModel::confirms`]).
+    Passes,
+    /// Dropped silently (a source route, or what the host will not answer).
+    Dropped,
+    /// Dropped and answered with an ICMP error of the host's own (bad IPv4 options, too big
+    /// for the way out): the error carries the packet's connection out of the host, so the
+    /// kernel reports that connection's events, but it confirms no new entry.
+    Answered,
+}
+
 /// How the host around the tracker treats a new connection's first packet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HostModel {
@@ -87,12 +102,51 @@ impl HostModel {
     /// ```
     #[inline(always)]
     pub fn routes(&self, p: &IpPacket<'_>) -> bool {
+        self.route(p) == Route::Passes
+    }
+
+    /// [`HostModel::routes`], telling a silent drop from one the host answers with an ICMP
+    /// error (see [`Route`]).
+    #[inline(always)]
+    pub fn route(&self, p: &IpPacket<'_>) -> Route {
         match self {
-            HostModel::ConfirmAll => true,
+            HostModel::ConfirmAll => Route::Passes,
             // The common case: small enough for the way out, and no IPv4 options.
-            HostModel::Router if p.data.len() <= ROUTER_MTU && (p.v6 || p.l4_off == 20) => true,
-            HostModel::Router => Self::router_routes(p),
+            HostModel::Router if p.data.len() <= ROUTER_MTU && (p.v6 || p.l4_off == 20) => {
+                Route::Passes
+            }
+            HostModel::Router => Self::router_route(p),
         }
+    }
+
+    /// [`HostModel::route`] for the router, past its common case.
+    #[inline(never)]
+    fn router_route(p: &IpPacket<'_>) -> Route {
+        if Self::router_routes(p) {
+            Route::Passes
+        } else if p.v6 {
+            // Too big: a packet-too-big error, but about an ICMPv6 error or to a group.
+            let error =
+                p.proto == crate::tuple::proto::ICMPV6 && p.l4().first().is_some_and(|&t| t < 128);
+            if p.dst()[0] == 0xff || error {
+                Route::Dropped
+            } else {
+                Route::Answered
+            }
+        } else if matches!(HostModel::Router.egress(p), Egress::IcmpError { .. }) {
+            Route::Answered
+        } else {
+            Route::Dropped
+        }
+    }
+
+    /// True when the router answers a packet from `src` to `dst` that it would otherwise
+    /// route with an ICMP error of its own, for its addresses alone: an IPv6 link-local
+    /// source it must not forward (beyond scope).
+    pub fn answers<A: Addr>(&self, src: &A, dst: &A) -> bool {
+        let (src, dst) = (src.as_ref(), dst.as_ref());
+        let link_local = |a: &[u8]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
+        *self == HostModel::Router && A::V6 && link_local(src) && dst[0] != 0xff && !link_local(dst)
     }
 
     /// [`HostModel::routes`] for the router, past its common case.

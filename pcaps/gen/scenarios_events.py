@@ -1,13 +1,15 @@
 """Event scenarios: what the kernel reports to a `conntrack -E` listener (pcaps/NAME.events,
 recorded by regen_events.sh) where the verdicts alone do not show it: an update from a packet
-the host drops after tracking waits for the entry's next packet that gets through."""
+the host drops after tracking waits for the entry's next packet that gets through, or for an
+ICMP error that takes the connection out of the host (the router's own, or one it forwards)."""
 from ctgen import scenario
-from scapy.all import IP, UDP, IPOption_LSRR
+from scapy.all import ICMP, IP, UDP, ICMPv6ParamProblem, IPOption, IPOption_LSRR, IPv6
 from scenarios_helpers import login
 from scenarios_tcp import Flow
 
 A, B = "10.44.0.1", "10.44.0.2"
 BCAST = "255.255.255.255"
+A6, B6, LL6 = "2001:db8:44::1", "2001:db8:44::2", "fe80::44"
 
 
 @scenario("events/dropped-reply-update-waits")
@@ -42,4 +44,51 @@ def _():
     # FIN_WAIT, the helper drops the packet, and the move is reported with the server's
     # answer (its own move to CLOSE_WAIT in the same update).
     p += [f.c("FPA", b"PORT 10,44,0,1\r\n", advance=False), f.s("A")]
+    return p
+
+
+@scenario("events/answered-drop-reports-at-once")
+def _():
+    # Packets the router drops but answers with an ICMP error of its own: the error carries
+    # the connection out of the router, so the kernel reports the update right away (each
+    # followed by another flow's new entry, which shows the order).
+    def q(sport, dst=B, src=A, v6=False):
+        ip = IPv6(src=src, dst=dst) if v6 else IP(src=src, dst=dst)
+        return ip / UDP(sport=sport, dport=53) / b"q"
+
+    def r(sport, src=B, dst=A, v6=False, **kw):
+        ip = IPv6(src=src, dst=dst, **kw) if v6 else IP(src=src, dst=dst, **kw)
+        return ip / UDP(sport=53, dport=sport) / b"r"
+
+    bad_rr = [IPOption(b"\x07\x07\x03\x00\x00\x00\x00\x00")]  # record route, pointer too low
+    p = [q(5100), IP(src=B, dst=A, options=bad_rr) / UDP(sport=53, dport=5100) / b"r", q(5110)]
+    # Too big for the router's way out (65,000 bytes), with DF set: fragmentation needed.
+    p += [q(5101), IP(src=B, dst=A, flags="DF") / UDP(sport=53, dport=5101) / (b"r" * 65100),
+          q(5111)]
+    # IPv6: too big (a packet-too-big error), and an answer from a link-local source, which
+    # the router must not forward (beyond scope).
+    p += [q(5102, A6, B6, True),
+          IPv6(src=A6, dst=B6) / UDP(sport=53, dport=5102) / (b"r" * 65100),
+          q(5112, A6, B6, True)]
+    p += [q(5103, LL6, B6, True), r(5103, LL6, B6, True), q(5113, A6, B6, True)]
+    return p
+
+
+@scenario("events/icmp-error-reports-what-waits")
+def _():
+    # An answer from a martian source leaves its update unreported; an ICMP error about the
+    # connection that gets through reports it.
+    p = [IP(src=A, dst=BCAST) / UDP(sport=5200, dport=17701) / b"q",
+         IP(src=BCAST, dst=A) / UDP(sport=17701, dport=5200) / b"r",
+         IP(src=A, dst=B) / UDP(sport=5210, dport=53) / b"q",
+         IP(src=B, dst=A) / ICMP(type=3, code=3)
+         / IP(src=A, dst=BCAST) / UDP(sport=5200, dport=17701),
+         IP(src=A, dst=B) / UDP(sport=5211, dport=53) / b"q"]
+    # The same, about an IPv6 flow to the unspecified address, which nothing answers.
+    p += [IPv6(src=A6, dst="::") / UDP(sport=5201, dport=9) / b"q",
+          IPv6(src="::", dst=A6) / UDP(sport=9, dport=5201) / b"r",
+          IPv6(src=A6, dst=B6) / UDP(sport=5212, dport=53) / b"q",
+          IPv6(src=B6, dst=A6) / ICMPv6ParamProblem(code=1)
+          / IPv6(src=A6, dst="::") / UDP(sport=5201, dport=9),
+          IPv6(src=A6, dst=B6) / UDP(sport=5213, dport=53) / b"q"]
     return p
