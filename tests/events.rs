@@ -18,7 +18,7 @@ use std::path::Path;
 use ctrack::{Config, Conntrack, capture};
 
 mod common;
-use common::{captures, config};
+use common::{capture_of, captures, config};
 
 /// A line split into its kind, seconds left and the rest.
 struct Line {
@@ -140,14 +140,8 @@ fn every_capture_reports_the_kernels_events() {
     let mut failures = String::new();
     let mut events = 0;
     for g in &goldens {
-        let base = g.with_extension("");
-        let cap = ["pcap", "pcapng"]
-            .iter()
-            .map(|e| base.with_extension(e))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("no capture beside {}", g.display()));
-        let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
-        let want: Vec<String> = std::fs::read_to_string(base.with_extension("events"))
+        let (cap, args) = capture_of(g);
+        let want: Vec<String> = std::fs::read_to_string(g.with_extension("events"))
             .unwrap()
             .lines()
             .filter(|l| !l.trim().is_empty())

@@ -9,7 +9,7 @@ use std::path::Path;
 use ctrack::{Config, Conntrack, capture};
 
 mod common;
-use common::{captures, config};
+use common::{capture_of, captures, config};
 
 struct Output {
     verdicts: Vec<String>,
@@ -122,13 +122,7 @@ fn every_capture_matches_its_kernel_golden() {
     let mut failures = String::new();
     let (mut packets, mut scored, mut lines) = (0, 0, 0);
     for g in &goldens {
-        let base = g.with_extension("");
-        let cap = ["pcap", "pcapng"]
-            .iter()
-            .map(|e| base.with_extension(e))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("no capture beside {}", g.display()));
-        let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
+        let (cap, args) = capture_of(g);
         let want = parse_output(&std::fs::read_to_string(g).unwrap());
         // Every shard count decides the same: one shard, where a packet sweeps out every
         // entry that expired before it, and the default, where it sweeps only its own shard's.

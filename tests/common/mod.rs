@@ -23,6 +23,19 @@ pub fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The capture beside a golden (`NAME.pcap` or `NAME.pcapng`) and the arguments it was
+/// replayed with (`NAME.args`, empty when there is none).
+pub fn capture_of(golden: &Path) -> (PathBuf, String) {
+    let base = golden.with_extension("");
+    let cap = ["pcap", "pcapng"]
+        .iter()
+        .map(|e| base.with_extension(e))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no capture beside {}", golden.display()));
+    let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
+    (cap, args)
+}
+
 /// The engine configuration for a scenario's arguments (as given to ktrace).
 pub fn config(args: &str) -> Config {
     let mut cfg = Config {
