@@ -242,6 +242,63 @@ fn replay_format_on_a_bundled_capture() {
     assert!(lines.last().unwrap().starts_with("# stats found="));
 }
 
+/// `--events` puts each packet's events after its verdict, in `conntrack -E`'s format.
+#[test]
+fn replay_prints_events_after_their_packets() {
+    let cap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pcaps/udp/request-response.pcap"
+    );
+    let out = ctrack(&["replay", cap, "--verdicts", "--events"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0 new,orig");
+    assert!(
+        lines[1].starts_with("# event     [NEW] udp      17 30 src="),
+        "{text}"
+    );
+    assert!(lines[1].contains("[UNREPLIED]"), "{text}");
+    assert_eq!(lines[2], "1 established,reply");
+    assert!(
+        lines[3].starts_with("# event  [UPDATE] udp      17 30 src="),
+        "{text}"
+    );
+    assert!(!lines[3].contains("[UNREPLIED]"), "{text}");
+    // Without the flag, no event lines.
+    let plain = ctrack(&["replay", cap, "--verdicts"]);
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("# event"));
+}
+
+/// `bench --events N` times the engine with a queue of N, taken after every burst, and says
+/// how many events a queue too small for a burst lost.
+#[test]
+fn bench_with_an_event_stream() {
+    let run = |n: &str| {
+        let out = ctrack(&[
+            "bench",
+            "--workload",
+            "syn",
+            "--packets",
+            "3000",
+            "--events",
+            n,
+        ]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let roomy = run("100000");
+    assert!(roomy.contains("tracked 3000 of 3000\n"), "{roomy}");
+    assert!(roomy.contains("events lost 0\n"), "{roomy}");
+    // Bursts of 256 new connections into a queue of 10.
+    let small = run("10");
+    assert!(!small.contains("events lost 0\n"), "{small}");
+    fails_with(
+        &ctrack(&["bench", "--workload", "syn", "--events", "x"]),
+        &["x"],
+    );
+}
+
 /// A workload written with `--write-pcap` replays through `bench --pcap --setup K` with exactly
 /// the workload's setup untimed and its timed packets timed.
 #[test]
