@@ -1,5 +1,6 @@
 //! The engine: frames in, verdicts out, over one sharded table per address family.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
@@ -11,8 +12,8 @@ use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
 use crate::defrag::{Defrag, Reassembled};
-use crate::event::{Event, EventKind, EventQueue};
-use crate::expect::{Expectations, Expected, Refused, Spec};
+use crate::event::{Event, EventKind, EventQueue, ExpectEvent};
+use crate::expect::{Expectations, Expected, Refused, Reporter, Spec};
 use crate::format::EntryView;
 use crate::host::{HostModel, Route};
 use crate::icmp_error::{self, Redirect};
@@ -82,7 +83,7 @@ impl<A: Addr> SipTable<'_, A> {
 
 impl<A: Addr> sip::Expect for SipTable<'_, A> {
     fn flush(&mut self, media: bool) {
-        self.x.flush_sip(&self.master, media);
+        self.x.flush_sip(&self.master, media, self.now);
     }
 
     fn media(&mut self, class: sip::Class, addr: [u8; 16], port: u16) -> bool {
@@ -117,7 +118,7 @@ impl<A: Addr> sip::Expect for SipTable<'_, A> {
             Ok(()) | Err(Refused::Already) => true,
             Err(_) => {
                 if first.is_ok() {
-                    self.x.unexpect(&rtp);
+                    self.x.unexpect(&rtp, now);
                 }
                 false
             }
@@ -190,11 +191,12 @@ pub struct Config {
     /// the packets in order in bursts of 32, but 18% fewer in bursts of 256 (`bench --threads
     /// 2 --steer flow`), where such a deployment may prefer 0.
     pub in_order_entries: usize,
-    /// How many events [`Conntrack::events`] may have waiting (default 0: none are
-    /// recorded). Like a `conntrack -E` listener: with room for them, every new, updated
-    /// and destroyed entry is reported as the kernel reports it to its listeners, unless
-    /// `nf_conntrack_events` is 0. Past the limit, events are lost and counted
-    /// ([`Conntrack::events_lost`]), as a listener's socket loses them when full.
+    /// How many events [`Conntrack::events`] may have waiting, and as many
+    /// [`Conntrack::expect_events`] (default 0: none are recorded). Like `conntrack -E` and
+    /// `conntrack -E expect` listeners: with room for them, every new, updated and destroyed
+    /// entry, and every expectation announced and gone, is reported as the kernel reports it
+    /// to its listeners, unless `nf_conntrack_events` is 0. Past the limit, events are lost
+    /// and counted ([`Conntrack::events_lost`]), as a listener's socket loses them when full.
     pub events: usize,
 }
 
@@ -275,7 +277,7 @@ pub(crate) struct ShardBox<A> {
 }
 
 impl<A: Addr> Table<A> {
-    fn new(n: usize, acct: bool, timestamps: bool) -> Self {
+    fn new(n: usize, acct: bool, timestamps: bool, events: Reporter) -> Self {
         let n = n.max(1).next_power_of_two();
         Table {
             shards: (0..n)
@@ -297,7 +299,7 @@ impl<A: Addr> Table<A> {
                 })
                 .collect(),
             mask: n - 1,
-            expect: Mutex::new(Expectations::default()),
+            expect: Mutex::new(Expectations::reporting(events)),
         }
     }
 
@@ -377,8 +379,8 @@ pub struct Conntrack {
     frags: Mutex<Defrag>,
     /// One bit per port a helper is assigned to (any protocol); empty without helpers.
     helper_ports: Box<[u64]>,
-    /// The event stream, when the configuration asks for one.
-    events: Option<EventQueue>,
+    /// The event streams, when the configuration asks for them.
+    events: Option<Arc<EventQueue>>,
 }
 
 fn random_seed() -> u64 {
@@ -410,12 +412,13 @@ impl Conntrack {
             helper_ports[usize::from(a.port >> 6)] |= 1 << (a.port & 63);
         }
         let events = (cfg.events > 0 && cfg.sysctl.nf_conntrack_events != 0)
-            .then(|| EventQueue::new(cfg.events));
+            .then(|| Arc::new(EventQueue::new(cfg.events)));
+        let reporter = Reporter(events.clone());
         Conntrack {
             events,
             helper_ports: helper_ports.into_boxed_slice(),
-            v4: Table::new(cfg.shards, acct, tstamp),
-            v6: Table::new(cfg.shards, acct, tstamp),
+            v4: Table::new(cfg.shards, acct, tstamp, reporter.clone()),
+            v6: Table::new(cfg.shards, acct, tstamp, reporter),
             cfg,
             hasher: FixedState::with_seed(seed),
             count: AtomicUsize::new(0),
@@ -768,7 +771,7 @@ impl Conntrack {
             }
         }
         let mut x = t.expect.lock();
-        x.bury(&key);
+        x.bury(&key, now);
         let _ = x.take(&key, now);
     }
 
@@ -788,7 +791,7 @@ impl Conntrack {
             if x.none_pending() {
                 None
             } else {
-                x.bury(&e.key);
+                x.bury(&e.key, now);
                 // Room to record the connection as expected, before it takes anything.
                 if !x.room_to_adopt(true) {
                     return Err(NoRoom);
@@ -856,7 +859,7 @@ impl Conntrack {
         if x.expect(orig, helper, to_client, spec, max_total, now)
             .is_err()
         {
-            x.unexpect(&to_server);
+            x.unexpect(&to_server, now);
             return;
         }
         let mapped = x.keymap_add(orig, 0, orig.src, orig.dst, pac, pns).is_ok()
@@ -865,14 +868,21 @@ impl Conntrack {
                 false
             });
         if !mapped {
-            x.unexpect(&to_client);
-            x.unexpect(&to_server);
+            x.unexpect(&to_client, now);
+            x.unexpect(&to_server, now);
         }
     }
 
     /// A PPTP call ended: its key mappings go, and in each direction its GRE connection (or,
     /// when there is none, the expectation of it).
-    fn pptp_disconnect<A: Addr>(&self, t: &Table<A>, orig: &Key<A>, pac: u16, pns: u16) {
+    fn pptp_disconnect<A: Addr>(
+        &self,
+        t: &Table<A>,
+        orig: &Key<A>,
+        pac: u16,
+        pns: u16,
+        now: Nanos,
+    ) {
         t.expect.lock().keymap_destroy(orig);
         for (src, dst, sport, dport) in [
             (orig.src, orig.dst, pns, pac),
@@ -896,7 +906,7 @@ impl Conntrack {
                 continue;
             }
             drop(g);
-            t.expect.lock().withdraw(&k);
+            t.expect.lock().withdraw(&k, now);
         }
     }
 
@@ -980,7 +990,7 @@ impl Conntrack {
             let mut g = slot.lock.lock();
             if let Some(f) = g.shard.find(h, &orig, &inv) {
                 let e = g.shard.remove(h, f.idx);
-                self.forget(t, &e);
+                self.forget(t, &e, now);
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 g.stats.insert -= 1;
                 if let Some(q) = &self.events {
@@ -1201,7 +1211,7 @@ impl Conntrack {
                         self.expect_gre(t, orig, index, plain(0), pac, pns, now);
                     }
                     pptp::Action::Disconnect { pac, pns } => {
-                        self.pptp_disconnect(t, orig, pac, pns)
+                        self.pptp_disconnect(t, orig, pac, pns, now)
                     }
                 }
                 v
@@ -1286,7 +1296,7 @@ impl Conntrack {
         if sb.shard.timers_due(now) {
             let hash = |k: &Key<A>| self.hash(k);
             let expired = sb.shard.expire(now, &hash, |e, c| {
-                self.swept(t, e);
+                self.swept(t, e, now);
                 self.report_gone(e, c, now);
             });
             self.count.fetch_sub(expired, Ordering::Relaxed);
@@ -1297,20 +1307,20 @@ impl Conntrack {
     /// Lets the expectations know that entry `e` has left the table (only masters and
     /// expected connections concern them).
     #[inline]
-    fn forget<A: Addr>(&self, t: &Table<A>, e: &Entry<A>) {
+    fn forget<A: Addr>(&self, t: &Table<A>, e: &Entry<A>, now: Nanos) {
         let (master, child) = (e.helper != 0, e.status & status::EXPECTED != 0);
         if master || child {
-            t.expect.lock().forget(&e.key, master, child);
+            t.expect.lock().forget(&e.key, master, child, now);
         }
     }
 
     /// Lets the expectations know that entry `e` expired and its shard swept it out (see
     /// [`Expectations::swept`](crate::expect::Expectations::swept)).
     #[inline]
-    fn swept<A: Addr>(&self, t: &Table<A>, e: &Entry<A>) {
+    fn swept<A: Addr>(&self, t: &Table<A>, e: &Entry<A>, now: Nanos) {
         let (master, child) = (e.helper != 0, e.status & status::EXPECTED != 0);
         if master || child {
-            t.expect.lock().swept(&e.key, master, child);
+            t.expect.lock().swept(&e.key, master, child, now);
         }
     }
 
@@ -1320,7 +1330,7 @@ impl Conntrack {
             self.report(q, EventKind::Destroy, sb, i, sb.shard.clock, true);
         }
         let e = sb.shard.remove(h, i);
-        self.forget(t, &e);
+        self.forget(t, &e, sb.shard.clock);
         self.count.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -2143,12 +2153,18 @@ impl Conntrack {
             let now = now.max(g.shard.clock);
             g.shard.clock = now;
             n += g.shard.expire(now, &hash, |e, c| {
-                self.forget(t, e);
+                self.forget(t, e, now);
                 self.report_gone(e, c, now);
             });
         }
-        // A collection of the whole table: masters swept before it go for good too.
-        t.expect.lock().bury_all();
+        // A collection of the whole table: masters swept before it go for good too, and
+        // expectations that have run out are reported gone.
+        let mut x = t.expect.lock();
+        x.bury_all(now);
+        if self.events.is_some() {
+            x.purge(now);
+        }
+        drop(x);
         self.count.fetch_sub(n, Ordering::Relaxed);
         n
     }
@@ -2157,12 +2173,25 @@ impl Conntrack {
     /// configuration records none). An entry's events are in the order they happened; the
     /// order across threads is the order in which they reached the queue.
     pub fn events(&self) -> Vec<Event> {
-        self.events.as_ref().map_or_else(Vec::new, EventQueue::take)
+        self.events.as_ref().map_or_else(Vec::new, |q| q.take())
     }
 
-    /// Events lost so far because the queue was full (see [`Config::events`]).
+    /// Takes the expectation events waiting, oldest first (see [`Config::events`], which
+    /// bounds this queue too; empty when the configuration records no events): helpers'
+    /// announcements and their ends, as `conntrack -E expect` reports them. The kernel sends
+    /// these to listeners of their own, apart from the connections' events; here too they
+    /// wait apart from [`Conntrack::events`]. Of one packet's events, the kernel reports
+    /// those of expectations first: a connection takes its expectation, and a helper
+    /// announces one, before the packet's connection event.
+    pub fn expect_events(&self) -> Vec<ExpectEvent> {
+        self.events
+            .as_ref()
+            .map_or_else(Vec::new, |q| q.take_expect())
+    }
+
+    /// Events lost so far because a queue was full (see [`Config::events`]).
     pub fn events_lost(&self) -> u64 {
-        self.events.as_ref().map_or(0, EventQueue::lost)
+        self.events.as_ref().map_or(0, |q| q.lost())
     }
 
     /// Counters like `conntrack -S`.

@@ -1,5 +1,6 @@
-//! The event stream: what happened to entries (new, updated, destroyed), as the kernel's
-//! `conntrack -E` reports it.
+//! The event streams: what happened to entries (new, updated, destroyed), as the kernel's
+//! `conntrack -E` reports it, and to expectations (announced, gone), as `conntrack -E expect`
+//! reports them.
 
 use std::collections::VecDeque;
 use std::fmt::{self, Write};
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ctrack_protocols::Nanos;
 use parking_lot::Mutex;
 
-use crate::format::EntryView;
+use crate::format::{EntryView, ExpectView};
 use crate::table::status;
 use crate::tuple::{L4, Tuple, proto};
 
@@ -129,6 +130,119 @@ impl fmt::Display for Event {
     }
 }
 
+/// One expectation event: a helper announced a connection ([`EventKind::New`]), or the
+/// announcement went ([`EventKind::Destroy`]: a connection took it, its helper replaced or
+/// withdrew it, its class was full, its master left, or it ran out). The kernel has no
+/// update event for an expectation; a refreshed SIP registration reports nothing.
+///
+/// ```
+/// use ctrack::{Config, Conntrack, EventKind, LinkType};
+/// let mut cfg = Config::default();
+/// cfg.events = 1024;
+/// cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+/// cfg.helpers = ctrack_helpers::parse_assignment("tftp:udp:69").unwrap();
+/// let ct = Conntrack::new(cfg);
+/// // A TFTP read request 10.0.0.1:1000 -> 10.0.0.2:69 ("f", octet mode).
+/// let mut q = vec![0x45, 0, 0, 38, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+/// q.extend([0x03, 0xe8, 0, 69, 0, 18, 0, 0, 0, 1, b'f', 0]);
+/// q.extend(b"octet\0");
+/// let c = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &q[..20]));
+/// q[10..12].copy_from_slice(&c.to_be_bytes());
+/// ct.process(&q, LinkType::Raw, 1_000_000_000);
+/// let ev = ct.expect_events();
+/// assert_eq!(ev.len(), 1);
+/// assert_eq!(ev[0].kind, EventKind::New);
+/// assert_eq!(
+///     ev[0].line(),
+///     "    [NEW] 300 proto=17 src=10.0.0.2 dst=10.0.0.1 sport=0 dport=1000 \
+///      mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 \
+///      master-src=10.0.0.1 master-dst=10.0.0.2 sport=1000 dport=69 class=0 helper=tftp"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectEvent {
+    /// What happened: [`EventKind::New`] or [`EventKind::Destroy`].
+    pub kind: EventKind,
+    /// The engine's time when it happened (for one that ran out: when the engine noticed).
+    pub time: Nanos,
+    /// The expectation (for [`EventKind::Destroy`], as it went).
+    pub expect: ExpectView,
+}
+
+impl ExpectEvent {
+    /// The event as `conntrack -E expect` prints it (its default format): the time left, the
+    /// expected tuple, its mask, the master's tuple, flags, class and helper.
+    pub fn line(&self) -> String {
+        let mut s = String::with_capacity(300);
+        let _ = self.write_line(&mut s);
+        s
+    }
+
+    fn write_line(&self, s: &mut String) -> fmt::Result {
+        let x = &self.expect;
+        let kind = match self.kind {
+            EventKind::New => "[NEW]",
+            EventKind::Update => "[UPDATE]",
+            EventKind::Destroy => "[DESTROY]",
+        };
+        write!(s, "{kind:>9} {} proto={}", x.seconds_left, x.proto)?;
+        let v6 = x.dst.is_ipv6();
+        let addr = |ones: bool| -> IpAddr {
+            match (v6, ones) {
+                (false, o) => IpAddr::from(if o { [255u8; 4] } else { [0; 4] }),
+                (true, o) => IpAddr::from(if o { [255u8; 16] } else { [0; 16] }),
+            }
+        };
+        let gre = x.proto == proto::GRE;
+        let l4 = |s: &mut String, sport: u16, dport: u16| {
+            if gre {
+                write!(s, " srckey={sport:#x} dstkey={dport:#x}")
+            } else {
+                write!(s, " sport={sport} dport={dport}")
+            }
+        };
+        s.push_str(" src=");
+        write_addr(s, &x.src.unwrap_or(addr(false)))?;
+        s.push_str(" dst=");
+        write_addr(s, &x.dst)?;
+        l4(s, x.sport.unwrap_or(0), x.dport)?;
+        s.push_str(" mask-src=");
+        write_addr(s, &addr(x.src.is_some()))?;
+        s.push_str(" mask-dst=");
+        write_addr(s, &addr(true))?;
+        l4(s, if x.sport.is_some() { 0xffff } else { 0 }, 0xffff)?;
+        s.push_str(" master-src=");
+        write_addr(s, &x.master.src)?;
+        s.push_str(" master-dst=");
+        write_addr(s, &x.master.dst)?;
+        match x.master.l4 {
+            L4::Ports { src, dst } => write!(s, " sport={src} dport={dst}")?,
+            L4::Gre { src_key, dst_key } => write!(s, " srckey={src_key:#x} dstkey={dst_key:#x}")?,
+            L4::Icmp { .. } | L4::None => {}
+        }
+        if x.zone != 0 {
+            write!(s, " zone={}", x.zone)?;
+        }
+        match (x.permanent, x.inactive) {
+            (true, true) => s.push_str(" PERMANENT,INACTIVE"),
+            (true, false) => s.push_str(" PERMANENT"),
+            (false, true) => s.push_str(" INACTIVE"),
+            (false, false) => {}
+        }
+        write!(s, " class={}", x.class)?;
+        if let Some(h) = x.helper {
+            write!(s, " helper={h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ExpectEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line())
+    }
+}
+
 /// DCCP's protocol number (the engine tracks it as a generic protocol).
 const DCCP: u8 = 33;
 
@@ -216,10 +330,13 @@ fn write_addr(s: &mut String, a: &IpAddr) -> fmt::Result {
     Ok(())
 }
 
-/// The bounded queue events wait in until [`crate::Conntrack::events`] takes them. Taken
-/// after a shard lock, never before one, and nothing else is locked while it is held.
+/// The bounded queues events wait in until [`crate::Conntrack::events`] and
+/// [`crate::Conntrack::expect_events`] take them, each of up to `capacity` events. Taken
+/// after a shard lock or an expectation table's lock, never before one, and nothing else is
+/// locked while one is held.
 pub(crate) struct EventQueue {
     queue: Mutex<VecDeque<Event>>,
+    expect: Mutex<VecDeque<ExpectEvent>>,
     capacity: usize,
     lost: AtomicU64,
 }
@@ -228,9 +345,24 @@ impl EventQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         EventQueue {
             queue: Mutex::new(VecDeque::new()),
+            expect: Mutex::new(VecDeque::new()),
             capacity,
             lost: AtomicU64::new(0),
         }
+    }
+
+    /// Queues the expectation event `ev`, or counts it lost as [`EventQueue::push`] does.
+    pub(crate) fn push_expect(&self, ev: ExpectEvent) {
+        let mut q = self.expect.lock();
+        if q.len() >= self.capacity || q.try_reserve(1).is_err() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        q.push_back(ev);
+    }
+
+    pub(crate) fn take_expect(&self) -> Vec<ExpectEvent> {
+        std::mem::take(&mut *self.expect.lock()).into()
     }
 
     /// Queues `ev`, or counts it lost when the queue is full or its memory cannot be had
@@ -324,6 +456,80 @@ mod tests {
         ] {
             assert_eq!(addr(a), want, "{a}");
         }
+    }
+
+    #[test]
+    fn expectation_lines_print_as_conntrack_prints_them() {
+        let master = |src: &str, dst: &str, l4| Tuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            proto: proto::TCP,
+            zone: 0,
+            l4,
+        };
+        let ev = |expect| ExpectEvent {
+            kind: EventKind::Destroy,
+            time: 0,
+            expect,
+        };
+        // Any source (IRC DCC), IPv6, in a zone, permanent and inactive (a SIP registration).
+        let irc6 = ExpectView {
+            proto: proto::TCP,
+            src: None,
+            dst: "2001:db8::1".parse().unwrap(),
+            sport: None,
+            dport: 5020,
+            zone: 7,
+            master: master(
+                "2001:db8::1",
+                "2001:db8::2",
+                L4::Ports {
+                    src: 43201,
+                    dst: 6667,
+                },
+            ),
+            seconds_left: 0,
+            helper: Some("sip"),
+            class: 0,
+            permanent: true,
+            inactive: true,
+        };
+        assert_eq!(
+            ev(irc6).line(),
+            "[DESTROY] 0 proto=6 src=:: dst=2001:db8::1 sport=0 dport=5020 mask-src=:: \
+             mask-dst=ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff sport=0 dport=65535 \
+             master-src=2001:db8::1 master-dst=2001:db8::2 sport=43201 dport=6667 zone=7 \
+             PERMANENT,INACTIVE class=0 helper=sip"
+        );
+        // A PPTP call's GRE, keyed both ways.
+        let gre = ExpectView {
+            proto: proto::GRE,
+            src: Some("10.43.1.1".parse().unwrap()),
+            dst: "10.43.1.2".parse().unwrap(),
+            sport: Some(0x1111),
+            dport: 0x2222,
+            zone: 0,
+            master: master(
+                "10.43.1.1",
+                "10.43.1.2",
+                L4::Ports {
+                    src: 43001,
+                    dst: 1723,
+                },
+            ),
+            seconds_left: 300,
+            helper: Some("pptp"),
+            class: 0,
+            permanent: false,
+            inactive: false,
+        };
+        assert_eq!(
+            ev(gre).line(),
+            "[DESTROY] 300 proto=47 src=10.43.1.1 dst=10.43.1.2 srckey=0x1111 dstkey=0x2222 \
+             mask-src=255.255.255.255 mask-dst=255.255.255.255 srckey=0xffff dstkey=0xffff \
+             master-src=10.43.1.1 master-dst=10.43.1.2 sport=43001 dport=1723 class=0 \
+             helper=pptp"
+        );
     }
 
     #[test]

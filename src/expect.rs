@@ -17,10 +17,13 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use ctrack_helpers::{ftp, pptp, sane, sip};
 use ctrack_protocols::{NANOS_PER_SEC, Nanos};
 
+use crate::event::{EventKind, EventQueue, ExpectEvent};
+use crate::format::ExpectView;
 use crate::tuple::{Addr, Key};
 
 /// What an expectation expects: a connection from `src`:`sport` (`None`: any address, any
@@ -114,7 +117,11 @@ struct Pending<A> {
     /// What it expects.
     e: Expected<A>,
     master: Key<A>,
+    /// When it runs out: its time left counts to this.
     expires: Nanos,
+    /// When it is gone: the kernel's timer fires some time after the deadline (see
+    /// [`timer_fires`]), and until then the expectation is there to be taken.
+    fires: Nanos,
     /// Registry index of the master's helper.
     helper: u8,
     class: u8,
@@ -186,6 +193,28 @@ pub(crate) enum Refused {
     Already,
 }
 
+/// Ticks per second of the kernel whose timers are modelled (`CONFIG_HZ=250`, the oracle's).
+const HZ: u64 = 250;
+
+/// When the kernel's timer for an expectation set at `now` to run out `timeout` later fires,
+/// as far as can be told. Its timer wheel files a timer on a level by how far off it is, and
+/// fires it at the first tick of that level's granularity past the deadline: up to 16.4 s
+/// late for the 180 s and 300 s of most helpers (4,096 ticks), 2 s for 30 s (512), a quarter
+/// of a second for 3 s (64). Where in that window depends on the kernel's tick count, which no
+/// packet shows, so the middle of it is taken: it misses least (as the half tick does for
+/// entries, see [`ctrack_protocols::HALF_JIFFY`]).
+fn timer_fires(now: Nanos, timeout: Nanos) -> Nanos {
+    let tick = NANOS_PER_SEC / HZ;
+    let ticks = timeout / tick;
+    // Level n takes timers under 63 << 3(n - 1) ticks away (level 0: under 63), each
+    // level's slots 8 times coarser than the one below; nine levels.
+    let level = (1..9u32)
+        .find(|&n| ticks < 63 << (3 * (n - 1)))
+        .map_or(8, |n| n - 1);
+    let granularity = (1u64 << (3 * level)) * tick;
+    now.saturating_add(timeout).saturating_add(granularity / 2)
+}
+
 /// One address family's expectations.
 #[derive(Debug, Default)]
 pub(crate) struct Expectations<A: Addr> {
@@ -215,9 +244,64 @@ pub(crate) struct Expectations<A: Addr> {
     /// stay, whichever shard the master was in, until they run out, or a connection with the
     /// master's tuple is looked up ([`Expectations::bury`]), or the table is collected.
     orphans: std::collections::HashSet<Key<A>>,
+    /// Where expectation events go, when the engine records them.
+    events: Reporter,
+}
+
+/// The event queue expectation events go to (none: they are not recorded).
+#[derive(Clone, Default)]
+pub(crate) struct Reporter(pub(crate) Option<Arc<EventQueue>>);
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Reporter(on)"
+        } else {
+            "Reporter(off)"
+        })
+    }
 }
 
 impl<A: Addr> Expectations<A> {
+    /// An empty table whose expectation events go to `events`.
+    pub(crate) fn reporting(events: Reporter) -> Self {
+        Expectations {
+            events,
+            ..Default::default()
+        }
+    }
+
+    /// Reports what happened to `p` at `now`, when events are recorded.
+    fn report(&self, kind: EventKind, p: &Pending<A>, now: Nanos) {
+        let Some(q) = &self.events.0 else {
+            return;
+        };
+        q.push_expect(ExpectEvent {
+            kind,
+            time: now,
+            expect: ExpectView {
+                proto: p.e.proto,
+                src: p.e.src.map(|a| a.ip()),
+                dst: p.e.dst.ip(),
+                sport: p.e.sport,
+                dport: p.e.dport,
+                zone: p.e.zone,
+                master: p.master.to_tuple(),
+                // The kernel counts in ticks: what is left to the nearest one (an
+                // expectation taken in the tick that made it still has all its time).
+                seconds_left: p
+                    .expires
+                    .saturating_sub(now)
+                    .saturating_add(ctrack_protocols::HALF_JIFFY)
+                    / NANOS_PER_SEC,
+                helper: ctrack_helpers::at_index(p.helper).map(|h| h.name),
+                class: p.class,
+                permanent: p.permanent,
+                inactive: p.inactive,
+            },
+        });
+    }
+
     /// True when no expectation is pending (new connections need not look).
     #[inline]
     pub(crate) fn none_pending(&self) -> bool {
@@ -228,6 +312,11 @@ impl<A: Addr> Expectations<A> {
     /// newest active one that matches, removed unless permanent. A PPTP call's GRE withdraws
     /// the other direction's expectation.
     pub(crate) fn take(&mut self, k: &Key<A>, now: Nanos) -> Option<Taken<A>> {
+        // The kernel's timer reports an expectation gone when it runs out; with events
+        // recorded, those that have are reported here, before the connection that looks.
+        if self.events.0.is_some() && now >= self.next_expiry {
+            self.purge(now);
+        }
         let dest = Dest {
             dst: k.dst,
             dport: k.dport,
@@ -237,10 +326,10 @@ impl<A: Addr> Expectations<A> {
         let list = self.pending.get(&dest)?;
         let i = list
             .iter()
-            .rposition(|p| !p.inactive && p.expires > now && p.e.admits(&k.src, k.sport))?;
+            .rposition(|p| !p.inactive && p.fires > now && p.e.admits(&k.src, k.sport))?;
         let p = list[i];
         if !p.permanent {
-            self.remove(&dest, i);
+            self.remove(&dest, i, now);
         }
         if p.gre_call {
             let other = Expected {
@@ -254,7 +343,7 @@ impl<A: Addr> Expectations<A> {
             if let Some(j) = (self.pending.get(&other.dest()))
                 .and_then(|l| l.iter().rposition(|q| q.e.overlaps(&other)))
             {
-                self.remove(&other.dest(), j);
+                self.remove(&other.dest(), j, now);
             }
         }
         Some(Taken {
@@ -297,9 +386,9 @@ impl<A: Addr> Expectations<A> {
         self.purge_master(m, now);
         // Those that have run out here are gone already, for the kernel.
         while let Some(i) =
-            (self.pending.get(&dest)).and_then(|l| l.iter().position(|p| p.expires <= now))
+            (self.pending.get(&dest)).and_then(|l| l.iter().position(|p| p.fires <= now))
         {
-            self.remove(&dest, i);
+            self.remove(&dest, i, now);
         }
         if let Some(list) = self.pending.get(&dest) {
             // Newest first, as the kernel's hash chain holds them.
@@ -317,7 +406,7 @@ impl<A: Addr> Expectations<A> {
                 }
             }
             if let Some(i) = replace {
-                self.remove(&dest, i);
+                self.remove(&dest, i, now);
             }
         }
         if spec.max_expected != 0 {
@@ -326,7 +415,7 @@ impl<A: Addr> Expectations<A> {
             if mine.iter().filter(|x| of_class(x)).count() >= spec.max_expected as usize
                 && let Some(oldest) = mine.iter().find(|x| of_class(x)).copied()
             {
-                self.drop_pending(&oldest);
+                self.drop_pending(&oldest, now);
             }
         }
         if self.count >= max_total {
@@ -336,11 +425,12 @@ impl<A: Addr> Expectations<A> {
             }
         }
         let list = self.pending.entry(dest).or_insert(fresh);
-        list.push(Pending {
+        let p = Pending {
             e,
             master: *m,
-            expires: {
-                let at = now.saturating_add(spec.timeout);
+            expires: now.saturating_add(spec.timeout),
+            fires: {
+                let at = timer_fires(now, spec.timeout);
                 self.next_expiry = self.next_expiry.min(at);
                 at
             },
@@ -350,9 +440,11 @@ impl<A: Addr> Expectations<A> {
             inactive: spec.inactive,
             child_helper: spec.child_helper,
             gre_call: spec.gre_call,
-        });
+        };
+        list.push(p);
         self.count += 1;
         self.masters.entry(*m).or_default().expecting.push(e);
+        self.report(EventKind::New, &p, now);
         Ok(())
     }
 
@@ -373,7 +465,7 @@ impl<A: Addr> Expectations<A> {
 
     /// The SIP helper's flush of master `m`: with `media`, every expectation not of class 0
     /// (signalling); otherwise the newest signalling one.
-    pub(crate) fn flush_sip(&mut self, m: &Key<A>, media: bool) {
+    pub(crate) fn flush_sip(&mut self, m: &Key<A>, media: bool, now: Nanos) {
         // One at a time, newest first (removing one takes it off the master's list).
         let mut from = usize::MAX;
         loop {
@@ -387,7 +479,7 @@ impl<A: Addr> Expectations<A> {
             else {
                 return;
             };
-            self.drop_pending(&e);
+            self.drop_pending(&e, now);
             if !media {
                 return;
             }
@@ -422,10 +514,12 @@ impl<A: Addr> Expectations<A> {
                 .find(|p| p.e.same_source(e) && p.master == *m);
             if let Some(p) = hit
                 && p.class == 0
-                && p.expires > now
+                && p.fires > now
             {
-                p.expires = now.saturating_add(u64::from(secs) * NANOS_PER_SEC);
-                self.next_expiry = self.next_expiry.min(p.expires);
+                let timeout = u64::from(secs) * NANOS_PER_SEC;
+                p.expires = now.saturating_add(timeout);
+                p.fires = timer_fires(now, timeout);
+                self.next_expiry = self.next_expiry.min(p.fires);
                 p.inactive = false;
                 return true;
             }
@@ -440,12 +534,12 @@ impl<A: Addr> Expectations<A> {
         let p = list
             .iter()
             .rev()
-            .find(|p| p.expires > now && p.e.overlaps(e))?;
+            .find(|p| p.fires > now && p.e.overlaps(e))?;
         Some((p.master, p.helper, p.class))
     }
 
     /// Withdraws the newest pending expectation a connection with tuple `k` would match.
-    pub(crate) fn withdraw(&mut self, k: &Key<A>) {
+    pub(crate) fn withdraw(&mut self, k: &Key<A>, now: Nanos) {
         let dest = Dest {
             dst: k.dst,
             dport: k.dport,
@@ -455,13 +549,13 @@ impl<A: Addr> Expectations<A> {
         if let Some(i) = (self.pending.get(&dest))
             .and_then(|l| l.iter().rposition(|p| p.e.admits(&k.src, k.sport)))
         {
-            self.remove(&dest, i);
+            self.remove(&dest, i, now);
         }
     }
 
     /// Withdraws the pending expectation `e`.
-    pub(crate) fn unexpect(&mut self, e: &Expected<A>) {
-        self.drop_pending(e);
+    pub(crate) fn unexpect(&mut self, e: &Expected<A>, now: Nanos) {
+        self.drop_pending(e, now);
     }
 
     /// The pending expectation `e` (of whichever master).
@@ -472,8 +566,8 @@ impl<A: Addr> Expectations<A> {
             .find(|p| p.e.same_source(e))
     }
 
-    /// Removes the `i`th pending expectation of `dest`, from its master's list too.
-    fn remove(&mut self, dest: &Dest<A>, i: usize) {
+    /// Removes the `i`th pending expectation of `dest` at `now`, from its master's list too.
+    fn remove(&mut self, dest: &Dest<A>, i: usize, now: Nanos) {
         let Some(list) = self.pending.get_mut(dest) else {
             return;
         };
@@ -482,6 +576,7 @@ impl<A: Addr> Expectations<A> {
             self.pending.remove(dest);
         }
         self.count -= 1;
+        self.report(EventKind::Destroy, &p, now);
         if let Some(m) = self.masters.get_mut(&p.master)
             && let Some(j) = m
                 .expecting
@@ -497,19 +592,19 @@ impl<A: Addr> Expectations<A> {
                 .get(&p.master)
                 .is_none_or(|m| m.expecting.is_empty())
         {
-            self.forget(&p.master, true, false);
+            self.forget(&p.master, true, false, now);
         }
     }
 
-    /// Removes the pending expectation `e`.
-    fn drop_pending(&mut self, e: &Expected<A>) {
+    /// Removes the pending expectation `e` at `now`.
+    fn drop_pending(&mut self, e: &Expected<A>, now: Nanos) {
         let dest = e.dest();
         if let Some(i) = self
             .pending
             .get(&dest)
             .and_then(|l| l.iter().position(|p| p.e.same_source(e)))
         {
-            self.remove(&dest, i);
+            self.remove(&dest, i, now);
         }
     }
 
@@ -523,13 +618,13 @@ impl<A: Addr> Expectations<A> {
                 return;
             };
             let Some((i, e)) = (master.expecting.iter().enumerate().skip(at))
-                .find(|(_, e)| self.find(e).is_some_and(|p| p.expires <= now))
+                .find(|(_, e)| self.find(e).is_some_and(|p| p.fires <= now))
                 .map(|(i, e)| (i, *e))
             else {
                 return;
             };
             let before = master.expecting.len();
-            self.drop_pending(&e);
+            self.drop_pending(&e, now);
             // It left the list, unless the one dropped was another master's.
             let left = self
                 .masters
@@ -540,33 +635,33 @@ impl<A: Addr> Expectations<A> {
     }
 
     /// Drops every expectation that has run out at `now`.
-    fn purge(&mut self, now: Nanos) {
+    pub(crate) fn purge(&mut self, now: Nanos) {
         if now < self.next_expiry {
             return;
         }
         let n = (self.pending.values())
-            .map(|l| l.iter().filter(|p| p.expires <= now).count())
+            .map(|l| l.iter().filter(|p| p.fires <= now).count())
             .sum();
         let mut gone = Vec::new();
         if gone.try_reserve_exact(n).is_ok() {
             gone.extend(
                 self.pending
                     .values()
-                    .flat_map(|l| l.iter().filter(|p| p.expires <= now).map(|p| p.e)),
+                    .flat_map(|l| l.iter().filter(|p| p.fires <= now).map(|p| p.e)),
             );
             for e in &gone {
-                self.drop_pending(e);
+                self.drop_pending(e, now);
             }
         } else {
             // Without the memory for the list: one at a time.
-            while let Some(e) = (self.pending.values())
-                .find_map(|l| l.iter().find(|p| p.expires <= now).map(|p| p.e))
+            while let Some(e) =
+                (self.pending.values()).find_map(|l| l.iter().find(|p| p.fires <= now).map(|p| p.e))
             {
-                self.drop_pending(&e);
+                self.drop_pending(&e, now);
             }
         }
         self.next_expiry = (self.pending.values().flatten())
-            .map(|p| p.expires)
+            .map(|p| p.fires)
             .min()
             .unwrap_or(Nanos::MAX);
     }
@@ -680,7 +775,7 @@ impl<A: Addr> Expectations<A> {
 
     /// Entry `k` expired and its shard swept it out: as [`Expectations::forget`], except that a
     /// master with pending expectations keeps them, and its state, as an orphan.
-    pub(crate) fn swept(&mut self, k: &Key<A>, master: bool, child: bool) {
+    pub(crate) fn swept(&mut self, k: &Key<A>, master: bool, child: bool, now: Nanos) {
         let keep = master
             && self.masters.get(k).is_some_and(|m| !m.expecting.is_empty())
             // Without the memory to remember it, it goes now, as if collected.
@@ -688,44 +783,44 @@ impl<A: Addr> Expectations<A> {
         if keep {
             self.orphans.insert(*k);
         }
-        self.forget(k, master && !keep, child);
+        self.forget(k, master && !keep, child, now);
     }
 
     /// A packet with tuple `k` (either direction) found no entry: an orphaned master with that
     /// tuple goes for good, its expectations with it (the kernel's lookup would have met the
     /// expired entry and removed it).
-    pub(crate) fn bury(&mut self, k: &Key<A>) {
+    pub(crate) fn bury(&mut self, k: &Key<A>, now: Nanos) {
         if self.orphans.is_empty() {
             return;
         }
         for c in [Some(*k), k.inverse()].into_iter().flatten() {
             if self.orphans.contains(&c) {
-                self.forget(&c, true, false);
+                self.forget(&c, true, false, now);
             }
         }
     }
 
     /// Every orphaned master goes (the table was collected).
-    pub(crate) fn bury_all(&mut self) {
+    pub(crate) fn bury_all(&mut self, now: Nanos) {
         if self.orphans.is_empty() {
             return;
         }
         for k in &std::mem::take(&mut self.orphans) {
-            self.forget(k, true, false);
+            self.forget(k, true, false, now);
         }
     }
 
     /// A connection with original tuple `k` has left the table: as a master (`master`) its
     /// expectations and helper state go, as an expected connection (`child`) it no longer
     /// holds its master.
-    pub(crate) fn forget(&mut self, k: &Key<A>, master: bool, child: bool) {
+    pub(crate) fn forget(&mut self, k: &Key<A>, master: bool, child: bool, now: Nanos) {
         if master {
             self.orphans.remove(k);
             self.keymap_destroy(k);
             if let Some(m) = self.masters.get_mut(k) {
                 // Taken off the master first: each removal would look for it there.
                 for e in &std::mem::take(&mut m.expecting) {
-                    self.drop_pending(e);
+                    self.drop_pending(e, now);
                 }
                 self.masters.remove(k);
             }
@@ -752,12 +847,18 @@ impl<A: Addr> Expectations<A> {
     /// with its master's original tuple.
     pub(crate) fn lines(&self, now: Nanos, out: &mut Vec<(Key<A>, String)>) {
         for (d, list) in &self.pending {
-            for p in list.iter().filter(|p| p.expires > now) {
+            for p in list.iter().filter(|p| p.fires > now) {
                 let mut s = String::with_capacity(120);
+                // Past its deadline, its timer not yet fired: the kernel prints the time
+                // left as it is, below zero (in whole seconds, rounded toward zero).
+                if p.expires < now && (now - p.expires) >= NANOS_PER_SEC {
+                    let _ = write!(s, "-{} ", (now - p.expires) / NANOS_PER_SEC);
+                } else {
+                    let _ = write!(s, "{} ", p.expires.saturating_sub(now) / NANOS_PER_SEC);
+                }
                 let _ = write!(
                     s,
-                    "{} l3proto = {} proto={} src=",
-                    (p.expires - now) / NANOS_PER_SEC,
+                    "l3proto = {} proto={} src=",
                     if A::V6 { 10 } else { 2 },
                     d.proto
                 );
@@ -862,7 +963,7 @@ mod tests {
             proto: proto::UDP,
             ..exp(3, 2, 5060)
         };
-        x.forget(&m, true, false);
+        x.forget(&m, true, false, 0);
         for d in 1..=3 {
             x.expect(&m, 1, e(d), spec(10), 4, 4 * SEC).unwrap();
         }
@@ -956,7 +1057,7 @@ mod tests {
             out[0].1.contains(" srckey=0x1111 dstkey=0x2222 "),
             "{out:?}"
         );
-        x.forget(&m, true, false);
+        x.forget(&m, true, false, 0);
         assert!(x.none_pending() && !x.has_keymap());
     }
 
@@ -976,7 +1077,35 @@ mod tests {
         assert_eq!(x.take(&key(1, 2, 1234, 5000), 1), Some(took(m, 0)));
         assert_eq!(x.take(&key(1, 2, 999, 5000), 1), None);
         x.expect(&m, 1, exp(1, 2, 5000), one(1), 100, 0).unwrap();
-        assert_eq!(x.take(&key(1, 2, 1, 5000), 300 * SEC), None, "expired");
+        // Its timer fires half its wheel's granularity (16.384 s) after the deadline.
+        let gone = 300 * SEC + 8_192_000_000;
+        assert_eq!(x.take(&key(1, 2, 1, 5000), gone), None, "expired");
+        x.expect(&m, 1, exp(1, 2, 5000), one(1), 100, 0).unwrap();
+        assert_eq!(
+            x.take(&key(1, 2, 1, 5000), gone - 1),
+            Some(took(m, 0)),
+            "its timer has not fired yet"
+        );
+    }
+
+    #[test]
+    fn timers_fire_within_their_wheel_levels_granularity() {
+        // (timeout, half the granularity of the wheel level it lands on), at 250 ticks a
+        // second: 3 s is 750 ticks (level 2, 64 ticks), 30 s level 3 (512), 180 s and 300 s
+        // level 4 (4,096).
+        for (secs, half) in [
+            (0, 2_000_000),
+            (3, 128_000_000),
+            (30, 1_024_000_000),
+            (180, 8_192_000_000),
+            (300, 8_192_000_000),
+        ] {
+            assert_eq!(
+                timer_fires(SEC, secs * SEC),
+                SEC + secs * SEC + half,
+                "{secs} s"
+            );
+        }
     }
 
     #[test]
@@ -1011,8 +1140,8 @@ mod tests {
             Err(Refused::Full)
         );
         // The masters leave: their expectations go.
-        x.forget(&m, true, false);
-        x.forget(&other, true, false);
+        x.forget(&m, true, false, 0);
+        x.forget(&other, true, false, 0);
         assert!(x.none_pending());
     }
 
@@ -1059,11 +1188,11 @@ mod tests {
         assert_eq!(x.take(&call, 2), Some(took(m, 4)));
         assert_eq!(x.take(&call, 3), Some(took(m, 4)), "permanent");
         // Flushes: media ones, then the signalling one.
-        x.flush_sip(&m, true);
+        x.flush_sip(&m, true, 0);
         assert_eq!(x.take(&key(2, 1, 9, 40002), 4), None);
         assert_eq!(x.take(&key(2, 1, 9, 41000), 4), None);
         assert_eq!(x.take(&call, 4), Some(took(m, 4)));
-        x.flush_sip(&m, false);
+        x.flush_sip(&m, false, 0);
         assert!(x.none_pending());
     }
 
@@ -1075,10 +1204,10 @@ mod tests {
         x.adopt(c1, m, false);
         x.adopt(c2, m, true);
         assert_eq!(x.children_of(&m), 2);
-        x.forget(&c1, false, true);
+        x.forget(&c1, false, true, 0);
         assert_eq!(x.children_of(&m), 1);
-        x.forget(&c2, false, true);
-        x.forget(&c2, false, true);
+        x.forget(&c2, false, true, 0);
+        x.forget(&c2, false, true, 0);
         assert_eq!(x.children_of(&m), 0);
         assert!(x.child_count.is_empty() && x.children.is_empty() && x.quiet());
     }
@@ -1090,15 +1219,15 @@ mod tests {
         let m = key(1, 2, 40000, 21);
         let (c1, c2) = (key(1, 2, 1, 5000), key(1, 2, 2, 5001));
         x.adopt(c1, m, false);
-        x.forget(&m, true, false);
+        x.forget(&m, true, false, 0);
         // The same tuple again: a new entry, none of the old one's children.
         assert_eq!(x.children_of(&m), 0);
         x.adopt(c2, m, false);
         assert_eq!(x.children_of(&m), 1);
         // The old child leaving does not touch the new master's count.
-        x.forget(&c1, false, true);
+        x.forget(&c1, false, true, 0);
         assert_eq!(x.children_of(&m), 1);
-        x.forget(&c2, false, true);
+        x.forget(&c2, false, true, 0);
         assert_eq!(x.children_of(&m), 0);
         assert!(x.child_count.is_empty() && x.children.is_empty());
     }
@@ -1152,7 +1281,7 @@ mod tests {
                     .map_or(0, |m| m.expecting.iter().filter(|e| **e == p.e).count());
                 assert_eq!(listed, 1, "{p:?}");
                 // The purge's bound never passes a pending expectation's end.
-                assert!(p.expires >= self.next_expiry, "{p:?}");
+                assert!(p.fires >= self.next_expiry, "{p:?}");
             }
             for (k, m) in &self.masters {
                 for e in &m.expecting {
@@ -1269,10 +1398,13 @@ mod tests {
 
     proptest! {
         /// Whatever helpers ask, in whatever order, the pending expectations, their masters'
-        /// lists, the class limits and the key map stay consistent.
+        /// lists, the class limits and the key map stay consistent, and the expectation
+        /// events tell the same story: each announced once until it goes, and gone once.
         #[test]
         fn bookkeeping_holds_under_any_sequence(ops in proptest::collection::vec(op(), 1..60)) {
-            let mut x = Expectations::default();
+            let q = Arc::new(EventQueue::new(1 << 16));
+            let mut x = Expectations::reporting(Reporter(Some(q.clone())));
+            let mut live = std::collections::HashMap::<String, u32>::new();
             let master = |m: u8| key(100 + m, 1, 5060, 5060);
             for o in ops {
                 match o {
@@ -1302,7 +1434,7 @@ mod tests {
                         let k = Key { proto: proto::UDP, ..key(src, 1, 999, 40000 + u16::from(dport)) };
                         let _ = x.take(&k, u64::from(at) * SEC);
                     }
-                    Op::Flush { m, media } => x.flush_sip(&master(m), media),
+                    Op::Flush { m, media } => x.flush_sip(&master(m), media, 0),
                     Op::Refresh { m, dport, at } => {
                         let _ = x.refresh_signalling(&master(m), [10, 0, 0, 1], proto::UDP,
                             40000 + u16::from(dport), 30, u64::from(at) * SEC);
@@ -1311,10 +1443,10 @@ mod tests {
                         let _ = x.keymap_add(&master(m), dir, [10, 0, 0, m], [10, 0, 0, 1],
                             u16::from(key), 7);
                     }
-                    Op::Forget { m } => x.forget(&master(m), true, false),
+                    Op::Forget { m } => x.forget(&master(m), true, false, 0),
                     Op::Sweep { m } => {
                         let pending = x.masters.get(&master(m)).map_or(0, |mm| mm.expecting.len());
-                        x.swept(&master(m), true, false);
+                        x.swept(&master(m), true, false, 0);
                         // An orphan keeps what it expected; a master with nothing pending goes.
                         let kept = x.masters.get(&master(m)).map_or(0, |mm| mm.expecting.len());
                         prop_assert_eq!(kept, pending);
@@ -1322,18 +1454,42 @@ mod tests {
                     }
                     Op::Bury { m } => {
                         let orphan = x.orphans.contains(&master(m));
-                        x.bury(&master(m).inverse().unwrap());
+                        x.bury(&master(m).inverse().unwrap(), 0);
                         if orphan {
                             prop_assert!(!x.masters.contains_key(&master(m)));
                         }
                     }
                 }
                 x.check();
+                for ev in q.take_expect() {
+                    // The expectation and its master, without the time left and the flags
+                    // (a refresh activates a registration's expectation in place).
+                    let line = ev.line();
+                    let who = (line.split_whitespace().skip(2))
+                        .filter(|t| !t.starts_with("PERMANENT") && !t.starts_with("INACTIVE"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let n = live.entry(who).or_default();
+                    match ev.kind {
+                        EventKind::New => *n += 1,
+                        _ => {
+                            prop_assert!(*n > 0, "gone before it was announced: {}", ev.line());
+                            *n -= 1;
+                        }
+                    }
+                    prop_assert!(*n <= 1, "announced twice: {}", ev.line());
+                }
+                prop_assert_eq!(live.values().sum::<u32>() as usize, x.count);
             }
             for m in 0..3 {
-                x.forget(&master(m), true, false);
+                x.forget(&master(m), true, false, 0);
             }
             prop_assert!(x.none_pending() && !x.has_keymap());
+            // Orphans that kept expectations go with the table's collection.
+            x.bury_all(0);
+            for ev in q.take_expect() {
+                prop_assert_eq!(ev.kind, EventKind::Destroy);
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
-//! Listing formats: an entry as a line of `/proc/net/nf_conntrack`.
+//! Listing formats: an entry as a line of `/proc/net/nf_conntrack`, and the snapshots of
+//! entries and expectations that listings and events carry.
 
 use std::fmt::{self, Write};
+use std::net::IpAddr;
 
 use ctrack_protocols::{NANOS_PER_SEC, Nanos};
 
@@ -118,6 +120,37 @@ impl EntryView {
         // The table's reference, the reader's, and one per expected connection.
         write!(s, "use={}", 2 + self.children)
     }
+}
+
+/// A snapshot of one pending expectation: the connection a helper announced, its master and
+/// what is left of its life, independent of its address family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectView {
+    /// Layer-4 protocol of the expected connection.
+    pub proto: u8,
+    /// Its source address; `None`: any.
+    pub src: Option<IpAddr>,
+    /// Its destination address.
+    pub dst: IpAddr,
+    /// Its source port (for GRE, its source key); `None`: any.
+    pub sport: Option<u16>,
+    /// Its destination port (for GRE, its destination key).
+    pub dport: u16,
+    /// Conntrack zone.
+    pub zone: u16,
+    /// The master connection's original tuple.
+    pub master: Tuple,
+    /// Whole seconds until it runs out, as the kernel reports them (0 once it has).
+    pub seconds_left: u64,
+    /// Name of the helper that announced it.
+    pub helper: Option<&'static str>,
+    /// Expectation class in the helper's policy (SIP: 0 signalling, 1 audio, 2 video,
+    /// 3 image; 0 for the other helpers).
+    pub class: u8,
+    /// Every matching connection takes it, and it stays.
+    pub permanent: bool,
+    /// Not matched until its helper activates it.
+    pub inactive: bool,
 }
 
 /// Appends an address as the kernel's `/proc` files print it.

@@ -53,8 +53,8 @@ pub mod workload;
 
 pub use conntrack::{Config, Conntrack};
 pub use ctrack_protocols::{Dir, NANOS_PER_SEC, Nanos};
-pub use event::{Event, EventKind};
-pub use format::EntryView;
+pub use event::{Event, EventKind, ExpectEvent};
+pub use format::{EntryView, ExpectView};
 pub use host::HostModel;
 pub use packet::LinkType;
 pub use stats::Snapshot;

@@ -104,9 +104,10 @@ struct ReplayArgs {
     /// Print counters like `conntrack -S` as a `# stats` line.
     #[arg(long)]
     stats: bool,
-    /// Print the connection events each packet causes, as `conntrack -E` prints them, in
-    /// `# event` lines after the packet's verdict; those of entries found expired after the
-    /// last packet come last.
+    /// Print the events each packet causes after its verdict: those of expectations as
+    /// `conntrack -E expect` prints them, in `# expect-event` lines, then those of
+    /// connections as `conntrack -E` prints them, in `# event` lines; those of entries and
+    /// expectations found expired after the last packet come last.
     #[arg(long)]
     events: bool,
 }
@@ -171,6 +172,9 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
 }
 
 fn write_events(out: &mut impl Write, ct: &Conntrack) -> Result<(), String> {
+    for e in ct.expect_events() {
+        writeln!(out, "# expect-event {}", e.line()).map_err(io_err)?;
+    }
     for e in ct.events() {
         writeln!(out, "# event {}", e.line()).map_err(io_err)?;
     }
