@@ -44,6 +44,7 @@ fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str)
         ..reporting
     };
     let mut events: [Vec<Event>; 2] = Default::default();
+    let mut expects: [Vec<String>; 2] = Default::default();
     let batches = [
         ("sorted", Conntrack::with_seed(sorted, 99)),
         ("as configured", Conntrack::with_seed(cfg.clone(), 99)),
@@ -70,6 +71,7 @@ fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str)
                 assert_eq!(v, want[k], "{what}: process, frame {} of burst {b}", i + k);
             }
             events[0].extend(one.events());
+            expects[0].extend(one.expect_events().iter().map(|e| e.line()));
             for (how, many) in &batches {
                 many.process_batch(&run, link, now, &mut out);
                 assert_eq!(out.len(), run.len());
@@ -83,6 +85,7 @@ fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str)
                 }
             }
             events[1].extend(batches[0].1.events());
+            expects[1].extend(batches[0].1.expect_events().iter().map(|e| e.line()));
             i += run.len();
         }
     }
@@ -118,11 +121,32 @@ fn compare(frames: &[(&[u8], LinkType)], burst: usize, cfg: &Config, what: &str)
         by_connection(&events[1]),
         "{what}: the batch's events differ from process's"
     );
-    for (ct, ev) in [&one, &batches[0].1].into_iter().zip(events.iter_mut()) {
+    // Expectations are announced and taken one packet at a time on every path.
+    assert_eq!(
+        expects[0], expects[1],
+        "{what}: the batch's expectation events differ from process's"
+    );
+    for ((ct, ev), ex) in [&one, &batches[0].1]
+        .into_iter()
+        .zip(events.iter_mut())
+        .zip(expects.iter_mut())
+    {
         ct.expire(now);
         ev.extend(ct.events());
+        ex.extend(ct.expect_events().iter().map(|e| e.line()));
         assert_eq!(ct.events_lost(), 0);
         tells_the_tables_story(ct, ev, now, what);
+        let announced = ex
+            .iter()
+            .filter(|l| l.trim_start().starts_with("[NEW]"))
+            .count();
+        let mut pending = 0;
+        ct.for_each_expectation(now, |_| pending += 1);
+        assert_eq!(
+            announced - (ex.len() - announced),
+            pending,
+            "{what}: expectations announced less those gone are not those pending"
+        );
     }
 }
 

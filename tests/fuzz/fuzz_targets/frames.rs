@@ -1,8 +1,8 @@
 //! Frames in, verdicts out: no input may panic the engine, and `process` and the batch path
 //! (sorted by shard or in order) must decide exactly what the general path decides (same
 //! verdicts, table and counters); `process`, recording events, must give events that tell the
-//! table's story (a connection new once until destroyed, updated only between, every one
-//! destroyed once expiry has emptied the table).
+//! table's story (a connection or an expectation new once until destroyed, a connection
+//! updated only between, every one destroyed once expiry has emptied the table).
 //!
 //! The input is two configuration bytes, then records `[flags][len][dt][len bytes]`. A record
 //! is either a raw frame (any link type, bytes as given, or raw IP with the lengths and the
@@ -224,7 +224,27 @@ fuzz_target!(|data: &[u8]| {
     );
     let many = Conntrack::with_seed(cfg, 1);
     let mut open = BTreeSet::new();
+    let mut expected = std::collections::BTreeMap::<String, u32>::new();
     let mut story = |ct: &Conntrack| {
+        for e in ct.expect_events() {
+            // The expectation and its master, without the time left and the flags.
+            let line = e.line();
+            let k = (line.split_whitespace().skip(2))
+                .filter(|t| !t.starts_with("PERMANENT") && !t.starts_with("INACTIVE"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let n = expected.entry(k).or_default();
+            match e.kind {
+                EventKind::New => {
+                    assert_eq!(*n, 0, "expectation announced twice: {line}");
+                    *n = 1;
+                }
+                _ => {
+                    assert_eq!(*n, 1, "expectation gone before announced: {line}");
+                    *n = 0;
+                }
+            }
+        }
         for e in ct.events() {
             let k = format!("{:?}", e.entry.orig);
             assert!(!e.line().is_empty());
@@ -301,4 +321,6 @@ fuzz_target!(|data: &[u8]| {
     }
     story(&one);
     assert!(open.is_empty(), "entries never destroyed: {open:?}");
+    expected.retain(|_, n| *n > 0);
+    assert!(expected.is_empty(), "expectations never gone: {expected:?}");
 });
