@@ -23,7 +23,11 @@
 # tests/events.rs (same lines in the same order, seconds left within 1, timed-out entries as a
 # set the kernel's must be part of, but for those ctrack still has after its last packet,
 # which the kernel may have timed out in the time its replay took to end); the summary line
-# then ends with `events K/T match`.
+# then ends with `events K/T match`. It also compares the expectation events (`conntrack -E
+# expect`, a listener of its own, with ctrack's `# expect-event` lines) as tests/events.rs
+# does: new ones in order, destroyed ones as a set both ways (but for those ctrack still has
+# pending after its last packet, which the kernel's collector may have taken with a master
+# that timed out); the summary then ends with `expectation events K/T match`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -48,7 +52,8 @@ if [ "$(head -c 4 "$file" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ]; then
   in=$work/input.pcap
 fi
 if [ -n "${EVENTS:-}" ]; then
-  "$here/ktrace_events.sh" "$work/kernel.events" "$in" "${args[@]}" \
+  EXPECT_EVENTS="$work/kernel.expect" \
+    "$here/ktrace_events.sh" "$work/kernel.events" "$in" "${args[@]}" \
     --out-pcap "$work/stamped.pcap" > "$work/kernel.out" ||
     { echo "compare: the oracle failed on $file (exit $?)" >&2; exit 2; }
 else
@@ -184,6 +189,54 @@ if epath:
         else:
             out.append(f"event kernel only, timed out: {k[2]}")
     events = f", events {ematch}/{len(kev)} match" + (f" ({late} timed out after the replay)" if late else "")
+
+    def xev(line):
+        t = line.split()
+        return t[0], int(t[1]) if len(t) > 1 and t[1].isdigit() else -1, " ".join(t[2:])
+
+    kx = [xev(l) for l in open(epath[: -len("events")] + "expect") if l.strip()]
+    # ctrack's expectation events, each with whether a packet caused it (those after the
+    # last verdict line came with the expiry at the end).
+    cx, lines = [], open(cpath).read().splitlines()
+    last_verdict = max([i for i, l in enumerate(lines) if l and not l.startswith("#")], default=-1)
+    for i, l in enumerate(lines):
+        if l.startswith("# expect-event "):
+            cx.append((xev(l[len("# expect-event "):]), i < last_verdict))
+    kn = [k for k in kx if k[0] == "[NEW]"]
+    cn = [c for c, _ in cx if c[0] == "[NEW]"]
+    xmatch = 0
+    for i, (k, c) in enumerate(zip(kn, cn)):
+        if k[2] != c[2] or abs(k[1] - c[1]) > 1:
+            out.append(f"new expectation {i}: kernel {k[1]} {k[2]}")
+            out.append(f"{'':>{len(str(i)) + 17}}ctrack {c[1]} {c[2]}")
+            break
+        xmatch += 1
+    else:
+        for k in kn[len(cn):]:
+            out.append(f"expectation kernel only: {k[0]} {k[2]}")
+        for c in cn[len(kn):]:
+            out.append(f"expectation ctrack only: {c[0]} {c[2]}")
+    left = [(c, p) for c, p in cx if c[0] != "[NEW]"]
+    pending = collections.Counter(c[2] for c, _ in cx if c[0] == "[NEW]")
+    for c, _ in left:
+        pending[c[2]] -= 1
+    xlate = 0
+    for k in (k for k in kx if k[0] != "[NEW]"):
+        at = [j for j, (c, p) in enumerate(left) if p and c[2] == k[2] and abs(c[1] - k[1]) <= 1]
+        at = at or [j for j, (c, _) in enumerate(left) if c[2] == k[2]]
+        if at:
+            left.pop(at[0])
+            xmatch += 1
+        elif pending[k[2]] > 0:
+            pending[k[2]] -= 1
+            xlate += 1
+        else:
+            out.append(f"destroyed expectation kernel only: {k[1]} {k[2]}")
+    for c, p in left:
+        if p:
+            out.append(f"destroyed expectation ctrack only: {c[1]} {c[2]}")
+    events += f", expectation events {xmatch}/{len(kx)} match" + (
+        f" ({xlate} gone after the replay)" if xlate else "")
 pct = 100.0 * agree / scored if scored else 100.0
 print(f"{name}: packets {len(kv)} scored {scored} agree {agree} ({pct:.2f}%) "
       f"table {match}/{len(kt)} match, ctrack extra {extra}{events}")

@@ -19,6 +19,7 @@ out=$1
 shift
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
+expect_out=${EXPECT_EVENTS:-}
 me=$(readlink /proc/self/ns/net)
 unshare --net -- python3 "$ktrace_py" "$@" &
 pid=$!
@@ -30,12 +31,17 @@ for _ in $(seq 1 500); do
 done
 nsenter --net="/proc/$pid/ns/net" conntrack -E -o id > "$raw" 2> /dev/null &
 listener=$!
+expect_listener=
+if [ -n "$expect_out" ]; then
+  nsenter --net="/proc/$pid/ns/net" conntrack -E expect > "$expect_out" 2> /dev/null &
+  expect_listener=$!
+fi
 status=0
 wait "$pid" || status=$?
 # Events are queued on the listener's socket as the packets pass; give it time to print them.
 sleep 0.3
-kill "$listener" 2> /dev/null || true
-wait "$listener" 2> /dev/null || true
+kill "$listener" $expect_listener 2> /dev/null || true
+wait "$listener" $expect_listener 2> /dev/null || true
 # The entry id comes last on every line (an ICMP tuple's own id= comes before it).
 sed -E 's/ id=[0-9]+$//' "$raw" > "$out"
 exit "$status"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Records the kernel's connection events (`conntrack -E`) for the committed captures.
+# Records the kernel's connection events (`conntrack -E`) and expectation events
+# (`conntrack -E expect`) for the committed captures.
 #
 #   pcaps/gen/regen_events.sh [PATH-FILTER]
 #
@@ -9,8 +10,10 @@
 # (ktrace_events.sh), and, when the oracle's verdicts are the golden's
 # (the replay's timing decided the same as when the golden was made), write what the kernel
 # reported as pcaps/NAME.events: one line per event, as `conntrack -E` prints it, without
-# the kernel's entry id. Captures whose replay did not reproduce the golden's verdicts get no
-# events file (an old one is removed) and are listed on standard error.
+# the kernel's entry id; and, when the kernel reported any, its expectation events as
+# pcaps/NAME.expect-events, as `conntrack -E expect` prints them (no file: none). Captures
+# whose replay did not reproduce the golden's verdicts get no events files (old ones are
+# removed) and are listed on standard error.
 # Event files are never edited by hand: rerun this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,12 +34,17 @@ while read -r golden; do
   fi
   args=$(cat "$base.args" 2> /dev/null || true)
   # shellcheck disable=SC2086
-  "$here/ktrace_events.sh" "$work/events" "$cap" $args > "$work/verdicts"
+  EXPECT_EVENTS="$work/expect" "$here/ktrace_events.sh" "$work/events" "$cap" $args > "$work/verdicts"
   if diff -q <(grep -v '^#' "$golden") <(grep -v '^#' "$work/verdicts") > /dev/null; then
     cp "$work/events" "$base.events"
+    if [ -s "$work/expect" ]; then
+      cp "$work/expect" "$base.expect-events"
+    else
+      rm -f "$base.expect-events"
+    fi
     n=$((n + 1))
   else
-    rm -f "$base.events"
+    rm -f "$base.events" "$base.expect-events"
     skipped=$((skipped + 1))
     echo "regen_events: ${base#"$top"/}: the replay's verdicts differ from the golden, no events" >&2
   fi
