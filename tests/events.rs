@@ -10,6 +10,15 @@
 //!   and one the kernel had not found yet when its replay ended may be missing there. ctrack's
 //!   run ends a second after the last packet, to cover those the kernel found in the moment
 //!   its listener waited after the replay.
+//!
+//! Expectation events (`NAME.expect-events`, from `conntrack -E expect`; no file: none) come
+//! from a listener of their own, so they are compared apart:
+//!
+//! - New ones: the same lines in the same order, the seconds left within one.
+//! - Destroyed ones: each of the kernel's must be one of ctrack's, and each ctrack reported
+//!   at a packet must be one of the kernel's (seconds within one where both are at a packet).
+//!   Their order is not compared: an expectation also goes when its master times out, which
+//!   the kernel's collector finds at no fixed point of the replay.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,23 +57,105 @@ fn is_expiry(l: &Line) -> bool {
     l.kind == "[DESTROY]" && l.secs.is_none()
 }
 
-fn replay(path: &Path, mut cfg: Config) -> Vec<String> {
+/// What a replay reported: connection events, and expectation events each with whether it
+/// came at a packet (not at the expiry after the last one).
+struct Reported {
+    events: Vec<String>,
+    expect: Vec<(String, bool)>,
+}
+
+fn replay(path: &Path, mut cfg: Config) -> Reported {
     cfg.events = 1 << 16;
     let cap = capture::load(path).unwrap_or_else(|e| panic!("{e}"));
     let ct = Conntrack::new(cfg);
-    let mut out = Vec::new();
+    let mut out = Reported {
+        events: Vec::new(),
+        expect: Vec::new(),
+    };
     let mut last = 0;
     for (ts, link, frame) in cap.packets() {
         last = last.max(ts);
         ct.process(frame, link, ts);
-        out.extend(ct.events().iter().map(|e| e.line()));
+        out.events.extend(ct.events().iter().map(|e| e.line()));
+        out.expect
+            .extend(ct.expect_events().iter().map(|e| (e.line(), true)));
     }
     // The kernel's listener stays a moment after the replay's last packet, and its
     // collector may report entries that time out meanwhile.
     ct.expire(last + ctrack::NANOS_PER_SEC);
-    out.extend(ct.events().iter().map(|e| e.line()));
+    out.events.extend(ct.events().iter().map(|e| e.line()));
+    out.expect
+        .extend(ct.expect_events().iter().map(|e| (e.line(), false)));
     assert_eq!(ct.events_lost(), 0);
     out
+}
+
+/// An expectation event split into its kind, seconds left and the rest.
+fn parse_expect(line: &str) -> (String, i64, String) {
+    let mut toks = line.split_whitespace();
+    let kind = toks.next().unwrap_or("").to_string();
+    let secs = toks.next().and_then(|t| t.parse().ok()).unwrap_or(-1);
+    (kind, secs, toks.collect::<Vec<_>>().join(" "))
+}
+
+fn compare_expect(want: &[String], got: &[(String, bool)], errs: &mut String) {
+    let want: Vec<_> = want.iter().map(|l| parse_expect(l)).collect();
+    let got: Vec<_> = got
+        .iter()
+        .map(|(l, at_packet)| (parse_expect(l), *at_packet))
+        .collect();
+    let new = |k: &String| k == "[NEW]";
+    let (wn, gn): (Vec<_>, Vec<_>) = (
+        want.iter().filter(|w| new(&w.0)).collect(),
+        got.iter().filter(|g| new(&g.0.0)).map(|g| &g.0).collect(),
+    );
+    for (i, (w, g)) in wn.iter().zip(&gn).enumerate() {
+        if w.2 != g.2 || (w.1 - g.1).abs() > 1 {
+            let _ = writeln!(
+                errs,
+                "  new expectation {i}: kernel {} {}\n  {:>width$}  ctrack {} {}",
+                w.1,
+                w.2,
+                "",
+                g.1,
+                g.2,
+                width = i.to_string().len() + 16
+            );
+            return;
+        }
+    }
+    if wn.len() != gn.len() {
+        let _ = writeln!(
+            errs,
+            "  {} new expectations from the kernel, {} from ctrack",
+            wn.len(),
+            gn.len()
+        );
+    }
+    // Destroyed: the kernel's each matched to one of ctrack's, one at a packet with the
+    // seconds within one first.
+    let mut left: Vec<&((String, i64, String), bool)> =
+        got.iter().filter(|g| !new(&g.0.0)).collect();
+    for w in want.iter().filter(|w| !new(&w.0)) {
+        let near = left
+            .iter()
+            .position(|g| g.1 && g.0.2 == w.2 && (g.0.1 - w.1).abs() <= 1);
+        match near.or_else(|| left.iter().position(|g| g.0.2 == w.2)) {
+            Some(i) => {
+                left.remove(i);
+            }
+            None => {
+                let _ = writeln!(errs, "  kernel only: destroyed expectation {} {}", w.1, w.2);
+            }
+        }
+    }
+    for g in left.iter().filter(|g| g.1) {
+        let _ = writeln!(
+            errs,
+            "  ctrack only: destroyed expectation {} {}",
+            g.0.1, g.0.2
+        );
+    }
 }
 
 fn compare(want: &[String], got: &[String], errs: &mut String) {
@@ -138,7 +229,7 @@ fn every_capture_reports_the_kernels_events() {
         root.display()
     );
     let mut failures = String::new();
-    let mut events = 0;
+    let (mut events, mut expect_events) = (0, 0);
     for g in &goldens {
         let (cap, args) = capture_of(g);
         let want: Vec<String> = std::fs::read_to_string(g.with_extension("events"))
@@ -147,14 +238,26 @@ fn every_capture_reports_the_kernels_events() {
             .filter(|l| !l.trim().is_empty())
             .map(str::to_string)
             .collect();
+        let want_expect: Vec<String> = std::fs::read_to_string(g.with_extension("expect-events"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
         events += want.len();
+        expect_events += want_expect.len();
+        let got = replay(&cap, config(&args));
         let mut errs = String::new();
-        compare(&want, &replay(&cap, config(&args)), &mut errs);
+        compare(&want, &got.events, &mut errs);
+        compare_expect(&want_expect, &got.expect, &mut errs);
         if !errs.is_empty() {
             let _ = writeln!(failures, "{}:\n{errs}", cap.display());
         }
     }
-    eprintln!("events: {} captures, {events} kernel events", goldens.len());
+    eprintln!(
+        "events: {} captures, {events} kernel events, {expect_events} expectation events",
+        goldens.len()
+    );
     assert!(
         failures.is_empty(),
         "event streams that differ from the kernel's:\n{failures}"
