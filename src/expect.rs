@@ -312,11 +312,6 @@ impl<A: Addr> Expectations<A> {
     /// newest active one that matches, removed unless permanent. A PPTP call's GRE withdraws
     /// the other direction's expectation.
     pub(crate) fn take(&mut self, k: &Key<A>, now: Nanos) -> Option<Taken<A>> {
-        // The kernel's timer reports an expectation gone when it runs out; with events
-        // recorded, those that have are reported here, before the connection that looks.
-        if self.events.0.is_some() && now >= self.next_expiry {
-            self.purge(now);
-        }
         let dest = Dest {
             dst: k.dst,
             dport: k.dport,
