@@ -27,6 +27,17 @@ pub enum EventKind {
     Destroy,
 }
 
+impl EventKind {
+    /// The kind as `conntrack -E` labels it: `[NEW]`, `[UPDATE]`, `[DESTROY]`.
+    pub fn label(self) -> &'static str {
+        match self {
+            EventKind::New => "[NEW]",
+            EventKind::Update => "[UPDATE]",
+            EventKind::Destroy => "[DESTROY]",
+        }
+    }
+}
+
 /// One event, with the entry as it was right after what happened.
 ///
 /// ```
@@ -82,11 +93,7 @@ impl Event {
 
     fn write_line(&self, s: &mut String) -> fmt::Result {
         let e = &self.entry;
-        let kind = match self.kind {
-            EventKind::New => "[NEW]",
-            EventKind::Update => "[UPDATE]",
-            EventKind::Destroy => "[DESTROY]",
-        };
+        let kind = self.kind.label();
         let p = e.orig.proto;
         write!(s, "{kind:>9} {:<8} {p}", proto_name(p))?;
         // The kernel leaves the time out of a destroy event when none is left.
@@ -180,11 +187,7 @@ impl ExpectEvent {
 
     fn write_line(&self, s: &mut String) -> fmt::Result {
         let x = &self.expect;
-        let kind = match self.kind {
-            EventKind::New => "[NEW]",
-            EventKind::Update => "[UPDATE]",
-            EventKind::Destroy => "[DESTROY]",
-        };
+        let kind = self.kind.label();
         write!(s, "{kind:>9} {} proto={}", x.seconds_left, x.proto)?;
         let v6 = x.dst.is_ipv6();
         let addr = |ones: bool| -> IpAddr {
