@@ -3,7 +3,8 @@
 files as they are, corpus/frames gets each classic pcap's first 200 frames (up to 255 bytes
 each) as `frames` records (raw frames, lengths as captured, one-second time steps), and
 corpus/helpers gets the payloads the helper captures carry to and from the helpers' ports,
-as `helpers` inputs (a selector byte, then the messages)."""
+as `helpers` inputs (a selector byte, then the messages). Inputs that once crashed a target,
+kept in regressions/TARGET/, join its corpus too."""
 import glob
 import os
 import shutil
@@ -16,6 +17,12 @@ LINKS = {1: 1, 101: 0, 228: 0, 229: 0, 12: 0, 14: 0, 0: 2, 113: 3, 276: 4}
 
 os.makedirs(os.path.join(HERE, 'corpus', 'capture'), exist_ok=True)
 os.makedirs(os.path.join(HERE, 'corpus', 'frames'), exist_ok=True)
+# Inputs that once crashed a target (regressions/TARGET/NAME) join its corpus, so that every
+# smoke run replays them first.
+for f in sorted(glob.glob(os.path.join(HERE, 'regressions', '*', '*'))):
+    target = os.path.basename(os.path.dirname(f))
+    os.makedirs(os.path.join(HERE, 'corpus', target), exist_ok=True)
+    shutil.copy(f, os.path.join(HERE, 'corpus', target, 'regression-' + os.path.basename(f)))
 for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True)):
     name = os.path.relpath(f, PCAPS).replace(os.sep, '-')
     if os.path.getsize(f) <= 8192:
