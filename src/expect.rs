@@ -24,6 +24,7 @@ use ctrack_protocols::{NANOS_PER_SEC, Nanos};
 
 use crate::event::{EventKind, EventQueue, ExpectEvent};
 use crate::format::ExpectView;
+use crate::timer::kernel_timer_fires as timer_fires;
 use crate::tuple::{Addr, Key};
 
 /// What an expectation expects: a connection from `src`:`sport` (`None`: any address, any
@@ -191,28 +192,6 @@ pub(crate) enum Refused {
     /// An equal one of another master or class is pending (the kernel's `-EALREADY`, which
     /// the SIP helper takes as success).
     Already,
-}
-
-/// Ticks per second of the kernel whose timers are modelled (`CONFIG_HZ=250`, the oracle's).
-const HZ: u64 = 250;
-
-/// When the kernel's timer for an expectation set at `now` to run out `timeout` later fires,
-/// as far as can be told. Its timer wheel files a timer on a level by how far off it is, and
-/// fires it at the first tick of that level's granularity past the deadline: up to 16.4 s
-/// late for the 180 s and 300 s of most helpers (4,096 ticks), 2 s for 30 s (512), a quarter
-/// of a second for 3 s (64). Where in that window depends on the kernel's tick count, which no
-/// packet shows, so the middle of it is taken: it misses least (as the half tick does for
-/// entries, see [`ctrack_protocols::HALF_JIFFY`]).
-fn timer_fires(now: Nanos, timeout: Nanos) -> Nanos {
-    let tick = NANOS_PER_SEC / HZ;
-    let ticks = timeout / tick;
-    // Level n takes timers under 63 << 3(n - 1) ticks away (level 0: under 63), each
-    // level's slots 8 times coarser than the one below; nine levels.
-    let level = (1..9u32)
-        .find(|&n| ticks < 63 << (3 * (n - 1)))
-        .map_or(8, |n| n - 1);
-    let granularity = (1u64 << (3 * level)) * tick;
-    now.saturating_add(timeout).saturating_add(granularity / 2)
 }
 
 /// One address family's expectations.
@@ -1081,26 +1060,6 @@ mod tests {
             Some(took(m, 0)),
             "its timer has not fired yet"
         );
-    }
-
-    #[test]
-    fn timers_fire_within_their_wheel_levels_granularity() {
-        // (timeout, half the granularity of the wheel level it lands on), at 250 ticks a
-        // second: 3 s is 750 ticks (level 2, 64 ticks), 30 s level 3 (512), 180 s and 300 s
-        // level 4 (4,096).
-        for (secs, half) in [
-            (0, 2_000_000),
-            (3, 128_000_000),
-            (30, 1_024_000_000),
-            (180, 8_192_000_000),
-            (300, 8_192_000_000),
-        ] {
-            assert_eq!(
-                timer_fires(SEC, secs * SEC),
-                SEC + secs * SEC + half,
-                "{secs} s"
-            );
-        }
     }
 
     #[test]

@@ -290,10 +290,57 @@ impl Wheel {
     }
 }
 
+/// Ticks per second of the kernel whose timers are modelled (`CONFIG_HZ=250`, the oracle's).
+const KERNEL_HZ: u64 = 250;
+
+/// When a timer of the kernel's, armed at `now` to run `timeout` later, fires, as far as can
+/// be told: its timer wheel (not this one) files a timer on a level by how far off it is, and
+/// fires it at the first tick of that level's granularity past the deadline: up to 16.4 s
+/// late for the 180 s and 300 s of most helpers' expectations (4,096 ticks), 2 s for the 30 s
+/// and 60 s of reassembly queues (512), a quarter of a second for 3 s (64). Where in that
+/// window depends on the kernel's tick count, which no packet shows, so the middle of it is
+/// taken: it misses least (as the half tick does for entries, see
+/// [`ctrack_protocols::HALF_JIFFY`]). Expectations and reassembly queues live until then;
+/// connections do not use timers (the kernel's collector finds them, see [`Wheel`]).
+pub(crate) fn kernel_timer_fires(now: Nanos, timeout: Nanos) -> Nanos {
+    let tick = ctrack_protocols::NANOS_PER_SEC / KERNEL_HZ;
+    let ticks = timeout / tick;
+    // Level n takes timers under 63 << 3(n - 1) ticks away (level 0: under 63), each
+    // level's slots 8 times coarser than the one below; nine levels.
+    let level = (1..9u32)
+        .find(|&n| ticks < 63 << (3 * (n - 1)))
+        .map_or(8, |n| n - 1);
+    let granularity = (1u64 << (3 * level)) * tick;
+    now.saturating_add(timeout).saturating_add(granularity / 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    const SEC: Nanos = ctrack_protocols::NANOS_PER_SEC;
+
+    #[test]
+    fn timers_fire_within_their_wheel_levels_granularity() {
+        // (timeout, half the granularity of the wheel level it lands on), at 250 ticks a
+        // second: 3 s is 750 ticks (level 2, 64 ticks), 30 s level 3 (512), 180 s and 300 s
+        // level 4 (4,096).
+        for (secs, half) in [
+            (0, 2_000_000),
+            (3, 128_000_000),
+            (30, 1_024_000_000),
+            (60, 1_024_000_000),
+            (180, 8_192_000_000),
+            (300, 8_192_000_000),
+        ] {
+            assert_eq!(
+                kernel_timer_fires(SEC, secs * SEC),
+                SEC + secs * SEC + half,
+                "{secs} s"
+            );
+        }
+    }
 
     #[derive(Default)]
     struct Arena {
