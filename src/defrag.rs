@@ -11,6 +11,7 @@ use ctrack_protocols::sysctl::Sysctl;
 use ctrack_protocols::{Nanos, secs};
 
 use crate::packet::{FragInfo, IpPacket, csum_add, csum_fold};
+use crate::timer::kernel_timer_fires;
 
 /// IPv4 reassembly timeout (`net.ipv4.ipfrag_time`).
 const V4_TIMEOUT_SECS: u32 = 30;
@@ -108,7 +109,10 @@ pub struct Defrag {
     queues: HashMap<QKey, Queue, FixedState>,
     /// IPv4 sources with queued datagrams (`ipfrag_max_dist`).
     peers: HashMap<[u8; 4], Peer, FixedState>,
-    order: VecDeque<(Nanos, u64, QKey)>,
+    /// Each family's queues by when their timers fire (IPv4's, then IPv6's): one timeout per
+    /// family keeps each in order, where one list for both would keep a queue of the family
+    /// with the shorter timeout waiting behind the other's.
+    order: [VecDeque<(Nanos, u64, QKey)>; 2],
     seq: u64,
     bytes: usize,
     high: usize,
@@ -123,7 +127,7 @@ impl Defrag {
         Defrag {
             queues: HashMap::with_hasher(FixedState::with_seed(seed)),
             peers: HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(17))),
-            order: VecDeque::new(),
+            order: [VecDeque::new(), VecDeque::new()],
             seq: 0,
             bytes: 0,
             high: V4_HIGH_THRESH.max(s.nf_conntrack_frag6_high_thresh as usize),
@@ -132,15 +136,18 @@ impl Defrag {
         }
     }
 
-    /// Drops queues older than their timeout.
+    /// Drops queues whose timer has fired (their timeout, and up to a kernel timer's lateness
+    /// more: see [`kernel_timer_fires`]).
     pub fn expire(&mut self, now: Nanos) {
-        while let Some(&(deadline, seq, key)) = self.order.front() {
-            if deadline > now {
-                break;
-            }
-            self.order.pop_front();
-            if self.queues.get(&key).is_some_and(|q| q.seq == seq) {
-                self.kill(&key);
+        for family in 0..2 {
+            while let Some(&(deadline, seq, key)) = self.order[family].front() {
+                if deadline > now {
+                    break;
+                }
+                self.order[family].pop_front();
+                if self.queues.get(&key).is_some_and(|q| q.seq == seq) {
+                    self.kill(&key);
+                }
             }
         }
     }
@@ -193,14 +200,17 @@ impl Defrag {
         // timeout: once those outnumber the live queues, they are swept out, so that a stream
         // of short-lived datagrams cannot pile up a timeout's worth of them (amortised: a
         // sweep leaves one per live queue, and the next waits for as many new ones again).
-        if self.order.len() >= 2 * self.queues.len() + ORDER_SLACK {
+        if self.order[0].len() + self.order[1].len() >= 2 * self.queues.len() + ORDER_SLACK {
             let queues = &self.queues;
-            (self.order).retain(|&(_, seq, k)| queues.get(&k).is_some_and(|q| q.seq == seq));
+            for order in self.order.iter_mut() {
+                order.retain(|&(_, seq, k)| queues.get(&k).is_some_and(|q| q.seq == seq));
+            }
         }
+        let order = usize::from(p.v6);
         // Room for a new queue first (the lookup below makes one when there is none); without
         // it, a fragment of a datagram not queued yet is dropped, as the kernel drops one
         // whose queue it cannot allocate.
-        let order_room = self.order.try_reserve(1).is_ok();
+        let order_room = self.order[order].try_reserve(1).is_ok();
         if (self.queues.try_reserve(1).is_err()
             || !order_room
             || (!p.v6 && self.peers.try_reserve(1).is_err()))
@@ -221,8 +231,7 @@ impl Defrag {
                 } else {
                     self.timeout_v4
                 };
-                self.order
-                    .push_back((now.saturating_add(timeout), self.seq, key));
+                self.order[order].push_back((kernel_timer_fires(now, timeout), self.seq, key));
                 if !p.v6 {
                     self.peers.entry(peer_of(&key)).or_default().queues += 1;
                 }
@@ -275,8 +284,11 @@ impl Defrag {
                 // was reserved above.
                 self.seq += 1;
                 q.seq = self.seq;
-                self.order
-                    .push_back((now.saturating_add(self.timeout_v4), self.seq, key));
+                self.order[order].push_back((
+                    kernel_timer_fires(now, self.timeout_v4),
+                    self.seq,
+                    key,
+                ));
             }
         }
         if !fi.more {
@@ -627,6 +639,21 @@ mod tests {
         h
     }
 
+    /// An IPv6 fragment (UDP inside) of datagram `id`, from fd00::1 to fd00::2.
+    fn v6_frag(id: u32, off: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+        let plen = (8 + payload.len()) as u16;
+        let mut h = vec![0x60, 0, 0, 0];
+        h.extend_from_slice(&plen.to_be_bytes());
+        h.extend_from_slice(&[44, 64]);
+        h.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        h.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        h.extend_from_slice(&[17, 0]);
+        h.extend_from_slice(&(off | u16::from(more)).to_be_bytes());
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(payload);
+        h
+    }
+
     fn add(d: &mut Defrag, pkt: &[u8], now: Nanos) -> Reassembled {
         let p = parse_ip(pkt).unwrap();
         d.add(&p, p.frag.unwrap(), now)
@@ -730,11 +757,11 @@ mod tests {
                 add(&mut d, &v4_frag(id, 8, false, &[2; 8]), u64::from(n)),
                 Reassembled::Complete { .. }
             ));
-            assert!(d.order.len() <= 2 * d.queues.len() + ORDER_SLACK + 1);
+            assert!(d.order[0].len() <= 2 * d.queues.len() + ORDER_SLACK + 1);
         }
         assert_eq!(d.queues.len(), 1);
         // The live one keeps its deadline, and still expires.
-        d.expire(secs(V4_TIMEOUT_SECS));
+        d.expire(kernel_timer_fires(0, secs(V4_TIMEOUT_SECS)));
         assert!(d.queues.is_empty());
     }
 
@@ -755,16 +782,19 @@ mod tests {
         }
         // 65 counted since the first fragment: it is thrown away, the last one kept.
         assert!(matches!(add(&mut d, &last, 2), Reassembled::Held));
-        let q = &d.queues[&d.order.back().unwrap().2];
+        let q = &d.queues[&d.order[0].back().unwrap().2];
         assert_eq!((q.meat, q.pieces.len(), q.head.is_none()), (5, 1, true));
-        assert_eq!(d.order.back().unwrap().0, 2 + secs(V4_TIMEOUT_SECS));
+        assert_eq!(
+            d.order[0].back().unwrap().0,
+            kernel_timer_fires(2, secs(V4_TIMEOUT_SECS))
+        );
         // Its first fragment again completes it.
         assert!(matches!(
             add(&mut d, &first, 3),
             Reassembled::Complete { fragments: 2, .. }
         ));
         assert_eq!(d.peers[&[10, 0, 0, 1]].queues, V4_MAX_DIST);
-        d.expire(secs(V4_TIMEOUT_SECS) + 1);
+        d.expire(kernel_timer_fires(1, secs(V4_TIMEOUT_SECS)));
         assert!(d.queues.is_empty() && d.peers.is_empty());
         assert_eq!(d.bytes, 0);
         // At the limit (64 counted), nothing is thrown away.
@@ -845,8 +875,58 @@ mod tests {
             add(&mut d, &v4_frag(10, 0, true, &[0; 16]), 0),
             Reassembled::Held
         ));
+        // The kernel's timer for 30 s fires up to 2.048 s late (a granule of 512 ticks of its
+        // wheel): the queue is there until the middle of that window, 31.024 s.
         d.expire(secs(31));
+        assert_eq!(d.queues.len(), 1);
+        d.expire(secs(31) + 24_000_000 - 1);
+        assert_eq!(d.queues.len(), 1);
+        d.expire(secs(31) + 24_000_000);
         assert!(d.queues.is_empty());
         assert_eq!(d.bytes, 0);
+    }
+
+    #[test]
+    fn each_family_runs_out_on_its_own_timeout() {
+        // IPv6 with the longer timeout first, then IPv4: the IPv4 queue does not wait for the
+        // IPv6 one (it did when one list held both families' deadlines).
+        let mut d = Defrag::new(&Sysctl::default(), 1);
+        assert!(matches!(
+            add(&mut d, &v6_frag(5, 0, true, &[1; 16]), 0),
+            Reassembled::Held
+        ));
+        assert!(matches!(
+            add(&mut d, &v4_frag(5, 0, true, &[1; 16]), secs(1)),
+            Reassembled::Held
+        ));
+        d.expire(secs(34));
+        assert_eq!(d.queues.keys().map(|k| k.v6).collect::<Vec<_>>(), [true]);
+        d.expire(secs(63));
+        assert!(d.queues.is_empty());
+        // IPv6 with the shorter timeout (20 s) after IPv4: it runs out first.
+        let s = Sysctl {
+            nf_conntrack_frag6_timeout: 20,
+            ..Sysctl::default()
+        };
+        let started = || {
+            let mut d = Defrag::new(&s, 1);
+            assert!(matches!(
+                add(&mut d, &v4_frag(6, 0, true, &[1; 16]), 0),
+                Reassembled::Held
+            ));
+            assert!(matches!(
+                add(&mut d, &v6_frag(6, 0, true, &[1; 16]), secs(1)),
+                Reassembled::Held
+            ));
+            d
+        };
+        // The IPv6 datagram completes until its timer fires (about 22 s), not after.
+        assert!(matches!(
+            add(&mut started(), &v6_frag(6, 16, false, &[2; 8]), secs(22)),
+            Reassembled::Complete { fragments: 2, .. }
+        ));
+        let mut d = started();
+        d.expire(secs(23));
+        assert_eq!(d.queues.keys().map(|k| k.v6).collect::<Vec<_>>(), [false]);
     }
 }

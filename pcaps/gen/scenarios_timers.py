@@ -193,3 +193,25 @@ def _():
         out.append((1.0 + i * 0.001, fragment(other, fragsize=40)[0]))
     out += [(20.0, f[-1]), (40.0, f[0]), (40.5, u(A, B, 1000, 53))]
     return out
+
+
+@scenario("timers/fragments-timer-window", args="--realtime --sysctl nf_conntrack_frag6_timeout=20")
+def _():
+    """A reassembly queue lives until its kernel timer fires, which the timer wheel does at the
+    first granule of 512 ticks (2.048 s) past its deadline (30 s for IPv4, 20 s here for
+    IPv6): a last fragment 0.05 s past the deadline still completes its datagram (the timer
+    fires that early about one time in 40), one 2.3 s past it finds the queue gone and waits
+    in a new one."""
+    from scapy.all import IPv6ExtHdrFragment, fragment, fragment6
+    out = []
+    for ident, last in ((501, 30.05), (502, 32.3)):
+        dg = IP(src="10.20.9.1", dst="10.20.9.2", id=ident) / UDP(sport=ident, dport=901) / (b"W" * 64)
+        f = fragment(dg, fragsize=40)
+        out += [(0.0, f[0]), (last, f[-1])]
+    for ident, last in ((601, 20.05), (602, 22.3)):
+        dg = (IPv6(src="fd00:20::1", dst="fd00:20::2") / IPv6ExtHdrFragment(id=ident)
+              / UDP(sport=ident, dport=901) / (b"W" * 96))
+        f = fragment6(dg, 104)
+        out += [(0.0, f[0]), (last, f[-1])]
+    out.append((32.5, u(A, B, 1000, 53)))
+    return out
