@@ -734,8 +734,9 @@ impl Conntrack {
                 let fresh = ctrack_helpers::assigned(&self.cfg.helpers, r.key.proto, r.key.dport)
                     .is_some()
                     && !self.in_table(t, &r.key, h);
+                let mark = self.events.as_ref().map_or(0, |q| q.mark());
                 let v = self.run_ready(t, &r, h, now);
-                self.help(t, &r, p.l4(), v, fresh, now)
+                self.help(t, &r, p.l4(), v, fresh, now, mark)
             }
             Ok(_) => {
                 self.spend_expectation(t, p, now);
@@ -925,6 +926,9 @@ impl Conntrack {
     /// refuses it (a command it could not read whole, an expectation it could not add), and a
     /// connection it opened is then never confirmed. The SNMP and NetBIOS-NS helpers are
     /// assigned but announce nothing (they only follow packets the host sends itself).
+    /// `mark`: where the event queue stood before the packet was tracked (see
+    /// [`EventQueue::mark`]); what the helper changes of the packet's events is among those
+    /// queued since.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn help<A: Addr>(
@@ -935,6 +939,7 @@ impl Conntrack {
         v: Verdict,
         fresh: bool,
         now: Nanos,
+        mark: u64,
     ) -> Verdict {
         if !v.tracked() || r.route != Route::Passes {
             return v;
@@ -977,7 +982,7 @@ impl Conntrack {
                     .set_expiry(f.idx, now.saturating_add(ctrack_protocols::secs(secs)), now);
                 if let Some(q) = &self.events {
                     // The kernel reports the packet's events after its helper has run.
-                    q.amend_seconds(&orig.to_tuple(), now, u64::from(secs));
+                    q.amend_seconds(&orig.to_tuple(), now, u64::from(secs), mark);
                 }
             }
             (helper, expected)
@@ -994,12 +999,12 @@ impl Conntrack {
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 g.stats.insert -= 1;
                 if let Some(q) = &self.events {
-                    q.retract_new(&orig.to_tuple());
+                    q.retract_new(&orig.to_tuple(), mark);
                 }
             }
         } else if out.state == State::Dropped
             && let Some(q) = &self.events
-            && let Some(moved) = q.retract_update(&orig.to_tuple(), now)
+            && let Some(moved) = q.retract_update(&orig.to_tuple(), now, mark)
         {
             // The packet's update waits for the entry's next packet that gets through.
             let mut g = t.shards[t.shard_of(h)].lock.lock();

@@ -342,6 +342,10 @@ pub(crate) struct EventQueue {
     expect: Mutex<VecDeque<ExpectEvent>>,
     capacity: usize,
     lost: AtomicU64,
+    /// Connection events queued so far (changed under `queue`'s lock): the amendments below
+    /// look only at those queued since a [`EventQueue::mark`], so that their cost is that of
+    /// one packet's events, however many wait for a listener.
+    pushed: AtomicU64,
 }
 
 impl EventQueue {
@@ -351,6 +355,7 @@ impl EventQueue {
             expect: Mutex::new(VecDeque::new()),
             capacity,
             lost: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
         }
     }
 
@@ -377,27 +382,47 @@ impl EventQueue {
             return;
         }
         q.push_back(ev);
+        self.pushed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Takes back the newest [`EventKind::New`] of the connection whose original tuple is
-    /// `orig`: its entry was removed before its first packet passed, so, as far as anyone
-    /// outside can tell, it never was.
-    pub(crate) fn retract_new(&self, orig: &Tuple) {
+    /// Where the queue stands: what a packet's handling queues from here on is what the
+    /// amendments below (given the mark) may touch.
+    pub(crate) fn mark(&self) -> u64 {
+        self.pushed.load(Ordering::Relaxed)
+    }
+
+    /// The events queued since `mark` (given the queue, locked), newest first; a few more
+    /// when some were retracted meanwhile.
+    fn since(&self, q: &VecDeque<Event>, mark: u64) -> usize {
+        let n = self.pushed.load(Ordering::Relaxed).saturating_sub(mark);
+        usize::try_from(n).map_or(q.len(), |n| n.min(q.len()))
+    }
+
+    /// Takes back the newest [`EventKind::New`] since `mark` of the connection whose original
+    /// tuple is `orig`: its entry was removed before its first packet passed, so, as far as
+    /// anyone outside can tell, it never was.
+    pub(crate) fn retract_new(&self, orig: &Tuple, mark: u64) {
         let mut q = self.queue.lock();
-        if let Some(i) = q
+        let n = self.since(&q, mark);
+        if let Some(back) = q
             .iter()
-            .rposition(|e| e.kind == EventKind::New && e.entry.orig == *orig)
+            .rev()
+            .take(n)
+            .position(|e| e.kind == EventKind::New && e.entry.orig == *orig)
         {
+            let i = q.len() - 1 - back;
             q.remove(i);
         }
     }
 
-    /// Takes back the newest event of the connection whose original tuple is `orig` when it
-    /// is an update at `now` or later (its packet was then dropped before the kernel would
-    /// report it); returns whether it moved the protocol state.
-    pub(crate) fn retract_update(&self, orig: &Tuple, now: Nanos) -> Option<bool> {
+    /// Takes back the newest event since `mark` of the connection whose original tuple is
+    /// `orig` when it is an update at `now` or later (its packet was then dropped before the
+    /// kernel would report it); returns whether it moved the protocol state.
+    pub(crate) fn retract_update(&self, orig: &Tuple, now: Nanos, mark: u64) -> Option<bool> {
         let mut q = self.queue.lock();
-        let i = q.iter().rposition(|e| e.entry.orig == *orig)?;
+        let n = self.since(&q, mark);
+        let back = q.iter().rev().take(n).position(|e| e.entry.orig == *orig)?;
+        let i = q.len() - 1 - back;
         let e = &q[i];
         if e.kind != EventKind::Update || e.time < now {
             return None;
@@ -407,13 +432,14 @@ impl EventQueue {
         Some(moved)
     }
 
-    /// Sets the time left in the newest event of the connection whose original tuple is
-    /// `orig`, when that event is its new or updated entry at `now` or later: a helper
-    /// changed the entry's timeout while the packet that caused the event was still being
-    /// handled.
-    pub(crate) fn amend_seconds(&self, orig: &Tuple, now: Nanos, seconds_left: u64) {
+    /// Sets the time left in the newest event since `mark` of the connection whose original
+    /// tuple is `orig`, when that event is its new or updated entry at `now` or later: a
+    /// helper changed the entry's timeout while the packet that caused the event was still
+    /// being handled.
+    pub(crate) fn amend_seconds(&self, orig: &Tuple, now: Nanos, seconds_left: u64, mark: u64) {
         let mut q = self.queue.lock();
-        if let Some(e) = q.iter_mut().rev().find(|e| e.entry.orig == *orig)
+        let n = self.since(&q, mark);
+        if let Some(e) = q.iter_mut().rev().take(n).find(|e| e.entry.orig == *orig)
             && e.kind != EventKind::Destroy
             && e.time >= now
         {
@@ -566,10 +592,60 @@ mod tests {
         q.push(ev(EventKind::Update));
         q.push(ev(EventKind::Destroy));
         assert_eq!(q.lost(), 1);
-        q.retract_new(&t);
+        // Only what was queued since the mark is looked at.
+        q.retract_new(&t, 2);
+        assert_eq!(q.queue.lock().len(), 2);
+        q.retract_new(&t, 0);
         let got = q.take();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].kind, EventKind::Update);
         assert!(q.take().is_empty());
+    }
+
+    #[test]
+    fn amendments_look_only_at_what_came_since_their_mark() {
+        let q = EventQueue::new(100);
+        let tuple = |port| Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            proto: proto::UDP,
+            zone: 0,
+            l4: L4::Ports { src: port, dst: 5060 },
+        };
+        let ev = |kind, port| Event {
+            kind,
+            time: 5,
+            entry: EntryView {
+                orig: tuple(port),
+                reply: tuple(port),
+                status: 0,
+                seconds_left: 30,
+                tcp_state: None,
+                gre_timeouts: None,
+                helper: None,
+                counters: None,
+                age_seconds: None,
+                children: 0,
+            },
+            state_changed: false,
+        };
+        // An earlier packet's update of connection 1, then other connections' events.
+        q.push(ev(EventKind::Update, 1));
+        for port in 2..50 {
+            q.push(ev(EventKind::New, port));
+        }
+        let mark = q.mark();
+        assert_eq!(mark, 49);
+        // Nothing of connection 1 since the mark: its earlier event stays as it was.
+        q.amend_seconds(&tuple(1), 5, 3600, mark);
+        assert_eq!(q.retract_update(&tuple(1), 5, mark), None);
+        // This packet's own update is found, amended and retracted.
+        q.push(ev(EventKind::Update, 1));
+        q.amend_seconds(&tuple(1), 5, 3600, mark);
+        assert_eq!(q.queue.lock().back().map(|e| e.entry.seconds_left), Some(3600));
+        assert_eq!(q.retract_update(&tuple(1), 5, mark), Some(false));
+        let got = q.take();
+        assert_eq!(got.len(), 49);
+        assert_eq!((got[0].kind, got[0].entry.seconds_left), (EventKind::Update, 30));
     }
 }
