@@ -104,6 +104,8 @@ class Case:
         self.t = 0.0
         self.realtime = False
         self.far = False     # an ipfrag_max_dist event (see far_fill)
+        self.later = []      # fragments held back to arrive later (see held_back)
+        self.first_frag = 0.0
         self.tcp = {}
 
     # ------------------------------------------------------------ helpers
@@ -130,6 +132,24 @@ class Case:
             gap = 0.001
         self.t += gap
         self.items.append([self.t, pkt, note])
+
+    def held_back(self, n):
+        """With realtime on, now and then the fragments of a datagram from a random one on
+        (of `n`) arrive later: 1.37 s after its first (its queue still there) or 3.37 s (past a
+        2-second nf_conntrack_frag6_timeout, whose kernel timer fires within 32 ms of it).
+        Returns (index, delay), or (n, 0) for all at once."""
+        if not self.realtime or n < 2 or self.r() >= 0.6:
+            return n, 0
+        return self.rng.randint(1, n - 1), self.ch([1.37, 3.37])
+
+    def emit_frag(self, i, cut, delay, pkt, note):
+        """Emits fragment `i` of a datagram now, or `delay` after its first from `cut` on."""
+        if i < cut:
+            self.emit(pkt, note)
+            if i == 0:
+                self.first_frag = self.t
+        else:
+            self.later.append([self.first_frag + delay + 0.001 * (i - cut), pkt, note + f" [{delay} s later]"])
 
     def hosts(self, v6):
         if v6:
@@ -502,7 +522,8 @@ class Case:
             # ipfrag_max_dist (64): other fragments from the same source, around the limit,
             # between two of the datagram's (some of them whole datagrams, which count too).
             frags.insert(self.rng.randint(1, len(frags)), ("fill", self.rng.randint(55, 75)))
-        for item in frags:
+        cut, delay = (len(frags), 0) if mode == "far" else self.held_back(len(frags))
+        for i, item in enumerate(frags):
             if item[0] == "fill":
                 self.far_fill(hdr, data, item[1])
                 continue
@@ -513,7 +534,7 @@ class Case:
             h[2:4] = struct.pack("!H", hl + len(c))
             h[10:12] = b"\0\0"
             h[10:12] = struct.pack("!H", csum16(bytes(h)))
-            self.emit(bytes(h) + c, f"v4 frag {mode} off {o} len {len(c)} mf {int(mf)} of {kind}")
+            self.emit_frag(i, cut, delay, bytes(h) + c, f"v4 frag {mode} off {o} len {len(c)} mf {int(mf)} of {kind}")
 
     def far_fill(self, hdr, data, n):
         """n fragments from the source of IPv4 header hdr, of other datagrams: first fragments
@@ -572,13 +593,15 @@ class Case:
         if self.r() < 0.2:
             pre = bytes([44, 0, 1, 4, 0, 0, 0, 0])                              # hop-by-hop before it
             first_nh = 0
-        for o, c, mf in frags[:30]:
+        frags = frags[:30]
+        cut, delay = self.held_back(len(frags))
+        for i, (o, c, mf) in enumerate(frags):
             fh = struct.pack("!BBHI", nh, 0, o | (1 if mf else 0), ident)
             body = pre + fh + c
             h = bytearray(b[:40])
             h[6] = first_nh
             h[4:6] = struct.pack("!H", len(body))
-            self.emit(bytes(h) + body, f"v6 frag {mode} off {o} len {len(c)} mf {int(mf)} of {kind}")
+            self.emit_frag(i, cut, delay, bytes(h) + body, f"v6 frag {mode} off {o} len {len(c)} mf {int(mf)} of {kind}")
 
     def ev_frag_wild(self, v6):
         """Fragments cut at random: any offsets, lengths and more-fragments flags over a real
@@ -975,7 +998,8 @@ class Case:
 
     def build(self):
         rng = self.rng
-        self.realtime = rng.random() < 0.08
+        # DIFFFUZZ_REALTIME=1 makes every case a timed one (the same draws otherwise).
+        self.realtime = rng.random() < 0.08 or os.environ.get("DIFFFUZZ_REALTIME") == "1"
         mix6 = rng.random()
         events = [
             (self.ev_udp, 8), (lambda v6: self.ev_udp(v6, "udplite"), 2), (self.ev_echo, 5),
@@ -992,6 +1016,11 @@ class Case:
             self.ch(fns)(v6)
             if self.realtime and self.t > 5:
                 break
+        # Fragments held back arrive among what came after (the sort keeps the order of equal
+        # times).
+        if self.later:
+            self.items = sorted(self.items + self.later, key=lambda it: it[0])
+            self.t = max(self.t, self.items[-1][0])
         # A datagram kept apart by fragments from its source (ipfrag_max_dist) needs more.
         self.items = self.items[:160 if self.far else 60]
         if rng.random() < 0.3 and len(self.items) > 3:
