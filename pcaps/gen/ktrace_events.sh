@@ -18,7 +18,8 @@ command -v conntrack > /dev/null ||
 out=$1
 shift
 raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
+errs=$(mktemp)
+trap 'rm -f "$raw" "$errs"' EXIT
 expect_out=${EXPECT_EVENTS:-}
 me=$(readlink /proc/self/ns/net)
 unshare --net -- python3 "$ktrace_py" "$@" &
@@ -29,11 +30,13 @@ for _ in $(seq 1 500); do
   [ -n "$ns" ] && [ "$ns" != "$me" ] && break
   sleep 0.001
 done
-nsenter --net="/proc/$pid/ns/net" conntrack -E -o id > "$raw" 2> /dev/null &
+# A socket buffer of 64 MiB: with the default, a listener falls behind on a large capture and
+# the kernel drops events it has no room for (conntrack then warns of ENOBUFS, see below).
+nsenter --net="/proc/$pid/ns/net" conntrack -E -o id -b 67108864 > "$raw" 2> "$errs" &
 listener=$!
 expect_listener=
 if [ -n "$expect_out" ]; then
-  nsenter --net="/proc/$pid/ns/net" conntrack -E expect > "$expect_out" 2> /dev/null &
+  nsenter --net="/proc/$pid/ns/net" conntrack -E expect > "$expect_out" 2>> "$errs" &
   expect_listener=$!
 fi
 status=0
@@ -44,4 +47,8 @@ kill "$listener" $expect_listener 2> /dev/null || true
 wait "$listener" $expect_listener 2> /dev/null || true
 # The entry id comes last on every line (an ICMP tuple's own id= comes before it).
 sed -E 's/ id=[0-9]+$//' "$raw" > "$out"
+if grep -q ENOBUFS "$errs"; then
+  echo "ktrace_events: the listener lost events (ENOBUFS): $out is incomplete" >&2
+  [ "$status" != 0 ] || status=3
+fi
 exit "$status"
