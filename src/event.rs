@@ -561,22 +561,28 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_queue_holds_at_most_its_capacity() {
-        let q = EventQueue::new(2);
-        let t = Tuple {
+    /// A UDP connection's tuple from 10.0.0.1 port `port` to 10.0.0.2 port 5060.
+    fn udp_tuple(port: u16) -> Tuple {
+        Tuple {
             src: "10.0.0.1".parse().unwrap(),
             dst: "10.0.0.2".parse().unwrap(),
             proto: proto::UDP,
             zone: 0,
-            l4: L4::Ports { src: 1, dst: 2 },
-        };
-        let ev = |kind| Event {
+            l4: L4::Ports {
+                src: port,
+                dst: 5060,
+            },
+        }
+    }
+
+    /// An event of `kind` at `time` for the connection of [`udp_tuple`]`(port)`.
+    fn udp_event(kind: EventKind, time: Nanos, port: u16) -> Event {
+        Event {
             kind,
-            time: 0,
+            time,
             entry: EntryView {
-                orig: t,
-                reply: t,
+                orig: udp_tuple(port),
+                reply: udp_tuple(port),
                 status: 0,
                 seconds_left: 30,
                 tcp_state: None,
@@ -587,7 +593,14 @@ mod tests {
                 children: 0,
             },
             state_changed: false,
-        };
+        }
+    }
+
+    #[test]
+    fn the_queue_holds_at_most_its_capacity() {
+        let q = EventQueue::new(2);
+        let t = udp_tuple(1);
+        let ev = |kind| udp_event(kind, 0, 1);
         q.push(ev(EventKind::New));
         q.push(ev(EventKind::Update));
         q.push(ev(EventKind::Destroy));
@@ -605,30 +618,8 @@ mod tests {
     #[test]
     fn amendments_look_only_at_what_came_since_their_mark() {
         let q = EventQueue::new(100);
-        let tuple = |port| Tuple {
-            src: "10.0.0.1".parse().unwrap(),
-            dst: "10.0.0.2".parse().unwrap(),
-            proto: proto::UDP,
-            zone: 0,
-            l4: L4::Ports { src: port, dst: 5060 },
-        };
-        let ev = |kind, port| Event {
-            kind,
-            time: 5,
-            entry: EntryView {
-                orig: tuple(port),
-                reply: tuple(port),
-                status: 0,
-                seconds_left: 30,
-                tcp_state: None,
-                gre_timeouts: None,
-                helper: None,
-                counters: None,
-                age_seconds: None,
-                children: 0,
-            },
-            state_changed: false,
-        };
+        let tuple = udp_tuple;
+        let ev = |kind, port| udp_event(kind, 5, port);
         // An earlier packet's update of connection 1, then other connections' events.
         q.push(ev(EventKind::Update, 1));
         for port in 2..50 {
@@ -642,10 +633,16 @@ mod tests {
         // This packet's own update is found, amended and retracted.
         q.push(ev(EventKind::Update, 1));
         q.amend_seconds(&tuple(1), 5, 3600, mark);
-        assert_eq!(q.queue.lock().back().map(|e| e.entry.seconds_left), Some(3600));
+        assert_eq!(
+            q.queue.lock().back().map(|e| e.entry.seconds_left),
+            Some(3600)
+        );
         assert_eq!(q.retract_update(&tuple(1), 5, mark), Some(false));
         let got = q.take();
         assert_eq!(got.len(), 49);
-        assert_eq!((got[0].kind, got[0].entry.seconds_left), (EventKind::Update, 30));
+        assert_eq!(
+            (got[0].kind, got[0].entry.seconds_left),
+            (EventKind::Update, 30)
+        );
     }
 }
