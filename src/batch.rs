@@ -22,9 +22,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use parking_lot::MutexGuard;
-
-use crate::conntrack::{Conntrack, Ready, ReadyL4, ShardBox, Table};
+use crate::conntrack::{Conntrack, Locked, Ready, ReadyL4, Table};
 use crate::packet::{self, LinkType, PendingSum};
 use crate::tuple::{Addr, Key, proto};
 use crate::verdict::Verdict;
@@ -643,7 +641,7 @@ impl Conntrack {
         }
         let h = self.hash(ready.key());
         let slot = &t.shards[t.shard_of(h)];
-        let mut g = slot.lock.lock();
+        let mut g = slot.lock();
         let clock = self.advance(t, &mut g, now);
         g.credit_want = 0;
         let hint = g.shard.prefetch_entry(h);
@@ -686,7 +684,7 @@ impl Conntrack {
     ) {
         for p in q {
             let slot = &t.shards[p.shard as usize];
-            let mut g = slot.lock.lock();
+            let mut g = slot.lock();
             let clock = self.advance(t, &mut g, now);
             g.credit_want = 0;
             let hint = g.shard.prefetch_entry(p.h);
@@ -748,7 +746,7 @@ impl Conntrack {
         let (order, busy) = (&*order, &*busy);
         let members = |g: &Group| order.get(g.from as usize..g.to as usize).unwrap_or(&[]);
         let take = |q: &mut [Planned<'_, A>], g: &Group| {
-            let guard = t.shards[g.shard as usize].lock.lock();
+            let guard = t.shards[g.shard as usize].lock();
             for &i in members(g) {
                 if let Some(p) = q.get_mut(i as usize) {
                     p.hint = guard.shard.prefetch_entry(p.h);
@@ -757,7 +755,7 @@ impl Conntrack {
             guard
         };
         // Guards by position in `busy`, modulo the window (a power of two above `AHEAD`).
-        let mut held: [Option<MutexGuard<'_, ShardBox<A>>>; HELD] = Default::default();
+        let mut held: [Option<Locked<'_, A>>; HELD] = Default::default();
         for (k, g) in busy.iter().enumerate().take(AHEAD) {
             held[k] = Some(take(q, g));
         }

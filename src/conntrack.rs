@@ -1,5 +1,6 @@
 //! The engine: frames in, verdicts out, over one sharded table per address family.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
@@ -233,7 +234,7 @@ pub(crate) struct Table<A: Addr> {
 
 /// A shard and what may be read of it without its lock.
 pub(crate) struct Slot<A> {
-    pub(crate) lock: Mutex<ShardBox<A>>,
+    mutex: Mutex<ShardBox<A>>,
     /// Where the shard's index buckets were last seen, and their mask: for prefetching only
     /// (the address may be stale, which costs nothing but a useless prefetch).
     buckets: AtomicPtr<u8>,
@@ -243,6 +244,13 @@ pub(crate) struct Slot<A> {
 }
 
 impl<A: Addr> Slot<A> {
+    /// Locks the shard. The connection events queued while it is held are staged in the
+    /// shard and move to the event queue when the lock is released.
+    #[inline]
+    pub(crate) fn lock(&self) -> Locked<'_, A> {
+        Locked(self.mutex.lock())
+    }
+
     /// Asks the memory system for the bucket line `h` hashes to.
     #[inline]
     pub(crate) fn prefetch_bucket(&self, h: u64) {
@@ -262,8 +270,64 @@ impl<A: Addr> Slot<A> {
     }
 }
 
+/// A locked shard (see [`Slot::lock`]): on release, the connection events its holder
+/// queued (staged in the shard, in order) move to the event queue, under one lock of the
+/// queue for all of them.
+pub(crate) struct Locked<'a, A>(parking_lot::MutexGuard<'a, ShardBox<A>>);
+
+impl<A> std::ops::Deref for Locked<'_, A> {
+    type Target = ShardBox<A>;
+    #[inline(always)]
+    fn deref(&self) -> &ShardBox<A> {
+        &self.0
+    }
+}
+
+impl<A> std::ops::DerefMut for Locked<'_, A> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut ShardBox<A> {
+        &mut self.0
+    }
+}
+
+impl<A> Drop for Locked<'_, A> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Before the guard, so while the lock is still held: another thread's events of the
+        // same entries come before or after these, not between.
+        if !self.0.staged.is_empty() {
+            self.0.flush();
+        }
+    }
+}
+
+/// Events a shard stages at most before they move to the queue while it is still locked.
+const STAGED: usize = 32;
+
+/// Stages the event `make` makes among a locked shard's events (`staged`), moving them all
+/// to `q` first when [`STAGED`] already wait or no room can be had for one more.
+#[inline(always)]
+fn stage(q: &EventQueue, staged: &mut VecDeque<Event>, make: impl FnOnce() -> Event) {
+    if staged.len() == staged.capacity() {
+        if staged.len() >= STAGED || staged.try_reserve(STAGED).is_err() {
+            q.push_all(staged);
+        }
+        if staged.len() == staged.capacity() {
+            // Nowhere to stage it: straight to the queue.
+            q.push(make());
+            return;
+        }
+    }
+    staged.push_back(make());
+}
+
 pub(crate) struct ShardBox<A> {
     pub(crate) shard: Shard<A>,
+    /// Connection events queued while the shard is locked, in order: they move to the event
+    /// queue when the lock is released (see [`Locked`]), or when [`STAGED`] wait.
+    staged: VecDeque<Event>,
+    /// Where staged events go: the event queue, when there is one.
+    sink: Option<Arc<EventQueue>>,
     pub(crate) stats: ShardStats,
     /// Next slab index the pressure sweep looks at.
     gc_cursor: u32,
@@ -274,6 +338,17 @@ pub(crate) struct ShardBox<A> {
     /// How many more units the group's first creation should claim with its own: the
     /// group's size. Zero outside a group.
     pub(crate) credit_want: u32,
+}
+
+impl<A> ShardBox<A> {
+    /// Moves the staged events to the event queue.
+    #[cold]
+    #[inline(never)]
+    fn flush(&mut self) {
+        if let Some(q) = &self.sink {
+            q.push_all(&mut self.staged);
+        }
+    }
 }
 
 impl<A: Addr> Table<A> {
@@ -288,10 +363,12 @@ impl<A: Addr> Table<A> {
                         gc_cursor: 0,
                         credit: 0,
                         credit_want: 0,
+                        staged: VecDeque::new(),
+                        sink: events.0.clone(),
                     };
                     let (base, mask) = sb.shard.bucket_base();
                     CachePadded::new(Slot {
-                        lock: Mutex::new(sb),
+                        mutex: Mutex::new(sb),
                         buckets: AtomicPtr::new(base as *mut u8),
                         bucket_mask: AtomicUsize::new(mask),
                         pressure: AtomicBool::new(false),
@@ -674,7 +751,7 @@ impl Conntrack {
         let key = port_key::<A>(p, l4, p.proto);
         let inv = key.inverse()?;
         let h = self.hash(&key);
-        let g = t.shards[t.shard_of(h)].lock.lock();
+        let g = t.shards[t.shard_of(h)].lock();
         let f = g.shard.find(h, &key, &inv)?;
         ctrack_helpers::at_index(g.shard.get(f.idx).helper)
     }
@@ -765,7 +842,7 @@ impl Conntrack {
         };
         let h = self.hash(&key);
         {
-            let mut g = t.shards[t.shard_of(h)].lock.lock();
+            let mut g = t.shards[t.shard_of(h)].lock();
             self.advance(t, &mut g, now);
             if g.shard.find(h, &key, &inv).is_some() {
                 return;
@@ -901,7 +978,7 @@ impl Conntrack {
                 continue;
             };
             let h = self.hash(&k);
-            let mut g = t.shards[t.shard_of(h)].lock.lock();
+            let mut g = t.shards[t.shard_of(h)].lock();
             if let Some(f) = g.shard.find(h, &k, &inv) {
                 self.drop_entry(t, &mut g, h, f.idx);
                 continue;
@@ -916,7 +993,7 @@ impl Conntrack {
         let Some(inv) = k.inverse() else {
             return false;
         };
-        let g = t.shards[t.shard_of(h)].lock.lock();
+        let g = t.shards[t.shard_of(h)].lock();
         g.shard.find(h, k, &inv).is_some()
     }
 
@@ -961,7 +1038,7 @@ impl Conntrack {
         // with this very packet); the SIP and Amanda helpers refresh it before reading.
         let h = self.hash(&orig);
         let (helper, expected) = {
-            let mut g = t.shards[t.shard_of(h)].lock.lock();
+            let mut g = t.shards[t.shard_of(h)].lock();
             let Some(f) = g.shard.find(h, &orig, &inv) else {
                 return v;
             };
@@ -992,7 +1069,7 @@ impl Conntrack {
             // Dropped before it was confirmed: the entry never was. (An entry that was
             // already there keeps living; only the packet is dropped.)
             let slot = &t.shards[t.shard_of(h)];
-            let mut g = slot.lock.lock();
+            let mut g = slot.lock();
             if let Some(f) = g.shard.find(h, &orig, &inv) {
                 let e = g.shard.remove(h, f.idx);
                 self.forget(t, &e, now);
@@ -1007,7 +1084,7 @@ impl Conntrack {
             && let Some(moved) = q.retract_update(&orig.to_tuple(), now, mark)
         {
             // The packet's update waits for the entry's next packet that gets through.
-            let mut g = t.shards[t.shard_of(h)].lock.lock();
+            let mut g = t.shards[t.shard_of(h)].lock();
             if let Some(f) = g.shard.find(h, &orig, &inv) {
                 let e = g.shard.get_mut(f.idx);
                 e.status |= status::UNREPORTED;
@@ -1287,7 +1364,7 @@ impl Conntrack {
     #[inline]
     fn run_ready<A: Addr>(&self, t: &Table<A>, r: &Ready<'_, A>, h: u64, now: Nanos) -> Verdict {
         let slot = &t.shards[t.shard_of(h)];
-        let mut g = slot.lock.lock();
+        let mut g = slot.lock();
         self.run_ready_locked(t, slot, &mut g, r, h, NIL, now)
     }
 
@@ -1300,9 +1377,10 @@ impl Conntrack {
         sb.shard.clock = now;
         if sb.shard.timers_due(now) {
             let hash = |k: &Key<A>| self.hash(k);
+            let staged = &mut sb.staged;
             let expired = sb.shard.expire(now, &hash, |e, c| {
                 self.swept(t, e, now);
-                self.report_gone(e, c, now);
+                self.report_gone(staged, e, c, now);
             });
             self.count.fetch_sub(expired, Ordering::Relaxed);
         }
@@ -1332,7 +1410,8 @@ impl Conntrack {
     /// Removes entry `i` (hash `h`) from its shard, with everything that goes with it.
     fn drop_entry<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, i: u32) {
         if let Some(q) = &self.events {
-            self.report(q, EventKind::Destroy, sb, i, sb.shard.clock, true);
+            let clock = sb.shard.clock;
+            self.report(q, EventKind::Destroy, sb, i, clock, true);
         }
         let e = sb.shard.remove(h, i);
         self.forget(t, &e, sb.shard.clock);
@@ -1347,17 +1426,16 @@ impl Conntrack {
         &self,
         q: &EventQueue,
         kind: EventKind,
-        sb: &ShardBox<A>,
+        sb: &mut ShardBox<A>,
         i: u32,
         now: Nanos,
         state_changed: bool,
     ) {
-        let e = sb.shard.get(i);
-        let entry = EntryView::new(e, now, sb.shard.counters(i).copied(), sb.shard.born(i));
-        q.push(Event {
+        let shard = &sb.shard;
+        stage(q, &mut sb.staged, || Event {
             kind,
             time: now,
-            entry,
+            entry: EntryView::new(shard.get(i), now, shard.counters(i).copied(), shard.born(i)),
             state_changed,
         });
     }
@@ -1417,11 +1495,18 @@ impl Conntrack {
         self.report(q, EventKind::Update, sb, i, now, state_changed);
     }
 
-    /// Reports that entry `e` (its counters `c`) timed out and left the table.
+    /// Reports that entry `e` (its counters `c`) timed out and left the table (`staged`: its
+    /// locked shard's staged events).
     #[inline]
-    fn report_gone<A: Addr>(&self, e: &Entry<A>, c: Option<Counters>, now: Nanos) {
+    fn report_gone<A: Addr>(
+        &self,
+        staged: &mut VecDeque<Event>,
+        e: &Entry<A>,
+        c: Option<Counters>,
+        now: Nanos,
+    ) {
         if let Some(q) = &self.events {
-            q.push(Event {
+            stage(q, staged, || Event {
                 kind: EventKind::Destroy,
                 time: now,
                 entry: EntryView::new(e, now, c, None),
@@ -1719,7 +1804,7 @@ impl Conntrack {
         init: impl FnOnce() -> Open,
     ) -> Verdict {
         let slot = &t.shards[t.shard_of(h)];
-        let mut g = slot.lock.lock();
+        let mut g = slot.lock();
         self.conn_locked(
             t,
             slot,
@@ -2103,7 +2188,7 @@ impl Conntrack {
             return self.icmp_refused();
         };
         let h = self.hash(&target);
-        let mut g = t.shards[t.shard_of(h)].lock.lock();
+        let mut g = t.shards[t.shard_of(h)].lock();
         // Expired entries are as good as gone (the kernel's lookup skips them).
         let now = now.max(g.shard.clock);
         let found = g
@@ -2154,12 +2239,14 @@ impl Conntrack {
         let hash = |k: &Key<A>| self.hash(k);
         let mut n = 0;
         for sh in t.shards.iter() {
-            let mut g = sh.lock.lock();
-            let now = now.max(g.shard.clock);
-            g.shard.clock = now;
-            n += g.shard.expire(now, &hash, |e, c| {
+            let mut g = sh.lock();
+            let sb = &mut *g;
+            let now = now.max(sb.shard.clock);
+            sb.shard.clock = now;
+            let staged = &mut sb.staged;
+            n += sb.shard.expire(now, &hash, |e, c| {
                 self.forget(t, e, now);
-                self.report_gone(e, c, now);
+                self.report_gone(staged, e, c, now);
             });
         }
         // A collection of the whole table: masters swept before it go for good too, and
@@ -2203,10 +2290,10 @@ impl Conntrack {
     pub fn stats(&self) -> crate::stats::Snapshot {
         let mut snap = self.stats.snapshot();
         for sh in self.v4.shards.iter() {
-            snap.add(&sh.lock.lock().stats);
+            snap.add(&sh.lock().stats);
         }
         for sh in self.v6.shards.iter() {
-            snap.add(&sh.lock.lock().stats);
+            snap.add(&sh.lock().stats);
         }
         snap.count = self.count() as u64;
         snap
@@ -2251,7 +2338,7 @@ impl Conntrack {
         let share = share.saturating_add(4 * share.isqrt());
         let hash = |k: &Key<A>| self.hash(k);
         for slot in t.shards.iter() {
-            let mut g = slot.lock.lock();
+            let mut g = slot.lock();
             let r = g.shard.reserve(share, &hash);
             slot.publish(&g);
             r?;
@@ -2263,10 +2350,10 @@ impl Conntrack {
     pub fn memory(&self) -> usize {
         let mut n = 0;
         for sh in self.v4.shards.iter() {
-            n += sh.lock.lock().shard.memory();
+            n += sh.lock().shard.memory();
         }
         for sh in self.v6.shards.iter() {
-            n += sh.lock.lock().shard.memory();
+            n += sh.lock().shard.memory();
         }
         n
     }
@@ -2285,7 +2372,7 @@ impl Conntrack {
         f: &mut impl FnMut(crate::format::EntryView),
     ) {
         for sh in t.shards.iter() {
-            let g = sh.lock.lock();
+            let g = sh.lock();
             for (i, e) in g.shard.iter() {
                 if !e.expired(now) {
                     let mut view = crate::format::EntryView::new(
@@ -2331,7 +2418,7 @@ impl Conntrack {
             return false;
         };
         let h = self.hash(k);
-        let g = t.shards[t.shard_of(h)].lock.lock();
+        let g = t.shards[t.shard_of(h)].lock();
         let now = now.max(g.shard.clock);
         g.shard
             .find(h, k, &inv)
@@ -2607,6 +2694,51 @@ mod tests {
                 .starts_with("[DESTROY] udp      17 src=10.0.0.1")
         );
         assert_eq!(ct.events_lost(), 0);
+    }
+
+    #[test]
+    fn events_staged_under_a_shard_lock_reach_the_queue_in_order() {
+        // One shard: the expiry of 100 entries in one advance stages more events than the
+        // shard holds at once (`STAGED`), so some move to the queue while it is still locked.
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        cfg.shards = 1;
+        cfg.events = 1_000;
+        let ct = Conntrack::with_seed(cfg, 7);
+        for port in 1000..1100 {
+            ct.process(&udp4(A, B, port, 53), LinkType::Raw, SEC);
+        }
+        ct.process(&udp4(A, B, 2000, 53), LinkType::Raw, 40 * SEC);
+        let ev = ct.events();
+        let port = |e: &Event| match e.entry.orig.l4 {
+            crate::L4::Ports { src, .. } => src,
+            _ => 0,
+        };
+        let got: Vec<(EventKind, u16)> = ev.iter().map(|e| (e.kind, port(e))).collect();
+        // The wheel expires a slot's entries newest first; the new entry's event comes after
+        // the expiries its packet's advance made.
+        let want: Vec<(EventKind, u16)> = (1000..1100)
+            .map(|p| (EventKind::New, p))
+            .chain((1000..1100).rev().map(|p| (EventKind::Destroy, p)))
+            .chain([(EventKind::New, 2000)])
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(ct.events_lost(), 0);
+
+        // A queue with room for 150: the rest of a hold's events are counted lost.
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        cfg.shards = 1;
+        cfg.events = 150;
+        let ct = Conntrack::with_seed(cfg, 7);
+        for port in 1000..1100 {
+            ct.process(&udp4(A, B, port, 53), LinkType::Raw, SEC);
+        }
+        ct.process(&udp4(A, B, 2000, 53), LinkType::Raw, 40 * SEC);
+        let ev = ct.events();
+        assert_eq!(ev.len(), 150);
+        assert!(ev[100..].iter().all(|e| e.kind == EventKind::Destroy));
+        assert_eq!(ct.events_lost(), 51);
     }
 
     #[test]

@@ -385,6 +385,23 @@ impl EventQueue {
         self.pushed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Queues the events in `staged`, in order, under one lock of the queue and in one copy;
+    /// those it has no room for are counted lost as [`EventQueue::push`] counts them. Leaves
+    /// `staged` empty (its room kept).
+    pub(crate) fn push_all(&self, staged: &mut VecDeque<Event>) {
+        let mut q = self.queue.lock();
+        let room = self.capacity.saturating_sub(q.len()).min(staged.len());
+        let room = if q.try_reserve(room).is_ok() { room } else { 0 };
+        let lost = staged.len() - room;
+        staged.truncate(room);
+        q.append(staged);
+        self.pushed.fetch_add(room as u64, Ordering::Relaxed);
+        drop(q);
+        if lost > 0 {
+            self.lost.fetch_add(lost as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Where the queue stands: what a packet's handling queues from here on is what the
     /// amendments below (given the mark) may touch.
     pub(crate) fn mark(&self) -> u64 {

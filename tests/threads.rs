@@ -99,6 +99,61 @@ fn threads_hammering_the_same_flows_keep_the_count_consistent() {
     assert_eq!(open, listed);
 }
 
+#[test]
+fn threads_in_bursts_on_the_same_flows_report_a_consistent_story() {
+    // Bursts lock a shard for a group of packets, and its events are staged until the lock
+    // is released: the events of all threads must still tell each entry's story in order.
+    // A small limit (early drop) and time running out (expiry in the advance) add destroys.
+    let w = Arc::new(Workload::generate(Kind::Mix, 600, 30_000, false, 5));
+    let mut cfg = Config::default();
+    cfg.set_sysctl("nf_conntrack_max=400").unwrap();
+    cfg.set_sysctl("nf_conntrack_udp_timeout=1").unwrap();
+    cfg.set_sysctl("nf_conntrack_tcp_timeout_syn_sent=1")
+        .unwrap();
+    cfg.in_order_entries = 0;
+    cfg.events = 1 << 20;
+    let ct = Arc::new(Conntrack::new(cfg));
+    let handles: Vec<_> = (0..3u64)
+        .map(|t| {
+            let (ct, w) = (Arc::clone(&ct), Arc::clone(&w));
+            std::thread::spawn(move || {
+                let frames: Vec<&[u8]> = w.all().collect();
+                let mut out = Vec::new();
+                for (b, burst) in frames.chunks(128).enumerate() {
+                    // A burst every 50 ms: an unreplied flow's second runs out now and then.
+                    let now = 1_000 + b as u64 * 50_000_000 + t;
+                    ct.process_batch(burst, LinkType::Raw, now, &mut out);
+                }
+            })
+        })
+        .collect();
+    join_consistent(handles, &ct);
+    let mut open = std::collections::BTreeSet::new();
+    let (mut news, mut destroys) = (0, 0);
+    for e in ct.events() {
+        let k = format!("{:?}", e.entry.orig);
+        match e.kind {
+            EventKind::New => {
+                news += 1;
+                assert!(open.insert(k), "new twice: {}", e.line())
+            }
+            EventKind::Update => assert!(open.contains(&k), "update of none: {}", e.line()),
+            EventKind::Destroy => {
+                destroys += 1;
+                assert!(open.remove(&k), "destroy of none: {}", e.line())
+            }
+        }
+    }
+    assert_eq!(ct.events_lost(), 0);
+    assert!(destroys > 100, "{news} new, {destroys} destroyed");
+    // What is left open is what the table holds (reaped or not).
+    let mut listed = std::collections::BTreeSet::new();
+    ct.for_each_entry(0, |e| {
+        listed.insert(format!("{:?}", e.orig));
+    });
+    assert_eq!(open, listed);
+}
+
 /// Waits for the threads, then checks that the count is the number of entries listed.
 fn join_consistent(handles: Vec<std::thread::JoinHandle<()>>, ct: &Conntrack) {
     for h in handles {
