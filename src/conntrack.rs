@@ -198,6 +198,8 @@ pub struct Config {
     /// entry, and every expectation announced and gone, is reported as the kernel reports it
     /// to its listeners, unless `nf_conntrack_events` is 0. Past the limit, events are lost
     /// and counted ([`Conntrack::events_lost`]), as a listener's socket loses them when full.
+    /// Besides the queue, each shard keeps room for the 32 events it may stage while locked
+    /// (about 7 KiB per shard once it has reported any).
     pub events: usize,
 }
 
@@ -2263,7 +2265,9 @@ impl Conntrack {
 
     /// Takes the events waiting, oldest first (see [`Config::events`]; empty when the
     /// configuration records none). An entry's events are in the order they happened; the
-    /// order across threads is the order in which they reached the queue.
+    /// order across threads is the order in which they reached the queue. Events reach the
+    /// queue when the call that caused them lets go of the entry's shard: a thread's events
+    /// are all there once its `process` or `process_batch` call returns.
     pub fn events(&self) -> Vec<Event> {
         self.events.as_ref().map_or_else(Vec::new, |q| q.take())
     }
