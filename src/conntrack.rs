@@ -2704,16 +2704,20 @@ mod tests {
     fn events_staged_under_a_shard_lock_reach_the_queue_in_order() {
         // One shard: the expiry of 100 entries in one advance stages more events than the
         // shard holds at once (`STAGED`), so some move to the queue while it is still locked.
-        let mut cfg = Config::default();
-        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
-        cfg.shards = 1;
-        cfg.events = 1_000;
-        let ct = Conntrack::with_seed(cfg, 7);
-        for port in 1000..1100 {
-            ct.process(&udp4(A, B, port, 53), LinkType::Raw, SEC);
-        }
-        ct.process(&udp4(A, B, 2000, 53), LinkType::Raw, 40 * SEC);
-        let ev = ct.events();
+        // 100 entries made at 1 s, all expired by a packet at 40 s, in a queue of `room`.
+        let expire_100 = |room: usize| {
+            let mut cfg = Config::default();
+            cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+            cfg.shards = 1;
+            cfg.events = room;
+            let ct = Conntrack::with_seed(cfg, 7);
+            for port in 1000..1100 {
+                ct.process(&udp4(A, B, port, 53), LinkType::Raw, SEC);
+            }
+            ct.process(&udp4(A, B, 2000, 53), LinkType::Raw, 40 * SEC);
+            (ct.events(), ct.events_lost())
+        };
+        let (ev, lost) = expire_100(1_000);
         let port = |e: &Event| match e.entry.orig.l4 {
             crate::L4::Ports { src, .. } => src,
             _ => 0,
@@ -2727,22 +2731,13 @@ mod tests {
             .chain([(EventKind::New, 2000)])
             .collect();
         assert_eq!(got, want);
-        assert_eq!(ct.events_lost(), 0);
+        assert_eq!(lost, 0);
 
         // A queue with room for 150: the rest of a hold's events are counted lost.
-        let mut cfg = Config::default();
-        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
-        cfg.shards = 1;
-        cfg.events = 150;
-        let ct = Conntrack::with_seed(cfg, 7);
-        for port in 1000..1100 {
-            ct.process(&udp4(A, B, port, 53), LinkType::Raw, SEC);
-        }
-        ct.process(&udp4(A, B, 2000, 53), LinkType::Raw, 40 * SEC);
-        let ev = ct.events();
+        let (ev, lost) = expire_100(150);
         assert_eq!(ev.len(), 150);
         assert!(ev[100..].iter().all(|e| e.kind == EventKind::Destroy));
-        assert_eq!(ct.events_lost(), 51);
+        assert_eq!(lost, 51);
     }
 
     #[test]

@@ -65,30 +65,36 @@ fn threads_hammering_the_same_flows_keep_the_count_consistent() {
     cfg.set_sysctl("nf_conntrack_max=40").unwrap();
     cfg.events = 1 << 20;
     let ct = Arc::new(Conntrack::new(cfg));
-    let handles: Vec<_> = (0..3u64)
-        .map(|t| {
-            let (ct, w) = (Arc::clone(&ct), Arc::clone(&w));
-            std::thread::spawn(move || {
-                for (i, p) in w.all().enumerate() {
-                    let v = ct.process(p, LinkType::Raw, 1_000 + i as u64 * 1_000_000 + t);
-                    assert!(v.state != State::Invalid);
-                    // Entries being created by the other threads may be counted a moment early.
-                    assert!(ct.count() <= 40 + 3);
-                }
-            })
-        })
-        .collect();
+    let handles = three_threads(&ct, &w, |t, ct, w| {
+        for (i, p) in w.all().enumerate() {
+            let v = ct.process(p, LinkType::Raw, 1_000 + i as u64 * 1_000_000 + t);
+            assert!(v.state != State::Invalid);
+            // Entries being created by the other threads may be counted a moment early.
+            assert!(ct.count() <= 40 + 3);
+        }
+    });
     join_consistent(handles, &ct);
     assert!(ct.count() <= 40);
     // The events of all three threads, in the order they reached the queue, tell the table's
     // story: an entry's events are reported under its shard's lock.
+    tells_the_story(&ct);
+}
+
+/// Checks that the events, in the order they reached the queue, tell the table's story (each
+/// entry new once, then updated, then destroyed; what is left open is what the table holds,
+/// reaped or not) and that none was lost. Returns how many entries were destroyed.
+fn tells_the_story(ct: &Conntrack) -> usize {
     let mut open = std::collections::BTreeSet::new();
+    let mut destroyed = 0;
     for e in ct.events() {
         let k = format!("{:?}", e.entry.orig);
         match e.kind {
             EventKind::New => assert!(open.insert(k), "new twice: {}", e.line()),
             EventKind::Update => assert!(open.contains(&k), "update of none: {}", e.line()),
-            EventKind::Destroy => assert!(open.remove(&k), "destroy of none: {}", e.line()),
+            EventKind::Destroy => {
+                destroyed += 1;
+                assert!(open.remove(&k), "destroy of none: {}", e.line())
+            }
         }
     }
     assert_eq!(ct.events_lost(), 0);
@@ -97,6 +103,7 @@ fn threads_hammering_the_same_flows_keep_the_count_consistent() {
         listed.insert(format!("{:?}", e.orig));
     });
     assert_eq!(open, listed);
+    destroyed
 }
 
 #[test]
@@ -113,45 +120,32 @@ fn threads_in_bursts_on_the_same_flows_report_a_consistent_story() {
     cfg.in_order_entries = 0;
     cfg.events = 1 << 20;
     let ct = Arc::new(Conntrack::new(cfg));
-    let handles: Vec<_> = (0..3u64)
-        .map(|t| {
-            let (ct, w) = (Arc::clone(&ct), Arc::clone(&w));
-            std::thread::spawn(move || {
-                let frames: Vec<&[u8]> = w.all().collect();
-                let mut out = Vec::new();
-                for (b, burst) in frames.chunks(128).enumerate() {
-                    // A burst every 50 ms: an unreplied flow's second runs out now and then.
-                    let now = 1_000 + b as u64 * 50_000_000 + t;
-                    ct.process_batch(burst, LinkType::Raw, now, &mut out);
-                }
-            })
-        })
-        .collect();
-    join_consistent(handles, &ct);
-    let mut open = std::collections::BTreeSet::new();
-    let (mut news, mut destroys) = (0, 0);
-    for e in ct.events() {
-        let k = format!("{:?}", e.entry.orig);
-        match e.kind {
-            EventKind::New => {
-                news += 1;
-                assert!(open.insert(k), "new twice: {}", e.line())
-            }
-            EventKind::Update => assert!(open.contains(&k), "update of none: {}", e.line()),
-            EventKind::Destroy => {
-                destroys += 1;
-                assert!(open.remove(&k), "destroy of none: {}", e.line())
-            }
+    let handles = three_threads(&ct, &w, |t, ct, w| {
+        let frames: Vec<&[u8]> = w.all().collect();
+        let mut out = Vec::new();
+        for (b, burst) in frames.chunks(128).enumerate() {
+            // A burst every 50 ms: an unreplied flow's second runs out now and then.
+            let now = 1_000 + b as u64 * 50_000_000 + t;
+            ct.process_batch(burst, LinkType::Raw, now, &mut out);
         }
-    }
-    assert_eq!(ct.events_lost(), 0);
-    assert!(destroys > 100, "{news} new, {destroys} destroyed");
-    // What is left open is what the table holds (reaped or not).
-    let mut listed = std::collections::BTreeSet::new();
-    ct.for_each_entry(0, |e| {
-        listed.insert(format!("{:?}", e.orig));
     });
-    assert_eq!(open, listed);
+    join_consistent(handles, &ct);
+    let destroyed = tells_the_story(&ct);
+    assert!(destroyed > 100, "{destroyed} destroyed");
+}
+
+/// Runs `f` on three threads, each given its number, the tracker and the workload.
+fn three_threads(
+    ct: &Arc<Conntrack>,
+    w: &Arc<Workload>,
+    f: impl Fn(u64, &Conntrack, &Workload) + Send + Copy + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..3u64)
+        .map(|t| {
+            let (ct, w) = (Arc::clone(ct), Arc::clone(w));
+            std::thread::spawn(move || f(t, &ct, &w))
+        })
+        .collect()
 }
 
 /// Waits for the threads, then checks that the count is the number of entries listed.
