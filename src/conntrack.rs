@@ -22,7 +22,7 @@ use crate::packet::{self, IpPacket, LinkType, PendingSum};
 use crate::stats::{Counter, ShardStats, Stats};
 use crate::table::{Counters, Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
-use crate::tuple::{Addr, Key, proto};
+use crate::tuple::{Addr, Key, Tuple, proto};
 use crate::verdict::{State, Verdict};
 use ctrack_helpers::{amanda, ftp, irc, pptp, sip, tftp};
 
@@ -2379,19 +2379,185 @@ impl Conntrack {
             let g = sh.lock();
             for (i, e) in g.shard.iter() {
                 if !e.expired(now) {
-                    let mut view = crate::format::EntryView::new(
-                        e,
-                        now,
-                        g.shard.counters(i).copied(),
-                        g.shard.born(i),
-                    );
-                    if e.helper != 0 {
-                        view.children = t.expect.lock().children_of(&e.key);
-                    }
-                    f(view);
+                    f(self.view_at(t, &g, i, now));
                 }
             }
         }
+    }
+
+    /// Entry `i` of a locked shard of `t` as the listing shows it at `now`.
+    fn view_at<A: Addr>(&self, t: &Table<A>, sb: &ShardBox<A>, i: u32, now: Nanos) -> EntryView {
+        let e = sb.shard.get(i);
+        let mut view = EntryView::new(e, now, sb.shard.counters(i).copied(), sb.shard.born(i));
+        if e.helper != 0 {
+            view.children = t.expect.lock().children_of(&e.key);
+        }
+        view
+    }
+
+    /// The slab index of the entry live at `now` whose original or reply tuple is `k` (hash
+    /// `h`), in a locked shard.
+    fn live_index<A: Addr>(&self, sb: &ShardBox<A>, k: &Key<A>, h: u64, now: Nanos) -> Option<u32> {
+        let inv = k.inverse().unwrap_or(*k);
+        (sb.shard.find(h, k, &inv))
+            .map(|f| f.idx)
+            .filter(|&i| !sb.shard.get(i).expired(now))
+    }
+
+    /// The connection whose original or reply tuple is `tuple`, as `conntrack -G` shows it;
+    /// `None` when the table has none live at `now`. Changes nothing.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// use ctrack::{Conntrack, Config, L4, LinkType, Tuple};
+    /// # let mut cfg = Config::default();
+    /// # cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    /// # let ct = Conntrack::new(cfg);
+    /// # let mut syn = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    /// # let c = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &syn));
+    /// # syn[10..12].copy_from_slice(&c.to_be_bytes());
+    /// # syn.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    /// // A SYN from 10.0.0.1:40000 to 10.0.0.2:80, tracked at time 0.
+    /// ct.process(&syn, LinkType::Raw, 0);
+    /// let reply = Tuple {
+    ///     src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+    ///     dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+    ///     proto: 6,
+    ///     zone: 0,
+    ///     l4: L4::Ports { src: 80, dst: 40000 },
+    /// };
+    /// let e = ct.get(&reply, 0).unwrap();
+    /// assert_eq!(e.tcp_state, Some("SYN_SENT"));
+    /// assert_eq!(e.reply, reply);
+    /// ```
+    pub fn get(&self, tuple: &Tuple, now: Nanos) -> Option<EntryView> {
+        match Key::<[u8; 4]>::from_tuple(tuple) {
+            Some(k) => self.get_in(&self.v4, &k, now),
+            None => self.get_in(&self.v6, &Key::<[u8; 16]>::from_tuple(tuple)?, now),
+        }
+    }
+
+    fn get_in<A: Addr>(&self, t: &Table<A>, k: &Key<A>, now: Nanos) -> Option<EntryView> {
+        let h = self.hash(k);
+        let g = t.shards[t.shard_of(h)].lock();
+        let now = now.max(g.shard.clock);
+        let i = self.live_index(&g, k, h, now)?;
+        Some(self.view_at(t, &g, i, now))
+    }
+
+    /// Removes the connection whose original or reply tuple is `tuple`, as `conntrack -D`
+    /// does, and returns it as it was at `now`; `None` (nothing removed) when the table has
+    /// none live then. What leaves the table with a connection leaves with this one: its
+    /// destroy event (with [`Config::events`]), its pending expectations (with their events),
+    /// its hold on its master; connections it was expecting stay. Entries of its shard whose
+    /// time has come by `now` expire first, as for a packet. The next packet of that
+    /// connection finds no entry, as in the kernel after `conntrack -D`.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// use ctrack::{Conntrack, Config, L4, LinkType, Tuple};
+    /// # let mut cfg = Config::default();
+    /// # cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    /// # let ct = Conntrack::new(cfg);
+    /// # let mut syn = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    /// # let c = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &syn));
+    /// # syn[10..12].copy_from_slice(&c.to_be_bytes());
+    /// # syn.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    /// // A SYN from 10.0.0.1:40000 to 10.0.0.2:80.
+    /// ct.process(&syn, LinkType::Raw, 0);
+    /// let orig = Tuple {
+    ///     src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+    ///     dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+    ///     proto: 6,
+    ///     zone: 0,
+    ///     l4: L4::Ports { src: 40000, dst: 80 },
+    /// };
+    /// assert_eq!(ct.remove(&orig, 1_000).unwrap().orig, orig);
+    /// assert_eq!(ct.count(), 0);
+    /// assert!(ct.remove(&orig, 1_000).is_none());
+    /// // Its retransmission opens a new entry.
+    /// assert_eq!(ct.process(&syn, LinkType::Raw, 2_000).to_string(), "new,orig");
+    /// ```
+    pub fn remove(&self, tuple: &Tuple, now: Nanos) -> Option<EntryView> {
+        match Key::<[u8; 4]>::from_tuple(tuple) {
+            Some(k) => self.remove_in(&self.v4, &k, now),
+            None => self.remove_in(&self.v6, &Key::<[u8; 16]>::from_tuple(tuple)?, now),
+        }
+    }
+
+    fn remove_in<A: Addr>(&self, t: &Table<A>, k: &Key<A>, now: Nanos) -> Option<EntryView> {
+        let h = self.hash(k);
+        let mut g = t.shards[t.shard_of(h)].lock();
+        let now = self.advance(t, &mut g, now);
+        let i = self.live_index(&g, k, h, now)?;
+        let view = self.view_at(t, &g, i, now);
+        // The hash is the same for either direction's tuple: it is the entry's.
+        self.drop_entry(t, &mut g, h, i);
+        Some(view)
+    }
+
+    /// Keeps the connections for which `keep` returns true and removes the others, each as
+    /// [`Conntrack::remove`] removes one (as `conntrack -D` with a filter removes every
+    /// connection the filter matches); returns how many were removed. `keep` sees every
+    /// connection live at `now`, as [`Conntrack::for_each_entry`] lists it, while that
+    /// connection's shard is locked: it must not call into this tracker.
+    ///
+    /// ```
+    /// # use ctrack::{Conntrack, Config};
+    /// use ctrack::table::status::SEEN_REPLY;
+    /// # let ct = Conntrack::new(Config::default());
+    /// // Forget every UDP pseudo-connection that has not seen a reply.
+    /// let removed = ct.retain(0, |e| e.orig.proto != 17 || e.status & SEEN_REPLY != 0);
+    /// # assert_eq!(removed, 0);
+    /// ```
+    pub fn retain(&self, now: Nanos, mut keep: impl FnMut(&EntryView) -> bool) -> usize {
+        self.retain_in(&self.v4, now, false, &mut keep)
+            + self.retain_in(&self.v6, now, false, &mut keep)
+    }
+
+    /// Removes every connection, each as [`Conntrack::remove`] removes one, and with them
+    /// every pending expectation, as `conntrack -F` does; returns how many live connections
+    /// were removed. Entries that have expired by `now` but not been swept out yet go too, as
+    /// they would at their shard's next tick.
+    pub fn flush(&self, now: Nanos) -> usize {
+        let mut n = self.retain_in(&self.v4, now, true, &mut |_| false);
+        n += self.retain_in(&self.v6, now, true, &mut |_| false);
+        // Masters swept out earlier took their expectations' masters with them; those
+        // expectations go now, as the kernel's flush would have met their masters.
+        self.v4.expect.lock().bury_all(now);
+        self.v6.expect.lock().bury_all(now);
+        n
+    }
+
+    /// [`Conntrack::retain`] over one table; `expired`: entries expired by `now` and not yet
+    /// swept go too, without `keep` being asked (they are not live). Counts those it asked
+    /// about and removed.
+    fn retain_in<A: Addr>(
+        &self,
+        t: &Table<A>,
+        now: Nanos,
+        expired: bool,
+        keep: &mut impl FnMut(&EntryView) -> bool,
+    ) -> usize {
+        let mut n = 0;
+        for sh in t.shards.iter() {
+            let mut g = sh.lock();
+            let now = self.advance(t, &mut g, now);
+            // Removing an entry frees its slot and moves no other.
+            for i in 0..g.shard.slots() as u32 {
+                let e = g.shard.get(i);
+                if e.status & status::CONFIRMED == 0 {
+                    continue;
+                }
+                let live = !e.expired(now);
+                if (live && !keep(&self.view_at(t, &g, i, now))) || (!live && expired) {
+                    let h = self.hash(&g.shard.get(i).key);
+                    self.drop_entry(t, &mut g, h, i);
+                    n += usize::from(live);
+                }
+            }
+        }
+        n
     }
 
     /// Calls `f` with every expectation pending at `now`, as a line of

@@ -356,6 +356,32 @@ impl<A: Addr> Key<A> {
         h.finish()
     }
 
+    /// The key whose public view is `t` ([`Key::to_tuple`] read backwards); `None` when
+    /// `t`'s addresses are not of this family, or its layer-4 part is not the kind its
+    /// protocol has (no entry can have such a tuple).
+    pub fn from_tuple(t: &Tuple) -> Option<Key<A>> {
+        let addr = |ip: IpAddr| match ip {
+            IpAddr::V4(a) if !A::V6 => Some(A::from_bytes(&a.octets())),
+            IpAddr::V6(a) if A::V6 => Some(A::from_bytes(&a.octets())),
+            _ => None,
+        };
+        let (sport, dport) = match t.l4 {
+            L4::Ports { src, dst } => (src, dst),
+            L4::Icmp { id, kind, code } => (id, u16::from(kind) << 8 | u16::from(code)),
+            L4::Gre { src_key, dst_key } => (src_key, dst_key),
+            L4::None => (0, 0),
+        };
+        let k = Key {
+            src: addr(t.src)?,
+            dst: addr(t.dst)?,
+            sport,
+            dport,
+            zone: t.zone,
+            proto: t.proto,
+        };
+        (k.to_tuple() == *t).then_some(k)
+    }
+
     /// The public view of this tuple.
     pub fn to_tuple(&self) -> Tuple {
         let l4 = match self.proto {

@@ -1,0 +1,389 @@
+//! The table operations an embedder calls between packets: `get`, `remove`, `retain` and
+//! `flush` (`conntrack -G`, `-D`, `-D` with a filter, `-F`).
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use ctrack::packet::{csum_add, csum_fold};
+use ctrack::table::status;
+use ctrack::{Config, Conntrack, EntryView, EventKind, L4, LinkType, NANOS_PER_SEC, State, Tuple};
+use proptest::prelude::*;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SYNACK: u8 = SYN | ACK;
+const S: u64 = NANOS_PER_SEC;
+
+fn tracker(events: usize) -> Conntrack {
+    let mut cfg = Config {
+        events,
+        ..Config::default()
+    };
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    Conntrack::new(cfg)
+}
+
+/// A raw IPv4 UDP datagram with 4 bytes of payload (checksums left zero: unchecked).
+fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = !csum_fold(csum_add(0, &p));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 12, 0, 0, b'p', b'i', b'n', b'g']);
+    p
+}
+
+/// A raw IPv6 UDP datagram with 4 bytes of payload (checksum left zero: unchecked).
+fn udp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0, 0, 12, 17, 64];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 12, 0, 0, b'p', b'i', b'n', b'g']);
+    p
+}
+
+fn ports(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> Tuple {
+    Tuple {
+        src,
+        dst,
+        proto,
+        zone: 0,
+        l4: L4::Ports {
+            src: sport,
+            dst: dport,
+        },
+    }
+}
+
+const A: [u8; 4] = [10, 0, 0, 1];
+const B: [u8; 4] = [10, 0, 0, 2];
+
+fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+/// 10.0.0.1:40000 -> 10.0.0.2:80, through the handshake's first two segments.
+fn half_open(ct: &Conntrack) -> (Tuple, Tuple) {
+    let v = ct.process(&common::tcp(A, B, 40000, 80, SYN, 1, 0), LinkType::Raw, 0);
+    assert_eq!(v.to_string(), "new,orig");
+    let v = ct.process(
+        &common::tcp(B, A, 80, 40000, SYNACK, 7, 2),
+        LinkType::Raw,
+        S,
+    );
+    assert_eq!(v.to_string(), "established,reply");
+    (
+        ports(v4(A), v4(B), 6, 40000, 80),
+        ports(v4(B), v4(A), 6, 80, 40000),
+    )
+}
+
+fn listing(ct: &Conntrack, now: u64) -> Vec<EntryView> {
+    let mut all = Vec::new();
+    ct.for_each_entry(now, |e| all.push(e));
+    all.sort_by_key(|e| format!("{:?}", e.orig));
+    all
+}
+
+#[test]
+fn get_finds_a_connection_by_either_tuple_and_changes_nothing() {
+    let ct = tracker(0);
+    let (orig, reply) = half_open(&ct);
+    let before = listing(&ct, 2 * S);
+    let e = ct.get(&orig, 2 * S).expect("found by its original tuple");
+    assert_eq!(ct.get(&reply, 2 * S), Some(e.clone()));
+    assert_eq!((e.orig, e.reply), (orig, reply));
+    assert_eq!(e.tcp_state, Some("SYN_RECV"));
+    assert_eq!(e.seconds_left, 59);
+    assert_eq!(vec![e], before);
+    assert_eq!(listing(&ct, 2 * S), before);
+    // Another port, another family, or a layer-4 part its protocol cannot have: no entry.
+    let other = ports(v4(A), v4(B), 6, 40001, 80);
+    assert_eq!(ct.get(&other, 2 * S), None);
+    let six = ports(
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        6,
+        40000,
+        80,
+    );
+    assert_eq!(ct.get(&six, 2 * S), None);
+    let mixed = ports(v4(A), IpAddr::V6(Ipv6Addr::LOCALHOST), 6, 40000, 80);
+    assert_eq!(ct.get(&mixed, 2 * S), None);
+    let as_icmp = Tuple {
+        l4: L4::Icmp {
+            id: 40000,
+            kind: 0,
+            code: 80,
+        },
+        ..orig
+    };
+    assert_eq!(ct.get(&as_icmp, 2 * S), None);
+    // SYN_RECV lasts 60 s: gone once that has passed, without a packet.
+    assert!(ct.get(&orig, 60 * S).is_some());
+    assert_eq!(ct.get(&orig, 62 * S), None);
+}
+
+#[test]
+fn remove_takes_a_connection_out_and_reports_it_destroyed() {
+    let ct = tracker(1 << 10);
+    let (orig, reply) = half_open(&ct);
+    let ack = common::tcp(A, B, 40000, 80, ACK, 2, 8);
+    assert_eq!(
+        ct.process(&ack, LinkType::Raw, 2 * S).to_string(),
+        "established,orig+assured"
+    );
+    let udp_flow = udp(A, B, 5353, 53);
+    ct.process(&udp_flow, LinkType::Raw, 2 * S);
+    let listed = listing(&ct, 3 * S);
+    let kinds: Vec<_> = ct.events().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds[0], EventKind::New);
+    assert!(kinds[1..].iter().all(|&k| k != EventKind::Destroy));
+
+    // By its reply tuple: the connection as it was.
+    let gone = ct.remove(&reply, 3 * S).expect("removed");
+    assert_eq!(Some(&gone), listed.iter().find(|e| e.orig == orig));
+    assert_eq!(gone.tcp_state, Some("ESTABLISHED"));
+    assert_eq!(ct.count(), 1);
+    assert_eq!(ct.get(&orig, 3 * S), None);
+    let ev = ct.events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].kind, EventKind::Destroy);
+    assert_eq!((ev[0].entry.orig, ev[0].entry.reply), (orig, reply));
+    assert_eq!(ev[0].time, 3 * S);
+    // Nothing more goes: a second removal finds nothing and reports nothing.
+    assert_eq!(ct.remove(&orig, 3 * S), None);
+    assert!(ct.events().is_empty());
+    assert_eq!(listing(&ct, 3 * S).len(), 1);
+
+    // The connection's next segment finds no entry: picked up mid-stream, as by a tracker
+    // that never saw it.
+    let fresh = tracker(0);
+    let expect = fresh.process(&ack, LinkType::Raw, 4 * S);
+    let v = ct.process(&ack, LinkType::Raw, 4 * S);
+    assert_eq!(v, expect);
+    assert_eq!(v.state, State::New);
+}
+
+#[test]
+fn remove_of_an_ipv6_connection() {
+    let ct = tracker(0);
+    let (a, b) = (
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
+    );
+    ct.process(&udp6(a.octets(), b.octets(), 1000, 2000), LinkType::Raw, 0);
+    let v = ct.process(&udp6(b.octets(), a.octets(), 2000, 1000), LinkType::Raw, S);
+    assert_eq!(v.to_string(), "established,reply");
+    let reply = ports(IpAddr::V6(b), IpAddr::V6(a), 17, 2000, 1000);
+    let gone = ct.remove(&reply, S).expect("removed");
+    assert_eq!(gone.status & status::SEEN_REPLY, status::SEEN_REPLY);
+    assert_eq!(ct.count(), 0);
+    let again = ct.process(
+        &udp6(b.octets(), a.octets(), 2000, 1000),
+        LinkType::Raw,
+        2 * S,
+    );
+    assert_eq!(again.to_string(), "new,orig");
+}
+
+#[test]
+fn retain_removes_what_the_filter_rejects() {
+    let ct = tracker(1 << 12);
+    for p in 0..50u16 {
+        ct.process(
+            &common::tcp(A, B, 1000 + p, 80, SYN, 1, 0),
+            LinkType::Raw,
+            0,
+        );
+        ct.process(&udp(A, B, 2000 + p, 53), LinkType::Raw, 0);
+    }
+    // A reply for half of the UDP flows.
+    for p in 0..25u16 {
+        ct.process(&udp(B, A, 53, 2000 + p), LinkType::Raw, S);
+    }
+    ct.events();
+    let mut asked = 0;
+    let removed = ct.retain(2 * S, |e| {
+        asked += 1;
+        e.orig.proto != 17 || e.status & status::SEEN_REPLY != 0
+    });
+    assert_eq!((asked, removed), (100, 25));
+    assert_eq!(ct.count(), 75);
+    let left = listing(&ct, 2 * S);
+    assert_eq!(left.iter().filter(|e| e.orig.proto == 6).count(), 50);
+    assert!(
+        left.iter()
+            .filter(|e| e.orig.proto == 17)
+            .all(|e| e.status & status::SEEN_REPLY != 0)
+    );
+    let ev = ct.events();
+    assert_eq!(ev.len(), 25);
+    assert!(ev.iter().all(|e| e.kind == EventKind::Destroy));
+    assert!(
+        ev.iter()
+            .all(|e| e.entry.orig.proto == 17 && e.entry.status & status::SEEN_REPLY == 0)
+    );
+    // Keeping everything removes nothing.
+    assert_eq!(ct.retain(2 * S, |_| true), 0);
+    assert_eq!(ct.count(), 75);
+}
+
+/// A capture's frames: time, link type, bytes.
+type Frames = Vec<(u64, LinkType, Vec<u8>)>;
+
+/// `pcaps/helpers/ftp-active.pcap` (the FTP helper on port 21) tracked up to the first packet
+/// after which an expectation is pending: the tracker, the capture's frames and that index.
+fn ftp_until_expecting() -> (Conntrack, Frames, usize) {
+    ftp_until_expecting_with("")
+}
+
+/// [`ftp_until_expecting`] with more scenario arguments (`--sysctl NAME=VALUE ...`).
+fn ftp_until_expecting_with(more: &str) -> (Conntrack, Frames, usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/helpers");
+    let args = std::fs::read_to_string(dir.join("ftp-active.args")).unwrap();
+    let mut cfg = common::config(&format!("{args} {more}"));
+    cfg.events = 1 << 12;
+    let ct = Conntrack::new(cfg);
+    let cap = ctrack::capture::load(&dir.join("ftp-active.pcap")).unwrap();
+    let frames: Vec<_> = cap.packets().map(|(t, l, f)| (t, l, f.to_vec())).collect();
+    for (i, (t, l, f)) in frames.iter().enumerate() {
+        ct.process(f, *l, *t);
+        let mut n = 0;
+        ct.for_each_expectation(*t, |_| n += 1);
+        if n > 0 {
+            return (ct, frames, i);
+        }
+    }
+    panic!("ftp-active.pcap never announces an expectation");
+}
+
+#[test]
+fn removing_a_master_takes_its_expectations_with_it() {
+    let (ct, frames, at) = ftp_until_expecting();
+    let now = frames[at].0;
+    ct.events();
+    let announced = ct.expect_events();
+    assert!(!announced.is_empty());
+    let master = listing(&ct, now)
+        .into_iter()
+        .find(|e| e.helper == Some("ftp"))
+        .expect("the control connection");
+    let gone = ct.remove(&master.orig, now).expect("removed");
+    assert_eq!(gone, master);
+    let mut left = 0;
+    ct.for_each_expectation(now, |_| left += 1);
+    assert_eq!(left, 0);
+    let ev = ct.expect_events();
+    assert_eq!(ev.len(), announced.len());
+    assert!(ev.iter().all(|e| e.kind == EventKind::Destroy));
+    // The data connection the expectation was for is no longer RELATED.
+    for (t, l, f) in &frames[at + 1..] {
+        let v = ct.process(f, *l, *t);
+        assert_ne!(v.state, State::Related, "{v}");
+        assert!(!v.expected, "{v}");
+    }
+}
+
+#[test]
+fn flush_empties_the_table_and_the_expectations() {
+    let (ct, frames, at) = ftp_until_expecting();
+    let now = frames[at].0;
+    ct.events();
+    ct.expect_events();
+    let live = listing(&ct, now);
+    assert!(!live.is_empty());
+    assert_eq!(ct.flush(now), live.len());
+    assert_eq!(ct.count(), 0);
+    assert!(listing(&ct, now).is_empty());
+    let mut left = 0;
+    ct.for_each_expectation(now, |_| left += 1);
+    assert_eq!(left, 0);
+    let destroyed: Vec<_> = ct.events().into_iter().map(|e| e.entry.orig).collect();
+    assert_eq!(destroyed.len(), live.len());
+    assert!(live.iter().all(|e| destroyed.contains(&e.orig)));
+    assert!(!ct.expect_events().is_empty());
+    assert_eq!(ct.flush(now), 0);
+}
+
+#[test]
+fn flush_takes_the_expectations_of_a_master_already_swept_out() {
+    // The control connection times out a second after its last packet; its expectation
+    // (five minutes) outlives it.
+    let (ct, frames, at) =
+        ftp_until_expecting_with("--sysctl nf_conntrack_tcp_timeout_established=1");
+    let later = frames[at].0 + 3 * S;
+    // Packets of other flows into every shard sweep it out there, and only there: unlike
+    // `expire`, which collects the whole table, that leaves its expectation pending (the
+    // kernel's table keeps such a master until its garbage collection comes by).
+    for p in 0..256 {
+        ct.process(&udp(A, B, 10_000 + p, 53), LinkType::Raw, later);
+    }
+    assert!(listing(&ct, later).iter().all(|e| e.helper.is_none()));
+    ct.expect_events();
+    assert_eq!(ct.flush(later), 256);
+    let ev = ct.expect_events();
+    assert!(!ev.is_empty());
+    assert!(ev.iter().all(|e| e.kind == EventKind::Destroy));
+    // The data connection finds no expectation to take.
+    for (_, l, f) in &frames[at + 1..] {
+        let v = ct.process(f, *l, later);
+        assert_ne!(v.state, State::Related, "{v}");
+    }
+}
+
+#[test]
+fn flush_takes_entries_expired_but_not_yet_swept() {
+    let ct = tracker(1 << 10);
+    ct.process(&udp(A, B, 1, 2), LinkType::Raw, 0);
+    ct.events();
+    // UDP's 30 s have passed, but within the wheel's tick nothing has swept it yet.
+    let t = 30 * S + 1;
+    assert_eq!(ct.get(&ports(v4(A), v4(B), 17, 1, 2), t), None);
+    assert_eq!(ct.flush(t), 0);
+    assert_eq!(ct.count(), 0);
+    let ev = ct.events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].kind, EventKind::Destroy);
+}
+
+proptest! {
+    /// Whichever connections are removed, the listing keeps exactly the others, each as it was,
+    /// and the count follows.
+    #[test]
+    fn removal_leaves_exactly_the_others(
+        flows in proptest::collection::btree_set(1u16..2000, 1..120),
+        pick in proptest::collection::vec(any::<bool>(), 120),
+        by_reply in any::<bool>(),
+    ) {
+        let ct = tracker(0);
+        for &p in &flows {
+            ct.process(&udp(A, B, p, 53), LinkType::Raw, 0);
+        }
+        let before = listing(&ct, S);
+        let mut kept = Vec::new();
+        for (e, &go) in before.iter().zip(pick.iter()) {
+            if go {
+                let t = if by_reply { e.reply } else { e.orig };
+                let gone = ct.remove(&t, S);
+                prop_assert_eq!(gone.as_ref(), Some(e));
+            } else {
+                kept.push(e.clone());
+            }
+        }
+        kept.extend(before.iter().skip(pick.len()).cloned());
+        prop_assert_eq!(listing(&ct, S), kept.clone());
+        prop_assert_eq!(ct.count(), kept.len());
+        for e in &kept {
+            let found = ct.get(&e.orig, S);
+            prop_assert_eq!(found.as_ref(), Some(e));
+        }
+    }
+}
