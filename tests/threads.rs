@@ -2,6 +2,7 @@
 //! disjoint and shared connections leaves a consistent table.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ctrack::workload::{Kind, Workload};
 use ctrack::{Config, Conntrack, EventKind, LinkType, State};
@@ -132,6 +133,60 @@ fn threads_in_bursts_on_the_same_flows_report_a_consistent_story() {
     join_consistent(handles, &ct);
     let destroyed = tells_the_story(&ct);
     assert!(destroyed > 100, "{destroyed} destroyed");
+}
+
+#[test]
+fn removing_entries_while_threads_track_keeps_the_story_consistent() {
+    // Two threads track bursts while the third edits the table as an embedder would between
+    // packets: removing single connections, dropping the UDP ones, and flushing now and
+    // then. Every removal goes under the entry's shard lock, so the events still tell each
+    // entry's story and the count stays the number of entries.
+    static REMOVED: AtomicUsize = AtomicUsize::new(0);
+    static TRACKING: AtomicUsize = AtomicUsize::new(2);
+    let w = Arc::new(Workload::generate(Kind::Mix, 600, 30_000, false, 9));
+    let ct = Arc::new(Conntrack::new(Config {
+        events: 1 << 20,
+        ..Config::default()
+    }));
+    let handles = three_threads(&ct, &w, |t, ct, w| {
+        if t < 2 {
+            let frames: Vec<&[u8]> = w.all().collect();
+            let mut out = Vec::new();
+            for (b, burst) in frames.chunks(128).enumerate() {
+                let now = 1_000 + b as u64 * 1_000_000 + t;
+                ct.process_batch(burst, LinkType::Raw, now, &mut out);
+            }
+            TRACKING.fetch_sub(1, Ordering::Release);
+            return;
+        }
+        // Edits while the trackers run, and five rounds after they are done.
+        let (mut round, mut after) = (0u64, 0);
+        while after < 5 {
+            if TRACKING.load(Ordering::Acquire) == 0 {
+                after += 1;
+            }
+            let now = 1_000 + round * 1_000_000;
+            let n = match round % 50 {
+                49 => ct.flush(now),
+                k if k % 5 == 0 => ct.retain(now, |e| e.orig.proto != 17),
+                _ => {
+                    let mut some = None;
+                    ct.for_each_entry(now, |e| some = some.or(Some(e.reply)));
+                    some.and_then(|r| ct.remove(&r, now)).map_or(0, |_| 1)
+                }
+            };
+            REMOVED.fetch_add(n, Ordering::Relaxed);
+            round += 1;
+        }
+    });
+    join_consistent(handles, &ct);
+    let destroyed = tells_the_story(&ct);
+    let removed = REMOVED.load(Ordering::Relaxed);
+    assert!(removed > 0, "nothing removed");
+    assert!(
+        destroyed >= removed,
+        "{destroyed} destroyed, {removed} removed"
+    );
 }
 
 /// Runs `f` on three threads, each given its number, the tracker and the workload.
