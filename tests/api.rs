@@ -6,7 +6,6 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use ctrack::packet::{csum_add, csum_fold};
 use ctrack::table::status;
 use ctrack::{Config, Conntrack, EntryView, EventKind, L4, LinkType, NANOS_PER_SEC, State, Tuple};
 use proptest::prelude::*;
@@ -23,19 +22,6 @@ fn tracker(events: usize) -> Conntrack {
     };
     cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
     Conntrack::new(cfg)
-}
-
-/// A raw IPv4 UDP datagram with 4 bytes of payload (checksums left zero: unchecked).
-fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let mut p = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let c = !csum_fold(csum_add(0, &p));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&[0, 12, 0, 0, b'p', b'i', b'n', b'g']);
-    p
 }
 
 /// A raw IPv6 UDP datagram with 4 bytes of payload (checksum left zero: unchecked).
@@ -140,7 +126,7 @@ fn remove_takes_a_connection_out_and_reports_it_destroyed() {
         ct.process(&ack, LinkType::Raw, 2 * S).to_string(),
         "established,orig+assured"
     );
-    let udp_flow = udp(A, B, 5353, 53);
+    let udp_flow = common::udp(A, B, 5353, 53);
     ct.process(&udp_flow, LinkType::Raw, 2 * S);
     let listed = listing(&ct, 3 * S);
     let kinds: Vec<_> = ct.events().iter().map(|e| e.kind).collect();
@@ -203,11 +189,11 @@ fn retain_removes_what_the_filter_rejects() {
             LinkType::Raw,
             0,
         );
-        ct.process(&udp(A, B, 2000 + p, 53), LinkType::Raw, 0);
+        ct.process(&common::udp(A, B, 2000 + p, 53), LinkType::Raw, 0);
     }
     // A reply for half of the UDP flows.
     for p in 0..25u16 {
-        ct.process(&udp(B, A, 53, 2000 + p), LinkType::Raw, S);
+        ct.process(&common::udp(B, A, 53, 2000 + p), LinkType::Raw, S);
     }
     ct.events();
     let mut asked = 0;
@@ -324,7 +310,7 @@ fn flush_takes_the_expectations_of_a_master_already_swept_out() {
     // `expire`, which collects the whole table, that leaves its expectation pending (the
     // kernel's table keeps such a master until its garbage collection comes by).
     for p in 0..256 {
-        ct.process(&udp(A, B, 10_000 + p, 53), LinkType::Raw, later);
+        ct.process(&common::udp(A, B, 10_000 + p, 53), LinkType::Raw, later);
     }
     assert!(listing(&ct, later).iter().all(|e| e.helper.is_none()));
     ct.expect_events();
@@ -342,7 +328,7 @@ fn flush_takes_the_expectations_of_a_master_already_swept_out() {
 #[test]
 fn flush_takes_entries_expired_but_not_yet_swept() {
     let ct = tracker(1 << 10);
-    ct.process(&udp(A, B, 1, 2), LinkType::Raw, 0);
+    ct.process(&common::udp(A, B, 1, 2), LinkType::Raw, 0);
     ct.events();
     // UDP's 30 s have passed, but within the wheel's tick nothing has swept it yet.
     let t = 30 * S + 1;
@@ -365,7 +351,7 @@ proptest! {
     ) {
         let ct = tracker(0);
         for &p in &flows {
-            ct.process(&udp(A, B, p, 53), LinkType::Raw, 0);
+            ct.process(&common::udp(A, B, p, 53), LinkType::Raw, 0);
         }
         let before = listing(&ct, S);
         let mut kept = Vec::new();

@@ -70,15 +70,33 @@ pub fn tcp(
     seq: u32,
     ack: u32,
 ) -> Vec<u8> {
-    let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let c = !csum_fold(csum_add(0, &p));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut p = ipv4(src, dst, 6, 20);
     p.extend_from_slice(&sport.to_be_bytes());
     p.extend_from_slice(&dport.to_be_bytes());
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&ack.to_be_bytes());
     p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    p
+}
+
+/// A 20-byte IPv4 header (DF set, TTL 64) for `l4_len` bytes of protocol `proto`, its
+/// checksum right.
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> Vec<u8> {
+    let tot = (20 + l4_len).to_be_bytes();
+    let mut p = vec![0x45, 0, tot[0], tot[1], 0, 0, 0x40, 0, 64, proto, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = !csum_fold(csum_add(0, &p));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// A raw IPv4 UDP datagram with 4 bytes of payload (the UDP checksum left zero, which means
+/// none).
+pub fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = ipv4(src, dst, 17, 12);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 12, 0, 0, b'p', b'i', b'n', b'g']);
     p
 }
