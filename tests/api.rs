@@ -6,6 +6,8 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use ctrack::packet::{csum_add, csum_fold};
+
 use ctrack::table::status;
 use ctrack::{Config, Conntrack, EntryView, EventKind, L4, LinkType, NANOS_PER_SEC, State, Tuple};
 use proptest::prelude::*;
@@ -178,6 +180,28 @@ fn remove_of_an_ipv6_connection() {
         2 * S,
     );
     assert_eq!(again.to_string(), "new,orig");
+}
+
+#[test]
+fn an_echo_is_found_and_removed_by_its_reply_tuple() {
+    let ct = tracker(0);
+    let mut ping = common::ipv4(A, B, 1, 8);
+    ping.extend_from_slice(&[8, 0, 0, 0, 0x12, 0x34, 0, 1]);
+    let c = !csum_fold(csum_add(0, &ping[20..]));
+    ping[22..24].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(ct.process(&ping, LinkType::Raw, 0).to_string(), "new,orig");
+    let e = listing(&ct, S).pop().expect("the echo's entry");
+    assert_eq!(
+        e.reply.l4,
+        L4::Icmp {
+            id: 0x1234,
+            kind: 0,
+            code: 0
+        }
+    );
+    assert_eq!(ct.get(&e.reply, S).as_ref(), Some(&e));
+    assert_eq!(ct.remove(&e.reply, S), Some(e));
+    assert_eq!(ct.count(), 0);
 }
 
 #[test]
