@@ -9,7 +9,9 @@
 //! IPv4 header checksum made right so that the bytes reach the trackers) or a packet built
 //! from a compact description (TCP, UDP, ICMP echo or an ICMP error quoting the previous
 //! packet, between a handful of endpoints, so that records keep meeting the same
-//! connections).
+//! connections). A record with flag `0x40` and no bytes is an edit of the table between
+//! packets, made on all three trackers alike (`dt` picks it): removing one listed connection
+//! by either tuple, removing those of one protocol, or a flush.
 
 #![no_main]
 
@@ -206,6 +208,14 @@ fn table(ct: &Conntrack, now: u64) -> Vec<String> {
     t
 }
 
+/// The live entries, in the listing's order.
+fn table_views(ct: &Conntrack, now: u64) -> Vec<ctrack::EntryView> {
+    let mut t = Vec::new();
+    ct.for_each_entry(now, |e| t.push(e));
+    t.sort_by_key(|e| e.proc_line());
+    t
+}
+
 fuzz_target!(|data: &[u8]| {
     let [cfg_byte, extra, ref body @ ..] = *data else {
         return;
@@ -282,6 +292,36 @@ fuzz_target!(|data: &[u8]| {
         let n = usize::from(*len).min(tail.len());
         let (body, next) = tail.split_at(n);
         rest = next;
+        if flags & 0x40 != 0 && n == 0 {
+            // An edit between packets, the same on all three: remove one connection (by
+            // either tuple), drop those of one protocol, or flush.
+            run(&mut burst, burst_link, now);
+            let trackers = [&reference, &one, &many];
+            match dt % 4 {
+                3 => {
+                    let gone = trackers.map(|ct| ct.flush(now));
+                    assert!(gone.iter().all(|&g| g == gone[0]), "flushes differ: {gone:?}");
+                }
+                2 => {
+                    let gone = trackers.map(|ct| ct.retain(now, |e| e.orig.proto != dt >> 2));
+                    assert!(gone.iter().all(|&g| g == gone[0]), "filters differ: {gone:?}");
+                }
+                _ => {
+                    let listed = table_views(&one, now);
+                    if let Some(e) = listed.get(usize::from(*dt >> 2) % listed.len().max(1)) {
+                        let t = if dt & 1 == 0 { e.orig } else { e.reply };
+                        let gone = trackers.map(|ct| ct.remove(&t, now));
+                        // (Its count of expected connections may differ from the listing's:
+                        // removal first sweeps the shard, which may take an expired child.)
+                        let orig = gone[1].as_ref().map(|g| g.orig);
+                        assert_eq!(orig, Some(e.orig), "removed another entry");
+                        assert_eq!(gone[0], gone[1], "removals differ");
+                        assert_eq!(gone[1], gone[2], "removals differ");
+                    }
+                }
+            }
+            continue;
+        }
         let (frame, link) = if flags & 0x80 != 0 {
             let f = build(body, &last);
             last = f.clone();
