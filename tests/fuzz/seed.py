@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seeds the fuzz corpora from the project's captures: corpus/capture gets small capture
 files as they are, corpus/frames gets each classic pcap's first 200 frames (up to 255 bytes
-each) as `frames` records (raw frames, lengths as captured, one-second time steps), and
+each) as `frames` records (raw frames, lengths as captured, one-second time steps; the
+helpers' captures also with edits of the table between frames), and
 corpus/helpers gets the payloads the helper captures carry to and from the helpers' ports,
 as `helpers` inputs (a selector byte, then the messages). Inputs that once crashed a target,
 kept in regressions/TARGET/, join its corpus too."""
@@ -49,6 +50,19 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
         n += 1
     if n:
         open(os.path.join(HERE, 'corpus', 'frames', name), 'wb').write(out)
+    if n and helpers:
+        # The same frames with an edit of the table after every tenth (a record with flag
+        # 0x40 and no bytes; `dt` picks it): remove the first listed connection by its
+        # original tuple, the second by its reply tuple, drop the UDP ones, flush.
+        edited, k, rec = bytearray(out[:2]), 0, 2
+        while rec < len(out):
+            size = 3 + out[rec + 1]
+            edited += out[rec:rec + size]
+            rec += size
+            k += 1
+            if k % 10 == 0:
+                edited += bytes([0x40, 0, [0, 5, 17 * 4 + 2, 3][k // 10 % 4]])
+        open(os.path.join(HERE, 'corpus', 'frames', name + '-edits'), 'wb').write(edited)
 
 
 # The helpers' ports and their `helpers` target selectors.
