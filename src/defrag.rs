@@ -137,7 +137,7 @@ impl Defrag {
     }
 
     /// Drops queues whose timer has fired (their timeout, and up to a kernel timer's lateness
-    /// more: see [`kernel_timer_fires`]).
+    /// more: see `timer::kernel_timer_fires`).
     pub fn expire(&mut self, now: Nanos) {
         for family in 0..2 {
             while let Some(&(deadline, seq, key)) = self.order[family].front() {
