@@ -6,7 +6,9 @@
 //! kernel's sysctls, and early drop of non-ASSURED entries when full. Time is always the
 //! caller's: every call takes a monotonic nanosecond clock value. With
 //! [`Config::events`], it also reports what happens to its entries as the kernel reports it
-//! to `conntrack -E` ([`Conntrack::events`]).
+//! to `conntrack -E` ([`Conntrack::events`]). Between packets, [`Conntrack::get`],
+//! [`Conntrack::remove`], [`Conntrack::retain`] and [`Conntrack::flush`] read and edit the
+//! table as the `conntrack` tool's `-G`, `-D` and `-F` do.
 //!
 //! ```
 //! use ctrack::{Conntrack, Config, LinkType, State};
