@@ -511,6 +511,57 @@ impl Conntrack {
         &self.cfg
     }
 
+    /// Changes one sysctl of a running tracker (`NAME=VALUE`, with or without
+    /// `net.netfilter.`), as `sysctl -w` changes the kernel's, keeping the table.
+    ///
+    /// As in the kernel, a new value counts from the next packet: a timeout applies to the
+    /// packets that refresh a connection from then on, and connections keep the deadlines
+    /// their last packets gave them; `nf_conntrack_max` bounds the connections made from then
+    /// on (a lower limit removes nothing, but new connections must make room by early drop);
+    /// `nf_conntrack_frag6_timeout` applies to the reassembly queues opened from then on.
+    ///
+    /// `nf_conntrack_acct`, `nf_conntrack_timestamp` and `nf_conntrack_events` decide what the
+    /// tracker keeps for every connection, so turning one of them on or off is refused
+    /// ([`SysctlError::Fixed`]); make a new tracker for that. A refused assignment changes
+    /// nothing.
+    ///
+    /// ```
+    /// use ctrack::{Config, Conntrack};
+    /// let mut ct = Conntrack::new(Config::default());
+    /// ct.set_sysctl("net.netfilter.nf_conntrack_udp_timeout=10").unwrap();
+    /// assert_eq!(ct.config().sysctl.nf_conntrack_udp_timeout, 10);
+    /// assert!(ct.set_sysctl("nf_conntrack_acct=1").is_err());
+    /// ```
+    pub fn set_sysctl(&mut self, assignment: &str) -> Result<(), SysctlError> {
+        let mut s = self.cfg.sysctl.clone();
+        s.apply(assignment)?;
+        let was = &self.cfg.sysctl;
+        for (name, before, after) in [
+            (
+                "nf_conntrack_acct",
+                was.nf_conntrack_acct,
+                s.nf_conntrack_acct,
+            ),
+            (
+                "nf_conntrack_timestamp",
+                was.nf_conntrack_timestamp,
+                s.nf_conntrack_timestamp,
+            ),
+            (
+                "nf_conntrack_events",
+                was.nf_conntrack_events,
+                s.nf_conntrack_events,
+            ),
+        ] {
+            if (before != 0) != (after != 0) {
+                return Err(SysctlError::Fixed(name));
+            }
+        }
+        self.frags.get_mut().configure(&s);
+        self.cfg.sysctl = s;
+        Ok(())
+    }
+
     /// True when some helper is assigned to `port` (for some protocol): a quick test before
     /// the rules themselves.
     #[inline]

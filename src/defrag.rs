@@ -99,6 +99,18 @@ struct Peer {
     queues: u32,
 }
 
+/// Files a queue's deadline in its family's order: at the back, unless a shorter timeout set
+/// since ([`Defrag::configure`]) brings it before deadlines filed earlier. Room for one more
+/// is reserved by the caller.
+fn file(order: &mut VecDeque<(Nanos, u64, QKey)>, d: (Nanos, u64, QKey)) {
+    if order.back().is_none_or(|b| b.0 <= d.0) {
+        order.push_back(d);
+    } else {
+        let at = order.partition_point(|x| x.0 <= d.0);
+        order.insert(at, d);
+    }
+}
+
 /// Deadlines of gone datagrams kept in [`Defrag`]'s order beyond twice the live queues.
 const ORDER_SLACK: usize = 64;
 
@@ -109,9 +121,10 @@ pub struct Defrag {
     queues: HashMap<QKey, Queue, FixedState>,
     /// IPv4 sources with queued datagrams (`ipfrag_max_dist`).
     peers: HashMap<[u8; 4], Peer, FixedState>,
-    /// Each family's queues by when their timers fire (IPv4's, then IPv6's): one timeout per
-    /// family keeps each in order, where one list for both would keep a queue of the family
-    /// with the shorter timeout waiting behind the other's.
+    /// Each family's queues by when their timers fire (IPv4's, then IPv6's), in order: one
+    /// timeout per family keeps each in order as it is appended to (a shorter timeout set
+    /// since files a deadline in its place, see `file`), where one list for both would keep a
+    /// queue of the family with the shorter timeout waiting behind the other's.
     order: [VecDeque<(Nanos, u64, QKey)>; 2],
     seq: u64,
     bytes: usize,
@@ -124,16 +137,25 @@ impl Defrag {
     /// Empty queues with the timeouts and ceiling of `s`, hashed with `seed` (keep it secret
     /// from senders, as the connection table's).
     pub fn new(s: &Sysctl, seed: u64) -> Self {
-        Defrag {
+        let mut d = Defrag {
             queues: HashMap::with_hasher(FixedState::with_seed(seed)),
             peers: HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(17))),
             order: [VecDeque::new(), VecDeque::new()],
             seq: 0,
             bytes: 0,
-            high: V4_HIGH_THRESH.max(s.nf_conntrack_frag6_high_thresh as usize),
+            high: 0,
             timeout_v4: secs(V4_TIMEOUT_SECS),
-            timeout_v6: secs(s.nf_conntrack_frag6_timeout),
-        }
+            timeout_v6: 0,
+        };
+        d.configure(s);
+        d
+    }
+
+    /// Takes the timeout and ceiling of `s` for the queues opened from now on (those open keep
+    /// their deadlines).
+    pub fn configure(&mut self, s: &Sysctl) {
+        self.high = V4_HIGH_THRESH.max(s.nf_conntrack_frag6_high_thresh as usize);
+        self.timeout_v6 = secs(s.nf_conntrack_frag6_timeout);
     }
 
     /// Drops queues whose timer has fired (their timeout, and up to a kernel timer's lateness
@@ -231,7 +253,10 @@ impl Defrag {
                 } else {
                     self.timeout_v4
                 };
-                self.order[order].push_back((kernel_timer_fires(now, timeout), self.seq, key));
+                file(
+                    &mut self.order[order],
+                    (kernel_timer_fires(now, timeout), self.seq, key),
+                );
                 if !p.v6 {
                     self.peers.entry(peer_of(&key)).or_default().queues += 1;
                 }
@@ -284,11 +309,10 @@ impl Defrag {
                 // was reserved above.
                 self.seq += 1;
                 q.seq = self.seq;
-                self.order[order].push_back((
-                    kernel_timer_fires(now, self.timeout_v4),
-                    self.seq,
-                    key,
-                ));
+                file(
+                    &mut self.order[order],
+                    (kernel_timer_fires(now, self.timeout_v4), self.seq, key),
+                );
             }
         }
         if !fi.more {
@@ -928,5 +952,28 @@ mod tests {
         let mut d = started();
         d.expire(secs(23));
         assert_eq!(d.queues.keys().map(|k| k.v6).collect::<Vec<_>>(), [false]);
+    }
+
+    #[test]
+    fn a_shorter_timeout_set_later_runs_out_before_older_queues() {
+        let mut d = Defrag::new(&Sysctl::default(), 1);
+        assert!(matches!(
+            add(&mut d, &v6_frag(7, 0, true, &[1; 16]), 0),
+            Reassembled::Held
+        ));
+        d.configure(&Sysctl {
+            nf_conntrack_frag6_timeout: 10,
+            ..Sysctl::default()
+        });
+        assert!(matches!(
+            add(&mut d, &v6_frag(8, 0, true, &[1; 16]), secs(1)),
+            Reassembled::Held
+        ));
+        // The new queue's timer fires about 11 s in, before the older one's (61 s): it is
+        // filed before it, not behind it.
+        d.expire(secs(12));
+        assert_eq!(d.queues.keys().map(|k| k.id).collect::<Vec<_>>(), [7]);
+        d.expire(secs(62));
+        assert!(d.queues.is_empty());
     }
 }

@@ -8,7 +8,8 @@
 //! [`Config::events`], it also reports what happens to its entries as the kernel reports it
 //! to `conntrack -E` ([`Conntrack::events`]). Between packets, [`Conntrack::get`],
 //! [`Conntrack::remove`], [`Conntrack::retain`] and [`Conntrack::flush`] read and edit the
-//! table as the `conntrack` tool's `-G`, `-D` and `-F` do.
+//! table as the `conntrack` tool's `-G`, `-D` and `-F` do, and [`Conntrack::set_sysctl`]
+//! changes a sysctl as `sysctl -w` does.
 //!
 //! ```
 //! use ctrack::{Conntrack, Config, LinkType, State};
@@ -54,6 +55,7 @@ pub mod verdict;
 pub mod workload;
 
 pub use conntrack::{Config, Conntrack};
+pub use ctrack_protocols::sysctl::SysctlError;
 pub use ctrack_protocols::{Dir, NANOS_PER_SEC, Nanos};
 pub use event::{Event, EventKind, ExpectEvent};
 pub use format::{EntryView, ExpectView};

@@ -1,5 +1,5 @@
 //! The table operations an embedder calls between packets: `get`, `remove`, `retain` and
-//! `flush` (`conntrack -G`, `-D`, `-D` with a filter, `-F`).
+//! `flush` (`conntrack -G`, `-D`, `-D` with a filter, `-F`), and `set_sysctl` (`sysctl -w`).
 
 mod common;
 
@@ -396,4 +396,91 @@ proptest! {
             prop_assert_eq!(found.as_ref(), Some(e));
         }
     }
+}
+
+fn udp_port(ct: &Conntrack, from: [u8; 4], to: [u8; 4], sport: u16, dport: u16, t: u64) -> String {
+    ct.process(&common::udp(from, to, sport, dport), LinkType::Raw, t)
+        .to_string()
+}
+
+fn seconds_left(ct: &Conntrack, sport: u16, now: u64) -> Option<u64> {
+    ct.get(&ports(v4(A), v4(B), 17, sport, 53), now)
+        .map(|e| e.seconds_left)
+}
+
+#[test]
+fn a_new_timeout_counts_from_the_next_packet() {
+    let mut ct = tracker(0);
+    for sport in [1000, 1001] {
+        assert_eq!(udp_port(&ct, A, B, sport, 53, 0), "new,orig");
+    }
+    assert_eq!(seconds_left(&ct, 1000, 0), Some(30));
+    ct.set_sysctl("net.netfilter.nf_conntrack_udp_timeout=10")
+        .unwrap();
+    // The entries keep their deadlines until a packet refreshes them.
+    assert_eq!(seconds_left(&ct, 1000, S), Some(29));
+    assert_eq!(udp_port(&ct, A, B, 1000, 53, S), "new,orig");
+    assert_eq!(seconds_left(&ct, 1000, S), Some(10));
+    assert_eq!(seconds_left(&ct, 1001, S), Some(29));
+    assert_eq!(seconds_left(&ct, 1000, 12 * S), None);
+    assert_eq!(seconds_left(&ct, 1001, 12 * S), Some(18));
+    // A connection made from then on starts with the new timeout.
+    assert_eq!(udp_port(&ct, A, B, 1002, 53, 12 * S), "new,orig");
+    assert_eq!(seconds_left(&ct, 1002, 12 * S), Some(10));
+}
+
+#[test]
+fn a_lower_limit_refuses_what_early_drop_cannot_make_room_for() {
+    let mut ct = tracker(0);
+    // Three UDP streams, ASSURED (a reply, then traffic past two seconds): early drop may not
+    // take them.
+    for sport in [1000, 1001, 1002] {
+        assert_eq!(udp_port(&ct, A, B, sport, 53, 0), "new,orig");
+        assert_eq!(udp_port(&ct, B, A, 53, sport, S / 10), "established,reply");
+        assert_eq!(
+            udp_port(&ct, A, B, sport, 53, 3 * S),
+            "established,orig+assured"
+        );
+    }
+    ct.set_sysctl("nf_conntrack_max=2").unwrap();
+    assert_eq!(ct.count(), 3, "a lower limit removes nothing");
+    assert_eq!(udp_port(&ct, A, B, 2000, 53, 4 * S), "dropped");
+    assert_eq!(ct.count(), 3);
+    assert_eq!(
+        udp_port(&ct, A, B, 1000, 53, 4 * S),
+        "established,orig+assured"
+    );
+    ct.set_sysctl("nf_conntrack_max=4").unwrap();
+    assert_eq!(udp_port(&ct, A, B, 2000, 53, 5 * S), "new,orig");
+    assert_eq!(ct.count(), 4);
+}
+
+#[test]
+fn settings_every_connection_is_shaped_by_are_fixed() {
+    use ctrack::SysctlError;
+    let mut ct = tracker(16);
+    for (set, name) in [
+        ("nf_conntrack_acct=1", "nf_conntrack_acct"),
+        ("nf_conntrack_timestamp=1", "nf_conntrack_timestamp"),
+        ("nf_conntrack_events=0", "nf_conntrack_events"),
+    ] {
+        assert_eq!(ct.set_sysctl(set), Err(SysctlError::Fixed(name)));
+    }
+    // The value they have already, or another that means the same (events 2 is "on" too).
+    ct.set_sysctl("nf_conntrack_acct=0").unwrap();
+    ct.set_sysctl("nf_conntrack_events=1").unwrap();
+    assert!(matches!(
+        ct.set_sysctl("nf_conntrack_udp_timeout=x"),
+        Err(SysctlError::BadValue { .. })
+    ));
+    assert!(matches!(
+        ct.set_sysctl("nf_conntrack_nonsense=1"),
+        Err(SysctlError::UnknownName(_))
+    ));
+    let s = &ct.config().sysctl;
+    assert_eq!((s.nf_conntrack_acct, s.nf_conntrack_events), (0, 1));
+    assert_eq!(s.nf_conntrack_udp_timeout, 30);
+    // Still tracking, and still reporting.
+    assert_eq!(udp_port(&ct, A, B, 1000, 53, 0), "new,orig");
+    assert_eq!(ct.events().len(), 1);
 }

@@ -146,6 +146,9 @@ pub enum SysctlError {
     },
     /// The text had no `=`.
     MissingEquals(String),
+    /// The sysctl shapes what a tracker keeps for every connection (counters, creation times,
+    /// the event stream), so a running tracker keeps the value it was made with.
+    Fixed(&'static str),
 }
 
 impl fmt::Display for SysctlError {
@@ -172,6 +175,9 @@ impl fmt::Display for SysctlError {
             ),
             SysctlError::MissingEquals(s) => {
                 write!(f, "bad sysctl '{s}': expected NAME=VALUE")
+            }
+            SysctlError::Fixed(name) => {
+                write!(f, "sysctl {name} cannot change once the tracker is made")
             }
         }
     }
