@@ -2,7 +2,7 @@
 """Seeds the fuzz corpora from the project's captures: corpus/capture gets small capture
 files as they are, corpus/frames gets each classic pcap's first 200 frames (up to 255 bytes
 each) as `frames` records (raw frames, lengths as captured, one-second time steps; the
-helpers' captures also with edits of the table between frames), and
+helpers' captures also with edits of the table and sysctl changes between frames), and
 corpus/helpers gets the payloads the helper captures carry to and from the helpers' ports,
 as `helpers` inputs (a selector byte, then the messages). Inputs that once crashed a target,
 kept in regressions/TARGET/, join its corpus too."""
@@ -53,7 +53,9 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
     if n and helpers:
         # The same frames with an edit of the table after every tenth (a record with flag
         # 0x40 and no bytes; `dt` picks it): remove the first listed connection by its
-        # original tuple, the second by its reply tuple, drop the UDP ones, flush.
+        # original tuple, the second by its reply tuple, drop the UDP ones, flush; and a
+        # sysctl change after every seventh (flags 0x60; `dt` picks one of the target's list
+        # in turn).
         edited, k, rec = bytearray(out[:2]), 0, 2
         while rec < len(out):
             size = 3 + out[rec + 1]
@@ -62,6 +64,8 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
             k += 1
             if k % 10 == 0:
                 edited += bytes([0x40, 0, [0, 5, 17 * 4 + 2, 3][k // 10 % 4]])
+            if k % 7 == 3:
+                edited += bytes([0x60, 0, k // 7 % 256])
         open(os.path.join(HERE, 'corpus', 'frames', name + '-edits'), 'wb').write(edited)
 
 

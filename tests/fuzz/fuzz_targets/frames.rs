@@ -11,7 +11,8 @@
 //! packet, between a handful of endpoints, so that records keep meeting the same
 //! connections). A record with flag `0x40` and no bytes is an edit of the table between
 //! packets, made on all three trackers alike (`dt` picks it): removing one listed connection
-//! by either tuple, removing those of one protocol, or a flush.
+//! by either tuple, removing those of one protocol, or a flush; with flag `0x20` as well, a
+//! change of one sysctl (`dt` picks it from [`SYSCTLS`]).
 
 #![no_main]
 
@@ -26,6 +27,33 @@ const LINKS: [LinkType; 5] = [
     LinkType::Loopback,
     LinkType::LinuxSll,
     LinkType::LinuxSll2,
+];
+
+/// The sysctl changes an edit record makes between packets: limits, switches and short
+/// timeouts that change verdicts, and settings a running tracker refuses to change.
+const SYSCTLS: [&str; 22] = [
+    "nf_conntrack_max=3",
+    "nf_conntrack_max=0",
+    "nf_conntrack_max=65536",
+    "nf_conntrack_tcp_loose=0",
+    "nf_conntrack_tcp_loose=1",
+    "nf_conntrack_tcp_be_liberal=1",
+    "nf_conntrack_tcp_be_liberal=0",
+    "nf_conntrack_checksum=1",
+    "nf_conntrack_checksum=0",
+    "nf_conntrack_udp_timeout=1",
+    "nf_conntrack_udp_timeout_stream=2",
+    "nf_conntrack_tcp_timeout_established=2",
+    "nf_conntrack_tcp_timeout_syn_sent=1",
+    "nf_conntrack_tcp_ignore_invalid_rst=1",
+    "nf_conntrack_tcp_max_retrans=0",
+    "nf_conntrack_icmp_timeout=1",
+    "nf_conntrack_generic_timeout=1",
+    "nf_conntrack_sctp_timeout_established=1",
+    "nf_conntrack_gre_timeout=1",
+    "nf_conntrack_frag6_timeout=1",
+    "nf_conntrack_expect_max=1",
+    "nf_conntrack_acct=1",
 ];
 
 fn config(b: u8, extra: u8) -> Config {
@@ -233,6 +261,8 @@ fuzz_target!(|data: &[u8]| {
         1,
     );
     let many = Conntrack::with_seed(cfg, 1);
+    // `process_ip` frame by frame, `process` frame by frame (recording events), the batch.
+    let mut cts = [reference, one, many];
     let mut open = BTreeSet::new();
     let mut expected = std::collections::BTreeMap::<String, u32>::new();
     let mut story = |ct: &Conntrack| {
@@ -271,10 +301,11 @@ fuzz_target!(|data: &[u8]| {
     let mut burst_link = LinkType::Raw;
     let mut last = Vec::new();
     let mut out: Vec<Verdict> = Vec::new();
-    let mut run = |burst: &mut Vec<Vec<u8>>, link: LinkType, now: u64| {
+    let mut run = |cts: &[Conntrack; 3], burst: &mut Vec<Vec<u8>>, link: LinkType, now: u64| {
         if burst.is_empty() {
             return;
         }
+        let [reference, one, many] = cts;
         let frames: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
         many.process_batch(&frames, link, now, &mut out);
         assert_eq!(out.len(), frames.len());
@@ -295,8 +326,15 @@ fuzz_target!(|data: &[u8]| {
         if flags & 0x40 != 0 && n == 0 {
             // An edit between packets, the same on all three: remove one connection (by
             // either tuple), drop those of one protocol, or flush.
-            run(&mut burst, burst_link, now);
-            let trackers = [&reference, &one, &many];
+            run(&cts, &mut burst, burst_link, now);
+            if flags & 0x20 != 0 {
+                let set = SYSCTLS[usize::from(*dt) % SYSCTLS.len()];
+                let r = cts.each_mut().map(|ct| ct.set_sysctl(set));
+                assert!(r.iter().all(|x| *x == r[0]), "{set}: trackers differ: {r:?}");
+                continue;
+            }
+            let [reference, one, many] = &cts;
+            let trackers = [reference, one, many];
             match dt % 4 {
                 3 => {
                     let gone = trackers.map(|ct| ct.flush(now));
@@ -307,7 +345,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(gone.iter().all(|&g| g == gone[0]), "filters differ: {gone:?}");
                 }
                 _ => {
-                    let listed = table_views(&one, now);
+                    let listed = table_views(one, now);
                     if let Some(e) = listed.get(usize::from(*dt >> 2) % listed.len().max(1)) {
                         let t = if dt & 1 == 0 { e.orig } else { e.reply };
                         let gone = trackers.map(|ct| ct.remove(&t, now));
@@ -336,7 +374,7 @@ fuzz_target!(|data: &[u8]| {
         };
         // A new time (milliseconds, seconds or ten minutes per step) ends the burst.
         if *dt != 0 || link != burst_link {
-            run(&mut burst, burst_link, now);
+            run(&cts, &mut burst, burst_link, now);
             let unit: u64 =
                 [1_000_000, 1_000_000_000, 600_000_000_000][usize::from(flags >> 4 & 3) % 3];
             now += u64::from(*dt) * unit;
@@ -344,22 +382,23 @@ fuzz_target!(|data: &[u8]| {
         }
         burst.push(frame);
     }
-    run(&mut burst, burst_link, now);
-    story(&one);
-    assert_eq!(table(&reference, now), table(&one, now), "final tables differ");
-    assert_eq!(table(&one, now), table(&many, now), "final tables differ");
+    run(&cts, &mut burst, burst_link, now);
+    let [reference, one, many] = &cts;
+    story(one);
+    assert_eq!(table(reference, now), table(one, now), "final tables differ");
+    assert_eq!(table(one, now), table(many, now), "final tables differ");
     assert_eq!(reference.stats(), one.stats(), "counters differ");
     assert_eq!(one.stats(), many.stats(), "counters differ");
     // Expiry far ahead empties them all.
     let later = now + 1_000_000 * 1_000_000_000;
-    for ct in [&reference, &one, &many] {
+    for ct in [reference, one, many] {
         ct.expire(later);
         assert!(table(ct, later).is_empty());
         let mut pending = 0;
         ct.for_each_expectation(later, |_| pending += 1);
         assert_eq!(pending, 0, "expectations outlive their time");
     }
-    story(&one);
+    story(one);
     assert!(open.is_empty(), "entries never destroyed: {open:?}");
     expected.retain(|_, n| *n > 0);
     assert!(expected.is_empty(), "expectations never gone: {expected:?}");
