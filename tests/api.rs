@@ -433,25 +433,30 @@ fn a_new_timeout_counts_from_the_next_packet() {
 fn a_lower_limit_refuses_what_early_drop_cannot_make_room_for() {
     let mut ct = tracker(0);
     // Three UDP streams, ASSURED (a reply, then traffic past two seconds): early drop may not
-    // take them.
-    for sport in [1000, 1001, 1002] {
-        assert_eq!(udp_port(&ct, A, B, sport, 53, 0), "new,orig");
-        assert_eq!(udp_port(&ct, B, A, 53, sport, S / 10), "established,reply");
+    // take them. Time only moves forward: a shard's clock does not go back, and which streams
+    // share a shard depends on the tracker's random hash seed.
+    for (i, sport) in [1000, 1001, 1002].into_iter().enumerate() {
+        let t0 = i as u64 * 4 * S;
+        assert_eq!(udp_port(&ct, A, B, sport, 53, t0), "new,orig");
         assert_eq!(
-            udp_port(&ct, A, B, sport, 53, 3 * S),
+            udp_port(&ct, B, A, 53, sport, t0 + S / 10),
+            "established,reply"
+        );
+        assert_eq!(
+            udp_port(&ct, A, B, sport, 53, t0 + 3 * S),
             "established,orig+assured"
         );
     }
     ct.set_sysctl("nf_conntrack_max=2").unwrap();
     assert_eq!(ct.count(), 3, "a lower limit removes nothing");
-    assert_eq!(udp_port(&ct, A, B, 2000, 53, 4 * S), "dropped");
+    assert_eq!(udp_port(&ct, A, B, 2000, 53, 12 * S), "dropped");
     assert_eq!(ct.count(), 3);
     assert_eq!(
-        udp_port(&ct, A, B, 1000, 53, 4 * S),
+        udp_port(&ct, A, B, 1000, 53, 12 * S),
         "established,orig+assured"
     );
     ct.set_sysctl("nf_conntrack_max=4").unwrap();
-    assert_eq!(udp_port(&ct, A, B, 2000, 53, 5 * S), "new,orig");
+    assert_eq!(udp_port(&ct, A, B, 2000, 53, 13 * S), "new,orig");
     assert_eq!(ct.count(), 4);
 }
 
