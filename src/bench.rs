@@ -250,7 +250,7 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
             .nf_conntrack_max
             .max(need.min(i32::MAX as usize) as u32);
     }
-    let frames: Vec<_> = cap.packets().collect();
+    let frames: Vec<_> = cap.packets_monotonic().collect();
     let (setup, timed) = frames.split_at(a.setup);
     let first = timed.iter().map(|f| f.0).min().unwrap_or(0);
     let span = timed.iter().map(|f| f.0).max().unwrap_or(0) - first + 1;

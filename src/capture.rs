@@ -41,9 +41,39 @@ impl Capture {
         &self.data[r.start..r.start + r.len]
     }
 
-    /// Every packet as (time, link type, frame).
+    /// Every packet as (time, link type, frame), with the capture's own timestamps.
     pub fn packets(&self) -> impl Iterator<Item = (Nanos, LinkType, &[u8])> + '_ {
         self.records.iter().map(|r| (r.ts, r.link, self.frame(r)))
+    }
+
+    /// Every packet as (time, link type, frame), at the time a replay meets it: a timestamp
+    /// that steps back from the latest before it (merged captures, reordering queues) is
+    /// taken as that latest time, as the kernel's clock never goes back and as the oracle's
+    /// `--realtime` schedule sends such a packet at once. [`crate::Conntrack::process`] wants
+    /// its times so.
+    ///
+    /// ```
+    /// let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    /// pcap.extend_from_slice(&[0; 8]);
+    /// pcap.extend_from_slice(&65535u32.to_le_bytes());
+    /// pcap.extend_from_slice(&101u32.to_le_bytes()); // raw IP
+    /// for secs in [5u32, 3, 7] {
+    ///     pcap.extend_from_slice(&secs.to_le_bytes());
+    ///     pcap.extend_from_slice(&[0; 4]);
+    ///     pcap.extend_from_slice(&1u32.to_le_bytes());
+    ///     pcap.extend_from_slice(&1u32.to_le_bytes());
+    ///     pcap.push(0x45);
+    /// }
+    /// let cap = ctrack::capture::parse(pcap).unwrap();
+    /// let s: Vec<u64> = cap.packets_monotonic().map(|(t, _, _)| t / 1_000_000_000).collect();
+    /// assert_eq!(s, [5, 5, 7]);
+    /// ```
+    pub fn packets_monotonic(&self) -> impl Iterator<Item = (Nanos, LinkType, &[u8])> + '_ {
+        let mut latest = 0;
+        self.packets().map(move |(t, link, frame)| {
+            latest = t.max(latest);
+            (latest, link, frame)
+        })
     }
 
     /// Number of packets.

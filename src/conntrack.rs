@@ -585,6 +585,12 @@ impl Conntrack {
 
     /// Tracks one frame captured at time `now` (nanoseconds of any monotonic clock).
     ///
+    /// Time must not go back from one call to the next, as the kernel's never does. A `now`
+    /// earlier than what a shard has seen is taken as that shard's latest time, so a packet's
+    /// effect then depends on which connections share its shard, which the random hash seed
+    /// decides. A caller reading timestamps it does not control (a capture's) passes the
+    /// largest seen so far, as [`crate::capture::Capture::packets_monotonic`] gives them.
+    ///
     /// With no helpers configured, the common frame (a plain IPv4 or IPv6 header behind
     /// untagged Ethernet or raw, then TCP or UDP) goes straight to its shard; every other
     /// frame takes the general path, which decides the same for the common one.

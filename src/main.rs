@@ -130,8 +130,8 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
     let mut out = BufWriter::new(stdout.lock());
     let mut line = String::new();
     let mut last = 0;
-    for (i, (ts, link, frame)) in cap.packets().enumerate() {
-        last = last.max(ts);
+    for (i, (ts, link, frame)) in cap.packets_monotonic().enumerate() {
+        last = ts;
         let v = ct.process(frame, link, ts);
         if a.verdicts {
             line.clear();

@@ -222,6 +222,26 @@ fn replay_is_the_same_with_any_shard_count() {
     }
 }
 
+/// A capture whose timestamps step back is replayed on a clock that does not, as the kernel
+/// meets it: the same decisions whatever the sharding (each shard keeps a clock of its own),
+/// and the kernel's (its golden came from the oracle's `--realtime` replay).
+#[test]
+fn replay_time_never_goes_back() {
+    let base = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pcaps/timers/timestamps-step-back"
+    );
+    let cap = format!("{base}.pcap");
+    let golden = std::fs::read_to_string(format!("{base}.golden")).unwrap();
+    let want: Vec<&str> = golden.lines().filter(|l| !l.starts_with('#')).collect();
+    for n in ["1", "3", "16", "1024"] {
+        let out = ctrack(&["replay", &cap, "--verdicts", "--shards", n]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>(), want, "--shards {n}");
+    }
+}
+
 #[test]
 fn replay_format_on_a_bundled_capture() {
     let cap = concat!(

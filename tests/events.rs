@@ -73,8 +73,8 @@ fn replay(path: &Path, mut cfg: Config) -> Reported {
         expect: Vec::new(),
     };
     let mut last = 0;
-    for (ts, link, frame) in cap.packets() {
-        last = last.max(ts);
+    for (ts, link, frame) in cap.packets_monotonic() {
+        last = ts;
         ct.process(frame, link, ts);
         out.events.extend(ct.events().iter().map(|e| e.line()));
         out.expect

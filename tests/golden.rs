@@ -41,8 +41,8 @@ fn replay(path: &Path, cfg: Config) -> Output {
     let ct = Conntrack::new(cfg);
     let mut verdicts = Vec::new();
     let mut last = 0;
-    for (ts, link, frame) in cap.packets() {
-        last = last.max(ts);
+    for (ts, link, frame) in cap.packets_monotonic() {
+        last = ts;
         let mut s = String::new();
         ct.process(frame, link, ts).write_line(&mut s).unwrap();
         verdicts.push(s);

@@ -16,12 +16,15 @@ SCENARIOS = []
 T0 = 1_700_000_000.0  # capture epoch; the oracle restamps with kernel time anyway
 
 
-def scenario(name, args="", fmt="pcap", link=None):
+def scenario(name, args="", fmt="pcap", link=None, steps_back=False):
     """Registers a scenario. args: extra ktrace/ctrack arguments (e.g. '--sysctl X=1').
     fmt: 'pcap' or 'pcapng' (pcapng is produced from the kernel-stamped pcap with editcap).
-    link: None for Ethernet, or one of 'raw', 'raw4', 'raw6', 'null', 'sll', 'sll2'."""
+    link: None for Ethernet, or one of 'raw', 'raw4', 'raw6', 'null', 'sll', 'sll2'.
+    steps_back: a timed scenario whose packets stay in the order given, timestamps stepping
+    back where they say so; regen.sh commits this capture itself (the kernel-stamped one never
+    steps back), so it wants --realtime, whose schedule sends a late-stamped packet at once."""
     def deco(fn):
-        SCENARIOS.append((name, args, fmt, link, fn))
+        SCENARIOS.append((name, args, fmt, link, fn, steps_back))
         return fn
     return deco
 
@@ -67,11 +70,11 @@ def write_pcap(path, frames, linktype):
 
 def build(out, only=None):
     os.makedirs(out, exist_ok=True)
-    for name, args, fmt, link, fn in SCENARIOS:
+    for name, args, fmt, link, fn, steps_back in SCENARIOS:
         if only and only not in name:
             continue
         items = fn()
-        if any(isinstance(it, tuple) for it in items):
+        if any(isinstance(it, tuple) for it in items) and not steps_back:
             items = sorted(items, key=lambda it: it[0])  # timed scenarios: file order is time order
         frames = []
         t = T0
@@ -88,5 +91,5 @@ def build(out, only=None):
         os.makedirs(os.path.dirname(base), exist_ok=True)
         write_pcap(base + ".pcap", frames, LINKTYPES[link])
         with open(base + ".meta", "w") as f:
-            f.write(f"args={args}\nfmt={fmt}\n")
+            f.write(f"args={args}\nfmt={fmt}\ncommit={'source' if steps_back else 'stamped'}\n")
         print(name)

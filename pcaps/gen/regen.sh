@@ -7,6 +7,8 @@
 # scenario: build the capture, replay it through the kernel oracle (../shared/oracle/ktrace,
 # or $KTRACE) with --out-pcap, and commit the kernel-stamped capture as pcaps/NAME.pcap (or
 # .pcapng), the oracle's output as pcaps/NAME.golden and the arguments as pcaps/NAME.args.
+# A scenario whose timestamps step back on purpose (commit=source in its meta, --realtime)
+# commits the capture as built instead: the kernel-stamped copy would not step back.
 # Goldens are never edited by hand: rerun this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,11 +22,15 @@ while read -r name; do
   meta="$work/src/$name.meta"
   args=$(sed -n 's/^args=//p' "$meta")
   fmt=$(sed -n 's/^fmt=//p' "$meta")
+  commit=$(sed -n 's/^commit=//p' "$meta")
   dest="$top/pcaps/$name"
   mkdir -p "$(dirname "$dest")"
   # shellcheck disable=SC2086
   "$ktrace" "$work/src/$name.pcap" $args --out-pcap "$work/stamped.pcap" > "$work/golden"
   rm -f "$dest.pcap" "$dest.pcapng"
+  if [ "$commit" = source ]; then
+    cp "$work/src/$name.pcap" "$work/stamped.pcap"
+  fi
   if [ "$fmt" = pcapng ]; then
     editcap -F pcapng "$work/stamped.pcap" "$dest.pcapng"
   else

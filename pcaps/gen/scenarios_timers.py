@@ -215,3 +215,26 @@ def _():
         out += [(0.0, f[0]), (last, f[-1])]
     out.append((32.5, u(A, B, 1000, 53)))
     return out
+
+
+@scenario("timers/timestamps-step-back", args="--realtime", steps_back=True)
+def _():
+    # The capture's clock steps back by 2 s after the first stream is ASSURED. The kernel's
+    # clock does not: it meets the late-stamped packets at once (the replay's schedule is
+    # already past their stamps), so the second streams' third packets come 0.5 s after their
+    # first, short of the 2 s a UDP stream waits for ASSURED, though their stamps say 2.5 s.
+    # Four streams, so that some of them land in shards the first one does not use.
+    out = [
+        (0.0, u(A, B, 3000, 53)),
+        (0.1, u(B, A, 53, 3000)),
+        (3.0, u(A, B, 3000, 53)),        # 3 s after its first: ASSURED
+    ]
+    for k in range(4):
+        sp = 3001 + k
+        out += [
+            (1.0 + 0.01 * k, u(A, B, sp, 53)),   # stamped 2 s back: met at about 3.0
+            (1.1 + 0.01 * k, u(B, A, 53, sp)),
+        ]
+    out += [(3.5 + 0.01 * k, u(A, B, 3001 + k, 53)) for k in range(4)]  # not yet ASSURED
+    out.append((6.0, u(A, B, 3000, 53)))
+    return out
