@@ -869,7 +869,7 @@ impl Conntrack {
                 // (the entry is then never confirmed): a helper is assigned to its port.
                 let fresh = ctrack_helpers::assigned(&self.cfg.helpers, r.key.proto, r.key.dport)
                     .is_some()
-                    && !self.in_table(t, &r.key, h);
+                    && !self.in_table(t, &r.key, h, now);
                 let mark = self.events.as_ref().map_or(0, |q| q.mark());
                 let v = self.run_ready(t, &r, h, now);
                 self.help(t, &r, p.l4(), v, fresh, now, mark)
@@ -1038,22 +1038,34 @@ impl Conntrack {
             };
             let h = self.hash(&k);
             let mut g = t.shards[t.shard_of(h)].lock();
+            // The GRE entry's shard may have seen no packet for a while: brought up to now,
+            // its clock gives the time the entry has left, and a timed-out entry is not
+            // found (it leaves as timed out, as the kernel's lookup lets it).
+            let now = self.advance(t, &mut g, now);
             if let Some(f) = g.shard.find(h, &k, &inv) {
+                let expired = g.shard.get(f.idx).expired(now);
                 self.drop_entry(t, &mut g, h, f.idx);
-                continue;
+                if !expired {
+                    continue;
+                }
             }
             drop(g);
             t.expect.lock().withdraw(&k, now);
         }
     }
 
-    /// True when the connection of a packet with tuple `k` (hash `h`) is in the table.
-    fn in_table<A: Addr>(&self, t: &Table<A>, k: &Key<A>, h: u64) -> bool {
+    /// True when the connection of a packet with tuple `k` (hash `h`) is in the table at
+    /// `now`: an entry that has timed out but is not swept yet does not count (the packet
+    /// will make a new one).
+    fn in_table<A: Addr>(&self, t: &Table<A>, k: &Key<A>, h: u64, now: Nanos) -> bool {
         let Some(inv) = k.inverse() else {
             return false;
         };
         let g = t.shards[t.shard_of(h)].lock();
-        g.shard.find(h, k, &inv).is_some()
+        let now = now.max(g.shard.clock);
+        g.shard
+            .find(h, k, &inv)
+            .is_some_and(|f| !g.shard.get(f.idx).expired(now))
     }
 
     /// The connection's helper, when it has one, reads a packet its tracker let through (`v`;

@@ -238,3 +238,55 @@ def _():
     out += [(3.5 + 0.01 * k, u(A, B, 3001 + k, 53)) for k in range(4)]  # not yet ASSURED
     out.append((6.0, u(A, B, 3000, 53)))
     return out
+
+
+@scenario("timers/pptp-clear-after-idle",
+          args="--realtime --helper all --sysctl nf_conntrack_gre_timeout=2"
+               " --sysctl nf_conntrack_gre_timeout_stream=4")
+def _():
+    # Two PPTP calls, one after the other (the helper follows one call per control
+    # connection); each call's GRE session (both ways: stream, 4 s) goes quiet. The first call
+    # is cleared 2.3 s later: the kernel destroys its GRE entry with 1.7 s left (the event says
+    # 1). The second is cleared after its GRE has timed out: there is no entry to destroy (the
+    # timed-out one leaves as timed out). Only the control connection talks meanwhile, so the
+    # GRE entries' part of the table sees no packet in between.
+    from scenarios_pptp import PORT, ccrq, cdn, echorp, echorq, gre, ocrp, ocrq, session
+    from scenarios_tcp import Flow
+    pns, pac = "10.20.4.1", "10.20.4.2"
+    f = Flow(43100, PORT, c=pns, s=pac)
+    p = session(f) + [f.c("PA", ocrq(0x1111)), f.s("PA", ocrp(0x2222, 0x1111)), f.c("A")]
+    out = [(0.01 * i, x) for i, x in enumerate(p)]
+    out += [
+        (0.5, gre(pns, pac, 0x2222, 0)), (0.55, gre(pac, pns, 0x1111, 0, ack=0)),
+        (0.6, gre(pns, pac, 0x2222, 1, ack=0)),                   # until 4.6
+        (1.5, f.c("PA", echorq(1))), (1.55, f.s("PA", echorp(1))),
+        (2.8, f.c("PA", ccrq(0x1111))), (2.9, f.s("PA", cdn(0x2222))),  # 1.7 s left
+        (2.95, f.c("A")),
+        (3.0, f.c("PA", ocrq(0x1112, serial=2))), (3.05, f.s("PA", ocrp(0x2223, 0x1112))),
+        (3.1, f.c("A")),
+        (3.2, gre(pns, pac, 0x2223, 0)), (3.25, gre(pac, pns, 0x1112, 0, ack=0)),
+        (3.3, gre(pns, pac, 0x2223, 1, ack=0)),                   # until 7.3
+        (8.0, f.c("PA", echorq(2))), (8.05, f.s("PA", echorp(2))),
+        (8.5, f.c("PA", ccrq(0x1112))), (8.6, f.s("PA", cdn(0x2223))),  # timed out at 7.3
+        (8.65, f.c("A")),
+        (9.0, gre(pns, pac, 0x2223, 2)),                          # new, with no source key
+    ]
+    return out
+
+
+@scenario("timers/sip-drop-after-expiry",
+          args="--realtime --helper all --sysctl nf_conntrack_udp_timeout=1")
+def _():
+    # An empty datagram to the SIP port makes an entry the helper does not refresh (1 s). When
+    # it has timed out, a request the helper refuses (no CSeq) finds no entry: it makes one
+    # that is never confirmed, so the answer starts a connection of its own.
+    from scenarios_app import Dialog, udp
+    A, B = "10.20.5.1", "10.20.5.2"
+    d = Dialog(A, B, callid="late1")
+    nocseq = [x for x in d._hdrs("a", "INVITE", 1, "l1") if not x.startswith("CSeq")]
+    return [
+        (0.0, udp(A, B, 5060, 5060)),
+        (2.0, d.req("INVITE", 1, hdrs=nocseq)),          # dropped, never confirmed
+        (2.2, d.resp(100, "Trying", 1, "INVITE")),       # new: nothing to answer
+        (2.4, d.req("OPTIONS", 2)),
+    ]
