@@ -441,3 +441,26 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     report(&ct, n, secs);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_holds_each_frame_whole_from_a_line_start_without_gaps_beyond_the_line() {
+        let frames: Vec<Vec<u8>> = [60usize, 1, 64, 65, 1454, 0, 128]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|b| (b + i) as u8).collect())
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let ring = Ring::new(&refs);
+        assert_eq!(ring.frames(), refs);
+        let room: usize = refs.iter().map(|f| f.len().next_multiple_of(64)).sum();
+        assert_eq!(ring.buf.len(), room);
+        let base = ring.buf.as_ptr() as usize;
+        for f in ring.frames() {
+            assert_eq!((f.as_ptr() as usize - base) % 64, 0);
+        }
+    }
+}
