@@ -360,6 +360,85 @@ fn bench_written_workload_replays_with_its_setup() {
     );
 }
 
+/// `bench --pcap --threads T` splits a capture's timed packets between T threads: a line per
+/// thread, their shares adding up to every timed packet, each replayed `--repeat` times, and
+/// every packet tracked into the same table as on one thread (once it took a single thread
+/// whatever T was).
+#[test]
+fn bench_pcap_splits_a_capture_between_threads() {
+    let p = scratch().join("est-threads.pcap");
+    let ps = p.to_str().unwrap();
+    let out = ctrack(&[
+        "bench",
+        "--workload",
+        "mix",
+        "--flows",
+        "40",
+        "--packets",
+        "3000",
+        "--write-pcap",
+        ps,
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let setup: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("setup "))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap();
+    let setup_s = setup.to_string();
+    let mut entries = Vec::new();
+    for threads in ["1", "2", "3"] {
+        let out = ctrack(&[
+            "bench",
+            "--pcap",
+            ps,
+            "--setup",
+            &setup_s,
+            "--threads",
+            threads,
+            "--repeat",
+            "2",
+            "--batch",
+            "16",
+        ]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("threads {threads}\n")), "{text}");
+        assert!(
+            text.contains(&format!("tracked {} of {}\n", setup + 6000, setup + 6000)),
+            "{text}"
+        );
+        let shares: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("thread "))
+            .filter_map(|l| l.split(' ').nth(2)?.parse().ok())
+            .collect();
+        if threads == "1" {
+            assert!(shares.is_empty(), "{text}");
+        } else {
+            assert_eq!(shares.len(), threads.parse::<usize>().unwrap(), "{text}");
+            assert!(shares.iter().all(|&n| n > 0), "{text}");
+            assert_eq!(shares.iter().sum::<u64>(), 6000, "{text}");
+        }
+        assert!(
+            text.lines()
+                .last()
+                .unwrap()
+                .starts_with("packets 6000 seconds "),
+            "{text}"
+        );
+        entries.push(
+            text.lines()
+                .find(|l| l.starts_with("entries "))
+                .and_then(|l| l.split(' ').nth(1))
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert!(entries.iter().all(|e| *e == entries[0]), "{entries:?}");
+}
+
 /// A SYN flood is timed into a reserved table, or with `--no-reserve` into one that grows;
 /// both track every packet, and a capture refuses the flag.
 #[test]
