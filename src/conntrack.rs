@@ -2045,14 +2045,13 @@ impl Conntrack {
         init: impl FnOnce() -> Open,
     ) -> Verdict {
         // Table limit, checked as the kernel does when it allocates the entry.
-        if !self.claim(sb) && !self.early_drop(t, sb, h, now) {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            sb.stats.drop += 1;
-            // Owe every shard a pressure sweep, as the kernel wakes its GC worker.
-            for other in t.shards.iter() {
-                other.pressure.store(true, Ordering::Relaxed);
+        if !self.claim(sb) {
+            if self.early_drop(t, sb, h, now) {
+                // The unit the evicted entries gave back.
+                self.count.fetch_add(1, Ordering::Relaxed);
+            } else {
+                return self.table_full(t, sb);
             }
-            return Verdict::DROPPED;
         }
         // The memory for the entry, also taken now: when it cannot be had, the packet is
         // dropped as the kernel drops it when its allocation fails, and nothing tracked is
@@ -2117,6 +2116,22 @@ impl Conntrack {
         v
     }
 
+    /// The verdict of a new connection that found the table full with nothing to evict:
+    /// dropped, counted as `drop`, and every shard owed a pressure sweep, as the kernel wakes
+    /// its garbage collector.
+    #[cold]
+    fn table_full<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>) -> Verdict {
+        sb.stats.drop += 1;
+        // Read first: under a lasting flood the flags are already set, and a store to every
+        // shard's line would take each one from whichever core holds it.
+        for other in t.shards.iter() {
+            if !other.pressure.load(Ordering::Relaxed) {
+                other.pressure.store(true, Ordering::Relaxed);
+            }
+        }
+        Verdict::DROPPED
+    }
+
     /// The verdict of a new connection whose entry could not be allocated: dropped, counted
     /// as `drop`, and its unit of `nf_conntrack_max` given back.
     #[cold]
@@ -2126,12 +2141,12 @@ impl Conntrack {
         Verdict::DROPPED
     }
 
-    /// Counts one more entry against `nf_conntrack_max`; false when that goes past it. The
-    /// count is shared by every thread, and a locked add per new entry would wait for the
-    /// writes of the entries before it, so a burst group claims the units of its whole size
-    /// at its first creation, when they fit, and the group's other creations use them up
-    /// locally ([`Conntrack::settle`] returns what is left). Near the limit every creation
-    /// claims its own unit, so the limit holds exactly.
+    /// Counts one more entry against `nf_conntrack_max`; false, counting nothing, when that
+    /// would go past it. The count is shared by every thread, and a locked add per new entry
+    /// would wait for the writes of the entries before it, so a burst group claims the units
+    /// of its whole size at its first creation, when they fit, and the group's other
+    /// creations use them up locally ([`Conntrack::settle`] returns what is left). Near the
+    /// limit every creation claims its own unit, so the limit holds exactly.
     #[inline]
     fn claim<A>(&self, sb: &mut ShardBox<A>) -> bool {
         if sb.credit > 0 {
@@ -2140,15 +2155,22 @@ impl Conntrack {
         }
         let max = self.cfg.sysctl.nf_conntrack_max as usize;
         let extra = std::mem::take(&mut sb.credit_want) as usize;
+        // A full table, every new connection's lot under a flood, is seen by reading alone:
+        // an add and its undo would take the count's line from whichever core had it last.
+        if max != 0 && self.count.load(Ordering::Relaxed) >= max {
+            return false;
+        }
         let n = self.count.fetch_add(1 + extra, Ordering::Relaxed) + 1 + extra;
         if max == 0 || n <= max {
             sb.credit = extra as u32;
             return true;
         }
-        if extra > 0 {
+        if n - extra <= max {
             self.count.fetch_sub(extra, Ordering::Relaxed);
+            return true;
         }
-        n - extra <= max
+        self.count.fetch_sub(1 + extra, Ordering::Relaxed);
+        false
     }
 
     /// Returns the units a burst group claimed and did not use (see [`Conntrack::claim`]).
@@ -2167,15 +2189,25 @@ impl Conntrack {
     fn early_drop<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, now: Nanos) -> bool {
         // Bucket by bucket, with nothing allocated: a full table under a flood comes here for
         // every new connection. Dropping an entry changes only the bucket it is stored in.
-        for k in 0..sb.shard.bucket_run_len(EVICTION_RANGE) {
-            let (ids, n) = sb.shard.bucket_ids(h, k);
+        let run = sb.shard.bucket_run_len(EVICTION_RANGE);
+        sb.shard.prefetch_verdicts(h, 0..run.min(1));
+        for k in 0..run {
+            if k == 1 {
+                // The first bucket had nothing to evict: when every entry is ASSURED (a flood
+                // into a table of established connections), the walk reads every entry of
+                // the run, so ask for them all at once rather than one miss at a time.
+                sb.shard.prefetch_verdicts(h, 1..run);
+            }
             let mut drops = 0;
-            for &i in &ids[..n] {
+            for i in sb.shard.bucket_ids(h, k) {
                 let e = sb.shard.get(i);
-                let eh = self.hash(&e.key);
+                // The hash only for an entry that goes: most of a flood's walk goes past
+                // ASSURED entries.
                 if e.expired(now) {
+                    let eh = self.hash(&e.key);
                     self.drop_entry(t, sb, eh, i);
                 } else if e.status & status::ASSURED == 0 {
+                    let eh = self.hash(&e.key);
                     self.drop_entry(t, sb, eh, i);
                     drops += 1;
                 }

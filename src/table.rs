@@ -273,6 +273,28 @@ fn tag_of(h: u64) -> u16 {
     (h >> 48) as u16 | 1
 }
 
+/// The slab indexes a bucket held, as [`Shard::bucket_ids`] copied them: an iterator.
+#[derive(Clone, Copy, Debug)]
+pub struct BucketIds {
+    idx: [u32; SLOTS],
+    /// Slots not yet visited that hold an entry, one bit each.
+    occupied: u32,
+}
+
+impl Iterator for BucketIds {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        if self.occupied == 0 {
+            return None;
+        }
+        let s = self.occupied.trailing_zeros() as usize;
+        self.occupied &= self.occupied - 1;
+        self.idx.get(s).copied()
+    }
+}
+
 /// Where a lookup found its entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Found {
@@ -961,18 +983,27 @@ impl<A: Addr> Shard<A> {
         n.min(self.buckets.len())
     }
 
-    /// The entries stored in the `k`-th bucket from the one `h` hashes to (for early drop):
-    /// their slab indexes, in the first places of the array, and how many there are.
-    pub fn bucket_ids(&self, h: u64, k: usize) -> ([u32; SLOTS], usize) {
-        let bk = &self.buckets[(h as usize).wrapping_add(k) & self.mask];
-        let occ = bk.occupied();
-        let mut ids = [NIL; SLOTS];
-        let mut n = 0;
-        for s in (0..SLOTS).filter(|&s| occ >> s & 1 != 0) {
-            ids[n] = bk.idx[s];
-            n += 1;
+    /// Prefetches what early drop reads first of every entry stored in the buckets `ks` from
+    /// the one `h` hashes to (their expiry and status).
+    pub fn prefetch_verdicts(&self, h: u64, ks: std::ops::Range<usize>) {
+        for k in ks {
+            for i in self.bucket_ids(h, k) {
+                if let Some(e) = self.entries.get(i as usize) {
+                    prefetch(std::ptr::addr_of!(e.expires).cast());
+                    prefetch(std::ptr::addr_of!(e.status).cast());
+                }
+            }
         }
-        (ids, n)
+    }
+
+    /// The entries stored in the `k`-th bucket from the one `h` hashes to (for early drop):
+    /// their slab indexes, copied out, so that the shard may change while they are visited.
+    pub fn bucket_ids(&self, h: u64, k: usize) -> BucketIds {
+        let bk = &self.buckets[(h as usize).wrapping_add(k) & self.mask];
+        BucketIds {
+            idx: bk.idx,
+            occupied: bk.occupied(),
+        }
     }
 }
 
