@@ -21,6 +21,9 @@ pub enum WorkloadKind {
     Udp,
     /// 70% established TCP, 20% UDP, 10% new connections.
     Mix,
+    /// A SYN flood into a table of --flows established (ASSURED) connections, whose
+    /// `nf_conntrack_max` is --flows unless set: nothing to evict, every SYN dropped.
+    Flood,
 }
 
 /// How `bench --threads` splits the packets between its threads.
@@ -435,14 +438,17 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         WorkloadKind::Syn => Kind::Syn,
         WorkloadKind::Udp => Kind::Udp,
         WorkloadKind::Mix => Kind::Mix,
+        WorkloadKind::Flood => Kind::Flood,
     };
-    // Room for every flow the workload opens unless the caller chose a limit.
+    // Room for every flow the workload opens unless the caller chose a limit; a flood's table
+    // is full once its established flows are open.
     if !a.engine.sets("nf_conntrack_max") {
-        let need = a.flows + a.packets;
-        cfg.sysctl.nf_conntrack_max = cfg
-            .sysctl
-            .nf_conntrack_max
-            .max(need.min(i32::MAX as usize) as u32);
+        let cap = |n: usize| n.clamp(1, i32::MAX as usize) as u32;
+        cfg.sysctl.nf_conntrack_max = if kind == Kind::Flood {
+            cap(a.flows)
+        } else {
+            cfg.sysctl.nf_conntrack_max.max(cap(a.flows + a.packets))
+        };
     }
     let w = Workload::with_payload(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee, a.payload);
     if let Some(path) = &a.write_pcap {

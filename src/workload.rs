@@ -21,6 +21,11 @@ pub enum Kind {
     Udp,
     /// 70% established TCP, 20% UDP, 10% new TCP connections.
     Mix,
+    /// A SYN flood into a table of established TCP flows: the setup opens every flow (each
+    /// ASSURED by its handshake), then every packet opens a new connection. With
+    /// `nf_conntrack_max` at the number of flows, early drop finds nothing to evict, and
+    /// every packet is dropped after its walk: the costliest new connection there is.
+    Flood,
 }
 
 /// Payload of each data segment unless [`Workload::with_payload`] says otherwise.
@@ -134,7 +139,7 @@ impl Workload {
         for _ in 0..packets {
             let r = rng.next();
             let new_conn = match kind {
-                Kind::Syn => true,
+                Kind::Syn | Kind::Flood => true,
                 Kind::Mix => r % 10 == 9,
                 _ => false,
             };
@@ -339,7 +344,13 @@ mod tests {
 
     #[test]
     fn generated_traffic_is_all_tracked() {
-        for kind in [Kind::Established, Kind::Syn, Kind::Udp, Kind::Mix] {
+        for kind in [
+            Kind::Established,
+            Kind::Syn,
+            Kind::Udp,
+            Kind::Mix,
+            Kind::Flood,
+        ] {
             for v6 in [false, true] {
                 let w = Workload::generate(kind, 50, 2000, v6, 7);
                 let ct = Conntrack::new(Config::default());
@@ -355,6 +366,32 @@ mod tests {
                 }
                 assert_eq!(ct.count(), w.connections(), "{kind:?} v6={v6}");
             }
+        }
+    }
+
+    #[test]
+    fn a_flood_into_a_table_full_of_its_flows_is_dropped_whole() {
+        for v6 in [false, true] {
+            let w = Workload::generate(Kind::Flood, 40, 500, v6, 3);
+            let mut cfg = Config::default();
+            cfg.set_sysctl("nf_conntrack_max=40").unwrap();
+            cfg.shards = 4;
+            let ct = Conntrack::new(cfg);
+            for (i, p) in w.all().enumerate() {
+                let v = ct.process(p, LinkType::Raw, 1_000_000 + i as u64);
+                if i < w.setup_len() {
+                    assert!(v.tracked(), "v6={v6} setup packet {i}: {v}");
+                } else {
+                    assert_eq!(v, crate::Verdict::DROPPED, "v6={v6} packet {i}");
+                }
+            }
+            // The established flows all stay, ASSURED.
+            let mut assured = 0;
+            ct.for_each_entry(2_000_000, |e| {
+                assured += usize::from(e.status & crate::table::status::ASSURED != 0)
+            });
+            assert_eq!((ct.count(), assured), (40, 40), "v6={v6}");
+            assert_eq!(w.connections(), 540);
         }
     }
 }

@@ -251,8 +251,14 @@ fn every_capture_with(cfg: Config) {
 #[test]
 fn batches_match_single_packets_on_generated_traffic() {
     // Shard counts from one (one group per burst) to many (groups of a packet or two).
-    let kinds = [Kind::Established, Kind::Syn, Kind::Udp, Kind::Mix];
-    for (kind, shards) in kinds.into_iter().zip([1, 4, 8, 64]) {
+    let kinds = [
+        Kind::Established,
+        Kind::Syn,
+        Kind::Udp,
+        Kind::Mix,
+        Kind::Flood,
+    ];
+    for (kind, shards) in kinds.into_iter().zip([1, 4, 8, 64, 16]) {
         for v6 in [false, true] {
             let w = Workload::generate(kind, 300, 20_000, v6, 5);
             let frames: Vec<(&[u8], LinkType)> = w.all().map(|f| (f, LinkType::Raw)).collect();
