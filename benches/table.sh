@@ -32,6 +32,7 @@ row "established TCP, 1K flows, IPv6" "-" --workload est --flows 1000 --packets 
 row "new connections (SYN flood, empty table)" ">= 6" --workload syn --packets "$packets"
 row "new connections, table growing on demand (--no-reserve)" "-" --workload syn --packets "$packets" --no-reserve
 row "new connections into a full table (max 65,536: early drop)" "-" --workload syn --packets "$packets" --sysctl nf_conntrack_max=65536
+row "SYN flood into a table full of ASSURED connections (65,536: nothing to evict, all dropped)" "-" --workload flood --flows 65536 --packets "$packets"
 # Bulk data: 1,400-byte segments (and their acknowledgements), at most 1M packets (1.5 GB).
 row "established TCP, 1K flows, 1,400-byte segments" "-" --workload est --flows 1000 --payload 1400 --packets "$((packets < 1000000 ? packets : 1000000))"
 row "UDP, 100K flows" "-" --workload udp --flows 100000 --packets "$packets"
