@@ -1071,6 +1071,36 @@ mod tests {
         assert_eq!(s.len(), 2500);
     }
 
+    #[test]
+    fn bucket_ids_give_every_entry_of_the_index_once_and_follow_removals() {
+        let (mut s, ids) = filled(300, &h);
+        // Every bucket walked once from bucket 0: each entry exactly once.
+        let buckets = s.buckets.len();
+        let seen = |s: &Shard<[u8; 4]>| {
+            let mut v: Vec<u32> = (0..buckets).flat_map(|k| s.bucket_ids(0, k)).collect();
+            v.sort_unstable();
+            v
+        };
+        let mut want = ids.clone();
+        want.sort_unstable();
+        assert_eq!(seen(&s), want);
+        // Taken from a bucket (and its stored copy kept): the copy still lists what it held,
+        // a fresh one no longer does.
+        let k = key(7);
+        let b = (0..buckets)
+            .find(|&b| s.bucket_ids(0, b).any(|i| i == ids[7]))
+            .unwrap();
+        let before: Vec<u32> = s.bucket_ids(0, b).collect();
+        let copy = s.bucket_ids(0, b);
+        s.remove(h(&k), ids[7]);
+        assert_eq!(copy.collect::<Vec<_>>(), before);
+        let after: Vec<u32> = s.bucket_ids(0, b).collect();
+        assert_eq!(after.len() + 1, before.len());
+        assert!(!after.contains(&ids[7]));
+        want.retain(|&i| i != ids[7]);
+        assert_eq!(seen(&s), want);
+    }
+
     /// A shard holding `key(0..n)` under `hash`, never expiring, and their slab indexes.
     fn filled(n: u32, hash: &impl Fn(&Key<[u8; 4]>) -> u64) -> (Shard<[u8; 4]>, Vec<u32>) {
         let mut s = Shard::new();
