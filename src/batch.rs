@@ -645,7 +645,7 @@ impl Conntrack {
         let clock = self.advance(t, &mut g, now);
         g.credit_want = 0;
         let hint = g.shard.prefetch_entry(h);
-        let v = match self.run_refresh::<A, true>(slot, &mut g, ready, hint, clock) {
+        let v = match self.run_refresh::<A, true>(&mut g, ready, hint, clock) {
             Some(v) => v,
             None => self.run_ready_locked(t, slot, &mut g, ready, h, hint, now),
         };
@@ -688,11 +688,11 @@ impl Conntrack {
             let clock = self.advance(t, &mut g, now);
             g.credit_want = 0;
             let hint = g.shard.prefetch_entry(p.h);
-            out[p.pos as usize] =
-                match self.run_refresh::<A, false>(slot, &mut g, &p.ready, hint, clock) {
-                    Some(v) => v,
-                    None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, hint, now),
-                };
+            out[p.pos as usize] = match self.run_refresh::<A, false>(&mut g, &p.ready, hint, clock)
+            {
+                Some(v) => v,
+                None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, hint, now),
+            };
             self.settle(&mut g);
         }
     }
@@ -775,7 +775,7 @@ impl Conntrack {
             for &i in members {
                 let p = &q[i as usize];
                 out[p.pos as usize] =
-                    match self.run_refresh::<A, false>(slot, &mut g, &p.ready, p.hint, clock) {
+                    match self.run_refresh::<A, false>(&mut g, &p.ready, p.hint, clock) {
                         Some(v) => v,
                         None => self.run_ready_locked(t, slot, &mut g, &p.ready, p.h, p.hint, now),
                     };

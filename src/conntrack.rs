@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
@@ -150,10 +150,13 @@ impl<A: Addr> sip::Expect for SipTable<'_, A> {
 
 /// Engine settings: the Linux sysctls, helper assignments, and how the table is laid out.
 ///
-/// Every sysctl of the kernel's `net.netfilter` set is accepted. A few have nothing to act on
-/// yet and are kept only so that configurations carry over: `nf_conntrack_buckets` (each
-/// shard's index sizes itself, doubling as it fills) and `nf_conntrack_log_invalid` (nothing is
-/// logged). `nf_conntrack_events` set to 0 turns the event stream off (see `events`).
+/// Every sysctl of the kernel's `net.netfilter` set is accepted. `nf_conntrack_buckets` (the
+/// kernel's hash table size, 262,144 by default as on the oracle's machine) does not size this
+/// table's index, which sizes itself, doubling as it fills; it sets how many entries the
+/// kernel's early drop would meet, which early drop here follows (see `Conntrack::early_drop`:
+/// with `nf_conntrack_max` far below it, as in the kernel, a full table almost never makes
+/// room). `nf_conntrack_log_invalid` is kept only so that configurations carry over (nothing
+/// is logged). `nf_conntrack_events` set to 0 turns the event stream off (see `events`).
 ///
 /// `helpers` assigns helpers to new connections by protocol and destination port, as an
 /// `nft ct helper set` rule does. The FTP, TFTP, SIP, IRC, Amanda, SANE and PPTP helpers read
@@ -224,8 +227,107 @@ impl Config {
     }
 }
 
-/// Entries evicted at most per early-drop attempt are searched in this many buckets.
+/// How long after a "table full" drop the pass it owes begins: the kernel's garbage
+/// collector, told by the drop, acts at its next run, and it runs every 60 s at most
+/// (`GC_SCAN_INTERVAL_MAX`, the interval of a table of long-lived entries), at a moment the
+/// drop does not choose: 30 s is the median. A flood shorter than that meets no pass, as the
+/// kernel's replay of one shows (`tests/early_drop.rs`: drops all along, a full table at its
+/// end, where a pass right after the first drop emptied the table of its unreplied entries).
+const GC_PRESSURE_DELAY: Nanos = 30 * ctrack_protocols::NANOS_PER_SEC;
+
+/// The passes of the kernel's garbage collector that "table full" drops owe, numbered from
+/// 1: a drop while no pass is pending schedules the next one [`GC_PRESSURE_DELAY`] later,
+/// drops before it begins are absorbed, and every shard sweeps itself once for the latest
+/// pass begun by its own clock. What a shard owes depends on the drops and on time only, not
+/// on the order in which shards meet a burst's packets, so a burst gets the verdicts of its
+/// packets one by one.
+#[derive(Default)]
+struct GcClock {
+    /// The latest pass scheduled.
+    pass: AtomicU64,
+    /// When it begins.
+    due: AtomicU64,
+}
+
+impl GcClock {
+    /// The latest pass begun at `now`, when a shard that last finished pass `swept` owes it.
+    #[inline]
+    fn owed(&self, swept: u64, now: Nanos) -> Option<u64> {
+        let pass = self.pass.load(Ordering::Relaxed);
+        if pass == swept {
+            return None;
+        }
+        let begun = if now >= self.due.load(Ordering::Relaxed) {
+            pass
+        } else {
+            pass - 1
+        };
+        (begun > swept).then_some(begun)
+    }
+
+    /// A "table full" drop at `now`: the next pass is scheduled unless one is pending.
+    fn schedule(&self, now: Nanos) {
+        let pass = self.pass.load(Ordering::Relaxed);
+        if pass == 0 || now >= self.due.load(Ordering::Relaxed) {
+            // When first, then which: a reader meeting the new time with the old number
+            // only waits one packet longer.
+            self.due
+                .store(now.saturating_add(GC_PRESSURE_DELAY), Ordering::Relaxed);
+            self.pass.store(pass + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How many hash chains the kernel's early drop walks (`NF_CT_EVICTION_RANGE`).
 const EVICTION_RANGE: usize = 8;
+
+/// The most tuples one chain of [`chain_sizes`] holds: a bound on early drop's walk when
+/// `nf_conntrack_buckets` is set far below the number of entries.
+const CHAIN_MOST: u32 = 64;
+
+/// How many tuples each of the [`EVICTION_RANGE`] kernel hash chains that early drop walks
+/// for the tuple hashed `h` holds, in a table of `entries` entries over `buckets` chains:
+/// each entry's two tuples are hashed into the chains, so a chain holds a Poisson-distributed
+/// number of them, of mean `2 * entries / buckets`. Drawn from `h` (deterministic for a
+/// tuple, as the kernel's chains are for its hash seed); at most [`CHAIN_MOST`] each.
+///
+/// At the kernel's default table (as many buckets as `nf_conntrack_max`) a full table's
+/// chains hold two tuples on average: a new connection finds a victim among about 16 entries,
+/// so a flood into a table nine tenths ASSURED is dropped one time in five, as the kernel's
+/// replay of such a flood shows (`tests/early_drop.rs`).
+fn chain_sizes(h: u64, entries: usize, buckets: u32) -> [u32; EVICTION_RANGE] {
+    let mean = 2.0 * entries as f64 / f64::from(buckets.max(1));
+    let mut x = h;
+    std::array::from_fn(|_| {
+        // A uniform draw in [0, 1) from the hash, a fresh one per chain.
+        x = splitmix(x);
+        poisson(mean, (x >> 11) as f64 / (1u64 << 53) as f64)
+    })
+}
+
+/// The next state of a splitmix64 sequence from `x`, mixed: what early drop draws from.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The Poisson-distributed count of mean `mean` whose cumulative probability first passes
+/// `u` (inversion), at most [`CHAIN_MOST`]; a mean past 30 is taken as its rounded self.
+fn poisson(mean: f64, u: f64) -> u32 {
+    if mean > 30.0 {
+        return (mean.round() as u32).min(CHAIN_MOST);
+    }
+    let (mut p, mut n) = ((-mean).exp(), 0);
+    let mut f = p;
+    while u >= f && n < CHAIN_MOST {
+        n += 1;
+        p *= mean / f64::from(n);
+        f += p;
+    }
+    n
+}
 
 pub(crate) struct Table<A: Addr> {
     pub(crate) shards: Box<[CachePadded<Slot<A>>]>,
@@ -241,8 +343,6 @@ pub(crate) struct Slot<A> {
     /// (the address may be stale, which costs nothing but a useless prefetch).
     buckets: AtomicPtr<u8>,
     bucket_mask: AtomicUsize,
-    /// A "table full" drop happened and a garbage-collection pass is owed.
-    pressure: AtomicBool,
 }
 
 impl<A: Addr> Slot<A> {
@@ -333,6 +433,8 @@ pub(crate) struct ShardBox<A> {
     pub(crate) stats: ShardStats,
     /// Next slab index the pressure sweep looks at.
     gc_cursor: u32,
+    /// The last pressure pass this shard finished (see [`GcClock`]).
+    gc_swept: u64,
     /// Table-count units this shard's burst group has claimed but not used yet: its new
     /// entries take one each without touching the shared count (see `Conntrack::claim`).
     /// Zero outside a group.
@@ -363,6 +465,7 @@ impl<A: Addr> Table<A> {
                         shard: Shard::with_extras(acct, timestamps),
                         stats: ShardStats::default(),
                         gc_cursor: 0,
+                        gc_swept: 0,
                         credit: 0,
                         credit_want: 0,
                         staged: VecDeque::new(),
@@ -373,7 +476,6 @@ impl<A: Addr> Table<A> {
                         mutex: Mutex::new(sb),
                         buckets: AtomicPtr::new(base as *mut u8),
                         bucket_mask: AtomicUsize::new(mask),
-                        pressure: AtomicBool::new(false),
                     })
                 })
                 .collect(),
@@ -454,6 +556,8 @@ pub struct Conntrack {
     pub(crate) v4: Table<[u8; 4]>,
     pub(crate) v6: Table<[u8; 16]>,
     count: AtomicUsize,
+    /// The garbage collector's passes owed after "table full" drops.
+    gc: GcClock,
     stats: Stats,
     frags: Mutex<Defrag>,
     /// One bit per port a helper is assigned to (any protocol); empty without helpers.
@@ -501,6 +605,7 @@ impl Conntrack {
             cfg,
             hasher: FixedState::with_seed(seed),
             count: AtomicUsize::new(0),
+            gc: GcClock::default(),
             stats: Stats::default(),
             frags: Mutex::new(frags),
         }
@@ -1594,13 +1699,12 @@ impl Conntrack {
     #[inline(always)]
     pub(crate) fn run_refresh<A: Addr, const FRESH: bool>(
         &self,
-        slot: &Slot<A>,
         sb: &mut ShardBox<A>,
         r: &Ready<'_, A>,
         hint: u32,
         now: Nanos,
     ) -> Option<Verdict> {
-        if hint == NIL || slot.pressure.load(Ordering::Relaxed) {
+        if hint == NIL || self.gc.owed(sb.gc_swept, now).is_some() {
             // No entry to try, or the general path owes a collection step first.
             return None;
         }
@@ -1914,8 +2018,8 @@ impl Conntrack {
             return self.invalid();
         };
         let now = self.advance(t, sb, now);
-        if slot.pressure.load(Ordering::Relaxed) {
-            self.gc_step(t, sb, &slot.pressure, now);
+        if let Some(pass) = self.gc.owed(sb.gc_swept, now) {
+            self.gc_step(t, sb, pass, now);
         }
         let found = match sb.shard.find_hinted(hint, h, &key, &inv) {
             Some(f) if sb.shard.get(f.idx).expired(now) => {
@@ -2050,7 +2154,7 @@ impl Conntrack {
                 // The unit the evicted entries gave back.
                 self.count.fetch_add(1, Ordering::Relaxed);
             } else {
-                return self.table_full(t, sb);
+                return self.table_full(sb);
             }
         }
         // The memory for the entry, also taken now: when it cannot be had, the packet is
@@ -2117,18 +2221,12 @@ impl Conntrack {
     }
 
     /// The verdict of a new connection that found the table full with nothing to evict:
-    /// dropped, counted as `drop`, and every shard owed a pressure sweep, as the kernel wakes
-    /// its garbage collector.
+    /// dropped, counted as `drop`, and a pressure pass of the garbage collector owed (see
+    /// [`GcClock`]), as the drop tells the kernel's collector.
     #[cold]
-    fn table_full<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>) -> Verdict {
+    fn table_full<A: Addr>(&self, sb: &mut ShardBox<A>) -> Verdict {
         sb.stats.drop += 1;
-        // Read first: under a lasting flood the flags are already set, and a store to every
-        // shard's line would take each one from whichever core holds it.
-        for other in t.shards.iter() {
-            if !other.pressure.load(Ordering::Relaxed) {
-                other.pressure.store(true, Ordering::Relaxed);
-            }
-        }
+        self.gc.schedule(sb.shard.clock);
         Verdict::DROPPED
     }
 
@@ -2183,23 +2281,58 @@ impl Conntrack {
         }
     }
 
-    /// Makes room for one entry by evicting every non-ASSURED entry of the first of
-    /// [`EVICTION_RANGE`] buckets (from the new tuple's) that has any; expired entries met on
-    /// the way are reaped without counting. Returns false when nothing could be evicted.
+    /// Makes room for one entry as the kernel's early drop does: it walks the
+    /// [`EVICTION_RANGE`] hash chains from the new tuple's, and evicts every non-ASSURED entry
+    /// of the first chain that has any; expired entries met on the way are reaped without
+    /// counting. Returns false when nothing could be evicted.
+    ///
+    /// The kernel's chains are not this table's buckets: each of its `nf_conntrack_buckets`
+    /// chains holds the tuples of about `2 * count / nf_conntrack_buckets` entries (both
+    /// tuples of every entry are hashed), two at the full default table, and far fewer when
+    /// `nf_conntrack_max` is set below the bucket count. So how many entries each chain holds
+    /// is drawn from that distribution ([`chain_sizes`]), and each of them is an entry of the
+    /// shard drawn at random, both from the tuple's hash, as hashing makes the kernel's chains
+    /// a random sample of its table. (Walking this table's own buckets instead, whose slots
+    /// the newest entries refill where early drop freed them, found the unreplied entries of a
+    /// flood bunched together: a flood into a table nine tenths ASSURED was dropped 28% of the
+    /// time where the kernel drops 20%.)
     fn early_drop<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, now: Nanos) -> bool {
-        // Bucket by bucket, with nothing allocated: a full table under a flood comes here for
-        // every new connection. Dropping an entry changes only the bucket it is stored in.
-        let run = sb.shard.bucket_run_len(EVICTION_RANGE);
-        sb.shard.prefetch_verdicts(h, 0..run.min(1));
-        for k in 0..run {
-            if k == 1 {
-                // The first bucket had nothing to evict: when every entry is ASSURED (a flood
-                // into a table of established connections), the walk reads every entry of
-                // the run, so ask for them all at once rather than one miss at a time.
-                sb.shard.prefetch_verdicts(h, 1..run);
+        // The table's size as this shard sees it (its own share times the shards): the
+        // shared count would make the walk depend on what other shards, or other threads,
+        // tracked meanwhile, and a burst give other verdicts than its packets one by one.
+        let entries = sb.shard.len().saturating_mul(t.shards.len());
+        let sizes = chain_sizes(h, entries, self.cfg.sysctl.nf_conntrack_buckets);
+        let slots = sb.shard.slots() as u64;
+        if sb.shard.is_empty() {
+            return false;
+        }
+        // The draws, with nothing allocated: a full table under a flood comes here for every
+        // new connection. A draw that meets a free slot draws again, a few times at most.
+        let mut picks = [NIL; EVICTION_RANGE * CHAIN_MOST as usize];
+        let mut x = h ^ 0x2545_f491_4f6c_dd1d;
+        let mut n = 0;
+        for &size in &sizes {
+            for _ in 0..size {
+                for _ in 0..4 {
+                    x = splitmix(x);
+                    let i = ((u128::from(x) * u128::from(slots)) >> 64) as u32;
+                    if sb.shard.is_live(i) {
+                        picks[n] = i;
+                        sb.shard.prefetch_head(i);
+                        break;
+                    }
+                }
+                n += 1;
             }
+        }
+        let mut at = 0;
+        for &size in &sizes {
             let mut drops = 0;
-            for i in sb.shard.bucket_ids(h, k) {
+            for &i in &picks[at..at + size as usize] {
+                // Gone already (drawn twice, or reaped by this walk), or no live entry found.
+                if i == NIL || !sb.shard.is_live(i) {
+                    continue;
+                }
                 let e = sb.shard.get(i);
                 // The hash only for an entry that goes: most of a flood's walk goes past
                 // ASSURED entries.
@@ -2212,6 +2345,7 @@ impl Conntrack {
                     drops += 1;
                 }
             }
+            at += size as usize;
             if drops > 0 {
                 sb.stats.early_drop += drops;
                 return true;
@@ -2224,13 +2358,7 @@ impl Conntrack {
     /// table is at least 95% full, entries that early drop may take (not ASSURED, or TCP
     /// connections already closing) are removed. The debt is paid once the sweep has covered
     /// the whole shard.
-    fn gc_step<A: Addr>(
-        &self,
-        t: &Table<A>,
-        sb: &mut ShardBox<A>,
-        pressure: &AtomicBool,
-        now: Nanos,
-    ) {
+    fn gc_step<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, pass: u64, now: Nanos) {
         const STEP: u32 = 32;
         let max = self.cfg.sysctl.nf_conntrack_max as usize;
         let max95 = max / 100 * 95;
@@ -2238,7 +2366,7 @@ impl Conntrack {
         for _ in 0..STEP {
             if sb.gc_cursor >= slots {
                 sb.gc_cursor = 0;
-                pressure.store(false, Ordering::Relaxed);
+                sb.gc_swept = pass;
                 return;
             }
             let i = sb.gc_cursor;
@@ -2249,7 +2377,9 @@ impl Conntrack {
             }
             let doomed = if e.expired(now) {
                 true
-            } else if max != 0 && self.count() >= max95 {
+            } else if max != 0 && sb.shard.len().saturating_mul(t.shards.len()) >= max95 {
+                // The table's size as this shard sees it, as early drop takes it: the shared
+                // count would make the pass depend on the order of a burst's shards.
                 e.status & status::ASSURED == 0
                     || matches!(e.proto, ProtoState::Tcp(st) if st.state().is_closing())
                     || matches!(e.proto, ProtoState::Sctp(st) if st.state().is_closing())
@@ -2936,6 +3066,9 @@ mod tests {
         let mut cfg = Config::default();
         cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
         cfg.set_sysctl("nf_conntrack_max=1").unwrap();
+        // One hash chain, as a table this small has in the kernel only with one bucket:
+        // early drop then meets the entry (with the default 262,144 it almost never would).
+        cfg.set_sysctl("nf_conntrack_buckets=1").unwrap();
         cfg.shards = 1;
         cfg.events = 64;
         let ct = Conntrack::with_seed(cfg, 7);

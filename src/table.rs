@@ -257,11 +257,6 @@ impl Bucket {
     fn set_overflow(&mut self, o: u16) {
         self.tags[2] = (self.tags[2] & !(0xffff << 32)) | (o as u64) << 32;
     }
-
-    #[inline]
-    fn occupied(&self) -> u32 {
-        !self.matching(0) & ((1 << SLOTS) - 1)
-    }
 }
 
 /// An index with no more open buckets than this is never called worn out (see
@@ -271,28 +266,6 @@ const WORN_MIN: usize = 32;
 #[inline]
 fn tag_of(h: u64) -> u16 {
     (h >> 48) as u16 | 1
-}
-
-/// The slab indexes a bucket held, as [`Shard::bucket_ids`] copied them: an iterator.
-#[derive(Clone, Copy, Debug)]
-pub struct BucketIds {
-    idx: [u32; SLOTS],
-    /// Slots not yet visited that hold an entry, one bit each.
-    occupied: u32,
-}
-
-impl Iterator for BucketIds {
-    type Item = u32;
-
-    #[inline]
-    fn next(&mut self) -> Option<u32> {
-        if self.occupied == 0 {
-            return None;
-        }
-        let s = self.occupied.trailing_zeros() as usize;
-        self.occupied &= self.occupied - 1;
-        self.idx.get(s).copied()
-    }
 }
 
 /// Where a lookup found its entry.
@@ -977,32 +950,22 @@ impl<A: Addr> Shard<A> {
             .map(|(i, e)| (i as u32, e))
     }
 
-    /// How many buckets early drop looks at when it asks for `n` (fewer in an index that
-    /// small): see [`Shard::bucket_ids`].
-    pub fn bucket_run_len(&self, n: usize) -> usize {
-        n.min(self.buckets.len())
+    /// True when slab slot `i` holds a live entry (one in the index), as [`Shard::iter`]
+    /// lists them.
+    #[inline]
+    pub fn is_live(&self, i: u32) -> bool {
+        self.entries
+            .get(i as usize)
+            .is_some_and(|e| e.status & status::CONFIRMED != 0)
     }
 
-    /// Prefetches what early drop reads first of every entry stored in the buckets `ks` from
-    /// the one `h` hashes to (their expiry and status).
-    pub fn prefetch_verdicts(&self, h: u64, ks: std::ops::Range<usize>) {
-        for k in ks {
-            for i in self.bucket_ids(h, k) {
-                if let Some(e) = self.entries.get(i as usize) {
-                    prefetch(std::ptr::addr_of!(e.expires).cast());
-                    prefetch(std::ptr::addr_of!(e.status).cast());
-                }
-            }
-        }
-    }
-
-    /// The entries stored in the `k`-th bucket from the one `h` hashes to (for early drop):
-    /// their slab indexes, copied out, so that the shard may change while they are visited.
-    pub fn bucket_ids(&self, h: u64, k: usize) -> BucketIds {
-        let bk = &self.buckets[(h as usize).wrapping_add(k) & self.mask];
-        BucketIds {
-            idx: bk.idx,
-            occupied: bk.occupied(),
+    /// Prefetches what early drop reads first of the entry in slot `i` (its expiry and
+    /// status).
+    #[inline]
+    pub fn prefetch_head(&self, i: u32) {
+        if let Some(e) = self.entries.get(i as usize) {
+            prefetch(std::ptr::addr_of!(e.expires).cast());
+            prefetch(std::ptr::addr_of!(e.status).cast());
         }
     }
 }
@@ -1069,36 +1032,6 @@ mod tests {
             assert_eq!(s.find(h(&k), &k, &inv).is_some(), n % 2 == 1, "{n}");
         }
         assert_eq!(s.len(), 2500);
-    }
-
-    #[test]
-    fn bucket_ids_give_every_entry_of_the_index_once_and_follow_removals() {
-        let (mut s, ids) = filled(300, &h);
-        // Every bucket walked once from bucket 0: each entry exactly once.
-        let buckets = s.buckets.len();
-        let seen = |s: &Shard<[u8; 4]>| {
-            let mut v: Vec<u32> = (0..buckets).flat_map(|k| s.bucket_ids(0, k)).collect();
-            v.sort_unstable();
-            v
-        };
-        let mut want = ids.clone();
-        want.sort_unstable();
-        assert_eq!(seen(&s), want);
-        // Taken from a bucket (and its stored copy kept): the copy still lists what it held,
-        // a fresh one no longer does.
-        let k = key(7);
-        let b = (0..buckets)
-            .find(|&b| s.bucket_ids(0, b).any(|i| i == ids[7]))
-            .unwrap();
-        let before: Vec<u32> = s.bucket_ids(0, b).collect();
-        let copy = s.bucket_ids(0, b);
-        s.remove(h(&k), ids[7]);
-        assert_eq!(copy.collect::<Vec<_>>(), before);
-        let after: Vec<u32> = s.bucket_ids(0, b).collect();
-        assert_eq!(after.len() + 1, before.len());
-        assert!(!after.contains(&ids[7]));
-        want.retain(|&i| i != ids[7]);
-        assert_eq!(seen(&s), want);
     }
 
     /// A shard holding `key(0..n)` under `hash`, never expiring, and their slab indexes.

@@ -131,6 +131,9 @@ fn a_full_table_under_a_flood_allocates_nothing() {
         let mut cfg = Config::default();
         cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
         cfg.set_sysctl("nf_conntrack_max=1000").unwrap();
+        // As many hash buckets as the limit, the kernel's default relation, so that early
+        // drop finds the unreplied entries it evicts (see `Conntrack::early_drop`).
+        cfg.set_sysctl("nf_conntrack_buckets=1000").unwrap();
         // One shard with room for four times the limit: with several shards, or an index
         // near its load limit, the table may grow as the flood churns (a shard's share
         // changes, an index wears out), which a memory limit rightly refuses.
@@ -175,6 +178,7 @@ fn a_full_table_under_a_flood_allocates_nothing() {
     let mut cfg = Config::default();
     cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
     cfg.set_sysctl("nf_conntrack_max=1000").unwrap();
+    cfg.set_sysctl("nf_conntrack_buckets=1000").unwrap();
     cfg.shards = 1;
     let worn = Conntrack::with_seed(cfg, 0x5eed);
     let mut states = Vec::with_capacity(flood.len());

@@ -160,6 +160,9 @@ fn full_table_drops_when_everything_is_assured() {
 fn early_drop_evicts_unassured_only() {
     let mut cfg = quiet();
     cfg.set_sysctl("nf_conntrack_max=8").unwrap();
+    // One hash chain holding every entry, so that early drop always meets the unanswered
+    // ones (with the default 262,144 chains it would almost never meet any of eight).
+    cfg.set_sysctl("nf_conntrack_buckets=1").unwrap();
     cfg.shards = 1;
     let ct = Conntrack::new(cfg);
     let s = 1_000_000_000u64;

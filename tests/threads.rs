@@ -115,6 +115,9 @@ fn threads_in_bursts_on_the_same_flows_report_a_consistent_story() {
     let w = Arc::new(Workload::generate(Kind::Mix, 600, 30_000, false, 5));
     let mut cfg = Config::default();
     cfg.set_sysctl("nf_conntrack_max=400").unwrap();
+    // Few hash chains, each holding about eight entries, so that early drop meets
+    // unreplied entries (see `Conntrack::early_drop`).
+    cfg.set_sysctl("nf_conntrack_buckets=100").unwrap();
     cfg.set_sysctl("nf_conntrack_udp_timeout=1").unwrap();
     cfg.set_sysctl("nf_conntrack_tcp_timeout_syn_sent=1")
         .unwrap();
@@ -217,11 +220,14 @@ fn join_consistent(handles: Vec<std::thread::JoinHandle<()>>, ct: &Conntrack) {
 fn threads_flooding_in_bursts_never_pass_the_limit() {
     // Bursts claim table units a group at a time; near the limit each creation claims its
     // own, so concurrent floods fill the table up to the limit and never past it. (An early
-    // drop clears every unassured entry of a bucket, so the last ones may leave it a few
-    // short.)
+    // drop clears every unassured entry of a hash chain, so the last ones may leave it a
+    // few short.) With a quarter as many hash chains as the limit, each holds about eight
+    // entries, and early drop always meets one of the unreplied flood.
     let max = 3_000;
     let mut cfg = Config::default();
     cfg.set_sysctl(&format!("nf_conntrack_max={max}")).unwrap();
+    cfg.set_sysctl(&format!("nf_conntrack_buckets={}", max / 4))
+        .unwrap();
     let ct = Arc::new(Conntrack::new(cfg));
     let handles: Vec<_> = (0..3u64)
         .map(|t| {
