@@ -3084,6 +3084,41 @@ mod tests {
     }
 
     #[test]
+    fn chains_hold_as_many_tuples_as_the_kernels_would() {
+        // Over many tuples: the mean of each chain's count is 2 * entries / buckets, and as
+        // many chains are empty as a Poisson count of that mean would leave (e^-mean).
+        for (entries, buckets, mean) in [
+            (262_144, 262_144, 2.0),
+            (65_536, 262_144, 0.5),
+            (100, 1, 200.0),
+        ] {
+            let n = 40_000u64;
+            let (mut total, mut empty) = (0u64, 0u64);
+            for i in 0..n {
+                let sizes = chain_sizes(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), entries, buckets);
+                total += sizes.iter().map(|&c| u64::from(c)).sum::<u64>();
+                empty += sizes.iter().filter(|&&c| c == 0).count() as u64;
+            }
+            let chains = (n * EVICTION_RANGE as u64) as f64;
+            let got = total as f64 / chains;
+            if entries == 100 {
+                // A mean past the inversion's range: every chain holds its rounded mean,
+                // within the bound.
+                assert_eq!(got, f64::from(CHAIN_MOST), "{got}");
+                continue;
+            }
+            assert!((got - mean).abs() < 0.02 * mean, "mean {got}, want {mean}");
+            let zero = empty as f64 / chains;
+            assert!((zero - (-mean).exp()).abs() < 0.01, "empty {zero}");
+        }
+        // A tiny table at the default bucket count: the chains are almost always empty.
+        let busy = (0..10_000u64)
+            .filter(|&i| chain_sizes(i.wrapping_mul(0x2545_f491), 8, 262_144) != [0; 8])
+            .count();
+        assert!(busy < 20, "{busy}");
+    }
+
+    #[test]
     fn early_drop_and_expiry_report_what_they_remove() {
         let mut cfg = Config::default();
         cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
