@@ -635,7 +635,9 @@ impl Conntrack {
     /// As in the kernel, a new value counts from the next packet: a timeout applies to the
     /// packets that refresh a connection from then on, and connections keep the deadlines
     /// their last packets gave them; `nf_conntrack_max` bounds the connections made from then
-    /// on (a lower limit removes nothing, but new connections must make room by early drop);
+    /// on (a lower limit removes nothing, but new connections must make room by early drop,
+    /// which seldom finds any while the limit is far below `nf_conntrack_buckets`, as in the
+    /// kernel; `nf_conntrack_buckets` itself counts from the next early drop);
     /// `nf_conntrack_frag6_timeout` applies to the reassembly queues opened from then on.
     ///
     /// `nf_conntrack_acct`, `nf_conntrack_timestamp` and `nf_conntrack_events` decide what the
