@@ -282,8 +282,8 @@ impl GcClock {
 /// kernel's collector stops a run after that many (`GC_SCAN_EXPIRED_MAX`, 64,000 / HZ at
 /// the oracle's 250 Hz) and forgets the pressure until the next "table full" drop. Replayed
 /// by the kernel, a SYN flood into a full table nine tenths ASSURED, 500 SYNs a second for
-/// 100 s, was dropped steadily throughout, with a few thousand entries short at its end: no
-/// pass emptied the table of its unreplied entries, as a pass without a limit did here.
+/// 150 s, was dropped steadily throughout: no pass emptied the table of its unreplied
+/// entries, as a pass without a limit did here (`tests/early_drop.rs`).
 const GC_PASS_MOST: u32 = 256;
 
 /// How many hash chains the kernel's early drop walks (`NF_CT_EVICTION_RANGE`).

@@ -12,13 +12,16 @@
 //! later: its drops run on through the flood, and its table stays full).
 
 use ctrack::workload::{Kind, Workload};
-use ctrack::{Config, Conntrack, LinkType, State};
+use ctrack::{Config, Conntrack, LinkType, NANOS_PER_SEC, State};
 
 struct Summary {
     name: String,
     flows: usize,
     syns: usize,
+    /// Nanoseconds between SYNs when the kernel replayed them in real time; 0: at once.
+    spacing: u64,
     dropped: u64,
+    window: usize,
     windows: Vec<u64>,
     table: usize,
     assured: usize,
@@ -42,12 +45,13 @@ fn summaries() -> Vec<Summary> {
                 .collect()
         };
         let windows = field("windows");
-        assert_eq!(windows[0], 5000, "{}", path.display());
         out.push(Summary {
             name: path.file_stem().unwrap().to_string_lossy().into(),
             flows: field("flows")[0] as usize,
             syns: field("syns")[0] as usize,
+            spacing: field("spacing_us")[0] * 1_000,
             dropped: field("dropped")[0],
+            window: windows[0] as usize,
             windows: windows[1..].to_vec(),
             table: field("table")[0] as usize,
             assured: field("assured")[0] as usize,
@@ -66,7 +70,7 @@ fn slack(n: u64) -> u64 {
 #[test]
 fn floods_into_a_full_default_table_are_dropped_as_often_as_by_the_kernel() {
     let all = summaries();
-    assert!(all.len() >= 2, "{} summaries", all.len());
+    assert!(all.len() >= 3, "{} summaries", all.len());
     for s in all {
         // The generator and seed `ctrack bench --workload flood --write-pcap` uses.
         let w = Workload::generate(Kind::Flood, s.flows, s.syns, false, 0x00c0_ffee);
@@ -76,26 +80,48 @@ fn floods_into_a_full_default_table_are_dropped_as_often_as_by_the_kernel() {
         cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
         let ct = Conntrack::with_seed(cfg, 0x5eed);
         let mut windows = vec![0u64; s.windows.len()];
-        // One microsecond apart, as the capture has them.
+        // The setup one microsecond apart, as the capture has it; the SYNs too, or, for a
+        // flood the kernel replayed in real time, a second later and `spacing` apart.
         let t0 = 1_700_000_000_000_000_000u64;
+        let setup = w.setup_len();
+        let flood_at = t0 + setup as u64 * 1_000 + NANOS_PER_SEC;
+        let at = |i: usize| match s.spacing {
+            0 => t0 + i as u64 * 1_000,
+            gap => flood_at + (i - setup) as u64 * gap,
+        };
         for (i, p) in w.all().enumerate() {
-            let v = ct.process(p, LinkType::Raw, t0 + i as u64 * 1_000);
-            if i < w.setup_len() {
+            let now = if i < setup {
+                t0 + i as u64 * 1_000
+            } else {
+                at(i)
+            };
+            let v = ct.process(p, LinkType::Raw, now);
+            if i < setup {
                 assert!(v.tracked(), "{}: setup packet {i}: {v}", s.name);
             } else if v.state == State::Dropped {
-                windows[(i - w.setup_len()) / 5000] += 1;
+                windows[(i - setup) / s.window] += 1;
             } else {
                 assert_eq!(v.state, State::New, "{}: SYN {i}", s.name);
             }
         }
-        let dropped: u64 = windows.iter().sum();
-        assert!(
-            dropped.abs_diff(s.dropped) <= slack(s.dropped),
-            "{}: {dropped} SYNs dropped, the kernel {}",
-            s.name,
-            s.dropped
-        );
-        for (k, (&ours, &kernel)) in windows.iter().zip(&s.windows).enumerate() {
+        // A flood long enough for its first SYNs to time out (SYN_SENT: 120 s) is compared
+        // up to then only: from then on the kernel counts timed-out entries against the
+        // limit until its collector reaps them, where this table has room for them at once
+        // (not modelled yet).
+        let compared = match s.spacing {
+            0 => windows.len(),
+            gap => (120 * NANOS_PER_SEC / (gap * s.window as u64)) as usize,
+        };
+        if s.spacing == 0 {
+            let dropped: u64 = windows.iter().sum();
+            assert!(
+                dropped.abs_diff(s.dropped) <= slack(s.dropped),
+                "{}: {dropped} SYNs dropped, the kernel {}",
+                s.name,
+                s.dropped
+            );
+        }
+        for (k, (&ours, &kernel)) in windows.iter().zip(&s.windows).take(compared).enumerate() {
             assert!(
                 ours.abs_diff(kernel) <= slack(kernel),
                 "{}: window {k}: {ours} dropped, the kernel {kernel} (all: {windows:?}, kernel {:?})",
@@ -109,7 +135,7 @@ fn floods_into_a_full_default_table_are_dropped_as_often_as_by_the_kernel() {
         });
         assert_eq!(assured, s.assured, "{}: ASSURED entries left", s.name);
         assert!(
-            ct.count().abs_diff(s.table) <= s.table / 1000,
+            s.spacing != 0 || ct.count().abs_diff(s.table) <= s.table / 1000,
             "{}: {} entries left, the kernel {}",
             s.name,
             ct.count(),
