@@ -235,6 +235,14 @@ impl Config {
 /// end, where a pass right after the first drop emptied the table of its unreplied entries).
 const GC_PRESSURE_DELAY: Nanos = 30 * ctrack_protocols::NANOS_PER_SEC;
 
+/// The table's size as shard `sb` of `t` sees it: its own entries times the shards. Early
+/// drop and the pressure pass take this, not the shared count, which would make them depend
+/// on what other shards (or threads) tracked meanwhile, and a burst give other verdicts than
+/// its packets one by one.
+fn seen_size<A: Addr>(t: &Table<A>, sb: &ShardBox<A>) -> usize {
+    sb.shard.len().saturating_mul(t.shards.len())
+}
+
 /// The passes of the kernel's garbage collector that "table full" drops owe, numbered from
 /// 1: a drop while no pass is pending schedules the next one [`GC_PRESSURE_DELAY`] later,
 /// drops before it begins are absorbed, and every shard sweeps itself once for the latest
@@ -2312,11 +2320,7 @@ impl Conntrack {
     /// flood bunched together: a flood into a table nine tenths ASSURED was dropped 28% of the
     /// time where the kernel drops 20%.)
     fn early_drop<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, now: Nanos) -> bool {
-        // The table's size as this shard sees it (its own share times the shards): the
-        // shared count would make the walk depend on what other shards, or other threads,
-        // tracked meanwhile, and a burst give other verdicts than its packets one by one.
-        let entries = sb.shard.len().saturating_mul(t.shards.len());
-        let sizes = chain_sizes(h, entries, self.cfg.sysctl.nf_conntrack_buckets);
+        let sizes = chain_sizes(h, seen_size(t, sb), self.cfg.sysctl.nf_conntrack_buckets);
         let slots = sb.shard.slots() as u64;
         if sb.shard.is_empty() {
             return false;
@@ -2400,9 +2404,7 @@ impl Conntrack {
             }
             let doomed = if e.expired(now) {
                 true
-            } else if max != 0 && sb.shard.len().saturating_mul(t.shards.len()) >= max95 {
-                // The table's size as this shard sees it, as early drop takes it: the shared
-                // count would make the pass depend on the order of a burst's shards.
+            } else if max != 0 && seen_size(t, sb) >= max95 {
                 e.status & status::ASSURED == 0
                     || matches!(e.proto, ProtoState::Tcp(st) if st.state().is_closing())
                     || matches!(e.proto, ProtoState::Sctp(st) if st.state().is_closing())

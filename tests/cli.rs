@@ -319,26 +319,45 @@ fn bench_with_an_event_stream() {
     );
 }
 
+/// The packets of each `thread N packets P ...` line `bench --threads` prints, in order.
+fn thread_shares(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("thread "))
+        .filter_map(|l| l.split(' ').nth(2)?.parse().ok())
+        .collect()
+}
+
+/// Writes `bench --workload KIND --flows FLOWS --packets PACKETS` to the capture `path` and
+/// returns how many setup packets lead it (checking that the timed ones follow).
+fn write_workload(kind: &str, flows: &str, packets: &str, path: &str) -> usize {
+    let out = ctrack(&[
+        "bench",
+        "--workload",
+        kind,
+        "--flows",
+        flows,
+        "--packets",
+        packets,
+        "--write-pcap",
+        path,
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("setup "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with(&format!(" timed {packets}")), "{text}");
+    line.split(' ').next().unwrap().parse().unwrap()
+}
+
 /// A workload written with `--write-pcap` replays through `bench --pcap --setup K` with exactly
 /// the workload's setup untimed and its timed packets timed.
 #[test]
 fn bench_written_workload_replays_with_its_setup() {
     let p = scratch().join("udp-workload.pcap");
     let ps = p.to_str().unwrap();
-    let out = ctrack(&[
-        "bench",
-        "--workload",
-        "udp",
-        "--flows",
-        "10",
-        "--packets",
-        "100",
-        "--write-pcap",
-        ps,
-    ]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("setup 20 timed 100\n"), "{text}");
+    assert_eq!(write_workload("udp", "10", "100", ps), 20);
     let out = ctrack(&["bench", "--pcap", ps, "--setup", "20", "--batch", "32"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -368,24 +387,7 @@ fn bench_written_workload_replays_with_its_setup() {
 fn bench_pcap_splits_a_capture_between_threads() {
     let p = scratch().join("est-threads.pcap");
     let ps = p.to_str().unwrap();
-    let out = ctrack(&[
-        "bench",
-        "--workload",
-        "mix",
-        "--flows",
-        "40",
-        "--packets",
-        "3000",
-        "--write-pcap",
-        ps,
-    ]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    let setup: usize = text
-        .lines()
-        .find_map(|l| l.strip_prefix("setup "))
-        .and_then(|l| l.split(' ').next()?.parse().ok())
-        .unwrap();
+    let setup = write_workload("mix", "40", "3000", ps);
     let setup_s = setup.to_string();
     let mut entries = Vec::new();
     for threads in ["1", "2", "3"] {
@@ -409,11 +411,7 @@ fn bench_pcap_splits_a_capture_between_threads() {
             text.contains(&format!("tracked {} of {}\n", setup + 6000, setup + 6000)),
             "{text}"
         );
-        let shares: Vec<u64> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("thread "))
-            .filter_map(|l| l.split(' ').nth(2)?.parse().ok())
-            .collect();
+        let shares = thread_shares(&text);
         if threads == "1" {
             assert!(shares.is_empty(), "{text}");
         } else {
@@ -493,11 +491,7 @@ fn bench_steer_flow_splits_by_flow_number() {
     ]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let shares: Vec<u64> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("thread "))
-        .filter_map(|l| l.split(' ').nth(2)?.parse().ok())
-        .collect();
+    let shares = thread_shares(&text);
     assert_eq!(shares, want, "{text}");
 }
 
@@ -537,11 +531,7 @@ fn bench_threads_track_every_packet() {
             assert!(text.contains(&format!("threads {threads} ")), "{text}");
             assert!(text.contains("tracked 4000 of 4000\n"), "{text}");
             // Past one thread, a line per thread: their shares add up to every packet.
-            let shares: Vec<u64> = text
-                .lines()
-                .filter_map(|l| l.strip_prefix("thread "))
-                .filter_map(|l| l.split(' ').nth(2)?.parse().ok())
-                .collect();
+            let shares = thread_shares(&text);
             let want = if threads == "1" {
                 0
             } else {
