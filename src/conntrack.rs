@@ -227,26 +227,35 @@ impl Config {
     }
 }
 
-/// How long after a "table full" drop the pass it owes begins: the kernel's garbage
-/// collector, told by the drop, acts at its next run, and it runs every 60 s at most
-/// (`GC_SCAN_INTERVAL_MAX`, the interval of a table of long-lived entries), at a moment the
-/// drop does not choose: 30 s is the median. A flood shorter than that meets no pass, as the
-/// kernel's replay of one shows (`tests/early_drop.rs`: drops all along, a full table at its
-/// end, where a pass right after the first drop emptied the table of its unreplied entries).
-const GC_PRESSURE_DELAY: Nanos = 30 * ctrack_protocols::NANOS_PER_SEC;
+/// How often the kernel's garbage collector runs over a table of long-lived entries
+/// (`GC_SCAN_INTERVAL_MAX`): each run reaps every entry that has timed out, and, after a
+/// "table full" drop, also makes room (see [`GcClock`]). Its runs are modelled at the
+/// multiples of this interval on the packets' clock: the kernel's phase is the machine's and
+/// nothing a capture shows, and the multiples make a run's moment depend on time alone, the
+/// same for every shard and thread. A drop or a timeout waits 30 s for the next run on
+/// average, as it would for the kernel's.
+const GC_INTERVAL: Nanos = 60 * ctrack_protocols::NANOS_PER_SEC;
 
-/// The table's size as shard `sb` of `t` sees it: its own entries times the shards. Early
-/// drop and the pressure pass take this, not the shared count, which would make them depend
-/// on what other shards (or threads) tracked meanwhile, and a burst give other verdicts than
-/// its packets one by one.
+/// The first run of the kernel's garbage collector after `t` (see [`GC_INTERVAL`]).
+#[inline]
+fn gc_run_after(t: Nanos) -> Nanos {
+    (t / GC_INTERVAL)
+        .saturating_add(1)
+        .saturating_mul(GC_INTERVAL)
+}
+
+/// The table's size as shard `sb` of `t` sees it: its own entries, timed-out ones not yet
+/// reaped included, times the shards. Early drop and the pressure pass take this, not the
+/// shared count, which would make them depend on what other shards (or threads) tracked
+/// meanwhile, and a burst give other verdicts than its packets one by one.
 fn seen_size<A: Addr>(t: &Table<A>, sb: &ShardBox<A>) -> usize {
-    sb.shard.len().saturating_mul(t.shards.len())
+    (sb.shard.len() + sb.zombies as usize).saturating_mul(t.shards.len())
 }
 
 /// The passes of the kernel's garbage collector that "table full" drops owe, numbered from
-/// 1: a drop while no pass is pending schedules the next one [`GC_PRESSURE_DELAY`] later,
-/// drops before it begins are absorbed, and every shard sweeps itself once for the latest
-/// pass begun by its own clock. What a shard owes depends on the drops and on time only, not
+/// 1: a drop while no pass is pending schedules one for the collector's next run (see
+/// [`GC_INTERVAL`]), drops before it begins are absorbed, and every shard sweeps itself once
+/// for the latest pass begun by its own clock. What a shard owes depends on the drops and on time only, not
 /// on the order in which shards meet a burst's packets, so a burst gets the verdicts of its
 /// packets one by one.
 #[derive(Default)]
@@ -279,8 +288,7 @@ impl GcClock {
         if pass == 0 || now >= self.due.load(Ordering::Relaxed) {
             // When first, then which: a reader meeting the new time with the old number
             // only waits one packet longer.
-            self.due
-                .store(now.saturating_add(GC_PRESSURE_DELAY), Ordering::Relaxed);
+            self.due.store(gc_run_after(now), Ordering::Relaxed);
             self.pass.store(pass + 1, Ordering::Relaxed);
         }
     }
@@ -451,6 +459,13 @@ pub(crate) struct ShardBox<A> {
     gc_cursor: u32,
     /// The last pressure pass this shard finished (see [`GcClock`]).
     gc_swept: u64,
+    /// Entries of this shard that timed out and left it, but that the kernel would still
+    /// count against `nf_conntrack_max`: it takes a timed-out entry out only when something
+    /// meets it (a lookup walking its hash chain, early drop, its garbage collector). They
+    /// stay in the shared count until then (see [`Conntrack::reap`]).
+    zombies: u32,
+    /// The collector's run that reaps them all (see [`GC_INTERVAL`]).
+    zombies_due: Nanos,
     /// Entries the pass under way has removed, and slots it has looked at.
     gc_killed: u32,
     gc_seen: u32,
@@ -485,6 +500,8 @@ impl<A: Addr> Table<A> {
                         stats: ShardStats::default(),
                         gc_cursor: 0,
                         gc_swept: 0,
+                        zombies: 0,
+                        zombies_due: 0,
                         gc_killed: 0,
                         gc_seen: 0,
                         credit: 0,
@@ -699,7 +716,10 @@ impl Conntrack {
             .is_some_and(|w| w >> (port & 63) & 1 != 0)
     }
 
-    /// Entries currently in the table (both families), expired-but-unswept ones included.
+    /// Entries counted against `nf_conntrack_max` (both families), as the kernel counts them:
+    /// entries that have timed out stay counted until the kernel would have reaped them (a
+    /// lookup or early drop meeting them, or its collector's next run), so this may exceed
+    /// what [`Conntrack::for_each_entry`] lists.
     /// While another thread tracks a burst, this may be high by up to the size of the shard
     /// group it is working on (see `Conntrack::claim`); it is exact between bursts.
     pub fn count(&self) -> usize {
@@ -1575,15 +1595,79 @@ impl Conntrack {
         let now = now.max(sb.shard.clock);
         sb.shard.clock = now;
         if sb.shard.timers_due(now) {
-            let hash = |k: &Key<A>| self.hash(k);
-            let staged = &mut sb.staged;
-            let expired = sb.shard.expire(now, &hash, |e, c| {
-                self.swept(t, e, now);
-                self.report_gone(staged, e, c, now);
-            });
-            self.count.fetch_sub(expired, Ordering::Relaxed);
+            self.sweep(t, sb, now, false);
         }
         now
+    }
+
+    /// Takes the entries of a locked shard that have timed out by `now` out of it. The kernel
+    /// counts them against `nf_conntrack_max` until its collector's next run (or something
+    /// else meeting them; see [`ShardBox::zombies`]), so they stay counted until then; its
+    /// runs since their timeouts have reaped them. Returns how many left the shard.
+    /// `collect`: a collection of the whole table ([`Conntrack::expire`]), for which the
+    /// expectations learn that the entries have left (see [`Conntrack::forget`]), not only
+    /// that they were swept.
+    fn sweep<A: Addr>(
+        &self,
+        t: &Table<A>,
+        sb: &mut ShardBox<A>,
+        now: Nanos,
+        collect: bool,
+    ) -> usize {
+        let hash = |k: &Key<A>| self.hash(k);
+        let mut reaped = 0;
+        if sb.zombies != 0 && now >= sb.zombies_due {
+            reaped = std::mem::take(&mut sb.zombies) as usize;
+        }
+        let staged = &mut sb.staged;
+        let mut zombies = 0u32;
+        let expired = sb.shard.expire(now, &hash, |e, c| {
+            if collect {
+                self.forget(t, e, now);
+            } else {
+                self.swept(t, e, now);
+            }
+            self.report_gone(staged, e, c, now);
+            if gc_run_after(e.expires) <= now {
+                reaped += 1;
+            } else {
+                zombies += 1;
+            }
+        });
+        if zombies != 0 {
+            if sb.zombies == 0 {
+                sb.zombies_due = gc_run_after(now);
+            }
+            sb.zombies = sb.zombies.saturating_add(zombies);
+        }
+        if reaped != 0 {
+            self.count.fetch_sub(reaped, Ordering::Relaxed);
+        }
+        expired
+    }
+
+    /// Whether the next tuple a walk of the kernel's hash chains meets in shard `sb` (a lookup,
+    /// early drop) is a timed-out entry's (see [`ShardBox::zombies`]): as often as zombies
+    /// are among the shard's entries, the chains being a random sample of the table. `x` is
+    /// the walk's random state, advanced only while there are zombies.
+    #[inline]
+    fn draw_zombie<A: Addr>(sb: &ShardBox<A>, x: &mut u64) -> bool {
+        if sb.zombies == 0 {
+            return false;
+        }
+        *x = splitmix(*x);
+        let all = sb.shard.len() as u64 + u64::from(sb.zombies);
+        (((u128::from(*x) * u128::from(all)) >> 64) as u64) < u64::from(sb.zombies)
+    }
+
+    /// A walk met one of shard `sb`'s timed-out entries (see [`ShardBox::zombies`]) and
+    /// reaped it: it no longer counts against `nf_conntrack_max`.
+    #[inline]
+    fn reap_zombie<A>(&self, sb: &mut ShardBox<A>) {
+        if sb.zombies != 0 {
+            sb.zombies -= 1;
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Lets the expectations know that entry `e` has left the table (only masters and
@@ -2171,6 +2255,11 @@ impl Conntrack {
         track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
         init: impl FnOnce() -> Open,
     ) -> Verdict {
+        // The kernel's lookup that found no entry walked the tuple's whole hash chain,
+        // reaping the timed-out entries it met there.
+        if sb.zombies != 0 {
+            self.lookup_reaps(t, sb, h);
+        }
         // Table limit, checked as the kernel does when it allocates the entry.
         if !self.claim(sb) {
             if self.early_drop(t, sb, h, now) {
@@ -2304,6 +2393,21 @@ impl Conntrack {
         }
     }
 
+    /// The timed-out entries (see [`ShardBox::zombies`]) that the kernel's lookup of a new
+    /// tuple (hash `h`) meets and reaps as it walks the tuple's hash chain: the first of the
+    /// chains early drop walks ([`chain_sizes`]).
+    #[cold]
+    #[inline(never)]
+    fn lookup_reaps<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64) {
+        let sizes = chain_sizes(h, seen_size(t, sb), self.cfg.sysctl.nf_conntrack_buckets);
+        let mut z = h ^ 0xbb67_ae85_84ca_a73b;
+        for _ in 0..sizes[0] {
+            if Self::draw_zombie(sb, &mut z) {
+                self.reap_zombie(sb);
+            }
+        }
+    }
+
     /// Makes room for one entry as the kernel's early drop does: it walks the
     /// [`EVICTION_RANGE`] hash chains from the new tuple's, and evicts every non-ASSURED entry
     /// of the first chain that has any; expired entries met on the way are reaped without
@@ -2322,16 +2426,26 @@ impl Conntrack {
     fn early_drop<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64, now: Nanos) -> bool {
         let sizes = chain_sizes(h, seen_size(t, sb), self.cfg.sysctl.nf_conntrack_buckets);
         let slots = sb.shard.slots() as u64;
-        if sb.shard.is_empty() {
+        if sb.shard.is_empty() && sb.zombies == 0 {
             return false;
         }
         // The draws, with nothing allocated: a full table under a flood comes here for every
-        // new connection. A draw that meets a free slot draws again, a few times at most.
+        // new connection. A draw that meets a free slot draws again, a few times at most. A
+        // timed-out entry's tuple is marked, and reaped when the walk gets there.
+        const ZOMBIE: u32 = NIL - 1;
         let mut picks = [NIL; EVICTION_RANGE * CHAIN_MOST as usize];
         let mut x = h ^ 0x2545_f491_4f6c_dd1d;
+        let mut z = h ^ 0x6a09_e667_f3bc_c909;
         let mut n = 0;
-        for &size in &sizes {
+        for (k, &size) in sizes.iter().enumerate() {
             for _ in 0..size {
+                // The first chain is the new tuple's, whose timed-out entries the lookup
+                // before reaped already (see `Conntrack::lookup_reaps`).
+                if k > 0 && Self::draw_zombie(sb, &mut z) {
+                    picks[n] = ZOMBIE;
+                    n += 1;
+                    continue;
+                }
                 for _ in 0..4 {
                     x = splitmix(x);
                     let i = ((u128::from(x) * u128::from(slots)) >> 64) as u32;
@@ -2348,6 +2462,12 @@ impl Conntrack {
         for &size in &sizes {
             let mut drops = 0;
             for &i in &picks[at..at + size as usize] {
+                if i == ZOMBIE {
+                    // Reaped, not evicted: it makes room, but the kernel's walk does not count
+                    // it, so this packet is dropped all the same if nothing else goes.
+                    self.reap_zombie(sb);
+                    continue;
+                }
                 // Gone already (drawn twice, or reaped by this walk), or no live entry found.
                 if i == NIL || !sb.shard.is_live(i) {
                     continue;
@@ -2495,18 +2615,13 @@ impl Conntrack {
     }
 
     fn expire_table<A: Addr>(&self, t: &Table<A>, now: Nanos) -> usize {
-        let hash = |k: &Key<A>| self.hash(k);
         let mut n = 0;
         for sh in t.shards.iter() {
             let mut g = sh.lock();
             let sb = &mut *g;
             let now = now.max(sb.shard.clock);
             sb.shard.clock = now;
-            let staged = &mut sb.staged;
-            n += sb.shard.expire(now, &hash, |e, c| {
-                self.forget(t, e, now);
-                self.report_gone(staged, e, c, now);
-            });
+            n += self.sweep(t, sb, now, true);
         }
         // A collection of the whole table: masters swept before it go for good too, and
         // expectations that have run out are reported gone.
@@ -2516,7 +2631,6 @@ impl Conntrack {
             x.purge(now);
         }
         drop(x);
-        self.count.fetch_sub(n, Ordering::Relaxed);
         n
     }
 
@@ -2812,6 +2926,11 @@ impl Conntrack {
                     self.drop_entry(t, &mut g, h, i);
                     n += usize::from(live);
                 }
+            }
+            if expired && g.zombies != 0 {
+                // Timed out before, and still counted: the flush meets them too.
+                let z = std::mem::take(&mut g.zombies);
+                self.count.fetch_sub(z as usize, Ordering::Relaxed);
             }
         }
         n
