@@ -466,6 +466,8 @@ pub(crate) struct ShardBox<A> {
     zombies: u32,
     /// The collector's run that reaps them all (see [`GC_INTERVAL`]).
     zombies_due: Nanos,
+    /// The random state of the lookups that meet zombies (see [`Conntrack::found_reaps`]).
+    reap_draw: u64,
     /// Entries the pass under way has removed, and slots it has looked at.
     gc_killed: u32,
     gc_seen: u32,
@@ -502,6 +504,7 @@ impl<A: Addr> Table<A> {
                         gc_swept: 0,
                         zombies: 0,
                         zombies_due: 0,
+                        reap_draw: 0,
                         gc_killed: 0,
                         gc_seen: 0,
                         credit: 0,
@@ -1871,6 +1874,9 @@ impl Conntrack {
             ),
         }?;
         sb.stats.found += 1;
+        if sb.zombies != 0 {
+            self.found_reaps(sb);
+        }
         Some(found)
     }
 
@@ -2139,6 +2145,9 @@ impl Conntrack {
             return self.create(t, slot, sb, h, key, now, len, route, &mut track, init);
         };
         sb.stats.found += 1;
+        if sb.zombies != 0 {
+            self.found_reaps(sb);
+        }
         // The batch has tried the hinted entry already (`run_refresh`); the general decision
         // agrees with the fast one wherever that one answers, so skipping it is only slower.
         if idx != hint
@@ -2405,6 +2414,26 @@ impl Conntrack {
             if Self::draw_zombie(sb, &mut z) {
                 self.reap_zombie(sb);
             }
+        }
+    }
+
+    /// The timed-out entries (see [`ShardBox::zombies`]) that the kernel's lookup of a
+    /// packet's connection reaps on its way along the hash chain to the connection's tuple:
+    /// a chain lists its newest tuples first, so the lookup of a connection passes those that
+    /// came after it, half of the chain on average, about `count / nf_conntrack_buckets`
+    /// tuples, of which a zombie's as often as zombies are counted. In all, the table's
+    /// zombies over the bucket count: that many are reaped, the fraction with its probability.
+    #[cold]
+    #[inline(never)]
+    fn found_reaps<A: Addr>(&self, sb: &mut ShardBox<A>) {
+        let all = u64::from(sb.zombies).saturating_mul(self.v4.shards.len() as u64);
+        let buckets = u64::from(self.cfg.sysctl.nf_conntrack_buckets.max(1));
+        sb.reap_draw = splitmix(sb.reap_draw);
+        let part = ((u128::from(sb.reap_draw) * u128::from(buckets)) >> 64) as u64;
+        let n = (all / buckets + u64::from(part < all % buckets)).min(u64::from(sb.zombies));
+        if n != 0 {
+            sb.zombies -= n as u32;
+            self.count.fetch_sub(n as usize, Ordering::Relaxed);
         }
     }
 

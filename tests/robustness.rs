@@ -207,6 +207,32 @@ fn timed_out_entries_hold_their_room_until_reaped() {
     }
 }
 
+/// The kernel's lookup of a connection walks its hash chain from the newest tuple, reaping
+/// the timed-out entries it passes: with every tuple in one chain, a packet of the oldest
+/// connection passes all the others' and reaps those that have timed out.
+#[test]
+fn lookups_reap_the_timed_out_entries_they_pass() {
+    let s = 1_000_000_000u64;
+    let mut cfg = quiet();
+    cfg.set_sysctl("nf_conntrack_buckets=1").unwrap();
+    cfg.shards = 1;
+    let ct = Conntrack::new(cfg);
+    // A UDP stream (120 s once ASSURED), then two unanswered flows (30 s).
+    ct.process(&ipv4(1, 10, 17, &udp(1000, 53)), LinkType::Raw, s);
+    ct.process(&ipv4(10, 1, 17, &udp(53, 1000)), LinkType::Raw, s);
+    let v = ct.process(&ipv4(1, 10, 17, &udp(1000, 53)), LinkType::Raw, 4 * s);
+    assert!(v.assured);
+    for i in 0..2u8 {
+        ct.process(&ipv4(1, 20 + i, 17, &udp(1000, 53)), LinkType::Raw, 4 * s);
+    }
+    assert_eq!(ct.count(), 3);
+    // At 40 s the two have timed out but are still counted; the stream's next packet
+    // passes them and reaps them.
+    let v = ct.process(&ipv4(10, 1, 17, &udp(53, 1000)), LinkType::Raw, 40 * s);
+    assert_eq!(v.to_string(), "established,reply+assured");
+    assert_eq!(ct.count(), 1);
+}
+
 #[test]
 fn early_drop_evicts_unassured_only() {
     let mut cfg = quiet();
