@@ -146,7 +146,9 @@ fn report(ct: &Conntrack, n: u64, secs: f64) {
     if ct.config().events > 0 {
         println!("events lost {}", ct.events_lost());
     }
-    let entries = ct.count();
+    // Memory per entry held: not per entry counted (timed-out entries stay counted a while
+    // after their memory is reused).
+    let entries = ct.entries();
     println!(
         "entries {entries} memory {} bytes-per-entry {}",
         ct.memory(),

@@ -729,6 +729,21 @@ impl Conntrack {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Entries the table holds (both families): [`Conntrack::count`] without those that have
+    /// timed out and left the table but still count against the limit. Locks every shard in
+    /// turn.
+    ///
+    /// ```
+    /// use ctrack::{Config, Conntrack};
+    /// let ct = Conntrack::new(Config::default());
+    /// assert_eq!((ct.entries(), ct.count()), (0, 0));
+    /// ```
+    pub fn entries(&self) -> usize {
+        let v4: usize = self.v4.shards.iter().map(|s| s.lock().shard.len()).sum();
+        let v6: usize = self.v6.shards.iter().map(|s| s.lock().shard.len()).sum();
+        v4 + v6
+    }
+
     #[inline]
     pub(crate) fn hash<A: Addr>(&self, k: &Key<A>) -> u64 {
         k.symmetric_hash(&self.hasher)

@@ -96,6 +96,11 @@ fn config(b: u8, extra: u8) -> Config {
     if extra & 2 != 0 {
         set(&mut cfg, "nf_conntrack_expect_max=2");
     }
+    if extra & 16 != 0 {
+        // Few hash chains, each holding many tuples: early drop, and the lookups that reap
+        // timed-out entries, meet entries on every walk.
+        set(&mut cfg, "nf_conntrack_buckets=2");
+    }
     // Bursts sorted by shard, or in order while the table is small.
     cfg.in_order_entries = [0, 4096, 3, 20][usize::from(extra >> 2 & 3)];
     cfg
