@@ -2933,7 +2933,8 @@ impl Conntrack {
     /// Removes every connection, each as [`Conntrack::remove`] removes one, and with them
     /// every pending expectation, as `conntrack -F` does; returns how many live connections
     /// were removed. Entries that have expired by `now` but not been swept out yet go too, as
-    /// they would at their shard's next tick.
+    /// they would at their shard's next tick, and those swept out but still counted against
+    /// the limit are reaped (the kernel's flush meets them all).
     pub fn flush(&self, now: Nanos) -> usize {
         let mut n = self.retain_in(&self.v4, now, true, &mut |_| false);
         n += self.retain_in(&self.v6, now, true, &mut |_| false);
