@@ -1890,7 +1890,7 @@ impl Conntrack {
         }?;
         sb.stats.found += 1;
         if sb.zombies != 0 {
-            self.found_reaps(sb);
+            self.found_reaps(&mut sb.zombies, &mut sb.reap_draw);
         }
         Some(found)
     }
@@ -2160,9 +2160,6 @@ impl Conntrack {
             return self.create(t, slot, sb, h, key, now, len, route, &mut track, init);
         };
         sb.stats.found += 1;
-        if sb.zombies != 0 {
-            self.found_reaps(sb);
-        }
         // The batch has tried the hinted entry already (`run_refresh`); the general decision
         // agrees with the fast one wherever that one answers, so skipping it is only slower.
         if idx != hint
@@ -2172,7 +2169,13 @@ impl Conntrack {
                 let passes = self.passes(route, &key);
                 self.report_change(sb, idx, before, false, passes, now);
             }
+            if sb.zombies != 0 {
+                self.found_reaps(&mut sb.zombies, &mut sb.reap_draw);
+            }
             return refreshed(dir, before, after);
+        }
+        if sb.zombies != 0 {
+            self.found_reaps(&mut sb.zombies, &mut sb.reap_draw);
         }
         let e = sb.shard.get_mut(idx);
         let ctx = e.ctx(dir, now);
@@ -2440,14 +2443,14 @@ impl Conntrack {
     /// zombies over the bucket count: that many are reaped, the fraction with its probability.
     #[cold]
     #[inline(never)]
-    fn found_reaps<A: Addr>(&self, sb: &mut ShardBox<A>) {
-        let all = u64::from(sb.zombies).saturating_mul(self.v4.shards.len() as u64);
+    fn found_reaps(&self, zombies: &mut u32, draw: &mut u64) {
+        let all = u64::from(*zombies).saturating_mul(self.v4.shards.len() as u64);
         let buckets = u64::from(self.cfg.sysctl.nf_conntrack_buckets.max(1));
-        sb.reap_draw = splitmix(sb.reap_draw);
-        let part = ((u128::from(sb.reap_draw) * u128::from(buckets)) >> 64) as u64;
-        let n = (all / buckets + u64::from(part < all % buckets)).min(u64::from(sb.zombies));
+        *draw = splitmix(*draw);
+        let part = ((u128::from(*draw) * u128::from(buckets)) >> 64) as u64;
+        let n = (all / buckets + u64::from(part < all % buckets)).min(u64::from(*zombies));
         if n != 0 {
-            sb.zombies -= n as u32;
+            *zombies -= n as u32;
             self.count.fetch_sub(n as usize, Ordering::Relaxed);
         }
     }
