@@ -462,7 +462,7 @@ pub(crate) struct ShardBox<A> {
     /// Entries of this shard that timed out and left it, but that the kernel would still
     /// count against `nf_conntrack_max`: it takes a timed-out entry out only when something
     /// meets it (a lookup walking its hash chain, early drop, its garbage collector). They
-    /// stay in the shared count until then (see [`Conntrack::reap`]).
+    /// stay in the shared count until then (see [`Conntrack::sweep`]).
     zombies: u32,
     /// The collector's run that reaps them all (see [`GC_INTERVAL`]).
     zombies_due: Nanos,

@@ -684,7 +684,8 @@ impl<A: Addr> Shard<A> {
         self.entries.commit_spare();
     }
 
-    /// [`Shard::rebuild`] into `buckets`, all empty (their number a power of two).
+    /// Re-indexes every confirmed entry of the slab into `buckets`, all empty (their number a
+    /// power of two), which replace the index.
     fn rebuild_into(&mut self, buckets: Vec<Bucket>, hash: &impl Fn(&Key<A>) -> u64) {
         let n = buckets.len();
         self.buckets = buckets;
