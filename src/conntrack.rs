@@ -1889,9 +1889,7 @@ impl Conntrack {
             ),
         }?;
         sb.stats.found += 1;
-        if sb.zombies != 0 {
-            self.found_reaps(&mut sb.zombies, &mut sb.reap_draw);
-        }
+        self.lookup_found(sb);
         Some(found)
     }
 
@@ -2169,14 +2167,10 @@ impl Conntrack {
                 let passes = self.passes(route, &key);
                 self.report_change(sb, idx, before, false, passes, now);
             }
-            if sb.zombies != 0 {
-                self.found_reaps(&mut sb.zombies, &mut sb.reap_draw);
-            }
+            self.lookup_found(sb);
             return refreshed(dir, before, after);
         }
-        if sb.zombies != 0 {
-            self.found_reaps(&mut sb.zombies, &mut sb.reap_draw);
-        }
+        self.lookup_found(sb);
         let e = sb.shard.get_mut(idx);
         let ctx = e.ctx(dir, now);
         let state = state_of(dir, e.status);
@@ -2441,6 +2435,14 @@ impl Conntrack {
     /// came after it, half of the chain on average, about `count / nf_conntrack_buckets`
     /// tuples, of which a zombie's as often as zombies are counted. In all, the table's
     /// zombies over the bucket count: that many are reaped, the fraction with its probability.
+    #[inline(always)]
+    fn lookup_found<A>(&self, sb: &mut ShardBox<A>) {
+        if sb.zombies != 0 {
+            self.found_reaps(&mut sb.zombies, &mut sb.reap_draw);
+        }
+    }
+
+    /// [`Conntrack::lookup_found`]'s reaping, out of line: zombies only come with timeouts.
     #[cold]
     #[inline(never)]
     fn found_reaps(&self, zombies: &mut u32, draw: &mut u64) {
