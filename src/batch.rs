@@ -188,7 +188,7 @@ impl Conntrack {
             out.push(self.process(frame, link, now));
             return;
         }
-        let helpers = !self.config().helpers.is_empty();
+        let helpers = !self.cfg.helpers.is_empty();
         out.resize(frames.len(), Verdict::INVALID);
         // The queues of the last burst on this thread, empty, re-typed for these frames.
         let kept = QUEUES.take();
@@ -198,8 +198,8 @@ impl Conntrack {
         // chunk to be sorted, kept for the next bursts. Without the memory the burst is
         // tracked in order, frame by frame, which needs none (and decides the same).
         let mut room = None;
-        let max = self.config().sysctl.nf_conntrack_max as usize;
-        let in_order_entries = self.config().in_order_entries;
+        let max = self.max();
+        let in_order_entries = self.cfg.in_order_entries;
         for (chunk, verdicts) in frames.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             let count = self.count();
             // A small table is in cache: fetching ahead brings nothing, and sorting the packets
@@ -369,7 +369,7 @@ impl Conntrack {
         else {
             return false;
         };
-        let rules = &self.config().helpers;
+        let rules = &self.cfg.helpers;
         let assigned = |port| {
             self.helper_port(port) && ctrack_helpers::assigned(rules, k.proto, port).is_some()
         };
@@ -492,7 +492,7 @@ impl Conntrack {
         l4: &'a [u8],
         tot: usize,
     ) -> Option<ReadyOf<'a, A>> {
-        let cksum = self.config().sysctl.nf_conntrack_checksum != 0;
+        let cksum = self.checksum();
         let (l4r, sum) = match nh {
             proto::TCP => {
                 let seg = ctrack_protocols::tcp::parse(l4).ok()?;
@@ -572,7 +572,7 @@ impl Conntrack {
     /// prefetching whole (see [`prefetch_frame`]). A helper's packets are few and short.
     #[inline]
     fn reads_payload(&self) -> bool {
-        self.config().sysctl.nf_conntrack_checksum != 0
+        self.checksum()
     }
 
     /// Tracks a chunk strictly in order, frame by frame (a SYN flood into a full table spends

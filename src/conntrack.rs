@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use ctrack_helpers::Assignment;
@@ -208,6 +208,9 @@ fn stage(q: &EventQueue, staged: &mut VecDeque<Event>, make: impl FnOnce() -> Ev
 
 pub(crate) struct ShardBox<A> {
     pub(crate) shard: Shard<A>,
+    /// The sysctls in force. They are replaced only under this shard's lock (see
+    /// [`Conntrack::set_sysctl`]), so a packet tracked under it sees one set throughout.
+    sysctl: Arc<Sysctl>,
     /// Connection events queued while the shard is locked, in order: they move to the event
     /// queue when the lock is released (see [`Locked`]), or when [`STAGED`] wait.
     staged: VecDeque<Event>,
@@ -240,6 +243,21 @@ pub(crate) struct ShardBox<A> {
 }
 
 impl<A> ShardBox<A> {
+    /// [`ShardBox::sysctl`] for a caller that goes on changing the shard while it reads them
+    /// (a tracker's closure next to the shard's own borrow).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds this shard's lock and does not use the reference once it lets the
+    /// lock go: the set is replaced, and may then be freed, only under that lock.
+    #[inline(always)]
+    unsafe fn sysctl_unbound<'s>(&self) -> &'s Sysctl {
+        // SAFETY: the `Arc` in the shard keeps the set alive until `set_sysctl` replaces it,
+        // which it does only under this shard's lock; the caller holds that lock for as long
+        // as it uses the reference (this function's contract).
+        unsafe { &*Arc::as_ptr(&self.sysctl) }
+    }
+
     /// Moves the staged events to the event queue.
     #[cold]
     #[inline(never)]
@@ -251,13 +269,14 @@ impl<A> ShardBox<A> {
 }
 
 impl<A: Addr> Table<A> {
-    fn new(n: usize, acct: bool, timestamps: bool, events: Reporter) -> Self {
+    fn new(n: usize, acct: bool, timestamps: bool, events: Reporter, sysctl: &Arc<Sysctl>) -> Self {
         let n = n.max(1).next_power_of_two();
         Table {
             shards: (0..n)
                 .map(|_| {
                     let sb = ShardBox {
                         shard: Shard::with_extras(acct, timestamps),
+                        sysctl: Arc::clone(sysctl),
                         stats: ShardStats::default(),
                         gc_cursor: 0,
                         gc_swept: 0,
@@ -351,7 +370,18 @@ enum Input<'a> {
 /// assert_eq!(ct.count(), 1);
 /// ```
 pub struct Conntrack {
-    cfg: Config,
+    /// The configuration the tracker was made with. Its `sysctl` is that of the start: the
+    /// set in force is `sysctl` below, a copy in every shard, and the values read without a
+    /// shard's lock (`checksum`, `max`, `expect_max`).
+    pub(crate) cfg: Config,
+    /// The sysctls in force, the one every shard holds; its lock orders the changes.
+    sysctl: Mutex<Arc<Sysctl>>,
+    /// `nf_conntrack_checksum`, read where a packet's headers are checked (before a lock).
+    checksum: AtomicBool,
+    /// `nf_conntrack_max`, read where a burst is planned (before a lock).
+    max: AtomicU32,
+    /// `nf_conntrack_expect_max`, read by helpers announcing expectations.
+    expect_max: AtomicU32,
     hasher: FixedState,
     pub(crate) v4: Table<[u8; 4]>,
     pub(crate) v6: Table<[u8; 16]>,
@@ -397,11 +427,16 @@ impl Conntrack {
         let events = (cfg.events > 0 && cfg.sysctl.nf_conntrack_events != 0)
             .then(|| Arc::new(EventQueue::new(cfg.events)));
         let reporter = Reporter(events.clone());
+        let sysctl = Arc::new(cfg.sysctl.clone());
         Conntrack {
             events,
             helper_ports: helper_ports.into_boxed_slice(),
-            v4: Table::new(cfg.shards, acct, tstamp, reporter.clone()),
-            v6: Table::new(cfg.shards, acct, tstamp, reporter),
+            v4: Table::new(cfg.shards, acct, tstamp, reporter.clone(), &sysctl),
+            v6: Table::new(cfg.shards, acct, tstamp, reporter, &sysctl),
+            checksum: AtomicBool::new(sysctl.nf_conntrack_checksum != 0),
+            max: AtomicU32::new(sysctl.nf_conntrack_max),
+            expect_max: AtomicU32::new(sysctl.nf_conntrack_expect_max),
+            sysctl: Mutex::new(sysctl),
             cfg,
             hasher: FixedState::with_seed(seed),
             count: AtomicUsize::new(0),
@@ -411,13 +446,46 @@ impl Conntrack {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.cfg
+    /// The configuration: as the tracker was made, with the sysctls in force (see
+    /// [`Conntrack::set_sysctl`]).
+    ///
+    /// ```
+    /// use ctrack::{Config, Conntrack};
+    /// let ct = Conntrack::new(Config::default());
+    /// ct.set_sysctl("nf_conntrack_udp_timeout=10").unwrap();
+    /// assert_eq!(ct.config().sysctl.nf_conntrack_udp_timeout, 10);
+    /// assert_eq!(ct.config().shards, Config::default().shards);
+    /// ```
+    pub fn config(&self) -> Config {
+        Config {
+            sysctl: Sysctl::clone(&self.sysctl.lock()),
+            ..self.cfg.clone()
+        }
+    }
+
+    /// Whether layer-4 checksums are checked (`nf_conntrack_checksum`), as of now.
+    #[inline(always)]
+    pub(crate) fn checksum(&self) -> bool {
+        self.checksum.load(Ordering::Relaxed)
+    }
+
+    /// `nf_conntrack_max`, as of now (0: no limit).
+    #[inline(always)]
+    pub(crate) fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed) as usize
+    }
+
+    /// `nf_conntrack_expect_max`, as of now.
+    #[inline]
+    pub(crate) fn expect_max(&self) -> usize {
+        self.expect_max.load(Ordering::Relaxed) as usize
     }
 
     /// Changes one sysctl of a running tracker (`NAME=VALUE`, with or without
-    /// `net.netfilter.`), as `sysctl -w` changes the kernel's, keeping the table.
+    /// `net.netfilter.`), as `sysctl -w` changes the kernel's, keeping the table. Threads may
+    /// go on tracking meanwhile: each shard takes the new set between two of its packets, so
+    /// a packet sees either set whole, never a mix; a packet tracked at the same time in
+    /// another shard may still see the old one, as a packet on another CPU may in the kernel.
     ///
     /// As in the kernel, a new value counts from the next packet: a timeout applies to the
     /// packets that refresh a connection from then on, and connections keep the deadlines
@@ -434,15 +502,16 @@ impl Conntrack {
     ///
     /// ```
     /// use ctrack::{Config, Conntrack};
-    /// let mut ct = Conntrack::new(Config::default());
+    /// let ct = Conntrack::new(Config::default());
     /// ct.set_sysctl("net.netfilter.nf_conntrack_udp_timeout=10").unwrap();
     /// assert_eq!(ct.config().sysctl.nf_conntrack_udp_timeout, 10);
     /// assert!(ct.set_sysctl("nf_conntrack_acct=1").is_err());
     /// ```
-    pub fn set_sysctl(&mut self, assignment: &str) -> Result<(), SysctlError> {
-        let mut s = self.cfg.sysctl.clone();
+    pub fn set_sysctl(&self, assignment: &str) -> Result<(), SysctlError> {
+        let mut live = self.sysctl.lock();
+        let mut s = Sysctl::clone(&live);
         s.apply(assignment)?;
-        let was = &self.cfg.sysctl;
+        let was = &**live;
         for (name, before, after) in [
             (
                 "nf_conntrack_acct",
@@ -464,8 +533,21 @@ impl Conntrack {
                 return Err(SysctlError::Fixed(name));
             }
         }
-        self.frags.get_mut().configure(&s);
-        self.cfg.sysctl = s;
+        let s = Arc::new(s);
+        self.checksum
+            .store(s.nf_conntrack_checksum != 0, Ordering::Relaxed);
+        self.max.store(s.nf_conntrack_max, Ordering::Relaxed);
+        self.expect_max
+            .store(s.nf_conntrack_expect_max, Ordering::Relaxed);
+        // One shard at a time (never two locks at once, as a burst takes them).
+        for slot in self.v4.shards.iter() {
+            slot.lock().sysctl = Arc::clone(&s);
+        }
+        for slot in self.v6.shards.iter() {
+            slot.lock().sysctl = Arc::clone(&s);
+        }
+        self.frags.lock().configure(&s);
+        *live = s;
         Ok(())
     }
 
@@ -690,7 +772,7 @@ impl Conntrack {
         // Where the SCTP header starts past the unfragmentable part (after any IPv6 extension
         // headers that came in the fragmentable one).
         let at = len.saturating_sub(l4).saturating_sub(head_len);
-        self.cfg.sysctl.nf_conntrack_checksum != 0
+        self.checksum()
             && q.proto == proto::SCTP
             && l4 >= SCTP_HEADER
             && first_len < at + SCTP_HEADER
@@ -830,7 +912,8 @@ impl Conntrack {
         let Ok(seg) = tcp::parse(l4) else {
             return Err(self.invalid());
         };
-        let sum = (self.cfg.sysctl.nf_conntrack_checksum != 0)
+        let sum = self
+            .checksum()
             .then(|| PendingSum::new(p, proto::TCP, l4.len(), l4));
         let r = Ready {
             key: port_key(p, l4, proto::TCP),
@@ -854,7 +937,7 @@ impl Conntrack {
             Err(_) => return Err(self.invalid()),
         };
         let sum = match scope {
-            udp::ChecksumScope::Bytes(n) if self.cfg.sysctl.nf_conntrack_checksum != 0 => {
+            udp::ChecksumScope::Bytes(n) if self.checksum() => {
                 Some(PendingSum::new(p, proto::UDP, l4.len(), &l4[..n]))
             }
             _ => None,
@@ -1070,7 +1153,8 @@ impl Conntrack {
         hint: u32,
         now: Nanos,
     ) -> Option<(Dir, u8, u8)> {
-        let s = &self.cfg.sysctl;
+        // The shard's own set, borrowed beside the shard's table.
+        let s: &Sysctl = &sb.sysctl;
         let found = match &r.l4 {
             ReadyL4::Tcp(seg) => sb.shard.refresh_with::<FRESH>(
                 hint,
@@ -1107,7 +1191,6 @@ impl Conntrack {
         hint: u32,
         now: Nanos,
     ) -> Verdict {
-        let s = &self.cfg.sysctl;
         match &r.l4 {
             ReadyL4::Tcp(seg) => self.conn_locked(
                 t,
@@ -1120,15 +1203,15 @@ impl Conntrack {
                 r.len,
                 r.route,
                 #[inline(always)]
-                |st, ctx| refresh_tcp(st, seg, ctx, s),
-                |st, _, ctx| match st {
+                |st, ctx, s| refresh_tcp(st, seg, ctx, s),
+                |st, _, ctx, s| match st {
                     ProtoState::Tcp(st) => {
                         let v = tcp::track_full(st, seg, ctx, s);
                         (v.decision, v.lower_timeout)
                     }
                     _ => (Decision::Invalid, None),
                 },
-                || match tcp::open_syn(seg, s) {
+                |s| match tcp::open_syn(seg, s) {
                     Some((st, r)) => Open::Decided(ProtoState::Tcp(st), r),
                     None => tcp::new_conn(seg, s)
                         .map_or(Open::Refused, |st| Open::Track(ProtoState::Tcp(st))),
@@ -1144,13 +1227,12 @@ impl Conntrack {
                 now,
                 r.len,
                 r.route,
-                #[inline(always)]
-                |st, ctx| refresh_udp(st, ctx, s),
-                |st, _, ctx| match st {
+                refresh_udp,
+                |st, _, ctx, s| match st {
                     ProtoState::Udp(u) => (udp::track(u, ctx, s), None),
                     _ => (Decision::Invalid, None),
                 },
-                || Open::Track(ProtoState::Udp(Default::default())),
+                |_| Open::Track(ProtoState::Udp(Default::default())),
             ),
         }
     }
@@ -1158,9 +1240,8 @@ impl Conntrack {
     /// Every other protocol: UDP-Lite, ICMP and ICMPv6 (with errors), GRE, generic.
     #[inline(never)]
     fn track_other<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
-        let s = &self.cfg.sysctl;
         let l4 = p.l4();
-        let cksum = s.nf_conntrack_checksum != 0;
+        let cksum = self.checksum();
         let mut key = Key {
             src: A::from_bytes(p.src()),
             dst: A::from_bytes(p.dst()),
@@ -1277,8 +1358,8 @@ impl Conntrack {
             now,
             p.data.len() as u32,
             self.cfg.host.route(p),
-            |st, k, ctx| run_tracker(st, k, input, ctx, s),
-            || {
+            |st, k, ctx, s| run_tracker(st, k, input, ctx, s),
+            |_| {
                 Open::Track(match input {
                     Input::Gre => ProtoState::Gre(Default::default()),
                     Input::Sctp(_) => ProtoState::Sctp(Default::default()),
@@ -1302,8 +1383,8 @@ impl Conntrack {
         now: Nanos,
         len: u32,
         route: Route,
-        track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
-        init: impl FnOnce() -> Open,
+        track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx, &Sysctl) -> (Decision, Option<Nanos>),
+        init: impl FnOnce(&Sysctl) -> Open,
     ) -> Verdict {
         let slot = &t.shards[t.shard_of(h)];
         let mut g = slot.lock();
@@ -1317,7 +1398,7 @@ impl Conntrack {
             now,
             len,
             route,
-            |_, _| None,
+            |_, _, _| None,
             track,
             init,
         )
@@ -1337,13 +1418,15 @@ impl Conntrack {
         now: Nanos,
         len: u32,
         route: Route,
-        mut fast: impl FnMut(&mut ProtoState, &Ctx) -> Option<Refresh>,
-        mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
-        init: impl FnOnce() -> Open,
+        mut fast: impl FnMut(&mut ProtoState, &Ctx, &Sysctl) -> Option<Refresh>,
+        mut track: impl FnMut(&mut ProtoState, &Key<A>, &Ctx, &Sysctl) -> (Decision, Option<Nanos>),
+        init: impl FnOnce(&Sysctl) -> Open,
     ) -> Verdict {
         let Some(inv) = key.inverse() else {
             return self.invalid();
         };
+        // SAFETY: `s` is used in this call only, while the caller's lock on the shard is held.
+        let s = unsafe { sb.sysctl_unbound() };
         let now = self.advance(t, sb, now);
         if let Some(pass) = self.gc.owed(sb.gc_swept, now) {
             self.gc_step(t, sb, pass, now);
@@ -1356,13 +1439,15 @@ impl Conntrack {
             f => f,
         };
         let Some(Found { idx, dir }) = found else {
-            return self.create(t, slot, sb, h, key, now, len, route, &mut track, init);
+            return self.create(t, slot, sb, h, key, now, len, route, s, &mut track, init);
         };
         sb.stats.found += 1;
         // The batch has tried the hinted entry already (`run_refresh`); the general decision
         // agrees with the fast one wherever that one answers, so skipping it is only slower.
         if idx != hint
-            && let Some((dir, before, after)) = sb.shard.refresh_at(idx, &key, now, len, &mut fast)
+            && let Some((dir, before, after)) =
+                sb.shard
+                    .refresh_at(idx, &key, now, len, |st, ctx| fast(st, ctx, s))
         {
             if self.events.is_some() && (before != after || before & status::UNREPORTED != 0) {
                 let passes = self.passes(route, &key);
@@ -1384,7 +1469,7 @@ impl Conntrack {
         } else {
             None
         };
-        let (d, lower) = track(&mut e.proto, &e.key, &ctx);
+        let (d, lower) = track(&mut e.proto, &e.key, &ctx, s);
         match d {
             Decision::Accept(a) => self.apply(t, sb, h, idx, dir, state, a, now, len, was),
             Decision::Ignore => {
@@ -1414,7 +1499,7 @@ impl Conntrack {
                 // nothing now (a tuple is in the table once): a new connection.
                 self.drop_entry(t, sb, h, idx);
                 sb.stats.search_restart += 1;
-                self.create(t, slot, sb, h, key, now, len, route, &mut track, init)
+                self.create(t, slot, sb, h, key, now, len, route, s, &mut track, init)
             }
         }
     }
@@ -1474,8 +1559,9 @@ impl Conntrack {
         now: Nanos,
         len: u32,
         route: Route,
-        track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx) -> (Decision, Option<Nanos>),
-        init: impl FnOnce() -> Open,
+        s: &Sysctl,
+        track: &mut impl FnMut(&mut ProtoState, &Key<A>, &Ctx, &Sysctl) -> (Decision, Option<Nanos>),
+        init: impl FnOnce(&Sysctl) -> Open,
     ) -> Verdict {
         // The kernel's lookup that found no entry walked the tuple's whole hash chain,
         // reaping the timed-out entries it met there.
@@ -1509,14 +1595,14 @@ impl Conntrack {
                 Err(NoRoom) => return self.out_of_memory(sb),
             }
         };
-        let decided = match init() {
+        let decided = match init(s) {
             Open::Decided(st, r) => {
                 e.proto = st;
                 Decision::Accept(r.into())
             }
             Open::Track(st) => {
                 e.proto = st;
-                track(&mut e.proto, &e.key, &Ctx::opening(now)).0
+                track(&mut e.proto, &e.key, &Ctx::opening(now), s).0
             }
             Open::Refused => Decision::Invalid,
         };
@@ -1853,6 +1939,49 @@ mod tests {
             Verdict::DROPPED
         );
         assert_eq!((entries(&ct), ct.stats().count), (3, 3));
+    }
+
+    /// The shards' sysctls, read through `ShardBox::sysctl_unbound` while their shard changes,
+    /// replaced by another thread meanwhile (small enough for Miri, which checks the reads
+    /// against the replacements).
+    #[test]
+    fn sysctls_replaced_under_tracking_threads() {
+        let cfg = Config {
+            shards: 2,
+            ..Config::default()
+        };
+        let ct = Conntrack::with_seed(cfg, 3);
+        ct.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        let s = ctrack_protocols::NANOS_PER_SEC;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for i in 0..12u16 {
+                    let t = u64::from(i) * s;
+                    let v = ct.process(
+                        &udp4([10, 0, 0, 1], [10, 0, 0, 2], 1000 + i % 3, 53),
+                        LinkType::Raw,
+                        t,
+                    );
+                    assert!(v.tracked(), "{v}");
+                    let v = ct.process(
+                        &udp4([10, 0, 0, 2], [10, 0, 0, 1], 53, 1000 + i % 3),
+                        LinkType::Raw,
+                        t,
+                    );
+                    assert!(v.tracked(), "{v}");
+                }
+            });
+            scope.spawn(|| {
+                for t in [10, 50, 20, 70] {
+                    ct.set_sysctl(&format!("nf_conntrack_udp_timeout_stream={t}"))
+                        .unwrap();
+                    ct.set_sysctl(&format!("nf_conntrack_udp_timeout={t}"))
+                        .unwrap();
+                }
+            });
+        });
+        assert_eq!(ct.count(), 3);
+        assert_eq!(ct.config().sysctl.nf_conntrack_udp_timeout, 70);
     }
 
     #[test]

@@ -410,7 +410,7 @@ fn seconds_left(ct: &Conntrack, sport: u16, now: u64) -> Option<u64> {
 
 #[test]
 fn a_new_timeout_counts_from_the_next_packet() {
-    let mut ct = tracker(0);
+    let ct = tracker(0);
     for sport in [1000, 1001] {
         assert_eq!(udp_port(&ct, A, B, sport, 53, 0), "new,orig");
     }
@@ -431,7 +431,7 @@ fn a_new_timeout_counts_from_the_next_packet() {
 
 #[test]
 fn a_lower_limit_refuses_what_early_drop_cannot_make_room_for() {
-    let mut ct = tracker(0);
+    let ct = tracker(0);
     // Three UDP streams, ASSURED (a reply, then traffic past two seconds): early drop may not
     // take them. Time only moves forward: a shard's clock does not go back, and which streams
     // share a shard depends on the tracker's random hash seed.
@@ -461,9 +461,93 @@ fn a_lower_limit_refuses_what_early_drop_cannot_make_room_for() {
 }
 
 #[test]
+fn sysctls_change_while_other_threads_track() {
+    // A tracker its workers share: a third thread turns the UDP timeout over and over while
+    // two track streams of their own.
+    let ct = tracker(0);
+    let start = std::sync::Barrier::new(3);
+    std::thread::scope(|scope| {
+        for w in 0..2u16 {
+            let (ct, start) = (&ct, &start);
+            scope.spawn(move || {
+                start.wait();
+                for i in 0..3000u16 {
+                    let sport = 2000 + w * 1000 + i % 300;
+                    let v = udp_port(ct, A, B, sport, 53, u64::from(i) * 1_000_000);
+                    assert!(v == "new,orig" || v == "established,orig", "{v}");
+                }
+            });
+        }
+        scope.spawn(|| {
+            start.wait();
+            for i in 0..300 {
+                let t = if i % 2 == 0 { 10 } else { 40 };
+                ct.set_sysctl(&format!("nf_conntrack_udp_timeout={t}"))
+                    .unwrap();
+            }
+        });
+    });
+    assert_eq!(ct.count(), 600);
+    // Every stream's deadline is its last packet's time plus one of the values (the first
+    // one, 30, if the worker got there before any change).
+    let end = 3 * S;
+    for e in listing(&ct, end) {
+        let L4::Ports { src, .. } = e.orig.l4 else {
+            panic!("{e:?}")
+        };
+        let i = u64::from((src - 2000) % 1000);
+        let last = (i + 2700) * 1_000_000;
+        let left = e.seconds_left as i64;
+        let due = |t: u64| ((last + t * S).saturating_sub(end) / S) as i64;
+        assert!(
+            (left - due(10)).abs() <= 1 || (left - due(40)).abs() <= 1,
+            "{e:?}"
+        );
+    }
+    // Once a change has returned, every packet after it sees it, on any thread.
+    ct.set_sysctl("nf_conntrack_udp_timeout=17").unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(|| udp_port(&ct, A, B, 9999, 53, 4 * S));
+    });
+    assert_eq!(seconds_left(&ct, 9999, 4 * S), Some(17));
+    assert_eq!(ct.config().sysctl.nf_conntrack_udp_timeout, 17);
+}
+
+#[test]
+fn checksums_are_checked_from_when_the_sysctl_says() {
+    // The segment's checksum is left zero: wrong.
+    let ct = tracker(0);
+    let syn = |sport| common::tcp(A, B, sport, 80, SYN, 1, 0);
+    assert_eq!(
+        ct.process(&syn(1000), LinkType::Raw, 0).to_string(),
+        "new,orig"
+    );
+    ct.set_sysctl("nf_conntrack_checksum=1").unwrap();
+    assert_eq!(
+        ct.process(&syn(1001), LinkType::Raw, S).to_string(),
+        "invalid"
+    );
+    // In a burst as well as alone.
+    let frames = [syn(1002), syn(1003)];
+    let refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+    let mut out = Vec::new();
+    ct.process_batch(&refs, LinkType::Raw, 2 * S, &mut out);
+    assert_eq!(
+        out.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+        ["invalid"; 2]
+    );
+    ct.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    assert_eq!(
+        ct.process(&syn(1004), LinkType::Raw, 3 * S).to_string(),
+        "new,orig"
+    );
+    assert_eq!(ct.count(), 2);
+}
+
+#[test]
 fn settings_every_connection_is_shaped_by_are_fixed() {
     use ctrack::SysctlError;
-    let mut ct = tracker(16);
+    let ct = tracker(16);
     for (set, name) in [
         ("nf_conntrack_acct=1", "nf_conntrack_acct"),
         ("nf_conntrack_timestamp=1", "nf_conntrack_timestamp"),

@@ -227,7 +227,7 @@ impl Conntrack {
             gre_call: true,
             ..spec
         };
-        let max_total = self.cfg.sysctl.nf_conntrack_expect_max as usize;
+        let max_total = self.expect_max();
         let mut x = t.expect.lock();
         if x.expect(orig, helper, to_server, spec, max_total, now)
             .is_err()
@@ -423,7 +423,7 @@ impl Conntrack {
         now: Nanos,
     ) -> Verdict {
         let index = ctrack_helpers::index_of(helper);
-        let max_total = self.cfg.sysctl.nf_conntrack_expect_max as usize;
+        let max_total = self.expect_max();
         let plain = |class| policy_spec(helper, class);
         let tcp_from = |src: Option<A>, dst: A, dport: u16| Expected {
             src,

@@ -233,7 +233,7 @@ impl Conntrack {
             sb.credit -= 1;
             return true;
         }
-        let max = self.cfg.sysctl.nf_conntrack_max as usize;
+        let max = sb.sysctl.nf_conntrack_max as usize;
         let extra = std::mem::take(&mut sb.credit_want) as usize;
         // A full table, every new connection's lot under a flood, is seen by reading alone:
         // an add and its undo would take the count's line from whichever core had it last.
@@ -269,7 +269,7 @@ impl Conntrack {
     #[cold]
     #[inline(never)]
     pub(super) fn lookup_reaps<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64) {
-        let sizes = chain_sizes(h, seen_size(t, sb), self.cfg.sysctl.nf_conntrack_buckets);
+        let sizes = chain_sizes(h, seen_size(t, sb), sb.sysctl.nf_conntrack_buckets);
         let mut z = h ^ 0xbb67_ae85_84ca_a73b;
         for _ in 0..sizes[0] {
             if Self::draw_zombie(sb, &mut z) {
@@ -287,16 +287,20 @@ impl Conntrack {
     #[inline(always)]
     pub(super) fn lookup_found<A>(&self, sb: &mut ShardBox<A>) {
         if sb.zombies != 0 {
-            self.found_reaps(&mut sb.zombies, &mut sb.reap_draw);
+            self.found_reaps(
+                &mut sb.zombies,
+                &mut sb.reap_draw,
+                sb.sysctl.nf_conntrack_buckets,
+            );
         }
     }
 
     /// [`Conntrack::lookup_found`]'s reaping, out of line: zombies only come with timeouts.
     #[cold]
     #[inline(never)]
-    pub(super) fn found_reaps(&self, zombies: &mut u32, draw: &mut u64) {
+    pub(super) fn found_reaps(&self, zombies: &mut u32, draw: &mut u64, buckets: u32) {
         let all = u64::from(*zombies).saturating_mul(self.v4.shards.len() as u64);
-        let buckets = u64::from(self.cfg.sysctl.nf_conntrack_buckets.max(1));
+        let buckets = u64::from(buckets.max(1));
         *draw = splitmix(*draw);
         let part = ((u128::from(*draw) * u128::from(buckets)) >> 64) as u64;
         let n = (all / buckets + u64::from(part < all % buckets)).min(u64::from(*zombies));
@@ -328,7 +332,7 @@ impl Conntrack {
         h: u64,
         now: Nanos,
     ) -> bool {
-        let sizes = chain_sizes(h, seen_size(t, sb), self.cfg.sysctl.nf_conntrack_buckets);
+        let sizes = chain_sizes(h, seen_size(t, sb), sb.sysctl.nf_conntrack_buckets);
         let slots = sb.shard.slots() as u64;
         if sb.shard.is_empty() && sb.zombies == 0 {
             return false;
@@ -411,7 +415,7 @@ impl Conntrack {
         now: Nanos,
     ) {
         const STEP: u32 = 32;
-        let max = self.cfg.sysctl.nf_conntrack_max as usize;
+        let max = sb.sysctl.nf_conntrack_max as usize;
         let max95 = max / 100 * 95;
         let quota = GC_PASS_MOST.div_ceil(t.shards.len() as u32);
         let slots = sb.shard.slots() as u32;
