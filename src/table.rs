@@ -383,8 +383,9 @@ impl<A: Addr> Shard<A> {
         &mut self.entries[i as usize]
     }
 
-    /// Bytes of memory the shard holds (slab, index, wheel, extras), for per-entry accounting.
-    pub fn memory(&self) -> usize {
+    /// Bytes of memory the shard has allocated (slab, index, the wheel's levels, extras), for
+    /// per-entry accounting; the shard itself is its owner's to count.
+    pub fn heap_memory(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry<A>>()
             + self.buckets.capacity() * std::mem::size_of::<Bucket>()
             + self
@@ -395,7 +396,7 @@ impl<A: Addr> Shard<A> {
                 .born
                 .as_ref()
                 .map_or(0, |b| b.capacity() * std::mem::size_of::<Nanos>())
-            + self.wheel.memory()
+            + self.wheel.levels_memory()
     }
 
     /// Entry `i`'s counters, when accounting is on.

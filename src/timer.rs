@@ -280,8 +280,12 @@ impl Wheel {
 
     /// Bytes of memory the wheel holds (itself and its allocated levels).
     pub fn memory(&self) -> usize {
-        std::mem::size_of::<Wheel>()
-            + self.heads.iter().flatten().count() * std::mem::size_of::<[u32; SLOTS]>()
+        std::mem::size_of::<Wheel>() + self.levels_memory()
+    }
+
+    /// Bytes of memory the wheel has allocated: its levels.
+    pub fn levels_memory(&self) -> usize {
+        self.heads.iter().flatten().count() * std::mem::size_of::<[u32; SLOTS]>()
     }
 
     /// The tick up to which the wheel has been advanced.

@@ -120,16 +120,20 @@ impl Conntrack {
         Ok(())
     }
 
-    /// Bytes of memory held by the tables (entries, indexes, wheels).
+    /// Bytes of memory the connection table holds: the tracker itself, every shard of both
+    /// families (its lock, timer wheel and counters) and what the shards have allocated
+    /// (entries, indexes, the wheels' levels, counters and creation times when kept). The
+    /// expectations, reassembly queues and event queue, each bounded by its own limit, are
+    /// not counted.
     pub fn memory(&self) -> usize {
-        let mut n = 0;
-        for sh in self.v4.shards.iter() {
-            n += sh.lock().shard.memory();
+        fn table<A: Addr>(t: &Table<A>) -> usize {
+            t.shards.len() * std::mem::size_of::<CachePadded<Slot<A>>>()
+                + t.shards
+                    .iter()
+                    .map(|sh| sh.lock().shard.heap_memory())
+                    .sum::<usize>()
         }
-        for sh in self.v6.shards.iter() {
-            n += sh.lock().shard.memory();
-        }
-        n
+        std::mem::size_of::<Self>() + table(&self.v4) + table(&self.v6)
     }
 
     /// Calls `f` for every live entry at time `now` (expired entries are skipped, as
