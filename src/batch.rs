@@ -271,19 +271,20 @@ impl Conntrack {
         now: Nanos,
     ) {
         let mut strict = HELPERS && self.expecting();
-        let whole = self.reads_payload();
+        // The checksum setting as the chunk starts (see `Conntrack::process_with`).
+        let cksum = self.checksum();
         for (i, frame) in chunk.iter().enumerate() {
             // A long frame a few places ahead is asked for now, so that its checksum finds it
             // arriving instead of missing line after line.
             if let Some(ahead) = chunk.get(i + LOOKAHEAD).filter(|f| f.len() >= LONG_FRAME) {
-                prefetch_frame(ahead, whole);
+                prefetch_frame(ahead, cksum);
             }
             if HELPERS && strict {
                 verdicts[i] = self.process(frame, link, now);
                 strict = self.expecting();
                 continue;
             }
-            let alone = match self.plan(frame, link, i, v4, v6, &mut verdicts[i]) {
+            let alone = match self.plan(frame, link, cksum, i, v4, v6, &mut verdicts[i]) {
                 Plan::Done => false,
                 Plan::Queued => HELPERS && self.unqueue_helped(i, v4, v6),
                 Plan::Alone => true,
@@ -301,30 +302,32 @@ impl Conntrack {
 
     /// Parses one frame and queues it for its shard when it is an ordinary TCP or UDP packet.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn plan<'a>(
         &self,
         frame: &'a [u8],
         link: LinkType,
+        cksum: bool,
         pos: usize,
         v4: &mut Vec<Planned<'a, [u8; 4]>>,
         v6: &mut Vec<Planned<'a, [u8; 16]>>,
         out: &mut Verdict,
     ) -> Plan {
-        if let Some(ready) = self.common_v4(frame, link) {
+        if let Some(ready) = self.common_v4(frame, link, cksum) {
             return self.enqueue(&self.v4, ready, pos, v4, out);
         }
-        if let Some(ready) = self.common_v6(frame, link) {
+        if let Some(ready) = self.common_v6(frame, link, cksum) {
             return self.enqueue(&self.v6, ready, pos, v6, out);
         }
         // Behind one VLAN tag or a cooked header: the same lanes, on the IP packet.
         match inner_ip(frame, link) {
             Some((ip, 0x0800)) => {
-                if let Some(ready) = self.common_v4(ip, LinkType::Raw) {
+                if let Some(ready) = self.common_v4(ip, LinkType::Raw, cksum) {
                     return self.enqueue(&self.v4, ready, pos, v4, out);
                 }
             }
             Some((ip, 0x86dd)) => {
-                if let Some(ready) = self.common_v6(ip, LinkType::Raw) {
+                if let Some(ready) = self.common_v6(ip, LinkType::Raw, cksum) {
                     return self.enqueue(&self.v6, ready, pos, v6, out);
                 }
             }
@@ -426,7 +429,7 @@ impl Conntrack {
     /// return for it; `None` (nothing decided) for every other frame, which
     /// [`Conntrack::plan`]'s general path then parses.
     #[inline(always)]
-    fn common_v4<'a>(&self, frame: &'a [u8], link: LinkType) -> Option<Ready4<'a>> {
+    fn common_v4<'a>(&self, frame: &'a [u8], link: LinkType, cksum: bool) -> Option<Ready4<'a>> {
         let ip = match link {
             LinkType::Ethernet if frame.get(12..14) == Some(&[0x08, 0x00][..]) => &frame[14..],
             LinkType::Raw => frame,
@@ -451,14 +454,14 @@ impl Conntrack {
         let src = head[12..16].try_into().ok()?;
         let dst = head[16..20].try_into().ok()?;
         // Every host model routes a packet of this size without IPv4 options.
-        self.common_l4(h[9], &head[12..20], src, dst, ip.get(20..tot)?, tot)
+        self.common_l4(h[9], &head[12..20], src, dst, ip.get(20..tot)?, tot, cksum)
     }
 
     /// [`Conntrack::common_v4`] for IPv6: untagged Ethernet or raw IP, the layer-4 header right
     /// after the fixed one, addresses `parse_v6` takes without a second look, and a size the
     /// router forwards as it is.
     #[inline(always)]
-    fn common_v6<'a>(&self, frame: &'a [u8], link: LinkType) -> Option<Ready6<'a>> {
+    fn common_v6<'a>(&self, frame: &'a [u8], link: LinkType, cksum: bool) -> Option<Ready6<'a>> {
         let ip = match link {
             LinkType::Ethernet if frame.get(12..14) == Some(&[0x86, 0xdd][..]) => &frame[14..],
             LinkType::Raw if frame.first().is_some_and(|b| b >> 4 == 6) => frame,
@@ -477,11 +480,20 @@ impl Conntrack {
         }
         let src = fixed[8..24].try_into().ok()?;
         let dst = fixed[24..40].try_into().ok()?;
-        self.common_l4(fixed[6], &fixed[8..40], src, dst, ip.get(40..tot)?, tot)
+        self.common_l4(
+            fixed[6],
+            &fixed[8..40],
+            src,
+            dst,
+            ip.get(40..tot)?,
+            tot,
+            cksum,
+        )
     }
 
     /// The layer-4 half of the one-pass lanes: `l4` is the IP payload of a `tot`-byte packet
     /// with protocol `nh`, `pseudo` its addresses as the pseudo-header sums them.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn common_l4<'a, A: Addr>(
         &self,
@@ -491,8 +503,8 @@ impl Conntrack {
         dst: A,
         l4: &'a [u8],
         tot: usize,
+        cksum: bool,
     ) -> Option<ReadyOf<'a, A>> {
-        let cksum = self.checksum();
         let (l4r, sum) = match nh {
             proto::TCP => {
                 let seg = ctrack_protocols::tcp::parse(l4).ok()?;
@@ -568,43 +580,38 @@ impl Conntrack {
         }
     }
 
-    /// Whether a frame's payload is read (its layer-4 checksum checked), and so worth
-    /// prefetching whole (see [`prefetch_frame`]). A helper's packets are few and short.
-    #[inline]
-    fn reads_payload(&self) -> bool {
-        self.checksum()
-    }
-
     /// Tracks a chunk strictly in order, frame by frame (a SYN flood into a full table spends
     /// its life here), the payload of a long frame a few places ahead asked for meanwhile.
     /// Out of line, so that the burst path keeps its registers.
     #[inline(never)]
     fn run_in_order(&self, chunk: &[&[u8]], link: LinkType, out: &mut [Verdict], now: Nanos) {
-        let whole = self.reads_payload();
+        // The checksum setting as the chunk starts (see `Conntrack::process_with`).
+        let cksum = self.checksum();
         for (i, (v, frame)) in out.iter_mut().zip(chunk).enumerate() {
             if let Some(ahead) = chunk.get(i + LOOKAHEAD).filter(|f| f.len() >= LONG_FRAME) {
-                prefetch_frame(ahead, whole);
+                prefetch_frame(ahead, cksum);
             }
-            *v = self.process(frame, link, now);
+            *v = self.process_with(frame, link, now, cksum);
         }
     }
 
     /// [`Conntrack::process`] for the common frame (see [`Conntrack::common_v4`]) with no
     /// helpers configured: tracked at once as a burst of one, without the burst's planning.
     /// `None` for every other frame, which the general path then takes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn process_common(
         &self,
         frame: &[u8],
         link: LinkType,
         now: Nanos,
+        cksum: bool,
     ) -> Option<Verdict> {
-        if let Some(ready) = self.common_v4(frame, link) {
+        if let Some(ready) = self.common_v4(frame, link, cksum) {
             Some(self.track_common(&self.v4, ready, now))
-        } else if let Some(ready) = self.common_v6(frame, link) {
+        } else if let Some(ready) = self.common_v6(frame, link, cksum) {
             Some(self.track_common(&self.v6, ready, now))
         } else {
-            self.process_inner(frame, link, now)
+            self.process_inner(frame, link, now, cksum)
         }
     }
 
@@ -612,14 +619,20 @@ impl Conntrack {
     /// [`inner_ip`]), as [`Conntrack::plan`] takes such frames. Out of line: the untagged
     /// frame's path keeps its registers.
     #[inline(never)]
-    fn process_inner(&self, frame: &[u8], link: LinkType, now: Nanos) -> Option<Verdict> {
+    fn process_inner(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        now: Nanos,
+        cksum: bool,
+    ) -> Option<Verdict> {
         match inner_ip(frame, link)? {
             (ip, 0x0800) => {
-                let ready = self.common_v4(ip, LinkType::Raw)?;
+                let ready = self.common_v4(ip, LinkType::Raw, cksum)?;
                 Some(self.track_common(&self.v4, ready, now))
             }
             (ip, 0x86dd) => {
-                let ready = self.common_v6(ip, LinkType::Raw)?;
+                let ready = self.common_v6(ip, LinkType::Raw, cksum)?;
                 Some(self.track_common(&self.v6, ready, now))
             }
             _ => None,
@@ -812,15 +825,23 @@ mod tests {
     /// The one-pass lanes' answer in the same terms.
     fn common(ct: &Conntrack, frame: &[u8], link: LinkType) -> Option<(String, bool)> {
         let lanes = |frame, link| {
-            let v4 = ct.common_v4(frame, link).map(|r| show(ct, r));
-            let v6 = ct.common_v6(frame, link).map(|r| show(ct, r));
+            let v4 = ct
+                .common_v4(frame, link, ct.checksum())
+                .map(|r| show(ct, r));
+            let v6 = ct
+                .common_v6(frame, link, ct.checksum())
+                .map(|r| show(ct, r));
             assert!(v4.is_none() || v6.is_none(), "both lanes took one frame");
             v4.or(v6)
         };
         // As `plan` asks them: the frame itself, then what is behind a tag or cooked header.
         lanes(frame, link).or_else(|| match inner_ip(frame, link)? {
-            (ip, 0x0800) => ct.common_v4(ip, LinkType::Raw).map(|r| show(ct, r)),
-            (ip, 0x86dd) => ct.common_v6(ip, LinkType::Raw).map(|r| show(ct, r)),
+            (ip, 0x0800) => ct
+                .common_v4(ip, LinkType::Raw, ct.checksum())
+                .map(|r| show(ct, r)),
+            (ip, 0x86dd) => ct
+                .common_v6(ip, LinkType::Raw, ct.checksum())
+                .map(|r| show(ct, r)),
             _ => None,
         })
     }
@@ -995,7 +1016,15 @@ mod tests {
             SCRATCH.with(|cell| {
                 let _busy = cell.borrow_mut();
                 for (i, f) in frames.iter().enumerate() {
-                    match ct.plan(f, LinkType::Raw, i, &mut q4, &mut q6, &mut got[i]) {
+                    match ct.plan(
+                        f,
+                        LinkType::Raw,
+                        ct.checksum(),
+                        i,
+                        &mut q4,
+                        &mut q6,
+                        &mut got[i],
+                    ) {
                         Plan::Queued => queued += 1,
                         Plan::Done => {}
                         Plan::Alone => panic!("frame {i} of the workload is not common"),

@@ -208,9 +208,6 @@ fn stage(q: &EventQueue, staged: &mut VecDeque<Event>, make: impl FnOnce() -> Ev
 
 pub(crate) struct ShardBox<A> {
     pub(crate) shard: Shard<A>,
-    /// The sysctls in force. They are replaced only under this shard's lock (see
-    /// [`Conntrack::set_sysctl`]), so a packet tracked under it sees one set throughout.
-    sysctl: Arc<Sysctl>,
     /// Connection events queued while the shard is locked, in order: they move to the event
     /// queue when the lock is released (see [`Locked`]), or when [`STAGED`] wait.
     staged: VecDeque<Event>,
@@ -243,21 +240,6 @@ pub(crate) struct ShardBox<A> {
 }
 
 impl<A> ShardBox<A> {
-    /// [`ShardBox::sysctl`] for a caller that goes on changing the shard while it reads them
-    /// (a tracker's closure next to the shard's own borrow).
-    ///
-    /// # Safety
-    ///
-    /// The caller holds this shard's lock and does not use the reference once it lets the
-    /// lock go: the set is replaced, and may then be freed, only under that lock.
-    #[inline(always)]
-    unsafe fn sysctl_unbound<'s>(&self) -> &'s Sysctl {
-        // SAFETY: the `Arc` in the shard keeps the set alive until `set_sysctl` replaces it,
-        // which it does only under this shard's lock; the caller holds that lock for as long
-        // as it uses the reference (this function's contract).
-        unsafe { &*Arc::as_ptr(&self.sysctl) }
-    }
-
     /// Moves the staged events to the event queue.
     #[cold]
     #[inline(never)]
@@ -269,14 +251,13 @@ impl<A> ShardBox<A> {
 }
 
 impl<A: Addr> Table<A> {
-    fn new(n: usize, acct: bool, timestamps: bool, events: Reporter, sysctl: &Arc<Sysctl>) -> Self {
+    fn new(n: usize, acct: bool, timestamps: bool, events: Reporter) -> Self {
         let n = n.max(1).next_power_of_two();
         Table {
             shards: (0..n)
                 .map(|_| {
                     let sb = ShardBox {
                         shard: Shard::with_extras(acct, timestamps),
-                        sysctl: Arc::clone(sysctl),
                         stats: ShardStats::default(),
                         gc_cursor: 0,
                         gc_swept: 0,
@@ -355,6 +336,44 @@ enum Input<'a> {
     Generic,
 }
 
+/// The sysctls in force, which packets read under a shard's lock and
+/// [`Conntrack::set_sysctl`] writes with every shard of both families locked: a packet never
+/// meets a change half made, and reading costs what reading a plain field does.
+struct LiveSysctl(std::cell::UnsafeCell<Sysctl>);
+
+// SAFETY: the set is written only while every shard of both families is locked (see
+// `Conntrack::set_sysctl`), and read only by holders of a shard's lock (see
+// `LiveSysctl::in_shard` and `LiveSysctl::unbound`), so no read overlaps a write; `Sysctl`
+// is plain data.
+unsafe impl Sync for LiveSysctl {}
+
+impl LiveSysctl {
+    /// The set, for the holder of the lock of shard `locked` (a `ShardBox` is only reached
+    /// through its lock, or with the whole tracker borrowed mutably).
+    #[inline(always)]
+    fn in_shard<'a, A>(&'a self, locked: &'a ShardBox<A>) -> &'a Sysctl {
+        let _ = locked;
+        // SAFETY: the caller holds a shard's lock for as long as the reference lives (it
+        // borrows the locked shard), and writes happen only under every shard's lock.
+        unsafe { &*self.0.get() }
+    }
+
+    /// [`LiveSysctl::in_shard`] for a caller that goes on changing the locked shard while it
+    /// reads the set.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds a shard's lock and does not use the reference once it lets that lock
+    /// go.
+    #[inline(always)]
+    unsafe fn unbound<'s>(&self) -> &'s Sysctl {
+        // SAFETY: writes happen only under every shard's lock; the caller holds one for as
+        // long as it uses the reference (this function's contract), and the cell lives as
+        // long as the tracker, which outlives every lock on its shards.
+        unsafe { &*self.0.get() }
+    }
+}
+
 /// The connection tracker: `Send + Sync`, share it between worker threads.
 ///
 /// ```
@@ -371,11 +390,13 @@ enum Input<'a> {
 /// ```
 pub struct Conntrack {
     /// The configuration the tracker was made with. Its `sysctl` is that of the start: the
-    /// set in force is `sysctl` below, a copy in every shard, and the values read without a
-    /// shard's lock (`checksum`, `max`, `expect_max`).
+    /// set in force is `sysctl` and `live` below, and the values read without a shard's lock
+    /// (`checksum`, `max`, `expect_max`).
     pub(crate) cfg: Config,
-    /// The sysctls in force, the one every shard holds; its lock orders the changes.
-    sysctl: Mutex<Arc<Sysctl>>,
+    /// The sysctls in force, for readers without a shard's lock; its lock orders the changes.
+    sysctl: Mutex<Sysctl>,
+    /// The same set, for packets (see [`LiveSysctl`]).
+    live: LiveSysctl,
     /// `nf_conntrack_checksum`, read where a packet's headers are checked (before a lock).
     checksum: AtomicBool,
     /// `nf_conntrack_max`, read where a burst is planned (before a lock).
@@ -427,15 +448,16 @@ impl Conntrack {
         let events = (cfg.events > 0 && cfg.sysctl.nf_conntrack_events != 0)
             .then(|| Arc::new(EventQueue::new(cfg.events)));
         let reporter = Reporter(events.clone());
-        let sysctl = Arc::new(cfg.sysctl.clone());
+        let sysctl = cfg.sysctl.clone();
         Conntrack {
             events,
             helper_ports: helper_ports.into_boxed_slice(),
-            v4: Table::new(cfg.shards, acct, tstamp, reporter.clone(), &sysctl),
-            v6: Table::new(cfg.shards, acct, tstamp, reporter, &sysctl),
+            v4: Table::new(cfg.shards, acct, tstamp, reporter.clone()),
+            v6: Table::new(cfg.shards, acct, tstamp, reporter),
             checksum: AtomicBool::new(sysctl.nf_conntrack_checksum != 0),
             max: AtomicU32::new(sysctl.nf_conntrack_max),
             expect_max: AtomicU32::new(sysctl.nf_conntrack_expect_max),
+            live: LiveSysctl(std::cell::UnsafeCell::new(sysctl.clone())),
             sysctl: Mutex::new(sysctl),
             cfg,
             hasher: FixedState::with_seed(seed),
@@ -458,7 +480,7 @@ impl Conntrack {
     /// ```
     pub fn config(&self) -> Config {
         Config {
-            sysctl: Sysctl::clone(&self.sysctl.lock()),
+            sysctl: self.sysctl.lock().clone(),
             ..self.cfg.clone()
         }
     }
@@ -508,24 +530,23 @@ impl Conntrack {
     /// assert!(ct.set_sysctl("nf_conntrack_acct=1").is_err());
     /// ```
     pub fn set_sysctl(&self, assignment: &str) -> Result<(), SysctlError> {
-        let mut live = self.sysctl.lock();
-        let mut s = Sysctl::clone(&live);
+        let mut master = self.sysctl.lock();
+        let mut s = master.clone();
         s.apply(assignment)?;
-        let was = &**live;
         for (name, before, after) in [
             (
                 "nf_conntrack_acct",
-                was.nf_conntrack_acct,
+                master.nf_conntrack_acct,
                 s.nf_conntrack_acct,
             ),
             (
                 "nf_conntrack_timestamp",
-                was.nf_conntrack_timestamp,
+                master.nf_conntrack_timestamp,
                 s.nf_conntrack_timestamp,
             ),
             (
                 "nf_conntrack_events",
-                was.nf_conntrack_events,
+                master.nf_conntrack_events,
                 s.nf_conntrack_events,
             ),
         ] {
@@ -533,21 +554,24 @@ impl Conntrack {
                 return Err(SysctlError::Fixed(name));
             }
         }
-        let s = Arc::new(s);
+        {
+            // Every shard, in the order a burst takes them (ascending, IPv4's before IPv6's,
+            // which no holder of an IPv6 shard goes back to), so that no tracking thread
+            // can be inside one while the set changes.
+            let v4: Vec<_> = self.v4.shards.iter().map(|slot| slot.lock()).collect();
+            let v6: Vec<_> = self.v6.shards.iter().map(|slot| slot.lock()).collect();
+            // SAFETY: every shard of both families is locked (`v4`, `v6`), so no packet reads
+            // the set now (see `LiveSysctl`), and writers are ordered by `master`.
+            unsafe { *self.live.0.get() = s.clone() };
+            drop((v4, v6));
+        }
         self.checksum
             .store(s.nf_conntrack_checksum != 0, Ordering::Relaxed);
         self.max.store(s.nf_conntrack_max, Ordering::Relaxed);
         self.expect_max
             .store(s.nf_conntrack_expect_max, Ordering::Relaxed);
-        // One shard at a time (never two locks at once, as a burst takes them).
-        for slot in self.v4.shards.iter() {
-            slot.lock().sysctl = Arc::clone(&s);
-        }
-        for slot in self.v6.shards.iter() {
-            slot.lock().sysctl = Arc::clone(&s);
-        }
         self.frags.lock().configure(&s);
-        *live = s;
+        *master = s;
         Ok(())
     }
 
@@ -602,8 +626,22 @@ impl Conntrack {
     /// untagged Ethernet or raw, then TCP or UDP) goes straight to its shard; every other
     /// frame takes the general path, which decides the same for the common one.
     pub fn process(&self, frame: &[u8], link: LinkType, now: Nanos) -> Verdict {
+        self.process_with(frame, link, now, self.checksum())
+    }
+
+    /// [`Conntrack::process`] with the checksum setting already read (`cksum`): a burst reads
+    /// it once, as it starts, so a change of `nf_conntrack_checksum` counts from the next
+    /// burst for the frames that go straight to their shard (the others read it themselves).
+    #[inline]
+    pub(crate) fn process_with(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        now: Nanos,
+        cksum: bool,
+    ) -> Verdict {
         if self.cfg.helpers.is_empty()
-            && let Some(v) = self.process_common(frame, link, now)
+            && let Some(v) = self.process_common(frame, link, now, cksum)
         {
             return v;
         }
@@ -1153,8 +1191,8 @@ impl Conntrack {
         hint: u32,
         now: Nanos,
     ) -> Option<(Dir, u8, u8)> {
-        // The shard's own set, borrowed beside the shard's table.
-        let s: &Sysctl = &sb.sysctl;
+        // SAFETY: `s` is used in this call only, while the caller's lock on `sb` is held.
+        let s = unsafe { self.live.unbound() };
         let found = match &r.l4 {
             ReadyL4::Tcp(seg) => sb.shard.refresh_with::<FRESH>(
                 hint,
@@ -1426,7 +1464,7 @@ impl Conntrack {
             return self.invalid();
         };
         // SAFETY: `s` is used in this call only, while the caller's lock on the shard is held.
-        let s = unsafe { sb.sysctl_unbound() };
+        let s = unsafe { self.live.unbound() };
         let now = self.advance(t, sb, now);
         if let Some(pass) = self.gc.owed(sb.gc_swept, now) {
             self.gc_step(t, sb, pass, now);

@@ -233,7 +233,7 @@ impl Conntrack {
             sb.credit -= 1;
             return true;
         }
-        let max = sb.sysctl.nf_conntrack_max as usize;
+        let max = self.live.in_shard(sb).nf_conntrack_max as usize;
         let extra = std::mem::take(&mut sb.credit_want) as usize;
         // A full table, every new connection's lot under a flood, is seen by reading alone:
         // an add and its undo would take the count's line from whichever core had it last.
@@ -269,7 +269,11 @@ impl Conntrack {
     #[cold]
     #[inline(never)]
     pub(super) fn lookup_reaps<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64) {
-        let sizes = chain_sizes(h, seen_size(t, sb), sb.sysctl.nf_conntrack_buckets);
+        let sizes = chain_sizes(
+            h,
+            seen_size(t, sb),
+            self.live.in_shard(sb).nf_conntrack_buckets,
+        );
         let mut z = h ^ 0xbb67_ae85_84ca_a73b;
         for _ in 0..sizes[0] {
             if Self::draw_zombie(sb, &mut z) {
@@ -287,11 +291,8 @@ impl Conntrack {
     #[inline(always)]
     pub(super) fn lookup_found<A>(&self, sb: &mut ShardBox<A>) {
         if sb.zombies != 0 {
-            self.found_reaps(
-                &mut sb.zombies,
-                &mut sb.reap_draw,
-                sb.sysctl.nf_conntrack_buckets,
-            );
+            let buckets = self.live.in_shard(sb).nf_conntrack_buckets;
+            self.found_reaps(&mut sb.zombies, &mut sb.reap_draw, buckets);
         }
     }
 
@@ -332,7 +333,11 @@ impl Conntrack {
         h: u64,
         now: Nanos,
     ) -> bool {
-        let sizes = chain_sizes(h, seen_size(t, sb), sb.sysctl.nf_conntrack_buckets);
+        let sizes = chain_sizes(
+            h,
+            seen_size(t, sb),
+            self.live.in_shard(sb).nf_conntrack_buckets,
+        );
         let slots = sb.shard.slots() as u64;
         if sb.shard.is_empty() && sb.zombies == 0 {
             return false;
@@ -415,7 +420,7 @@ impl Conntrack {
         now: Nanos,
     ) {
         const STEP: u32 = 32;
-        let max = sb.sysctl.nf_conntrack_max as usize;
+        let max = self.live.in_shard(sb).nf_conntrack_max as usize;
         let max95 = max / 100 * 95;
         let quota = GC_PASS_MOST.div_ceil(t.shards.len() as u32);
         let slots = sb.shard.slots() as u32;
