@@ -505,9 +505,10 @@ impl Conntrack {
 
     /// Changes one sysctl of a running tracker (`NAME=VALUE`, with or without
     /// `net.netfilter.`), as `sysctl -w` changes the kernel's, keeping the table. Threads may
-    /// go on tracking meanwhile: each shard takes the new set between two of its packets, so
-    /// a packet sees either set whole, never a mix; a packet tracked at the same time in
-    /// another shard may still see the old one, as a packet on another CPU may in the kernel.
+    /// go on tracking meanwhile: the change waits until no shard is in use (it holds them all
+    /// for the moment of the write), so a packet sees the old set or the new one whole, and
+    /// every packet after the call returns sees the new one, except that a burst under way
+    /// keeps the `nf_conntrack_checksum` it started with.
     ///
     /// As in the kernel, a new value counts from the next packet: a timeout applies to the
     /// packets that refresh a connection from then on, and connections keep the deadlines
