@@ -29,6 +29,7 @@ row "established TCP, 1K flows" ">= 25" --workload est --flows 1000 --packets "$
 row "established TCP, 100K flows" ">= 15" --workload est --flows 100000 --packets "$packets"
 row "established TCP, 1M flows" ">= 10" --workload est --flows 1000000 --packets "$packets"
 row "established TCP, 1K flows, IPv6" "-" --workload est --flows 1000 --packets "$packets" --ipv6
+row "established TCP, 100K flows, IPv6" "-" --workload est --flows 100000 --packets "$packets" --ipv6
 row "new connections (SYN flood, empty table)" ">= 6" --workload syn --packets "$packets"
 row "new connections, table growing on demand (--no-reserve)" "-" --workload syn --packets "$packets" --no-reserve
 row "new connections into a full table (max 65,536: early drop)" "-" --workload syn --packets "$packets" --sysctl nf_conntrack_max=65536
