@@ -63,10 +63,13 @@ pub struct Config {
     pub helpers: Vec<Assignment>,
     /// Which new connections the surrounding host confirms.
     pub host: HostModel,
-    /// Number of lock shards per address family (rounded up to a power of two; default 16).
-    /// More shards mean less waiting between threads that do not steer their traffic with
-    /// [`Conntrack::queue_of`], fewer mean bigger groups per lock in a burst and less fixed
-    /// memory per shard.
+    /// Number of lock shards per address family (rounded up to a power of two). The default
+    /// is four per CPU the process may run on, from 4 to 256: 8 on two CPUs, enough for
+    /// [`Conntrack::queue_of`] to give every thread shards of its own. More shards mean less
+    /// waiting between threads that do not steer their traffic that way; fewer mean bigger
+    /// groups per lock in a burst and less fixed memory (each shard holds about 1.5 KiB
+    /// before its first entries: its lock, counters, index and timer wheel). The verdicts do
+    /// not depend on it, but for which of several equally likely entries early drop evicts.
     pub shards: usize,
     /// While the table holds at most this many entries (both families; default 4,096, about
     /// half a megabyte) and no helpers are configured, a burst is tracked frame by frame in its
@@ -91,13 +94,20 @@ pub struct Config {
     pub events: usize,
 }
 
+/// [`Config::shards`]' default: four per CPU the process may run on (1 when that cannot be
+/// told), as a power of two from 4 to 256.
+fn default_shards() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.saturating_mul(4).next_power_of_two().clamp(4, 256)
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             sysctl: Sysctl::default(),
             helpers: Vec::new(),
             host: HostModel::ConfirmAll,
-            shards: 16,
+            shards: default_shards(),
             in_order_entries: 4096,
             events: 0,
         }
