@@ -137,13 +137,13 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
 /// Takes the events a burst left (with `--events`), as a listener would.
 #[inline]
 fn take_events(ct: &Conntrack) {
-    if ct.config().events > 0 {
+    if ct.records_events() {
         std::hint::black_box(ct.events());
     }
 }
 
 fn report(ct: &Conntrack, n: u64, secs: f64) {
-    if ct.config().events > 0 {
+    if ct.records_events() {
         println!("events lost {}", ct.events_lost());
     }
     // Memory per entry held: not per entry counted (timed-out entries stay counted a while

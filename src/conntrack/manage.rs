@@ -33,6 +33,19 @@ impl Conntrack {
         n
     }
 
+    /// Whether the tracker records connection events: [`Config::events`] gave them room and
+    /// `nf_conntrack_events` is on (a cheap test, for a listener's loop).
+    ///
+    /// ```
+    /// use ctrack::{Config, Conntrack};
+    /// assert!(!Conntrack::new(Config::default()).records_events());
+    /// let ct = Conntrack::new(Config { events: 64, ..Config::default() });
+    /// assert!(ct.records_events());
+    /// ```
+    pub fn records_events(&self) -> bool {
+        self.events.is_some()
+    }
+
     /// Takes the events waiting, oldest first (see [`Config::events`]; empty when the
     /// configuration records none). An entry's events are in the order they happened; the
     /// order across threads is the order in which they reached the queue. Events reach the
