@@ -403,6 +403,8 @@ impl Conntrack {
             }
         } else {
             match packet::parse_v6(ip) {
+                // A link-local address: the router's ICMP rate limit weighs the packet.
+                Ok(p) if p.src()[0] == 0xfe || p.dst()[0] == 0xfe => General::Alone,
                 Ok(p) => self.ready_of(&p).map_or(General::Alone, General::V6),
                 Err(_) => General::Alone,
             }
@@ -470,11 +472,14 @@ impl Conntrack {
         let fixed: &[u8; 40] = ip.first_chunk()?;
         let tot = 40 + u16::from_be_bytes([fixed[4], fixed[5]]) as usize;
         // What `parse_v6` leaves to its general walk or refuses (the next header is checked
-        // below: TCP or UDP only).
+        // below: TCP or UDP only), and link-local addresses (fe80::/10, under fe00::/8), which
+        // the router's ICMP rate limit weighs (see `Conntrack::track_limited`).
         if fixed[0] >> 4 != 6
             || tot > ip.len()
             || tot > crate::host::ROUTER_MTU
             || !packet::v6_addrs_plain(fixed)
+            || fixed[8] == 0xfe
+            || fixed[24] == 0xfe
         {
             return None;
         }

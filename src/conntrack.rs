@@ -16,9 +16,10 @@ use crate::defrag::{Defrag, Reassembled};
 use crate::event::{Event, EventKind, EventQueue, ExpectEvent};
 use crate::expect::{Expectations, Expected, Refused, Reporter, Spec};
 use crate::format::EntryView;
-use crate::host::{HostModel, Route};
+use crate::host::{HostModel, Limited, Route};
 use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType, PendingSum};
+use crate::ratelimit::{HZ, IcmpPeers};
 use crate::stats::{Counter, ShardStats, Stats};
 use crate::table::{Counters, Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
@@ -421,6 +422,8 @@ pub struct Conntrack {
     gc: GcClock,
     stats: Stats,
     frags: Mutex<Defrag>,
+    /// The router's rate limit on its own ICMP messages (see [`crate::ratelimit`]).
+    icmp_peers: Mutex<IcmpPeers>,
     /// One bit per port a helper is assigned to (any protocol); empty without helpers.
     helper_ports: Box<[u64]>,
     /// The event streams, when the configuration asks for them.
@@ -475,6 +478,7 @@ impl Conntrack {
             gc: GcClock::default(),
             stats: Stats::default(),
             frags: Mutex::new(frags),
+            icmp_peers: Mutex::new(IcmpPeers::default()),
         }
     }
 
@@ -728,7 +732,7 @@ impl Conntrack {
         if ip.len() < 20 || !matches!(ip[0] >> 4, 4 | 6) {
             return Verdict::SKIPPED;
         }
-        let p = match packet::parse_ip(ip) {
+        let mut p = match packet::parse_ip(ip) {
             Ok(p) => p,
             Err(_) => {
                 self.stats.bump(Counter::Invalid);
@@ -746,7 +750,7 @@ impl Conntrack {
                 Reassembled::Held => Verdict::HELD,
                 // Tracked as it is: a fragment past the first has no upper-layer header.
                 Reassembled::Passed if fi.offset == 0 => {
-                    let v = self.track_packet(&p, now);
+                    let v = self.track_limited(&mut p, now);
                     self.cfg.host.after_tracking(&p, v)
                 }
                 Reassembled::Passed => self.invalid(),
@@ -770,11 +774,11 @@ impl Conntrack {
                             if q.frag
                                 .is_none_or(|f| f.offset == 0 && q.proto != NO_NEXT_HEADER) =>
                         {
-                            let q = IpPacket {
+                            let mut q = IpPacket {
                                 reassembled: true,
                                 ..q
                             };
-                            let v = self.track_packet(&q, now);
+                            let v = self.track_limited(&mut q, now);
                             let len = packet.len() as u32;
                             if q.v6 && len <= max_frag {
                                 // No larger than a fragment it came in: sent on whole.
@@ -799,8 +803,46 @@ impl Conntrack {
                 }
             };
         }
-        let v = self.track_packet(&p, now);
+        let v = self.track_limited(&mut p, now);
         self.cfg.host.after_tracking(&p, v)
+    }
+
+    /// Tracks `p` as the router around the tracker sees it through its rate limit on ICMP
+    /// messages (see [`crate::ratelimit`]): first whether the error it would answer `p` with
+    /// can go (`p` is marked [`IpPacket::unanswered`] when not), then, once `p` is tracked and
+    /// not dropped, the tokens of what the router sent or checked for it.
+    fn track_limited(&self, p: &mut IpPacket<'_>, now: Nanos) -> Verdict {
+        let limited = self.cfg.host.limited(p);
+        if let Some(Limited::Error { to, cost }) = limited {
+            let peers = self.icmp_peers.lock();
+            p.unanswered = !if p.v6 {
+                peers.v6.would_allow(&<[u8; 16]>::from_bytes(to), now, cost)
+            } else {
+                peers.v4.would_allow(&<[u8; 4]>::from_bytes(to), now, cost)
+            };
+        }
+        let v = self.track_packet(p, now);
+        if let Some(l) = limited
+            && v.state != State::Dropped
+        {
+            let mut peers = self.icmp_peers.lock();
+            match l {
+                Limited::Error { to, cost } if p.v6 => {
+                    peers.v6.allow(<[u8; 16]>::from_bytes(to), now, cost);
+                }
+                Limited::Error { to, cost } => {
+                    peers.v4.allow(<[u8; 4]>::from_bytes(to), now, cost);
+                }
+                Limited::Redirect { dst, src } => {
+                    if peers.v6.allow(<[u8; 16]>::from_bytes(dst), now, HZ)
+                        && let Some(src) = src
+                    {
+                        peers.v6.allow(<[u8; 16]>::from_bytes(src), now, HZ);
+                    }
+                }
+            }
+        }
+        v
     }
 
     /// Whether conntrack's SCTP checksum check pulls reassembled datagram `q`'s 12-byte common

@@ -111,6 +111,8 @@ impl HostModel {
     pub fn route(&self, p: &IpPacket<'_>) -> Route {
         match self {
             HostModel::ConfirmAll => Route::Passes,
+            // Its error held back by the rate limit: nothing answers it.
+            HostModel::Router if p.unanswered => Route::Dropped,
             // The common case: small enough for the way out, and no IPv4 options.
             HostModel::Router if p.data.len() <= ROUTER_MTU && (p.v6 || p.l4_off == 20) => {
                 Route::Passes
@@ -170,7 +172,7 @@ impl HostModel {
     /// [`Egress`]. Only IPv4 unicast the router forwards can be answered or fragmented; an
     /// IPv6 router neither fragments nor, in the oracle, shows its own errors.
     pub fn egress(&self, p: &IpPacket<'_>) -> Egress {
-        if *self == HostModel::ConfirmAll || p.v6 || !router_v4(p.src(), p.dst()) {
+        if *self == HostModel::ConfirmAll || p.v6 || p.unanswered || !router_v4(p.src(), p.dst()) {
             return Egress::Plain;
         }
         let dst = p.dst();
@@ -227,6 +229,78 @@ impl HostModel {
                 }
             }
         }
+    }
+}
+
+/// An ICMP message of the router's own about a packet it routes, of the kinds its rate limit
+/// weighs (see [`crate::ratelimit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limited<'a> {
+    /// An error to the packet's source (`to`), costing `cost` ticks of that peer's bucket:
+    /// an IPv4 parameter problem, or an IPv6 beyond-scope error.
+    Error {
+        /// The error's destination.
+        to: &'a [u8],
+        /// Its cost in kernel ticks.
+        cost: u64,
+    },
+    /// The redirect check of an IPv6 packet sent back out of the interface it came in on: a
+    /// second from the bucket of `dst`, and when that allows, a second from that of `src`,
+    /// when the source is on the link too.
+    Redirect {
+        /// The packet's destination.
+        dst: &'a [u8],
+        /// The packet's source, when it is on the link.
+        src: Option<&'a [u8]>,
+    },
+}
+
+impl HostModel {
+    /// The rate-limited ICMP message the router sends about `p`, if any (`None` for
+    /// [`HostModel::ConfirmAll`]). Whether it goes is the rate limit's to say; the host model
+    /// marks a packet whose error does not go as [`IpPacket::unanswered`].
+    ///
+    /// ```
+    /// use ctrack::{HostModel, packet};
+    /// use ctrack::host::Limited;
+    /// // UDP from fe80::1 to 2001:db8::2: the router must not forward a link-local source.
+    /// let mut ip = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+    /// ip.extend([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    /// ip.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    /// ip.extend([0, 53, 0x13, 0x88, 0, 8, 0, 0]);
+    /// let p = packet::parse_ip(&ip).unwrap();
+    /// assert!(matches!(HostModel::Router.limited(&p), Some(Limited::Error { cost: 62, .. })));
+    /// assert_eq!(HostModel::ConfirmAll.limited(&p), None);
+    /// ```
+    pub fn limited<'a>(&self, p: &IpPacket<'a>) -> Option<Limited<'a>> {
+        if *self == HostModel::ConfirmAll {
+            return None;
+        }
+        let (src, dst) = (p.src(), p.dst());
+        if !p.v6 {
+            let answered = matches!(self.egress(p), Egress::IcmpError { .. });
+            return (answered && v4_options(p) == Options::Refused).then_some(Limited::Error {
+                to: src,
+                cost: crate::ratelimit::HZ,
+            });
+        }
+        let link_local = |a: &[u8]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
+        let on_link = |a: &[u8]| a[..8] == [0xfe, 0x80, 0, 0, 0, 0, 0, 0];
+        if link_local(dst) {
+            // Routed back out of the way in only within fe80::/64 (see `router_v6`).
+            return router_v6(src, dst).then(|| Limited::Redirect {
+                dst,
+                src: on_link(src).then_some(src),
+            });
+        }
+        // Never an error about an ICMPv6 error or a redirect.
+        let eligible = p.proto != crate::tuple::proto::ICMPV6
+            || p.l4().first().is_some_and(|&t| t >= 128 && t != 137);
+        (link_local(src) && dst[0] != 0xff && eligible).then_some(Limited::Error {
+            to: src,
+            // The route back to a /64 quarters the cost of `icmpv6.ratelimit`.
+            cost: crate::ratelimit::HZ >> 2,
+        })
     }
 }
 

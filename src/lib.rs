@@ -46,6 +46,7 @@ pub mod format;
 pub mod host;
 pub mod icmp_error;
 pub mod packet;
+pub mod ratelimit;
 pub mod stats;
 mod store;
 pub mod table;

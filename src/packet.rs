@@ -168,6 +168,10 @@ pub struct IpPacket<'a> {
     /// True for a datagram put together from fragments (a router sends it on as fragments of
     /// the sizes it came in, whatever its own MTU).
     pub reassembled: bool,
+    /// True when the host would answer the packet with an ICMP error of its own, but its rate
+    /// limit for the error's destination holds the error back (see [`crate::ratelimit`]): the
+    /// packet is then dropped silently.
+    pub unanswered: bool,
 }
 
 impl<'a> IpPacket<'a> {
@@ -306,6 +310,7 @@ pub(crate) fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         l4_off: ihl,
         frag,
         reassembled: false,
+        unanswered: false,
     })
 }
 
@@ -353,6 +358,7 @@ pub(crate) fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
                 l4_off: 40,
                 frag: None,
                 reassembled: false,
+                unanswered: false,
             });
         }
     }
@@ -445,6 +451,7 @@ fn parse_v6_general(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         l4_off: off.min(data.len()),
         frag,
         reassembled: false,
+        unanswered: false,
     })
 }
 

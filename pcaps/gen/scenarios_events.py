@@ -122,3 +122,70 @@ def _():
         (317.3, u(C, A, 3002, 1125, data)),  # RELATED: past its deadline, timer not fired
         (317.6, u(B, A, 3001, 1123, data)),  # NEW: the first ran out
     ]
+
+
+@scenario("events/rate-limit-v4-errors", args="--realtime")
+def _():
+    # The router's parameter-problem errors (bad IPv4 options) are rate-limited per
+    # destination, one second each from a bucket of six: an answer whose error is held back
+    # is dropped silently, its update waits, and the oracle sees nothing of it. Its
+    # fragmentation-needed errors are exempt and take nothing from the bucket.
+    C = "10.44.0.3"
+    bad_rr = [IPOption(b"\x07\x07\x03\x00\x00\x00\x00\x00")]  # record route, pointer too low
+
+    def q(sport, dst=B):
+        return IP(src=A, dst=dst) / UDP(sport=sport, dport=53) / b"q"
+
+    def bad(sport, src=B):
+        return IP(src=src, dst=A, options=bad_rr) / UDP(sport=53, dport=sport) / b"r"
+
+    def big(sport, src=C):
+        return IP(src=src, dst=A, flags="DF") / UDP(sport=53, dport=sport) / (b"r" * 65100)
+
+    p = [(i * 0.001, q(5300 + i)) for i in range(12)]
+    # Eight at once: six errors go.
+    p += [(0.1 + i * 0.001, bad(5300 + i)) for i in range(8)]
+    # 1.1 s later one more second's worth: one of two goes; 2.3 s after that, both.
+    p += [(1.2, bad(5308)), (1.201, bad(5309)), (3.5, bad(5310)), (3.501, bad(5311))]
+    p += [(3.6, q(5320))]
+    # Seven too big with DF from another source: every error goes, and that source's
+    # bucket is still full for a parameter problem after them.
+    p += [(4.0 + i * 0.001, q(5330 + i, C)) for i in range(8)]
+    p += [(4.1 + i * 0.001, big(5330 + i)) for i in range(7)]
+    p += [(4.2, bad(5337, C)), (4.3, q(5321))]
+    return p
+
+
+@scenario("events/rate-limit-v6-link-local", args="--realtime")
+def _():
+    # An IPv6 router answers a packet from a link-local source that it would route elsewhere
+    # with a beyond-scope error, rate-limited per destination (62 ticks each, at most six
+    # at once); a packet it sends back out of the way it came (to fe80::/64) is checked for a
+    # redirect, which takes a second from its destination's bucket, and when that allows
+    # and its source is on the link, a second from the source's. An answer whose error is
+    # held back is dropped silently and its update waits.
+    LL2, LL3, LL4 = "fe80::52", "fe80::53", "fe80::54"
+
+    def q(sport, dst, src=A6):
+        return IPv6(src=src, dst=dst) / UDP(sport=sport, dport=53) / b"q"
+
+    def r(sport, src, dst=A6):
+        return IPv6(src=src, dst=dst) / UDP(sport=53, dport=sport) / b"r"
+
+    # Nine queries to fe80::44: six redirect checks empty its bucket; the first answer's
+    # error then cannot go.
+    p = [(i * 0.001, q(5400 + i, LL6)) for i in range(9)]
+    p += [(0.01, r(5400, LL6))]
+    # Three seconds on, the bucket holds six errors' worth (not twelve seconds' worth):
+    # six of eight answers are answered, and another 0.3 s later one more.
+    p += [(3.0 + i * 0.001, r(5401 + i, LL6)) for i in range(8)]
+    p += [(3.3, r(5407, LL6)), (3.31, q(5420, B6))]
+    # Six packets from fe80::52 to fe80::53: each redirect check goes and takes a second
+    # from the source's bucket too, which is then empty for fe80::52's answer to a global
+    # address. fe80::54's packet to fe80::53 finds that bucket empty: no check of the
+    # source, whose answer then goes.
+    p += [(4.0 + i * 0.001, q(5430 + i, LL3, LL2)) for i in range(6)]
+    p += [(4.01, q(5440, LL3, LL4))]
+    p += [(4.02, q(5441, LL2)), (4.03, r(5441, LL2)), (4.04, q(5442, LL4)), (4.05, r(5442, LL4))]
+    p += [(4.1, q(5421, B6))]
+    return p
