@@ -293,9 +293,9 @@ impl HostModel {
                 src: on_link(src).then_some(src),
             });
         }
-        // Never an error about an ICMPv6 error or a redirect.
-        let eligible = p.proto != crate::tuple::proto::ICMPV6
-            || p.l4().first().is_some_and(|&t| t >= 128 && t != 137);
+        // Never an error about an ICMPv6 error (or one too short to say).
+        let eligible =
+            p.proto != crate::tuple::proto::ICMPV6 || p.l4().first().is_some_and(|&t| t >= 128);
         (link_local(src) && dst[0] != 0xff && eligible).then_some(Limited::Error {
             to: src,
             // The route back to a /64 quarters the cost of `icmpv6.ratelimit`.
@@ -561,5 +561,119 @@ mod tests {
         for (s, d, want) in six {
             assert_eq!(r.confirms(&v6(s), &v6(d)), want, "{s} -> {d}");
         }
+    }
+}
+
+#[cfg(test)]
+mod limited_tests {
+    use super::*;
+    use crate::packet::{csum_add, csum_fold, parse_ip};
+    use crate::ratelimit::HZ;
+
+    fn v6(src: &str, dst: &str, nh: u8, l4: &[u8]) -> Vec<u8> {
+        let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let mut ip = vec![0x60, 0, 0, 0, 0, l4.len() as u8, nh, 64];
+        ip.extend(a(src));
+        ip.extend(a(dst));
+        ip.extend(l4);
+        ip
+    }
+
+    fn v4(opts: &[u8], df: bool, payload: usize) -> Vec<u8> {
+        let hl = 20 + opts.len();
+        let tot = (hl + 8 + payload) as u16;
+        let mut ip = vec![0x40 | (hl / 4) as u8, 0];
+        ip.extend(tot.to_be_bytes());
+        ip.extend([0, 1, if df { 0x40 } else { 0 }, 0, 64, 17, 0, 0]);
+        ip.extend([10, 0, 0, 2, 10, 0, 0, 1]);
+        ip.extend(opts);
+        let c = !csum_fold(csum_add(0, &ip[..hl]));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend([0, 53, 0x13, 0x88]);
+        ip.extend(((8 + payload) as u16).to_be_bytes());
+        ip.extend([0, 0]);
+        ip.resize(tot as usize, b'r');
+        ip
+    }
+
+    #[test]
+    fn which_messages_the_rate_limit_weighs() {
+        let r = HostModel::Router;
+        let udp = [0, 53, 0x13, 0x88, 0, 8, 0, 0];
+        let lim = |ip: &[u8]| r.limited(&parse_ip(ip).unwrap()).map(|l| format!("{l:?}"));
+        // A link-local source the router would route elsewhere: a beyond-scope error.
+        let ip = v6("fe80::1", "2001:db8::2", 17, &udp);
+        let p = parse_ip(&ip).unwrap();
+        assert_eq!(
+            r.limited(&p),
+            Some(Limited::Error {
+                to: p.src(),
+                cost: 62
+            })
+        );
+        assert_eq!(HostModel::ConfirmAll.limited(&p), None);
+        // Nothing answers an ICMPv6 error, or one too short to tell; a query is answered.
+        assert_eq!(lim(&v6("fe80::1", "2001:db8::2", 58, &[1, 0, 0, 0])), None);
+        assert_eq!(lim(&v6("fe80::1", "2001:db8::2", 58, &[])), None);
+        assert!(lim(&v6("fe80::1", "2001:db8::2", 58, &[128, 0, 0, 0])).is_some());
+        // To a group: not forwarded, not answered.
+        assert_eq!(lim(&v6("fe80::1", "ff02::fb", 17, &udp)), None);
+        // Back out of the way in: a redirect check, of the source too when it is on the link.
+        let ip = v6("2001:db8::2", "fe80::1", 17, &udp);
+        let p = parse_ip(&ip).unwrap();
+        assert_eq!(
+            r.limited(&p),
+            Some(Limited::Redirect {
+                dst: p.dst(),
+                src: None
+            })
+        );
+        let ip = v6("fe80::2", "fe80::1", 17, &udp);
+        let p = parse_ip(&ip).unwrap();
+        let want = Limited::Redirect {
+            dst: p.dst(),
+            src: Some(p.src()),
+        };
+        assert_eq!(r.limited(&p), Some(want));
+        // Link-local outside fe80::/64 has no route: nothing is sent.
+        assert_eq!(lim(&v6("2001:db8::2", "fe80:1::1", 17, &udp)), None);
+        assert_eq!(lim(&v6("2001:db8::2", "2001:db8::3", 17, &udp)), None);
+        // IPv4: a parameter problem for refused options costs a second; fragmentation needed
+        // (too big with DF) is exempt.
+        let ip = v4(b"\x07\x07\x03\0\0\0\0\x00", false, 0);
+        let p = parse_ip(&ip).unwrap();
+        assert_eq!(
+            r.limited(&p),
+            Some(Limited::Error {
+                to: p.src(),
+                cost: HZ
+            })
+        );
+        assert_eq!(lim(&v4(&[], true, ROUTER_MTU)), None);
+        assert_eq!(lim(&v4(&[], false, 10)), None);
+    }
+
+    #[test]
+    fn an_unanswered_packet_is_dropped_silently() {
+        let r = HostModel::Router;
+        let ip = v4(b"\x07\x07\x03\0\0\0\0\x00", false, 0);
+        let mut p = parse_ip(&ip).unwrap();
+        let v = Verdict::bare(State::New);
+        assert_eq!(r.route(&p), Route::Answered);
+        assert_eq!(r.after_tracking(&p, v).state, State::Unmarked);
+        p.unanswered = true;
+        assert_eq!(r.route(&p), Route::Dropped);
+        assert_eq!(r.after_tracking(&p, v), v);
+        // IPv6: the link-local source's packet passes routing until its error is held back.
+        let ip = v6(
+            "fe80::1",
+            "2001:db8::2",
+            17,
+            &[0, 53, 0x13, 0x88, 0, 8, 0, 0],
+        );
+        let mut p = parse_ip(&ip).unwrap();
+        assert_eq!(r.route(&p), Route::Passes);
+        p.unanswered = true;
+        assert_eq!(r.route(&p), Route::Dropped);
     }
 }
