@@ -21,7 +21,11 @@
 //! Not modelled: the host-wide limit of `icmp_msgs_per_sec` (1,000 a second, bursts of 50),
 //! whose every message takes a random 0 to 2 credits, so that no model can follow it exactly.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use ctrack_protocols::{JIFFY, Nanos};
+use foldhash::fast::RandomState;
 
 /// Kernel ticks per second.
 pub const HZ: u64 = 1_000_000_000 / JIFFY;
@@ -54,29 +58,27 @@ impl Bucket {
     }
 }
 
-/// The buckets of one address family's peers (`A`: the address bytes), sorted by address.
+/// The buckets of one address family's peers (`A`: the address bytes).
 #[derive(Debug)]
 pub struct Peers<A> {
-    peers: Vec<(A, Bucket)>,
+    map: HashMap<A, Bucket, RandomState>,
 }
 
 impl<A> Default for Peers<A> {
     fn default() -> Self {
-        Peers { peers: Vec::new() }
+        Peers {
+            map: HashMap::default(),
+        }
     }
 }
 
-impl<A: Ord + Copy> Peers<A> {
+impl<A: Hash + Eq + Copy> Peers<A> {
     /// Whether a message of `cost` ticks to `addr` at `now` would go, changing nothing.
     pub fn would_allow(&self, addr: &A, now: Nanos, cost: u64) -> bool {
         let tick = now / JIFFY;
-        self.find(addr)
-            .ok()
-            .is_none_or(|i| self.peers[i].1.tokens_at(tick, cost) >= cost)
-    }
-
-    fn find(&self, addr: &A) -> Result<usize, usize> {
-        self.peers.binary_search_by(|(a, _)| a.cmp(addr))
+        self.map
+            .get(addr)
+            .is_none_or(|b| b.tokens_at(tick, cost) >= cost)
     }
 
     /// Weighs a message of `cost` ticks to `addr` at `now`: true when it goes (its cost is
@@ -96,26 +98,18 @@ impl<A: Ord + Copy> Peers<A> {
     /// ```
     pub fn allow(&mut self, addr: A, now: Nanos, cost: u64) -> bool {
         let tick = now / JIFFY;
-        let i = match self.find(&addr) {
-            Ok(i) => i,
-            Err(_) => {
-                if self.peers.len() >= MAX_PEERS {
-                    self.forget(tick);
-                }
-                if self.peers.try_reserve(1).is_err() {
-                    return true;
-                }
-                // Where it goes now that others may have been forgotten.
-                let (Ok(i) | Err(i)) = self.find(&addr);
-                let new = Bucket {
-                    tokens: BURST * MAX_COST,
-                    last: tick,
-                };
-                self.peers.insert(i, (addr, new));
-                i
+        if !self.map.contains_key(&addr) {
+            if self.map.len() >= MAX_PEERS {
+                self.forget(tick);
             }
-        };
-        let b = &mut self.peers[i].1;
+            if self.map.try_reserve(1).is_err() {
+                return true;
+            }
+        }
+        let b = self.map.entry(addr).or_insert(Bucket {
+            tokens: BURST * MAX_COST,
+            last: tick,
+        });
         let mut tokens = b.tokens_at(tick, cost);
         let go = tokens >= cost;
         if go {
@@ -131,27 +125,27 @@ impl<A: Ord + Copy> Peers<A> {
     /// Makes room: forgets the peers a new one would equal, and when that is not enough, the
     /// half least recently weighed (a flood of distinct peers costs one pass per half table).
     fn forget(&mut self, tick: u64) {
-        self.peers.retain(|(_, b)| !b.as_new(tick));
-        if self.peers.len() >= MAX_PEERS {
+        self.map.retain(|_, b| !b.as_new(tick));
+        if self.map.len() >= MAX_PEERS {
             let mut lasts = [0u64; MAX_PEERS];
-            for (l, (_, b)) in lasts.iter_mut().zip(&self.peers) {
+            for (l, b) in lasts.iter_mut().zip(self.map.values()) {
                 *l = b.last;
             }
-            let lasts = &mut lasts[..self.peers.len().min(MAX_PEERS)];
+            let lasts = &mut lasts[..self.map.len().min(MAX_PEERS)];
             lasts.sort_unstable();
             let cut = lasts[lasts.len() / 2];
-            self.peers.retain(|(_, b)| b.last > cut);
+            self.map.retain(|_, b| b.last > cut);
         }
     }
 
     /// Peers kept.
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.map.len()
     }
 
     /// True when no peer is kept.
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.map.is_empty()
     }
 }
 
