@@ -213,6 +213,40 @@ mod tests {
         assert!(p.allow([3u8; 4], 11 * NANOS_PER_SEC, HZ));
     }
 
+    proptest::proptest! {
+        /// Whatever the messages, `would_allow` foretells `allow`, and no peer gets more than
+        /// a burst plus what its bucket gained: over any stretch of `d` ticks, at most
+        /// `6 + d / cost` messages of one cost go.
+        #[test]
+        fn a_bucket_never_lets_more_through_than_it_gains(
+            steps in proptest::collection::vec((0u8..3, 0u64..400), 1..300),
+        ) {
+            let mut p = Peers::default();
+            let mut now = 0u64;
+            let mut sent: Vec<Vec<u64>> = vec![Vec::new(); 3];
+            for (who, gap) in steps {
+                now += gap * JIFFY / 4;
+                // One cost per peer, so that the bound is the simple one.
+                let cost = if who == 0 { HZ } else { BEYOND_SCOPE };
+                let addr = [who; 16];
+                let w = p.would_allow(&addr, now, cost);
+                proptest::prop_assert_eq!(w, p.allow(addr, now, cost));
+                if w {
+                    sent[who as usize].push(now / JIFFY);
+                }
+            }
+            for (who, ticks) in sent.iter().enumerate() {
+                let cost = if who == 0 { HZ } else { BEYOND_SCOPE };
+                for (i, &a) in ticks.iter().enumerate() {
+                    for (j, &b) in ticks.iter().enumerate().skip(i) {
+                        let n = (j - i + 1) as u64;
+                        proptest::prop_assert!(n <= BURST + (b - a) / cost, "{who}: {n} in {} ticks", b - a);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_flood_of_peers_stays_bounded_and_forgets_the_oldest() {
         let mut p = Peers::default();
