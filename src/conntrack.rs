@@ -19,7 +19,7 @@ use crate::format::EntryView;
 use crate::host::{HostModel, Limited, Route};
 use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType, PendingSum};
-use crate::ratelimit::{HZ, IcmpPeers};
+use crate::ratelimit::{IcmpPeers, REDIRECT};
 use crate::stats::{Counter, ShardStats, Stats};
 use crate::table::{Counters, Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
@@ -834,10 +834,10 @@ impl Conntrack {
                     peers.v4.allow(<[u8; 4]>::from_bytes(to), now, cost);
                 }
                 Limited::Redirect { dst, src } => {
-                    if peers.v6.allow(<[u8; 16]>::from_bytes(dst), now, HZ)
+                    if peers.v6.allow(<[u8; 16]>::from_bytes(dst), now, REDIRECT)
                         && let Some(src) = src
                     {
-                        peers.v6.allow(<[u8; 16]>::from_bytes(src), now, HZ);
+                        peers.v6.allow(<[u8; 16]>::from_bytes(src), now, REDIRECT);
                     }
                 }
             }

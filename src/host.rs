@@ -269,7 +269,7 @@ impl HostModel {
     /// ip.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
     /// ip.extend([0, 53, 0x13, 0x88, 0, 8, 0, 0]);
     /// let p = packet::parse_ip(&ip).unwrap();
-    /// assert!(matches!(HostModel::Router.limited(&p), Some(Limited::Error { cost: 62, .. })));
+    /// assert!(matches!(HostModel::Router.limited(&p), Some(Limited::Error { cost: 25, .. })));
     /// assert_eq!(HostModel::ConfirmAll.limited(&p), None);
     /// ```
     pub fn limited<'a>(&self, p: &IpPacket<'a>) -> Option<Limited<'a>> {
@@ -281,7 +281,7 @@ impl HostModel {
             let answered = matches!(self.egress(p), Egress::IcmpError { .. });
             return (answered && v4_options(p) == Options::Refused).then_some(Limited::Error {
                 to: src,
-                cost: crate::ratelimit::HZ,
+                cost: crate::ratelimit::V4_ERROR,
             });
         }
         let link_local = |a: &[u8]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
@@ -298,8 +298,7 @@ impl HostModel {
             p.proto != crate::tuple::proto::ICMPV6 || p.l4().first().is_some_and(|&t| t >= 128);
         (link_local(src) && dst[0] != 0xff && eligible).then_some(Limited::Error {
             to: src,
-            // The route back to a /64 quarters the cost of `icmpv6.ratelimit`.
-            cost: crate::ratelimit::HZ >> 2,
+            cost: crate::ratelimit::V6_ERROR,
         })
     }
 }
@@ -568,7 +567,7 @@ mod tests {
 mod limited_tests {
     use super::*;
     use crate::packet::{csum_add, csum_fold, parse_ip};
-    use crate::ratelimit::HZ;
+    use crate::ratelimit::{V4_ERROR, V6_ERROR};
 
     fn v6(src: &str, dst: &str, nh: u8, l4: &[u8]) -> Vec<u8> {
         let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
@@ -608,7 +607,7 @@ mod limited_tests {
             r.limited(&p),
             Some(Limited::Error {
                 to: p.src(),
-                cost: 62
+                cost: V6_ERROR
             })
         );
         assert_eq!(HostModel::ConfirmAll.limited(&p), None);
@@ -646,7 +645,7 @@ mod limited_tests {
             r.limited(&p),
             Some(Limited::Error {
                 to: p.src(),
-                cost: HZ
+                cost: V4_ERROR
             })
         );
         assert_eq!(lim(&v4(&[], true, ROUTER_MTU)), None);

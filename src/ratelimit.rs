@@ -10,9 +10,10 @@
 //!   its destination, the offending packet's source: six go at once, then one a second.
 //!   Fragmentation-needed errors are exempt.
 //! - An IPv6 router answers a packet from a link-local source that it would route elsewhere
-//!   with a beyond-scope error, which costs a quarter of `icmpv6.ratelimit` (the route to a
-//!   /64 halves the cost twice): 62 ticks, from the source's bucket. Packet-too-big errors are
-//!   exempt.
+//!   with a beyond-scope error, which costs `net.ipv6.icmp.ratelimit` (100 ms, 25 ticks; the
+//!   kernel's widening for routes shorter than a host route does not apply to the route it
+//!   looks up for such an error, as measured: 20 ticks after a drained bucket is too soon, 25
+//!   enough) from the source's bucket. Packet-too-big errors are exempt.
 //! - An IPv6 packet the router sends back out of the interface it came in on (a link-local
 //!   destination) is checked for a redirect: a second (250 ticks) from the destination's
 //!   bucket, whether or not a redirect goes out, and when that allows and the source is on the
@@ -29,6 +30,12 @@ use foldhash::fast::RandomState;
 
 /// Kernel ticks per second.
 pub const HZ: u64 = 1_000_000_000 / JIFFY;
+/// What an IPv4 error costs (`net.ipv4.icmp_ratelimit`, 1,000 ms by default), in ticks.
+pub const V4_ERROR: u64 = HZ;
+/// What an IPv6 error costs (`net.ipv6.icmp.ratelimit`, 100 ms by default), in ticks.
+pub const V6_ERROR: u64 = HZ / 10;
+/// What a redirect check costs (a second, fixed), in ticks.
+pub const REDIRECT: u64 = HZ;
 /// A bucket holds at most this many messages' worth of tokens (the kernel's burst factor).
 const BURST: u64 = 6;
 /// The largest cost of any message: the bucket of a peer left alone this many ticks times
@@ -163,18 +170,18 @@ mod tests {
     use super::*;
     use ctrack_protocols::NANOS_PER_SEC;
 
-    const BEYOND_SCOPE: u64 = HZ / 4;
+    const BEYOND_SCOPE: u64 = V6_ERROR;
 
     #[test]
     fn a_bucket_caps_at_six_of_the_message_being_weighed() {
         let mut p = Peers::default();
         let a = [1u8; 16];
-        // Six redirect checks empty a new bucket; a beyond-scope error then waits for 62 ticks.
+        // Six redirect checks empty a new bucket; a beyond-scope error then waits for 25 ticks.
         assert!((0..6).all(|_| p.allow(a, 0, HZ)));
         assert!(!p.allow(a, 0, BEYOND_SCOPE));
-        assert!(!p.allow(a, 61 * JIFFY, BEYOND_SCOPE));
-        assert!(p.allow(a, 62 * JIFFY, BEYOND_SCOPE));
-        // Ten idle seconds fill it, but only to six errors' worth (372 ticks), not 1,500.
+        assert!(!p.allow(a, 24 * JIFFY, BEYOND_SCOPE));
+        assert!(p.allow(a, 25 * JIFFY, BEYOND_SCOPE));
+        // Ten idle seconds fill it, but only to six errors' worth (150 ticks), not 1,500.
         let t = 10 * NANOS_PER_SEC;
         assert!((0..6).all(|_| p.allow(a, t, BEYOND_SCOPE)));
         assert!(!p.allow(a, t, BEYOND_SCOPE));

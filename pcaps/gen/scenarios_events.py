@@ -159,12 +159,12 @@ def _():
 @scenario("events/rate-limit-v6-link-local", args="--realtime")
 def _():
     # An IPv6 router answers a packet from a link-local source that it would route elsewhere
-    # with a beyond-scope error, rate-limited per destination (62 ticks each, at most six
-    # at once); a packet it sends back out of the way it came (to fe80::/64) is checked for a
-    # redirect, which takes a second from its destination's bucket, and when that allows
-    # and its source is on the link, a second from the source's. An answer whose error is
-    # held back is dropped silently and its update waits.
-    LL2, LL3, LL4 = "fe80::52", "fe80::53", "fe80::54"
+    # with a beyond-scope error, rate-limited per destination (100 ms, 25 ticks each, at
+    # most six at once); a packet it sends back out of the way it came (to fe80::/64) is
+    # checked for a redirect, which takes a second from its destination's bucket, and when
+    # that allows and its source is on the link, a second from the source's. An answer whose
+    # error is held back is dropped silently and its update waits.
+    LL2, LL3, LL4, LL5 = "fe80::52", "fe80::53", "fe80::54", "fe80::55"
 
     def q(sport, dst, src=A6):
         return IPv6(src=src, dst=dst) / UDP(sport=sport, dport=53) / b"q"
@@ -177,9 +177,10 @@ def _():
     p = [(i * 0.001, q(5400 + i, LL6)) for i in range(9)]
     p += [(0.01, r(5400, LL6))]
     # Three seconds on, the bucket holds six errors' worth (not twelve seconds' worth):
-    # six of eight answers are answered, and another 0.3 s later one more.
+    # six of eight answers are answered; 0.15 s later one more (a quarter second's worth
+    # would not have come back yet), and 0.15 s after that another.
     p += [(3.0 + i * 0.001, r(5401 + i, LL6)) for i in range(8)]
-    p += [(3.3, r(5407, LL6)), (3.31, q(5420, B6))]
+    p += [(3.15, r(5407, LL6)), (3.3, r(5408, LL6)), (3.31, q(5420, B6))]
     # Six packets from fe80::52 to fe80::53: each redirect check goes and takes a second
     # from the source's bucket too, which is then empty for fe80::52's answer to a global
     # address. fe80::54's packet to fe80::53 finds that bucket empty: no check of the
@@ -187,5 +188,9 @@ def _():
     p += [(4.0 + i * 0.001, q(5430 + i, LL3, LL2)) for i in range(6)]
     p += [(4.01, q(5440, LL3, LL4))]
     p += [(4.02, q(5441, LL2)), (4.03, r(5441, LL2)), (4.04, q(5442, LL4)), (4.05, r(5442, LL4))]
-    p += [(4.1, q(5421, B6))]
+    # A redirect check, an error (the bucket then holds six errors' worth, 150 ticks, less
+    # the error), a second redirect check (refused: under a second's worth), and a second
+    # error, which goes.
+    p += [(4.1, q(5450, LL5)), (4.101, r(5450, LL5)), (4.102, q(5451, LL5)), (4.103, r(5451, LL5))]
+    p += [(4.2, q(5421, B6))]
     return p
