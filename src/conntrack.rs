@@ -1748,9 +1748,13 @@ impl Conntrack {
         inner: &[u8],
         now: Nanos,
     ) -> Verdict {
-        let Some(quoted) = icmp_error::quoted_tuple::<A>(inner) else {
+        let Some((mut quoted, call)) = icmp_error::quoted::<A>(inner) else {
             return self.icmp_refused();
         };
+        if call {
+            // As for the GRE packet itself: its source key is what a PPTP master mapped.
+            quoted.sport = self.gre_source_key(t, &quoted);
+        }
         // The quote is a packet sent to the error's sender: its inverse is what the table
         // knows; both it and its own inverse are needed to search both directions.
         let (Some(target), Some(target_inv)) =

@@ -14,6 +14,12 @@ use crate::tuple::{Addr, Key, proto};
 /// the "layer 4" bytes start inside the IP header), as long as it does not point past the
 /// quote; only as much layer 4 as the tuple needs must be there (ports: 4 bytes, ICMP: 8).
 pub fn quoted_tuple<A: Addr>(inner: &[u8]) -> Option<Key<A>> {
+    quoted(inner).map(|(k, _)| k)
+}
+
+/// [`quoted_tuple`], and whether the quote is enhanced (PPTP) GRE keyed by a call ID, whose
+/// source key the kernel looks up in the GRE key map as it does for such a packet itself.
+pub(crate) fn quoted<A: Addr>(inner: &[u8]) -> Option<(Key<A>, bool)> {
     let (src, dst, proto_num, l4) = if A::V6 {
         let (src, dst) = (inner.get(8..24)?, inner.get(24..40)?);
         let (nh, off) = skip_v6_extensions(inner, *inner.get(6)?, 40)?;
@@ -34,6 +40,7 @@ pub fn quoted_tuple<A: Addr>(inner: &[u8]) -> Option<Key<A>> {
         zone: 0,
         proto: proto_num,
     };
+    let mut call = false;
     match proto_num {
         proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP => {
             let &[s0, s1, d0, d1, ..] = l4 else {
@@ -52,11 +59,14 @@ pub fn quoted_tuple<A: Addr>(inner: &[u8]) -> Option<Key<A>> {
         proto::GRE => match gre::key(l4) {
             gre::GreKey::Unsupported => return None,
             gre::GreKey::Unkeyed => {}
-            gre::GreKey::CallId(k) => key.dport = k,
+            gre::GreKey::CallId(k) => {
+                key.dport = k;
+                call = true;
+            }
         },
         _ => {}
     }
-    Some(key)
+    Some((key, call))
 }
 
 /// Length of an ICMPv6 redirect message before its options: the ICMPv6 header, the target

@@ -22,7 +22,7 @@ The kernel's rules, from net/netfilter/nf_conntrack_pptp.c:
 import struct
 
 from ctgen import scenario
-from scapy.all import IP, Raw
+from scapy.all import ICMP, IP, Raw
 from scenarios_tcp import Flow
 
 ALL = "--helper all"
@@ -230,4 +230,30 @@ def _():
     p += session(h)
     p += [h.c("PA", ocrq(0x9001)), h.s("PA", ocrp(0xA001, 0x9001)), h.c("A"),
           h.s("PA", cdn(0xA001)), h.c("A")]
+    return p
+
+
+@scenario("helpers/pptp-icmp-errors", args=ALL)
+def _():
+    # ICMP errors quoting a call's GRE: the kernel reads the quoted packet's tuple as it reads
+    # the packet's own, its source key from the PPTP helper's key map, so the errors are
+    # RELATED to the call's GRE connection (not to a keyless GRE entry of the same addresses
+    # and destination key, which a GRE packet sent before the call made).
+    pns, pac, rtr = "10.43.7.1", "10.43.7.2", "10.43.9.9"
+    f = Flow(43007, PORT, c=pns, s=pac)
+
+    def error(to, quoted, code=13):
+        return IP(src=rtr, dst=to) / ICMP(type=3, code=code) / bytes(quoted)
+
+    p = [gre(pac, pns, 0x1111, 0)]  # before any call: keyless (source key 0)
+    p += session(f)
+    p += [f.c("PA", ocrq(0x1111)), f.s("PA", ocrp(0x2222, 0x1111)), f.c("A")]
+    p += [gre(pns, pac, 0x2222, 0), gre(pac, pns, 0x1111, 0, ack=0),
+          gre(pns, pac, 0x2222, 1, ack=0), gre(pac, pns, 0x1111, 1, ack=1)]
+    # Both ways: about GRE to the PAC (back to the PNS) and to the PNS (back to the PAC).
+    p += [error(pns, gre(pns, pac, 0x2222, 2)), error(pac, gre(pac, pns, 0x1111, 2))]
+    # The call cleared: the key map goes with it, so a quote of GRE to the PNS now has
+    # source key 0, the keyless entry's.
+    p += [f.c("PA", ccrq(0x1111)), f.s("PA", cdn(0x2222)), f.c("A")]
+    p += [error(pac, gre(pac, pns, 0x1111, 3)), error(pns, gre(pns, pac, 0x2222, 3))]
     return p
