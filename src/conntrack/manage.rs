@@ -136,8 +136,8 @@ impl Conntrack {
     /// Bytes of memory the connection table holds: the tracker itself, every shard of both
     /// families (its lock, timer wheel and counters) and what the shards have allocated
     /// (entries, indexes, the wheels' levels, counters and creation times when kept). The
-    /// expectations, reassembly queues and event queue, each bounded by its own limit, are
-    /// not counted.
+    /// expectations, reassembly queues, event queue and the router's ICMP rate-limit buckets
+    /// (see [`crate::ratelimit`]), each bounded by its own limit, are not counted.
     pub fn memory(&self) -> usize {
         fn table<A: Addr>(t: &Table<A>) -> usize {
             t.shards.len() * std::mem::size_of::<CachePadded<Slot<A>>>()
