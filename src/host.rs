@@ -597,59 +597,47 @@ mod limited_tests {
 
     #[test]
     fn which_messages_the_rate_limit_weighs() {
-        let r = HostModel::Router;
-        let udp = [0, 53, 0x13, 0x88, 0, 8, 0, 0];
-        let lim = |ip: &[u8]| r.limited(&parse_ip(ip).unwrap()).map(|l| format!("{l:?}"));
-        // A link-local source the router would route elsewhere: a beyond-scope error.
-        let ip = v6("fe80::1", "2001:db8::2", 17, &udp);
-        let p = parse_ip(&ip).unwrap();
-        assert_eq!(
-            r.limited(&p),
-            Some(Limited::Error {
-                to: p.src(),
-                cost: V6_ERROR
-            })
-        );
-        assert_eq!(HostModel::ConfirmAll.limited(&p), None);
-        // Nothing answers an ICMPv6 error, or one too short to tell; a query is answered.
-        assert_eq!(lim(&v6("fe80::1", "2001:db8::2", 58, &[1, 0, 0, 0])), None);
-        assert_eq!(lim(&v6("fe80::1", "2001:db8::2", 58, &[])), None);
-        assert!(lim(&v6("fe80::1", "2001:db8::2", 58, &[128, 0, 0, 0])).is_some());
-        // To a group: not forwarded, not answered.
-        assert_eq!(lim(&v6("fe80::1", "ff02::fb", 17, &udp)), None);
-        // Back out of the way in: a redirect check, of the source too when it is on the link.
-        let ip = v6("2001:db8::2", "fe80::1", 17, &udp);
-        let p = parse_ip(&ip).unwrap();
-        assert_eq!(
-            r.limited(&p),
-            Some(Limited::Redirect {
-                dst: p.dst(),
-                src: None
-            })
-        );
-        let ip = v6("fe80::2", "fe80::1", 17, &udp);
-        let p = parse_ip(&ip).unwrap();
-        let want = Limited::Redirect {
-            dst: p.dst(),
-            src: Some(p.src()),
+        type Want = for<'a> fn(&'a [u8], &'a [u8]) -> Option<Limited<'a>>;
+        let check = |ip: Vec<u8>, want: Want| {
+            let p = parse_ip(&ip).unwrap();
+            assert_eq!(
+                HostModel::Router.limited(&p),
+                want(p.src(), p.dst()),
+                "{ip:02x?}"
+            );
+            assert_eq!(HostModel::ConfirmAll.limited(&p), None);
         };
-        assert_eq!(r.limited(&p), Some(want));
+        let none: Want = |_, _| None;
+        let udp = [0, 53, 0x13, 0x88, 0, 8, 0, 0];
+        // A link-local source the router would route elsewhere: a beyond-scope error.
+        let beyond: Want = |to, _| Some(Limited::Error { to, cost: V6_ERROR });
+        check(v6("fe80::1", "2001:db8::2", 17, &udp), beyond);
+        // Nothing answers an ICMPv6 error, or one too short to tell; a query is answered.
+        check(v6("fe80::1", "2001:db8::2", 58, &[1, 0, 0, 0]), none);
+        check(v6("fe80::1", "2001:db8::2", 58, &[]), none);
+        check(v6("fe80::1", "2001:db8::2", 58, &[128, 0, 0, 0]), beyond);
+        // To a group: not forwarded, not answered.
+        check(v6("fe80::1", "ff02::fb", 17, &udp), none);
+        // Back out of the way in: a redirect check, of the source too when it is on the link.
+        check(v6("2001:db8::2", "fe80::1", 17, &udp), |_, dst| {
+            Some(Limited::Redirect { dst, src: None })
+        });
+        check(v6("fe80::2", "fe80::1", 17, &udp), |src, dst| {
+            Some(Limited::Redirect {
+                dst,
+                src: Some(src),
+            })
+        });
         // Link-local outside fe80::/64 has no route: nothing is sent.
-        assert_eq!(lim(&v6("2001:db8::2", "fe80:1::1", 17, &udp)), None);
-        assert_eq!(lim(&v6("2001:db8::2", "2001:db8::3", 17, &udp)), None);
+        check(v6("2001:db8::2", "fe80:1::1", 17, &udp), none);
+        check(v6("2001:db8::2", "2001:db8::3", 17, &udp), none);
         // IPv4: a parameter problem for refused options costs a second; fragmentation needed
         // (too big with DF) is exempt.
-        let ip = v4(b"\x07\x07\x03\0\0\0\0\x00", false, 0);
-        let p = parse_ip(&ip).unwrap();
-        assert_eq!(
-            r.limited(&p),
-            Some(Limited::Error {
-                to: p.src(),
-                cost: V4_ERROR
-            })
-        );
-        assert_eq!(lim(&v4(&[], true, ROUTER_MTU)), None);
-        assert_eq!(lim(&v4(&[], false, 10)), None);
+        check(v4(b"\x07\x07\x03\0\0\0\0\x00", false, 0), |to, _| {
+            Some(Limited::Error { to, cost: V4_ERROR })
+        });
+        check(v4(&[], true, ROUTER_MTU), none);
+        check(v4(&[], false, 10), none);
     }
 
     #[test]
