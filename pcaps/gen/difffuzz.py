@@ -3,6 +3,7 @@
 
     /usr/bin/python3 pcaps/gen/difffuzz.py gen SEED OUT.pcap      # one case; prints its args
     /usr/bin/python3 pcaps/gen/difffuzz.py run [--seed S] [--count N] [--out DIR] [--pack K]
+                                               [--realtime-only]
     /usr/bin/python3 pcaps/gen/difffuzz.py min DIR                   # shrink a kept case
 
 `gen` writes the capture of case SEED (deterministic) and prints the oracle/ctrack arguments
@@ -11,7 +12,10 @@ chosen for it. `run` loops over seeds S, S+1, ...: builds each case, runs `compa
 /tmp/difffuzz-tcp/SEED/: the capture, args, the kernel's and ctrack's outputs, compare's
 report), printing a running summary line. `--pack K` puts K cases (each with its own addresses,
 all with the first one's arguments, no --realtime ones) in one capture, which is many times
-faster; the cases of a disagreeing pack are then compared one by one to keep the guilty ones. `min` drops packets from a kept case one at a time
+faster; the cases of a disagreeing pack are then compared one by one to keep the guilty ones.
+Packs leave out the cases replayed in real time (about one in 25, each with gaps of 3.5 s
+against shortened timeouts); `--realtime-only` (without `--pack`) runs only those, so that
+the two runs together cover every case. `min` drops packets from a kept case one at a time
 while any disagreement remains and writes DIR/min.pcap.
 
 A case is one small capture (5-60 packets) holding one to three TCP conversations between a
@@ -819,7 +823,7 @@ def write_case(seed, path, slot=0):
     return args, len(pkts)
 
 
-def run(seed0, count, outdir):
+def run(seed0, count, outdir, realtime_only=False):
     compare = os.path.join(HERE, "compare.sh")
     os.makedirs(outdir, exist_ok=True)
     work = os.path.join(outdir, "work")
@@ -829,6 +833,8 @@ def run(seed0, count, outdir):
     for seed in range(seed0, seed0 + count):
         pcap = os.path.join(work, "case.pcap")
         args, n = write_case(seed, pcap)
+        if realtime_only and "--realtime" not in args:
+            continue
         keep = os.path.join(work, "keep")
         shutil.rmtree(keep, ignore_errors=True)
         env = dict(os.environ, KEEP=keep, MAX="1000")
@@ -847,9 +853,11 @@ def run(seed0, count, outdir):
             print(f"seed {seed}: {ndis} disagreements ({' '.join(args[2:])})", flush=True)
             for l in p.stdout.splitlines()[1:4]:
                 print("   " + l, flush=True)
-        if cases % 25 == 0 or seed == seed0 + count - 1:
+        if cases % 25 == 0:
             print(f"# cases {cases} packets {pkts} scored {scored} failing cases {failing} "
                   f"disagreements {dis} ({time.time() - t0:.0f}s)", flush=True)
+    print(f"# cases {cases} packets {pkts} scored {scored} failing cases {failing} "
+          f"disagreements {dis} ({time.time() - t0:.0f}s)", flush=True)
 
 
 def compare_once(compare, pcap, args, env):
@@ -1010,9 +1018,13 @@ def main():
         print(" ".join(args))
         return
     if av and av[0] == "run":
-        seed, count, out, pack = 1, 100, "/tmp/difffuzz-tcp", 1
+        seed, count, out, pack, rt = 1, 100, "/tmp/difffuzz-tcp", 1, False
         i = 1
         while i < len(av):
+            if av[i] == "--realtime-only":
+                rt = True
+                i += 1
+                continue
             if av[i] == "--seed":
                 seed = int(av[i + 1])
             elif av[i] == "--count":
@@ -1024,10 +1036,12 @@ def main():
             else:
                 sys.exit(f"difffuzz: unknown option {av[i]}")
             i += 2
+        if pack > 1 and rt:
+            sys.exit("difffuzz: --pack leaves the --realtime cases out; --realtime-only runs only them")
         if pack > 1:
             run_packed(seed, count, out, pack)
         else:
-            run(seed, count, out)
+            run(seed, count, out, rt)
         return
     sys.exit(__doc__)
 
