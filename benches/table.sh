@@ -2,10 +2,17 @@
 # Prints the performance table of the README: ctrack's engine on generated workloads against
 # the targets of the performance issue. Run on an otherwise idle machine:
 #   benches/table.sh            (PACKETS=5000000 REPS=3 by default; best of REPS)
+# CTRACK=BINARY times that binary instead of building target/release/ctrack (e.g. the
+# profile-guided build of benches/pgo.sh).
 set -euo pipefail
+[ -z "${CTRACK:-}" ] || CTRACK=$(realpath "$CTRACK")
 cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=target/release/ctrack
+if [ -n "${CTRACK:-}" ]; then
+  bin=$CTRACK
+else
+  cargo build --release -q
+  bin=target/release/ctrack
+fi
 packets=${PACKETS:-5000000}
 reps=${REPS:-3}
 best() { # best mpps of REPS runs; also remembers bytes per entry of the last run

@@ -12,9 +12,11 @@
 #                  bulk cases with a payload BULK_PACKETS, default 1000000)
 #   REPS           runs of each measurement; the best is reported (default 3)
 #   CASES          space-separated subset of the cases below, e.g. "est:1000 syn:0"
+#   CTRACK         a ctrack binary to time instead of building target/release/ctrack
 #
 # Progress goes to stderr; the tables go to stdout and to $DATA_DIR/results.md.
 set -euo pipefail
+[ -z "${CTRACK:-}" ] || CTRACK=$(realpath "$CTRACK")
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${OVS_BUILD_DIR:-$(dirname "$REPO")/ovs-build}
@@ -79,10 +81,12 @@ if [ ! -x "$HARNESS" ] || [ "$REPO/benches/ovs/ovs_ct_bench.c" -nt "$HARNESS" ] 
     -lssl -lcrypto -lcap-ng -latomic -lm -lpthread
 fi
 
-# 4. ctrack.
-log "building ctrack (release)"
-(cd "$REPO" && cargo build --release --quiet)
-CTRACK=$REPO/target/release/ctrack
+# 4. ctrack (CTRACK=BINARY times that binary instead, e.g. benches/pgo.sh's).
+if [ -z "${CTRACK:-}" ]; then
+  log "building ctrack (release)"
+  (cd "$REPO" && cargo build --release --quiet)
+  CTRACK=$REPO/target/release/ctrack
+fi
 
 # 5. Helpers.
 mpps() { awk '/^packets /{m=$6} END{print m}'; }   # the last `packets N seconds S mpps M`
