@@ -2226,6 +2226,21 @@ mod tests {
     }
 
     #[test]
+    fn seconds_left_count_to_the_nearest_tick() {
+        // A UDP entry gets 30 s at time 0. The kernel counts what is left in ticks from
+        // the refreshing tick: within half a tick of the packet it still has all 30 s (an
+        // entry killed then reports 30, or 1 of a 1 s timeout, not one less).
+        let ct = tracker();
+        assert_eq!(run(&ct, &udp4(A, B, 1000, 53), 0), "new,orig");
+        let half = ctrack_protocols::HALF_JIFFY;
+        assert_eq!(seconds_left(&ct, 20_000), vec![30]);
+        assert_eq!(seconds_left(&ct, half), vec![30]);
+        assert_eq!(seconds_left(&ct, half + 1), vec![29]);
+        assert_eq!(seconds_left(&ct, 29 * SEC + half), vec![1]);
+        assert_eq!(seconds_left(&ct, 29 * SEC + half + 1), vec![0]);
+    }
+
+    #[test]
     fn errors_never_create_entries() {
         let ct = tracker();
         let q = udp4(A, B, 1000, 53);

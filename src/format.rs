@@ -56,7 +56,14 @@ impl EntryView {
             orig: e.key.to_tuple(),
             reply: reply.to_tuple(),
             status: e.status & status::KERNEL,
-            seconds_left: e.expires.saturating_sub(now) / NANOS_PER_SEC,
+            // The kernel counts what is left in ticks from the tick of the entry's last
+            // refresh: to the nearest tick, as for expectations (an entry killed in the tick
+            // that refreshed it, 20 us after a packet gave it 1 s, still has 1 s, not 0).
+            seconds_left: e
+                .expires
+                .saturating_sub(now)
+                .saturating_add(ctrack_protocols::HALF_JIFFY)
+                / NANOS_PER_SEC,
             tcp_state,
             gre_timeouts,
             helper: ctrack_helpers::at_index(e.helper)
