@@ -4,6 +4,7 @@ the host drops after tracking waits for the entry's next packet that gets throug
 ICMP error that takes the connection out of the host (the router's own, or one it forwards)."""
 from ctgen import scenario
 from scapy.all import ICMP, IP, UDP, ICMPv6ParamProblem, IPOption, IPOption_LSRR, IPv6
+import scenarios_pptp as pptp
 from scenarios_helpers import login
 from scenarios_tcp import Flow
 
@@ -193,4 +194,27 @@ def _():
     # error, which goes.
     p += [(4.1, q(5450, LL5)), (4.101, r(5450, LL5)), (4.102, q(5451, LL5)), (4.103, r(5451, LL5))]
     p += [(4.2, q(5421, B6))]
+    return p
+
+
+@scenario(
+    "events/kill-in-the-refreshing-tick",
+    args="--helper all --sysctl nf_conntrack_tcp_timeout_close=1"
+         " --sysctl nf_conntrack_gre_timeout=1",
+)
+def _():
+    # Entries killed (not timed out) a few microseconds after a packet gave them one second:
+    # the kernel counts what is left in ticks from the refreshing tick, so each destroy event
+    # says 1 second left, which also marks it as a kill, not an expiry.
+    # A client's reset, then its SYN on the same ports: the closed entry (1 s in CLOSE) is
+    # killed and the SYN opens a new one.
+    f = Flow(44100, 80, c=A, s=B)
+    p = f.handshake() + [f.c("RA"), f.c("S", seq=f.nxt["c"] + 100000)]
+    # A PPTP call whose GRE has gone one way only (1 s, unreplied) when the server's
+    # Call-Disconnect-Notify kills it.
+    pns, pac = "10.44.0.11", "10.44.0.12"
+    g = Flow(44101, pptp.PORT, c=pns, s=pac)
+    p += pptp.session(g)
+    p += [g.c("PA", pptp.ocrq(0x1111)), g.s("PA", pptp.ocrp(0x2222, 0x1111)), g.c("A")]
+    p += [pptp.gre(pns, pac, 0x2222, 0), g.s("PA", pptp.cdn(0x2222)), g.c("A")]
     return p
