@@ -413,7 +413,20 @@ fn parse_v6_general(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
                 off += len;
             }
             NH_FRAGMENT => {
-                let h = data.get(off..off + 8).ok_or(IpError::TruncatedExtension)?;
+                let Some(h) = data.get(off..off + 8) else {
+                    // A fragment header the payload length cuts short is no fragment to
+                    // reassembly, which lets it through as it is; the tracker then reads
+                    // its next header and offset (its first four bytes) as of a first
+                    // fragment's, and finds the upper-layer header past the end.
+                    let h = data.get(off..off + 4).ok_or(IpError::TruncatedExtension)?;
+                    if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+                        return Err(IpError::TruncatedExtension);
+                    }
+                    prev_nh_off = off;
+                    nh = h[0];
+                    off += 8;
+                    continue;
+                };
                 let fo = u16::from_be_bytes([h[2], h[3]]);
                 let offset = (fo & 0xfff8) as u32;
                 let more = fo & 1 != 0;
@@ -689,6 +702,43 @@ mod tests {
         ip[40 + 8] = 17;
         ip[42..46].copy_from_slice(&[0x5e, 2, 0, 0]);
         assert_eq!(parse_ip(&ip).unwrap_err(), IpError::BadHopByHop);
+    }
+
+    #[test]
+    fn v6_fragment_header_cut_short_is_no_fragment() {
+        // A fragment header (next header 99, offset 0, more fragments) of which the payload
+        // length keeps `kept` bytes, the frame holding all eight and eight more.
+        let packet = |kept: usize, frag_off: u16| {
+            let mut ip = vec![0x60, 0, 0, 0, 0, kept as u8, NH_FRAGMENT, 64];
+            ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            ip.extend_from_slice(&[0; 11]);
+            ip.push(1);
+            ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            ip.extend_from_slice(&[0; 11]);
+            ip.push(2);
+            ip.extend_from_slice(&[99, 0]);
+            ip.extend_from_slice(&frag_off.to_be_bytes());
+            ip.extend_from_slice(&[0, 0, 0, 7]);
+            ip.extend_from_slice(&[0xb3; 8]);
+            ip
+        };
+        for kept in 4..8 {
+            let ip = packet(kept, 1);
+            let p = parse_ip(&ip).unwrap();
+            assert_eq!((p.proto, p.l4_off, p.frag), (99, 40 + kept, None), "{kept}");
+        }
+        let whole = packet(8, 1);
+        let p = parse_ip(&whole).unwrap();
+        assert_eq!((p.proto, p.l4_off), (99, 48));
+        assert!(p.frag.is_some());
+        assert_eq!(
+            parse_ip(&packet(3, 1)).unwrap_err(),
+            IpError::TruncatedExtension
+        );
+        assert_eq!(
+            parse_ip(&packet(6, 8 | 1)).unwrap_err(),
+            IpError::TruncatedExtension
+        );
     }
 
     /// Hop-by-hop headers checked against the kernel oracle (dropped before tracking or not).
