@@ -261,6 +261,37 @@ def _():
     ]
 
 
+@scenario("ipv6/fragment-header-cut-short")
+def _():
+    """A fragment header that the payload length cuts short (the frame itself holds all of it
+    and more): reassembly lets the packet through as it is, and the tracker takes the header's
+    next header and offset (its first four bytes) as a first fragment's, with the upper-layer
+    header past the end. Generic protocols are then tracked; UDP is invalid; fewer than four
+    bytes, or a nonzero offset, and the oracle sees no packet come out (dropped)."""
+    S, D = "2001:db8:6::11", "2001:db8:6::12"
+
+    def cut(nh, ext, plen):
+        return IPv6(src=S, dst=D, nh=nh, plen=plen) / Raw(ext)
+
+    def frag(nh, off_m, ident):
+        return struct.pack("!BBHI", nh, 0, off_m, ident)
+
+    routing = struct.pack("!BBBBI", 44, 0, 0, 0, 0)
+    udp_hdr = struct.pack("!HHHH", 53, 53, 16, 0)
+    return [
+        cut(43, routing + frag(99, 1, 0x11) + b"\xb3" * 8, 14),  # 6 bytes, after a routing header
+        cut(44, frag(98, 1, 0x12) + b"\xb3" * 8, 6),            # 6 bytes, first header
+        cut(43, routing + frag(17, 1, 0x13) + udp_hdr, 14),      # UDP: no header left
+        cut(43, routing + frag(97, 1, 0x14) + b"\xb3" * 8, 12),  # 4 bytes
+        cut(43, routing + frag(96, 0, 0x15) + b"\xb3" * 8, 14),  # no more fragments
+        cut(44, frag(95, 1, 0x16) + b"\xb3" * 8, 7),             # 7 bytes
+        cut(43, routing + frag(94, 1, 0x17) + b"\xb3" * 8, 11),  # 3 bytes: dropped
+        cut(43, routing + frag(93, 8 | 1, 0x18) + b"x" * 8, 14),  # offset 8: dropped
+        cut(44, frag(92, 0x10, 0x19) + b"x" * 8, 6),             # offset 16, last: dropped
+        IPv6(src=S, dst=D) / IPv6ExtHdrFragment(offset=0, m=0, id=0x20) / UDP(sport=12, dport=22) / b"whole",
+    ]
+
+
 @scenario("ip/fragments")
 def _():
     big = IP(src="10.7.0.1", dst="10.7.0.2", id=0x77) / UDP(sport=7000, dport=7001) / (b"A" * 3000)
