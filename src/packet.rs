@@ -677,15 +677,23 @@ mod tests {
         }
     }
 
+    /// An IPv6 fixed header from 2001:db8::1 to 2001:db8::2 with payload length `plen` and
+    /// next header `nh`.
+    fn v6_fixed(plen: u16, nh: u8) -> Vec<u8> {
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&plen.to_be_bytes());
+        ip.extend_from_slice(&[nh, 64]);
+        for last in [1, 2] {
+            ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            ip.extend_from_slice(&[0; 11]);
+            ip.push(last);
+        }
+        ip
+    }
+
     #[test]
     fn v6_extension_headers() {
-        let mut ip = vec![0x60, 0, 0, 0, 0, 0, 0, 64];
-        ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-        ip.extend_from_slice(&[0; 11]);
-        ip.push(1);
-        ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-        ip.extend_from_slice(&[0; 11]);
-        ip.push(2);
+        let mut ip = v6_fixed(0, 0);
         // hop-by-hop (8 bytes) -> destination options (16 bytes) -> UDP
         ip.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
         ip.extend_from_slice(&[17, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -709,13 +717,7 @@ mod tests {
         // A fragment header (next header 99, offset 0, more fragments) of which the payload
         // length keeps `kept` bytes, the frame holding all eight and eight more.
         let packet = |kept: usize, frag_off: u16| {
-            let mut ip = vec![0x60, 0, 0, 0, 0, kept as u8, NH_FRAGMENT, 64];
-            ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-            ip.extend_from_slice(&[0; 11]);
-            ip.push(1);
-            ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-            ip.extend_from_slice(&[0; 11]);
-            ip.push(2);
+            let mut ip = v6_fixed(kept as u16, NH_FRAGMENT);
             ip.extend_from_slice(&[99, 0]);
             ip.extend_from_slice(&frag_off.to_be_bytes());
             ip.extend_from_slice(&[0, 0, 0, 7]);
