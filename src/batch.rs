@@ -16,9 +16,10 @@
 //! packets are tracked as without helpers, as none of them can touch an expectation. When a
 //! burst could fill the table (so that which packet meets a full table would depend on the
 //! order across shards), the burst is tracked strictly in order. So is every burst while the
-//! table is small and no helpers are configured (see [`crate::Config::in_order_entries`]),
-//! frame by frame through [`Conntrack::process`]: its entries are in cache, and sorting the
-//! packets by shard costs more than fetching ahead saves.
+//! table is small (see [`crate::Config::in_order_entries`]), frame by frame through
+//! [`Conntrack::process`]: its entries are in cache, and sorting the packets by shard costs
+//! more than fetching ahead saves. `process` keeps to the same rule with helpers configured:
+//! a frame off the helpers' ports takes the one-pass path while no expectation is pending.
 
 use std::cell::{Cell, RefCell};
 
@@ -203,11 +204,9 @@ impl Conntrack {
         for (chunk, verdicts) in frames.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
             let count = self.count();
             // A small table is in cache: fetching ahead brings nothing, and sorting the packets
-            // by shard costs more than it saves (but with helpers, `process` takes every frame
-            // the general way, and the sorted burst only the helpers' own). Near the limit,
-            // which packet meets a full table depends on the order of insertions across
-            // shards: keep it.
-            if (!helpers && count + chunk.len() <= in_order_entries)
+            // by shard costs more than it saves. Near the limit, which packet meets a full
+            // table depends on the order of insertions across shards: keep it.
+            if count + chunk.len() <= in_order_entries
                 || (max != 0 && count + chunk.len() > max)
                 || !*room.get_or_insert_with(|| {
                     self.room_to_plan(CHUNK.min(frames.len()), &mut v4, &mut v6)
@@ -348,7 +347,25 @@ impl Conntrack {
     /// may take it) or an expected connection has a helper of its own (whose packets need not
     /// touch a helper's port): packets must then be tracked in order, each by the full path.
     fn expecting(&self) -> bool {
-        !self.v4.expect.lock().quiet() || !self.v6.expect.lock().quiet()
+        !self.quiet()
+    }
+
+    /// No expectation is pending in either family and no expected connection has a helper of
+    /// its own (see [`crate::expect::ExpectCell::is_quiet`]): with helpers configured, a packet
+    /// off the helpers' ports may then take the common lanes.
+    #[inline]
+    pub(crate) fn quiet(&self) -> bool {
+        self.v4.expect.is_quiet() && self.v6.expect.is_quiet()
+    }
+
+    /// Whether a packet of `proto` between ports `sport` and `dport` may belong to a
+    /// connection a helper reads: either port is one a helper is assigned to.
+    #[inline]
+    fn helped(&self, proto: u8, sport: u16, dport: u16) -> bool {
+        let rules = &self.cfg.helpers;
+        let assigned =
+            |port| self.helper_port(port) && ctrack_helpers::assigned(rules, proto, port).is_some();
+        assigned(dport) || assigned(sport)
     }
 
     /// Takes the packet just queued for position `pos` back out of its queue when it goes to
@@ -372,11 +389,7 @@ impl Conntrack {
         else {
             return false;
         };
-        let rules = &self.cfg.helpers;
-        let assigned = |port| {
-            self.helper_port(port) && ctrack_helpers::assigned(rules, k.proto, port).is_some()
-        };
-        let helped = assigned(k.dport) || assigned(k.sport);
+        let helped = self.helped(k.proto, k.sport, k.dport);
         if helped {
             q.pop();
         }
@@ -592,19 +605,25 @@ impl Conntrack {
     fn run_in_order(&self, chunk: &[&[u8]], link: LinkType, out: &mut [Verdict], now: Nanos) {
         // The checksum setting as the chunk starts (see `Conntrack::process_with`).
         let cksum = self.checksum();
+        let helpers = !self.cfg.helpers.is_empty();
         for (i, (v, frame)) in out.iter_mut().zip(chunk).enumerate() {
             if let Some(ahead) = chunk.get(i + LOOKAHEAD).filter(|f| f.len() >= LONG_FRAME) {
                 prefetch_frame(ahead, cksum);
             }
-            *v = self.process_with(frame, link, now, cksum);
+            *v = if helpers {
+                self.process_helped(frame, link, now, cksum)
+            } else {
+                self.process_with(frame, link, now, cksum)
+            };
         }
     }
 
-    /// [`Conntrack::process`] for the common frame (see [`Conntrack::common_v4`]) with no
-    /// helpers configured: tracked at once as a burst of one, without the burst's planning.
-    /// `None` for every other frame, which the general path then takes.
+    /// [`Conntrack::process`] for the common frame (see [`Conntrack::common_v4`]): tracked at
+    /// once as a burst of one, without the burst's planning. `None` for every other frame,
+    /// which the general path then takes; with `HELPERS` (helpers configured, and the
+    /// expectations [quiet](Conntrack::quiet)), also for a frame to or from a helper's port.
     #[inline(always)]
-    pub(crate) fn process_common(
+    pub(crate) fn process_common<const HELPERS: bool>(
         &self,
         frame: &[u8],
         link: LinkType,
@@ -612,19 +631,35 @@ impl Conntrack {
         cksum: bool,
     ) -> Option<Verdict> {
         if let Some(ready) = self.common_v4(frame, link, cksum) {
+            if HELPERS && self.helps(&ready) {
+                return None;
+            }
             Some(self.track_common(&self.v4, ready, now))
         } else if let Some(ready) = self.common_v6(frame, link, cksum) {
+            if HELPERS && self.helps(&ready) {
+                return None;
+            }
             Some(self.track_common(&self.v6, ready, now))
         } else {
-            self.process_inner(frame, link, now, cksum)
+            self.process_inner::<HELPERS>(frame, link, now, cksum)
         }
+    }
+
+    /// Whether a packet the common lanes parsed goes to or comes from a helper's port (see
+    /// [`Conntrack::helped`]); one they decided already (`Err`) is not the helpers' business.
+    #[inline(always)]
+    fn helps<A: Addr>(&self, ready: &ReadyOf<'_, A>) -> bool {
+        ready.as_ref().is_ok_and(|(r, _)| {
+            let k = r.key();
+            self.helped(k.proto, k.sport, k.dport)
+        })
     }
 
     /// [`Conntrack::process_common`] behind one VLAN tag or a cooked header (see
     /// [`inner_ip`]), as [`Conntrack::plan`] takes such frames. Out of line: the untagged
     /// frame's path keeps its registers.
     #[inline(never)]
-    fn process_inner(
+    fn process_inner<const HELPERS: bool>(
         &self,
         frame: &[u8],
         link: LinkType,
@@ -634,10 +669,16 @@ impl Conntrack {
         match inner_ip(frame, link)? {
             (ip, 0x0800) => {
                 let ready = self.common_v4(ip, LinkType::Raw, cksum)?;
+                if HELPERS && self.helps(&ready) {
+                    return None;
+                }
                 Some(self.track_common(&self.v4, ready, now))
             }
             (ip, 0x86dd) => {
                 let ready = self.common_v6(ip, LinkType::Raw, cksum)?;
+                if HELPERS && self.helps(&ready) {
+                    return None;
+                }
                 Some(self.track_common(&self.v6, ready, now))
             }
             _ => None,

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::defrag::{Defrag, Reassembled};
 use crate::event::{Event, EventKind, EventQueue, ExpectEvent};
-use crate::expect::{Expectations, Expected, Refused, Reporter, Spec};
+use crate::expect::{ExpectCell, Expectations, Expected, Refused, Reporter, Spec};
 use crate::format::EntryView;
 use crate::host::{HostModel, Limited, Route};
 use crate::icmp_error::{self, Redirect};
@@ -127,7 +127,7 @@ pub(crate) struct Table<A: Addr> {
     pub(crate) shards: Box<[CachePadded<Slot<A>>]>,
     mask: usize,
     /// Pending expectations and helper state (taken after a shard lock, never before).
-    pub(crate) expect: Mutex<Expectations<A>>,
+    pub(crate) expect: ExpectCell<A>,
 }
 
 /// A shard and what may be read of it without its lock.
@@ -291,7 +291,7 @@ impl<A: Addr> Table<A> {
                 })
                 .collect(),
             mask: n - 1,
-            expect: Mutex::new(Expectations::reporting(events)),
+            expect: ExpectCell::new(Expectations::reporting(events)),
         }
     }
 
@@ -637,11 +637,17 @@ impl Conntrack {
     /// decides. A caller reading timestamps it does not control (a capture's) passes the
     /// largest seen so far, as [`crate::capture::Capture::packets_monotonic`] gives them.
     ///
-    /// With no helpers configured, the common frame (a plain IPv4 or IPv6 header behind
-    /// untagged Ethernet or raw, then TCP or UDP) goes straight to its shard; every other
-    /// frame takes the general path, which decides the same for the common one.
+    /// The common frame (a plain IPv4 or IPv6 header behind untagged Ethernet or raw, then
+    /// TCP or UDP) goes straight to its shard; every other frame takes the general path, which
+    /// decides the same for the common one. With helpers configured, so does every frame to or
+    /// from a port a helper is assigned to, and every frame while an expectation is pending
+    /// (or an expected connection has a helper of its own).
     pub fn process(&self, frame: &[u8], link: LinkType, now: Nanos) -> Verdict {
-        self.process_with(frame, link, now, self.checksum())
+        if self.cfg.helpers.is_empty() {
+            self.process_with(frame, link, now, self.checksum())
+        } else {
+            self.process_helped(frame, link, now, self.checksum())
+        }
     }
 
     /// [`Conntrack::process`] with the checksum setting already read (`cksum`): a burst reads
@@ -656,10 +662,35 @@ impl Conntrack {
         cksum: bool,
     ) -> Verdict {
         if self.cfg.helpers.is_empty()
-            && let Some(v) = self.process_common(frame, link, now, cksum)
+            && let Some(v) = self.process_common::<false>(frame, link, now, cksum)
         {
             return v;
         }
+        self.process_frame(frame, link, now)
+    }
+
+    /// [`Conntrack::process_with`] with helpers configured: the common lanes take a frame off
+    /// the helpers' ports while the expectations are [quiet](Conntrack::quiet). A copy of its
+    /// own, so that the path without helpers carries nothing of theirs.
+    #[inline(never)]
+    pub(crate) fn process_helped(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        now: Nanos,
+        cksum: bool,
+    ) -> Verdict {
+        if self.quiet()
+            && let Some(v) = self.process_common::<true>(frame, link, now, cksum)
+        {
+            return v;
+        }
+        self.process_frame(frame, link, now)
+    }
+
+    /// The general path for a frame of any link type.
+    #[inline]
+    fn process_frame(&self, frame: &[u8], link: LinkType, now: Nanos) -> Verdict {
         match packet::ip_of_frame(frame, link) {
             Some(ip) => self.process_ip(ip, now),
             None => Verdict::SKIPPED,

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ctrack_helpers::{ftp, pptp, sane, sip};
 use ctrack_protocols::{NANOS_PER_SEC, Nanos};
@@ -192,6 +193,67 @@ pub(crate) enum Refused {
     /// An equal one of another master or class is pending (the kernel's `-EALREADY`, which
     /// the SIP helper takes as success).
     Already,
+}
+
+/// One family's [`Expectations`] behind their lock, with whether they are
+/// [quiet](Expectations::quiet) readable without it: the common lanes track a packet off the
+/// helpers' ports without the general path only while both families are quiet. Every change
+/// goes through [`ExpectCell::lock`], whose guard records the answer as it lets go, so the
+/// flag is never stale for the thread that made the change.
+#[derive(Debug)]
+pub(crate) struct ExpectCell<A: Addr> {
+    inner: parking_lot::Mutex<Expectations<A>>,
+    quiet: AtomicBool,
+}
+
+impl<A: Addr> ExpectCell<A> {
+    pub(crate) fn new(x: Expectations<A>) -> Self {
+        ExpectCell {
+            quiet: AtomicBool::new(x.quiet()),
+            inner: parking_lot::Mutex::new(x),
+        }
+    }
+
+    /// Locks the expectations; the guard updates [`ExpectCell::is_quiet`] when dropped.
+    #[inline]
+    pub(crate) fn lock(&self) -> ExpectGuard<'_, A> {
+        ExpectGuard {
+            guard: self.inner.lock(),
+            quiet: &self.quiet,
+        }
+    }
+
+    /// [`Expectations::quiet`] as of the last lock's release, without locking.
+    #[inline]
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.quiet.load(Ordering::Acquire)
+    }
+}
+
+/// The locked expectations of an [`ExpectCell`].
+pub(crate) struct ExpectGuard<'a, A: Addr> {
+    guard: parking_lot::MutexGuard<'a, Expectations<A>>,
+    quiet: &'a AtomicBool,
+}
+
+impl<A: Addr> std::ops::Deref for ExpectGuard<'_, A> {
+    type Target = Expectations<A>;
+    fn deref(&self) -> &Expectations<A> {
+        &self.guard
+    }
+}
+
+impl<A: Addr> std::ops::DerefMut for ExpectGuard<'_, A> {
+    fn deref_mut(&mut self) -> &mut Expectations<A> {
+        &mut self.guard
+    }
+}
+
+impl<A: Addr> Drop for ExpectGuard<'_, A> {
+    fn drop(&mut self) {
+        // Still under the lock: the flags follow the changes in the lock's order.
+        self.quiet.store(self.guard.quiet(), Ordering::Release);
+    }
 }
 
 /// One address family's expectations.
@@ -1148,6 +1210,25 @@ mod tests {
         assert_eq!(x.take(&call, 4), Some(took(m, 4)));
         x.flush_sip(&m, false, 0);
         assert!(x.none_pending());
+    }
+
+    #[test]
+    fn the_cell_tells_quiet_as_its_last_lock_left_it() {
+        let cell = ExpectCell::new(Expectations::default());
+        assert!(cell.is_quiet());
+        let m = key(1, 2, 40000, 21);
+        let c = key(1, 2, 1, 5000);
+        // An expected connection with a helper of its own: not quiet once the lock is let go.
+        cell.lock().adopt(c, m, true);
+        assert!(!cell.is_quiet());
+        // Read-only locks leave the answer as it was.
+        assert_eq!(cell.lock().children_of(&m), 1);
+        assert!(!cell.is_quiet());
+        cell.lock().forget(&c, false, true, 0);
+        assert!(cell.is_quiet());
+        // One without a helper keeps it quiet.
+        cell.lock().adopt(c, m, false);
+        assert!(cell.is_quiet());
     }
 
     #[test]
