@@ -164,7 +164,10 @@ impl Conntrack {
         e: &mut Entry<A>,
         now: Nanos,
     ) -> Result<Option<Key<A>>, NoRoom> {
-        let taken = {
+        // Quiet (as this thread left it, or another before): nothing pending to take.
+        let taken = if t.expect.is_quiet() {
+            None
+        } else {
             let mut x = t.expect.lock();
             if x.none_pending() {
                 None
@@ -180,7 +183,10 @@ impl Conntrack {
         if taken.is_some() {
             e.status |= status::EXPECTED;
         }
-        e.helper = match ctrack_helpers::assigned(&self.cfg.helpers, e.key.proto, e.key.dport) {
+        let rule = (self.helper_port(e.key.dport))
+            .then(|| ctrack_helpers::assigned(&self.cfg.helpers, e.key.proto, e.key.dport))
+            .flatten();
+        e.helper = match rule {
             Some(hl) => ctrack_helpers::index_of(hl),
             None => taken.map_or(0, |tk| tk.child_helper),
         };
