@@ -87,6 +87,11 @@ pub(super) const EVICTION_RANGE: usize = 8;
 /// `nf_conntrack_buckets` is set far below the number of entries.
 pub(super) const CHAIN_MOST: u32 = 64;
 
+/// Tuples in all of early drop's chains that its walk takes without the bound's array: at the
+/// default bucket count a full table's chains hold 16 in all on average, and more than 32
+/// about once in 8,000 walks (a Poisson count of mean 16).
+const FEW_PICKS: usize = 32;
+
 /// How many tuples each of the [`EVICTION_RANGE`] kernel hash chains that early drop walks
 /// for the tuple hashed `h` holds, in a table of `entries` entries over `buckets` chains:
 /// each entry's two tuples are hashed into the chains, so a chain holds a Poisson-distributed
@@ -338,15 +343,35 @@ impl Conntrack {
             seen_size(t, sb),
             self.live.in_shard(sb).nf_conntrack_buckets,
         );
-        let slots = sb.shard.slots() as u64;
         if sb.shard.is_empty() && sb.zombies == 0 {
             return false;
         }
-        // The draws, with nothing allocated: a full table under a flood comes here for every
-        // new connection. A draw that meets a free slot draws again, a few times at most. A
-        // timed-out entry's tuple is marked, and reaped when the walk gets there.
+        // The draws go on the stack: a full table under a flood comes here for every new
+        // connection. Room for the usual few dozen is cheap to clear; the bound (when
+        // `nf_conntrack_buckets` is far below the entries) takes a larger array.
+        if sizes.iter().sum::<u32>() as usize <= FEW_PICKS {
+            self.walk_chains::<A, FEW_PICKS>(t, sb, h, &sizes, now)
+        } else {
+            self.walk_chains::<A, { EVICTION_RANGE * CHAIN_MOST as usize }>(t, sb, h, &sizes, now)
+        }
+    }
+
+    /// [`Conntrack::early_drop`]'s walk of the chains of `sizes` tuples, whose total is at
+    /// most `N`.
+    #[inline(always)]
+    fn walk_chains<A: Addr, const N: usize>(
+        &self,
+        t: &Table<A>,
+        sb: &mut ShardBox<A>,
+        h: u64,
+        sizes: &[u32; EVICTION_RANGE],
+        now: Nanos,
+    ) -> bool {
+        let slots = sb.shard.slots() as u64;
+        // A draw that meets a free slot draws again, a few times at most. A timed-out entry's
+        // tuple is marked, and reaped when the walk gets there.
         const ZOMBIE: u32 = NIL - 1;
-        let mut picks = [NIL; EVICTION_RANGE * CHAIN_MOST as usize];
+        let mut picks = [NIL; N];
         let mut x = h ^ 0x2545_f491_4f6c_dd1d;
         let mut z = h ^ 0x6a09_e667_f3bc_c909;
         let mut n = 0;
@@ -372,7 +397,7 @@ impl Conntrack {
             }
         }
         let mut at = 0;
-        for &size in &sizes {
+        for &size in sizes {
             let mut drops = 0;
             for &i in &picks[at..at + size as usize] {
                 if i == ZOMBIE {
