@@ -131,6 +131,25 @@ fn inner_ip(frame: &[u8], link: LinkType) -> Option<(&[u8], u16)> {
 }
 
 /// What [`Conntrack::ready_tcp`] and [`Conntrack::ready_udp`] return.
+/// What [`Conntrack::process`]'s common lanes take on their own, by whether helpers are
+/// configured and what the expectations hold (a const parameter, so each case is compiled
+/// apart).
+pub(crate) struct Lanes;
+
+impl Lanes {
+    /// No helpers configured: every common frame.
+    pub(crate) const PLAIN: u8 = 0;
+    /// Helpers configured, no expectation pending and no expected connection with a helper of
+    /// its own: every common frame off the helpers' ports.
+    pub(crate) const QUIET: u8 = 1;
+    /// Helpers configured and expectations pending, but no expected connection with a helper
+    /// of its own: a common frame off the helpers' ports that refreshes the entry it finds.
+    /// Any other (a new connection, which may take an expectation; a header, length or
+    /// checksum its tracker refuses, for which the kernel makes an entry that may take one)
+    /// goes to the general path.
+    pub(crate) const PENDING: u8 = 2;
+}
+
 type ReadyOf<'a, A> = Result<(Ready<'a, A>, Option<PendingSum<'a>>), Verdict>;
 type Ready4<'a> = ReadyOf<'a, [u8; 4]>;
 type Ready6<'a> = ReadyOf<'a, [u8; 16]>;
@@ -620,10 +639,11 @@ impl Conntrack {
 
     /// [`Conntrack::process`] for the common frame (see [`Conntrack::common_v4`]): tracked at
     /// once as a burst of one, without the burst's planning. `None` for every other frame,
-    /// which the general path then takes; with `HELPERS` (helpers configured, and the
-    /// expectations [quiet](Conntrack::quiet)), also for a frame to or from a helper's port.
+    /// which the general path then takes; with helpers configured (`L` other than
+    /// [`Lanes::PLAIN`]), also for a frame to or from a helper's port, and those
+    /// [`Lanes::PENDING`] leaves to it.
     #[inline(always)]
-    pub(crate) fn process_common<const HELPERS: bool>(
+    pub(crate) fn process_common<const L: u8>(
         &self,
         frame: &[u8],
         link: LinkType,
@@ -631,35 +651,40 @@ impl Conntrack {
         cksum: bool,
     ) -> Option<Verdict> {
         if let Some(ready) = self.common_v4(frame, link, cksum) {
-            if HELPERS && self.helps(&ready) {
+            if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                 return None;
             }
-            Some(self.track_common(&self.v4, ready, now))
+            self.track_common::<_, L>(&self.v4, ready, now)
         } else if let Some(ready) = self.common_v6(frame, link, cksum) {
-            if HELPERS && self.helps(&ready) {
+            if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                 return None;
             }
-            Some(self.track_common(&self.v6, ready, now))
+            self.track_common::<_, L>(&self.v6, ready, now)
         } else {
-            self.process_inner::<HELPERS>(frame, link, now, cksum)
+            self.process_inner::<L>(frame, link, now, cksum)
         }
     }
 
     /// Whether a packet the common lanes parsed goes to or comes from a helper's port (see
-    /// [`Conntrack::helped`]); one they decided already (`Err`) is not the helpers' business.
+    /// [`Conntrack::helped`]). One they decided already (`Err`, a header its tracker refuses)
+    /// is not the helpers' business, unless an expectation is pending: the kernel makes an
+    /// entry for such a packet that may take it (see `Conntrack::spend_expectation`).
     #[inline(always)]
-    fn helps<A: Addr>(&self, ready: &ReadyOf<'_, A>) -> bool {
-        ready.as_ref().is_ok_and(|(r, _)| {
-            let k = r.key();
-            self.helped(k.proto, k.sport, k.dport)
-        })
+    fn helps<A: Addr, const L: u8>(&self, ready: &ReadyOf<'_, A>) -> bool {
+        match ready {
+            Ok((r, _)) => {
+                let k = r.key();
+                self.helped(k.proto, k.sport, k.dport)
+            }
+            Err(_) => L == Lanes::PENDING,
+        }
     }
 
     /// [`Conntrack::process_common`] behind one VLAN tag or a cooked header (see
     /// [`inner_ip`]), as [`Conntrack::plan`] takes such frames. Out of line: the untagged
     /// frame's path keeps its registers.
     #[inline(never)]
-    fn process_inner<const HELPERS: bool>(
+    fn process_inner<const L: u8>(
         &self,
         frame: &[u8],
         link: LinkType,
@@ -669,34 +694,45 @@ impl Conntrack {
         match inner_ip(frame, link)? {
             (ip, 0x0800) => {
                 let ready = self.common_v4(ip, LinkType::Raw, cksum)?;
-                if HELPERS && self.helps(&ready) {
+                if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                     return None;
                 }
-                Some(self.track_common(&self.v4, ready, now))
+                self.track_common::<_, L>(&self.v4, ready, now)
             }
             (ip, 0x86dd) => {
                 let ready = self.common_v6(ip, LinkType::Raw, cksum)?;
-                if HELPERS && self.helps(&ready) {
+                if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                     return None;
                 }
-                Some(self.track_common(&self.v6, ready, now))
+                self.track_common::<_, L>(&self.v6, ready, now)
             }
             _ => None,
         }
     }
 
     /// Tracks one packet of the common lanes in its shard: what [`Conntrack::enqueue`] and
-    /// [`Conntrack::run_sorted`] do for a burst of one.
+    /// [`Conntrack::run_sorted`] do for a burst of one. `None` only with [`Lanes::PENDING`],
+    /// for a packet it leaves to the general path.
     #[inline(always)]
-    fn track_common<A: Addr>(&self, t: &Table<A>, ready: ReadyOf<'_, A>, now: Nanos) -> Verdict {
+    fn track_common<A: Addr, const L: u8>(
+        &self,
+        t: &Table<A>,
+        ready: ReadyOf<'_, A>,
+        now: Nanos,
+    ) -> Option<Verdict> {
         // Borrowed where it lies: moving the packet's facts out of the `Result` copied them
         // (13 instructions per IPv6 packet).
         let (ready, sum) = match &ready {
             Ok((r, s)) => (r, *s),
-            Err(v) => return *v,
+            Err(v) => return Some(*v),
         };
         if !self.sum_ok(sum) {
-            return self.invalid();
+            // A bad checksum may spend a pending expectation (see `Conntrack::helps`).
+            return if L == Lanes::PENDING {
+                None
+            } else {
+                Some(self.invalid())
+            };
         }
         let h = self.hash(ready.key());
         let slot = &t.shards[t.shard_of(h)];
@@ -706,10 +742,15 @@ impl Conntrack {
         let hint = g.shard.prefetch_entry(h);
         let v = match self.run_refresh::<A, true>(&mut g, ready, hint, clock) {
             Some(v) => v,
+            None if L == Lanes::PENDING => {
+                // Not a refresh: it may open a connection that takes an expectation.
+                self.settle(&mut g);
+                return None;
+            }
             None => self.run_ready_locked(t, slot, &mut g, ready, h, hint, now),
         };
         self.settle(&mut g);
-        v
+        Some(v)
     }
 
     /// Tracks the queued packets of one family, shard by shard, in order within each shard.

@@ -12,9 +12,10 @@ use ctrack_protocols::{Accept, Ctx, Decision, Dir, Nanos, Refresh, generic, gre,
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
 
+use crate::batch::Lanes;
 use crate::defrag::{Defrag, Reassembled};
 use crate::event::{Event, EventKind, EventQueue, ExpectEvent};
-use crate::expect::{ExpectCell, Expectations, Expected, Refused, Reporter, Spec};
+use crate::expect::{ExpectCell, Expectations, Expected, PENDING, Refused, Reporter, Spec};
 use crate::format::EntryView;
 use crate::host::{HostModel, Limited, Route};
 use crate::icmp_error::{self, Redirect};
@@ -662,7 +663,7 @@ impl Conntrack {
         cksum: bool,
     ) -> Verdict {
         if self.cfg.helpers.is_empty()
-            && let Some(v) = self.process_common::<false>(frame, link, now, cksum)
+            && let Some(v) = self.process_common::<{ Lanes::PLAIN }>(frame, link, now, cksum)
         {
             return v;
         }
@@ -670,8 +671,10 @@ impl Conntrack {
     }
 
     /// [`Conntrack::process_with`] with helpers configured: the common lanes take a frame off
-    /// the helpers' ports while the expectations are [quiet](Conntrack::quiet). A copy of its
-    /// own, so that the path without helpers carries nothing of theirs.
+    /// the helpers' ports while no expectation is pending, and while some are but no expected
+    /// connection has a helper of its own, a frame that refreshes its entry (see
+    /// [`Lanes::PENDING`]). A copy of its own, so that the path without helpers carries
+    /// nothing of theirs.
     #[inline(never)]
     pub(crate) fn process_helped(
         &self,
@@ -680,12 +683,25 @@ impl Conntrack {
         now: Nanos,
         cksum: bool,
     ) -> Verdict {
-        if self.quiet()
-            && let Some(v) = self.process_common::<true>(frame, link, now, cksum)
-        {
-            return v;
-        }
-        self.process_frame(frame, link, now)
+        let common = match self.v4.expect.flags() | self.v6.expect.flags() {
+            0 => self.process_common::<{ Lanes::QUIET }>(frame, link, now, cksum),
+            PENDING => self.process_pending(frame, link, now, cksum),
+            _ => None,
+        };
+        common.unwrap_or_else(|| self.process_frame(frame, link, now))
+    }
+
+    /// [`Conntrack::process_helped`]'s lanes while expectations are pending (see
+    /// [`Lanes::PENDING`]). Out of line: the quiet case keeps its registers.
+    #[inline(never)]
+    fn process_pending(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        now: Nanos,
+        cksum: bool,
+    ) -> Option<Verdict> {
+        self.process_common::<{ Lanes::PENDING }>(frame, link, now, cksum)
     }
 
     /// The general path for a frame of any link type.

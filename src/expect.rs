@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use ctrack_helpers::{ftp, pptp, sane, sip};
 use ctrack_protocols::{NANOS_PER_SEC, Nanos};
@@ -195,45 +195,58 @@ pub(crate) enum Refused {
     Already,
 }
 
-/// One family's [`Expectations`] behind their lock, with whether they are
-/// [quiet](Expectations::quiet) readable without it: the common lanes track a packet off the
-/// helpers' ports without the general path only while both families are quiet. Every change
-/// goes through [`ExpectCell::lock`], whose guard records the answer as it lets go, so the
-/// flag is never stale for the thread that made the change.
+/// One family's [`Expectations`] behind their lock, with what the common lanes need to know
+/// of them readable without it ([`ExpectCell::flags`]): with helpers configured, they track a
+/// packet off the helpers' ports on their own while nothing is pending, and only a packet
+/// that refreshes its entry while expectations are pending but no expected connection has a
+/// helper of its own. Every change goes through [`ExpectCell::lock`], whose guard records
+/// the flags as it lets go, so they are never stale for the thread that made the change.
 #[derive(Debug)]
 pub(crate) struct ExpectCell<A: Addr> {
     inner: parking_lot::Mutex<Expectations<A>>,
-    quiet: AtomicBool,
+    flags: AtomicU8,
 }
+
+/// [`ExpectCell::flags`]: an expectation is pending.
+pub(crate) const PENDING: u8 = 1;
+/// [`ExpectCell::flags`]: an expected connection has a helper of its own.
+pub(crate) const HELPED: u8 = 2;
 
 impl<A: Addr> ExpectCell<A> {
     pub(crate) fn new(x: Expectations<A>) -> Self {
         ExpectCell {
-            quiet: AtomicBool::new(x.quiet()),
+            flags: AtomicU8::new(x.flags()),
             inner: parking_lot::Mutex::new(x),
         }
     }
 
-    /// Locks the expectations; the guard updates [`ExpectCell::is_quiet`] when dropped.
+    /// Locks the expectations; the guard updates [`ExpectCell::flags`] when dropped.
     #[inline]
     pub(crate) fn lock(&self) -> ExpectGuard<'_, A> {
         ExpectGuard {
             guard: self.inner.lock(),
-            quiet: &self.quiet,
+            flags: &self.flags,
         }
     }
 
-    /// [`Expectations::quiet`] as of the last lock's release, without locking.
+    /// [`PENDING`] and [`HELPED`] as the last lock left them, read without locking.
+    #[inline]
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Acquire)
+    }
+
+    /// Quiet as the last lock left it (no flag: nothing pending, no expected connection with a
+    /// helper of its own), without locking.
     #[inline]
     pub(crate) fn is_quiet(&self) -> bool {
-        self.quiet.load(Ordering::Acquire)
+        self.flags() == 0
     }
 }
 
 /// The locked expectations of an [`ExpectCell`].
 pub(crate) struct ExpectGuard<'a, A: Addr> {
     guard: parking_lot::MutexGuard<'a, Expectations<A>>,
-    quiet: &'a AtomicBool,
+    flags: &'a AtomicU8,
 }
 
 impl<A: Addr> std::ops::Deref for ExpectGuard<'_, A> {
@@ -252,7 +265,7 @@ impl<A: Addr> std::ops::DerefMut for ExpectGuard<'_, A> {
 impl<A: Addr> Drop for ExpectGuard<'_, A> {
     fn drop(&mut self) {
         // Still under the lock: the flags follow the changes in the lock's order.
-        self.quiet.store(self.guard.quiet(), Ordering::Release);
+        self.flags.store(self.guard.flags(), Ordering::Release);
     }
 }
 
@@ -774,10 +787,17 @@ impl<A: Addr> Expectations<A> {
         !self.keymap.by_master.is_empty()
     }
 
-    /// True when no expectation is pending and no expected connection has a helper of its
-    /// own: the batch may then track packets off the helpers' ports shard by shard.
-    pub(crate) fn quiet(&self) -> bool {
-        self.count == 0 && self.helped_children.is_empty()
+    /// [`PENDING`] when an expectation is pending, [`HELPED`] when an expected connection has
+    /// a helper of its own. With neither (quiet), the batch may track packets off the
+    /// helpers' ports shard by shard.
+    pub(crate) fn flags(&self) -> u8 {
+        let pending = if self.count != 0 { PENDING } else { 0 };
+        let helped = if self.helped_children.is_empty() {
+            0
+        } else {
+            HELPED
+        };
+        pending | helped
     }
 
     /// Room for [`Expectations::adopt`] to record one more expected connection; false when
@@ -1213,21 +1233,29 @@ mod tests {
     }
 
     #[test]
-    fn the_cell_tells_quiet_as_its_last_lock_left_it() {
+    fn the_cell_tells_its_flags_as_its_last_lock_left_them() {
         let cell = ExpectCell::new(Expectations::default());
         assert!(cell.is_quiet());
         let m = key(1, 2, 40000, 21);
         let c = key(1, 2, 1, 5000);
-        // An expected connection with a helper of its own: not quiet once the lock is let go.
+        // An expected connection with a helper of its own, once the lock is let go.
         cell.lock().adopt(c, m, true);
-        assert!(!cell.is_quiet());
+        assert_eq!(cell.flags(), HELPED);
         // Read-only locks leave the answer as it was.
         assert_eq!(cell.lock().children_of(&m), 1);
-        assert!(!cell.is_quiet());
+        assert_eq!(cell.flags(), HELPED);
         cell.lock().forget(&c, false, true, 0);
         assert!(cell.is_quiet());
-        // One without a helper keeps it quiet.
+        // One without a helper keeps it quiet; a pending expectation does not.
         cell.lock().adopt(c, m, false);
+        assert!(cell.is_quiet());
+        let e = exp(3, 2, 5000);
+        cell.lock()
+            .expect(&m, 1, e, Spec::plain(10, 10 * SEC), 4, 0)
+            .unwrap();
+        assert_eq!(cell.flags(), PENDING);
+        // Taken by its connection: nothing pending.
+        assert!(cell.lock().take(&key(3, 2, 1234, 5000), SEC).is_some());
         assert!(cell.is_quiet());
     }
 
@@ -1244,7 +1272,7 @@ mod tests {
         x.forget(&c2, false, true, 0);
         x.forget(&c2, false, true, 0);
         assert_eq!(x.children_of(&m), 0);
-        assert!(x.child_count.is_empty() && x.children.is_empty() && x.quiet());
+        assert!(x.child_count.is_empty() && x.children.is_empty() && x.flags() == 0);
     }
 
     #[test]

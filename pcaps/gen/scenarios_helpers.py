@@ -2,7 +2,7 @@
 PORT, EPRT; the line-start rule, partial commands, foreign addresses, one expectation per
 master, clashes, IPv6) and TFTP requests; the data connections then arrive RELATED."""
 from ctgen import scenario
-from scapy.all import IP, IPv6, TCP, UDP, Raw
+from scapy.all import IP, IPv6, TCP, UDP, Raw, raw
 from scenarios_tcp import Flow
 
 C, S, C2 = "10.30.0.1", "10.30.0.2", "10.30.0.3"
@@ -220,6 +220,45 @@ def _():
     p += [tftp(C, S, 42096, 69, rrq),
           IP(src=S, dst=C) / UDP(sport=33005, dport=42096, len=200) / Raw(b"\x00\x03\x00\x01"),
           tftp(S, C, 33005, 42096, b"\x00\x03\x00\x01data")]
+    return p
+
+
+def bad_sum(pkt, layer):
+    """`pkt` with the checksum of its `layer` (TCP or UDP) wrong."""
+    p = IP(raw(pkt))
+    p[layer].chksum ^= 0x5a5a
+    return p
+
+
+@scenario("helpers/expectation-taken-by-bad-checksum",
+          args="--helper all --sysctl nf_conntrack_checksum=1")
+def _():
+    # With checksums checked, a segment or datagram of an expected connection whose checksum
+    # is wrong takes the expectation as any other invalid first packet does (the kernel looks
+    # the connection up before its protocol checks the checksum): the real first packet is
+    # only NEW. Meanwhile the established traffic of other connections (here the control
+    # connection itself and a finished data connection) goes on, and a bad checksum there
+    # takes nothing. An expectation left alone still makes its connection RELATED.
+    f = Flow(42111, 21, c=C, s=S)
+    p = login(f)
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50111)), f.c("A")]
+    d = Flow(42112, 50111, c=C, s=S)
+    p += transfer(d, close=False)
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50112)), f.c("A")]
+    # While it is pending: a bad segment of the established data connection, then its good
+    # ones, and the control connection's.
+    p += [bad_sum(d.s("PA", b"more", advance=False), TCP), d.s("PA", b"more"), d.c("A"),
+          f.c("PA", b"NOOP\r\n"), f.s("PA", b"200 ok\r\n")]
+    e = Flow(42113, 50112, c=C, s=S)
+    p += [bad_sum(e.c("S", advance=False), TCP), e.c("S")]
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50113)), f.c("A")]
+    p += [Flow(42114, 50113, c=C, s=S).c("S")]
+    rrq = b"\x00\x01boot.img\x00octet\x00"
+    p += [tftp(C, S, 42115, 69, rrq),
+          bad_sum(tftp(S, C, 33011, 42115, b"\x00\x03\x00\x01data"), UDP),
+          tftp(S, C, 33011, 42115, b"\x00\x03\x00\x01data"),
+          tftp(C, S, 42116, 69, rrq),
+          tftp(S, C, 33012, 42116, b"\x00\x03\x00\x01data")]
     return p
 
 
