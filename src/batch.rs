@@ -19,7 +19,8 @@
 //! table is small (see [`crate::Config::in_order_entries`]), frame by frame through
 //! [`Conntrack::process`]: its entries are in cache, and sorting the packets by shard costs
 //! more than fetching ahead saves. `process` keeps to the same rule with helpers configured:
-//! a frame off the helpers' ports takes the one-pass path while no expectation is pending.
+//! a frame off the helpers' ports takes the one-pass path while no expectation is pending,
+//! and while some are, if it refreshes its entry (see [`Lanes`]).
 
 use std::cell::{Cell, RefCell};
 
