@@ -303,9 +303,9 @@ impl Conntrack {
                 strict = self.expecting();
                 continue;
             }
-            let alone = match self.plan(frame, link, cksum, i, v4, v6, &mut verdicts[i]) {
-                Plan::Done => false,
-                Plan::Queued => HELPERS && self.unqueue_helped(i, v4, v6),
+            let alone = match self.plan::<HELPERS>(frame, link, cksum, i, v4, v6, &mut verdicts[i])
+            {
+                Plan::Done | Plan::Queued => false,
                 Plan::Alone => true,
             };
             if alone {
@@ -322,7 +322,7 @@ impl Conntrack {
     /// Parses one frame and queues it for its shard when it is an ordinary TCP or UDP packet.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn plan<'a>(
+    fn plan<'a, const HELPERS: bool>(
         &self,
         frame: &'a [u8],
         link: LinkType,
@@ -333,21 +333,21 @@ impl Conntrack {
         out: &mut Verdict,
     ) -> Plan {
         if let Some(ready) = self.common_v4(frame, link, cksum) {
-            return self.enqueue(&self.v4, ready, pos, v4, out);
+            return self.enqueue::<_, HELPERS>(&self.v4, ready, pos, v4, out);
         }
         if let Some(ready) = self.common_v6(frame, link, cksum) {
-            return self.enqueue(&self.v6, ready, pos, v6, out);
+            return self.enqueue::<_, HELPERS>(&self.v6, ready, pos, v6, out);
         }
         // Behind one VLAN tag or a cooked header: the same lanes, on the IP packet.
         match inner_ip(frame, link) {
             Some((ip, 0x0800)) => {
                 if let Some(ready) = self.common_v4(ip, LinkType::Raw, cksum) {
-                    return self.enqueue(&self.v4, ready, pos, v4, out);
+                    return self.enqueue::<_, HELPERS>(&self.v4, ready, pos, v4, out);
                 }
             }
             Some((ip, 0x86dd)) => {
                 if let Some(ready) = self.common_v6(ip, LinkType::Raw, cksum) {
-                    return self.enqueue(&self.v6, ready, pos, v6, out);
+                    return self.enqueue::<_, HELPERS>(&self.v6, ready, pos, v6, out);
                 }
             }
             _ => {}
@@ -358,8 +358,8 @@ impl Conntrack {
                 Plan::Done
             }
             General::Alone => Plan::Alone,
-            General::V4(ready) => self.enqueue(&self.v4, ready, pos, v4, out),
-            General::V6(ready) => self.enqueue(&self.v6, ready, pos, v6, out),
+            General::V4(ready) => self.enqueue::<_, HELPERS>(&self.v4, ready, pos, v4, out),
+            General::V6(ready) => self.enqueue::<_, HELPERS>(&self.v6, ready, pos, v6, out),
         }
     }
 
@@ -386,34 +386,6 @@ impl Conntrack {
         let assigned =
             |port| self.helper_port(port) && ctrack_helpers::assigned(rules, proto, port).is_some();
         assigned(dport) || assigned(sport)
-    }
-
-    /// Takes the packet just queued for position `pos` back out of its queue when it goes to
-    /// or comes from a port a helper is assigned to (the connection may be the helper's, which
-    /// reads its packets and may announce expectations): it is then tracked on its own.
-    fn unqueue_helped(
-        &self,
-        pos: usize,
-        v4: &mut Vec<Planned<'_, [u8; 4]>>,
-        v6: &mut Vec<Planned<'_, [u8; 16]>>,
-    ) -> bool {
-        self.pop_helped(pos, v4) || self.pop_helped(pos, v6)
-    }
-
-    /// [`Conntrack::unqueue_helped`] for one family's queue.
-    fn pop_helped<A: Addr>(&self, pos: usize, q: &mut Vec<Planned<'_, A>>) -> bool {
-        let Some(k) = q
-            .last()
-            .filter(|p| p.pos as usize == pos)
-            .map(|p| p.ready.key)
-        else {
-            return false;
-        };
-        let helped = self.helped(k.proto, k.sport, k.dport);
-        if helped {
-            q.pop();
-        }
-        helped
     }
 
     /// The general parse of a frame for the batch: not IP, tracked on its own, or an ordinary
@@ -581,7 +553,7 @@ impl Conntrack {
     /// Queues a packet whose headers passed their checks for its shard, once its checksum
     /// (if any) is right; otherwise writes its verdict.
     #[inline(always)]
-    fn enqueue<'a, A: Addr>(
+    fn enqueue<'a, A: Addr, const HELPERS: bool>(
         &self,
         t: &Table<A>,
         ready: Result<(Ready<'a, A>, Option<PendingSum<'a>>), Verdict>,
@@ -590,6 +562,13 @@ impl Conntrack {
         out: &mut Verdict,
     ) -> Plan {
         match ready {
+            Ok((ready, _))
+                if HELPERS && self.helped(ready.key.proto, ready.key.sport, ready.key.dport) =>
+            {
+                // To or from a helper's port: the connection may be the helper's, which reads
+                // its packets and may announce expectations.
+                Plan::Alone
+            }
             Ok((ready, sum)) => {
                 let h = self.hash(ready.key());
                 let shard = t.shard_of(h);
@@ -1104,7 +1083,7 @@ mod tests {
             SCRATCH.with(|cell| {
                 let _busy = cell.borrow_mut();
                 for (i, f) in frames.iter().enumerate() {
-                    match ct.plan(
+                    match ct.plan::<false>(
                         f,
                         LinkType::Raw,
                         ct.checksum(),
