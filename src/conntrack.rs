@@ -685,23 +685,10 @@ impl Conntrack {
     ) -> Verdict {
         let common = match self.v4.expect.flags() | self.v6.expect.flags() {
             0 => self.process_common::<{ Lanes::QUIET }>(frame, link, now, cksum),
-            PENDING => self.process_pending(frame, link, now, cksum),
+            PENDING => self.process_common::<{ Lanes::PENDING }>(frame, link, now, cksum),
             _ => None,
         };
         common.unwrap_or_else(|| self.process_frame(frame, link, now))
-    }
-
-    /// [`Conntrack::process_helped`]'s lanes while expectations are pending (see
-    /// [`Lanes::PENDING`]). Out of line: the quiet case keeps its registers.
-    #[inline(never)]
-    fn process_pending(
-        &self,
-        frame: &[u8],
-        link: LinkType,
-        now: Nanos,
-        cksum: bool,
-    ) -> Option<Verdict> {
-        self.process_common::<{ Lanes::PENDING }>(frame, link, now, cksum)
     }
 
     /// The general path for a frame of any link type.
