@@ -149,6 +149,17 @@ impl Lanes {
     /// checksum its tracker refuses, for which the kernel makes an entry that may take one)
     /// goes to the general path.
     pub(crate) const PENDING: u8 = 2;
+    /// Helpers configured and an expected connection has a helper of its own (whether or not
+    /// expectations are pending): what [`Lanes::PENDING`] takes, but only when the entry the
+    /// packet's hash leads to has no helper, since a helper reads every packet of its
+    /// connection, on whatever ports the expectation gave it.
+    pub(crate) const HELPED: u8 = 3;
+
+    /// Whether lanes `l` take only a refresh of an entry, leaving everything else to the
+    /// general path.
+    pub(crate) const fn refresh_only(l: u8) -> bool {
+        l >= Self::PENDING
+    }
 }
 
 type ReadyOf<'a, A> = Result<(Ready<'a, A>, Option<PendingSum<'a>>), Verdict>;
@@ -656,7 +667,7 @@ impl Conntrack {
                 let k = r.key();
                 self.helped(k.proto, k.sport, k.dport)
             }
-            Err(_) => L == Lanes::PENDING,
+            Err(_) => Lanes::refresh_only(L),
         }
     }
 
@@ -691,8 +702,8 @@ impl Conntrack {
     }
 
     /// Tracks one packet of the common lanes in its shard: what [`Conntrack::enqueue`] and
-    /// [`Conntrack::run_sorted`] do for a burst of one. `None` only with [`Lanes::PENDING`],
-    /// for a packet it leaves to the general path.
+    /// [`Conntrack::run_sorted`] do for a burst of one. `None` only with [`Lanes::PENDING`]
+    /// or [`Lanes::HELPED`], for a packet they leave to the general path.
     #[inline(always)]
     fn track_common<A: Addr, const L: u8>(
         &self,
@@ -708,7 +719,7 @@ impl Conntrack {
         };
         if !self.sum_ok(sum) {
             // A bad checksum may spend a pending expectation (see `Conntrack::helps`).
-            return if L == Lanes::PENDING {
+            return if Lanes::refresh_only(L) {
                 None
             } else {
                 Some(self.invalid())
@@ -720,9 +731,14 @@ impl Conntrack {
         let clock = self.advance(t, &mut g, now);
         g.credit_want = 0;
         let hint = g.shard.prefetch_entry(h);
+        if L == Lanes::HELPED && g.shard.helper_at(hint) != 0 {
+            // The helper's to read: the general path runs it.
+            self.settle(&mut g);
+            return None;
+        }
         let v = match self.run_refresh::<A, true>(&mut g, ready, hint, clock) {
             Some(v) => v,
-            None if L == Lanes::PENDING => {
+            None if Lanes::refresh_only(L) => {
                 // Not a refresh: it may open a connection that takes an expectation.
                 self.settle(&mut g);
                 return None;

@@ -377,6 +377,13 @@ impl<A: Addr> Shard<A> {
         &self.entries[i as usize]
     }
 
+    /// The helper assigned to the entry at slab index `i` (0: none, or no such entry, as for
+    /// [`NIL`]).
+    #[inline]
+    pub fn helper_at(&self, i: u32) -> u8 {
+        self.entries.get(i as usize).map_or(0, |e| e.helper)
+    }
+
     /// The entry at slab index `i`, mutably.
     #[inline]
     pub fn get_mut(&mut self, i: u32) -> &mut Entry<A> {
