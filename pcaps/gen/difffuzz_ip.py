@@ -7,12 +7,12 @@ traffic (a development tool; see README.md).
 
 A case is a small capture (5-60 packets) built from plausible events (UDP and UDP-Lite flows,
 ICMP/ICMPv6 queries, ICMP errors about flows that exist or not, IPv4/IPv6 fragments, IPv4
-options, IPv6 extension headers, GRE, SCTP, generic protocols, helper traffic: FTP, TFTP, SIP,
-IRC, Amanda, PPTP with its GRE, SANE) of which some
-are then perturbed (lengths, checksums, truncation, TTL, flipped bytes). `run` generates cases
-SEED-0, SEED-1, ..., compares each with compare.sh (kernel-stamped replay) and keeps every
-failing case (capture, arguments, both outputs, the disagreements and a packet listing)
-under OUT (default /tmp/difffuzz-ip), with a running summary in OUT/summary.txt.
+options, IPv6 extension headers, GRE, SCTP, generic protocols, helper traffic: FTP, TFTP, SIP
+calls and registrations, IRC, Amanda, PPTP with its GRE, SANE) of which some are then
+perturbed (lengths, checksums, truncation, TTL, flipped bytes). `run` generates cases SEED-0,
+SEED-1, ..., compares each with compare.sh (kernel-stamped replay) and keeps every failing case
+(capture, arguments, both outputs, the disagreements and a packet listing) under OUT (default
+/tmp/difffuzz-ip), with a running summary in OUT/summary.txt.
 `gen` rebuilds one case from its seed string (e.g. `gen 7-123 case.pcap`) and prints the
 arguments it is compared with. DIFFFUZZ_HELPERS=0 compares with no helpers instead of
 `--helper all` (see difffuzz.py). EVENTS=1 (compare.sh's) compares the connection events too.
@@ -840,6 +840,58 @@ class Case:
             self.emit(self.l4(f, self.r() < 0.5, data=msg(f"BYE sip:b@{host(b)} SIP/2.0", a, b, "2 BYE", None)),
                       "sip bye")
 
+    def ev_sip_register(self, v6):
+        """A SIP registration: REGISTER with a Contact port (the kernel expects signalling from
+        the registrar, any port, to it: PERMANENT, with the SIP helper for the connection it
+        becomes), maybe refused, answered with an expiry (0 unregisters), then maybe a call
+        from the registrar to the contact, which the helper reads as it reads its master.
+        Everything after it in the case runs while that connection has a helper of its own."""
+        a, b = self.hosts(v6)
+        host = lambda x: f"[{x}]" if v6 else x  # noqa: E731
+        ipv = "IP6" if v6 else "IP4"
+        f = Flow(v6, "udp", a, b, self.ch([5060, self.rng.randint(1024, 65535)]), 5060)
+        cport = self.ch([5062, self.rng.randint(1024, 65535)])
+        call = self.rng.randint(0, 10**9)
+        contact = f"Contact: <sip:alice@{host(a)}:{cport}>"
+        if self.r() < 0.2:
+            contact = f"m: <sip:alice@{host(a)}:{cport}>"
+
+        def msg(first, cseq, extra, sdp_of=None, rtp=0):
+            body = ""
+            if sdp_of:
+                body = (f"v=0\r\no=- 1 1 IN {ipv} {sdp_of}\r\ns=-\r\nc=IN {ipv} {sdp_of}\r\nt=0 0\r\n"
+                        f"m=audio {rtp} RTP/AVP 0\r\n")
+            return (f"{first}\r\nVia: SIP/2.0/UDP {host(a)}:{f.sp};branch=z9hG4bK{cseq.split()[0]}\r\n"
+                    f"From: <sip:alice@{host(b)}>;tag=1\r\nTo: <sip:alice@{host(b)}>\r\n"
+                    f"Call-ID: {call}@x\r\nCSeq: {cseq}\r\n" + "".join(e + "\r\n" for e in extra)
+                    + ("Content-Type: application/sdp\r\n" if body else "")
+                    + f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+        expires = self.ch(["3600", "600", "0", "60"])
+        self.emit(self.l4(f, False, data=msg(f"REGISTER sip:{host(b)} SIP/2.0", "1 REGISTER",
+                                             [contact, f"Expires: {expires}"])), "sip register")
+        if self.r() < 0.85:
+            code = self.ch(["200 OK", "200 OK", "200 OK", "401 Unauthorized", "100 Trying"])
+            ext = self.ch(["", f";expires={expires}", ";expires=300"])
+            self.emit(self.l4(f, True, data=msg(f"SIP/2.0 {code}", "1 REGISTER", [contact + ext])),
+                      f"sip register {code}")
+        for _ in range(self.ch([0, 1, 1, 2])):
+            # The registrar calls the contact from a port of its own (maybe its own 5060).
+            c = Flow(v6, "udp", b, a, self.ch([5060, self.rng.randint(1024, 65535)]), cport)
+            rtp = self.rng.randint(1024, 65000) & ~1
+            self.emit(self.l4(c, False, data=msg(f"INVITE sip:alice@{host(a)}:{cport} SIP/2.0", "1 INVITE",
+                                                 [f"Contact: <sip:reg@{host(b)}:{c.sp}>"], b, rtp)),
+                      "sip call to the contact")
+            if self.r() < 0.7:
+                mine = self.rng.randint(1024, 65000) & ~1
+                self.emit(self.l4(c, True, data=msg("SIP/2.0 200 OK", "1 INVITE",
+                                                    [f"Contact: <sip:alice@{host(a)}:{cport}>"], a, mine)),
+                          "sip call answered")
+                if self.r() < 0.7:
+                    m = Flow(v6, "udp", a, b, mine, rtp)
+                    self.emit(self.l4(m, False, data=b"\x80\x00" + b"M" * 12), "rtp of the call")
+            if self.r() < 0.5:
+                self.emit(self.l4(c, self.r() < 0.5, data=self.payload(0, 40)), "call signalling, not SIP")
+
     def ev_irc(self, v6):
         a, b = self.hosts(v6)
         send = self.tcp_session(v6, a, b, self.rng.randint(1024, 65535), 6667)
@@ -1006,7 +1058,7 @@ class Case:
             (self.ev_icmp_query, 3), (self.ev_icmp_error, 8), (self.ev_tcp, 2), (self.ev_gre, 2),
             (self.ev_generic, 2), (self.ev_sctp, 2), (self.ev_sctp_raw, 2), (self.ev_frag_wild, 3), (lambda v6: self.ev_frag6() if v6 else self.ev_frag4(), 3),
             (lambda v6: self.ev_ext6() if v6 else self.ev_ipopts(), 2), (self.ev_ftp, 1), (self.ev_tftp, 1),
-            (self.ev_sip, 1), (self.ev_sip_reply, 1), (self.ev_irc, 1), (self.ev_amanda, 1),
+            (self.ev_sip, 1), (self.ev_sip_reply, 1), (self.ev_sip_register, 1), (self.ev_irc, 1), (self.ev_amanda, 1),
             (self.ev_own_inverse, 1), (self.ev_pptp, 1), (self.ev_sane, 1),
         ]
         fns = [f for f, w in events for _ in range(w)]
