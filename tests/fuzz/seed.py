@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Seeds the fuzz corpora from the project's captures: corpus/capture gets small capture
-files as they are, corpus/frames gets each classic pcap's first 200 frames (up to 255 bytes
+files as they are, corpus/frames gets each classic pcap's first 200 frames (up to 2,048 bytes
 each) as `frames` records (raw frames, lengths as captured, one-second time steps; the
 helpers' captures also with edits of the table and sysctl changes between frames), and
 corpus/helpers gets the payloads the helper captures carry to and from the helpers' ports,
@@ -34,19 +34,27 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
     lt = struct.unpack('<I', d[20:24])[0]
     if lt not in LINKS:
         continue
-    helpers = 'helper' in name or 'ftp' in name  # every helper on for their captures
+    # Every helper on for the captures compared with them.
+    args = os.path.splitext(f)[0] + '.args'
+    helpers = ('helper' in name or 'ftp' in name
+               or (os.path.exists(args) and '--helper' in open(args).read()))
     out = bytearray([0, int(helpers)])  # router, checksums off, one shard
     off, prev, n = 24, None, 0
     while off + 16 <= len(d) and n < 200:
         ts, _, incl, _ = struct.unpack('<IIII', d[off:off + 16])
         frame = d[off + 16:off + 16 + incl]
         off += 16 + incl
-        if len(frame) > 255:
+        if len(frame) > 2048 or (len(frame) > 255 and len(frame) % 256 == 0):
+            # (A long record's low length byte is never 0: that makes it an edit.)
             continue
         dt = 0 if prev is None else min(255, max(0, ts - prev))
         prev = ts
-        # flags: link index, 0x08 = bytes as given, 0x10 = time steps in seconds
-        out += bytes([LINKS[lt] | 0x08 | 0x10, len(frame), dt]) + frame
+        # flags: link index, 0x08 = bytes as given, 0x10 = time steps in seconds, 0x40 = a
+        # long frame (a second length byte, the high one)
+        if len(frame) > 255:
+            out += bytes([LINKS[lt] | 0x08 | 0x10 | 0x40, len(frame) & 255, dt, len(frame) >> 8]) + frame
+        else:
+            out += bytes([LINKS[lt] | 0x08 | 0x10, len(frame), dt]) + frame
         n += 1
     if n:
         open(os.path.join(HERE, 'corpus', 'frames', name), 'wb').write(out)
@@ -59,6 +67,8 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
         edited, k, rec = bytearray(out[:2]), 0, 2
         while rec < len(out):
             size = 3 + out[rec + 1]
+            if out[rec] & 0xc0 == 0x40 and out[rec + 1]:
+                size += 1 + 256 * out[rec + 3]
             edited += out[rec:rec + size]
             rec += size
             k += 1

@@ -9,10 +9,12 @@
 //! IPv4 header checksum made right so that the bytes reach the trackers) or a packet built
 //! from a compact description (TCP, UDP, ICMP echo or an ICMP error quoting the previous
 //! packet, between a handful of endpoints, so that records keep meeting the same
-//! connections). A record with flag `0x40` and no bytes is an edit of the table between
-//! packets, made on all three trackers alike (`dt` picks it): removing one listed connection
-//! by either tuple, removing those of one protocol, or a flush; with flag `0x20` as well, a
-//! change of one sysctl (`dt` picks it from [`SYSCTLS`]).
+//! connections). A raw frame with flag `0x40` is a long one, `[flags][len][dt][hi][bytes]`
+//! with `len + 256 hi` bytes (a SIP registration's messages do not fit in 255). A record with
+//! flag `0x40` and no bytes is an edit of the table between packets, made on all three
+//! trackers alike (`dt` picks it): removing one listed connection by either tuple, removing
+//! those of one protocol, or a flush; with flag `0x20` as well, a change of one sysctl (`dt`
+//! picks it from [`SYSCTLS`]).
 
 #![no_main]
 
@@ -325,7 +327,14 @@ fuzz_target!(|data: &[u8]| {
         burst.clear();
     };
     while let [flags, len, dt, tail @ ..] = rest {
-        let n = usize::from(*len).min(tail.len());
+        // A raw frame with flag `0x40` takes one more length byte, the high one.
+        let (want, tail) = match tail.split_first() {
+            Some((hi, t)) if flags & 0xc0 == 0x40 && *len != 0 => {
+                (usize::from(*len) | usize::from(*hi) << 8, t)
+            }
+            _ => (usize::from(*len), tail),
+        };
+        let n = want.min(tail.len());
         let (body, next) = tail.split_at(n);
         rest = next;
         if flags & 0x40 != 0 && n == 0 {
