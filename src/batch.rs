@@ -51,6 +51,24 @@ struct Planned<'a, A> {
 
 /// Long frames this far ahead in a burst have their payload prefetched.
 const LOOKAHEAD: usize = 3;
+
+/// How many frames ahead a burst tracked frame by frame because of the helpers (an
+/// expectation pending, or an expected connection with a helper of its own) asks for the index
+/// line of a frame's connection ...
+const STRICT_FAR: usize = 16;
+/// ... and then, once that line has arrived, for its entry.
+const STRICT_NEAR: usize = 6;
+/// The frames between: the hashes the far look leaves for the near one.
+const STRICT_RING: usize = 16;
+
+/// What the far look ahead of a frame found (see [`STRICT_FAR`]).
+#[derive(Clone, Copy, Default)]
+enum Peeked {
+    #[default]
+    None,
+    V4(u64),
+    V6(u64),
+}
 /// Frames at least this long start a prefetch (shorter ones are read in one or two lines).
 const LONG_FRAME: usize = 256;
 
@@ -301,6 +319,7 @@ impl Conntrack {
         now: Nanos,
     ) {
         let mut strict = HELPERS && self.expecting();
+        let mut ring = [Peeked::None; STRICT_RING];
         // The checksum setting as the chunk starts (see `Conntrack::process_with`).
         let cksum = self.checksum();
         for (i, frame) in chunk.iter().enumerate() {
@@ -310,6 +329,18 @@ impl Conntrack {
                 prefetch_frame(ahead, cksum);
             }
             if HELPERS && strict {
+                // Two frames' distances ahead: the far one's index line is asked for, the
+                // near one's entry (its index line has arrived by then).
+                if let Some(ahead) = chunk.get(i + STRICT_FAR) {
+                    ring[(i + STRICT_FAR) % STRICT_RING] = self.prefetch_bucket_of(ahead, link);
+                }
+                if i + STRICT_NEAR < chunk.len() {
+                    match std::mem::take(&mut ring[(i + STRICT_NEAR) % STRICT_RING]) {
+                        Peeked::V4(h) => self.prefetch_entry_of(&self.v4, h),
+                        Peeked::V6(h) => self.prefetch_entry_of(&self.v6, h),
+                        Peeked::None => {}
+                    }
+                }
                 verdicts[i] = self.process(frame, link, now);
                 strict = self.expecting();
                 continue;
@@ -328,6 +359,73 @@ impl Conntrack {
                 strict = HELPERS && self.expecting();
             }
         }
+    }
+
+    /// Asks for the index line of the connection of `frame`, tracked a few frames from now, when
+    /// it looks like the common lanes' kind: a plain IPv4 or IPv6 header behind untagged
+    /// Ethernet or raw, then TCP or UDP. A look at the headers only (no checksum, no length
+    /// beyond them): a wrong guess costs one useless prefetch. For bursts tracked frame by
+    /// frame over a table the caches do not hold (see [`STRICT_AHEAD`]).
+    #[inline(always)]
+    fn prefetch_bucket_of(&self, frame: &[u8], link: LinkType) -> Peeked {
+        let ip = match link {
+            LinkType::Ethernet => frame.get(14..).unwrap_or_default(),
+            LinkType::Raw => frame,
+            _ => return Peeked::None,
+        };
+        let ports = |p: &[u8]| {
+            (
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            )
+        };
+        if let Some(h) = ip.first_chunk::<24>().filter(|h| h[0] == 0x45) {
+            let proto = h[9];
+            if proto != proto::TCP && proto != proto::UDP {
+                return Peeked::None;
+            }
+            let (sport, dport) = ports(&h[20..24]);
+            let key = Key::<[u8; 4]> {
+                src: [h[12], h[13], h[14], h[15]],
+                dst: [h[16], h[17], h[18], h[19]],
+                sport,
+                dport,
+                zone: 0,
+                proto,
+            };
+            let hash = self.hash(&key);
+            self.v4.shards[self.v4.shard_of(hash)].prefetch_bucket(hash);
+            Peeked::V4(hash)
+        } else if let Some(h) = ip.first_chunk::<44>().filter(|h| h[0] >> 4 == 6) {
+            let proto = h[6];
+            if proto != proto::TCP && proto != proto::UDP {
+                return Peeked::None;
+            }
+            let (Ok(src), Ok(dst)) = (h[8..24].try_into(), h[24..40].try_into()) else {
+                return Peeked::None;
+            };
+            let (sport, dport) = ports(&h[40..44]);
+            let key = Key::<[u8; 16]> {
+                src,
+                dst,
+                sport,
+                dport,
+                zone: 0,
+                proto,
+            };
+            let hash = self.hash(&key);
+            self.v6.shards[self.v6.shard_of(hash)].prefetch_bucket(hash);
+            Peeked::V6(hash)
+        } else {
+            Peeked::None
+        }
+    }
+
+    /// Asks for the entry a frame's hash `h` leads to in its shard of `t` (whose index line
+    /// was asked for earlier): a moment's lock, to read the index.
+    #[inline(always)]
+    fn prefetch_entry_of<A: Addr>(&self, t: &Table<A>, h: u64) {
+        t.shards[t.shard_of(h)].lock().shard.prefetch_entry(h);
     }
 
     /// Parses one frame and queues it for its shard when it is an ordinary TCP or UDP packet.
