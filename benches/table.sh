@@ -36,6 +36,7 @@ row "established TCP, 1K flows" ">= 25" --workload est --flows 1000 --packets "$
 row "established TCP, 100K flows" ">= 15" --workload est --flows 100000 --packets "$packets"
 row "established TCP, 1M flows" ">= 10" --workload est --flows 1000000 --packets "$packets"
 row "established TCP, 1K flows, every helper assigned (--helper all)" "-" --workload est --flows 1000 --packets "$packets" --helper all
+row "established TCP, 100K flows, an FTP expectation pending (--helper all --expectation)" "-" --workload est --flows 100000 --packets "$packets" --helper all --expectation
 row "established TCP, 1K flows, IPv6" "-" --workload est --flows 1000 --packets "$packets" --ipv6
 row "established TCP, 100K flows, IPv6" "-" --workload est --flows 100000 --packets "$packets" --ipv6
 row "new connections (SYN flood, empty table)" ">= 6" --workload syn --packets "$packets"

@@ -75,6 +75,12 @@ pub struct BenchArgs {
     /// 1,400 and more, which the checksum then reads).
     #[arg(long, value_name = "BYTES", default_value_t = ctrack::workload::DEFAULT_PAYLOAD)]
     payload: usize,
+    /// With --workload: the setup ends with an FTP control connection whose server answers a
+    /// passive-mode request, leaving an expectation pending through the timed packets (needs
+    /// the FTP helper: --helper all, or ftp:tcp:21). Bursts are then tracked in order, as a
+    /// new connection in any shard may take it.
+    #[arg(long)]
+    expectation: bool,
     /// With --workload syn or mix: let the table grow on demand instead of reserving room for
     /// the workload's connections before the clock starts.
     #[arg(long)]
@@ -123,6 +129,9 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         return Err(
             "--no-reserve applies to --workload (a capture's table always grows on demand)".into(),
         );
+    }
+    if a.expectation && a.pcap.is_some() {
+        return Err("--expectation applies to --workload (a capture holds its own setup)".into());
     }
     if matches!(a.steer, Steer::Flow) && (a.pcap.is_some() || a.threads == 1) {
         return Err("--steer flow applies to --workload with --threads 2 or more".into());
@@ -452,7 +461,11 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
             cfg.sysctl.nf_conntrack_max.max(cap(a.flows + a.packets))
         };
     }
-    let w = Workload::with_payload(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee, a.payload);
+    let w = if a.expectation {
+        Workload::with_ftp_expectation(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee, a.payload)
+    } else {
+        Workload::with_payload(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee, a.payload)
+    };
     if let Some(path) = &a.write_pcap {
         write_pcap(path, &w).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -472,6 +485,17 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     let setup: Vec<&[u8]> = (0..w.setup_len()).map(|i| w.packet(i)).collect();
     for chunk in setup.chunks(a.batch) {
         ct.process_batch(chunk, LinkType::Raw, t0, &mut out);
+    }
+    if a.expectation {
+        let mut pending = 0;
+        ct.for_each_expectation(t0, |_| pending += 1);
+        if pending == 0 {
+            return Err(
+                "--expectation: no expectation pending after the setup (assign the FTP helper: \
+                 --helper all or --helper ftp:tcp:21)"
+                    .into(),
+            );
+        }
     }
     // Each thread gets the packets of its flows, in order, steered as `Conntrack::queue_of`
     // advises (like a NIC's receive-side scaling): threads then share no shard; or, with

@@ -33,6 +33,17 @@ pub const DEFAULT_PAYLOAD: usize = 64;
 /// The largest payload a data segment can carry: an IPv6 packet of 1500 bytes.
 pub const MAX_PAYLOAD: usize = 1440;
 
+/// What a data segment carries: byte `k` is `k` (mod 256).
+const PATTERN: [u8; MAX_PAYLOAD] = {
+    let mut p = [0u8; MAX_PAYLOAD];
+    let mut k = 0;
+    while k < MAX_PAYLOAD {
+        p[k] = k as u8;
+        k += 1;
+    }
+    p
+};
+
 /// A generated workload: setup packets (untimed: handshakes, first exchanges) and the timed
 /// packets, all raw IP, each with the flow it belongs to.
 #[derive(Clone, Debug)]
@@ -97,9 +108,52 @@ impl Workload {
         seed: u64,
         payload: usize,
     ) -> Workload {
+        Self::build(kind, flows, packets, v6, seed, payload, false)
+    }
+
+    /// [`Workload::with_payload`] whose setup ends with an FTP control connection (to port
+    /// 21) whose server answers a passive-mode request (227, or 229 over IPv6): with the FTP
+    /// helper assigned, an expectation is then pending through the timed packets (for five
+    /// minutes of their time), as it often is where a helper is in use.
+    ///
+    /// ```
+    /// use ctrack::workload::{Kind, Workload};
+    /// use ctrack::{Config, Conntrack, LinkType};
+    /// let w = Workload::with_ftp_expectation(Kind::Established, 10, 100, false, 1, 64);
+    /// let mut cfg = Config::default();
+    /// cfg.helpers = ctrack_helpers::parse_assignment("ftp:tcp:21").unwrap();
+    /// let ct = Conntrack::new(cfg);
+    /// for i in 0..w.setup_len() {
+    ///     ct.process(w.packet(i), LinkType::Raw, 1);
+    /// }
+    /// let mut pending = 0;
+    /// ct.for_each_expectation(1, |_| pending += 1);
+    /// assert_eq!(pending, 1);
+    /// ```
+    pub fn with_ftp_expectation(
+        kind: Kind,
+        flows: usize,
+        packets: usize,
+        v6: bool,
+        seed: u64,
+        payload: usize,
+    ) -> Workload {
+        Self::build(kind, flows, packets, v6, seed, payload, true)
+    }
+
+    fn build(
+        kind: Kind,
+        flows: usize,
+        packets: usize,
+        v6: bool,
+        seed: u64,
+        payload: usize,
+        ftp: bool,
+    ) -> Workload {
         let payload = payload.min(MAX_PAYLOAD);
-        // Room for the largest packet (an IPv6 data segment), in whole cache lines.
-        let stride = (40 + 20 + payload.max(32)).next_multiple_of(64);
+        // Room for the largest packet (an IPv6 data segment, or the FTP reply), in whole cache
+        // lines.
+        let stride = (40 + 20 + payload.max(64)).next_multiple_of(64);
         let mut w = Workload {
             buf: Vec::with_capacity((packets + 3 * flows) * stride),
             stride,
@@ -131,10 +185,13 @@ impl Workload {
                 }
             }
         }
-        w.setup = w.lens.len();
         if kind != Kind::Syn {
             w.conns = flows;
         }
+        if ftp {
+            w.push_ftp_passive(flows as u32, v6, seed);
+        }
+        w.setup = w.lens.len();
         let mut next_new = flows as u32;
         for _ in 0..packets {
             let r = rng.next();
@@ -173,6 +230,42 @@ impl Workload {
         &mut self.buf[at..]
     }
 
+    /// An FTP control connection (flow `id`, addresses of their own) to the moment its server
+    /// has answered a passive-mode request after its banner, and the client has acknowledged
+    /// the answer.
+    fn push_ftp_passive(&mut self, id: u32, v6: bool, seed: u64) {
+        let mut f = flow_addrs(id, &mut Rng(seed ^ 0x0f7b_5eed | 1));
+        f.sport = 21;
+        self.push_tcp(&mut f, true, 0x02, 0, v6, id);
+        f.cseq = f.cseq.wrapping_add(1);
+        self.push_tcp(&mut f, false, 0x12, 0, v6, id);
+        f.sseq = f.sseq.wrapping_add(1);
+        self.push_tcp(&mut f, true, 0x10, 0, v6, id);
+        // The helper reads a line only where one ended before (the banner's line is not read).
+        let banner = b"220 ready\r\n";
+        self.push_segment(&mut f, false, 0x18, banner, v6, id);
+        f.sseq = f.sseq.wrapping_add(banner.len() as u32);
+        let pasv: &[u8] = if v6 { b"EPSV\r\n" } else { b"PASV\r\n" };
+        self.push_segment(&mut f, true, 0x18, pasv, v6, id);
+        f.cseq = f.cseq.wrapping_add(pasv.len() as u32);
+        let port: u16 = 50_000;
+        let reply = if v6 {
+            format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
+        } else {
+            let s = f.server;
+            let (hi, lo) = (port >> 8, port & 255);
+            format!(
+                "227 Entering Passive Mode ({},{},{},{},{hi},{lo})\r\n",
+                s[0], s[1], s[2], s[3]
+            )
+        };
+        self.push_segment(&mut f, false, 0x18, reply.as_bytes(), v6, id);
+        f.sseq = f.sseq.wrapping_add(reply.len() as u32);
+        self.push_tcp(&mut f, true, 0x10, 0, v6, id);
+        self.conns += 1;
+    }
+
+    /// A TCP segment with `payload` bytes of a fixed pattern.
     fn push_tcp(
         &mut self,
         f: &mut Flow,
@@ -182,6 +275,20 @@ impl Workload {
         v6: bool,
         id: u32,
     ) {
+        self.push_segment(f, from_client, flags, &PATTERN[..payload], v6, id);
+    }
+
+    /// A TCP segment carrying `data`.
+    fn push_segment(
+        &mut self,
+        f: &mut Flow,
+        from_client: bool,
+        flags: u8,
+        data: &[u8],
+        v6: bool,
+        id: u32,
+    ) {
+        let payload = data.len();
         let (src, dst, sp, dp, seq, ack) = if from_client {
             (f.client, f.server, f.cport, f.sport, f.cseq, f.sseq)
         } else {
@@ -195,9 +302,7 @@ impl Workload {
         l4[12] = 0x50;
         l4[13] = flags;
         l4[14..16].copy_from_slice(&65535u16.to_be_bytes());
-        for (k, b) in l4[20..20 + payload].iter_mut().enumerate() {
-            *b = k as u8;
-        }
+        l4[20..20 + payload].copy_from_slice(data);
         let len = self.emit(&src, &dst, 6, &mut l4[..20 + payload], 16, v6);
         self.lens.push(len);
         self.flows.push(id);

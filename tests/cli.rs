@@ -466,6 +466,48 @@ fn bench_syn_flood_with_and_without_reserving() {
     );
 }
 
+/// `--expectation` leaves an FTP expectation pending through the timed packets: every packet
+/// is tracked (the control connection's own among the entries), in bursts over a table large
+/// enough to be sorted, IPv4 and IPv6; without the FTP helper, or with a capture, it is refused.
+#[test]
+fn bench_with_an_expectation_pending() {
+    for v6 in [false, true] {
+        let mut args = vec![
+            "bench",
+            "--workload",
+            "est",
+            "--flows",
+            "5000",
+            "--packets",
+            "20000",
+            "--expectation",
+            "--helper",
+            "all",
+        ];
+        if v6 {
+            args.push("--ipv6");
+        }
+        let out = ctrack(&args);
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("tracked 20000 of 20000\n"), "{text}");
+        assert!(text.contains("entries 5001 memory "), "{text}");
+    }
+    fails_with(
+        &ctrack(&["bench", "--workload", "est", "--expectation"]),
+        &["--expectation", "FTP helper"],
+    );
+    fails_with(
+        &ctrack(&[
+            "bench",
+            "--pcap",
+            "pcaps/udp/dns-burst.pcap",
+            "--expectation",
+        ]),
+        &["--expectation"],
+    );
+}
+
 /// `--steer flow` gives each thread the packets of the flows it is assigned by number alone
 /// (flow modulo threads), whatever the table's shards, as the workload generator numbers them.
 #[test]
