@@ -373,52 +373,43 @@ impl Conntrack {
             LinkType::Raw => frame,
             _ => return Peeked::None,
         };
-        let ports = |p: &[u8]| {
-            (
-                u16::from_be_bytes([p[0], p[1]]),
-                u16::from_be_bytes([p[2], p[3]]),
-            )
-        };
         if let Some(h) = ip.first_chunk::<24>().filter(|h| h[0] == 0x45) {
-            let proto = h[9];
-            if proto != proto::TCP && proto != proto::UDP {
-                return Peeked::None;
-            }
-            let (sport, dport) = ports(&h[20..24]);
-            let key = Key::<[u8; 4]> {
-                src: [h[12], h[13], h[14], h[15]],
-                dst: [h[16], h[17], h[18], h[19]],
-                sport,
-                dport,
-                zone: 0,
-                proto,
-            };
-            let hash = self.hash(&key);
-            self.v4.shards[self.v4.shard_of(hash)].prefetch_bucket(hash);
-            Peeked::V4(hash)
+            self.bucket_ahead(&self.v4, h[9], &h[12..20], &h[20..24])
+                .map_or(Peeked::None, Peeked::V4)
         } else if let Some(h) = ip.first_chunk::<44>().filter(|h| h[0] >> 4 == 6) {
-            let proto = h[6];
-            if proto != proto::TCP && proto != proto::UDP {
-                return Peeked::None;
-            }
-            let (Ok(src), Ok(dst)) = (h[8..24].try_into(), h[24..40].try_into()) else {
-                return Peeked::None;
-            };
-            let (sport, dport) = ports(&h[40..44]);
-            let key = Key::<[u8; 16]> {
-                src,
-                dst,
-                sport,
-                dport,
-                zone: 0,
-                proto,
-            };
-            let hash = self.hash(&key);
-            self.v6.shards[self.v6.shard_of(hash)].prefetch_bucket(hash);
-            Peeked::V6(hash)
+            self.bucket_ahead(&self.v6, h[6], &h[8..40], &h[40..44])
+                .map_or(Peeked::None, Peeked::V6)
         } else {
             Peeked::None
         }
+    }
+
+    /// For [`Conntrack::prefetch_bucket_of`]: the hash of a TCP or UDP packet of protocol
+    /// `proto` between the addresses `addrs` (source then destination, as its header holds
+    /// them) and the ports `ports` (the same), whose index line in `t` it asks for.
+    #[inline(always)]
+    fn bucket_ahead<A: Addr>(
+        &self,
+        t: &Table<A>,
+        proto: u8,
+        addrs: &[u8],
+        ports: &[u8],
+    ) -> Option<u64> {
+        if proto != proto::TCP && proto != proto::UDP {
+            return None;
+        }
+        let (src, dst) = addrs.split_at(addrs.len() / 2);
+        let key = Key::<A> {
+            src: A::from_bytes(src),
+            dst: A::from_bytes(dst),
+            sport: u16::from_be_bytes([ports[0], ports[1]]),
+            dport: u16::from_be_bytes([ports[2], ports[3]]),
+            zone: 0,
+            proto,
+        };
+        let h = self.hash(&key);
+        t.shards[t.shard_of(h)].prefetch_bucket(h);
+        Some(h)
     }
 
     /// Asks for the entry a frame's hash `h` leads to in its shard of `t` (whose index line
