@@ -320,6 +320,12 @@ impl Conntrack {
     ) {
         let mut strict = HELPERS && self.expecting();
         let mut ring = [Peeked::None; STRICT_RING];
+        if strict {
+            // The first frames' index lines at once, as nothing came before them to ask.
+            for (k, f) in chunk.iter().enumerate().take(STRICT_FAR) {
+                ring[k % STRICT_RING] = self.prefetch_bucket_of(f, link);
+            }
+        }
         // The checksum setting as the chunk starts (see `Conntrack::process_with`).
         let cksum = self.checksum();
         for (i, frame) in chunk.iter().enumerate() {
