@@ -318,60 +318,85 @@ impl Conntrack {
         verdicts: &mut [Verdict],
         now: Nanos,
     ) {
-        let mut strict = HELPERS && self.expecting();
-        let mut ring = [Peeked::None; STRICT_RING];
-        if strict {
-            // The first frames' index lines at once, as nothing came before them to ask.
-            for (k, f) in chunk.iter().enumerate().take(STRICT_FAR) {
-                ring[k % STRICT_RING] = self.prefetch_bucket_of(f, link);
-            }
-        }
         // The checksum setting as the chunk starts (see `Conntrack::process_with`).
         let cksum = self.checksum();
-        for (i, frame) in chunk.iter().enumerate() {
+        let mut i = 0;
+        if HELPERS && self.expecting() {
+            i = self.run_strict(chunk, 0, link, verdicts, now, cksum);
+        }
+        while let Some(&frame) = chunk.get(i) {
             // A long frame a few places ahead is asked for now, so that its checksum finds it
             // arriving instead of missing line after line.
             if let Some(ahead) = chunk.get(i + LOOKAHEAD).filter(|f| f.len() >= LONG_FRAME) {
                 prefetch_frame(ahead, cksum);
-            }
-            if HELPERS && strict {
-                // Two frames' distances ahead: the far one's index line is asked for, the
-                // near one's entry (its index line has arrived by then).
-                if let Some(ahead) = chunk.get(i + STRICT_FAR) {
-                    ring[(i + STRICT_FAR) % STRICT_RING] = self.prefetch_bucket_of(ahead, link);
-                }
-                if i + STRICT_NEAR < chunk.len() {
-                    match std::mem::take(&mut ring[(i + STRICT_NEAR) % STRICT_RING]) {
-                        Peeked::V4(h) => self.prefetch_entry_of(&self.v4, h),
-                        Peeked::V6(h) => self.prefetch_entry_of(&self.v6, h),
-                        Peeked::None => {}
-                    }
-                }
-                verdicts[i] = self.process(frame, link, now);
-                strict = self.expecting();
-                continue;
             }
             let alone = match self.plan::<HELPERS>(frame, link, cksum, i, v4, v6, &mut verdicts[i])
             {
                 Plan::Done | Plan::Queued => false,
                 Plan::Alone => true,
             };
+            i += 1;
             if alone {
                 // Everything before it first, then it.
                 self.run_queued(&self.v4, v4, verdicts, now);
                 self.run_queued(&self.v6, v6, verdicts, now);
-                verdicts[i] = self.process(frame, link, now);
+                verdicts[i - 1] = self.process(frame, link, now);
                 // Only a packet tracked this way can have made an expectation.
-                strict = HELPERS && self.expecting();
+                if HELPERS && self.expecting() {
+                    i = self.run_strict(chunk, i, link, verdicts, now, cksum);
+                }
             }
         }
+    }
+
+    /// Tracks the frames of `chunk` from `from` on frame by frame, in order, while an
+    /// expectation is pending or an expected connection has a helper of its own (a new
+    /// connection in any shard may take an expectation); returns where that ended (the chunk's
+    /// length if it did not). Over a table the caches do not hold, each frame would wait for
+    /// its index line and then its entry: the index lines of the frames [`STRICT_FAR`] ahead are
+    /// asked for, and the entries of those [`STRICT_NEAR`] ahead (the first frames' index lines
+    /// all at once). Out of line: the sorted path keeps its registers.
+    #[inline(never)]
+    fn run_strict(
+        &self,
+        chunk: &[&[u8]],
+        from: usize,
+        link: LinkType,
+        verdicts: &mut [Verdict],
+        now: Nanos,
+        cksum: bool,
+    ) -> usize {
+        let mut ring = [Peeked::None; STRICT_RING];
+        for (k, f) in chunk.iter().enumerate().skip(from).take(STRICT_FAR) {
+            ring[k % STRICT_RING] = self.prefetch_bucket_of(f, link);
+        }
+        for (i, frame) in chunk.iter().enumerate().skip(from) {
+            if let Some(ahead) = chunk.get(i + LOOKAHEAD).filter(|f| f.len() >= LONG_FRAME) {
+                prefetch_frame(ahead, cksum);
+            }
+            if let Some(ahead) = chunk.get(i + STRICT_FAR) {
+                ring[(i + STRICT_FAR) % STRICT_RING] = self.prefetch_bucket_of(ahead, link);
+            }
+            if i + STRICT_NEAR < chunk.len() {
+                match std::mem::take(&mut ring[(i + STRICT_NEAR) % STRICT_RING]) {
+                    Peeked::V4(h) => self.prefetch_entry_of(&self.v4, h),
+                    Peeked::V6(h) => self.prefetch_entry_of(&self.v6, h),
+                    Peeked::None => {}
+                }
+            }
+            verdicts[i] = self.process(frame, link, now);
+            if !self.expecting() {
+                return i + 1;
+            }
+        }
+        chunk.len()
     }
 
     /// Asks for the index line of the connection of `frame`, tracked a few frames from now, when
     /// it looks like the common lanes' kind: a plain IPv4 or IPv6 header behind untagged
     /// Ethernet or raw, then TCP or UDP. A look at the headers only (no checksum, no length
     /// beyond them): a wrong guess costs one useless prefetch. For bursts tracked frame by
-    /// frame over a table the caches do not hold (see [`STRICT_AHEAD`]).
+    /// frame over a table the caches do not hold (see [`Conntrack::run_strict`]).
     #[inline(always)]
     fn prefetch_bucket_of(&self, frame: &[u8], link: LinkType) -> Peeked {
         let ip = match link {
