@@ -456,7 +456,8 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     if !a.engine.sets("nf_conntrack_max") {
         let cap = |n: usize| n.clamp(1, i32::MAX as usize) as u32;
         cfg.sysctl.nf_conntrack_max = if kind == Kind::Flood {
-            cap(a.flows)
+            // (The FTP control connection of --expectation is one more established flow.)
+            cap(a.flows + usize::from(a.expectation))
         } else {
             cfg.sysctl.nf_conntrack_max.max(cap(a.flows + a.packets))
         };
@@ -491,8 +492,8 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         ct.for_each_expectation(t0, |_| pending += 1);
         if pending == 0 {
             return Err(
-                "--expectation: no expectation pending after the setup (assign the FTP helper: \
-                 --helper all or --helper ftp:tcp:21)"
+                "--expectation: no expectation pending after the setup (assign the FTP helper, \
+                 --helper all or --helper ftp:tcp:21, and leave nf_conntrack_max room for it)"
                     .into(),
             );
         }

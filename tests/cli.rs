@@ -468,7 +468,8 @@ fn bench_syn_flood_with_and_without_reserving() {
 
 /// `--expectation` leaves an FTP expectation pending through the timed packets: every packet
 /// is tracked (the control connection's own among the entries), in bursts over a table large
-/// enough to be sorted, IPv4 and IPv6; without the FTP helper, or with a capture, it is refused.
+/// enough to be sorted, IPv4 and IPv6, and a flood's full table has room for the control
+/// connection; without the FTP helper, or with a capture, it is refused.
 #[test]
 fn bench_with_an_expectation_pending() {
     for v6 in [false, true] {
@@ -493,6 +494,23 @@ fn bench_with_an_expectation_pending() {
         assert!(text.contains("tracked 20000 of 20000\n"), "{text}");
         assert!(text.contains("entries 5001 memory "), "{text}");
     }
+    // A flood's table holds its flows and the control connection, full: every SYN dropped.
+    let out = ctrack(&[
+        "bench",
+        "--workload",
+        "flood",
+        "--flows",
+        "500",
+        "--packets",
+        "2000",
+        "--expectation",
+        "--helper",
+        "all",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tracked 0 of 2000\n"), "{text}");
+    assert!(text.contains("entries 501 memory "), "{text}");
     fails_with(
         &ctrack(&["bench", "--workload", "est", "--expectation"]),
         &["--expectation", "FTP helper"],
