@@ -438,17 +438,32 @@ impl<A: Addr> Shard<A> {
     /// its slab index ([`NIL`] when there is none) as a hint for [`Shard::find_hinted`].
     #[inline]
     pub fn prefetch_entry(&self, h: u64) -> u32 {
+        let i = self.hint_of(h);
+        self.prefetch_at(i);
+        i
+    }
+
+    /// The slab index of the entry that the lookup of a tuple of hash `h` will probably find,
+    /// or `NIL`: [`Shard::prefetch_entry`] without asking for the entry's lines.
+    #[inline]
+    pub fn hint_of(&self, h: u64) -> u32 {
         let b = h as usize & self.mask;
         let bk = &self.buckets[b];
         let m = bk.matching(tag_of(h));
-        let i = if m != 0 {
+        if m != 0 {
             bk.idx[m.trailing_zeros() as usize]
         } else if bk.overflow() != 0 {
             // A fuller index puts a few entries in a bucket after their own.
             self.overflowed(b, tag_of(h))
         } else {
-            return NIL;
-        };
+            NIL
+        }
+    }
+
+    /// Asks for the cache lines of entry `i` (nothing for `NIL` or a slot past the slab),
+    /// and with accounting on for its counters.
+    #[inline]
+    pub fn prefetch_at(&self, i: u32) {
         if let Some(e) = self.entries.get(i as usize) {
             // The tuple in the first line, TCP state in the others.
             prefetch_lines(e);
@@ -459,7 +474,6 @@ impl<A: Addr> Shard<A> {
             prefetch(p);
             prefetch(p.wrapping_add(std::mem::size_of::<Counters>() - 1));
         }
-        i
     }
 
     /// The first slot under `tag` in the buckets after bucket `b`, as far as entries
