@@ -272,13 +272,13 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     let span = timed.iter().map(|f| f.0).max().unwrap_or(0) - first + 1;
     let ct = Conntrack::new(cfg);
     let mut out: Vec<Verdict> = Vec::with_capacity(a.batch);
-    let mut bufs: Vec<&[u8]> = Vec::with_capacity(a.batch);
-    let mut tracked = track_bursts(&ct, setup, a.batch, 0, false, &mut bufs, &mut out).0;
+    let mut tracked = Bursts::new(setup, a.batch).track(&ct, 0, false, &mut out).0;
     let (secs, own) = if a.threads == 1 {
+        let timed = Bursts::new(timed, a.batch);
         let start = Instant::now();
         let mut in_engine = Duration::ZERO;
         for r in 0..reps as u64 {
-            let (t, d) = track_bursts(&ct, timed, a.batch, r * span, a.hot, &mut bufs, &mut out);
+            let (t, d) = timed.track(&ct, r * span, a.hot, &mut out);
             tracked += t;
             in_engine += d;
         }
@@ -309,12 +309,12 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
                     .collect()
             })
             .collect();
-        let (wall, own) = run_threads(&parts, |part| {
+        let bursts: Vec<Bursts> = parts.iter().map(|p| Bursts::new(p, a.batch)).collect();
+        let (wall, own) = run_threads(&bursts, |part| {
             let mut out: Vec<Verdict> = Vec::with_capacity(a.batch);
-            let mut bufs: Vec<&[u8]> = Vec::with_capacity(a.batch);
             let (mut tracked, mut in_engine) = (0, Duration::ZERO);
             for r in 0..reps as u64 {
-                let (t, d) = track_bursts(&ct, part, a.batch, r * span, a.hot, &mut bufs, &mut out);
+                let (t, d) = part.track(&ct, r * span, a.hot, &mut out);
                 tracked += t;
                 in_engine += d;
             }
@@ -349,42 +349,66 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Tracks `part` in bursts of up to `batch` frames of one link type, each burst seen at its
-/// first frame's time plus `shift` (a burst of one keeps every frame's own time); returns how
-/// many frames were tracked and, when `hot`, the time spent in the engine alone, each burst's
-/// frames having been read just before it.
-fn track_bursts<'a>(
-    ct: &Conntrack,
-    part: &[(Nanos, LinkType, &'a [u8])],
-    batch: usize,
-    shift: Nanos,
-    hot: bool,
-    bufs: &mut Vec<&'a [u8]>,
-    out: &mut Vec<Verdict>,
-) -> (u64, Duration) {
-    let mut tracked = 0u64;
-    let mut in_engine = Duration::ZERO;
-    let mut i = 0;
-    while i < part.len() {
-        let (ts, link, _) = part[i];
-        bufs.clear();
-        while i < part.len() && bufs.len() < batch && part[i].1 == link {
-            bufs.push(part[i].2);
-            i += 1;
+/// A capture's frames cut into bursts before the clock starts, as the OVS bench cuts its
+/// own: the timed loop then only hands each burst to the engine.
+struct Bursts<'a> {
+    frames: Vec<&'a [u8]>,
+    /// Each burst: where its frames end in `frames` (they start where the one before ended),
+    /// its link type, and the time it is seen at (its first frame's).
+    cuts: Vec<(usize, LinkType, Nanos)>,
+}
+
+impl<'a> Bursts<'a> {
+    /// Cuts `part` into bursts of up to `batch` frames of one link type.
+    fn new(part: &[(Nanos, LinkType, &'a [u8])], batch: usize) -> Self {
+        let mut cuts = Vec::with_capacity(part.len().div_ceil(batch.max(1)) + 1);
+        let mut i = 0;
+        while i < part.len() {
+            let (ts, link, _) = part[i];
+            let end = i + part[i..]
+                .iter()
+                .take(batch.max(1))
+                .take_while(|f| f.1 == link)
+                .count();
+            cuts.push((end, link, ts));
+            i = end;
         }
-        if hot {
-            warm(bufs);
-            let t = Instant::now();
-            ct.process_batch(bufs, link, ts + shift, out);
-            take_events(ct);
-            in_engine += t.elapsed();
-        } else {
-            ct.process_batch(bufs, link, ts + shift, out);
-            take_events(ct);
+        Bursts {
+            frames: part.iter().map(|f| f.2).collect(),
+            cuts,
         }
-        tracked += out.iter().filter(|v| v.tracked()).count() as u64;
     }
-    (tracked, in_engine)
+
+    /// Tracks the bursts, each seen at its time plus `shift` (a burst of one keeps every
+    /// frame's own time); returns how many frames were tracked and, when `hot`, the time
+    /// spent in the engine alone, each burst's frames having been read just before it.
+    fn track(
+        &self,
+        ct: &Conntrack,
+        shift: Nanos,
+        hot: bool,
+        out: &mut Vec<Verdict>,
+    ) -> (u64, Duration) {
+        let mut tracked = 0u64;
+        let mut in_engine = Duration::ZERO;
+        let mut from = 0;
+        for &(end, link, ts) in &self.cuts {
+            let burst = &self.frames[from..end];
+            from = end;
+            if hot {
+                warm(burst);
+                let t = Instant::now();
+                ct.process_batch(burst, link, ts + shift, out);
+                take_events(ct);
+                in_engine += t.elapsed();
+            } else {
+                ct.process_batch(burst, link, ts + shift, out);
+                take_events(ct);
+            }
+            tracked += out.iter().filter(|v| v.tracked()).count() as u64;
+        }
+        (tracked, in_engine)
+    }
 }
 
 /// Runs `work` on each of `parts` in a thread of its own, the threads released together;
@@ -550,6 +574,37 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bursts_keep_every_frame_in_order_cut_at_the_batch_and_the_link_type() {
+        let bytes: Vec<[u8; 1]> = (0..23u8).map(|b| [b]).collect();
+        let link = |i: usize| match i {
+            5..=6 => LinkType::Ethernet,
+            7 => LinkType::Raw,
+            8..=14 => LinkType::LinuxSll,
+            _ => LinkType::Raw,
+        };
+        let part: Vec<(Nanos, LinkType, &[u8])> = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (100 + i as Nanos, link(i), &b[..]))
+            .collect();
+        for batch in [1, 2, 3, 4, 32] {
+            let b = Bursts::new(&part, batch);
+            assert_eq!(b.frames, part.iter().map(|f| f.2).collect::<Vec<_>>());
+            let mut from = 0;
+            for &(end, l, ts) in &b.cuts {
+                assert!(end > from && end - from <= batch, "batch {batch}");
+                assert!(part[from..end].iter().all(|f| f.1 == l));
+                assert_eq!(ts, part[from].0);
+                // A burst ends full, at the end, or where the link type changes.
+                assert!(end - from == batch || end == part.len() || part[end].1 != l);
+                from = end;
+            }
+            assert_eq!(from, part.len());
+        }
+        assert!(Bursts::new(&[], 32).cuts.is_empty());
+    }
 
     #[test]
     fn a_ring_holds_each_frame_whole_from_a_line_start_without_gaps_beyond_the_line() {
