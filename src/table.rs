@@ -715,35 +715,33 @@ impl<A: Addr> Shard<A> {
         self.open = 0;
         self.worn = false;
         // Entries are read in order (prefetched further ahead, as the hardware does not keep
-        // up), but each lands in a random bucket of the new index: hash `AHEAD` entries early
-        // and prefetch their buckets.
-        const AHEAD: usize = 8;
+        // up), but each lands in a random bucket of the new index: a block's entries are
+        // hashed first, each asking for its bucket's line, then inserted.
+        const BLOCK: usize = 16;
         let len = self.entries.len();
-        let hash_of = |s: &Self, i: usize| -> Option<u64> {
-            let e = &s.entries[i];
-            (e.status & status::CONFIRMED != 0).then(|| {
-                let h = hash(&e.key);
-                prefetch(s.buckets[h as usize & s.mask].tags.as_ptr() as *const u8);
-                h
-            })
-        };
-        let mut ring = [None; AHEAD];
-        for (i, slot) in ring.iter_mut().enumerate().take(len) {
-            *slot = hash_of(self, i);
-        }
-        for i in 0..len {
-            if let Some(e) = self.entries.get(i + 4 * AHEAD) {
-                prefetch((e as *const Entry<A> as *const u8).wrapping_add(64));
+        let mut hs = [0u64; BLOCK];
+        let mut at = [0u32; BLOCK];
+        let mut from = 0;
+        while from < len {
+            let to = (from + BLOCK).min(len);
+            let mut n = 0;
+            for i in from..to {
+                if let Some(e) = self.entries.get(i + 2 * BLOCK) {
+                    prefetch((e as *const Entry<A> as *const u8).wrapping_add(64));
+                }
+                let e = &self.entries[i];
+                if e.status & status::CONFIRMED != 0 {
+                    let h = hash(&e.key);
+                    prefetch(self.buckets[h as usize & self.mask].tags.as_ptr() as *const u8);
+                    hs[n] = h;
+                    at[n] = i as u32;
+                    n += 1;
+                }
             }
-            let h = ring[i % AHEAD];
-            ring[i % AHEAD] = if i + AHEAD < len {
-                hash_of(self, i + AHEAD)
-            } else {
-                None
-            };
-            if let Some(h) = h {
-                self.index_insert(h, i as u32);
+            for k in 0..n {
+                self.index_insert(hs[k], at[k]);
             }
+            from = to;
         }
     }
 
@@ -1116,6 +1114,55 @@ mod tests {
         s.reserve(10, &h).unwrap();
         assert_eq!(s.mask, mask);
         assert_eq!(s.len(), 5000);
+    }
+
+    /// A rebuild indexes every live entry, and nothing of the slots freed before it: removed
+    /// keys stay unknown, and a new entry that reuses a freed slot is found under its own key.
+    #[test]
+    fn a_rebuild_indexes_the_live_entries_and_nothing_else() {
+        for n in [5u32, 17, 100, 3000] {
+            let (mut s, ids) = filled(n, &h);
+            for m in (0..n).step_by(3) {
+                s.remove(h(&key(m)), ids[m as usize]);
+            }
+            s.reserve(n as usize * 8, &h).unwrap();
+            let live = |m: u32| m % 3 != 0;
+            for m in 0..n {
+                let k = key(m);
+                assert_eq!(
+                    s.find(h(&k), &k, &k.inverse().unwrap()).is_some(),
+                    live(m),
+                    "{n} {m}"
+                );
+            }
+            assert_eq!(s.len(), (0..n).filter(|&m| live(m)).count());
+            assert_eq!(indexed(&s), s.len(), "{n}");
+            // Refill the freed slots, then rebuild again: all of them and only them are found.
+            for m in (0..n).step_by(3) {
+                let mut e = Entry::new(key(m + n));
+                e.expires = u64::MAX;
+                s.insert(h(&key(m + n)), e, 0, &h).unwrap();
+            }
+            s.reserve(n as usize * 32, &h).unwrap();
+            for m in 0..2 * n {
+                let k = key(m);
+                let want = if m < n { live(m) } else { (m - n) % 3 == 0 };
+                assert_eq!(
+                    s.find(h(&k), &k, &k.inverse().unwrap()).is_some(),
+                    want,
+                    "{n} {m}"
+                );
+            }
+            assert_eq!(indexed(&s), s.len(), "{n}");
+        }
+    }
+
+    /// Index slots in use.
+    fn indexed(s: &Shard<[u8; 4]>) -> usize {
+        s.buckets
+            .iter()
+            .map(|b| (0..SLOTS).filter(|&i| b.tag(i) != 0).count())
+            .sum()
     }
 
     #[test]
