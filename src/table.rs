@@ -4,8 +4,9 @@
 //! A connection is hashed direction-blind (see [`Key::symmetric_hash`]), so one index slot
 //! finds it from its original or its reply tuple, and both directions land in the same shard.
 //! The index is open addressing over 64-byte buckets of 10 slots, each slot a 16-bit tag and a
-//! 32-bit entry number; a per-bucket overflow count lets a lookup stop at the first bucket
-//! nothing was displaced from. Lookups touch one bucket line and then one entry.
+//! 32-bit entry number; a per-bucket overflow count, and a filter of the tags of the entries
+//! displaced past the bucket, let a lookup stop at the first bucket its tuple's entry cannot
+//! have been displaced past. Lookups touch one bucket line and then one entry.
 
 use ctrack_protocols::gre::GreState;
 use ctrack_protocols::sctp::SctpState;
@@ -168,7 +169,15 @@ fn prefetch_lines<A: Addr>(e: *const Entry<A>) {
 }
 
 /// Ten index slots in one cache line: 16-bit tags packed four to a word (lanes 0-9; lane 10
-/// holds the overflow count, lane 11 stays zero), then the entry numbers.
+/// holds the overflow count, lane 11 the passed filter), then the entry numbers.
+///
+/// The passed filter has bit [`passed_bit`] of the tag of every entry that overflowed past
+/// the bucket (as far as it knows: a bit stays after its entry has gone, until no entry
+/// passes the bucket any more). A lookup stops its walk at a bucket without its tag's bit,
+/// instead of going on to the next one as long as the overflow count is not zero: in an
+/// index near its load limit a fifth of the buckets have overflowed, and a new connection's
+/// lookup (which finds nothing) would read the next bucket's line, a cache miss, for most of
+/// them.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
@@ -257,6 +266,37 @@ impl Bucket {
     fn set_overflow(&mut self, o: u16) {
         self.tags[2] = (self.tags[2] & !(0xffff << 32)) | (o as u64) << 32;
     }
+
+    /// Whether an entry under `tag` may have overflowed past this bucket (see [`Bucket`]).
+    #[inline]
+    fn passed(&self, tag: u16) -> bool {
+        self.tags[2] & passed_bit(tag) != 0
+    }
+
+    /// Counts one more entry under `tag` overflowing past this bucket; returns the count
+    /// before.
+    #[inline]
+    fn pass(&mut self, tag: u16) -> u16 {
+        let o = self.overflow();
+        self.set_overflow(o.saturating_add(1));
+        self.tags[2] |= passed_bit(tag);
+        o
+    }
+
+    /// Counts one entry fewer overflowing past this bucket (a saturated count stays): with
+    /// none left, the passed filter is cleared. Returns whether none is left.
+    #[inline]
+    fn unpass(&mut self) -> bool {
+        let o = self.overflow();
+        if o == u16::MAX {
+            return false;
+        }
+        self.set_overflow(o - 1);
+        if o == 1 {
+            self.tags[2] &= !(0xffff << 48);
+        }
+        o == 1
+    }
 }
 
 /// An index with no more open buckets than this is never called worn out (see
@@ -266,6 +306,13 @@ const WORN_MIN: usize = 32;
 #[inline]
 fn tag_of(h: u64) -> u16 {
     (h >> 48) as u16 | 1
+}
+
+/// The bit of a bucket's passed filter (lane 11, see [`Bucket`]) for entries under `tag`: one
+/// of 16, from the tag's top four bits.
+#[inline]
+fn passed_bit(tag: u16) -> u64 {
+    1 << (48 + (tag >> 12))
 }
 
 /// Where a lookup found its entry.
@@ -452,11 +499,23 @@ impl<A: Addr> Shard<A> {
         let m = bk.matching(tag_of(h));
         if m != 0 {
             bk.idx[m.trailing_zeros() as usize]
-        } else if bk.overflow() != 0 {
+        } else if bk.passed(tag_of(h)) {
             // A fuller index puts a few entries in a bucket after their own.
             self.overflowed(b, tag_of(h))
         } else {
+            self.missed(b);
             NIL
+        }
+    }
+
+    /// For [`Shard::hint_of`] when bucket `b` cannot hold the tuple's entry, nor any bucket
+    /// after it: a new connection's entry then goes to bucket `b`, or when that is full (as it
+    /// often is in a growing table) to the next one, which is asked for now. Out of line: the
+    /// hint of an entry that is there does not carry it.
+    #[inline(never)]
+    fn missed(&self, b: usize) {
+        if self.buckets[b].matching(0) == 0 {
+            prefetch(self.buckets[(b + 1) & self.mask].tags.as_ptr() as *const u8);
         }
     }
 
@@ -481,7 +540,7 @@ impl<A: Addr> Shard<A> {
     #[inline(never)]
     fn overflowed(&self, mut b: usize, tag: u16) -> u32 {
         for _ in 1..self.buckets.len() {
-            if self.buckets[b].overflow() == 0 {
+            if !self.buckets[b].passed(tag) {
                 break;
             }
             b = (b + 1) & self.mask;
@@ -525,7 +584,7 @@ impl<A: Addr> Shard<A> {
             {
                 return Some(f);
             }
-            if bk.overflow() == 0 {
+            if !bk.passed(tag) {
                 return None;
             }
             b = (b + 1) & self.mask;
@@ -560,9 +619,7 @@ impl<A: Addr> Shard<A> {
                 bk.idx[s] = i;
                 return;
             }
-            let o = bk.overflow();
-            bk.set_overflow(o.saturating_add(1));
-            if o == 0 {
+            if bk.pass(tag) == 0 {
                 self.open += 1;
                 self.worn |= self.open > WORN_MIN && 3 * self.open > 2 * self.buckets.len();
             }
@@ -580,11 +637,7 @@ impl<A: Addr> Shard<A> {
                 bk.idx[s] = NIL;
                 let mut c = home;
                 while c != b {
-                    let o = self.buckets[c].overflow();
-                    if o != u16::MAX {
-                        self.buckets[c].set_overflow(o - 1);
-                        self.open -= usize::from(o == 1);
-                    }
+                    self.open -= usize::from(self.buckets[c].unpass());
                     c = (c + 1) & self.mask;
                 }
                 return;
@@ -1321,6 +1374,121 @@ mod tests {
         assert!(s.mask > 0);
         assert_eq!(s.prefetch_entry(hash(&key(10))), ids[10]);
         assert_eq!(s.prefetch_entry(3u64 << 60), NIL);
+    }
+
+    /// Checks every bucket's overflow count and passed filter against the entries: the count
+    /// is the number of entries that overflowed past the bucket (from their home bucket to
+    /// the one holding them), each of their tags has its bit in the filter, and a bucket no
+    /// entry passes has an empty filter.
+    fn check_passed(s: &Shard<[u8; 4]>, hash: &impl Fn(&Key<[u8; 4]>) -> u64) {
+        let n = s.buckets.len();
+        let mut count = vec![0u32; n];
+        let mut bits = vec![0u64; n];
+        for (p, bk) in s.buckets.iter().enumerate() {
+            for slot in 0..SLOTS {
+                if bk.tag(slot) == 0 {
+                    continue;
+                }
+                let h = hash(&s.entries[bk.idx[slot] as usize].key);
+                assert_eq!(bk.tag(slot), tag_of(h));
+                let mut c = h as usize & s.mask;
+                while c != p {
+                    count[c] += 1;
+                    bits[c] |= passed_bit(tag_of(h));
+                    c = (c + 1) & s.mask;
+                }
+            }
+        }
+        for (c, bk) in s.buckets.iter().enumerate() {
+            let filter = bk.tags[2] & 0xffff << 48;
+            assert_eq!(u32::from(bk.overflow()), count[c], "bucket {c}");
+            assert_eq!(
+                filter & bits[c],
+                bits[c],
+                "bucket {c}: a passing tag's bit is missing"
+            );
+            if count[c] == 0 {
+                assert_eq!(filter, 0, "bucket {c}: nothing passes it");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Insertions and removals into a few crowded buckets (some tags sharing a filter
+        /// bit, others not) keep every bucket's count and filter right, and every entry found
+        /// by its lookup and by the prefetch hint, through the index's growth.
+        #[test]
+        fn passed_filters_follow_insertions_and_removals(
+            ops in proptest::collection::vec((0u32..300, proptest::prelude::any::<bool>()), 1..400),
+        ) {
+            // Four home buckets while the index is small, eight tags over four filter bits.
+            let hash = |k: &Key<[u8; 4]>| {
+                let n = u32::from_be_bytes(k.src) as u64;
+                (n % 8) << 60 | (n / 8 % 3) << 49 | (n % 4)
+            };
+            let mut s = Shard::<[u8; 4]>::new();
+            let mut live = std::collections::HashMap::new();
+            for (n, add) in ops {
+                let k = key(n);
+                match (add, live.get(&n).copied()) {
+                    (true, None) => {
+                        let mut e = Entry::new(k);
+                        e.expires = u64::MAX;
+                        live.insert(n, s.insert(hash(&k), e, 0, &hash).unwrap());
+                    }
+                    (false, Some(i)) => {
+                        s.remove(hash(&k), i);
+                        live.remove(&n);
+                    }
+                    _ => {}
+                }
+                check_passed(&s, &hash);
+            }
+            for n in 0..300u32 {
+                let k = key(n);
+                let found = s.find(hash(&k), &k, &k.inverse().unwrap()).map(|f| f.idx);
+                proptest::prop_assert_eq!(found, live.get(&n).copied(), "key {}", n);
+                if live.contains_key(&n) {
+                    // The hint is the first slot under the tag; a same-tag entry before it
+                    // may come first, but a hint is always a live entry under that tag.
+                    let hint = s.hint_of(hash(&k));
+                    proptest::prop_assert!(hint != NIL);
+                    proptest::prop_assert_eq!(
+                        tag_of(hash(&s.entries[hint as usize].key)),
+                        tag_of(hash(&k))
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_lookup_stops_at_a_bucket_its_tag_did_not_pass() {
+        // Bucket 0 full under tag A, an eleventh entry under tag B in bucket 1: B's bit is in
+        // bucket 0's filter, C's (another filter bit) is not.
+        let (tag_a, tag_b, tag_c) = (1u64 << 60, 2u64 << 60, 3u64 << 60);
+        let hash = |k: &Key<[u8; 4]>| {
+            if u32::from_be_bytes(k.src) < 10 {
+                tag_a
+            } else {
+                tag_b
+            }
+        };
+        let (mut s, ids) = filled(11, &hash);
+        check_passed(&s, &hash);
+        assert!(s.buckets[0].passed(tag_of(tag_b)));
+        assert!(!s.buckets[0].passed(tag_of(tag_c)));
+        let k = key(10);
+        let inv = k.inverse().unwrap();
+        assert_eq!(s.find(tag_b, &k, &inv).unwrap().idx, ids[10]);
+        assert_eq!(s.hint_of(tag_b), ids[10]);
+        // Re-tag that entry C (an index state no insertion makes, to see where a walk stops):
+        // a lookup under C misses bucket 0 and ends there, where walking on to bucket 1 as
+        // long as bucket 0's overflow count is not zero would find it.
+        let slot = (0..SLOTS).find(|&x| s.buckets[1].tag(x) != 0).unwrap();
+        s.buckets[1].set_tag(slot, tag_of(tag_c));
+        assert_eq!(s.find(tag_c, &k, &inv), None);
+        assert_eq!(s.hint_of(tag_c), NIL);
     }
 
     /// The buckets a lookup of a tuple hashing to each bucket walks past its own, on average
