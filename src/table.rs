@@ -205,8 +205,8 @@ fn lane_bits(m: u64) -> u32 {
 
 impl Bucket {
     /// Slots whose tag equals `tag`, as a bit mask (tag 0: the empty slots): the bucket's first
-    /// 32 bytes (the ten tags, the overflow count, the zero lane and two entry numbers) in two
-    /// SSE2 compares, the lanes past the tenth masked off.
+    /// 32 bytes (the ten tags, the overflow count, the passed filter and two entry numbers) in
+    /// two SSE2 compares, the lanes past the tenth masked off.
     #[cfg(target_arch = "x86_64")]
     #[inline]
     fn matching(&self, tag: u16) -> u32 {
