@@ -1575,18 +1575,30 @@ mod bucket_tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The packed-lane match agrees with comparing the tags one by one.
+        /// The packed-lane match agrees with comparing the tags one by one, whatever the
+        /// overflow count and the passed filter (lanes 10 and 11) hold.
         #[test]
-        fn matching_is_exact(tags in proptest::array::uniform10(any::<u16>()), probe in any::<u16>(), o in any::<u16>()) {
+        fn matching_is_exact(
+            tags in proptest::array::uniform10(any::<u16>()),
+            probe in any::<u16>(),
+            o in any::<u16>(),
+            passed in proptest::collection::vec(any::<u16>(), 0..4),
+        ) {
             let mut b = EMPTY_BUCKET;
             for (s, &t) in tags.iter().enumerate() {
                 b.set_tag(s, t);
             }
             b.set_overflow(o);
+            for &t in &passed {
+                b.tags[2] |= passed_bit(t);
+            }
             let want: u32 = (0..SLOTS).filter(|&s| tags[s] == probe).map(|s| 1 << s).sum();
             prop_assert_eq!(b.matching(probe), want);
             prop_assert_eq!(b.matching_swar(probe), want);
             prop_assert_eq!(b.overflow(), o);
+            for &t in &passed {
+                prop_assert!(b.passed(t));
+            }
             for (s, &t) in tags.iter().enumerate() {
                 prop_assert_eq!(b.tag(s), t);
             }
