@@ -535,19 +535,20 @@ impl<A: Addr> Shard<A> {
         }
     }
 
-    /// The first slot under `tag` in the buckets after bucket `b`, as far as entries
-    /// overflowed (the walk `find` makes), or [`NIL`].
+    /// The first slot under `tag` in the buckets after bucket `b`, whose filter has `tag`'s
+    /// bit (its caller has seen it), as far as entries under such tags overflowed (the walk
+    /// `find` makes), or [`NIL`].
     #[inline(never)]
     fn overflowed(&self, mut b: usize, tag: u16) -> u32 {
         for _ in 1..self.buckets.len() {
-            if !self.buckets[b].passed(tag) {
-                break;
-            }
             b = (b + 1) & self.mask;
             let bk = &self.buckets[b];
             let m = bk.matching(tag);
             if m != 0 {
                 return bk.idx[m.trailing_zeros() as usize];
+            }
+            if !bk.passed(tag) {
+                break;
             }
         }
         NIL
