@@ -41,8 +41,9 @@ const AHEAD: usize = 4;
 const HELD: usize = (AHEAD + 1).next_power_of_two();
 
 /// How many packets ahead, in a sorted burst's order, their entries' lines are asked for (see
-/// [`Conntrack::run_sorted`]).
-const SORTED_NEAR: usize = 6;
+/// [`Conntrack::run_sorted`]). 12 against 6 gave 1.02 to 1.07 on a Zen 2 host over 100K and
+/// 1M flows, 14 and 20 no more (`benches/README.md`).
+const SORTED_NEAR: usize = 12;
 
 /// Sorted bursts of at least this many packets ask for their entries `SORTED_NEAR` ahead;
 /// shorter ones as each shard is locked.
