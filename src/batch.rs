@@ -115,6 +115,72 @@ fn prefetch_ahead(chunk: &[&[u8]], at: usize, whole: bool) {
     }
 }
 
+/// How many bytes of long frames' lines a burst tracked in order, checksums to check, asks
+/// for beyond the frame it is tracking (see [`Ahead`]). 1,536 and 3,072 timed the same on a
+/// Zen 2 host's bulk capture (`benches/README.md`).
+const AHEAD_BYTES: usize = 2048;
+
+/// The lines of the long frames ahead of the frame being tracked (each line beyond the first,
+/// then the first line of the frame after it, as [`prefetch_ahead`] asks), asked for
+/// [`AHEAD_BYTES`] ahead: a few lines every frame, so that the memory system streams the
+/// payloads without pause, where asking for a whole frame a fixed number of frames ahead asks
+/// for nothing while acknowledgements go by and then for a full frame's 23 lines at once.
+struct Ahead {
+    /// The frame whose lines are asked for next, and the next line's offset in it.
+    j: usize,
+    off: usize,
+    /// Bytes asked for in the frames after the tracked one (whole lines).
+    bytes: usize,
+}
+
+impl Ahead {
+    /// Asks (through `ask`) for the lines ahead of frame `i` of `chunk`, about to be tracked,
+    /// the frames before it having been.
+    #[inline(always)]
+    fn ask(&mut self, chunk: &[&[u8]], i: usize, mut ask: impl FnMut(*const u8)) {
+        if self.j > i {
+            // Frame `i`'s lines, all asked for, are no longer ahead.
+            if let Some(f) = chunk.get(i).filter(|f| f.len() >= LONG_FRAME) {
+                self.bytes = self.bytes.saturating_sub(f.len().next_multiple_of(64) - 64);
+            }
+        } else {
+            self.bytes = 0;
+            if self.j < i {
+                (self.j, self.off) = (i, 64);
+            }
+        }
+        while self.bytes < AHEAD_BYTES {
+            let Some(f) = chunk.get(self.j) else { return };
+            let len = f.len();
+            if len >= LONG_FRAME {
+                let p = f.as_ptr();
+                let mut off = self.off;
+                // The tracked frame's own lines do not count against the budget.
+                let stop = if self.j > i {
+                    len.min(off + (AHEAD_BYTES - self.bytes))
+                } else {
+                    len
+                };
+                while off < stop {
+                    ask(p.wrapping_add(off));
+                    off += 64;
+                }
+                if self.j > i {
+                    self.bytes += off - self.off;
+                }
+                self.off = off;
+                if off < len {
+                    return;
+                }
+                if let Some(next) = chunk.get(self.j + 1) {
+                    ask(next.as_ptr());
+                }
+            }
+            (self.j, self.off) = (self.j + 1, 64);
+        }
+    }
+}
+
 /// The index buffers of the shard sort, kept per thread so that a burst allocates none.
 #[derive(Default)]
 struct Scratch {
@@ -753,7 +819,8 @@ impl Conntrack {
     }
 
     /// Tracks a chunk strictly in order, frame by frame (a SYN flood into a full table spends
-    /// its life here), the payload of a long frame a few places ahead asked for meanwhile.
+    /// its life here), the headers of a long frame a few places ahead asked for meanwhile, and
+    /// with checksums to check its payload too (see [`Conntrack::run_in_order_long`]).
     /// Out of line, so that the burst path keeps its registers.
     #[inline(never)]
     fn run_in_order(&self, chunk: &[&[u8]], link: LinkType, out: &mut [Verdict], now: Nanos) {
@@ -761,11 +828,40 @@ impl Conntrack {
         let cksum = self.checksum();
         let helpers = !self.cfg.helpers.is_empty();
         for (i, (v, frame)) in out.iter_mut().zip(chunk).enumerate() {
-            prefetch_ahead(chunk, i + LOOKAHEAD, cksum);
+            if let Some(f) = chunk.get(i + LOOKAHEAD).filter(|f| f.len() >= LONG_FRAME) {
+                if cksum {
+                    // Payloads to sum from here on: asked for a steady amount ahead.
+                    return self.run_in_order_long(&chunk[i..], link, &mut out[i..], now);
+                }
+                prefetch_frame(f, false);
+                if let Some(next) = chunk.get(i + LOOKAHEAD + 1) {
+                    crate::table::prefetch(next.as_ptr());
+                }
+            }
             *v = if helpers {
                 self.process_helped(frame, link, now, cksum)
             } else {
                 self.process_with(frame, link, now, cksum)
+            };
+        }
+    }
+
+    /// [`Conntrack::run_in_order`] for the rest of a chunk, checksums to check, once a long
+    /// frame is near: the payloads ahead are asked for a steady amount ahead (see [`Ahead`]).
+    #[inline(never)]
+    fn run_in_order_long(&self, chunk: &[&[u8]], link: LinkType, out: &mut [Verdict], now: Nanos) {
+        let helpers = !self.cfg.helpers.is_empty();
+        let mut ahead = Ahead {
+            j: 0,
+            off: 64,
+            bytes: 0,
+        };
+        for (i, (v, frame)) in out.iter_mut().zip(chunk).enumerate() {
+            ahead.ask(chunk, i, crate::table::prefetch);
+            *v = if helpers {
+                self.process_helped(frame, link, now, true)
+            } else {
+                self.process_with(frame, link, now, true)
             };
         }
     }
@@ -1104,6 +1200,53 @@ mod tests {
                 .map(|r| show(ct, r)),
             _ => None,
         })
+    }
+
+    proptest! {
+        /// Over any burst of short and long frames tracked in order, `Ahead` asks for every
+        /// line of a long frame (beyond its first) by the time that frame is tracked, never
+        /// for a line twice or outside its frame, and never for more than `AHEAD_BYTES` of
+        /// lines in the frames after the tracked one.
+        #[test]
+        fn the_payload_cursor_asks_for_each_line_once_and_within_its_budget(
+            lens in proptest::collection::vec(
+                prop_oneof![40usize..LONG_FRAME, LONG_FRAME..1515, 1515usize..9001], 1..64),
+        ) {
+            let frames: Vec<Vec<u8>> = lens.iter().map(|&n| vec![0u8; n]).collect();
+            let chunk: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+            // Where an asked-for address lies: (frame, offset).
+            let place = |p: *const u8| {
+                chunk.iter().enumerate().find_map(|(k, f)| {
+                    let at = (p as usize).wrapping_sub(f.as_ptr() as usize);
+                    (at < f.len()).then_some((k, at))
+                })
+            };
+            let mut asked = std::collections::BTreeSet::new();
+            let mut ahead = Ahead { j: 0, off: 64, bytes: 0 };
+            for i in 0..chunk.len() {
+                let mut now = Vec::new();
+                ahead.ask(&chunk, i, |p| now.push(p));
+                for p in now {
+                    let (k, at) = place(p).expect("an address inside a frame");
+                    // A frame's first line is asked for only as the one after a long frame.
+                    if at == 0 {
+                        prop_assert!(k > 0 && chunk[k - 1].len() >= LONG_FRAME);
+                        continue;
+                    }
+                    prop_assert!(chunk[k].len() >= LONG_FRAME && at % 64 == 0);
+                    prop_assert!(k >= i, "frame {} asked for at {}", k, i);
+                    prop_assert!(asked.insert((k, at)), "line {} of frame {} twice", at, k);
+                }
+                // Every line of the tracked frame, if long, has been asked for.
+                if chunk[i].len() >= LONG_FRAME {
+                    for at in (64..chunk[i].len()).step_by(64) {
+                        prop_assert!(asked.contains(&(i, at)));
+                    }
+                }
+                let beyond = asked.iter().filter(|&&(k, _)| k > i).count() * 64;
+                prop_assert!(beyond <= AHEAD_BYTES, "{} bytes ahead at {}", beyond, i);
+            }
+        }
     }
 
     proptest! {
