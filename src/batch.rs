@@ -107,11 +107,23 @@ fn prefetch_frame(f: &[u8], whole: bool) {
 /// a gap that the hardware prefetcher's stream through the frames does not cross.
 #[inline(always)]
 fn prefetch_ahead(chunk: &[&[u8]], at: usize, whole: bool) {
-    if let Some(f) = chunk.get(at).filter(|f| f.len() >= LONG_FRAME) {
-        prefetch_frame(f, whole);
-        if let Some(next) = chunk.get(at + 1) {
-            crate::table::prefetch(next.as_ptr());
-        }
+    if let Some(f) = long_at(chunk, at) {
+        prefetch_long(chunk, at, f, whole);
+    }
+}
+
+/// Frame `at` of `chunk`, when there is one and it is long.
+#[inline(always)]
+fn long_at<'a>(chunk: &[&'a [u8]], at: usize) -> Option<&'a [u8]> {
+    chunk.get(at).copied().filter(|f| f.len() >= LONG_FRAME)
+}
+
+/// [`prefetch_ahead`] for `f`, frame `at` of `chunk`, known to be long.
+#[inline(always)]
+fn prefetch_long(chunk: &[&[u8]], at: usize, f: &[u8], whole: bool) {
+    prefetch_frame(f, whole);
+    if let Some(next) = chunk.get(at + 1) {
+        crate::table::prefetch(next.as_ptr());
     }
 }
 
@@ -828,15 +840,12 @@ impl Conntrack {
         let cksum = self.checksum();
         let helpers = !self.cfg.helpers.is_empty();
         for (i, (v, frame)) in out.iter_mut().zip(chunk).enumerate() {
-            if let Some(f) = chunk.get(i + LOOKAHEAD).filter(|f| f.len() >= LONG_FRAME) {
+            if let Some(f) = long_at(chunk, i + LOOKAHEAD) {
                 if cksum {
                     // Payloads to sum from here on: asked for a steady amount ahead.
                     return self.run_in_order_long(&chunk[i..], link, &mut out[i..], now);
                 }
-                prefetch_frame(f, false);
-                if let Some(next) = chunk.get(i + LOOKAHEAD + 1) {
-                    crate::table::prefetch(next.as_ptr());
-                }
+                prefetch_long(chunk, i + LOOKAHEAD, f, false);
             }
             *v = if helpers {
                 self.process_helped(frame, link, now, cksum)
