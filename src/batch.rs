@@ -345,8 +345,29 @@ impl Conntrack {
             out.push(self.process(frame, link, now));
             return;
         }
-        let helpers = !self.cfg.helpers.is_empty();
         out.resize(frames.len(), Verdict::INVALID);
+        let max = self.max();
+        if frames.len() <= CHUNK && self.keeps_order(frames.len(), max) {
+            // One chunk, tracked in order: no queue to take out and put back.
+            self.run_in_order(frames, link, out, now);
+        } else {
+            self.run_chunks(frames, link, out, now, max);
+        }
+    }
+
+    /// [`Conntrack::process_batch`] for a burst of two frames or more, `out` of its length, in
+    /// chunks, each tracked in order or planned and sorted by shard; `max` is the table's
+    /// limit. Out of line, so that the common burst tracked in order pays nothing for it.
+    #[inline(never)]
+    fn run_chunks(
+        &self,
+        frames: &[&[u8]],
+        link: LinkType,
+        out: &mut [Verdict],
+        now: Nanos,
+        max: usize,
+    ) {
+        let helpers = !self.cfg.helpers.is_empty();
         // The queues of the last burst on this thread, empty, re-typed for these frames.
         let kept = QUEUES.take();
         let mut v4: Vec<Planned<'_, [u8; 4]>> = recycle(kept.v4);
@@ -355,15 +376,8 @@ impl Conntrack {
         // chunk to be sorted, kept for the next bursts. Without the memory the burst is
         // tracked in order, frame by frame, which needs none (and decides the same).
         let mut room = None;
-        let max = self.max();
-        let in_order_entries = self.cfg.in_order_entries;
         for (chunk, verdicts) in frames.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let count = self.count();
-            // A small table is in cache: fetching ahead brings nothing, and sorting the packets
-            // by shard costs more than it saves. Near the limit, which packet meets a full
-            // table depends on the order of insertions across shards: keep it.
-            if count + chunk.len() <= in_order_entries
-                || (max != 0 && count + chunk.len() > max)
+            if self.keeps_order(chunk.len(), max)
                 || !*room.get_or_insert_with(|| {
                     self.room_to_plan(CHUNK.min(frames.len()), &mut v4, &mut v6)
                 })
@@ -383,6 +397,17 @@ impl Conntrack {
             v4: recycle(v4),
             v6: recycle(v6),
         });
+    }
+
+    /// Whether a chunk of `n` frames is tracked in order, frame by frame, rather than sorted by
+    /// shard, with `max` the table's limit (0: none). A small table is in cache: fetching ahead
+    /// brings nothing, and sorting the packets by shard costs more than it saves. Near the
+    /// limit, which packet meets a full table depends on the order of insertions across
+    /// shards: keep it.
+    #[inline(always)]
+    fn keeps_order(&self, n: usize, max: usize) -> bool {
+        let count = self.count();
+        count + n <= self.cfg.in_order_entries || (max != 0 && count + n > max)
     }
 
     /// Makes room for `n` planned packets in both queues and in this thread's sort buffers
