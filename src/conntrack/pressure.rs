@@ -94,21 +94,23 @@ const FEW_PICKS: usize = 32;
 
 /// How many tuples each of the [`EVICTION_RANGE`] kernel hash chains that early drop walks
 /// for the tuple hashed `h` holds, in a table of `entries` entries over `buckets` chains:
-/// each entry's two tuples are hashed into the chains, so a chain holds a Poisson-distributed
-/// number of them, of mean `2 * entries / buckets`. Drawn from `h` (deterministic for a
-/// tuple, as the kernel's chains are for its hash seed); at most [`CHAIN_MOST`] each.
+/// each entry's two tuples are hashed into the chains, each into a given chain with
+/// probability `1 / buckets`, so a chain holds a binomially distributed number of them, of
+/// mean `2 * entries / buckets` (all of them when there is one chain). Drawn from `h`
+/// (deterministic for a tuple, as the kernel's chains are for its hash seed); at most
+/// [`CHAIN_MOST`] each.
 ///
 /// At the kernel's default table (as many buckets as `nf_conntrack_max`) a full table's
 /// chains hold two tuples on average: a new connection finds a victim among about 16 entries,
 /// so a flood into a table nine tenths ASSURED is dropped one time in five, as the kernel's
 /// replay of such a flood shows (`tests/early_drop.rs`).
 pub(super) fn chain_sizes(h: u64, entries: usize, buckets: u32) -> [u32; EVICTION_RANGE] {
-    let mean = 2.0 * entries as f64 / f64::from(buckets.max(1));
+    let tuples = (entries as u64).saturating_mul(2);
     let mut x = h;
     std::array::from_fn(|_| {
         // A uniform draw in [0, 1) from the hash, a fresh one per chain.
         x = splitmix(x);
-        poisson(mean, (x >> 11) as f64 / (1u64 << 53) as f64)
+        binomial(tuples, buckets, (x >> 11) as f64 / (1u64 << 53) as f64)
     })
 }
 
@@ -120,20 +122,30 @@ pub(super) fn splitmix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The Poisson-distributed count of mean `mean` whose cumulative probability first passes
-/// `u` (inversion), at most [`CHAIN_MOST`]; a mean past 30 is taken as its rounded self.
-pub(super) fn poisson(mean: f64, u: f64) -> u32 {
+/// How many of `n` tuples, each hashed into one of `buckets` chains (at least one) with equal
+/// chances, land in a given chain: the binomial count whose cumulative probability first
+/// passes `u` (inversion), at most [`CHAIN_MOST`]. A mean past 30 is taken as its rounded
+/// self; with one chain, every tuple is in it.
+pub(super) fn binomial(n: u64, buckets: u32, u: f64) -> u32 {
+    let most = u64::from(CHAIN_MOST);
+    if buckets <= 1 {
+        return n.min(most) as u32;
+    }
+    let p = 1.0 / f64::from(buckets);
+    let mean = n as f64 * p;
     if mean > 30.0 {
-        return (mean.round() as u32).min(CHAIN_MOST);
+        return (mean.round() as u64).min(most) as u32;
     }
-    let (mut p, mut n) = ((-mean).exp(), 0);
-    let mut f = p;
-    while u >= f && n < CHAIN_MOST {
-        n += 1;
-        p *= mean / f64::from(n);
-        f += p;
+    // P(0) = (1 - p)^n, then P(k + 1) = P(k) * (n - k) / (k + 1) * p / (1 - p).
+    let ratio = p / (1.0 - p);
+    let mut pk = (n as f64 * (-p).ln_1p()).exp();
+    let (mut f, mut k) = (pk, 0u64);
+    while u >= f && k < n && k < most {
+        pk *= (n - k) as f64 / (k + 1) as f64 * ratio;
+        k += 1;
+        f += pk;
     }
-    n
+    k as u32
 }
 
 impl Conntrack {
@@ -491,10 +503,11 @@ mod tests {
     #[test]
     fn chains_hold_as_many_tuples_as_the_kernels_would() {
         // Over many tuples: the mean of each chain's count is 2 * entries / buckets, and as
-        // many chains are empty as a Poisson count of that mean would leave (e^-mean).
+        // many chains are empty as a binomial count would leave ((1 - 1 / buckets)^tuples).
         for (entries, buckets, mean) in [
             (262_144, 262_144, 2.0),
             (65_536, 262_144, 0.5),
+            (8, 4, 4.0),
             (100, 1, 200.0),
         ] {
             let n = 40_000u64;
@@ -514,7 +527,24 @@ mod tests {
             }
             assert!((got - mean).abs() < 0.02 * mean, "mean {got}, want {mean}");
             let zero = empty as f64 / chains;
-            assert!((zero - (-mean).exp()).abs() < 0.01, "empty {zero}");
+            let want = (1.0 - 1.0 / f64::from(buckets)).powf(2.0 * entries as f64);
+            assert!((zero - want).abs() < 0.01, "empty {zero}, want {want}");
+        }
+        // One chain holds every tuple of the table, whatever the draw: a lookup walks them all.
+        for i in 0..1_000u64 {
+            assert_eq!(
+                chain_sizes(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 4, 1),
+                [8; 8]
+            );
+            assert_eq!(chain_sizes(i, 0, 1), [0; 8]);
+        }
+        // Two chains: never more tuples than the table has.
+        for i in 0..1_000u64 {
+            assert!(
+                chain_sizes(i.wrapping_mul(0x2545_f491), 3, 2)
+                    .iter()
+                    .all(|&c| c <= 6)
+            );
         }
         // A tiny table at the default bucket count: the chains are almost always empty.
         let busy = (0..10_000u64)
