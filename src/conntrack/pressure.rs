@@ -89,7 +89,7 @@ pub(super) const CHAIN_MOST: u32 = 64;
 
 /// Tuples in all of early drop's chains that its walk takes without the bound's array: at the
 /// default bucket count a full table's chains hold 16 in all on average, and more than 32
-/// about once in 8,000 walks (a Poisson count of mean 16).
+/// about once in 8,000 walks (a binomial count of mean 16, as good as Poisson there).
 const FEW_PICKS: usize = 32;
 
 /// How many tuples each of the [`EVICTION_RANGE`] kernel hash chains that early drop walks
