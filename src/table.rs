@@ -58,31 +58,22 @@ pub enum ProtoState {
 }
 
 /// One connection.
-///
-/// Laid out in the order written (`repr(C)`, with no padding): first what an established
-/// packet reads and writes (tuple, expiry, protocol state, status: 77 bytes for IPv4), then
-/// what it leaves alone (helper, and the timer wheel's links, which change only when the
-/// entry is filed again). An entry lies at any multiple of 8 bytes from a cache line's start,
-/// so the packet's part of an 88-byte entry spans two lines at seven of the eight offsets and
-/// three at one, where the whole entry spans three at two of them: 2.125 lines a packet
-/// instead of 2.25 over a table that the caches do not hold (`benches/misses.sh`).
 #[derive(Clone, Copy, Debug)]
-#[repr(C)]
 pub struct Entry<A> {
     /// Original-direction tuple.
     pub key: Key<A>,
-    /// Absolute expiry time.
-    pub expires: Nanos,
-    /// Protocol state.
-    pub proto: ProtoState,
     /// [`status`] bits.
     pub status: u8,
     /// Assigned helper (index into the helper registry, 0 = none).
     pub helper: u8,
     /// Wheel slot holding the entry.
     wslot: u16,
+    /// Absolute expiry time.
+    pub expires: Nanos,
     prev: u32,
     next: u32,
+    /// Protocol state.
+    pub proto: ProtoState,
 }
 
 impl<A: Addr> Entry<A> {
@@ -1637,48 +1628,6 @@ mod size_tests {
             std::mem::size_of::<Entry<[u8; 16]>>()
         );
         assert_eq!(std::mem::size_of::<Bucket>(), 64);
-    }
-
-    #[test]
-    fn an_established_packets_part_of_an_entry_comes_first() {
-        // What `Shard::refresh_at` reads and writes for an established packet: tuple, expiry,
-        // protocol state and status, in one run at the front; the helper and the wheel's links
-        // after it.
-        fn hot_end<A: Addr>() -> usize {
-            use std::mem::offset_of;
-            let hot = [
-                (offset_of!(Entry<A>, key), std::mem::size_of::<Key<A>>()),
-                (offset_of!(Entry<A>, expires), 8),
-                (
-                    offset_of!(Entry<A>, proto),
-                    std::mem::size_of::<ProtoState>(),
-                ),
-                (offset_of!(Entry<A>, status), 1),
-            ];
-            let end = hot.iter().map(|&(at, len)| at + len).max().unwrap_or(0);
-            assert_eq!(end, hot.iter().map(|&(_, len)| len).sum::<usize>(), "a gap");
-            for cold in [
-                offset_of!(Entry<A>, helper),
-                offset_of!(Entry<A>, wslot),
-                offset_of!(Entry<A>, prev),
-                offset_of!(Entry<A>, next),
-            ] {
-                assert!(cold >= end, "{cold} inside the first {end} bytes");
-            }
-            end
-        }
-        assert_eq!(hot_end::<[u8; 4]>(), 77);
-        assert_eq!(hot_end::<[u8; 16]>(), 101);
-        // Over the eight offsets an IPv4 entry can start at, its first 77 bytes span 17 lines
-        // in all (2.125 each); the whole 88 bytes, 18.
-        let lines = |len: usize| {
-            (0..64)
-                .step_by(8)
-                .map(|at| (at + len - 1) / 64 + 1)
-                .sum::<usize>()
-        };
-        assert_eq!(lines(hot_end::<[u8; 4]>()), 17);
-        assert_eq!(lines(std::mem::size_of::<Entry<[u8; 4]>>()), 18);
     }
 
     #[test]
