@@ -25,6 +25,10 @@ flows=${1:-1000000}
 packets=${2:-200000}
 ll=${LL:-1048576}
 batch=${BATCH:-32}
+for v in "flows=$flows" "packets=$packets" "LL=$ll" "BATCH=$batch"; do
+  [[ ${v#*=} =~ ^[1-9][0-9]{0,9}$ ]] ||
+    { echo "misses.sh: ${v%%=*} must be a positive whole number, not '${v#*=}'" >&2; exit 2; }
+done
 family=()
 [ "${IPV6:-0}" = 1 ] && family=(--ipv6)
 bin=${CTRACK:-target/release/ctrack}

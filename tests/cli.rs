@@ -677,3 +677,30 @@ fn replay_lists_expectations() {
     let out = ctrack(&["replay", cap, "--expect"]);
     assert!(String::from_utf8(out.stdout).unwrap().is_empty());
 }
+
+/// `benches/misses.sh` refuses a count that is not a positive whole number in one line,
+/// before it looks for valgrind (so this runs on any machine).
+#[test]
+fn misses_script_refuses_bad_counts() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/misses.sh");
+    // Arguments, the simulated cache size (`LL`), the burst size (`BATCH`), the one refused.
+    let cases = [
+        (&["abc"][..], "1048576", "32", "flows"),
+        (&["0"], "1048576", "32", "flows"),
+        (&["100", "-5"], "1048576", "32", "packets"),
+        (&["100", "10"], "1M", "32", "LL"),
+        (&["100", "10"], "1048576", "32k", "BATCH"),
+    ];
+    for (args, ll, batch, what) in cases {
+        let out = Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("LL", ll)
+            .env("BATCH", batch)
+            .env("CTRACK", env!("CARGO_BIN_EXE_ctrack"))
+            .output()
+            .expect("run bash");
+        fails_with(&out, &["misses.sh", what, "positive whole number"]);
+        assert!(out.stdout.is_empty());
+    }
+}
