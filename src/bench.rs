@@ -6,7 +6,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use ctrack::workload::{Kind, Workload};
+use ctrack::workload::{Kind, MAX_CONNECTIONS, Workload, WorkloadError};
 use ctrack::{Conntrack, LinkType, Nanos, Verdict, capture};
 
 use crate::EngineArgs;
@@ -112,6 +112,9 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     if a.threads == 0 || a.threads > 256 {
         return Err(format!("--threads must be 1 to 256, not {}", a.threads));
     }
+    if a.repeat == 0 {
+        return Err("--repeat must be at least 1".into());
+    }
     if a.batch == 0 || a.batch > 4096 {
         return Err(format!("--batch must be 1 to 4096, not {}", a.batch));
     }
@@ -183,22 +186,50 @@ struct Ring {
     lens: Vec<usize>,
 }
 
+/// The one-line refusal when a copy of `packets` packets (or of references to them) cannot
+/// get its memory.
+fn no_room(packets: usize) -> String {
+    format!("cannot get the memory to hold {packets} packets for the threads")
+}
+
+/// The machine's memory in bytes, where the system tells it (Linux's `/proc/meminfo`).
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
 /// Bytes a frame of `len` bytes takes in a [`Ring`]: whole cache lines.
 fn ring_room(len: usize) -> usize {
     len.next_multiple_of(64)
 }
 
 impl Ring {
-    /// Copies `frames` into a ring, each at the start of a cache line.
-    fn new(frames: &[&[u8]]) -> Ring {
-        let mut buf = vec![0u8; frames.iter().map(|f| ring_room(f.len())).sum()];
+    /// Copies `frames` into a ring, each at the start of a cache line; or says that the
+    /// memory for it cannot be had.
+    fn new(frames: &[&[u8]]) -> Result<Ring, String> {
+        let room: usize = frames.iter().map(|f| ring_room(f.len())).sum();
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(room)
+            .map_err(|_| no_room(frames.len()))?;
+        buf.resize(room, 0);
+        let mut lens = Vec::new();
+        lens.try_reserve_exact(frames.len())
+            .map_err(|_| no_room(frames.len()))?;
         let mut at = 0;
         for f in frames {
             buf[at..at + f.len()].copy_from_slice(f);
             at += ring_room(f.len());
+            lens.push(f.len());
         }
-        let lens = frames.iter().map(|f| f.len()).collect();
-        Ring { buf, lens }
+        Ok(Ring { buf, lens })
     }
 
     /// The frames, in order.
@@ -257,10 +288,12 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
             cap.len()
         ));
     }
-    let reps = a.repeat.max(1) as usize;
+    let reps = a.repeat as usize;
     // Room for every packet to open a flow unless the caller chose a limit, as for workloads.
     if !a.engine.sets("nf_conntrack_max") {
-        let need = a.setup + (cap.len() - a.setup) * reps;
+        let need = a
+            .setup
+            .saturating_add((cap.len() - a.setup).saturating_mul(reps));
         cfg.sysctl.nf_conntrack_max = cfg
             .sysctl
             .nf_conntrack_max
@@ -295,10 +328,10 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
         for &f in timed {
             parts[ct.queue_of(f.2, f.1, a.threads)].push(f);
         }
-        let rings: Vec<Ring> = parts
+        let rings = parts
             .iter()
             .map(|p| Ring::new(&p.iter().map(|f| f.2).collect::<Vec<_>>()))
-            .collect();
+            .collect::<Result<Vec<Ring>, String>>()?;
         let parts: Vec<Vec<(Nanos, LinkType, &[u8])>> = parts
             .iter()
             .zip(&rings)
@@ -481,16 +514,46 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         let cap = |n: usize| n.clamp(1, i32::MAX as usize) as u32;
         cfg.sysctl.nf_conntrack_max = if kind == Kind::Flood {
             // (The FTP control connection of --expectation is one more established flow.)
-            cap(a.flows + usize::from(a.expectation))
+            cap(a.flows.saturating_add(usize::from(a.expectation)))
         } else {
-            cfg.sysctl.nf_conntrack_max.max(cap(a.flows + a.packets))
+            cfg.sysctl
+                .nf_conntrack_max
+                .max(cap(a.flows.saturating_add(a.packets)))
         };
     }
-    let w = if a.expectation {
-        Workload::with_ftp_expectation(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee, a.payload)
-    } else {
-        Workload::with_payload(kind, a.flows, a.packets, a.ipv6, 0x00c0_ffee, a.payload)
+    let refuse = |e: WorkloadError| match e {
+        WorkloadError::NoFlows => "--flows must be at least 1".to_string(),
+        WorkloadError::TooManyConnections(n) => format!(
+            "--flows {} and --packets {} open {n} connections, more than a workload can \
+             number ({MAX_CONNECTIONS})",
+            a.flows, a.packets
+        ),
+        WorkloadError::NoMemory(b) => {
+            format!("the workload's packets need {b} bytes of memory, which cannot be allocated")
+        }
     };
+    let needs =
+        Workload::needs(kind, a.flows, a.packets, a.payload, a.expectation).map_err(refuse)?;
+    // The threads' copies of the timed packets (see `Ring`: at most a stride each) and the
+    // references to them come on top of the workload's own.
+    let copies = a.packets as u128 * (needs.stride + 3 * std::mem::size_of::<usize>()) as u128;
+    let held = needs.bytes + copies;
+    if let Some(total) = physical_memory().filter(|&m| held > m as u128) {
+        return Err(format!(
+            "the workload's packets and the threads' copies of them need {held} bytes of \
+             memory, more than this machine's {total}"
+        ));
+    }
+    let w = Workload::try_new(
+        kind,
+        a.flows,
+        a.packets,
+        a.ipv6,
+        0x00c0_ffee,
+        a.payload,
+        a.expectation,
+    )
+    .map_err(refuse)?;
     if let Some(path) = &a.write_pcap {
         write_pcap(path, &w).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -507,7 +570,11 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     }
     let t0: u64 = 1_000_000_000_000;
     let mut out = Vec::with_capacity(a.batch);
-    let setup: Vec<&[u8]> = (0..w.setup_len()).map(|i| w.packet(i)).collect();
+    let mut setup: Vec<&[u8]> = Vec::new();
+    setup
+        .try_reserve_exact(w.setup_len())
+        .map_err(|_| no_room(w.setup_len()))?;
+    setup.extend((0..w.setup_len()).map(|i| w.packet(i)));
     for chunk in setup.chunks(a.batch) {
         ct.process_batch(chunk, LinkType::Raw, t0, &mut out);
     }
@@ -526,17 +593,29 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     // advises (like a NIC's receive-side scaling): threads then share no shard; or, with
     // `--steer flow`, by flow alone. Each thread's packets lie in a ring of their own, as in a
     // receive queue's.
-    let mut parts: Vec<Vec<&[u8]>> = vec![Vec::new(); a.threads];
-    for i in w.setup_len()..w.setup_len() + w.len() {
-        let p = w.packet(i);
-        let q = match a.steer {
-            Steer::Shard => ct.queue_of(p, LinkType::Raw, a.threads),
-            Steer::Flow => w.flow(i) as usize % a.threads,
-        };
-        parts[q].push(p);
+    let timed = w.setup_len()..w.setup_len() + w.len();
+    let queue = |i: usize| match a.steer {
+        Steer::Shard => ct.queue_of(w.packet(i), LinkType::Raw, a.threads),
+        Steer::Flow => w.flow(i) as usize % a.threads,
+    };
+    let mut shares = vec![0usize; a.threads];
+    for i in timed.clone() {
+        shares[queue(i)] += 1;
+    }
+    let mut parts: Vec<Vec<&[u8]>> = Vec::with_capacity(a.threads);
+    for &share in &shares {
+        let mut part = Vec::new();
+        part.try_reserve_exact(share).map_err(|_| no_room(share))?;
+        parts.push(part);
+    }
+    for i in timed {
+        parts[queue(i)].push(w.packet(i));
     }
     let (n, setup_len) = (w.len() as u64, w.setup_len());
-    let rings: Vec<Ring> = parts.iter().map(|p| Ring::new(p)).collect();
+    let rings = parts
+        .iter()
+        .map(|p| Ring::new(p))
+        .collect::<Result<Vec<Ring>, String>>()?;
     drop(parts);
     drop(setup);
     drop(w);
@@ -614,7 +693,7 @@ mod tests {
             .map(|(i, &n)| (0..n).map(|b| (b + i) as u8).collect())
             .collect();
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-        let ring = Ring::new(&refs);
+        let ring = Ring::new(&refs).unwrap();
         assert_eq!(ring.frames(), refs);
         let room: usize = refs.iter().map(|f| f.len().next_multiple_of(64)).sum();
         assert_eq!(ring.buf.len(), room);

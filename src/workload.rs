@@ -44,6 +44,57 @@ const PATTERN: [u8; MAX_PAYLOAD] = {
     p
 };
 
+/// The most connections a workload numbers: its flows, the FTP control connection and the
+/// new connections of its timed packets together (each takes its addresses from a 32-bit
+/// number).
+pub const MAX_CONNECTIONS: usize = u32::MAX as usize;
+
+/// Packets of the FTP session that leaves an expectation pending (see
+/// [`Workload::with_ftp_expectation`]).
+const FTP_PACKETS: usize = 7;
+
+/// Why a workload cannot be generated (see [`Workload::try_new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadError {
+    /// No flows were asked for.
+    NoFlows,
+    /// More connections than [`MAX_CONNECTIONS`]: this many.
+    TooManyConnections(u128),
+    /// The packets need more memory than can be had: this many bytes.
+    NoMemory(u128),
+}
+
+impl std::fmt::Display for WorkloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkloadError::NoFlows => write!(f, "a workload needs at least one flow"),
+            WorkloadError::TooManyConnections(n) => write!(
+                f,
+                "{n} connections are more than a workload can number ({MAX_CONNECTIONS})"
+            ),
+            WorkloadError::NoMemory(b) => {
+                write!(
+                    f,
+                    "its packets need {b} bytes of memory, which cannot be allocated"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for WorkloadError {}
+
+/// What a workload holds (see [`Workload::needs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// Its packets, setup included.
+    pub packets: usize,
+    /// The bytes its packets and flows take.
+    pub bytes: u128,
+    /// The bytes each packet takes in it (see [`Workload::stride`]).
+    pub stride: usize,
+}
+
 /// A generated workload: setup packets (untimed: handshakes, first exchanges) and the timed
 /// packets, all raw IP, each with the flow it belongs to.
 #[derive(Clone, Debug)]
@@ -150,12 +201,40 @@ impl Workload {
         payload: usize,
         ftp: bool,
     ) -> Workload {
+        Self::try_new(kind, flows.max(1), packets, v6, seed, payload, ftp)
+            .unwrap_or_else(|e| panic!("cannot generate the workload: {e}"))
+    }
+
+    /// A workload of `packets` timed packets over `flows` flows, as
+    /// [`Workload::with_payload`] generates it (or [`Workload::with_ftp_expectation`], when
+    /// `ftp`), or why it cannot be: no flows, more connections than its flow numbers tell
+    /// apart, or more memory than can be had. The constructors above take 0 flows as 1 and
+    /// panic where this returns an error.
+    ///
+    /// ```
+    /// use ctrack::workload::{Kind, Workload, WorkloadError};
+    /// assert_eq!(
+    ///     Workload::try_new(Kind::Established, 0, 10, false, 1, 64, false).unwrap_err(),
+    ///     WorkloadError::NoFlows
+    /// );
+    /// let w = Workload::try_new(Kind::Syn, 1, 10, false, 1, 64, false).unwrap();
+    /// assert_eq!(w.connections(), 10);
+    /// ```
+    pub fn try_new(
+        kind: Kind,
+        flows: usize,
+        packets: usize,
+        v6: bool,
+        seed: u64,
+        payload: usize,
+        ftp: bool,
+    ) -> Result<Workload, WorkloadError> {
+        let need = Self::needs(kind, flows, packets, payload, ftp)?;
         let payload = payload.min(MAX_PAYLOAD);
-        // Room for the largest packet (an IPv6 data segment, or the FTP reply), in whole cache
-        // lines.
-        let stride = (40 + 20 + payload.max(64)).next_multiple_of(64);
+        let stride = Self::stride_for(payload);
+        let no_memory = |_| WorkloadError::NoMemory(need.bytes);
         let mut w = Workload {
-            buf: Vec::with_capacity((packets + 3 * flows) * stride),
+            buf: Vec::new(),
             stride,
             payload,
             lens: Vec::new(),
@@ -163,9 +242,15 @@ impl Workload {
             setup: 0,
             conns: 0,
         };
+        w.buf
+            .try_reserve_exact(need.packets * stride)
+            .map_err(no_memory)?;
+        w.lens.try_reserve_exact(need.packets).map_err(no_memory)?;
+        w.flows.try_reserve_exact(need.packets).map_err(no_memory)?;
+        let mut fl: Vec<Flow> = Vec::new();
+        fl.try_reserve_exact(flows).map_err(no_memory)?;
         let mut rng = Rng(seed | 1);
-        let flows = flows.max(1);
-        let mut fl: Vec<Flow> = (0..flows).map(|i| flow_addrs(i as u32, &mut rng)).collect();
+        fl.extend((0..flows).map(|i| flow_addrs(i as u32, &mut rng)));
         // Setup: open every TCP flow (handshake) and every UDP flow (request and reply).
         let tcp_part = |i: usize| match kind {
             Kind::Mix => i % 10 < 7,
@@ -221,7 +306,65 @@ impl Workload {
                 w.push_tcp(f, false, 0x10, 0, v6, i as u32);
             }
         }
-        w
+        Ok(w)
+    }
+
+    /// Bytes from one packet's start to the next's for data segments of `payload` bytes:
+    /// room for the largest packet (an IPv6 data segment, or the FTP reply), in whole cache
+    /// lines.
+    fn stride_for(payload: usize) -> usize {
+        (40 + 20 + payload.clamp(64, MAX_PAYLOAD)).next_multiple_of(64)
+    }
+
+    /// What a workload of these parameters holds (see [`Workload::try_new`]): its packets,
+    /// setup included, and the bytes they and their flows take; or why it cannot be made.
+    ///
+    /// ```
+    /// use ctrack::workload::{Kind, Workload, WorkloadError};
+    /// // Three setup packets a flow, then the timed ones.
+    /// assert_eq!(Workload::needs(Kind::Established, 1000, 5000, 64, false).unwrap().packets, 8000);
+    /// // Flow numbers are 32 bits: the flows and every new connection each need one.
+    /// assert!(matches!(
+    ///     Workload::needs(Kind::Syn, 1 << 31, 1 << 31, 64, false),
+    ///     Err(WorkloadError::TooManyConnections(_))
+    /// ));
+    /// ```
+    pub fn needs(
+        kind: Kind,
+        flows: usize,
+        packets: usize,
+        payload: usize,
+        ftp: bool,
+    ) -> Result<Needs, WorkloadError> {
+        if flows == 0 {
+            return Err(WorkloadError::NoFlows);
+        }
+        let (flows, timed) = (flows as u128, packets as u128);
+        // Every flow gets a number, the FTP control connection the next, and each new
+        // connection the ones after (a SYN flood numbers its connections after its flows).
+        let numbered = flows
+            + u128::from(ftp)
+            + match kind {
+                Kind::Syn | Kind::Flood | Kind::Mix => timed,
+                Kind::Established | Kind::Udp => 0,
+            };
+        if numbered > MAX_CONNECTIONS as u128 {
+            return Err(WorkloadError::TooManyConnections(numbered));
+        }
+        // The setup: a handshake of three a TCP flow (two packets a UDP flow, which three
+        // covers; none for a SYN flood, which still numbers its flows), the FTP session's.
+        let setup = if kind == Kind::Syn { 0 } else { 3 * flows };
+        let all = setup + timed + if ftp { FTP_PACKETS as u128 } else { 0 };
+        let per_packet = Self::stride_for(payload) + std::mem::size_of::<u16>() + 4;
+        let bytes = all * per_packet as u128 + flows * std::mem::size_of::<Flow>() as u128;
+        match usize::try_from(all) {
+            Ok(packets) if bytes <= isize::MAX as u128 => Ok(Needs {
+                packets,
+                bytes,
+                stride: Self::stride_for(payload),
+            }),
+            _ => Err(WorkloadError::NoMemory(bytes)),
+        }
     }
 
     fn slot(&mut self) -> &mut [u8] {
@@ -446,6 +589,72 @@ fn flow_addrs(i: u32, rng: &mut Rng) -> Flow {
 mod tests {
     use super::*;
     use crate::{Config, Conntrack, LinkType, State};
+
+    #[test]
+    fn needs_counts_the_packets_and_memory_it_reserves() {
+        for kind in [
+            Kind::Established,
+            Kind::Syn,
+            Kind::Udp,
+            Kind::Mix,
+            Kind::Flood,
+        ] {
+            for ftp in [false, true] {
+                for payload in [0, 64, 1400] {
+                    let n = Workload::needs(kind, 30, 500, payload, ftp).unwrap();
+                    let w = Workload::try_new(kind, 30, 500, false, 3, payload, ftp).unwrap();
+                    let made = w.setup_len() + w.len();
+                    // UDP flows open with two packets where three are counted.
+                    let udp_flows = match kind {
+                        Kind::Udp => 30,
+                        Kind::Mix => (0..30).filter(|i| i % 10 >= 7).count(),
+                        _ => 0,
+                    };
+                    let case = format!("{kind:?} ftp {ftp} payload {payload}");
+                    assert_eq!(n.packets, made + udp_flows, "{case}");
+                    assert_eq!(w.buf.capacity(), n.packets * w.stride(), "{case}");
+                    assert_eq!(w.buf.len(), made * w.stride(), "{case}");
+                    assert!(n.bytes >= w.buf.capacity() as u128, "{case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_workloads_are_refused() {
+        let t = |k, f, p, ftp| Workload::try_new(k, f, p, false, 1, 64, ftp).map(|w| w.len());
+        assert_eq!(t(Kind::Udp, 0, 10, false), Err(WorkloadError::NoFlows));
+        let max = MAX_CONNECTIONS;
+        // Established flows number only the flows; a SYN flood its new connections too.
+        assert_eq!(
+            Workload::needs(Kind::Established, max, 1 << 40, 64, false)
+                .unwrap()
+                .packets,
+            3 * max + (1 << 40)
+        );
+        assert_eq!(
+            t(Kind::Established, max, 1, true),
+            Err(WorkloadError::TooManyConnections(max as u128 + 1))
+        );
+        assert_eq!(
+            t(Kind::Syn, 10, max - 9, false),
+            Err(WorkloadError::TooManyConnections(max as u128 + 1))
+        );
+        assert_eq!(
+            t(Kind::Mix, 1, usize::MAX, false),
+            Err(WorkloadError::TooManyConnections(usize::MAX as u128 + 1))
+        );
+        // More bytes than an address space holds: refused before anything is allocated.
+        assert!(matches!(
+            t(Kind::Established, 1, usize::MAX / 64, false),
+            Err(WorkloadError::NoMemory(b)) if b > usize::MAX as u128
+        ));
+        // Old constructors still take no flows as one.
+        assert_eq!(
+            Workload::generate(Kind::Udp, 0, 10, false, 1).setup_len(),
+            2
+        );
+    }
 
     #[test]
     fn generated_traffic_is_all_tracked() {

@@ -178,6 +178,44 @@ fn bad_flags() {
         &ctrack(&["bench", "--workload", "est", "--payload", "1441"]),
         &["--payload", "0 to 1440"],
     );
+    fails_with(
+        &ctrack(&["bench", "--pcap", ps, "--repeat", "0"]),
+        &["--repeat", "at least 1"],
+    );
+}
+
+/// A workload that cannot be made is refused in one line before anything is allocated: no
+/// flows, more connections than 32-bit flow numbers, more memory than an address space (or
+/// this machine) holds.
+#[test]
+fn bench_refuses_impossible_workloads() {
+    let bench = |kind: &str, flows: &str, packets: &str| {
+        ctrack(&[
+            "bench",
+            "--workload",
+            kind,
+            "--flows",
+            flows,
+            "--packets",
+            packets,
+        ])
+    };
+    fails_with(&bench("est", "0", "10"), &["--flows", "at least 1"]);
+    fails_with(&bench("syn", "0", "10"), &["--flows", "at least 1"]);
+    fails_with(
+        &bench("est", "100000000000", "10"),
+        &["100000000000 connections", "4294967295"],
+    );
+    fails_with(
+        &bench("syn", "10", "4294967290"),
+        &["4294967300 connections", "4294967295"],
+    );
+    fails_with(
+        &bench("udp", "1", "18446744073709551615"),
+        &["bytes of memory", "cannot be allocated"],
+    );
+    // 1.8 TB: more than a machine that runs the tests has (where it says how much it has).
+    fails_with(&bench("est", "4000000000", "1"), &["bytes of memory"]);
 }
 
 #[test]
