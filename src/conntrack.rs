@@ -65,7 +65,8 @@ pub struct Config {
     pub helpers: Vec<Assignment>,
     /// Which new connections the surrounding host confirms.
     pub host: HostModel,
-    /// Number of lock shards per address family (rounded up to a power of two). The default
+    /// Number of lock shards per address family (rounded up to a power of two; 0 is taken
+    /// as 1 and more than [`MAX_SHARDS`] as that many). The default
     /// is four per CPU the process may run on, from 4 to 256: 8 on two CPUs, enough for
     /// [`Conntrack::queue_of`] to give every thread shards of its own. More shards mean less
     /// waiting between threads that do not steer their traffic that way; fewer mean bigger
@@ -95,6 +96,9 @@ pub struct Config {
     /// (about 7 KiB per shard once it has reported any).
     pub events: usize,
 }
+
+/// The most lock shards a family has (see [`Config::shards`]).
+pub const MAX_SHARDS: usize = 1024;
 
 /// [`Config::shards`]' default: four per CPU the process may run on (1 when that cannot be
 /// told), as a power of two from 4 to 256.
@@ -264,7 +268,7 @@ impl<A> ShardBox<A> {
 
 impl<A: Addr> Table<A> {
     fn new(n: usize, acct: bool, timestamps: bool, events: Reporter) -> Self {
-        let n = n.max(1).next_power_of_two();
+        let n = n.clamp(1, MAX_SHARDS).next_power_of_two();
         Table {
             shards: (0..n)
                 .map(|_| {
@@ -2083,6 +2087,35 @@ mod tests {
             Verdict::DROPPED
         );
         assert_eq!((entries(&ct), ct.stats().count), (3, 3));
+    }
+
+    /// Any shard count is taken: rounded up to a power of two from 1 to `MAX_SHARDS` (an
+    /// absurd one neither overflows nor asks for the memory of that many locks).
+    #[test]
+    fn shard_counts_are_bounded() {
+        for (asked, got) in [
+            (0, 1),
+            (3, 4),
+            (1024, 1024),
+            (1025, 1024),
+            (usize::MAX, 1024),
+        ] {
+            let ct = Conntrack::new(Config {
+                shards: asked,
+                ..Config::default()
+            });
+            assert_eq!(
+                (ct.v4.shards.len(), ct.v6.shards.len()),
+                (got, got),
+                "{asked}"
+            );
+            let syn =
+                crate::workload::Workload::generate(crate::workload::Kind::Syn, 1, 3, false, 1);
+            for p in syn.all() {
+                assert!(ct.process(p, crate::LinkType::Raw, 1).tracked());
+            }
+            assert_eq!(ct.count(), 3);
+        }
     }
 
     /// The shards' sysctls, read through `ShardBox::sysctl_unbound` while their shard changes,

@@ -55,7 +55,7 @@ pub mod tuple;
 pub mod verdict;
 pub mod workload;
 
-pub use conntrack::{Config, Conntrack};
+pub use conntrack::{Config, Conntrack, MAX_SHARDS};
 pub use ctrack_protocols::sysctl::SysctlError;
 pub use ctrack_protocols::{Dir, NANOS_PER_SEC, Nanos};
 pub use event::{Event, EventKind, ExpectEvent};

@@ -74,8 +74,12 @@ impl EngineArgs {
         }
         cfg.helpers = ctrack_helpers::parse_assignments(self.helpers.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;
-        if self.shards == 0 || self.shards > 1024 {
-            return Err(format!("--shards must be 1 to 1024, not {}", self.shards));
+        if self.shards == 0 || self.shards > ctrack::MAX_SHARDS {
+            return Err(format!(
+                "--shards must be 1 to {}, not {}",
+                ctrack::MAX_SHARDS,
+                self.shards
+            ));
         }
         cfg.shards = self.shards;
         cfg.host = match self.host {
