@@ -1,6 +1,7 @@
 //! Capture files: classic pcap (micro- and nanosecond, either byte order) and pcapng
 //! (sections, interfaces with their own link types and timestamp resolutions; enhanced,
-//! simple and obsolete packet blocks), read whole into memory.
+//! simple and obsolete packet blocks), read whole into memory ([`load`]) or one record at a
+//! time ([`open`]).
 //!
 //! Every malformation of the file itself is an error naming the problem; what the frames
 //! contain is the engine's business.
@@ -190,37 +191,163 @@ pub fn load(path: &Path) -> Result<Capture, CaptureError> {
         path: path.to_path_buf(),
         problem,
     };
-    let data = std::fs::read(path).map_err(|e| {
-        let msg = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-            _ if path.is_dir() => "is a directory".to_string(),
-            _ => e.to_string(),
-        };
-        err(Problem::Io(msg))
-    })?;
+    let data = std::fs::read(path).map_err(|e| err(io_problem(path, &e)))?;
     parse(data).map_err(err)
 }
 
 /// Parses a capture held in memory.
 pub fn parse(data: Vec<u8>) -> Result<Capture, Problem> {
-    if data.is_empty() {
-        return Err(Problem::Empty);
+    let mut reader = Reader::new(Mem { b: &data, at: 0 })?;
+    let mut records = Vec::new();
+    while let Some(p) = reader.next()? {
+        records.push(Record {
+            ts: p.ts,
+            link: p.link,
+            start: p.start,
+            len: p.frame.len(),
+        });
     }
-    if data.len() < 4 {
-        return Err(Problem::TruncatedHeader);
-    }
-    let magic = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-    let records = match magic {
-        0xa1b2c3d4 | 0xd4c3b2a1 | 0xa1b23c4d | 0x4d3cb2a1 => parse_pcap(&data)?,
-        0x0a0d0d0a => parse_pcapng(&data)?,
-        _ => {
-            return Err(Problem::NotACapture(u32::from_be_bytes([
-                data[0], data[1], data[2], data[3],
-            ])));
-        }
-    };
     Ok(Capture { data, records })
+}
+
+/// Opens a capture file to read its packets one at a time, in file order, holding no more
+/// than one record in memory (see [`CaptureReader`]). Problems with the file's header are
+/// found at once, those of a later record when it is reached.
+pub fn open(path: &Path) -> Result<CaptureReader<std::io::BufReader<std::fs::File>>, CaptureError> {
+    let err = |problem| CaptureError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(io_problem(path, &e)))?;
+    if path.is_dir() {
+        return Err(err(Problem::Io("is a directory".into())));
+    }
+    CaptureReader::new(std::io::BufReader::with_capacity(1 << 16, file)).map_err(err)
+}
+
+/// What a failed read of `path` is called.
+fn io_problem(path: &Path, e: &std::io::Error) -> Problem {
+    Problem::Io(match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ if path.is_dir() => "is a directory".to_string(),
+        _ => e.to_string(),
+    })
+}
+
+/// A capture read as a stream, one record at a time: the same packets, times and problems as
+/// [`parse`] finds in the same bytes, in memory bounded by the largest record
+/// ([`MAX_RECORD`]) whatever the capture's size.
+///
+/// ```
+/// let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+/// pcap.extend_from_slice(&[0; 8]);
+/// pcap.extend_from_slice(&65535u32.to_le_bytes());
+/// pcap.extend_from_slice(&101u32.to_le_bytes()); // raw IP
+/// for secs in [5u32, 3] {
+///     pcap.extend_from_slice(&secs.to_le_bytes());
+///     pcap.extend_from_slice(&[0; 4]);
+///     pcap.extend_from_slice(&1u32.to_le_bytes());
+///     pcap.extend_from_slice(&1u32.to_le_bytes());
+///     pcap.push(0x45);
+/// }
+/// let mut r = ctrack::capture::CaptureReader::new(&pcap[..]).unwrap();
+/// let (ts, _, frame) = r.next_packet().unwrap().unwrap();
+/// assert_eq!((ts, frame), (5_000_000_000, &[0x45][..]));
+/// assert_eq!(r.next_packet().unwrap().unwrap().0, 3_000_000_000);
+/// assert!(r.next_packet().unwrap().is_none());
+/// ```
+pub struct CaptureReader<R> {
+    inner: Reader<Stream<R>>,
+}
+
+impl<R: std::io::Read> CaptureReader<R> {
+    /// Reads the capture's header from `r`.
+    pub fn new(r: R) -> Result<Self, Problem> {
+        Ok(CaptureReader {
+            inner: Reader::new(Stream {
+                r,
+                buf: Vec::new(),
+                eof: false,
+            })?,
+        })
+    }
+
+    /// The next packet as (time, link type, frame), with the capture's own timestamp; `None`
+    /// at the end of the file. After a problem, every call returns it again.
+    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Problem> {
+        Ok(self.inner.next()?.map(|p| (p.ts, p.link, p.frame)))
+    }
+}
+
+/// A packet as (time, link type, frame).
+pub type Packet<'a> = (Nanos, LinkType, &'a [u8]);
+
+/// What a record's bytes are asked for: all `n` of them, or how many the file still holds.
+enum Fill<'a> {
+    Got(&'a [u8]),
+    Short(usize),
+}
+
+/// Where a [`Reader`] takes a capture's bytes from, one record or block at a time.
+trait Source {
+    /// The first `n` bytes from where the last record ended (see [`Source::consume`]).
+    fn fill(&mut self, n: usize) -> Result<Fill<'_>, Problem>;
+    /// Moves past `n` bytes, all of which [`Source::fill`] gave.
+    fn consume(&mut self, n: usize);
+}
+
+/// A capture held whole in memory.
+struct Mem<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Source for Mem<'_> {
+    fn fill(&mut self, n: usize) -> Result<Fill<'_>, Problem> {
+        let rest = &self.b[self.at..];
+        Ok(match rest.get(..n) {
+            Some(s) => Fill::Got(s),
+            None => Fill::Short(rest.len()),
+        })
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+    }
+}
+
+/// A capture read from a stream: `buf` holds the bytes read past the last record, never
+/// more than the largest `fill` asked for.
+struct Stream<R> {
+    r: R,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl<R: std::io::Read> Source for Stream<R> {
+    fn fill(&mut self, n: usize) -> Result<Fill<'_>, Problem> {
+        while self.buf.len() < n && !self.eof {
+            let have = self.buf.len();
+            self.buf.resize(n, 0);
+            let got = self.r.read(&mut self.buf[have..]);
+            self.buf.truncate(have + *got.as_ref().unwrap_or(&0));
+            match got {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Problem::Io(e.to_string())),
+            }
+        }
+        Ok(match self.buf.get(..n) {
+            Some(s) => Fill::Got(s),
+            None => Fill::Short(self.buf.len()),
+        })
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -275,55 +402,6 @@ fn link_of(dlt: u32) -> Result<LinkType, Problem> {
     LinkType::from_dlt(dlt).ok_or(Problem::UnknownLinkType(dlt))
 }
 
-fn parse_pcap(data: &[u8]) -> Result<Vec<Record>, Problem> {
-    if data.len() < 24 {
-        return Err(Problem::TruncatedHeader);
-    }
-    let m = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-    let be = matches!(m, 0xd4c3b2a1 | 0x4d3cb2a1);
-    let nano = matches!(m, 0xa1b23c4d | 0x4d3cb2a1);
-    let r = Rd { b: data, be };
-    let dlt = r.u32(20).ok_or(Problem::TruncatedHeader)? & 0x0fff_ffff;
-    let link = link_of(dlt & 0xffff)?;
-    let mut out = Vec::new();
-    let mut off = 24;
-    while off < data.len() {
-        let index = out.len();
-        if off + 16 > data.len() {
-            return Err(Problem::TruncatedRecord { index, offset: off });
-        }
-        let (sec, frac, incl) = match (r.u32(off), r.u32(off + 4), r.u32(off + 8)) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => return Err(Problem::TruncatedRecord { index, offset: off }),
-        };
-        if incl > MAX_RECORD {
-            return Err(Problem::AbsurdLength {
-                index,
-                offset: off,
-                len: incl as u64,
-            });
-        }
-        let start = off + 16;
-        if start + incl as usize > data.len() {
-            return Err(Problem::TruncatedRecord { index, offset: off });
-        }
-        let ts = sec as u64 * 1_000_000_000
-            + if nano {
-                frac as u64
-            } else {
-                frac as u64 * 1000
-            };
-        out.push(Record {
-            ts,
-            link,
-            start,
-            len: incl as usize,
-        });
-        off = start + incl as usize;
-    }
-    Ok(out)
-}
-
 #[derive(Clone, Copy)]
 struct Iface {
     link: Option<LinkType>,
@@ -335,200 +413,553 @@ struct Iface {
     offset: i64,
 }
 
-fn parse_pcapng(data: &[u8]) -> Result<Vec<Record>, Problem> {
-    let mut out = Vec::new();
-    let mut ifaces: Vec<Iface> = Vec::new();
-    let mut be = false;
-    let mut off = 0usize;
-    let mut block = 0usize;
-    while off < data.len() {
-        if off + 12 > data.len() {
-            return Err(if off == 0 {
-                Problem::TruncatedHeader
-            } else {
-                Problem::TruncatedRecord {
-                    index: block,
-                    offset: off,
-                }
-            });
-        }
-        let le = Rd { b: data, be: false };
-        let btype = le.u32(off).unwrap_or(0);
-        if btype == 0x0a0d0d0a {
-            // Section header: its byte-order magic decides the section's endianness.
-            match le.u32(off + 8) {
-                Some(0x1a2b3c4d) => be = false,
-                Some(0x4d3c2b1a) => be = true,
-                _ => return Err(Problem::Malformed("bad byte-order magic in section header")),
-            }
-            ifaces.clear();
-        }
-        let r = Rd { b: data, be };
-        let blen = r.u32(off + 4).unwrap_or(0) as usize;
-        if blen < 12 || blen % 4 != 0 {
-            return Err(Problem::AbsurdLength {
-                index: block,
-                offset: off,
-                len: blen as u64,
-            });
-        }
-        if blen as u64 > MAX_RECORD as u64 + 64 {
-            return Err(Problem::AbsurdLength {
-                index: block,
-                offset: off,
-                len: blen as u64,
-            });
-        }
-        if off + blen > data.len() {
-            return Err(if btype == 0x0a0d0d0a && off == 0 {
-                Problem::TruncatedHeader
-            } else {
-                Problem::TruncatedRecord {
-                    index: block,
-                    offset: off,
-                }
-            });
-        }
-        let body = off + 8;
-        let body_end = off + blen - 4;
-        match btype {
-            0x0a0d0d0a => {
-                // Another major version may lay out blocks differently; 1.1 was never defined.
-                let short = Problem::Malformed("short section header");
-                if body + 16 > body_end {
-                    return Err(short);
-                }
-                let major = r.u16(body + 4).ok_or(short.clone())?;
-                let minor = r.u16(body + 6).ok_or(short)?;
-                if major != 1 || !matches!(minor, 0 | 2) {
-                    return Err(Problem::UnsupportedVersion { major, minor });
-                }
-                // Nothing in them is used, but they must fit, as libpcap and Wireshark insist.
-                if options(&r, body + 16, body_end).any(|o| o.is_none()) {
-                    return Err(Problem::Malformed("section option runs past its block"));
-                }
-            }
-            1 => {
-                let dlt = r
-                    .u16(body)
-                    .ok_or(Problem::Malformed("short interface block"))?
-                    as u32;
-                let snaplen = r
-                    .u32(body + 4)
-                    .ok_or(Problem::Malformed("short interface block"))?;
-                let mut iface = Iface {
-                    link: LinkType::from_dlt(dlt),
-                    dlt,
-                    snaplen,
-                    per_sec: 1_000_000,
-                    offset: 0,
+/// What the file's header said, and what its blocks have said since (pcapng).
+enum Format {
+    Pcap {
+        be: bool,
+        nano: bool,
+        link: LinkType,
+    },
+    Pcapng {
+        be: bool,
+        ifaces: Vec<Iface>,
+    },
+}
+
+/// One packet a [`Reader`] found: its frame starts at byte `start` of the file.
+struct Found<'a> {
+    ts: Nanos,
+    link: LinkType,
+    start: usize,
+    frame: &'a [u8],
+}
+
+/// Where [`Reader::step`] found the next packet: its time and link type, its frame's offset
+/// and length in its record, and the record's length.
+struct Next {
+    ts: Nanos,
+    link: LinkType,
+    at: usize,
+    len: usize,
+    rec: usize,
+}
+
+/// Reads the records of a capture from a [`Source`], in order, each checked as it comes.
+struct Reader<S> {
+    src: S,
+    fmt: Format,
+    /// Byte offset of the current record or block in the file.
+    off: usize,
+    /// Bytes of the last packet's record still to be consumed.
+    pending: usize,
+    /// Blocks read (pcapng), for problems' numbers.
+    blocks: usize,
+    /// Packets found.
+    packets: usize,
+    /// The last packet's time (a pcapng simple packet block carries none and keeps it).
+    last_ts: Nanos,
+    /// The problem that stopped the reading, given again to every later call.
+    failed: Option<Problem>,
+}
+
+/// Block type of a pcapng section header, and the pcapng file magic.
+const SHB: u32 = 0x0a0d0d0a;
+
+impl<S: Source> Reader<S> {
+    fn new(mut src: S) -> Result<Self, Problem> {
+        let magic = match src.fill(4)? {
+            Fill::Got(b) => [b[0], b[1], b[2], b[3]],
+            Fill::Short(0) => return Err(Problem::Empty),
+            Fill::Short(_) => return Err(Problem::TruncatedHeader),
+        };
+        let (fmt, off) = match u32::from_le_bytes(magic) {
+            m @ (0xa1b2c3d4 | 0xd4c3b2a1 | 0xa1b23c4d | 0x4d3cb2a1) => {
+                let Fill::Got(h) = src.fill(24)? else {
+                    return Err(Problem::TruncatedHeader);
                 };
-                for opt in options(&r, body + 8, body_end) {
-                    let (code, v, len) =
-                        opt.ok_or(Problem::Malformed("interface option runs past its block"))?;
-                    match code {
-                        9 if len >= 1 => {
-                            let res = data[v];
-                            let per = if res & 0x80 != 0 {
-                                1u64.checked_shl((res & 0x7f) as u32)
-                            } else {
-                                10u64.checked_pow(res as u32)
-                            };
-                            iface.per_sec = per
-                                .filter(|&p| p > 0)
-                                .ok_or(Problem::Malformed("impossible timestamp resolution"))?;
-                        }
-                        14 if len >= 8 => {
-                            let hi = r.u32(if be { v } else { v + 4 }).unwrap_or(0) as u64;
-                            let lo = r.u32(if be { v + 4 } else { v }).unwrap_or(0) as u64;
-                            iface.offset = (hi << 32 | lo) as i64;
-                        }
-                        _ => {}
-                    }
-                }
-                ifaces.push(iface);
+                let be = matches!(m, 0xd4c3b2a1 | 0x4d3cb2a1);
+                let nano = matches!(m, 0xa1b23c4d | 0x4d3cb2a1);
+                let dlt = Rd { b: h, be }.u32(20).ok_or(Problem::TruncatedHeader)? & 0x0fff_ffff;
+                let link = link_of(dlt & 0xffff)?;
+                src.consume(24);
+                (Format::Pcap { be, nano, link }, 24)
             }
-            6 | 2 | 3 => {
-                let (iface_id, ts_units, cap, data_at) = match btype {
-                    6 => {
-                        let id = r.u32(body);
-                        let hi = r.u32(body + 4);
-                        let lo = r.u32(body + 8);
-                        let cap = r.u32(body + 12);
-                        match (id, hi, lo, cap) {
-                            (Some(id), Some(hi), Some(lo), Some(cap)) => (
-                                id,
-                                Some((hi as u64) << 32 | lo as u64),
-                                cap as usize,
-                                body + 20,
-                            ),
-                            _ => return Err(Problem::Malformed("short enhanced packet block")),
-                        }
-                    }
-                    2 => {
-                        let id = r.u16(body);
-                        let hi = r.u32(body + 4);
-                        let lo = r.u32(body + 8);
-                        let cap = r.u32(body + 12);
-                        match (id, hi, lo, cap) {
-                            (Some(id), Some(hi), Some(lo), Some(cap)) => (
-                                id as u32,
-                                Some((hi as u64) << 32 | lo as u64),
-                                cap as usize,
-                                body + 20,
-                            ),
-                            _ => return Err(Problem::Malformed("short packet block")),
-                        }
-                    }
-                    _ => {
-                        let orig = r
-                            .u32(body)
-                            .ok_or(Problem::Malformed("short simple packet block"))?
-                            as usize;
-                        let room = body_end.saturating_sub(body + 4);
-                        let snap = ifaces.first().map_or(u32::MAX, |i| i.snaplen) as usize;
-                        let snap = if snap == 0 { usize::MAX } else { snap };
-                        (0, None, orig.min(room).min(snap), body + 4)
-                    }
+            SHB => (
+                Format::Pcapng {
+                    be: false,
+                    ifaces: Vec::new(),
+                },
+                0,
+            ),
+            _ => return Err(Problem::NotACapture(u32::from_be_bytes(magic))),
+        };
+        Ok(Reader {
+            src,
+            fmt,
+            off,
+            pending: 0,
+            blocks: 0,
+            packets: 0,
+            last_ts: 0,
+            failed: None,
+        })
+    }
+
+    /// The next packet, or `None` at the end of the file.
+    fn next(&mut self) -> Result<Option<Found<'_>>, Problem> {
+        if let Some(p) = &self.failed {
+            return Err(p.clone());
+        }
+        if self.pending > 0 {
+            self.src.consume(self.pending);
+            self.off += self.pending;
+            self.pending = 0;
+        }
+        match self.step() {
+            Ok(Some(Next {
+                ts,
+                link,
+                at,
+                len,
+                rec,
+            })) => {
+                self.packets += 1;
+                self.last_ts = ts;
+                self.pending = rec;
+                let start = self.off + at;
+                // The record's bytes stay in the source until consumed: this reads nothing.
+                match self.src.fill(rec)? {
+                    Fill::Got(b) => Ok(Some(Found {
+                        ts,
+                        link,
+                        start,
+                        frame: &b[at..at + len],
+                    })),
+                    Fill::Short(_) => Err(Problem::Io("the capture changed while read".into())),
+                }
+            }
+            Ok(None) => Ok(None),
+            Err(p) => {
+                self.failed = Some(p.clone());
+                Err(p)
+            }
+        }
+    }
+
+    /// Reads up to the next packet; `None` at the end of the file.
+    fn step(&mut self) -> Result<Option<Next>, Problem> {
+        match &mut self.fmt {
+            Format::Pcap { be, nano, link } => {
+                let (be, nano, link) = (*be, *nano, *link);
+                let index = self.packets;
+                let off = self.off;
+                let truncated = Problem::TruncatedRecord { index, offset: off };
+                let h = match self.src.fill(16)? {
+                    Fill::Got(h) => Rd { b: h, be },
+                    Fill::Short(0) => return Ok(None),
+                    Fill::Short(_) => return Err(truncated),
                 };
-                if data_at + cap > body_end {
+                let (sec, frac, incl) = match (h.u32(0), h.u32(4), h.u32(8)) {
+                    (Some(a), Some(b), Some(c)) => (a, b, c),
+                    _ => return Err(truncated),
+                };
+                if incl > MAX_RECORD {
                     return Err(Problem::AbsurdLength {
-                        index: out.len(),
+                        index,
                         offset: off,
-                        len: cap as u64,
+                        len: incl as u64,
                     });
                 }
-                let ifc = *ifaces
-                    .get(iface_id as usize)
-                    .ok_or(Problem::UnknownInterface(iface_id))?;
-                let link = ifc.link.ok_or(Problem::UnknownLinkType(ifc.dlt))?;
-                let ts = match ts_units {
-                    Some(u) => {
-                        let ns = (u as u128 * 1_000_000_000 / ifc.per_sec as u128) as i128
-                            + ifc.offset as i128 * 1_000_000_000;
-                        ns.clamp(0, u64::MAX as i128) as u64
-                    }
-                    // Simple packet blocks carry no time: keep the previous packet's.
-                    None => out.last().map_or(0, |p: &Record| p.ts),
-                };
-                out.push(Record {
+                let rec = 16 + incl as usize;
+                if let Fill::Short(_) = self.src.fill(rec)? {
+                    return Err(truncated);
+                }
+                let ts = sec as u64 * 1_000_000_000
+                    + if nano {
+                        frac as u64
+                    } else {
+                        frac as u64 * 1000
+                    };
+                Ok(Some(Next {
                     ts,
                     link,
-                    start: data_at,
-                    len: cap,
-                });
+                    at: 16,
+                    len: incl as usize,
+                    rec,
+                }))
+            }
+            Format::Pcapng { be, ifaces } => loop {
+                let (off, block) = (self.off, self.blocks);
+                let truncated = Problem::TruncatedRecord {
+                    index: block,
+                    offset: off,
+                };
+                let head = match self.src.fill(12)? {
+                    Fill::Got(h) => h,
+                    Fill::Short(0) => return Ok(None),
+                    Fill::Short(_) if off == 0 => return Err(Problem::TruncatedHeader),
+                    Fill::Short(_) => return Err(truncated),
+                };
+                let le = Rd { b: head, be: false };
+                let btype = le.u32(0).unwrap_or(0);
+                if btype == SHB {
+                    // Section header: its byte-order magic decides the section's endianness.
+                    match le.u32(8) {
+                        Some(0x1a2b3c4d) => *be = false,
+                        Some(0x4d3c2b1a) => *be = true,
+                        _ => {
+                            return Err(Problem::Malformed(
+                                "bad byte-order magic in section header",
+                            ));
+                        }
+                    }
+                    ifaces.clear();
+                }
+                let blen = Rd { b: head, be: *be }.u32(4).unwrap_or(0) as usize;
+                if blen < 12 || blen % 4 != 0 || blen as u64 > MAX_RECORD as u64 + 64 {
+                    return Err(Problem::AbsurdLength {
+                        index: block,
+                        offset: off,
+                        len: blen as u64,
+                    });
+                }
+                let data = match self.src.fill(blen)? {
+                    Fill::Got(d) => d,
+                    Fill::Short(_) if btype == SHB && off == 0 => {
+                        return Err(Problem::TruncatedHeader);
+                    }
+                    Fill::Short(_) => return Err(truncated),
+                };
+                let r = Rd { b: data, be: *be };
+                let (body, body_end) = (8, blen - 4);
+                let mut packet = None;
+                match btype {
+                    SHB => {
+                        // Another major version may lay out blocks differently; 1.1 was never
+                        // defined.
+                        let short = Problem::Malformed("short section header");
+                        if body + 16 > body_end {
+                            return Err(short);
+                        }
+                        let major = r.u16(body + 4).ok_or(short.clone())?;
+                        let minor = r.u16(body + 6).ok_or(short)?;
+                        if major != 1 || !matches!(minor, 0 | 2) {
+                            return Err(Problem::UnsupportedVersion { major, minor });
+                        }
+                        // Nothing in them is used, but they must fit, as libpcap and Wireshark
+                        // insist.
+                        if options(&r, body + 16, body_end).any(|o| o.is_none()) {
+                            return Err(Problem::Malformed("section option runs past its block"));
+                        }
+                    }
+                    1 => ifaces.push(interface(&r, body, body_end)?),
+                    6 | 2 | 3 => {
+                        let (iface_id, ts_units, cap, data_at) = packet_fields(&r, btype, ifaces)?;
+                        if data_at + cap > body_end {
+                            return Err(Problem::AbsurdLength {
+                                index: self.packets,
+                                offset: off,
+                                len: cap as u64,
+                            });
+                        }
+                        let ifc = *ifaces
+                            .get(iface_id as usize)
+                            .ok_or(Problem::UnknownInterface(iface_id))?;
+                        let link = ifc.link.ok_or(Problem::UnknownLinkType(ifc.dlt))?;
+                        let ts = match ts_units {
+                            Some(u) => {
+                                let ns = (u as u128 * 1_000_000_000 / ifc.per_sec as u128) as i128
+                                    + ifc.offset as i128 * 1_000_000_000;
+                                ns.clamp(0, u64::MAX as i128) as u64
+                            }
+                            // Simple packet blocks carry no time: keep the previous packet's.
+                            None => self.last_ts,
+                        };
+                        packet = Some(Next {
+                            ts,
+                            link,
+                            at: data_at,
+                            len: cap,
+                            rec: blen,
+                        });
+                    }
+                    _ => {}
+                }
+                self.blocks += 1;
+                if packet.is_some() {
+                    return Ok(packet);
+                }
+                self.src.consume(blen);
+                self.off += blen;
+            },
+        }
+    }
+}
+
+/// An interface description block's link type, snapshot length and timestamp options.
+fn interface(r: &Rd<'_>, body: usize, body_end: usize) -> Result<Iface, Problem> {
+    let dlt = r
+        .u16(body)
+        .ok_or(Problem::Malformed("short interface block"))? as u32;
+    let snaplen = r
+        .u32(body + 4)
+        .ok_or(Problem::Malformed("short interface block"))?;
+    let mut iface = Iface {
+        link: LinkType::from_dlt(dlt),
+        dlt,
+        snaplen,
+        per_sec: 1_000_000,
+        offset: 0,
+    };
+    for opt in options(r, body + 8, body_end) {
+        let (code, v, len) =
+            opt.ok_or(Problem::Malformed("interface option runs past its block"))?;
+        match code {
+            9 if len >= 1 => {
+                let res = r.b[v];
+                let per = if res & 0x80 != 0 {
+                    1u64.checked_shl((res & 0x7f) as u32)
+                } else {
+                    10u64.checked_pow(res as u32)
+                };
+                iface.per_sec = per
+                    .filter(|&p| p > 0)
+                    .ok_or(Problem::Malformed("impossible timestamp resolution"))?;
+            }
+            14 if len >= 8 => {
+                let hi = r.u32(if r.be { v } else { v + 4 }).unwrap_or(0) as u64;
+                let lo = r.u32(if r.be { v + 4 } else { v }).unwrap_or(0) as u64;
+                iface.offset = (hi << 32 | lo) as i64;
             }
             _ => {}
         }
-        off += blen;
-        block += 1;
     }
-    Ok(out)
+    Ok(iface)
+}
+
+/// A packet block's interface, timestamp units (none in a simple packet block), captured
+/// length and where its data starts, all within the block.
+fn packet_fields(
+    r: &Rd<'_>,
+    btype: u32,
+    ifaces: &[Iface],
+) -> Result<(u32, Option<u64>, usize, usize), Problem> {
+    let body = 8;
+    let ts = |hi: u32, lo: u32| Some((hi as u64) << 32 | lo as u64);
+    Ok(match btype {
+        6 => match (
+            r.u32(body),
+            r.u32(body + 4),
+            r.u32(body + 8),
+            r.u32(body + 12),
+        ) {
+            (Some(id), Some(hi), Some(lo), Some(cap)) => (id, ts(hi, lo), cap as usize, body + 20),
+            _ => return Err(Problem::Malformed("short enhanced packet block")),
+        },
+        2 => match (
+            r.u16(body),
+            r.u32(body + 4),
+            r.u32(body + 8),
+            r.u32(body + 12),
+        ) {
+            (Some(id), Some(hi), Some(lo), Some(cap)) => {
+                (id as u32, ts(hi, lo), cap as usize, body + 20)
+            }
+            _ => return Err(Problem::Malformed("short packet block")),
+        },
+        _ => {
+            let orig = r
+                .u32(body)
+                .ok_or(Problem::Malformed("short simple packet block"))?
+                as usize;
+            let room = (r.b.len() - 4).saturating_sub(body + 4);
+            let snap = ifaces.first().map_or(u32::MAX, |i| i.snaplen) as usize;
+            let snap = if snap == 0 { usize::MAX } else { snap };
+            (0, None, orig.min(room).min(snap), body + 4)
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A stream that hands out at most the next of `sizes` bytes a read (cycling), and fails
+    /// with an I/O error once `fail_at` bytes have been read.
+    struct Chunky<'a> {
+        b: &'a [u8],
+        sizes: Vec<usize>,
+        k: usize,
+        read: usize,
+        fail_at: usize,
+    }
+
+    impl std::io::Read for Chunky<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.read >= self.fail_at {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            self.k += 1;
+            let want = self.sizes[self.k % self.sizes.len()];
+            if want == 0 {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(want).min(self.b.len());
+            buf[..n].copy_from_slice(&self.b[..n]);
+            self.b = &self.b[n..];
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    /// A packet's time, link type and a copy of its frame.
+    type Owned = (Nanos, LinkType, Vec<u8>);
+
+    /// Everything a streamed read of `b` gives: its packets, then its end or its problem.
+    fn streamed(b: &[u8], sizes: Vec<usize>, fail_at: usize) -> (Vec<Owned>, Option<Problem>) {
+        let src = Chunky {
+            b,
+            sizes,
+            k: 0,
+            read: 0,
+            fail_at,
+        };
+        let mut got = Vec::new();
+        let mut r = match CaptureReader::new(src) {
+            Ok(r) => r,
+            Err(p) => return (got, Some(p)),
+        };
+        loop {
+            match r.next_packet() {
+                Ok(Some((ts, link, f))) => got.push((ts, link, f.to_vec())),
+                Ok(None) => return (got, None),
+                Err(p) => {
+                    // Fused: the problem again, and no more packets.
+                    assert_eq!(r.next_packet().unwrap_err(), p);
+                    return (got, Some(p));
+                }
+            }
+        }
+    }
+
+    /// A valid capture of a few packets: classic pcap either way round, or pcapng with two
+    /// interfaces (one of nanoseconds) and every kind of packet block.
+    fn sample(kind: u8, frames: &[Vec<u8>]) -> Vec<u8> {
+        match kind % 3 {
+            0 => {
+                let recs: Vec<(u32, u32, &[u8])> = frames
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (i as u32 * 3, 7, &f[..]))
+                    .collect();
+                pcap(&recs, kind & 4 != 0, 1)
+            }
+            _ => {
+                let mut v = block(
+                    0x0a0d0d0a,
+                    &[
+                        0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                        0xff, 0xff,
+                    ],
+                );
+                v.extend(block(1, &[1, 0, 0, 0, 0, 0, 4, 0]));
+                v.extend(block(
+                    1,
+                    &[101, 0, 0, 0, 0, 0, 4, 0, 9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0],
+                ));
+                for (i, f) in frames.iter().enumerate() {
+                    let mut b = Vec::new();
+                    match i % 3 {
+                        0 | 1 => {
+                            if i % 3 == 0 {
+                                b.extend_from_slice(&((i % 2) as u32).to_le_bytes());
+                            } else {
+                                b.extend_from_slice(&((i % 2) as u16).to_le_bytes());
+                                b.extend_from_slice(&[0, 0]);
+                            }
+                            b.extend_from_slice(&0u32.to_le_bytes());
+                            b.extend_from_slice(&(i as u32 * 1000 + 5).to_le_bytes());
+                            b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                            b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                            b.extend_from_slice(f);
+                            v.extend(block(if i % 3 == 0 { 6 } else { 2 }, &b));
+                        }
+                        _ => {
+                            b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                            b.extend_from_slice(f);
+                            v.extend(block(3, &b));
+                        }
+                    }
+                }
+                v
+            }
+        }
+    }
+
+    proptest! {
+        /// A capture read as a stream, whatever sizes its reads come in, gives what `parse`
+        /// finds in the same bytes: the same packets, or, where `parse` refuses the file, some
+        /// of its packets and then the same problem; and an I/O error as a problem of its own.
+        #[test]
+        fn a_stream_reads_what_memory_parses(
+            kind in any::<u8>(),
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..8),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            sizes in proptest::collection::vec(0usize..40, 1..6),
+            fail in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let mut b = sample(kind, &frames);
+            if flips.is_empty() && cut.is_none() {
+                // Unharmed, the sample holds every frame.
+                let c = parse(b.clone()).unwrap();
+                let all: Vec<&[u8]> = c.packets().map(|p| p.2).collect();
+                prop_assert_eq!(all, frames.iter().map(|f| &f[..]).collect::<Vec<_>>());
+            }
+            for (at, x) in flips {
+                let i = at.index(b.len());
+                b[i] ^= x;
+            }
+            if let Some(c) = cut {
+                b.truncate(c.index(b.len() + 1));
+            }
+            let sizes = if sizes.iter().all(|&s| s == 0) { vec![1] } else { sizes };
+            let fail_at = fail.map_or(usize::MAX, |f| f.index(b.len() + 1));
+            let (got, problem) = streamed(&b, sizes, fail_at);
+            if let Some(Problem::Io(e)) = &problem {
+                prop_assert!(e.contains("disk on fire"));
+                prop_assert!(fail_at <= b.len());
+                return Ok(());
+            }
+            // The same bytes in memory, read record by record as `parse` reads them.
+            let mut want = Vec::new();
+            let mut want_problem = None;
+            match Reader::new(Mem { b: &b, at: 0 }) {
+                Err(p) => want_problem = Some(p),
+                Ok(mut r) => loop {
+                    match r.next() {
+                        Ok(Some(p)) => want.push((p.ts, p.link, p.frame.to_vec())),
+                        Ok(None) => break,
+                        Err(p) => {
+                            want_problem = Some(p);
+                            break;
+                        }
+                    }
+                },
+            }
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(&problem, &want_problem);
+            match parse(b.clone()) {
+                Ok(c) => {
+                    prop_assert_eq!(problem, None);
+                    let all: Vec<_> = c.packets().map(|(t, l, f)| (t, l, f.to_vec())).collect();
+                    prop_assert_eq!(got, all);
+                }
+                Err(p) => prop_assert_eq!(problem, Some(p)),
+            }
+        }
+    }
 
     fn pcap(records: &[(u32, u32, &[u8])], nano: bool, dlt: u32) -> Vec<u8> {
         let mut v = Vec::new();

@@ -128,15 +128,16 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
         // Taken after every packet: the queue never holds more than one packet's events.
         cfg.events = 1 << 16;
     }
-    let cap = capture::load(&a.file).map_err(|e| e.to_string())?;
     let ct = Conntrack::new(cfg);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut line = String::new();
+    // Each packet at the time a replay meets it (see `Capture::packets_monotonic`).
     let mut last = 0;
-    for (i, (ts, link, frame)) in cap.packets_monotonic().enumerate() {
-        last = ts;
-        let v = ct.process(frame, link, ts);
+    let mut i = 0usize;
+    let mut track = |ts: u64, link, frame: &[u8], out: &mut BufWriter<_>| {
+        last = ts.max(last);
+        let v = ct.process(frame, link, last);
         if a.verdicts {
             line.clear();
             use std::fmt::Write as _;
@@ -145,8 +146,31 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
             line.push('\n');
             out.write_all(line.as_bytes()).map_err(io_err)?;
         }
+        i += 1;
         if a.events {
-            write_events(&mut out, &ct)?;
+            write_events(out, &ct)?;
+        }
+        Ok::<_, String>(())
+    };
+    if std::fs::metadata(&a.file).is_ok_and(|m| m.is_file()) {
+        // A file is read twice, a record at a time: first to the end, so that a malformed one
+        // anywhere is refused before anything is printed, then to replay. Memory stays that
+        // of one record whatever the capture's size.
+        let mut check = capture::open(&a.file).map_err(|e| e.to_string())?;
+        while check
+            .next_packet()
+            .map_err(|p| problem(&a.file, p))?
+            .is_some()
+        {}
+        let mut r = capture::open(&a.file).map_err(|e| e.to_string())?;
+        while let Some((ts, link, frame)) = r.next_packet().map_err(|p| problem(&a.file, p))? {
+            track(ts, link, frame, &mut out)?;
+        }
+    } else {
+        // A pipe or a device is read once, whole, then replayed.
+        let cap = capture::load(&a.file).map_err(|e| e.to_string())?;
+        for (ts, link, frame) in cap.packets() {
+            track(ts, link, frame, &mut out)?;
         }
     }
     if a.table {
@@ -173,6 +197,15 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
         write_events(&mut out, &ct)?;
     }
     out.flush().map_err(io_err)
+}
+
+/// The one-line refusal of a capture with a problem.
+fn problem(path: &std::path::Path, problem: capture::Problem) -> String {
+    capture::CaptureError {
+        path: path.to_path_buf(),
+        problem,
+    }
+    .to_string()
 }
 
 fn write_events(out: &mut impl Write, ct: &Conntrack) -> Result<(), String> {

@@ -1,15 +1,51 @@
 //! Any bytes as a capture file: a clean error or a capture whose every record replays
-//! through the engine, never a panic.
+//! through the engine, never a panic; and the same bytes read as a stream, in reads of any
+//! size, give the same packets (or, where the file is refused, some of them and then the same
+//! problem).
 
 #![no_main]
 
 use ctrack::{Config, Conntrack, capture};
 use libfuzzer_sys::fuzz_target;
 
+/// Hands out the bytes in reads of 1 to 37 bytes, a size the bytes themselves choose.
+struct Chunks<'a> {
+    b: &'a [u8],
+    k: usize,
+}
+
+impl std::io::Read for Chunks<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.k = self.k.wrapping_mul(31).wrapping_add(7) ^ self.b.len();
+        let n = buf.len().min(self.k % 37 + 1).min(self.b.len());
+        buf[..n].copy_from_slice(&self.b[..n]);
+        self.b = &self.b[n..];
+        Ok(n)
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(cap) = capture::parse(data.to_vec()) else {
-        return;
+    let parsed = capture::parse(data.to_vec());
+    let mut streamed = Vec::new();
+    let problem = match capture::CaptureReader::new(Chunks { b: data, k: 0 }) {
+        Err(p) => Some(p),
+        Ok(mut r) => loop {
+            match r.next_packet() {
+                Ok(Some((ts, link, f))) => streamed.push((ts, link, f.to_vec())),
+                Ok(None) => break None,
+                Err(p) => break Some(p),
+            }
+        },
     };
+    let cap = match parsed {
+        Err(p) => {
+            assert_eq!(problem, Some(p));
+            return;
+        }
+        Ok(cap) => cap,
+    };
+    assert_eq!(problem, None);
+    assert!(cap.packets().map(|(t, l, f)| (t, l, f.to_vec())).eq(streamed));
     let ct = Conntrack::new(Config::default());
     let mut last = 0;
     for (ts, link, frame) in cap.packets() {
