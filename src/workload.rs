@@ -111,6 +111,11 @@ pub struct Workload {
     conns: usize,
 }
 
+/// The workload an infallible constructor promised, or a panic saying why there is none.
+fn made(w: Result<Workload, WorkloadError>) -> Workload {
+    w.unwrap_or_else(|e| panic!("cannot generate the workload: {e}"))
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -159,7 +164,15 @@ impl Workload {
         seed: u64,
         payload: usize,
     ) -> Workload {
-        Self::build(kind, flows, packets, v6, seed, payload, false)
+        made(Self::try_new(
+            kind,
+            flows.max(1),
+            packets,
+            v6,
+            seed,
+            payload,
+            false,
+        ))
     }
 
     /// [`Workload::with_payload`] whose setup ends with an FTP control connection (to port
@@ -189,20 +202,15 @@ impl Workload {
         seed: u64,
         payload: usize,
     ) -> Workload {
-        Self::build(kind, flows, packets, v6, seed, payload, true)
-    }
-
-    fn build(
-        kind: Kind,
-        flows: usize,
-        packets: usize,
-        v6: bool,
-        seed: u64,
-        payload: usize,
-        ftp: bool,
-    ) -> Workload {
-        Self::try_new(kind, flows.max(1), packets, v6, seed, payload, ftp)
-            .unwrap_or_else(|e| panic!("cannot generate the workload: {e}"))
+        made(Self::try_new(
+            kind,
+            flows.max(1),
+            packets,
+            v6,
+            seed,
+            payload,
+            true,
+        ))
     }
 
     /// A workload of `packets` timed packets over `flows` flows, as

@@ -191,17 +191,7 @@ fn bad_flags() {
 /// this machine) holds.
 #[test]
 fn bench_refuses_impossible_workloads() {
-    let bench = |kind: &str, flows: &str, packets: &str| {
-        ctrack(&[
-            "bench",
-            "--workload",
-            kind,
-            "--flows",
-            flows,
-            "--packets",
-            packets,
-        ])
-    };
+    let bench = |kind: &str, flows: &str, packets: &str| workload(kind, flows, packets, &[]);
     fails_with(&bench("est", "0", "10"), &["--flows", "at least 1"]);
     fails_with(&bench("syn", "0", "10"), &["--flows", "at least 1"]);
     fails_with(
@@ -367,10 +357,9 @@ fn thread_shares(text: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Writes `bench --workload KIND --flows FLOWS --packets PACKETS` to the capture `path` and
-/// returns how many setup packets lead it (checking that the timed ones follow).
-fn write_workload(kind: &str, flows: &str, packets: &str, path: &str) -> usize {
-    let out = ctrack(&[
+/// Runs `ctrack bench --workload KIND --flows FLOWS --packets PACKETS` with `more` arguments.
+fn workload(kind: &str, flows: &str, packets: &str, more: &[&str]) -> Output {
+    let mut args = vec![
         "bench",
         "--workload",
         kind,
@@ -378,9 +367,15 @@ fn write_workload(kind: &str, flows: &str, packets: &str, path: &str) -> usize {
         flows,
         "--packets",
         packets,
-        "--write-pcap",
-        path,
-    ]);
+    ];
+    args.extend_from_slice(more);
+    ctrack(&args)
+}
+
+/// Writes `bench --workload KIND --flows FLOWS --packets PACKETS` to the capture `path` and
+/// returns how many setup packets lead it (checking that the timed ones follow).
+fn write_workload(kind: &str, flows: &str, packets: &str, path: &str) -> usize {
+    let out = workload(kind, flows, packets, &["--write-pcap", path]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
