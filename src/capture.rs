@@ -318,7 +318,7 @@ impl Source for Mem<'_> {
 }
 
 /// A capture read from a stream: `buf` holds the bytes read past the last record, never
-/// more than the largest `fill` asked for.
+/// more than the largest `fill` asked for, nor more than the stream held.
 struct Stream<R> {
     r: R,
     buf: Vec<u8>,
@@ -327,17 +327,17 @@ struct Stream<R> {
 
 impl<R: std::io::Read> Source for Stream<R> {
     fn fill(&mut self, n: usize) -> Result<Fill<'_>, Problem> {
-        while self.buf.len() < n && !self.eof {
-            let have = self.buf.len();
-            self.buf.resize(n, 0);
-            let got = self.r.read(&mut self.buf[have..]);
-            self.buf.truncate(have + *got.as_ref().unwrap_or(&0));
-            match got {
-                Ok(0) => self.eof = true,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Problem::Io(e.to_string())),
-            }
+        if self.buf.len() < n && !self.eof {
+            // Up to the `n` bytes asked for, or the end: the buffer grows with what is read,
+            // not with what a record claims (a file may claim 64 MiB and hold a few bytes,
+            // which a stream may hand out a few at a time).
+            use std::io::Read as _;
+            let want = (n - self.buf.len()) as u64;
+            let got = (&mut self.r)
+                .take(want)
+                .read_to_end(&mut self.buf)
+                .map_err(|e| Problem::Io(e.to_string()))?;
+            self.eof = (got as u64) < want;
         }
         Ok(match self.buf.get(..n) {
             Some(s) => Fill::Got(s),
