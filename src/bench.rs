@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use ctrack::workload::{Kind, MAX_CONNECTIONS, Workload, WorkloadError};
-use ctrack::{Conntrack, LinkType, Nanos, Verdict, capture};
+use ctrack::{Conntrack, LinkType, Nanos, Verdict};
 
 use crate::EngineArgs;
 
@@ -39,7 +39,7 @@ pub enum Steer {
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["pcap", "workload"]))]
 pub struct BenchArgs {
-    /// A pcap or pcapng capture to load into memory and replay.
+    /// A pcap or pcapng capture to load into memory and replay (`-`: standard input).
     #[arg(long)]
     pcap: Option<PathBuf>,
     /// Replay the capture this many times through one tracker (timestamps shifted forward).
@@ -277,7 +277,7 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     let mut cfg = a.engine.config()?;
     cfg.in_order_entries = a.in_order_entries;
     cfg.events = a.events;
-    let cap = capture::load(path).map_err(|e| e.to_string())?;
+    let cap = crate::load_capture(path)?;
     if cap.is_empty() {
         return Err(format!("{}: the capture holds no packets", path.display()));
     }
@@ -303,7 +303,7 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     let (setup, timed) = frames.split_at(a.setup);
     let first = timed.iter().map(|f| f.0).min().unwrap_or(0);
     let span = timed.iter().map(|f| f.0).max().unwrap_or(0) - first + 1;
-    let ct = Conntrack::new(cfg);
+    let ct = a.engine.tracker(cfg);
     let mut out: Vec<Verdict> = Vec::with_capacity(a.batch);
     let mut tracked = Bursts::new(setup, a.batch).track(&ct, 0, false, &mut out).0;
     let (secs, own) = if a.threads == 1 {
@@ -557,7 +557,7 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     if let Some(path) = &a.write_pcap {
         write_pcap(path, &w).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let ct = Conntrack::new(cfg);
+    let ct = a.engine.tracker(cfg);
     // When the timed packets open connections (SYN flood, mix), the table is sized for the
     // workload before the clock starts, as a deployment sizes its table for its limit: they
     // then find the memory committed (see `Conntrack::reserve`). Other workloads open all

@@ -1,6 +1,6 @@
 //! The `ctrack` command: replay captures through the engine, benchmark it.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -55,6 +55,11 @@ pub struct EngineArgs {
     /// Lock shards per address family (rounded up to a power of two, 1 to 1024).
     #[arg(long, default_value_t = ctrack::Config::default().shards)]
     shards: usize,
+    /// Fix the table's hash seed, so that runs print the same bytes (the order of events
+    /// of entries that time out together, the `--stats` count of entries timed out but not
+    /// yet reaped). Without it each run draws a random seed, as the kernel does.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
 }
 
 impl EngineArgs {
@@ -88,11 +93,19 @@ impl EngineArgs {
         };
         Ok(cfg)
     }
+
+    /// A tracker for `cfg`, with the `--seed` given or a random one.
+    pub fn tracker(&self, cfg: Config) -> Conntrack {
+        match self.seed {
+            Some(seed) => Conntrack::with_seed(cfg, seed),
+            None => Conntrack::new(cfg),
+        }
+    }
 }
 
 #[derive(Args)]
 struct ReplayArgs {
-    /// A pcap or pcapng capture.
+    /// A pcap or pcapng capture; `-` reads it from standard input.
     file: PathBuf,
     #[command(flatten)]
     engine: EngineArgs,
@@ -128,7 +141,7 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
         // Taken after every packet: the queue never holds more than one packet's events.
         cfg.events = 1 << 16;
     }
-    let ct = Conntrack::new(cfg);
+    let ct = a.engine.tracker(cfg);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut line = String::new();
@@ -167,8 +180,8 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
             track(ts, link, frame, &mut out)?;
         }
     } else {
-        // A pipe or a device is read once, whole, then replayed.
-        let cap = capture::load(&a.file).map_err(|e| e.to_string())?;
+        // Standard input, a pipe or a device is read once, whole, then replayed.
+        let cap = load_capture(&a.file)?;
         for (ts, link, frame) in cap.packets() {
             track(ts, link, frame, &mut out)?;
         }
@@ -197,6 +210,19 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
         write_events(&mut out, &ct)?;
     }
     out.flush().map_err(io_err)
+}
+
+/// Reads a whole capture into memory: the file at `path`, or standard input for `-`.
+pub fn load_capture(path: &std::path::Path) -> Result<capture::Capture, String> {
+    if path.as_os_str() != "-" {
+        return capture::load(path).map_err(|e| e.to_string());
+    }
+    let mut bytes = Vec::new();
+    io::stdin()
+        .lock()
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("-: reading standard input: {e}"))?;
+    capture::parse(bytes).map_err(|p| problem(path, p))
 }
 
 /// The one-line refusal of a capture with a problem.
