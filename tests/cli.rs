@@ -13,6 +13,28 @@ fn ctrack(args: &[&str]) -> Output {
         .expect("run ctrack")
 }
 
+/// Runs ctrack with `bytes` written to its standard input (from another thread, so that a
+/// large capture cannot fill the pipe while ctrack's output fills another).
+fn ctrack_fed(args: &[&str], bytes: Vec<u8>) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctrack"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ctrack");
+    let mut stdin = child.stdin.take().unwrap();
+    // ctrack may stop reading early (a bad header): a broken pipe is then no failure.
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&bytes);
+    });
+    let out = child.wait_with_output().expect("wait for ctrack");
+    feeder.join().unwrap();
+    out
+}
+
 /// A directory of this test process's own for the files it writes, under the build's
 /// directory for integration tests' files (`CARGO_TARGET_TMPDIR`), so that runs leave nothing
 /// in the system's temporary directory.
@@ -747,8 +769,6 @@ fn misses_script_refuses_bad_counts() {
 /// out together, the `--stats` count of those not yet reaped) must match.
 #[test]
 fn replay_of_a_file_is_that_of_the_same_bytes_through_a_pipe() {
-    use std::io::Write as _;
-    use std::process::Stdio;
     let mut goldens = Vec::new();
     common::captures(
         &PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps")),
@@ -773,19 +793,8 @@ fn replay_of_a_file_is_that_of_the_same_bytes_through_a_pipe() {
             .arg(&cap)
             .output()
             .unwrap();
-        let bytes = std::fs::read(&cap).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ctrack"))
-            .args(&argv)
-            .arg(if n % 2 == 0 { "-" } else { "/dev/stdin" })
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let feeder = std::thread::spawn(move || stdin.write_all(&bytes));
-        let from_pipe = child.wait_with_output().unwrap();
-        feeder.join().unwrap().unwrap();
+        argv.push(if n % 2 == 0 { "-" } else { "/dev/stdin" });
+        let from_pipe = ctrack_fed(&argv, std::fs::read(&cap).unwrap());
         assert!(from_file.status.success(), "{}", cap.display());
         let (a, b) = (
             String::from_utf8_lossy(&from_file.stdout),
@@ -851,22 +860,7 @@ fn replay_with_a_seed_prints_the_same_every_time() {
 /// refused in one line that names it.
 #[test]
 fn a_capture_on_standard_input() {
-    use std::io::Write as _;
-    use std::process::Stdio;
-    let feed = |argv: &[&str], bytes: Vec<u8>| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ctrack"))
-            .args(argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let feeder = std::thread::spawn(move || stdin.write_all(&bytes));
-        let out = child.wait_with_output().unwrap();
-        let _ = feeder.join().unwrap();
-        out
-    };
+    let feed = ctrack_fed;
     let cap = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/udp/dns-burst.pcap");
     let bytes = std::fs::read(cap).unwrap();
     let out = feed(&["bench", "--pcap", "-", "--repeat", "2"], bytes);
