@@ -112,6 +112,18 @@ fn prefetch_ahead(chunk: &[&[u8]], at: usize, whole: bool) {
     }
 }
 
+/// A packet the common lanes parsed (its tuple in zone 0), put in zone `zone`. Nothing to
+/// do for zone 0, which callers that know no other pass as a constant.
+#[inline(always)]
+fn in_zone<A: Addr>(mut ready: ReadyOf<'_, A>, zone: u16) -> ReadyOf<'_, A> {
+    if zone != 0
+        && let Ok((r, _)) = &mut ready
+    {
+        r.key.zone = zone;
+    }
+    ready
+}
+
 /// Frame `at` of `chunk`, when there is one and it is long.
 #[inline(always)]
 fn long_at<'a>(chunk: &[&'a [u8]], at: usize) -> Option<&'a [u8]> {
@@ -397,6 +409,26 @@ impl Conntrack {
             v4: recycle(v4),
             v6: recycle(v6),
         });
+    }
+
+    /// [`Conntrack::process_batch`] in zone `zone` (not 0; see [`crate::InZone::process_batch`]):
+    /// in order, each frame through [`Conntrack::process_zoned`], a long frame a few places
+    /// ahead asked for as [`Conntrack::run_in_order`] asks for it.
+    pub(crate) fn process_batch_zoned(
+        &self,
+        frames: &[&[u8]],
+        link: LinkType,
+        zone: u16,
+        now: Nanos,
+        out: &mut Vec<Verdict>,
+    ) {
+        out.clear();
+        out.resize(frames.len(), Verdict::INVALID);
+        let cksum = self.checksum();
+        for (i, (v, frame)) in out.iter_mut().zip(frames).enumerate() {
+            prefetch_ahead(frames, i + LOOKAHEAD, cksum);
+            *v = self.process_zoned(frame, link, zone, now);
+        }
     }
 
     /// Whether a chunk of `n` frames is tracked in order, frame by frame, rather than sorted by
@@ -873,7 +905,7 @@ impl Conntrack {
                 prefetch_long(chunk, i + LOOKAHEAD, f, false);
             }
             *v = if helpers {
-                self.process_helped(frame, link, now, cksum)
+                self.process_helped::<false>(frame, link, 0, now, cksum)
             } else {
                 self.process_with(frame, link, now, cksum)
             };
@@ -893,7 +925,7 @@ impl Conntrack {
         for (i, (v, frame)) in out.iter_mut().zip(chunk).enumerate() {
             ahead.ask(chunk, i, crate::table::prefetch);
             *v = if helpers {
-                self.process_helped(frame, link, now, true)
+                self.process_helped::<false>(frame, link, 0, now, true)
             } else {
                 self.process_with(frame, link, now, true)
             };
@@ -910,21 +942,24 @@ impl Conntrack {
         &self,
         frame: &[u8],
         link: LinkType,
+        zone: u16,
         now: Nanos,
         cksum: bool,
     ) -> Option<Verdict> {
         if let Some(ready) = self.common_v4(frame, link, cksum) {
+            let ready = in_zone(ready, zone);
             if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                 return None;
             }
             self.track_common::<_, L>(&self.v4, ready, now)
         } else if let Some(ready) = self.common_v6(frame, link, cksum) {
+            let ready = in_zone(ready, zone);
             if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                 return None;
             }
             self.track_common::<_, L>(&self.v6, ready, now)
         } else {
-            self.process_inner::<L>(frame, link, now, cksum)
+            self.process_inner::<L>(frame, link, zone, now, cksum)
         }
     }
 
@@ -951,19 +986,20 @@ impl Conntrack {
         &self,
         frame: &[u8],
         link: LinkType,
+        zone: u16,
         now: Nanos,
         cksum: bool,
     ) -> Option<Verdict> {
         match inner_ip(frame, link)? {
             (ip, 0x0800) => {
-                let ready = self.common_v4(ip, LinkType::Raw, cksum)?;
+                let ready = in_zone(self.common_v4(ip, LinkType::Raw, cksum)?, zone);
                 if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                     return None;
                 }
                 self.track_common::<_, L>(&self.v4, ready, now)
             }
             (ip, 0x86dd) => {
-                let ready = self.common_v6(ip, LinkType::Raw, cksum)?;
+                let ready = in_zone(self.common_v6(ip, LinkType::Raw, cksum)?, zone);
                 if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                     return None;
                 }

@@ -26,6 +26,7 @@ use crate::table::{Counters, Entry, Found, ProtoState, Shard, status};
 use crate::timer::NIL;
 use crate::tuple::{Addr, Key, Tuple, proto};
 use crate::verdict::{State, Verdict};
+use crate::zone::InZone;
 use ctrack_helpers::{amanda, ftp, irc, pptp, sip, tftp};
 
 mod helping;
@@ -652,8 +653,55 @@ impl Conntrack {
         if self.cfg.helpers.is_empty() {
             self.process_with(frame, link, now, self.checksum())
         } else {
-            self.process_helped(frame, link, now, self.checksum())
+            self.process_helped::<false>(frame, link, 0, now, self.checksum())
         }
+    }
+
+    /// The tracker's view of conntrack zone `zone`: packets given through it are tracked in
+    /// that zone, as the kernel tracks a packet a ruleset put in a zone (`ct zone set`, before
+    /// defragmentation) or Open vSwitch's `ct(zone=N)` action does. A zone is a table of its
+    /// own inside the table: the same tuple in two zones is two connections, a packet finds
+    /// only its zone's connections and expectations (a helper's expectation is in its
+    /// master's zone), an ICMP error is matched with its zone's connections, and fragments
+    /// are reassembled per zone. The limit, early drop, timeouts and counters are shared.
+    /// `/proc` lines show the zone (`zone=N`), and so do connection events outside zone 0;
+    /// expectation lines and events show none, as the kernel's do. Zone 0 is the default:
+    /// `in_zone(0)` is [`Conntrack`] itself.
+    ///
+    /// ```
+    /// use ctrack::{Config, Conntrack, LinkType};
+    /// let mut cfg = Config::default();
+    /// cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    /// let ct = Conntrack::new(cfg);
+    /// // A UDP datagram 10.0.0.1:1000 -> 10.0.0.2:53 as raw IPv4 (layer-4 checksum unchecked).
+    /// let mut d = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    /// let c = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &d));
+    /// d[10..12].copy_from_slice(&c.to_be_bytes());
+    /// d.extend([0x03, 0xe8, 0, 53, 0, 8, 0, 0]);
+    /// assert_eq!(ct.in_zone(7).process(&d, LinkType::Raw, 0).to_string(), "new,orig");
+    /// // Again in zone 7: still new there (no reply yet); in zone 0 another connection.
+    /// assert_eq!(ct.in_zone(7).process(&d, LinkType::Raw, 1).to_string(), "new,orig");
+    /// assert_eq!(ct.process(&d, LinkType::Raw, 2).to_string(), "new,orig");
+    /// assert_eq!(ct.count(), 2);
+    /// ```
+    pub fn in_zone(&self, zone: u16) -> InZone<'_> {
+        InZone { ct: self, zone }
+    }
+
+    /// [`Conntrack::process`] in zone `zone` (see [`Conntrack::in_zone`]).
+    pub(crate) fn process_zoned(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        zone: u16,
+        now: Nanos,
+    ) -> Verdict {
+        let cksum = self.checksum();
+        if !self.cfg.helpers.is_empty() {
+            return self.process_helped::<true>(frame, link, zone, now, cksum);
+        }
+        self.process_common::<{ Lanes::PLAIN }>(frame, link, zone, now, cksum)
+            .unwrap_or_else(|| self.process_frame(frame, link, zone, now))
     }
 
     /// [`Conntrack::process`] with the checksum setting already read (`cksum`): a burst reads
@@ -668,11 +716,11 @@ impl Conntrack {
         cksum: bool,
     ) -> Verdict {
         if self.cfg.helpers.is_empty()
-            && let Some(v) = self.process_common::<{ Lanes::PLAIN }>(frame, link, now, cksum)
+            && let Some(v) = self.process_common::<{ Lanes::PLAIN }>(frame, link, 0, now, cksum)
         {
             return v;
         }
-        self.process_frame(frame, link, now)
+        self.process_frame(frame, link, 0, now)
     }
 
     /// [`Conntrack::process_with`] with helpers configured: the common lanes take a frame off
@@ -680,21 +728,24 @@ impl Conntrack {
     /// refreshes its entry (see [`Lanes::PENDING`]); and while an expected connection has a
     /// helper of its own, a frame that refreshes an entry without a helper (see
     /// [`Lanes::HELPED`]). A copy of its own, so that the path without helpers carries
-    /// nothing of theirs.
+    /// nothing of theirs. In zone 0 unless `ZONED` (then in `zone`): a copy for each, so that
+    /// zone 0's frames test no zone.
     #[inline(never)]
-    pub(crate) fn process_helped(
+    pub(crate) fn process_helped<const ZONED: bool>(
         &self,
         frame: &[u8],
         link: LinkType,
+        zone: u16,
         now: Nanos,
         cksum: bool,
     ) -> Verdict {
+        let zone = if ZONED { zone } else { 0 };
         let common = match self.v4.expect.flags() | self.v6.expect.flags() {
-            0 => self.process_common::<{ Lanes::QUIET }>(frame, link, now, cksum),
-            PENDING => self.process_common::<{ Lanes::PENDING }>(frame, link, now, cksum),
-            _ => self.process_helped_child(frame, link, now, cksum),
+            0 => self.process_common::<{ Lanes::QUIET }>(frame, link, zone, now, cksum),
+            PENDING => self.process_common::<{ Lanes::PENDING }>(frame, link, zone, now, cksum),
+            _ => self.process_helped_child(frame, link, zone, now, cksum),
         };
-        common.unwrap_or_else(|| self.process_frame(frame, link, now))
+        common.unwrap_or_else(|| self.process_frame(frame, link, zone, now))
     }
 
     /// The lanes of [`Lanes::HELPED`], out of line: inlined, they cost the quiet lanes' frames
@@ -704,17 +755,18 @@ impl Conntrack {
         &self,
         frame: &[u8],
         link: LinkType,
+        zone: u16,
         now: Nanos,
         cksum: bool,
     ) -> Option<Verdict> {
-        self.process_common::<{ Lanes::HELPED }>(frame, link, now, cksum)
+        self.process_common::<{ Lanes::HELPED }>(frame, link, zone, now, cksum)
     }
 
-    /// The general path for a frame of any link type.
+    /// The general path for a frame of any link type, in zone `zone`.
     #[inline]
-    fn process_frame(&self, frame: &[u8], link: LinkType, now: Nanos) -> Verdict {
+    fn process_frame(&self, frame: &[u8], link: LinkType, zone: u16, now: Nanos) -> Verdict {
         match packet::ip_of_frame(frame, link) {
-            Some(ip) => self.process_ip(ip, now),
+            Some(ip) => self.process_ip_zoned(ip, zone, now),
             None => Verdict::SKIPPED,
         }
     }
@@ -745,13 +797,25 @@ impl Conntrack {
     /// assert_eq!(ct.queue_of(&b, LinkType::Raw, 4), q);
     /// ```
     pub fn queue_of(&self, frame: &[u8], link: LinkType, queues: usize) -> usize {
+        self.queue_of_zoned(frame, link, 0, queues)
+    }
+
+    /// [`Conntrack::queue_of`] for a packet tracked in zone `zone`.
+    pub(crate) fn queue_of_zoned(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        zone: u16,
+        queues: usize,
+    ) -> usize {
         if queues <= 1 {
             return 0;
         }
-        let Some(p) = packet::ip_of_frame(frame, link).and_then(|ip| packet::parse_ip(ip).ok())
+        let Some(mut p) = packet::ip_of_frame(frame, link).and_then(|ip| packet::parse_ip(ip).ok())
         else {
             return 0;
         };
+        p.zone = zone;
         let ports = p.frag.is_none() && matches!(p.proto, proto::TCP | proto::UDP);
         if p.v6 {
             self.queue_in(&self.v6, &p, ports, queues)
@@ -774,6 +838,7 @@ impl Conntrack {
             Key {
                 src: A::from_bytes(p.src()),
                 dst: A::from_bytes(p.dst()),
+                zone: p.zone,
                 ..Key::default()
             }
         };
@@ -782,11 +847,16 @@ impl Conntrack {
 
     /// Tracks one IP packet (starting at its IPv4 or IPv6 header).
     pub fn process_ip(&self, ip: &[u8], now: Nanos) -> Verdict {
+        self.process_ip_zoned(ip, 0, now)
+    }
+
+    /// [`Conntrack::process_ip`] in zone `zone`.
+    pub(crate) fn process_ip_zoned(&self, ip: &[u8], zone: u16, now: Nanos) -> Verdict {
         if ip.len() < 20 || !matches!(ip[0] >> 4, 4 | 6) {
             return Verdict::SKIPPED;
         }
         let mut p = match packet::parse_ip(ip) {
-            Ok(p) => p,
+            Ok(p) => IpPacket { zone, ..p },
             Err(_) => {
                 self.stats.bump(Counter::Invalid);
                 return Verdict::INVALID;
@@ -829,6 +899,7 @@ impl Conntrack {
                         {
                             let mut q = IpPacket {
                                 reassembled: true,
+                                zone,
                                 ..q
                             };
                             let v = self.track_limited(&mut q, now);
@@ -1391,7 +1462,7 @@ impl Conntrack {
             dst: A::from_bytes(p.dst()),
             sport: 0,
             dport: 0,
-            zone: 0,
+            zone: p.zone,
             proto: p.proto,
         };
         let ports = |key: &mut Key<A>| -> bool {
@@ -1804,6 +1875,8 @@ impl Conntrack {
         let Some((mut quoted, call)) = icmp_error::quoted::<A>(inner) else {
             return self.icmp_refused();
         };
+        // The error is matched with the connections of its own zone.
+        quoted.zone = p.zone;
         if call {
             // As for the GRE packet itself: its source key is what a PPTP master mapped.
             quoted.sport = self.gre_source_key(t, &quoted);
@@ -1864,7 +1937,7 @@ fn port_key<A: Addr>(p: &IpPacket<'_>, l4: &[u8], proto: u8) -> Key<A> {
         dst: A::from_bytes(p.dst()),
         sport: u16::from_be_bytes([l4[0], l4[1]]),
         dport: u16::from_be_bytes([l4[2], l4[3]]),
-        zone: 0,
+        zone: p.zone,
         proto,
     }
 }

@@ -57,6 +57,8 @@ struct QKey {
     dst: [u8; 16],
     id: u32,
     proto: u8,
+    /// The conntrack zone: the kernel gathers each zone's fragments apart.
+    zone: u16,
 }
 
 #[derive(Debug)]
@@ -203,6 +205,7 @@ impl Defrag {
             dst: [0; 16],
             id: fi.id,
             proto: if p.v6 { 0 } else { p.proto },
+            zone: p.zone,
         };
         key.src[..p.src().len()].copy_from_slice(p.src());
         key.dst[..p.dst().len()].copy_from_slice(p.dst());

@@ -9,7 +9,8 @@
 //! to `conntrack -E` ([`Conntrack::events`]). Between packets, [`Conntrack::get`],
 //! [`Conntrack::remove`], [`Conntrack::retain`] and [`Conntrack::flush`] read and edit the
 //! table as the `conntrack` tool's `-G`, `-D` and `-F` do, and [`Conntrack::set_sysctl`]
-//! changes a sysctl as `sysctl -w` does.
+//! changes a sysctl as `sysctl -w` does. [`Conntrack::in_zone`] tracks packets in a conntrack
+//! zone, a table of their own within the table.
 //!
 //! ```
 //! use ctrack::{Conntrack, Config, LinkType, State};
@@ -54,6 +55,7 @@ pub mod timer;
 pub mod tuple;
 pub mod verdict;
 pub mod workload;
+mod zone;
 
 pub use conntrack::{Config, Conntrack, MAX_SHARDS};
 pub use ctrack_protocols::sysctl::SysctlError;
@@ -65,3 +67,4 @@ pub use packet::LinkType;
 pub use stats::Snapshot;
 pub use tuple::{L4, Tuple};
 pub use verdict::{State, Verdict};
+pub use zone::InZone;

@@ -172,6 +172,9 @@ pub struct IpPacket<'a> {
     /// limit for the error's destination holds the error back (see [`crate::ratelimit`]): the
     /// packet is then dropped silently.
     pub unanswered: bool,
+    /// The conntrack zone the packet is tracked in (0 unless the caller gives one, see
+    /// [`crate::Conntrack::in_zone`]): part of its tuple, and of its reassembly queue's key.
+    pub zone: u16,
 }
 
 impl<'a> IpPacket<'a> {
@@ -311,6 +314,7 @@ pub(crate) fn parse_v4(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         frag,
         reassembled: false,
         unanswered: false,
+        zone: 0,
     })
 }
 
@@ -359,6 +363,7 @@ pub(crate) fn parse_v6(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
                 frag: None,
                 reassembled: false,
                 unanswered: false,
+                zone: 0,
             });
         }
     }
@@ -465,6 +470,7 @@ fn parse_v6_general(ip: &[u8]) -> Result<IpPacket<'_>, IpError> {
         frag,
         reassembled: false,
         unanswered: false,
+        zone: 0,
     })
 }
 

@@ -573,3 +573,77 @@ fn settings_every_connection_is_shaped_by_are_fixed() {
     assert_eq!(udp_port(&ct, A, B, 1000, 53, 0), "new,orig");
     assert_eq!(ct.events().len(), 1);
 }
+
+/// Conntrack zones between packets: one tuple in zones 0 and 3 is two connections, each found,
+/// listed, reported and removed by its own zone's tuple; a worker split (`queue_of`) gives both
+/// directions of a zoned connection one queue.
+#[test]
+fn zones_keep_one_tuple_as_two_connections() {
+    let ct = tracker(64);
+    let c6 = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let s6 = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let q = udp6(c6, s6, 40000, 53);
+    let a = udp6(s6, c6, 53, 40000);
+    let zone3 = ct.in_zone(3);
+    assert_eq!(zone3.zone(), 3);
+    assert_eq!(zone3.process(&q, LinkType::Raw, S).to_string(), "new,orig");
+    // The answer in zone 0 is a connection of its own there; in zone 3 it is the reply.
+    assert_eq!(ct.process(&a, LinkType::Raw, S).to_string(), "new,orig");
+    assert_eq!(
+        zone3.process(&a, LinkType::Raw, S).to_string(),
+        "established,reply"
+    );
+    assert_eq!(ct.count(), 2);
+    for queues in [2, 3, 8] {
+        assert_eq!(
+            zone3.queue_of(&q, LinkType::Raw, queues),
+            zone3.queue_of(&a, LinkType::Raw, queues)
+        );
+    }
+    let events: Vec<String> = ct.events().iter().map(|e| e.line()).collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    let events: Vec<&str> = events.iter().map(|e| e.trim_start()).collect();
+    assert!(
+        events[0].starts_with("[NEW] udp") && events[0].ends_with(" zone=3"),
+        "{events:?}"
+    );
+    assert!(
+        !events[1].contains("zone="),
+        "zone 0 is not shown: {}",
+        events[1]
+    );
+    assert!(events[2].starts_with("[UPDATE] udp") && events[2].ends_with(" zone=3"));
+
+    let mut t = ports(
+        IpAddr::V6(Ipv6Addr::from(c6)),
+        IpAddr::V6(Ipv6Addr::from(s6)),
+        17,
+        40000,
+        53,
+    );
+    t.zone = 3;
+    let found = ct.get(&t, S).expect("zone 3's connection");
+    assert!(
+        found.proc_line().contains(" zone=3 "),
+        "{}",
+        found.proc_line()
+    );
+    assert_eq!(found.status & status::SEEN_REPLY, status::SEEN_REPLY);
+    t.zone = 4;
+    assert!(ct.get(&t, S).is_none(), "nothing in zone 4");
+    t.zone = 3;
+    assert!(ct.remove(&t, S).is_some());
+    assert_eq!(ct.count(), 1);
+    let left = listing(&ct, S);
+    assert_eq!(left.len(), 1);
+    assert!(left[0].proc_line().contains(" zone=0 "));
+    // Zone 3 starts afresh; zone 0's connection was not touched.
+    assert_eq!(
+        zone3.process(&a, LinkType::Raw, 2 * S).to_string(),
+        "new,orig"
+    );
+    assert_eq!(
+        ct.process(&q, LinkType::Raw, 2 * S).to_string(),
+        "established,reply"
+    );
+}
