@@ -27,7 +27,7 @@ use std::path::Path;
 use ctrack::{Config, Conntrack, capture};
 
 mod common;
-use common::{capture_of, captures, config};
+use common::{capture_of, captures, config, zone_of, zoned};
 
 /// A line split into its kind, seconds left and the rest.
 struct Line {
@@ -64,7 +64,8 @@ struct Reported {
     expect: Vec<(String, bool)>,
 }
 
-fn replay(path: &Path, mut cfg: Config) -> Reported {
+/// Replays a capture; with `zones`, each packet in the zone `common::zone_of` gives.
+fn replay(path: &Path, mut cfg: Config, zones: bool) -> Reported {
     cfg.events = 1 << 16;
     let cap = capture::load(path).unwrap_or_else(|e| panic!("{e}"));
     let ct = Conntrack::new(cfg);
@@ -75,7 +76,8 @@ fn replay(path: &Path, mut cfg: Config) -> Reported {
     let mut last = 0;
     for (ts, link, frame) in cap.packets_monotonic() {
         last = ts;
-        ct.process(frame, link, ts);
+        let zone = if zones { zone_of(frame, link) } else { 0 };
+        ct.in_zone(zone).process(frame, link, ts);
         out.events.extend(ct.events().iter().map(|e| e.line()));
         out.expect
             .extend(ct.expect_events().iter().map(|e| (e.line(), true)));
@@ -246,7 +248,7 @@ fn every_capture_reports_the_kernels_events() {
             .collect();
         events += want.len();
         expect_events += want_expect.len();
-        let got = replay(&cap, config(&args));
+        let got = replay(&cap, config(&args), zoned(g));
         let mut errs = String::new();
         compare(&want, &got.events, &mut errs);
         compare_expect(&want_expect, &got.expect, &mut errs);

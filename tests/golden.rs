@@ -1,6 +1,7 @@
 //! Replays every capture in `pcaps/` and compares ctrack with the kernel's golden output:
 //! every scored packet's verdict exactly, every `# table` and `# expect` line exactly except the
-//! seconds-left field, which may differ by 2 s.
+//! seconds-left field, which may differ by 2 s. Zone scenarios (`NAME.zones`) are replayed with
+//! each packet in its zone (`common::zone_of`), frame by frame and in bursts of one zone.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,7 +10,7 @@ use std::path::Path;
 use ctrack::{Config, Conntrack, capture};
 
 mod common;
-use common::{capture_of, captures, config};
+use common::{capture_of, captures, config, zone_of, zoned};
 
 struct Output {
     verdicts: Vec<String>,
@@ -36,7 +37,8 @@ fn parse_output(text: &str) -> Output {
     o
 }
 
-fn replay(path: &Path, cfg: Config) -> Output {
+/// Replays a capture frame by frame; with `zones`, each packet in the zone [`zone_of`] gives.
+fn replay(path: &Path, cfg: Config, zones: bool) -> Output {
     let cap = capture::load(path).unwrap_or_else(|e| panic!("{e}"));
     let ct = Conntrack::new(cfg);
     let mut verdicts = Vec::new();
@@ -44,7 +46,11 @@ fn replay(path: &Path, cfg: Config) -> Output {
     for (ts, link, frame) in cap.packets_monotonic() {
         last = ts;
         let mut s = String::new();
-        ct.process(frame, link, ts).write_line(&mut s).unwrap();
+        let zone = if zones { zone_of(frame, link) } else { 0 };
+        ct.in_zone(zone)
+            .process(frame, link, ts)
+            .write_line(&mut s)
+            .unwrap();
         verdicts.push(s);
     }
     let mut tables = Vec::new();
@@ -56,6 +62,28 @@ fn replay(path: &Path, cfg: Config) -> Output {
         tables,
         expects,
     }
+}
+
+/// A zone scenario's verdicts with its packets in bursts: each run of packets of one zone goes
+/// to that zone's `process_batch` at the time of its last packet (the scenarios' packets are a
+/// millisecond apart, far from any timeout).
+fn replay_batched(path: &Path, cfg: Config) -> Vec<String> {
+    let cap = capture::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let ct = Conntrack::new(cfg);
+    let packets: Vec<_> = cap.packets_monotonic().collect();
+    let (mut verdicts, mut out) = (Vec::new(), Vec::new());
+    for run in packets.chunk_by(|a, b| zone_of(a.2, a.1) == zone_of(b.2, b.1) && a.1 == b.1) {
+        let (now, link, last) = *run.last().unwrap();
+        let frames: Vec<&[u8]> = run.iter().map(|p| p.2).collect();
+        ct.in_zone(zone_of(last, link))
+            .process_batch(&frames, link, now, &mut out);
+        for v in &out {
+            let mut s = String::new();
+            v.write_line(&mut s).unwrap();
+            verdicts.push(s);
+        }
+    }
+    verdicts
 }
 
 /// Splits a table or expect line into its seconds field and the rest.
@@ -123,14 +151,15 @@ fn every_capture_matches_its_kernel_golden() {
     let (mut packets, mut scored, mut lines) = (0, 0, 0);
     for g in &goldens {
         let (cap, args) = capture_of(g);
+        let zones = zoned(g);
         let want = parse_output(&std::fs::read_to_string(g).unwrap());
         // Every shard count decides the same: one shard, where a packet sweeps out every
         // entry that expired before it, and the default, where it sweeps only its own shard's.
         let mut errs = String::new();
         let mut one = config(&args);
         one.shards = 1;
-        let single = replay(&cap, one);
-        let got = replay(&cap, config(&args));
+        let single = replay(&cap, one, zones);
+        let got = replay(&cap, config(&args), zones);
         let sorted = |v: &[String]| {
             let mut v = v.to_vec();
             v.sort();
@@ -144,6 +173,12 @@ fn every_capture_matches_its_kernel_golden() {
                 errs,
                 "  one shard and {} shards decide differently",
                 config("").shards
+            );
+        }
+        if zones && replay_batched(&cap, config(&args)) != got.verdicts {
+            let _ = writeln!(
+                errs,
+                "  bursts of one zone decide otherwise than single packets"
             );
         }
         if want.verdicts.len() != got.verdicts.len() {
@@ -203,7 +238,7 @@ fn deadlines_inside_a_kernel_tick_are_split_in_the_middle() {
         let cap = base.with_extension("pcap");
         let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
         let want = parse_output(&std::fs::read_to_string(g).unwrap());
-        let got = replay(&cap, config(&args));
+        let got = replay(&cap, config(&args), false);
         let frames = capture::load(&cap).unwrap_or_else(|e| panic!("{e}"));
         let probes: Vec<bool> = frames
             .packets()

@@ -16,15 +16,17 @@ SCENARIOS = []
 T0 = 1_700_000_000.0  # capture epoch; the oracle restamps with kernel time anyway
 
 
-def scenario(name, args="", fmt="pcap", link=None, steps_back=False):
+def scenario(name, args="", fmt="pcap", link=None, steps_back=False, zones=False):
     """Registers a scenario. args: extra ktrace/ctrack arguments (e.g. '--sysctl X=1').
     fmt: 'pcap' or 'pcapng' (pcapng is produced from the kernel-stamped pcap with editcap).
     link: None for Ethernet, or one of 'raw', 'raw4', 'raw6', 'null', 'sll', 'sll2'.
     steps_back: a timed scenario whose packets stay in the order given, timestamps stepping
     back where they say so; regen.sh commits this capture itself (the kernel-stamped one never
-    steps back), so it wants --realtime, whose schedule sends a late-stamped packet at once."""
+    steps back), so it wants --realtime, whose schedule sends a late-stamped packet at once.
+    zones: packets with an IPv4 TTL or IPv6 hop limit of 100 + N are in conntrack zone N;
+    regen.sh replays the scenario through ktrace_zones.py and writes NAME.zones beside it."""
     def deco(fn):
-        SCENARIOS.append((name, args, fmt, link, fn, steps_back))
+        SCENARIOS.append((name, args, fmt, link, fn, steps_back, zones))
         return fn
     return deco
 
@@ -70,7 +72,7 @@ def write_pcap(path, frames, linktype):
 
 def build(out, only=None):
     os.makedirs(out, exist_ok=True)
-    for name, args, fmt, link, fn, steps_back in SCENARIOS:
+    for name, args, fmt, link, fn, steps_back, zones in SCENARIOS:
         if only and only not in name:
             continue
         items = fn()
@@ -92,4 +94,6 @@ def build(out, only=None):
         write_pcap(base + ".pcap", frames, LINKTYPES[link])
         with open(base + ".meta", "w") as f:
             f.write(f"args={args}\nfmt={fmt}\ncommit={'source' if steps_back else 'stamped'}\n")
+            if zones:
+                f.write("zones=ttl\n")
         print(name)

@@ -8,7 +8,9 @@
 # or $KTRACE) with --out-pcap, and commit the kernel-stamped capture as pcaps/NAME.pcap (or
 # .pcapng), the oracle's output as pcaps/NAME.golden and the arguments as pcaps/NAME.args.
 # A scenario whose timestamps step back on purpose (commit=source in its meta, --realtime)
-# commits the capture as built instead: the kernel-stamped copy would not step back.
+# commits the capture as built instead: the kernel-stamped copy would not step back. A zone
+# scenario (zones=ttl in its meta, pcaps/zones/) is replayed through ktrace_zones.py, which
+# puts packets in conntrack zones by their TTL, and gets pcaps/NAME.zones beside it.
 # Goldens are never edited by hand: rerun this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,11 +25,14 @@ while read -r name; do
   args=$(sed -n 's/^args=//p' "$meta")
   fmt=$(sed -n 's/^fmt=//p' "$meta")
   commit=$(sed -n 's/^commit=//p' "$meta")
+  zones=$(sed -n 's/^zones=//p' "$meta")
   dest="$top/pcaps/$name"
   mkdir -p "$(dirname "$dest")"
+  oracle=$ktrace
+  [ -z "$zones" ] || oracle=$here/ktrace_zones.py
   # shellcheck disable=SC2086
-  "$ktrace" "$work/src/$name.pcap" $args --out-pcap "$work/stamped.pcap" > "$work/golden"
-  rm -f "$dest.pcap" "$dest.pcapng"
+  KTRACE=$ktrace "$oracle" "$work/src/$name.pcap" $args --out-pcap "$work/stamped.pcap" > "$work/golden"
+  rm -f "$dest.pcap" "$dest.pcapng" "$dest.zones"
   if [ "$commit" = source ]; then
     cp "$work/src/$name.pcap" "$work/stamped.pcap"
   fi
@@ -38,5 +43,6 @@ while read -r name; do
   fi
   cp "$work/golden" "$dest.golden"
   printf '%s\n' "$args" > "$dest.args"
+  [ -z "$zones" ] || printf '%s\n' "$zones" > "$dest.zones"
   echo "regen: $name ($(grep -vc '^#' "$dest.golden") packets, $(grep -c '^# table' "$dest.golden" || true) table lines)"
 done < "$work/list"

@@ -14,6 +14,7 @@
 # pcaps/NAME.expect-events, as `conntrack -E expect` prints them (no file: none). Captures
 # whose replay did not reproduce the golden's verdicts get no events files (old ones are
 # removed) and are listed on standard error.
+# A zone scenario (NAME.zones beside it) is replayed through ktrace_zones.py, as regen.sh does.
 # Event files are never edited by hand: rerun this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,8 +34,13 @@ while read -r golden; do
     cap="$work/cap.pcap"
   fi
   args=$(cat "$base.args" 2> /dev/null || true)
+  oracle=()
+  if [ -f "$base.zones" ]; then
+    # Already in ktrace_events.sh's namespace: the zone oracle must not make one of its own.
+    oracle=(env KTRACE_PY="$here/ktrace_zones.py" KTRACE_ZONES_INSIDE=1)
+  fi
   # shellcheck disable=SC2086
-  EXPECT_EVENTS="$work/expect" "$here/ktrace_events.sh" "$work/events" "$cap" $args > "$work/verdicts"
+  "${oracle[@]}" EXPECT_EVENTS="$work/expect" "$here/ktrace_events.sh" "$work/events" "$cap" $args > "$work/verdicts"
   if diff -q <(grep -v '^#' "$golden") <(grep -v '^#' "$work/verdicts") > /dev/null; then
     cp "$work/events" "$base.events"
     if [ -s "$work/expect" ]; then

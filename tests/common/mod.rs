@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ctrack::packet::{csum_add, csum_fold};
-use ctrack::{Config, HostModel};
+use ctrack::{Config, HostModel, LinkType};
 
 /// The goldens under `dir` (each beside its capture and arguments), recursively.
 pub fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -34,6 +34,27 @@ pub fn capture_of(golden: &Path) -> (PathBuf, String) {
         .unwrap_or_else(|| panic!("no capture beside {}", golden.display()));
     let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
     (cap, args)
+}
+
+/// Whether a golden's capture is a zone scenario (`NAME.zones` beside it, see
+/// `pcaps/gen/ktrace_zones.py`): its packets are tracked in the zone [`zone_of`] gives.
+pub fn zoned(golden: &Path) -> bool {
+    golden.with_extension("zones").exists()
+}
+
+/// The conntrack zone of a zone scenario's packet, by the rule `pcaps/gen/ktrace_zones.py`
+/// gives the kernel: N for an IPv4 TTL or IPv6 hop limit of 100 + N (N = 1 to 9), else 0.
+pub fn zone_of(frame: &[u8], link: LinkType) -> u16 {
+    let ip = ctrack::packet::ip_of_frame(frame, link).unwrap_or_default();
+    let ttl = match ip.first().map(|b| b >> 4) {
+        Some(4) => ip.get(8),
+        Some(6) => ip.get(7),
+        _ => None,
+    };
+    match ttl {
+        Some(&t) if (101..=109).contains(&t) => u16::from(t - 100),
+        _ => 0,
+    }
 }
 
 /// The engine configuration for a scenario's arguments (as given to ktrace).

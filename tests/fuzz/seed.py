@@ -38,7 +38,9 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
     args = os.path.splitext(f)[0] + '.args'
     helpers = ('helper' in name or 'ftp' in name
                or (os.path.exists(args) and '--helper' in open(args).read()))
-    out = bytearray([0, int(helpers)])  # router, checksums off, one shard
+    # The zone scenarios' frames go in zones (0x20: each burst's zone by its first `dt`).
+    zoned = os.path.exists(os.path.splitext(f)[0] + '.zones')
+    out = bytearray([0, int(helpers) | (0x20 if zoned else 0)])  # router, checksums off, one shard
     off, prev, n = 24, None, 0
     while off + 16 <= len(d) and n < 200:
         ts, _, incl, _ = struct.unpack('<IIII', d[off:off + 16])

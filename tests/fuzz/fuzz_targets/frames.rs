@@ -14,7 +14,8 @@
 //! flag `0x40` and no bytes is an edit of the table between packets, made on all three
 //! trackers alike (`dt` picks it): removing one listed connection by either tuple, removing
 //! those of one protocol, or a flush; with flag `0x20` as well, a change of one sysctl (`dt`
-//! picks it from [`SYSCTLS`]).
+//! picks it from [`SYSCTLS`]). With bit `0x20` of the second configuration byte, each burst is
+//! tracked in a conntrack zone, 0, 1 or 2 by the `dt` of its first record (mod 3).
 
 #![no_main]
 
@@ -308,11 +309,17 @@ fuzz_target!(|data: &[u8]| {
     let mut burst_link = LinkType::Raw;
     let mut last = Vec::new();
     let mut out: Vec<Verdict> = Vec::new();
-    let mut run = |cts: &[Conntrack; 3], burst: &mut Vec<Vec<u8>>, link: LinkType, now: u64| {
+    let zones = extra & 0x20 != 0;
+    let mut zone = 0u16;
+    let mut run = |cts: &[Conntrack; 3],
+                   burst: &mut Vec<Vec<u8>>,
+                   link: LinkType,
+                   zone: u16,
+                   now: u64| {
         if burst.is_empty() {
             return;
         }
-        let [reference, one, many] = cts;
+        let [reference, one, many] = cts.each_ref().map(|ct| ct.in_zone(zone));
         let frames: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
         many.process_batch(&frames, link, now, &mut out);
         assert_eq!(out.len(), frames.len());
@@ -340,7 +347,7 @@ fuzz_target!(|data: &[u8]| {
         if flags & 0x40 != 0 && n == 0 {
             // An edit between packets, the same on all three: remove one connection (by
             // either tuple), drop those of one protocol, or flush.
-            run(&cts, &mut burst, burst_link, now);
+            run(&cts, &mut burst, burst_link, zone, now);
             if flags & 0x20 != 0 {
                 let set = SYSCTLS[usize::from(*dt) % SYSCTLS.len()];
                 let r = cts.each_mut().map(|ct| ct.set_sysctl(set));
@@ -388,7 +395,10 @@ fuzz_target!(|data: &[u8]| {
         };
         // A new time (milliseconds, seconds or ten minutes per step) ends the burst.
         if *dt != 0 || link != burst_link {
-            run(&cts, &mut burst, burst_link, now);
+            run(&cts, &mut burst, burst_link, zone, now);
+            if zones {
+                zone = u16::from(*dt % 3);
+            }
             let unit: u64 =
                 [1_000_000, 1_000_000_000, 600_000_000_000][usize::from(flags >> 4 & 3) % 3];
             now += u64::from(*dt) * unit;
@@ -396,7 +406,7 @@ fuzz_target!(|data: &[u8]| {
         }
         burst.push(frame);
     }
-    run(&cts, &mut burst, burst_link, now);
+    run(&cts, &mut burst, burst_link, zone, now);
     let [reference, one, many] = &cts;
     story(one);
     assert_eq!(table(reference, now), table(one, now), "final tables differ");

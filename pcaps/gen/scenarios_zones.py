@@ -1,0 +1,98 @@
+"""Conntrack zone scenarios (pcaps/zones/): the same tuples tracked apart in different zones,
+replies and ICMP errors that find only their own zone's connection, fragments reassembled per
+zone, and a helper's expectation taken only in its master's zone. A packet's IPv4 TTL or IPv6
+hop limit of 100 + N puts it in zone N (ktrace_zones.py for the kernel, `common::zone_of` for
+the tests); any other leaves it in zone 0."""
+from ctgen import scenario
+from scapy.all import ICMP, IP, UDP, IPv6, ICMPv6DestUnreach, IPv6ExtHdrFragment, fragment, fragment6
+from scenarios_tcp import Flow
+from scenarios_helpers import FTP, login, transfer
+
+C, S = "10.40.0.1", "10.40.0.2"
+C6, S6 = "2001:db8:40::1", "2001:db8:40::2"
+
+
+def z(pkt, zone):
+    """`pkt` (or each packet of a list) in conntrack zone `zone`."""
+    if isinstance(pkt, list):
+        return [z(p, zone) for p in pkt]
+    if zone:
+        if pkt.haslayer(IPv6):
+            pkt[IPv6].hlim = 100 + zone
+        else:
+            pkt[IP].ttl = 100 + zone
+    return pkt
+
+
+def udp(src, dst, sport, dport, payload=b"x"):
+    return IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / payload
+
+
+def udp6(src, dst, sport, dport, payload=b"x"):
+    return IPv6(src=src, dst=dst) / UDP(sport=sport, dport=dport) / payload
+
+
+@scenario("zones/tcp-same-tuple", zones=True)
+def _():
+    # One tuple opened in zones 1, 2 and 0: three connections. The server's answer in zone 2
+    # finds zone 2's SYN; zone 1's connection goes on alone; a SYN-ACK for zone 1's
+    # connection sent in zone 3 finds nothing there.
+    a, b, c = Flow(43001, 80, c=C, s=S), Flow(43001, 80, c=C, s=S), Flow(43001, 80, c=C, s=S)
+    p = z(a.handshake(), 1) + [z(b.c("S"), 2), c.c("S")]
+    p += [z(b.s("SA"), 2), z(a.c("PA", 100), 1), z(a.s("A"), 1)]
+    p += [z(Flow(43002, 80, c=C, s=S).s("SA"), 3)]
+    p += [z(b.c("A"), 2), z(a.c("FA"), 1), z(a.s("FA"), 1), z(a.c("A"), 1)]
+    return p
+
+
+@scenario("zones/udp-replies", zones=True)
+def _():
+    # A query in zone 1; its answer in zone 2 opens a connection there (the reply tuple seen
+    # first), the same answer in zone 1 is its reply; IPv6 the same way.
+    return [z(udp(C, S, 43100, 53, b"q"), 1), z(udp(S, C, 53, 43100, b"a"), 2),
+            z(udp(S, C, 53, 43100, b"a"), 1), z(udp(C, S, 43100, 53, b"q2"), 1),
+            udp(C, S, 43100, 53, b"zone 0"),
+            z(udp6(C6, S6, 43101, 53, b"q"), 4), z(udp6(S6, C6, 53, 43101, b"a"), 5),
+            z(udp6(S6, C6, 53, 43101, b"a"), 4)]
+
+
+@scenario("zones/icmp-errors", zones=True)
+def _():
+    # A port unreachable about a zone-1 flow is RELATED in zone 1 only.
+    q = udp(C, S, 43200, 9999, b"probe")
+    err = IP(src=S, dst=C) / ICMP(type=3, code=3) / q
+    q6 = udp6(C6, S6, 43201, 9999, b"probe")
+    err6 = IPv6(src=S6, dst=C6) / ICMPv6DestUnreach(code=4) / q6
+    return [z(q.copy(), 1), z(err.copy(), 2), err.copy(), z(err.copy(), 1),
+            z(q6.copy(), 1), z(err6.copy(), 2), z(err6.copy(), 1)]
+
+
+@scenario("zones/fragments", zones=True)
+def _():
+    # Fragments of one datagram (same addresses, id and protocol) are gathered per zone: the
+    # first in zone 1 and the second in zone 2 complete nothing; each zone's datagram is
+    # complete once the other fragment comes in that zone, and is tracked there. The same
+    # for IPv6.
+    d = IP(src=C, dst=S, id=4242) / UDP(sport=43300, dport=7000) / (b"f" * 1200)
+    a1, a2 = fragment(d, fragsize=608)
+    d6 = IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=4243) / UDP(sport=43301, dport=7000) / (b"g" * 1200)
+    b1, b2 = fragment6(d6, 700)
+    return [z(a1.copy(), 1), z(a2.copy(), 2), z(a2.copy(), 1), z(a1.copy(), 2),
+            z(b1.copy(), 1), z(b2.copy(), 2), z(b2.copy(), 1), z(b1.copy(), 2)]
+
+
+@scenario("zones/ftp-expectation", args=FTP, zones=True)
+def _():
+    # An FTP control connection in zone 1 announces a passive data connection: the expectation
+    # is zone 1's, so the data connection is NEW in zone 2 and RELATED in zone 1; a second
+    # announcement's expectation is left pending (in zone 1).
+    f = Flow(43401, 21, c=C, s=S)
+    p = z(login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv40(50401)), f.c("A")], 1)
+    p += [z(Flow(43402, 50401, c=C, s=S).c("S"), 2)]
+    p += z(transfer(Flow(43403, 50401, c=C, s=S)), 1)
+    p += z([f.c("PA", b"PASV\r\n"), f.s("PA", pasv40(50402)), f.c("A")], 1)
+    return p
+
+
+def pasv40(port):
+    return b"227 Entering Passive Mode (10,40,0,2,%d,%d).\r\n" % (port >> 8, port & 255)
