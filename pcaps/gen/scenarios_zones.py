@@ -1,10 +1,14 @@
 """Conntrack zone scenarios (pcaps/zones/): the same tuples tracked apart in different zones,
 replies and ICMP errors that find only their own zone's connection, fragments reassembled per
-zone, and a helper's expectation taken only in its master's zone. A packet's IPv4 TTL or IPv6
+zone, a helper's expectation taken only in its master's zone, and the trackers that build
+their own tuples (echo, GRE, generic) and a VLAN-tagged frame in zones. A packet's IPv4 TTL or IPv6
 hop limit of 100 + N puts it in zone N (ktrace_zones.py for the kernel, `common::zone_of` for
 the tests); any other leaves it in zone 0."""
 from ctgen import scenario
-from scapy.all import ICMP, IP, UDP, IPv6, ICMPv6DestUnreach, IPv6ExtHdrFragment, fragment, fragment6
+from scapy.all import (
+    GRE, ICMP, IP, UDP, Dot1Q, Ether, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest,
+    IPv6, IPv6ExtHdrFragment, fragment, fragment6,
+)
 from scenarios_tcp import Flow
 from scenarios_helpers import FTP, login, transfer
 
@@ -96,3 +100,25 @@ def _():
 
 def pasv40(port):
     return b"227 Entering Passive Mode (10,40,0,2,%d,%d).\r\n" % (port >> 8, port & 255)
+
+
+@scenario("zones/echo-gre-vlan", zones=True)
+def _():
+    # The trackers that build their own tuples (ICMP and ICMPv6 echo, GRE, a protocol the
+    # generic tracker takes) and a frame behind a VLAN tag, each in zones: an echo reply in
+    # another zone than its request is INVALID there (a reply seen first), in its own it is
+    # the reply; GRE and the generic protocol open one connection per zone.
+    e = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    ping = IP(src=C, dst=S) / ICMP(type=8, id=7, seq=1)
+    pong = IP(src=S, dst=C) / ICMP(type=0, id=7, seq=1)
+    ping6 = IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=8, seq=1)
+    pong6 = IPv6(src=S6, dst=C6) / ICMPv6EchoReply(id=8, seq=1)
+    gre = IP(src=C, dst=S) / GRE(proto=0x0800) / IP(src="192.168.40.1", dst="192.168.40.2") / UDP()
+    other = IP(src=C, dst=S, proto=253) / b"experimental"
+    tagged = Ether(**e) / Dot1Q(vlan=40) / udp(C, S, 43500, 4500, b"tagged")
+    tagged_reply = Ether(**e) / Dot1Q(vlan=40) / udp(S, C, 4500, 43500, b"tagged reply")
+    return [z(ping.copy(), 1), z(pong.copy(), 2), z(pong.copy(), 1),
+            z(ping6.copy(), 3), z(pong6.copy(), 0), z(pong6.copy(), 3),
+            z(gre.copy(), 1), z(gre.copy(), 2), gre.copy(),
+            z(other.copy(), 2), other.copy(), z(other.copy(), 2),
+            z(tagged.copy(), 2), tagged_reply.copy(), z(tagged_reply.copy(), 2)]
