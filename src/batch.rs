@@ -124,6 +124,17 @@ fn in_zone<A: Addr>(mut ready: ReadyOf<'_, A>, zone: u16) -> ReadyOf<'_, A> {
     ready
 }
 
+/// [`in_zone`] in place, and only when `ZONED` (the batch path's zone 0 copy touches nothing).
+#[inline(always)]
+fn put_in_zone<A: Addr, const ZONED: bool>(ready: &mut ReadyOf<'_, A>, zone: u16) {
+    if ZONED
+        && zone != 0
+        && let Ok((r, _)) = ready
+    {
+        r.key.zone = zone;
+    }
+}
+
 /// Frame `at` of `chunk`, when there is one and it is long.
 #[inline(always)]
 fn long_at<'a>(chunk: &[&'a [u8]], at: usize) -> Option<&'a [u8]> {
@@ -351,19 +362,62 @@ impl Conntrack {
         now: Nanos,
         out: &mut Vec<Verdict>,
     ) {
+        self.batch_in::<false>(frames, link, 0, now, out);
+    }
+
+    /// [`Conntrack::process_batch`] in zone `zone` (not 0; see
+    /// [`crate::InZone::process_batch`]).
+    pub(crate) fn process_batch_zoned(
+        &self,
+        frames: &[&[u8]],
+        link: LinkType,
+        zone: u16,
+        now: Nanos,
+        out: &mut Vec<Verdict>,
+    ) {
+        self.batch_in::<true>(frames, link, zone, now, out);
+    }
+
+    /// The batch path in zone 0, or in `zone` when `ZONED`: each of its steps is compiled
+    /// twice, so that zone 0's frames test no zone (the same instructions as before zones).
+    #[inline(always)]
+    fn batch_in<const ZONED: bool>(
+        &self,
+        frames: &[&[u8]],
+        link: LinkType,
+        zone: u16,
+        now: Nanos,
+        out: &mut Vec<Verdict>,
+    ) {
         out.clear();
         if let [frame] = frames {
             // A burst of one: nothing to plan or to fetch ahead.
-            out.push(self.process(frame, link, now));
+            out.push(self.process_one::<ZONED>(frame, link, zone, now));
             return;
         }
         out.resize(frames.len(), Verdict::INVALID);
         let max = self.max();
         if frames.len() <= CHUNK && self.keeps_order(frames.len(), max) {
             // One chunk, tracked in order: no queue to take out and put back.
-            self.run_in_order(frames, link, out, now);
+            self.run_in_order::<ZONED>(frames, link, zone, out, now);
         } else {
-            self.run_chunks(frames, link, out, now, max);
+            self.run_chunks::<ZONED>(frames, link, zone, out, now, max);
+        }
+    }
+
+    /// One frame tracked alone: [`Conntrack::process`], or in `zone` when `ZONED`.
+    #[inline(always)]
+    fn process_one<const ZONED: bool>(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        zone: u16,
+        now: Nanos,
+    ) -> Verdict {
+        if ZONED {
+            self.process_zoned(frame, link, zone, now)
+        } else {
+            self.process(frame, link, now)
         }
     }
 
@@ -371,10 +425,11 @@ impl Conntrack {
     /// chunks, each tracked in order or planned and sorted by shard; `max` is the table's
     /// limit. Out of line, so that the common burst tracked in order pays nothing for it.
     #[inline(never)]
-    fn run_chunks(
+    fn run_chunks<const ZONED: bool>(
         &self,
         frames: &[&[u8]],
         link: LinkType,
+        zone: u16,
         out: &mut [Verdict],
         now: Nanos,
         max: usize,
@@ -394,13 +449,13 @@ impl Conntrack {
                     self.room_to_plan(CHUNK.min(frames.len()), &mut v4, &mut v6)
                 })
             {
-                self.run_in_order(chunk, link, verdicts, now);
+                self.run_in_order::<ZONED>(chunk, link, zone, verdicts, now);
                 continue;
             }
             if helpers {
-                self.burst::<true>(chunk, link, &mut v4, &mut v6, verdicts, now);
+                self.burst::<true, ZONED>(chunk, link, zone, &mut v4, &mut v6, verdicts, now);
             } else {
-                self.burst::<false>(chunk, link, &mut v4, &mut v6, verdicts, now);
+                self.burst::<false, ZONED>(chunk, link, zone, &mut v4, &mut v6, verdicts, now);
             }
             self.run_queued(&self.v4, &mut v4, verdicts, now);
             self.run_queued(&self.v6, &mut v6, verdicts, now);
@@ -409,26 +464,6 @@ impl Conntrack {
             v4: recycle(v4),
             v6: recycle(v6),
         });
-    }
-
-    /// [`Conntrack::process_batch`] in zone `zone` (not 0; see [`crate::InZone::process_batch`]):
-    /// in order, each frame through [`Conntrack::process_zoned`], a long frame a few places
-    /// ahead asked for as [`Conntrack::run_in_order`] asks for it.
-    pub(crate) fn process_batch_zoned(
-        &self,
-        frames: &[&[u8]],
-        link: LinkType,
-        zone: u16,
-        now: Nanos,
-        out: &mut Vec<Verdict>,
-    ) {
-        out.clear();
-        out.resize(frames.len(), Verdict::INVALID);
-        let cksum = self.checksum();
-        for (i, (v, frame)) in out.iter_mut().zip(frames).enumerate() {
-            prefetch_ahead(frames, i + LOOKAHEAD, cksum);
-            *v = self.process_zoned(frame, link, zone, now);
-        }
     }
 
     /// Whether a chunk of `n` frames is tracked in order, frame by frame, rather than sorted by
@@ -473,10 +508,12 @@ impl Conntrack {
     /// from a helper's port, and every packet while an expectation is pending. Leaves the
     /// queued packets for the caller to run.
     #[inline(always)]
-    fn burst<'a, const HELPERS: bool>(
+    #[allow(clippy::too_many_arguments)]
+    fn burst<'a, const HELPERS: bool, const ZONED: bool>(
         &self,
         chunk: &[&'a [u8]],
         link: LinkType,
+        zone: u16,
         v4: &mut Vec<Planned<'a, [u8; 4]>>,
         v6: &mut Vec<Planned<'a, [u8; 16]>>,
         verdicts: &mut [Verdict],
@@ -486,14 +523,15 @@ impl Conntrack {
         let cksum = self.checksum();
         let mut i = 0;
         if HELPERS && self.expecting() {
-            i = self.run_strict(chunk, 0, link, verdicts, now, cksum);
+            i = self.run_strict::<ZONED>(chunk, 0, link, zone, verdicts, now, cksum);
         }
         while let Some(&frame) = chunk.get(i) {
             // A long frame a few places ahead is asked for now, so that its checksum finds it
             // arriving instead of missing line after line.
             prefetch_ahead(chunk, i + LOOKAHEAD, cksum);
-            let alone = match self.plan::<HELPERS>(frame, link, cksum, i, v4, v6, &mut verdicts[i])
-            {
+            let plan =
+                self.plan::<HELPERS, ZONED>(frame, link, zone, cksum, i, v4, v6, &mut verdicts[i]);
+            let alone = match plan {
                 Plan::Done | Plan::Queued => false,
                 Plan::Alone => true,
             };
@@ -502,10 +540,10 @@ impl Conntrack {
                 // Everything before it first, then it.
                 self.run_queued(&self.v4, v4, verdicts, now);
                 self.run_queued(&self.v6, v6, verdicts, now);
-                verdicts[i - 1] = self.process(frame, link, now);
+                verdicts[i - 1] = self.process_one::<ZONED>(frame, link, zone, now);
                 // Only a packet tracked this way can have made an expectation.
                 if HELPERS && self.expecting() {
-                    i = self.run_strict(chunk, i, link, verdicts, now, cksum);
+                    i = self.run_strict::<ZONED>(chunk, i, link, zone, verdicts, now, cksum);
                 }
             }
         }
@@ -519,23 +557,26 @@ impl Conntrack {
     /// asked for, and the entries of those [`STRICT_NEAR`] ahead (the first frames' index lines
     /// all at once). Out of line: the sorted path keeps its registers.
     #[inline(never)]
-    fn run_strict(
+    #[allow(clippy::too_many_arguments)]
+    fn run_strict<const ZONED: bool>(
         &self,
         chunk: &[&[u8]],
         from: usize,
         link: LinkType,
+        zone: u16,
         verdicts: &mut [Verdict],
         now: Nanos,
         cksum: bool,
     ) -> usize {
         let mut ring = [Peeked::None; STRICT_RING];
         for (k, f) in chunk.iter().enumerate().skip(from).take(STRICT_FAR) {
-            ring[k % STRICT_RING] = self.prefetch_bucket_of(f, link);
+            ring[k % STRICT_RING] = self.prefetch_bucket_of::<ZONED>(f, link, zone);
         }
         for (i, frame) in chunk.iter().enumerate().skip(from) {
             prefetch_ahead(chunk, i + LOOKAHEAD, cksum);
             if let Some(ahead) = chunk.get(i + STRICT_FAR) {
-                ring[(i + STRICT_FAR) % STRICT_RING] = self.prefetch_bucket_of(ahead, link);
+                ring[(i + STRICT_FAR) % STRICT_RING] =
+                    self.prefetch_bucket_of::<ZONED>(ahead, link, zone);
             }
             if i + STRICT_NEAR < chunk.len() {
                 match std::mem::take(&mut ring[(i + STRICT_NEAR) % STRICT_RING]) {
@@ -544,7 +585,7 @@ impl Conntrack {
                     Peeked::None => {}
                 }
             }
-            verdicts[i] = self.process(frame, link, now);
+            verdicts[i] = self.process_one::<ZONED>(frame, link, zone, now);
             if !self.expecting() {
                 return i + 1;
             }
@@ -558,17 +599,23 @@ impl Conntrack {
     /// beyond them): a wrong guess costs one useless prefetch. For bursts tracked frame by
     /// frame over a table the caches do not hold (see [`Conntrack::run_strict`]).
     #[inline(always)]
-    fn prefetch_bucket_of(&self, frame: &[u8], link: LinkType) -> Peeked {
+    fn prefetch_bucket_of<const ZONED: bool>(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        zone: u16,
+    ) -> Peeked {
+        let zone = if ZONED { zone } else { 0 };
         let ip = match link {
             LinkType::Ethernet => frame.get(14..).unwrap_or_default(),
             LinkType::Raw => frame,
             _ => return Peeked::None,
         };
         if let Some(h) = ip.first_chunk::<24>().filter(|h| h[0] == 0x45) {
-            self.bucket_ahead(&self.v4, h[9], &h[12..20], &h[20..24])
+            self.bucket_ahead(&self.v4, h[9], &h[12..20], &h[20..24], zone)
                 .map_or(Peeked::None, Peeked::V4)
         } else if let Some(h) = ip.first_chunk::<44>().filter(|h| h[0] >> 4 == 6) {
-            self.bucket_ahead(&self.v6, h[6], &h[8..40], &h[40..44])
+            self.bucket_ahead(&self.v6, h[6], &h[8..40], &h[40..44], zone)
                 .map_or(Peeked::None, Peeked::V6)
         } else {
             Peeked::None
@@ -577,7 +624,7 @@ impl Conntrack {
 
     /// For [`Conntrack::prefetch_bucket_of`]: the hash of a TCP or UDP packet of protocol
     /// `proto` between the addresses `addrs` (source then destination, as its header holds
-    /// them) and the ports `ports` (the same), whose index line in `t` it asks for.
+    /// them) and the ports `ports` (the same), in `zone`, whose index line in `t` it asks for.
     #[inline(always)]
     fn bucket_ahead<A: Addr>(
         &self,
@@ -585,6 +632,7 @@ impl Conntrack {
         proto: u8,
         addrs: &[u8],
         ports: &[u8],
+        zone: u16,
     ) -> Option<u64> {
         if proto != proto::TCP && proto != proto::UDP {
             return None;
@@ -595,7 +643,7 @@ impl Conntrack {
             dst: A::from_bytes(dst),
             sport: u16::from_be_bytes([ports[0], ports[1]]),
             dport: u16::from_be_bytes([ports[2], ports[3]]),
-            zone: 0,
+            zone,
             proto,
         };
         let h = self.hash(&key);
@@ -613,37 +661,43 @@ impl Conntrack {
     /// Parses one frame and queues it for its shard when it is an ordinary TCP or UDP packet.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn plan<'a, const HELPERS: bool>(
+    fn plan<'a, const HELPERS: bool, const ZONED: bool>(
         &self,
         frame: &'a [u8],
         link: LinkType,
+        zone: u16,
         cksum: bool,
         pos: usize,
         v4: &mut Vec<Planned<'a, [u8; 4]>>,
         v6: &mut Vec<Planned<'a, [u8; 16]>>,
         out: &mut Verdict,
     ) -> Plan {
-        if let Some(ready) = self.common_v4(frame, link, cksum) {
+        let zone = if ZONED { zone } else { 0 };
+        if let Some(mut ready) = self.common_v4(frame, link, cksum) {
+            put_in_zone::<_, ZONED>(&mut ready, zone);
             return self.enqueue::<_, HELPERS>(&self.v4, ready, pos, v4, out);
         }
-        if let Some(ready) = self.common_v6(frame, link, cksum) {
+        if let Some(mut ready) = self.common_v6(frame, link, cksum) {
+            put_in_zone::<_, ZONED>(&mut ready, zone);
             return self.enqueue::<_, HELPERS>(&self.v6, ready, pos, v6, out);
         }
         // Behind one VLAN tag or a cooked header: the same lanes, on the IP packet.
         match inner_ip(frame, link) {
             Some((ip, 0x0800)) => {
-                if let Some(ready) = self.common_v4(ip, LinkType::Raw, cksum) {
+                if let Some(mut ready) = self.common_v4(ip, LinkType::Raw, cksum) {
+                    put_in_zone::<_, ZONED>(&mut ready, zone);
                     return self.enqueue::<_, HELPERS>(&self.v4, ready, pos, v4, out);
                 }
             }
             Some((ip, 0x86dd)) => {
-                if let Some(ready) = self.common_v6(ip, LinkType::Raw, cksum) {
+                if let Some(mut ready) = self.common_v6(ip, LinkType::Raw, cksum) {
+                    put_in_zone::<_, ZONED>(&mut ready, zone);
                     return self.enqueue::<_, HELPERS>(&self.v6, ready, pos, v6, out);
                 }
             }
             _ => {}
         }
-        match self.general(frame, link) {
+        match self.general::<ZONED>(frame, link, zone) {
             General::Skipped => {
                 *out = Verdict::SKIPPED;
                 Plan::Done
@@ -683,7 +737,12 @@ impl Conntrack {
     /// TCP or UDP packet of either family with [`Conntrack::ready_tcp`]'s or
     /// [`Conntrack::ready_udp`]'s answer.
     #[inline(always)]
-    fn general<'a>(&self, frame: &'a [u8], link: LinkType) -> General<'a> {
+    fn general<'a, const ZONED: bool>(
+        &self,
+        frame: &'a [u8],
+        link: LinkType,
+        zone: u16,
+    ) -> General<'a> {
         let Some(ip) = packet::ip_of_frame(frame, link) else {
             return General::Skipped;
         };
@@ -693,7 +752,12 @@ impl Conntrack {
             match packet::parse_v4(ip) {
                 // IPv4 options or a size the router may answer or fragment: the ordinary path.
                 Ok(p) if p.l4_off > 20 || p.data.len() > crate::host::ROUTER_MTU => General::Alone,
-                Ok(p) => self.ready_of(&p).map_or(General::Alone, General::V4),
+                Ok(mut p) => {
+                    if ZONED {
+                        p.zone = zone;
+                    }
+                    self.ready_of(&p).map_or(General::Alone, General::V4)
+                }
                 // Malformed IP headers take the ordinary path (which counts them).
                 Err(_) => General::Alone,
             }
@@ -701,7 +765,12 @@ impl Conntrack {
             match packet::parse_v6(ip) {
                 // A link-local address: the router's ICMP rate limit weighs the packet.
                 Ok(p) if p.src()[0] == 0xfe || p.dst()[0] == 0xfe => General::Alone,
-                Ok(p) => self.ready_of(&p).map_or(General::Alone, General::V6),
+                Ok(mut p) => {
+                    if ZONED {
+                        p.zone = zone;
+                    }
+                    self.ready_of(&p).map_or(General::Alone, General::V6)
+                }
                 Err(_) => General::Alone,
             }
         }
@@ -892,7 +961,14 @@ impl Conntrack {
     /// with checksums to check its payload too (see [`Conntrack::run_in_order_long`]).
     /// Out of line, so that the burst path keeps its registers.
     #[inline(never)]
-    fn run_in_order(&self, chunk: &[&[u8]], link: LinkType, out: &mut [Verdict], now: Nanos) {
+    fn run_in_order<const ZONED: bool>(
+        &self,
+        chunk: &[&[u8]],
+        link: LinkType,
+        zone: u16,
+        out: &mut [Verdict],
+        now: Nanos,
+    ) {
         // The checksum setting as the chunk starts (see `Conntrack::process_with`).
         let cksum = self.checksum();
         let helpers = !self.cfg.helpers.is_empty();
@@ -900,14 +976,20 @@ impl Conntrack {
             if let Some(f) = long_at(chunk, i + LOOKAHEAD) {
                 if cksum {
                     // Payloads to sum from here on: asked for a steady amount ahead.
-                    return self.run_in_order_long(&chunk[i..], link, &mut out[i..], now);
+                    return self.run_in_order_long::<ZONED>(
+                        &chunk[i..],
+                        link,
+                        zone,
+                        &mut out[i..],
+                        now,
+                    );
                 }
                 prefetch_long(chunk, i + LOOKAHEAD, f, false);
             }
             *v = if helpers {
-                self.process_helped::<false>(frame, link, 0, now, cksum)
+                self.process_helped::<ZONED>(frame, link, zone, now, cksum)
             } else {
-                self.process_with(frame, link, now, cksum)
+                self.process_with_in::<ZONED>(frame, link, zone, now, cksum)
             };
         }
     }
@@ -915,7 +997,14 @@ impl Conntrack {
     /// [`Conntrack::run_in_order`] for the rest of a chunk, checksums to check, once a long
     /// frame is near: the payloads ahead are asked for a steady amount ahead (see [`Ahead`]).
     #[inline(never)]
-    fn run_in_order_long(&self, chunk: &[&[u8]], link: LinkType, out: &mut [Verdict], now: Nanos) {
+    fn run_in_order_long<const ZONED: bool>(
+        &self,
+        chunk: &[&[u8]],
+        link: LinkType,
+        zone: u16,
+        out: &mut [Verdict],
+        now: Nanos,
+    ) {
         let helpers = !self.cfg.helpers.is_empty();
         let mut ahead = Ahead {
             j: 0,
@@ -925,9 +1014,9 @@ impl Conntrack {
         for (i, (v, frame)) in out.iter_mut().zip(chunk).enumerate() {
             ahead.ask(chunk, i, crate::table::prefetch);
             *v = if helpers {
-                self.process_helped::<false>(frame, link, 0, now, true)
+                self.process_helped::<ZONED>(frame, link, zone, now, true)
             } else {
-                self.process_with(frame, link, now, true)
+                self.process_with_in::<ZONED>(frame, link, zone, now, true)
             };
         }
     }
@@ -1234,7 +1323,7 @@ mod tests {
     /// What the general planning path makes of a frame, when it queues it: the checked
     /// headers and whether the checksum is right.
     fn general(ct: &Conntrack, frame: &[u8], link: LinkType) -> Option<(String, bool)> {
-        match ct.general(frame, link) {
+        match ct.general::<false>(frame, link, 0) {
             General::V4(r) => Some(show(ct, r)),
             General::V6(r) => Some(show(ct, r)),
             General::Skipped | General::Alone => None,
@@ -1489,9 +1578,10 @@ mod tests {
             SCRATCH.with(|cell| {
                 let _busy = cell.borrow_mut();
                 for (i, f) in frames.iter().enumerate() {
-                    match ct.plan::<false>(
+                    match ct.plan::<false, false>(
                         f,
                         LinkType::Raw,
+                        0,
                         ct.checksum(),
                         i,
                         &mut q4,

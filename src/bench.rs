@@ -104,6 +104,10 @@ pub struct BenchArgs {
     /// engine); 0, the default, records none.
     #[arg(long, value_name = "N", default_value_t = 0)]
     events: usize,
+    /// Track every packet in conntrack zone N (0, the default: the tracker's own calls; other
+    /// zones track bursts in order, not sorted by shard).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    zone: u16,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -305,13 +309,15 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     let span = timed.iter().map(|f| f.0).max().unwrap_or(0) - first + 1;
     let ct = a.engine.tracker(cfg);
     let mut out: Vec<Verdict> = Vec::with_capacity(a.batch);
-    let mut tracked = Bursts::new(setup, a.batch).track(&ct, 0, false, &mut out).0;
+    let mut tracked = Bursts::new(setup, a.batch)
+        .track(&ct, a.zone, 0, false, &mut out)
+        .0;
     let (secs, own) = if a.threads == 1 {
         let timed = Bursts::new(timed, a.batch);
         let start = Instant::now();
         let mut in_engine = Duration::ZERO;
         for r in 0..reps as u64 {
-            let (t, d) = timed.track(&ct, r * span, a.hot, &mut out);
+            let (t, d) = timed.track(&ct, a.zone, r * span, a.hot, &mut out);
             tracked += t;
             in_engine += d;
         }
@@ -326,7 +332,7 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
         // in memory of its own (see `Ring`), and replays them `--repeat` times.
         let mut parts: Vec<Vec<(Nanos, LinkType, &[u8])>> = vec![Vec::new(); a.threads];
         for &f in timed {
-            parts[ct.queue_of(f.2, f.1, a.threads)].push(f);
+            parts[ct.in_zone(a.zone).queue_of(f.2, f.1, a.threads)].push(f);
         }
         let rings = parts
             .iter()
@@ -347,7 +353,7 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
             let mut out: Vec<Verdict> = Vec::with_capacity(a.batch);
             let (mut tracked, mut in_engine) = (0, Duration::ZERO);
             for r in 0..reps as u64 {
-                let (t, d) = part.track(&ct, r * span, a.hot, &mut out);
+                let (t, d) = part.track(&ct, a.zone, r * span, a.hot, &mut out);
                 tracked += t;
                 in_engine += d;
             }
@@ -412,12 +418,14 @@ impl<'a> Bursts<'a> {
         }
     }
 
-    /// Tracks the bursts, each seen at its time plus `shift` (a burst of one keeps every
-    /// frame's own time); returns how many frames were tracked and, when `hot`, the time
-    /// spent in the engine alone, each burst's frames having been read just before it.
+    /// Tracks the bursts in conntrack zone `zone`, each seen at its time plus `shift` (a burst
+    /// of one keeps every frame's own time); returns how many frames were tracked and, when
+    /// `hot`, the time spent in the engine alone, each burst's frames having been read just
+    /// before it.
     fn track(
         &self,
         ct: &Conntrack,
+        zone: u16,
         shift: Nanos,
         hot: bool,
         out: &mut Vec<Verdict>,
@@ -431,11 +439,11 @@ impl<'a> Bursts<'a> {
             if hot {
                 warm(burst);
                 let t = Instant::now();
-                ct.process_batch(burst, link, ts + shift, out);
+                ct.in_zone(zone).process_batch(burst, link, ts + shift, out);
                 take_events(ct);
                 in_engine += t.elapsed();
             } else {
-                ct.process_batch(burst, link, ts + shift, out);
+                ct.in_zone(zone).process_batch(burst, link, ts + shift, out);
                 take_events(ct);
             }
             tracked += out.iter().filter(|v| v.tracked()).count() as u64;
@@ -576,7 +584,8 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         .map_err(|_| no_room(w.setup_len()))?;
     setup.extend((0..w.setup_len()).map(|i| w.packet(i)));
     for chunk in setup.chunks(a.batch) {
-        ct.process_batch(chunk, LinkType::Raw, t0, &mut out);
+        ct.in_zone(a.zone)
+            .process_batch(chunk, LinkType::Raw, t0, &mut out);
     }
     if a.expectation {
         let mut pending = 0;
@@ -595,7 +604,9 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
     // receive queue's.
     let timed = w.setup_len()..w.setup_len() + w.len();
     let queue = |i: usize| match a.steer {
-        Steer::Shard => ct.queue_of(w.packet(i), LinkType::Raw, a.threads),
+        Steer::Shard => ct
+            .in_zone(a.zone)
+            .queue_of(w.packet(i), LinkType::Raw, a.threads),
         Steer::Flow => w.flow(i) as usize % a.threads,
     };
     let mut shares = vec![0usize; a.threads];
@@ -624,7 +635,8 @@ fn bench_workload(a: &BenchArgs, k: WorkloadKind) -> Result<(), String> {
         let mut out: Vec<Verdict> = Vec::with_capacity(a.batch);
         let mut tracked = 0u64;
         for (b, chunk) in part.chunks(a.batch).enumerate() {
-            ct.process_batch(chunk, LinkType::Raw, t0 + 1_000 * b as u64, &mut out);
+            ct.in_zone(a.zone)
+                .process_batch(chunk, LinkType::Raw, t0 + 1_000 * b as u64, &mut out);
             take_events(&ct);
             tracked += out.iter().filter(|v| v.tracked()).count() as u64;
         }

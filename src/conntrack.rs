@@ -700,8 +700,7 @@ impl Conntrack {
         if !self.cfg.helpers.is_empty() {
             return self.process_helped::<true>(frame, link, zone, now, cksum);
         }
-        self.process_common::<{ Lanes::PLAIN }>(frame, link, zone, now, cksum)
-            .unwrap_or_else(|| self.process_frame(frame, link, zone, now))
+        self.process_with_in::<true>(frame, link, zone, now, cksum)
     }
 
     /// [`Conntrack::process`] with the checksum setting already read (`cksum`): a burst reads
@@ -715,12 +714,26 @@ impl Conntrack {
         now: Nanos,
         cksum: bool,
     ) -> Verdict {
+        self.process_with_in::<false>(frame, link, 0, now, cksum)
+    }
+
+    /// [`Conntrack::process_with`] in zone 0, or in `zone` when `ZONED`.
+    #[inline(always)]
+    pub(crate) fn process_with_in<const ZONED: bool>(
+        &self,
+        frame: &[u8],
+        link: LinkType,
+        zone: u16,
+        now: Nanos,
+        cksum: bool,
+    ) -> Verdict {
+        let zone = if ZONED { zone } else { 0 };
         if self.cfg.helpers.is_empty()
-            && let Some(v) = self.process_common::<{ Lanes::PLAIN }>(frame, link, 0, now, cksum)
+            && let Some(v) = self.process_common::<{ Lanes::PLAIN }>(frame, link, zone, now, cksum)
         {
             return v;
         }
-        self.process_frame(frame, link, 0, now)
+        self.process_frame(frame, link, zone, now)
     }
 
     /// [`Conntrack::process_with`] with helpers configured: the common lanes take a frame off

@@ -52,10 +52,8 @@ impl InZone<'_> {
         self.ct.process_ip_zoned(ip, self.zone, now)
     }
 
-    /// [`Conntrack::process_batch`] in this zone: the same verdicts as [`InZone::process`]
-    /// frame by frame. Outside zone 0 the burst is tracked in order (each frame still takes
-    /// the common lanes, and long frames' lines are asked for a few frames ahead), not sorted
-    /// by shard with its entries fetched ahead as zone 0's bursts over a large table are.
+    /// [`Conntrack::process_batch`] in this zone (sorted by shard, with its entries fetched
+    /// ahead, over a large table): the same verdicts as [`InZone::process`] frame by frame.
     pub fn process_batch(
         &self,
         frames: &[&[u8]],

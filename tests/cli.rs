@@ -195,6 +195,10 @@ fn bad_flags() {
     fails_with(&ctrack(&["replay"]), &["FILE"]);
     fails_with(&ctrack(&["bench", "--pcap", ps, "--repeat", "x"]), &["x"]);
     fails_with(
+        &ctrack(&["bench", "--pcap", ps, "--zone", "65536"]),
+        &["--zone", "65536"],
+    );
+    fails_with(
         &ctrack(&["replay", ps, "--shards", "0"]),
         &["--shards", "1 to 1024"],
     );
@@ -392,6 +396,57 @@ fn workload(kind: &str, flows: &str, packets: &str, more: &[&str]) -> Output {
     ];
     args.extend_from_slice(more);
     ctrack(&args)
+}
+
+/// `bench --zone N` tracks every packet in zone N: each workload (established flows in
+/// bursts sorted by shard and in order, on two threads, new connections) and a capture
+/// (its bursts split between threads by `queue_of` in that zone) track every packet.
+#[test]
+fn bench_in_a_zone() {
+    let tracked = |out: &Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("tracked "))
+            .unwrap()
+            .to_string();
+        let n: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(n[1], n[3], "{line}");
+        n[1].parse::<u64>().unwrap()
+    };
+    for more in [
+        &["--zone", "3"][..],
+        &["--zone", "3", "--in-order-entries", "0"],
+        &["--zone", "65535", "--threads", "2"],
+    ] {
+        assert_eq!(tracked(&workload("est", "500", "20000", more)), 20000);
+    }
+    assert_eq!(
+        tracked(&workload("syn", "10", "5000", &["--zone", "9"])),
+        5000
+    );
+    let path = scratch().join("zoned.pcap");
+    let p = path.to_str().unwrap();
+    let setup = write_workload("est", "200", "4000", p);
+    let s = setup.to_string();
+    let out = ctrack(&[
+        "bench",
+        "--pcap",
+        p,
+        "--setup",
+        &s,
+        "--zone",
+        "2",
+        "--threads",
+        "2",
+    ]);
+    // (The setup packets are counted too.)
+    assert_eq!(tracked(&out), setup as u64 + 4000);
 }
 
 /// Writes `bench --workload KIND --flows FLOWS --packets PACKETS` to the capture `path` and
