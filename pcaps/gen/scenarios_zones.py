@@ -1,9 +1,9 @@
 """Conntrack zone scenarios (pcaps/zones/): the same tuples tracked apart in different zones,
 replies and ICMP errors that find only their own zone's connection, fragments reassembled per
-zone, a helper's expectation taken only in its master's zone, and the trackers that build
-their own tuples (echo, GRE, generic) and a VLAN-tagged frame in zones. A packet's IPv4 TTL or IPv6
-hop limit of 100 + N puts it in zone N (ktrace_zones.py for the kernel, `common::zone_of` for
-the tests); any other leaves it in zone 0."""
+zone, a helper's expectation taken only in its master's zone (FTP, and a SIP call's media),
+and the trackers that build their own tuples (echo, GRE, generic) and a VLAN-tagged frame in
+zones. A packet's IPv4 TTL or IPv6 hop limit of 100 + N puts it in zone N (ktrace_zones.py for
+the kernel, `common::zone_of` for the tests); any other leaves it in zone 0."""
 from ctgen import scenario
 from scapy.all import (
     GRE, ICMP, IP, UDP, Dot1Q, Ether, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest,
@@ -122,3 +122,21 @@ def _():
             z(gre.copy(), 1), z(gre.copy(), 2), gre.copy(),
             z(other.copy(), 2), other.copy(), z(other.copy(), 2),
             z(tagged.copy(), 2), tagged_reply.copy(), z(tagged_reply.copy(), 2)]
+
+
+@scenario("zones/sip-call", args="--helper all", zones=True)
+def _():
+    # A SIP call signalled in zone 2: its media expectations are zone 2's. The caller's RTP
+    # sent in zone 1 is NEW there; in zone 2 it is RELATED, and the answer its reply.
+    from scenarios_app import Dialog, rtp, sdp
+    A, B = "10.40.2.1", "10.40.2.2"
+    d = Dialog(A, B, callid="zoned")
+    offer = sdp(A, ["c=IN IP4 %s" % A, "t=0 0", "m=audio 40100 RTP/AVP 0",
+                    "a=rtpmap:0 PCMU/8000", "a=sendrecv"])
+    answer = sdp(B, ["c=IN IP4 %s" % B, "t=0 0", "m=audio 50100 RTP/AVP 0",
+                     "a=rtpmap:0 PCMU/8000", "a=sendrecv"])
+    p = z([d.req("INVITE", 1, offer), d.resp(100, "Trying", 1, "INVITE"),
+           d.resp(200, "OK", 1, "INVITE", answer), d.req("ACK", 1)], 2)
+    p += [z(rtp(A, B, 40100, 50100, 1), 1), z(rtp(A, B, 40100, 50100, 2), 2),
+          z(rtp(B, A, 50100, 40100, 1), 2)]
+    return p
