@@ -277,8 +277,11 @@ fuzz_target!(|data: &[u8]| {
         for e in ct.expect_events() {
             // The expectation and its master, without the time left and the flags.
             let line = e.line();
+            // (With its zone, which the line leaves out as the kernel's does: one tuple may be
+            // expected in two zones.)
             let k = (line.split_whitespace().skip(2))
                 .filter(|t| !t.starts_with("PERMANENT") && !t.starts_with("INACTIVE"))
+                .chain([format!("zone={}", e.expect.zone).as_str()])
                 .collect::<Vec<_>>()
                 .join(" ");
             let n = expected.entry(k).or_default();
