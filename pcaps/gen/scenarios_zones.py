@@ -1,9 +1,10 @@
 """Conntrack zone scenarios (pcaps/zones/): the same tuples tracked apart in different zones,
 replies and ICMP errors that find only their own zone's connection, fragments reassembled per
-zone, a helper's expectation taken only in its master's zone (FTP, and a SIP call's media),
-and the trackers that build their own tuples (echo, GRE, generic) and a VLAN-tagged frame in
-zones. A packet's IPv4 TTL or IPv6 hop limit of 100 + N puts it in zone N (ktrace_zones.py for
-the kernel, `common::zone_of` for the tests); any other leaves it in zone 0."""
+zone, a helper's expectation taken only in its master's zone (FTP, a SIP call's media, a PPTP
+call's GRE, whose key map every zone shares), and the trackers that build their own tuples
+(echo, GRE, generic) and a VLAN-tagged frame in zones. A packet's IPv4 TTL or IPv6 hop limit of
+100 + N puts it in zone N (ktrace_zones.py for the kernel, `common::zone_of` for the tests); any
+other leaves it in zone 0."""
 from ctgen import scenario
 from scapy.all import (
     GRE, ICMP, IP, UDP, Dot1Q, Ether, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest,
@@ -139,4 +140,18 @@ def _():
            d.resp(200, "OK", 1, "INVITE", answer), d.req("ACK", 1)], 2)
     p += [z(rtp(A, B, 40100, 50100, 1), 1), z(rtp(A, B, 40100, 50100, 2), 2),
           z(rtp(B, A, 50100, 40100, 1), 2)]
+    return p
+
+
+@scenario("zones/pptp-gre", args="--helper all", zones=True)
+def _():
+    # A PPTP call in zone 1: its GRE is RELATED in zone 1 only. The GRE key map is the whole
+    # host's, as the kernel keeps it: GRE in zone 2 between the same ends is NEW there, yet its
+    # tuple takes the call's source key.
+    from scenarios_pptp import PORT, gre, ocrp, ocrq, session
+    pns, pac = "10.40.3.1", "10.40.3.2"
+    f = Flow(43601, PORT, c=pns, s=pac)
+    p = z(session(f) + [f.c("PA", ocrq(0x3111)), f.s("PA", ocrp(0x3222, 0x3111)), f.c("A")], 1)
+    p += [z(gre(pns, pac, 0x3222, 0), 2), z(gre(pns, pac, 0x3222, 0), 1),
+          z(gre(pac, pns, 0x3111, 0, ack=0), 1), z(gre(pac, pns, 0x3111, 1, ack=0), 2)]
     return p
