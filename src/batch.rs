@@ -112,27 +112,18 @@ fn prefetch_ahead(chunk: &[&[u8]], at: usize, whole: bool) {
     }
 }
 
-/// A packet the common lanes parsed (its tuple in zone 0), put in zone `zone`. Nothing to
-/// do for zone 0, which callers that know no other pass as a constant.
+/// A packet the common lanes parsed (its tuple in zone 0), put in zone `zone`. Nothing to do
+/// unless `ZONED` (the zone 0 copy of a path touches nothing) or for zone 0, which callers
+/// that know no other pass as a constant.
 #[inline(always)]
-fn in_zone<A: Addr>(mut ready: ReadyOf<'_, A>, zone: u16) -> ReadyOf<'_, A> {
-    if zone != 0
+fn in_zone<A: Addr, const ZONED: bool>(mut ready: ReadyOf<'_, A>, zone: u16) -> ReadyOf<'_, A> {
+    if ZONED
+        && zone != 0
         && let Ok((r, _)) = &mut ready
     {
         r.key.zone = zone;
     }
     ready
-}
-
-/// [`in_zone`] in place, and only when `ZONED` (the batch path's zone 0 copy touches nothing).
-#[inline(always)]
-fn put_in_zone<A: Addr, const ZONED: bool>(ready: &mut ReadyOf<'_, A>, zone: u16) {
-    if ZONED
-        && zone != 0
-        && let Ok((r, _)) = ready
-    {
-        r.key.zone = zone;
-    }
 }
 
 /// Frame `at` of `chunk`, when there is one and it is long.
@@ -673,25 +664,25 @@ impl Conntrack {
         out: &mut Verdict,
     ) -> Plan {
         let zone = if ZONED { zone } else { 0 };
-        if let Some(mut ready) = self.common_v4(frame, link, cksum) {
-            put_in_zone::<_, ZONED>(&mut ready, zone);
+        if let Some(ready) = self.common_v4(frame, link, cksum) {
+            let ready = in_zone::<_, ZONED>(ready, zone);
             return self.enqueue::<_, HELPERS>(&self.v4, ready, pos, v4, out);
         }
-        if let Some(mut ready) = self.common_v6(frame, link, cksum) {
-            put_in_zone::<_, ZONED>(&mut ready, zone);
+        if let Some(ready) = self.common_v6(frame, link, cksum) {
+            let ready = in_zone::<_, ZONED>(ready, zone);
             return self.enqueue::<_, HELPERS>(&self.v6, ready, pos, v6, out);
         }
         // Behind one VLAN tag or a cooked header: the same lanes, on the IP packet.
         match inner_ip(frame, link) {
             Some((ip, 0x0800)) => {
-                if let Some(mut ready) = self.common_v4(ip, LinkType::Raw, cksum) {
-                    put_in_zone::<_, ZONED>(&mut ready, zone);
+                if let Some(ready) = self.common_v4(ip, LinkType::Raw, cksum) {
+                    let ready = in_zone::<_, ZONED>(ready, zone);
                     return self.enqueue::<_, HELPERS>(&self.v4, ready, pos, v4, out);
                 }
             }
             Some((ip, 0x86dd)) => {
-                if let Some(mut ready) = self.common_v6(ip, LinkType::Raw, cksum) {
-                    put_in_zone::<_, ZONED>(&mut ready, zone);
+                if let Some(ready) = self.common_v6(ip, LinkType::Raw, cksum) {
+                    let ready = in_zone::<_, ZONED>(ready, zone);
                     return self.enqueue::<_, HELPERS>(&self.v6, ready, pos, v6, out);
                 }
             }
@@ -1036,13 +1027,13 @@ impl Conntrack {
         cksum: bool,
     ) -> Option<Verdict> {
         if let Some(ready) = self.common_v4(frame, link, cksum) {
-            let ready = in_zone(ready, zone);
+            let ready = in_zone::<_, true>(ready, zone);
             if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                 return None;
             }
             self.track_common::<_, L>(&self.v4, ready, now)
         } else if let Some(ready) = self.common_v6(frame, link, cksum) {
-            let ready = in_zone(ready, zone);
+            let ready = in_zone::<_, true>(ready, zone);
             if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                 return None;
             }
@@ -1081,14 +1072,14 @@ impl Conntrack {
     ) -> Option<Verdict> {
         match inner_ip(frame, link)? {
             (ip, 0x0800) => {
-                let ready = in_zone(self.common_v4(ip, LinkType::Raw, cksum)?, zone);
+                let ready = in_zone::<_, true>(self.common_v4(ip, LinkType::Raw, cksum)?, zone);
                 if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                     return None;
                 }
                 self.track_common::<_, L>(&self.v4, ready, now)
             }
             (ip, 0x86dd) => {
-                let ready = in_zone(self.common_v6(ip, LinkType::Raw, cksum)?, zone);
+                let ready = in_zone::<_, true>(self.common_v6(ip, LinkType::Raw, cksum)?, zone);
                 if L != Lanes::PLAIN && self.helps::<_, L>(&ready) {
                     return None;
                 }

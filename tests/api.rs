@@ -613,6 +613,9 @@ fn zones_keep_one_tuple_as_two_connections() {
         events[1]
     );
     assert!(events[2].starts_with("[UPDATE] udp") && events[2].ends_with(" zone=3"));
+    // `process_ip` takes the same zone: the query again is zone 3's connection, not zone 0's.
+    assert_eq!(zone3.process_ip(&q, S).to_string(), "established,orig");
+    assert_eq!(ct.process_ip(&q, S).to_string(), "established,reply");
 
     let mut t = ports(
         IpAddr::V6(Ipv6Addr::from(c6)),
