@@ -354,6 +354,8 @@ impl Conntrack {
         out: &mut Vec<Verdict>,
     ) {
         self.batch_in::<false>(frames, link, 0, now, out);
+        // A mark set after a batch is not one packet's (see `Conntrack::set_mark`).
+        self.packet_begins();
     }
 
     /// [`Conntrack::process_batch`] in zone `zone` (not 0; see
@@ -367,6 +369,7 @@ impl Conntrack {
         out: &mut Vec<Verdict>,
     ) {
         self.batch_in::<true>(frames, link, zone, now, out);
+        self.packet_begins();
     }
 
     /// The batch path in zone 0, or in `zone` when `ZONED`: each of its steps is compiled

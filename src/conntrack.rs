@@ -650,6 +650,7 @@ impl Conntrack {
     /// one that refreshes the entry it belongs to; and while an expected connection has a
     /// helper of its own, also every frame of a connection with a helper.
     pub fn process(&self, frame: &[u8], link: LinkType, now: Nanos) -> Verdict {
+        self.packet_begins();
         if self.cfg.helpers.is_empty() {
             self.process_with(frame, link, now, self.checksum())
         } else {
@@ -696,6 +697,7 @@ impl Conntrack {
         zone: u16,
         now: Nanos,
     ) -> Verdict {
+        self.packet_begins();
         let cksum = self.checksum();
         if !self.cfg.helpers.is_empty() {
             return self.process_helped::<true>(frame, link, zone, now, cksum);
@@ -860,7 +862,17 @@ impl Conntrack {
 
     /// Tracks one IP packet (starting at its IPv4 or IPv6 header).
     pub fn process_ip(&self, ip: &[u8], now: Nanos) -> Verdict {
+        self.packet_begins();
         self.process_ip_zoned(ip, 0, now)
+    }
+
+    /// With events on, notes that this thread hands the tracker a packet, whose events a
+    /// mark set for its connection right after may amend (see [`Conntrack::set_mark`]).
+    #[inline(always)]
+    pub(crate) fn packet_begins(&self) {
+        if let Some(q) = &self.events {
+            q.packet_begins();
+        }
     }
 
     /// [`Conntrack::process_ip`] in zone `zone`.
@@ -1248,8 +1260,15 @@ impl Conntrack {
         stage(q, &mut sb.staged, || Event {
             kind,
             time: now,
-            entry: EntryView::new(shard.get(i), now, shard.counters(i).copied(), shard.born(i)),
+            entry: EntryView::new(
+                shard.get(i),
+                now,
+                shard.counters(i).copied(),
+                shard.born(i),
+                shard.mark(i),
+            ),
             state_changed,
+            mark_changed: false,
         });
     }
 
@@ -1308,7 +1327,7 @@ impl Conntrack {
         self.report(q, EventKind::Update, sb, i, now, state_changed);
     }
 
-    /// Reports that entry `e` (its counters `c`) timed out and left the table (`staged`: its
+    /// Reports that entry `e` (its counters `c`, its mark `mark`) timed out and left the table (`staged`: its
     /// locked shard's staged events).
     #[inline]
     fn report_gone<A: Addr>(
@@ -1316,14 +1335,16 @@ impl Conntrack {
         staged: &mut VecDeque<Event>,
         e: &Entry<A>,
         c: Option<Counters>,
+        mark: u32,
         now: Nanos,
     ) {
         if let Some(q) = &self.events {
             stage(q, staged, || Event {
                 kind: EventKind::Destroy,
                 time: now,
-                entry: EntryView::new(e, now, c, None),
+                entry: EntryView::new(e, now, c, None, mark),
                 state_changed: true,
+                mark_changed: false,
             });
         }
     }
@@ -1815,10 +1836,15 @@ impl Conntrack {
         let mut e = Entry::new(key);
         // A pending expectation is taken by the new connection whatever its tracker then
         // decides, as the kernel takes it when it allocates the entry.
-        let master = if self.cfg.helpers.is_empty() {
+        let taken = if self.cfg.helpers.is_empty() {
             None
         } else {
             match self.expected_and_helper(t, &mut e, now) {
+                // An expected connection gets its master's mark: room for the shard's marks
+                // first, so that nothing fails once the entry is in.
+                Ok(Some(tk)) if tk.mark != 0 && sb.shard.keep_marks().is_err() => {
+                    return self.out_of_memory(sb);
+                }
                 Ok(m) => m,
                 Err(NoRoom) => return self.out_of_memory(sb),
             }
@@ -1857,13 +1883,15 @@ impl Conntrack {
             return self.out_of_memory(sb);
         };
         sb.shard.count_packet(idx, Dir::Original, len);
+        if let Some(tk) = taken {
+            // Within the room kept above: cannot fail.
+            let _ = sb.shard.set_mark(idx, tk.mark);
+            t.expect.lock().adopt(key, tk.master, helped);
+        }
         slot.publish(sb);
         sb.stats.insert += 1;
         if let Some(q) = &self.events {
             self.report(q, EventKind::New, sb, idx, now, true);
-        }
-        if let Some(m) = master {
-            t.expect.lock().adopt(key, m, helped);
         }
         v
     }

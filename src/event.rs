@@ -2,6 +2,7 @@
 //! `conntrack -E` reports it, and to expectations (announced, gone), as `conntrack -E expect`
 //! reports them.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt::{self, Write};
 use std::net::IpAddr;
@@ -78,6 +79,10 @@ pub struct Event {
     /// The entry's TCP or SCTP state changed (always true for a new entry): the kernel
     /// reports the state with an update only then.
     pub state_changed: bool,
+    /// The connection's mark was set with this event (see
+    /// [`Conntrack::set_mark`](crate::Conntrack::set_mark)): the kernel then reports the mark
+    /// even when it is 0, which it leaves out otherwise.
+    pub mark_changed: bool,
 }
 
 impl Event {
@@ -119,6 +124,9 @@ impl Event {
         }
         if e.status & status::ASSURED != 0 {
             s.push_str(" [ASSURED]");
+        }
+        if e.mark != 0 || self.mark_changed {
+            write!(s, " mark={}", e.mark)?;
         }
         if e.orig.zone != 0 {
             write!(s, " zone={}", e.orig.zone)?;
@@ -337,6 +345,8 @@ fn write_addr(s: &mut String, a: &IpAddr) -> fmt::Result {
 /// after a shard lock or an expectation table's lock, never before one, and nothing else is
 /// locked while one is held.
 pub(crate) struct EventQueue {
+    /// Which queue this is, among every tracker's (see [`EventQueue::packet_begins`]).
+    id: u64,
     queue: Mutex<VecDeque<Event>>,
     expect: Mutex<VecDeque<ExpectEvent>>,
     capacity: usize,
@@ -347,9 +357,19 @@ pub(crate) struct EventQueue {
     pushed: AtomicU64,
 }
 
+/// Numbers the event queues: a thread's [`PACKET_START`] names its queue by it.
+static QUEUES: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Where the connection events of the packet this thread handed a tracker last begin: the
+    /// tracker's queue (by [`EventQueue::id`]) and its [`EventQueue::mark`] then.
+    static PACKET_START: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
 impl EventQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         EventQueue {
+            id: QUEUES.fetch_add(1, Ordering::Relaxed),
             queue: Mutex::new(VecDeque::new()),
             expect: Mutex::new(VecDeque::new()),
             capacity,
@@ -405,6 +425,36 @@ impl EventQueue {
     /// amendments below (given the mark) may touch.
     pub(crate) fn mark(&self) -> u64 {
         self.pushed.load(Ordering::Relaxed)
+    }
+
+    /// This thread hands the tracker a packet (or has just handed it a batch, when `mark` is
+    /// called after it): what it queues from here on is that packet's, which a mark set for
+    /// its connection right after may amend (see [`EventQueue::amend_mark`]).
+    #[inline]
+    pub(crate) fn packet_begins(&self) {
+        PACKET_START.set((self.id, self.mark()));
+    }
+
+    /// Sets the mark in the newest event of the connection whose original tuple is `orig`
+    /// among those of the packet this thread handed the tracker last (see
+    /// [`EventQueue::packet_begins`]), when that event is its new or updated entry: the kernel
+    /// reports a mark its ruleset set while the packet passed with the packet's event. False
+    /// when there is none such (the mark then needs an event of its own).
+    pub(crate) fn amend_mark(&self, orig: &Tuple, mark: u32) -> bool {
+        let (id, start) = PACKET_START.get();
+        if id != self.id {
+            return false;
+        }
+        let mut q = self.queue.lock();
+        let n = self.since(&q, start);
+        match q.iter_mut().rev().take(n).find(|e| e.entry.orig == *orig) {
+            Some(e) if e.kind != EventKind::Destroy => {
+                e.entry.mark = mark;
+                e.mark_changed = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The events queued since `mark` (given the queue, locked), newest first; a few more
@@ -607,9 +657,11 @@ mod tests {
                 helper: None,
                 counters: None,
                 age_seconds: None,
+                mark: 0,
                 children: 0,
             },
             state_changed: false,
+            mark_changed: false,
         }
     }
 

@@ -140,6 +140,8 @@ pub(crate) struct Taken<A> {
     pub(crate) master: Key<A>,
     /// The helper the connection gets (0: none).
     pub(crate) child_helper: u8,
+    /// The master's connection mark, which the connection gets.
+    pub(crate) mark: u32,
 }
 
 /// What a GRE packet's source key is looked up by: its addresses and destination key.
@@ -177,6 +179,9 @@ pub(crate) struct Master<A> {
     pub(crate) sip: sip::Master,
     /// The PPTP helper's session and call states.
     pub(crate) pptp: pptp::Pptp,
+    /// The master's connection mark, which a connection taking one of its expectations gets
+    /// (as the kernel's new expected connection copies its master's mark).
+    pub(crate) mark: u32,
     /// Its pending expectations, oldest first.
     expecting: Vec<Expected<A>>,
 }
@@ -398,7 +403,23 @@ impl<A: Addr> Expectations<A> {
         Some(Taken {
             master: p.master,
             child_helper: p.child_helper,
+            mark: self.masters.get(&p.master).map_or(0, |m| m.mark),
         })
+    }
+
+    /// Master `k`'s connection mark is now `mark`: connections that take its expectations
+    /// from now on get it. Made on first use, as [`Expectations::master`]; false when the
+    /// memory for it cannot be had.
+    pub(crate) fn set_master_mark(&mut self, k: &Key<A>, mark: u32) -> bool {
+        match self.masters.get_mut(k) {
+            Some(m) => m.mark = mark,
+            None if mark == 0 => {}
+            None => match self.master(k) {
+                Some(m) => m.mark = mark,
+                None => return false,
+            },
+        }
+        true
     }
 
     /// The state kept for master `k` (made on first use); `None` when the memory for it
@@ -985,6 +1006,7 @@ mod tests {
         Taken {
             master,
             child_helper,
+            mark: 0,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct EntryView {
     pub counters: Option<Counters>,
     /// Whole seconds since the entry was created (with `nf_conntrack_timestamp`).
     pub age_seconds: Option<u64>,
+    /// The connection's mark (the kernel's `ct mark`, 0 until set; see
+    /// [`Conntrack::set_mark`](crate::Conntrack::set_mark)).
+    pub mark: u32,
     /// Live connections created through this entry's expectations (each holds a reference
     /// to it, which the kernel's `use=` counts).
     pub children: u32,
@@ -44,6 +47,7 @@ impl EntryView {
         now: Nanos,
         counters: Option<Counters>,
         born: Option<Nanos>,
+        mark: u32,
     ) -> Self {
         let reply = e.key.inverse().unwrap_or(e.key);
         let (tcp_state, gre_timeouts) = match &e.proto {
@@ -71,6 +75,7 @@ impl EntryView {
                 .filter(|n| !(A::V6 && IPV4_ONLY_HELPERS.contains(n))),
             counters,
             age_seconds: born.map(|b| now.saturating_sub(b) / NANOS_PER_SEC),
+            mark,
             children: 0,
         }
     }
@@ -120,7 +125,7 @@ impl EntryView {
         if self.status & status::ASSURED != 0 {
             s.push_str("[ASSURED] ");
         }
-        write!(s, "mark=0 zone={} ", self.orig.zone)?;
+        write!(s, "mark={} zone={} ", self.mark, self.orig.zone)?;
         if let Some(age) = self.age_seconds {
             write!(s, "delta-time={age} ")?;
         }

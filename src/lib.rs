@@ -10,7 +10,8 @@
 //! [`Conntrack::remove`], [`Conntrack::retain`] and [`Conntrack::flush`] read and edit the
 //! table as the `conntrack` tool's `-G`, `-D` and `-F` do, and [`Conntrack::set_sysctl`]
 //! changes a sysctl as `sysctl -w` does. [`Conntrack::in_zone`] tracks packets in a conntrack
-//! zone, a table of their own within the table.
+//! zone, a table of their own within the table, and [`Conntrack::set_mark`] sets a
+//! connection's mark as a ruleset's `ct mark set` does.
 //!
 //! ```
 //! use ctrack::{Conntrack, Config, LinkType, State};

@@ -339,6 +339,9 @@ pub struct Shard<A> {
     acct: Option<Vec<Counters>>,
     /// Per-entry creation times, kept only with timestamps on.
     born: Option<Vec<Nanos>>,
+    /// Per-entry connection marks (the kernel's `ct mark`), kept from the first mark set in
+    /// the shard on; before that every entry's mark is 0.
+    marks: Option<Vec<u32>>,
     buckets: Vec<Bucket>,
     mask: usize,
     /// Buckets with a nonzero overflow count, which a lookup that reaches them walks past
@@ -388,6 +391,7 @@ impl<A: Addr> Shard<A> {
         Shard {
             acct: acct.then(Vec::new),
             born: timestamps.then(Vec::new),
+            marks: None,
             buckets: vec![EMPTY_BUCKET; 1],
             mask: 0,
             open: 0,
@@ -450,6 +454,7 @@ impl<A: Addr> Shard<A> {
                 .born
                 .as_ref()
                 .map_or(0, |b| b.capacity() * std::mem::size_of::<Nanos>())
+            + self.marks.as_ref().map_or(0, |m| m.capacity() * 4)
             + self.wheel.levels_memory()
     }
 
@@ -472,6 +477,41 @@ impl<A: Addr> Shard<A> {
     #[inline]
     pub fn born(&self, i: u32) -> Option<Nanos> {
         self.born.as_ref().and_then(|b| b.get(i as usize).copied())
+    }
+
+    /// Entry `i`'s connection mark (0 until one is set).
+    #[inline]
+    pub fn mark(&self, i: u32) -> u32 {
+        self.marks
+            .as_ref()
+            .and_then(|m| m.get(i as usize).copied())
+            .unwrap_or(0)
+    }
+
+    /// Sets entry `i`'s connection mark. The shard keeps marks from the first one that is not
+    /// 0 on, with room for every slot of its slab; when that memory cannot be had, nothing
+    /// changes.
+    pub fn set_mark(&mut self, i: u32, mark: u32) -> Result<(), TryReserveError> {
+        if self.marks.is_none() && mark == 0 {
+            return Ok(());
+        }
+        self.keep_marks()?;
+        if let Some(m) = self.marks.as_mut().and_then(|m| m.get_mut(i as usize)) {
+            *m = mark;
+        }
+        Ok(())
+    }
+
+    /// Starts keeping marks (all 0), with room for every slot of the slab, so that inserting
+    /// within the slab's capacity allocates nothing for them.
+    pub fn keep_marks(&mut self) -> Result<(), TryReserveError> {
+        if self.marks.is_none() {
+            let mut m = Vec::new();
+            m.try_reserve_exact(self.entries.capacity())?;
+            m.resize(self.entries.len(), 0);
+            self.marks = Some(m);
+        }
+        Ok(())
     }
 
     /// Where the buckets start and the mask that picks one: for prefetching from outside
@@ -713,6 +753,9 @@ impl<A: Addr> Shard<A> {
         if let Some(b) = self.born.as_mut() {
             b.try_reserve_exact(cap.saturating_sub(b.len()))?;
         }
+        if let Some(m) = self.marks.as_mut() {
+            m.try_reserve_exact(cap.saturating_sub(m.len()))?;
+        }
         Ok(())
     }
 
@@ -842,6 +885,10 @@ impl<A: Addr> Shard<A> {
         if let Some(b) = self.born.as_mut() {
             b.resize(n, 0);
             b[i as usize] = now;
+        }
+        if let Some(m) = self.marks.as_mut() {
+            m.resize(n, 0);
+            m[i as usize] = 0;
         }
         Ok(i)
     }
@@ -988,7 +1035,7 @@ impl<A: Addr> Shard<A> {
         &mut self,
         now: Nanos,
         hash: &impl Fn(&Key<A>) -> u64,
-        mut gone: impl FnMut(&Entry<A>, Option<Counters>),
+        mut gone: impl FnMut(&Entry<A>, Option<Counters>, u32),
     ) -> usize {
         // The expired entries, chained through their (now unused) `next` links in the order
         // the wheel gives them: nothing is allocated, so memory running out cannot stop expiry.
@@ -1008,9 +1055,9 @@ impl<A: Addr> Shard<A> {
             let next = std::mem::replace(&mut self.entries[i as usize].next, NIL);
             let h = hash(&self.entries[i as usize].key);
             self.index_remove(h, i);
-            let c = self.counters(i).copied();
+            let (c, mark) = (self.counters(i).copied(), self.mark(i));
             let e = self.release(i);
-            gone(&e, c);
+            gone(&e, c, mark);
             i = next;
         }
         n
@@ -1120,6 +1167,34 @@ mod tests {
             })
             .collect();
         (s, ids)
+    }
+
+    #[test]
+    fn marks_are_kept_from_the_first_one_and_start_at_zero_in_a_reused_slot() {
+        let (mut s, ids) = filled(100, &h);
+        let bare = s.heap_memory();
+        // Setting 0 before any mark keeps nothing.
+        s.set_mark(ids[3], 0).unwrap();
+        assert_eq!(s.heap_memory(), bare);
+        s.set_mark(ids[3], 7).unwrap();
+        assert!(s.heap_memory() > bare);
+        assert_eq!((s.mark(ids[3]), s.mark(ids[4]), s.mark(NIL)), (7, 0, 0));
+        // The slot of a removed entry is reused unmarked, and growth keeps the marks.
+        s.remove(h(&key(3)), ids[3]);
+        let mut e = Entry::new(key(1000));
+        e.expires = u64::MAX;
+        let i = s.insert(h(&key(1000)), e, 0, &h).unwrap();
+        assert_eq!((i, s.mark(i)), (ids[3], 0));
+        s.set_mark(ids[50], 9).unwrap();
+        for n in 2000..4000 {
+            let mut e = Entry::new(key(n));
+            e.expires = u64::MAX;
+            let i = s.insert(h(&key(n)), e, 0, &h).unwrap();
+            assert_eq!(s.mark(i), 0);
+        }
+        assert_eq!(s.mark(ids[50]), 9);
+        // The marks have room for the whole slab: what the shard holds grows with it.
+        assert!(s.heap_memory() >= s.entries.capacity() * (size_of::<Entry<[u8; 4]>>() + 4));
     }
 
     #[test]
@@ -1564,7 +1639,7 @@ mod tests {
             s.insert(h(&key(n)), e, 0, &h).unwrap();
         }
         let mut seen = 0;
-        s.expire(5_500_000_000, &h, |_, _| seen += 1);
+        s.expire(5_500_000_000, &h, |_, _, _| seen += 1);
         assert_eq!(seen, 5);
         assert_eq!(s.len(), 5);
     }

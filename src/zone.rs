@@ -49,6 +49,7 @@ impl InZone<'_> {
 
     /// [`Conntrack::process_ip`] in this zone.
     pub fn process_ip(&self, ip: &[u8], now: Nanos) -> Verdict {
+        self.ct.packet_begins();
         self.ct.process_ip_zoned(ip, self.zone, now)
     }
 

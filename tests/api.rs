@@ -650,3 +650,102 @@ fn zones_keep_one_tuple_as_two_connections() {
         "established,reply"
     );
 }
+
+#[test]
+fn a_mark_shows_in_listings_and_events_as_the_kernel_reports_it() {
+    let ct = tracker(64);
+    let (c, s) = ([10, 9, 0, 1], [10, 9, 0, 2]);
+    let q = common::udp(c, s, 41000, 53);
+    let a = common::udp(s, c, 53, 41000);
+    let orig = ports(IpAddr::from(c), IpAddr::from(s), 17, 41000, 53);
+    let reply = ports(IpAddr::from(s), IpAddr::from(c), 17, 53, 41000);
+    let lines = |ct: &Conntrack| -> Vec<String> {
+        ct.events()
+            .iter()
+            .map(|e| e.line().trim_start().to_string())
+            .collect()
+    };
+    assert_eq!(ct.set_mark(&orig, 1, S), None, "no connection yet");
+    // Set right after its packet: the packet's [NEW] shows it.
+    ct.process(&q, LinkType::Raw, S);
+    assert_eq!(ct.set_mark(&orig, 5, S), Some(0));
+    let ev = lines(&ct);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(
+        ev[0].starts_with("[NEW] udp") && ev[0].ends_with(" mark=5"),
+        "{ev:?}"
+    );
+    // The same mark again reports nothing; by the reply tuple, after a packet that reported
+    // nothing, the change is an [UPDATE] of its own.
+    assert_eq!(ct.set_mark(&orig, 5, S), Some(5));
+    ct.process(&q, LinkType::Raw, 2 * S);
+    assert!(lines(&ct).is_empty());
+    assert_eq!(ct.set_mark(&reply, 6, 2 * S), Some(5));
+    let ev = lines(&ct);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(
+        ev[0].starts_with("[UPDATE] udp")
+            && ev[0]
+                .ends_with(" [UNREPLIED] src=10.9.0.2 dst=10.9.0.1 sport=53 dport=41000 mark=6"),
+        "{ev:?}"
+    );
+    // The reply's own [UPDATE] takes a mark set right after it, even 0, which it then shows.
+    ct.process(&a, LinkType::Raw, 3 * S);
+    assert_eq!(ct.set_mark(&orig, 0, 3 * S), Some(6));
+    let ev = lines(&ct);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(
+        ev[0].starts_with("[UPDATE] udp") && ev[0].ends_with(" mark=0"),
+        "{ev:?}"
+    );
+    // After a batch, a mark is an event of its own, not the batch's last packet's.
+    let mut out = Vec::new();
+    ct.process_batch(&[&q, &a], LinkType::Raw, 4 * S, &mut out);
+    assert_eq!(ct.set_mark(&orig, 7, 4 * S), Some(0));
+    let ev = lines(&ct);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(
+        ev[0].ends_with(" [ASSURED]"),
+        "the batch's, unmarked: {ev:?}"
+    );
+    assert!(
+        ev[1].starts_with("[UPDATE] udp") && ev[1].ends_with(" [ASSURED] mark=7"),
+        "{ev:?}"
+    );
+    let e = ct.get(&reply, 4 * S).unwrap();
+    assert_eq!(e.mark, 7);
+    assert!(
+        e.proc_line().contains(" mark=7 zone=0 "),
+        "{}",
+        e.proc_line()
+    );
+    // A zone's connection of the same tuple is another connection, with a mark of its own.
+    ct.in_zone(2).process(&q, LinkType::Raw, 4 * S);
+    let mut zoned = orig;
+    zoned.zone = 2;
+    assert_eq!(ct.set_mark(&zoned, 8, 4 * S), Some(0));
+    assert_eq!(ct.get(&orig, 4 * S).unwrap().mark, 7);
+    assert_eq!(ct.get(&zoned, 4 * S).unwrap().mark, 8);
+    let ev = lines(&ct);
+    assert!(
+        ev[0].starts_with("[NEW] udp") && ev[0].ends_with(" mark=8 zone=2"),
+        "{ev:?}"
+    );
+    // Timed out, it leaves with its mark.
+    assert_eq!(ct.expire(200 * S), 2);
+    let gone = lines(&ct);
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    assert!(
+        gone.iter().all(|l| l.starts_with("[DESTROY] udp")),
+        "{gone:?}"
+    );
+    assert!(
+        gone.iter().any(|l| l.ends_with(" [ASSURED] mark=7")),
+        "{gone:?}"
+    );
+    assert!(
+        gone.iter().any(|l| l.ends_with(" mark=8 zone=2")),
+        "{gone:?}"
+    );
+    assert_eq!(ct.set_mark(&orig, 1, 200 * S), None, "gone");
+}

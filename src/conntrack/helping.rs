@@ -154,7 +154,8 @@ impl Conntrack {
     }
 
     /// With helpers configured, what a new entry `e` gets: the pending expectation its tuple
-    /// takes, if any (EXPECTED, and its master returned), and its helper: the ruleset's for
+    /// takes, if any (EXPECTED, and what it took returned: its master and their mark), and
+    /// its helper: the ruleset's for
     /// its port, or else the one the expectation gives. [`NoRoom`] when the memory to record
     /// an expected connection cannot be had: nothing is taken then.
     #[inline(never)]
@@ -163,7 +164,7 @@ impl Conntrack {
         t: &Table<A>,
         e: &mut Entry<A>,
         now: Nanos,
-    ) -> Result<Option<Key<A>>, NoRoom> {
+    ) -> Result<Option<crate::expect::Taken<A>>, NoRoom> {
         // Quiet (as this thread left it, or another before): nothing pending to take.
         let taken = if t.expect.is_quiet() {
             None
@@ -190,7 +191,7 @@ impl Conntrack {
             Some(hl) => ctrack_helpers::index_of(hl),
             None => taken.map_or(0, |tk| tk.child_helper),
         };
-        Ok(taken.map(|tk| tk.master))
+        Ok(taken)
     }
 
     /// The source key of a version-1 GRE packet with tuple `k` (its destination key set): what

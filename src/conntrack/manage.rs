@@ -181,7 +181,14 @@ impl Conntrack {
         now: Nanos,
     ) -> EntryView {
         let e = sb.shard.get(i);
-        let mut view = EntryView::new(e, now, sb.shard.counters(i).copied(), sb.shard.born(i));
+        let shard = &sb.shard;
+        let mut view = EntryView::new(
+            e,
+            now,
+            shard.counters(i).copied(),
+            shard.born(i),
+            shard.mark(i),
+        );
         if e.helper != 0 {
             view.children = t.expect.lock().children_of(&e.key);
         }
@@ -247,6 +254,95 @@ impl Conntrack {
         let now = now.max(g.shard.clock);
         let i = self.live_index(&g, k, h, now)?;
         Some(self.view_at(t, &g, i, now))
+    }
+
+    /// Sets the mark of the connection whose original or reply tuple is `tuple` (the kernel's
+    /// `ct mark set`, or `conntrack -U --mark`), and returns the mark it had; `None` when the
+    /// table has no such connection live at `now`, or the memory for marks cannot be had
+    /// (nothing changes then). A firewall's rule that marks the packet's connection passes the
+    /// packet's own tuple, in either direction.
+    ///
+    /// A mark changes nothing ctrack decides. [`Conntrack::get`] and the listings show it, and
+    /// a connection that takes one of its expectations gets it, as the kernel's expected
+    /// connection copies its master's mark when it is made.
+    ///
+    /// With [`Config::events`], a changed mark is reported as the kernel reports one: set
+    /// right after the connection's packet was tracked (by [`Conntrack::process`] or
+    /// [`Conntrack::process_ip`], on the same thread), it goes into that packet's event for
+    /// the connection (its `[NEW]` or `[UPDATE]`); otherwise, or after a batch, into an
+    /// `[UPDATE]` of its own. Setting the mark it has reports nothing.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// use ctrack::{Conntrack, Config, L4, LinkType, Tuple};
+    /// # let mut cfg = Config::default();
+    /// # cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    /// # let ct = Conntrack::new(cfg);
+    /// # let mut syn = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    /// # let c = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &syn));
+    /// # syn[10..12].copy_from_slice(&c.to_be_bytes());
+    /// # syn.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    /// // A SYN from 10.0.0.1:40000 to 10.0.0.2:80, and a rule that marks its connection.
+    /// ct.process(&syn, LinkType::Raw, 0);
+    /// let orig = Tuple {
+    ///     src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+    ///     dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+    ///     proto: 6,
+    ///     zone: 0,
+    ///     l4: L4::Ports { src: 40000, dst: 80 },
+    /// };
+    /// assert_eq!(ct.set_mark(&orig, 7, 0), Some(0));
+    /// let e = ct.get(&orig, 0).unwrap();
+    /// assert_eq!(e.mark, 7);
+    /// assert!(e.proc_line().contains(" mark=7 "));
+    /// ```
+    pub fn set_mark(&self, tuple: &Tuple, mark: u32, now: Nanos) -> Option<u32> {
+        match Key::<[u8; 4]>::from_tuple(tuple) {
+            Some(k) => self.set_mark_in(&self.v4, &k, mark, now),
+            None => self.set_mark_in(&self.v6, &Key::<[u8; 16]>::from_tuple(tuple)?, mark, now),
+        }
+    }
+
+    fn set_mark_in<A: Addr>(&self, t: &Table<A>, k: &Key<A>, mark: u32, now: Nanos) -> Option<u32> {
+        let h = self.hash(k);
+        let mut g = t.shards[t.shard_of(h)].lock();
+        let now = now.max(g.shard.clock);
+        let i = self.live_index(&g, k, h, now)?;
+        let was = g.shard.mark(i);
+        if was == mark {
+            return Some(was);
+        }
+        let (key, helper) = {
+            let e = g.shard.get(i);
+            (e.key, e.helper)
+        };
+        g.shard.set_mark(i, mark).ok()?;
+        // A master's expectations hand its mark on: they learn it now.
+        if helper != 0 && !t.expect.lock().set_master_mark(&key, mark) {
+            let _ = g.shard.set_mark(i, was);
+            return None;
+        }
+        if let Some(q) = &self.events
+            && !q.amend_mark(&key.to_tuple(), mark)
+        {
+            let shard = &g.shard;
+            let entry = EntryView::new(
+                shard.get(i),
+                now,
+                shard.counters(i).copied(),
+                shard.born(i),
+                mark,
+            );
+            let g = &mut *g;
+            stage(q, &mut g.staged, || Event {
+                kind: EventKind::Update,
+                time: now,
+                entry,
+                state_changed: false,
+                mark_changed: true,
+            });
+        }
+        Some(was)
     }
 
     /// Removes the connection whose original or reply tuple is `tuple`, as `conntrack -D`

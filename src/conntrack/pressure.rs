@@ -170,13 +170,13 @@ impl Conntrack {
         }
         let staged = &mut sb.staged;
         let mut zombies = 0u32;
-        let expired = sb.shard.expire(now, &hash, |e, c| {
+        let expired = sb.shard.expire(now, &hash, |e, c, mark| {
             if collect {
                 self.forget(t, e, now);
             } else {
                 self.swept(t, e, now);
             }
-            self.report_gone(staged, e, c, now);
+            self.report_gone(staged, e, c, mark, now);
             if gc_run_after(e.expires) <= now {
                 reaped += 1;
             } else {
