@@ -27,7 +27,7 @@ use std::path::Path;
 use ctrack::{Config, Conntrack, capture};
 
 mod common;
-use common::{capture_of, captures, config, zone_of, zoned};
+use common::{apply_mark, capture_of, captures, config, marked, zone_of, zoned};
 
 /// A line split into its kind, seconds left and the rest.
 struct Line {
@@ -64,8 +64,9 @@ struct Reported {
     expect: Vec<(String, bool)>,
 }
 
-/// Replays a capture; with `zones`, each packet in the zone `common::zone_of` gives.
-fn replay(path: &Path, mut cfg: Config, zones: bool) -> Reported {
+/// Replays a capture; with `zones`, each packet in the zone `common::zone_of` gives; with
+/// `marks`, each marking its connection as `common::apply_mark` says.
+fn replay(path: &Path, mut cfg: Config, zones: bool, marks: bool) -> Reported {
     cfg.events = 1 << 16;
     let cap = capture::load(path).unwrap_or_else(|e| panic!("{e}"));
     let ct = Conntrack::new(cfg);
@@ -77,7 +78,10 @@ fn replay(path: &Path, mut cfg: Config, zones: bool) -> Reported {
     for (ts, link, frame) in cap.packets_monotonic() {
         last = ts;
         let zone = if zones { zone_of(frame, link) } else { 0 };
-        ct.in_zone(zone).process(frame, link, ts);
+        let v = ct.in_zone(zone).process(frame, link, ts);
+        if marks {
+            apply_mark(&ct, v, frame, link, zone, ts);
+        }
         out.events.extend(ct.events().iter().map(|e| e.line()));
         out.expect
             .extend(ct.expect_events().iter().map(|e| (e.line(), true)));
@@ -248,7 +252,7 @@ fn every_capture_reports_the_kernels_events() {
             .collect();
         events += want.len();
         expect_events += want_expect.len();
-        let got = replay(&cap, config(&args), zoned(g));
+        let got = replay(&cap, config(&args), zoned(g), marked(g));
         let mut errs = String::new();
         compare(&want, &got.events, &mut errs);
         compare_expect(&want_expect, &got.expect, &mut errs);

@@ -2,7 +2,8 @@
 //! every scored packet's verdict exactly, every `# table` and `# expect` line exactly except the
 //! seconds-left field, which may differ by 2 s. Zone scenarios (`NAME.zones`) are replayed with
 //! each packet in its zone (`common::zone_of`), frame by frame and in bursts of one zone (in
-//! order, and sorted by shard).
+//! order, and sorted by shard). In mark scenarios (`NAME.marks`) a packet marks its connection
+//! as the kernel's ruleset did (`common::apply_mark`), after it is tracked frame by frame.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +12,7 @@ use std::path::Path;
 use ctrack::{Config, Conntrack, capture};
 
 mod common;
-use common::{capture_of, captures, config, zone_of, zoned};
+use common::{apply_mark, capture_of, captures, config, marked, zone_of, zoned};
 
 struct Output {
     verdicts: Vec<String>,
@@ -38,8 +39,9 @@ fn parse_output(text: &str) -> Output {
     o
 }
 
-/// Replays a capture frame by frame; with `zones`, each packet in the zone [`zone_of`] gives.
-fn replay(path: &Path, cfg: Config, zones: bool) -> Output {
+/// Replays a capture frame by frame; with `zones`, each packet in the zone [`zone_of`] gives;
+/// with `marks`, each marking its connection as [`apply_mark`] says.
+fn replay(path: &Path, cfg: Config, zones: bool, marks: bool) -> Output {
     let cap = capture::load(path).unwrap_or_else(|e| panic!("{e}"));
     let ct = Conntrack::new(cfg);
     let mut verdicts = Vec::new();
@@ -48,10 +50,11 @@ fn replay(path: &Path, cfg: Config, zones: bool) -> Output {
         last = ts;
         let mut s = String::new();
         let zone = if zones { zone_of(frame, link) } else { 0 };
-        ct.in_zone(zone)
-            .process(frame, link, ts)
-            .write_line(&mut s)
-            .unwrap();
+        let v = ct.in_zone(zone).process(frame, link, ts);
+        if marks {
+            apply_mark(&ct, v, frame, link, zone, ts);
+        }
+        v.write_line(&mut s).unwrap();
         verdicts.push(s);
     }
     let mut tables = Vec::new();
@@ -152,15 +155,15 @@ fn every_capture_matches_its_kernel_golden() {
     let (mut packets, mut scored, mut lines) = (0, 0, 0);
     for g in &goldens {
         let (cap, args) = capture_of(g);
-        let zones = zoned(g);
+        let (zones, marks) = (zoned(g), marked(g));
         let want = parse_output(&std::fs::read_to_string(g).unwrap());
         // Every shard count decides the same: one shard, where a packet sweeps out every
         // entry that expired before it, and the default, where it sweeps only its own shard's.
         let mut errs = String::new();
         let mut one = config(&args);
         one.shards = 1;
-        let single = replay(&cap, one, zones);
-        let got = replay(&cap, config(&args), zones);
+        let single = replay(&cap, one, zones, marks);
+        let got = replay(&cap, config(&args), zones, marks);
         let sorted = |v: &[String]| {
             let mut v = v.to_vec();
             v.sort();
@@ -245,7 +248,7 @@ fn deadlines_inside_a_kernel_tick_are_split_in_the_middle() {
         let cap = base.with_extension("pcap");
         let args = std::fs::read_to_string(base.with_extension("args")).unwrap_or_default();
         let want = parse_output(&std::fs::read_to_string(g).unwrap());
-        let got = replay(&cap, config(&args), false);
+        let got = replay(&cap, config(&args), false, false);
         let frames = capture::load(&cap).unwrap_or_else(|e| panic!("{e}"));
         let probes: Vec<bool> = frames
             .packets()

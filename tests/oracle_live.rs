@@ -2,8 +2,9 @@
 //! checks that today's kernel still gives the committed golden answers. Needs root, the oracle
 //! (`../shared/oracle/ktrace` beside the checkout, or `$CTRACK_ORACLE`) and nftables; anywhere
 //! else it says why it skipped and passes. The committed goldens carry the truth for everyone.
-//! Zone scenarios (`NAME.zones`) go through `pcaps/gen/ktrace_zones.py`, the same oracle with
-//! packets put in zones (Debian's `/usr/bin/python3` runs it).
+//! Zone and mark scenarios (`NAME.zones`, `NAME.marks`) go through `pcaps/gen/ktrace_rules.py`,
+//! the same oracle with packets put in zones and connections marked (Debian's
+//! `/usr/bin/python3` runs it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,14 +78,15 @@ fn kernel_still_agrees_with_committed_goldens() {
             let Ok(golden) = std::fs::read_to_string(p.with_extension("golden")) else {
                 continue;
             };
-            let zones = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/gen/ktrace_zones.py");
-            let mut cmd = if p.with_extension("zones").exists() {
-                let mut c = Command::new(&zones);
-                c.env("KTRACE", &ktrace);
-                c
-            } else {
-                Command::new(&ktrace)
-            };
+            let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/gen/ktrace_rules.py");
+            let mut cmd =
+                if p.with_extension("zones").exists() || p.with_extension("marks").exists() {
+                    let mut c = Command::new(&rules);
+                    c.env("KTRACE", &ktrace);
+                    c
+                } else {
+                    Command::new(&ktrace)
+                };
             let out = cmd
                 .arg(&p)
                 .args(args.split_whitespace())

@@ -16,7 +16,7 @@ SCENARIOS = []
 T0 = 1_700_000_000.0  # capture epoch; the oracle restamps with kernel time anyway
 
 
-def scenario(name, args="", fmt="pcap", link=None, steps_back=False, zones=False):
+def scenario(name, args="", fmt="pcap", link=None, steps_back=False, zones=False, marks=False):
     """Registers a scenario. args: extra ktrace/ctrack arguments (e.g. '--sysctl X=1').
     fmt: 'pcap' or 'pcapng' (pcapng is produced from the kernel-stamped pcap with editcap).
     link: None for Ethernet, or one of 'raw', 'raw4', 'raw6', 'null', 'sll', 'sll2'.
@@ -24,9 +24,11 @@ def scenario(name, args="", fmt="pcap", link=None, steps_back=False, zones=False
     back where they say so; regen.sh commits this capture itself (the kernel-stamped one never
     steps back), so it wants --realtime, whose schedule sends a late-stamped packet at once.
     zones: packets with an IPv4 TTL or IPv6 hop limit of 100 + N are in conntrack zone N;
-    regen.sh replays the scenario through ktrace_zones.py and writes NAME.zones beside it."""
+    regen.sh replays the scenario through ktrace_rules.py and writes NAME.zones beside it.
+    marks: a packet with DSCP N (1 to 9) sets its connection's mark to N, DSCP 10 sets it to 0;
+    regen.sh replays the scenario through ktrace_rules.py and writes NAME.marks beside it."""
     def deco(fn):
-        SCENARIOS.append((name, args, fmt, link, fn, steps_back, zones))
+        SCENARIOS.append((name, args, fmt, link, fn, steps_back, zones, marks))
         return fn
     return deco
 
@@ -72,7 +74,7 @@ def write_pcap(path, frames, linktype):
 
 def build(out, only=None):
     os.makedirs(out, exist_ok=True)
-    for name, args, fmt, link, fn, steps_back, zones in SCENARIOS:
+    for name, args, fmt, link, fn, steps_back, zones, marks in SCENARIOS:
         if only and only not in name:
             continue
         items = fn()
@@ -96,4 +98,6 @@ def build(out, only=None):
             f.write(f"args={args}\nfmt={fmt}\ncommit={'source' if steps_back else 'stamped'}\n")
             if zones:
                 f.write("zones=ttl\n")
+            if marks:
+                f.write("marks=dscp\n")
         print(name)

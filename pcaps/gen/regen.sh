@@ -9,8 +9,9 @@
 # .pcapng), the oracle's output as pcaps/NAME.golden and the arguments as pcaps/NAME.args.
 # A scenario whose timestamps step back on purpose (commit=source in its meta, --realtime)
 # commits the capture as built instead: the kernel-stamped copy would not step back. A zone
-# scenario (zones=ttl in its meta, pcaps/zones/) is replayed through ktrace_zones.py, which
-# puts packets in conntrack zones by their TTL, and gets pcaps/NAME.zones beside it.
+# scenario (zones=ttl in its meta, pcaps/zones/) or a mark scenario (marks=dscp, pcaps/marks/)
+# is replayed through ktrace_rules.py, which puts packets in conntrack zones by their TTL and
+# marks connections by their DSCP, and gets pcaps/NAME.zones or pcaps/NAME.marks beside it.
 # Goldens are never edited by hand: rerun this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,13 +27,14 @@ while read -r name; do
   fmt=$(sed -n 's/^fmt=//p' "$meta")
   commit=$(sed -n 's/^commit=//p' "$meta")
   zones=$(sed -n 's/^zones=//p' "$meta")
+  marks=$(sed -n 's/^marks=//p' "$meta")
   dest="$top/pcaps/$name"
   mkdir -p "$(dirname "$dest")"
   oracle=$ktrace
-  [ -z "$zones" ] || oracle=$here/ktrace_zones.py
+  [ -z "$zones$marks" ] || oracle=$here/ktrace_rules.py
   # shellcheck disable=SC2086
   KTRACE=$ktrace "$oracle" "$work/src/$name.pcap" $args --out-pcap "$work/stamped.pcap" > "$work/golden"
-  rm -f "$dest.pcap" "$dest.pcapng" "$dest.zones"
+  rm -f "$dest.pcap" "$dest.pcapng" "$dest.zones" "$dest.marks"
   if [ "$commit" = source ]; then
     cp "$work/src/$name.pcap" "$work/stamped.pcap"
   fi
@@ -44,5 +46,6 @@ while read -r name; do
   cp "$work/golden" "$dest.golden"
   printf '%s\n' "$args" > "$dest.args"
   [ -z "$zones" ] || printf '%s\n' "$zones" > "$dest.zones"
+  [ -z "$marks" ] || printf '%s\n' "$marks" > "$dest.marks"
   echo "regen: $name ($(grep -vc '^#' "$dest.golden") packets, $(grep -c '^# table' "$dest.golden" || true) table lines)"
 done < "$work/list"

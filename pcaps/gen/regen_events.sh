@@ -14,7 +14,8 @@
 # pcaps/NAME.expect-events, as `conntrack -E expect` prints them (no file: none). Captures
 # whose replay did not reproduce the golden's verdicts get no events files (old ones are
 # removed) and are listed on standard error.
-# A zone scenario (NAME.zones beside it) is replayed through ktrace_zones.py, as regen.sh does.
+# A zone or mark scenario (NAME.zones or NAME.marks beside it) is replayed through
+# ktrace_rules.py, as regen.sh does.
 # Event files are never edited by hand: rerun this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,9 +36,9 @@ while read -r golden; do
   fi
   args=$(cat "$base.args" 2> /dev/null || true)
   oracle=()
-  if [ -f "$base.zones" ]; then
-    # Already in ktrace_events.sh's namespace: the zone oracle must not make one of its own.
-    oracle=(env KTRACE_PY="$here/ktrace_zones.py" KTRACE_ZONES_INSIDE=1)
+  if [ -f "$base.zones" ] || [ -f "$base.marks" ]; then
+    # Already in ktrace_events.sh's namespace: the rules' oracle must not make one of its own.
+    oracle=(env KTRACE_PY="$here/ktrace_rules.py" KTRACE_RULES_INSIDE=1)
   fi
   # shellcheck disable=SC2086
   "${oracle[@]}" EXPECT_EVENTS="$work/expect" "$here/ktrace_events.sh" "$work/events" "$cap" $args > "$work/verdicts"

@@ -3,7 +3,7 @@ replies and ICMP errors that find only their own zone's connection, fragments re
 zone, a helper's expectation taken only in its master's zone (FTP, a SIP call's media, a PPTP
 call's GRE, whose key map every zone shares), and the trackers that build their own tuples
 (echo, GRE, generic) and a VLAN-tagged frame in zones. A packet's IPv4 TTL or IPv6 hop limit of
-100 + N puts it in zone N (ktrace_zones.py for the kernel, `common::zone_of` for the tests); any
+100 + N puts it in zone N (ktrace_rules.py for the kernel, `common::zone_of` for the tests); any
 other leaves it in zone 0."""
 from ctgen import scenario
 from scapy.all import (

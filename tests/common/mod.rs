@@ -37,12 +37,12 @@ pub fn capture_of(golden: &Path) -> (PathBuf, String) {
 }
 
 /// Whether a golden's capture is a zone scenario (`NAME.zones` beside it, see
-/// `pcaps/gen/ktrace_zones.py`): its packets are tracked in the zone [`zone_of`] gives.
+/// `pcaps/gen/ktrace_rules.py`): its packets are tracked in the zone [`zone_of`] gives.
 pub fn zoned(golden: &Path) -> bool {
     golden.with_extension("zones").exists()
 }
 
-/// The conntrack zone of a zone scenario's packet, by the rule `pcaps/gen/ktrace_zones.py`
+/// The conntrack zone of a zone scenario's packet, by the rule `pcaps/gen/ktrace_rules.py`
 /// gives the kernel: N for an IPv4 TTL or IPv6 hop limit of 100 + N (N = 1 to 9), else 0.
 pub fn zone_of(frame: &[u8], link: LinkType) -> u16 {
     let ip = ctrack::packet::ip_of_frame(frame, link).unwrap_or_default();
@@ -54,6 +54,83 @@ pub fn zone_of(frame: &[u8], link: LinkType) -> u16 {
     match ttl {
         Some(&t) if (101..=109).contains(&t) => u16::from(t - 100),
         _ => 0,
+    }
+}
+
+/// Whether a golden's capture is a mark scenario (`NAME.marks` beside it, see
+/// `pcaps/gen/ktrace_rules.py`): a packet that [`mark_of`] gives a mark sets its connection's
+/// mark (see [`apply_mark`]).
+pub fn marked(golden: &Path) -> bool {
+    golden.with_extension("marks").exists()
+}
+
+/// The connection mark a mark scenario's packet sets, by the rule `pcaps/gen/ktrace_rules.py`
+/// gives the kernel: N for DSCP N (1 to 9), 0 for DSCP 10, none for any other.
+pub fn mark_of(frame: &[u8], link: LinkType) -> Option<u32> {
+    let ip = ctrack::packet::ip_of_frame(frame, link)?;
+    let dscp = match ip.first()? >> 4 {
+        4 => ip.get(1)? >> 2,
+        6 => (ip.first()? & 0x0f) << 2 | ip.get(1)? >> 6,
+        _ => return None,
+    };
+    match dscp {
+        1..=9 => Some(u32::from(dscp)),
+        10 => Some(0),
+        _ => None,
+    }
+}
+
+/// The tuple a TCP, UDP or ICMP echo packet carries (its own direction), in `zone`.
+pub fn tuple_of(frame: &[u8], link: LinkType, zone: u16) -> Option<ctrack::Tuple> {
+    let ip = ctrack::packet::ip_of_frame(frame, link)?;
+    let p = ctrack::packet::parse_ip(ip).ok()?;
+    let addr = |b: &[u8]| -> Option<std::net::IpAddr> {
+        Some(if p.v6 {
+            std::net::IpAddr::from(<[u8; 16]>::try_from(b).ok()?)
+        } else {
+            std::net::IpAddr::from(<[u8; 4]>::try_from(b).ok()?)
+        })
+    };
+    let l4 = p.l4();
+    let be = |i: usize| Some(u16::from_be_bytes([*l4.get(i)?, *l4.get(i + 1)?]));
+    let l4 = match p.proto {
+        6 | 17 => ctrack::L4::Ports {
+            src: be(0)?,
+            dst: be(2)?,
+        },
+        // Echo request and reply.
+        1 | 58 => ctrack::L4::Icmp {
+            id: be(4)?,
+            kind: *l4.first()?,
+            code: *l4.get(1)?,
+        },
+        _ => return None,
+    };
+    Some(ctrack::Tuple {
+        src: addr(p.src())?,
+        dst: addr(p.dst())?,
+        proto: p.proto,
+        zone,
+        l4,
+    })
+}
+
+/// A mark scenario's rule for a packet just tracked: when [`mark_of`] gives it a mark and it
+/// has a connection (a packet the kernel leaves without one marks nothing), the connection
+/// gets the mark.
+pub fn apply_mark(
+    ct: &ctrack::Conntrack,
+    v: ctrack::Verdict,
+    frame: &[u8],
+    link: LinkType,
+    zone: u16,
+    now: u64,
+) {
+    let carries = v.tracked() || v.state == ctrack::State::Unmarked;
+    if let (true, Some(mark), Some(t)) =
+        (carries, mark_of(frame, link), tuple_of(frame, link, zone))
+    {
+        ct.set_mark(&t, mark, now);
     }
 }
 
