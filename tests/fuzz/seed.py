@@ -65,7 +65,8 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
         # 0x40 and no bytes; `dt` picks it): remove the first listed connection by its
         # original tuple, the second by its reply tuple, drop the UDP ones, flush; and a
         # sysctl change after every seventh (flags 0x60; `dt` picks one of the target's list
-        # in turn).
+        # in turn); and a connection mark after every fifth (flags 0x50; `dt` picks the
+        # listed connection, the mark and the tuple in turn), which expected connections get.
         edited, k, rec = bytearray(out[:2]), 0, 2
         while rec < len(out):
             size = 3 + out[rec + 1]
@@ -78,6 +79,9 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
                 edited += bytes([0x40, 0, [0, 5, 17 * 4 + 2, 3][k // 10 % 4]])
             if k % 7 == 3:
                 edited += bytes([0x60, 0, k // 7 % 256])
+            if k % 5 == 1:
+                j = k // 5
+                edited += bytes([0x50, 0, (j * 8 + (j % 4) * 2 + j % 2) % 256])
         open(os.path.join(HERE, 'corpus', 'frames', name + '-edits'), 'wb').write(edited)
 
 

@@ -14,7 +14,8 @@
 //! flag `0x40` and no bytes is an edit of the table between packets, made on all three
 //! trackers alike (`dt` picks it): removing one listed connection by either tuple, removing
 //! those of one protocol, or a flush; with flag `0x20` as well, a change of one sysctl (`dt`
-//! picks it from [`SYSCTLS`]). With bit `0x20` of the second configuration byte, each burst is
+//! picks it from [`SYSCTLS`]); with flag `0x10` instead, a connection mark (0 to 3) on one
+//! listed connection. With bit `0x20` of the second configuration byte, each burst is
 //! tracked in a conntrack zone, 0, 1 or 2 by the `dt` of its first record (mod 3).
 
 #![no_main]
@@ -359,6 +360,21 @@ fuzz_target!(|data: &[u8]| {
             }
             let [reference, one, many] = &cts;
             let trackers = [reference, one, many];
+            if flags & 0x10 != 0 {
+                // A mark on one listed connection (by either tuple), which its expected
+                // connections then get.
+                let listed = table_views(one, now);
+                if let Some(e) = listed.get(usize::from(*dt >> 3) % listed.len().max(1)) {
+                    let t = if dt & 1 == 0 { e.orig } else { e.reply };
+                    let mark = u32::from(*dt >> 1 & 3);
+                    let was = trackers.map(|ct| ct.set_mark(&t, mark, now));
+                    assert_eq!(was[1], Some(e.mark), "marked another entry");
+                    assert!(was.iter().all(|w| *w == was[0]), "marks differ: {was:?}");
+                    let got = trackers.map(|ct| ct.get(&t, now).map(|e| e.mark));
+                    assert!(got.iter().all(|g| *g == Some(mark)), "mark not set: {got:?}");
+                }
+                continue;
+            }
             match dt % 4 {
                 3 => {
                     let gone = trackers.map(|ct| ct.flush(now));
