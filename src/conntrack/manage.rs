@@ -256,11 +256,11 @@ impl Conntrack {
         Some(self.view_at(t, &g, i, now))
     }
 
-    /// Sets the mark of the connection whose original or reply tuple is `tuple` (the kernel's
-    /// `ct mark set`, or `conntrack -U --mark`), and returns the mark it had; `None` when the
-    /// table has no such connection live at `now`, or the memory for marks cannot be had
-    /// (nothing changes then). A firewall's rule that marks the packet's connection passes the
-    /// packet's own tuple, in either direction.
+    /// Sets the mark of the connection whose original or reply tuple is `tuple`, as a
+    /// ruleset's `ct mark set` does, and returns the mark it had; `None` when the table has no
+    /// such connection live at `now`, or the memory for marks cannot be had (nothing changes
+    /// then). A firewall's rule that marks the packet's connection passes the packet's own
+    /// tuple, in either direction.
     ///
     /// A mark changes nothing ctrack decides. [`Conntrack::get`] and the listings show it, and
     /// a connection that takes one of its expectations gets it, as the kernel's expected
@@ -270,7 +270,9 @@ impl Conntrack {
     /// right after the connection's packet was tracked (by [`Conntrack::process`] or
     /// [`Conntrack::process_ip`], on the same thread), it goes into that packet's event for
     /// the connection (its `[NEW]` or `[UPDATE]`); otherwise, or after a batch, into an
-    /// `[UPDATE]` of its own. Setting the mark it has reports nothing.
+    /// `[UPDATE]` of its own, which shows no TCP state (as the kernel's for a mark its
+    /// ruleset set; `conntrack -U --mark`'s update, which comes from outside the packet path,
+    /// shows the state as well). Setting the mark it has reports nothing.
     ///
     /// ```
     /// use std::net::{IpAddr, Ipv4Addr};
