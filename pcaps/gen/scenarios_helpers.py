@@ -27,8 +27,10 @@ def transfer(d, data=b"file contents\n", close=True):
     return p
 
 
-def pasv(port):
-    return b"227 Entering Passive Mode (10,30,0,2,%d,%d).\r\n" % (port >> 8, port & 255)
+def pasv(port, server="10.30.0.2"):
+    """The server's answer to PASV: a data connection to `server`:`port`."""
+    h = server.replace(".", ",").encode()
+    return b"227 Entering Passive Mode (%s,%d,%d).\r\n" % (h, port >> 8, port & 255)
 
 
 @scenario("helpers/ftp-passive", args=FTP)

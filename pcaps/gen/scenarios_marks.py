@@ -6,7 +6,7 @@ other leaves it as it is. Only TCP, UDP and ICMP echo packets carry such a DSCP 
 find a packet's connection by its own tuple."""
 from ctgen import scenario
 from scapy.all import ICMP, IP, UDP, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
-from scenarios_helpers import FTP, login, transfer
+from scenarios_helpers import FTP, login, pasv, transfer
 from scenarios_tcp import Flow
 from scenarios_zones import z
 
@@ -26,9 +26,6 @@ def m(pkt, mark):
         pkt[IP].tos = mark << 2
     return pkt
 
-
-def pasv42(port):
-    return b"227 Entering Passive Mode (10,42,0,2,%d,%d).\r\n" % (port >> 8, port & 255)
 
 
 @scenario("marks/tcp", marks=True)
@@ -79,14 +76,14 @@ def _():
     # after the master's mark was cleared, and a fourth's in a zone while the master is in
     # zone 0 (a NEW connection of its own, unmarked).
     f = Flow(44201, 21, c=C, s=S)
-    p = m(login(f), 5) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv42(50421)), f.c("A")]
+    p = m(login(f), 5) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50421, S)), f.c("A")]
     p += transfer(Flow(44202, 50421, c=C, s=S))
-    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv42(50422)), m(f.c("A"), 6)]
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50422, S)), m(f.c("A"), 6)]
     d = Flow(44203, 50422, c=C, s=S)
     p += d.handshake() + [m(d.s("PA", b"data"), 7), d.c("A")]
-    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv42(50423)), m(f.c("A"), CLEAR)]
+    p += [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50423, S)), m(f.c("A"), CLEAR)]
     p += transfer(Flow(44204, 50423, c=C, s=S), close=False)
-    p += [m(f.c("PA", b"PASV\r\n"), 8), f.s("PA", pasv42(50424)), f.c("A")]
+    p += [m(f.c("PA", b"PASV\r\n"), 8), f.s("PA", pasv(50424, S)), f.c("A")]
     p += z(transfer(Flow(44205, 50424, c=C, s=S), close=False), 2)
     return p
 

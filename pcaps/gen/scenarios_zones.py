@@ -11,7 +11,7 @@ from scapy.all import (
     IPv6, IPv6ExtHdrFragment, fragment, fragment6,
 )
 from scenarios_tcp import Flow
-from scenarios_helpers import FTP, login, transfer
+from scenarios_helpers import FTP, login, pasv, transfer
 
 C, S = "10.40.0.1", "10.40.0.2"
 C6, S6 = "2001:db8:40::1", "2001:db8:40::2"
@@ -92,15 +92,12 @@ def _():
     # is zone 1's, so the data connection is NEW in zone 2 and RELATED in zone 1; a second
     # announcement's expectation is left pending (in zone 1).
     f = Flow(43401, 21, c=C, s=S)
-    p = z(login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv40(50401)), f.c("A")], 1)
+    p = z(login(f) + [f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50401, S)), f.c("A")], 1)
     p += [z(Flow(43402, 50401, c=C, s=S).c("S"), 2)]
     p += z(transfer(Flow(43403, 50401, c=C, s=S)), 1)
-    p += z([f.c("PA", b"PASV\r\n"), f.s("PA", pasv40(50402)), f.c("A")], 1)
+    p += z([f.c("PA", b"PASV\r\n"), f.s("PA", pasv(50402, S)), f.c("A")], 1)
     return p
 
-
-def pasv40(port):
-    return b"227 Entering Passive Mode (10,40,0,2,%d,%d).\r\n" % (port >> 8, port & 255)
 
 
 @scenario("zones/echo-gre-vlan", zones=True)
