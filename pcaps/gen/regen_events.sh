@@ -35,7 +35,8 @@ while read -r golden; do
     cap="$work/cap.pcap"
   fi
   args=$(cat "$base.args" 2> /dev/null || true)
-  oracle=()
+  # (`env` first, so that EXPECT_EVENTS below stays an assignment whatever comes before it.)
+  oracle=(env)
   if [ -f "$base.zones" ] || [ -f "$base.marks" ]; then
     # Already in ktrace_events.sh's namespace: the rules' oracle must not make one of its own.
     oracle=(env KTRACE_PY="$here/ktrace_rules.py" KTRACE_RULES_INSIDE=1)

@@ -90,8 +90,9 @@ def _():
     # Reply with no request, a second identifier, other query types and their answers.
     out.append(IP(src=C, dst=A) / ICMP(type=0, id=0x99, seq=1))
     out.append(IP(src=A, dst=C) / ICMP(type=8, id=0x55, seq=1))
-    out.append(IP(src=A, dst=C) / ICMP(type=13, id=0x56))
-    out.append(IP(src=C, dst=A) / ICMP(type=14, id=0x56))
+    # (Timestamps of 0: scapy's default is the time the scenario is built.)
+    out.append(IP(src=A, dst=C) / ICMP(type=13, id=0x56, ts_ori=0, ts_rx=0, ts_tx=0))
+    out.append(IP(src=C, dst=A) / ICMP(type=14, id=0x56, ts_ori=0, ts_rx=0, ts_tx=0))
     out.append(IP(src=A, dst=C) / ICMP(type=17, id=0x57))
     out.append(IP(src=A, dst=C) / ICMP(type=15, id=0x58))
     out.append(IP(src=C, dst=A) / ICMP(type=16, id=0x58))

@@ -228,7 +228,7 @@ def _():
 def _():
     req = IP(src=A, dst=B) / ICMP(type=8, id=0x2222, seq=1) / b"ping"
     rep = IP(src=B, dst=A) / ICMP(type=0, id=0x2222, seq=1) / b"ping"
-    ts = IP(src=A, dst=C) / ICMP(type=13, id=0x3333)
+    ts = IP(src=A, dst=C) / ICMP(type=13, id=0x3333, ts_ori=0, ts_rx=0, ts_tx=0)
     out = [req, rep, ts]
     out.append(err4(R, A, 11, 0, quote(req)))                 # about the request, to A
     out.append(err4(R, B, 11, 0, quote(rep)))                 # about the reply, to B
