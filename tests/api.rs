@@ -398,6 +398,54 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Under any mix of packets, marks, removals and timeouts, a connection's mark is the last
+    /// one set on it since it was made (0 before), whichever slot of the table it reuses.
+    #[test]
+    fn a_connection_has_the_last_mark_set_on_it_since_it_was_made(
+        ops in proptest::collection::vec((0u8..4, 0u16..12, 0u32..4), 1..300),
+    ) {
+        let mut cfg = Config::default();
+        cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+        cfg.shards = 1;
+        let ct = Conntrack::new(cfg);
+        let mut model = std::collections::HashMap::<u16, u32>::new();
+        let mut now = S;
+        for (op, port, mark) in ops {
+            let t = ports(v4(A), v4(B), 17, 1000 + port, 53);
+            match op {
+                0 => {
+                    // (A datagram before any reply is NEW whether or not it made the entry.)
+                    let v = ct.process(&common::udp(A, B, 1000 + port, 53), LinkType::Raw, now);
+                    prop_assert!(v.tracked());
+                    model.entry(port).or_insert(0);
+                }
+                1 => {
+                    let was = ct.set_mark(&t, mark, now);
+                    prop_assert_eq!(was, model.get(&port).copied());
+                    if let Some(m) = model.get_mut(&port) {
+                        *m = mark;
+                    }
+                }
+                2 => {
+                    prop_assert_eq!(ct.remove(&t, now).map(|e| e.mark), model.remove(&port));
+                }
+                _ => {
+                    // Past every UDP timeout: all go.
+                    now += 200 * S;
+                    ct.expire(now);
+                    model.clear();
+                }
+            }
+            now += 1_000;
+            for p in 0..12 {
+                let t = ports(v4(A), v4(B), 17, 1000 + p, 53);
+                prop_assert_eq!(ct.get(&t, now).map(|e| e.mark), model.get(&p).copied());
+            }
+        }
+    }
+}
+
 fn udp_port(ct: &Conntrack, from: [u8; 4], to: [u8; 4], sport: u16, dport: u16, t: u64) -> String {
     ct.process(&common::udp(from, to, sport, dport), LinkType::Raw, t)
         .to_string()
