@@ -30,6 +30,7 @@ use crate::zone::InZone;
 use ctrack_helpers::{amanda, ftp, irc, pptp, sip, tftp};
 
 mod helping;
+mod lookup;
 mod manage;
 mod pressure;
 
@@ -851,10 +852,8 @@ impl Conntrack {
             port_key::<A>(p, l4, p.proto)
         } else {
             Key {
-                src: A::from_bytes(p.src()),
-                dst: A::from_bytes(p.dst()),
-                zone: p.zone,
-                ..Key::default()
+                proto: 0,
+                ..addr_key::<A>(p)
             }
         };
         t.shard_of(self.hash(&key)) % queues
@@ -1491,14 +1490,7 @@ impl Conntrack {
     fn track_other<A: Addr>(&self, t: &Table<A>, p: &IpPacket<'_>, now: Nanos) -> Verdict {
         let l4 = p.l4();
         let cksum = self.checksum();
-        let mut key = Key {
-            src: A::from_bytes(p.src()),
-            dst: A::from_bytes(p.dst()),
-            sport: 0,
-            dport: 0,
-            zone: p.zone,
-            proto: p.proto,
-        };
+        let mut key = addr_key::<A>(p);
         let ports = |key: &mut Key<A>| -> bool {
             if l4.len() < 4 {
                 return false;
@@ -1980,6 +1972,20 @@ fn port_key<A: Addr>(p: &IpPacket<'_>, l4: &[u8], proto: u8) -> Key<A> {
         dport: u16::from_be_bytes([l4[2], l4[3]]),
         zone: p.zone,
         proto,
+    }
+}
+
+/// A packet's addresses, zone and protocol, its ports (or ICMP id and type) left 0: the
+/// tuple of a protocol tracked without ports, which the others fill in.
+#[inline(always)]
+fn addr_key<A: Addr>(p: &IpPacket<'_>) -> Key<A> {
+    Key {
+        src: A::from_bytes(p.src()),
+        dst: A::from_bytes(p.dst()),
+        sport: 0,
+        dport: 0,
+        zone: p.zone,
+        proto: p.proto,
     }
 }
 

@@ -53,6 +53,12 @@ impl InZone<'_> {
         self.ct.process_ip_zoned(ip, self.zone, now)
     }
 
+    /// [`Conntrack::tuple_of`] in this zone: the tuple by which `frame`, tracked in this
+    /// zone, finds its connection.
+    pub fn tuple_of(&self, frame: &[u8], link: LinkType) -> Option<crate::Tuple> {
+        self.ct.tuple_in_zone(frame, link, self.zone)
+    }
+
     /// [`Conntrack::process_batch`] in this zone (sorted by shard, with its entries fetched
     /// ahead, over a large table): the same verdicts as [`InZone::process`] frame by frame.
     pub fn process_batch(

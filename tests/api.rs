@@ -797,3 +797,96 @@ fn a_mark_shows_in_listings_and_events_as_the_kernel_reports_it() {
     );
     assert_eq!(ct.set_mark(&orig, 1, 200 * S), None, "gone");
 }
+
+#[test]
+fn tuple_of_gives_the_tuple_a_packet_finds_its_connection_by() {
+    let ct = tracker(0);
+    let (c, s) = ([10, 7, 0, 1], [10, 7, 0, 2]);
+    let with = |proto: u8, l4: &[u8]| {
+        let mut p = common::ipv4(c, s, proto, l4.len() as u16);
+        p.extend_from_slice(l4);
+        p
+    };
+    let echo = with(1, &[8, 0, 0, 0, 0x12, 0x34, 0, 1]);
+    let gre = with(47, &[0, 0, 0x08, 0]);
+    let other = with(253, b"experimental");
+    let frames = [
+        common::tcp(c, s, 40000, 80, 0x02, 1, 0),
+        common::udp(c, s, 40001, 53),
+        echo.clone(),
+        gre,
+        other,
+        udp6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            40002,
+            53,
+        ),
+    ];
+    for f in &frames {
+        let v = ct.process(f, LinkType::Raw, S);
+        assert!(v.tracked(), "{v}");
+        let t = ct.tuple_of(f, LinkType::Raw).expect("a tuple");
+        assert_eq!(ct.get(&t, S).map(|e| e.orig), Some(t), "{t:?}");
+    }
+    assert_eq!(
+        ct.tuple_of(&echo, LinkType::Raw).unwrap().l4,
+        L4::Icmp {
+            id: 0x1234,
+            kind: 8,
+            code: 0
+        }
+    );
+    // The echo reply finds the request's connection by its own tuple.
+    let reply = {
+        let mut p = common::ipv4(s, c, 1, 8);
+        p.extend_from_slice(&[0, 0, 0, 0, 0x12, 0x34, 0, 1]);
+        p
+    };
+    let t = ct.tuple_of(&reply, LinkType::Raw).unwrap();
+    assert_eq!(
+        ct.get(&t, S).unwrap().orig,
+        ct.tuple_of(&echo, LinkType::Raw).unwrap()
+    );
+    // In a zone: the same tuple with the zone's number.
+    assert_eq!(
+        ct.in_zone(4).tuple_of(&echo, LinkType::Raw).unwrap().zone,
+        4
+    );
+    // None: no tuple to give.
+    let advert = with(1, &[9, 0, 0, 0, 0, 0, 0, 0]);
+    let short = with(17, &[0x9c]);
+    let v6_icmp_in_v4 = with(58, &[128, 0, 0, 0, 0, 1, 0, 1]);
+    let mut later_fragment = common::udp(c, s, 40003, 53);
+    later_fragment[6..8].copy_from_slice(&[0, 1]);
+    let sum = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &{
+        let mut h = later_fragment[..20].to_vec();
+        h[10..12].copy_from_slice(&[0, 0]);
+        h
+    }));
+    later_fragment[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut first_fragment = later_fragment.clone();
+    first_fragment[6..8].copy_from_slice(&[0x20, 0]);
+    let sum = !ctrack::packet::csum_fold(ctrack::packet::csum_add(0, &{
+        let mut h = first_fragment[..20].to_vec();
+        h[10..12].copy_from_slice(&[0, 0]);
+        h
+    }));
+    first_fragment[10..12].copy_from_slice(&sum.to_be_bytes());
+    for (what, f) in [
+        ("router advertisement", &advert),
+        ("UDP without its ports", &short),
+        ("ICMPv6 in IPv4", &v6_icmp_in_v4),
+        ("a fragment past the first", &later_fragment),
+    ] {
+        assert_eq!(ct.tuple_of(f, LinkType::Raw), None, "{what}");
+    }
+    assert_eq!(
+        ct.tuple_of(&first_fragment, LinkType::Raw).unwrap().l4,
+        L4::Ports {
+            src: 40003,
+            dst: 53
+        }
+    );
+    assert_eq!(ct.tuple_of(&[0u8; 10], LinkType::Ethernet), None);
+}

@@ -2,10 +2,10 @@
 connection, what the table and the events show of it, and the mark an expected connection
 copies from its master. A packet with DSCP N (1 to 9) sets its connection's mark to N, one with
 DSCP 10 sets it to 0 (ktrace_rules.py for the kernel, `common::mark_of` for the tests); any
-other leaves it as it is. Only TCP, UDP and ICMP echo packets carry such a DSCP here: the tests
-find a packet's connection by its own tuple."""
+other leaves it as it is. An ICMP error marks the connection it is about (the kernel attaches
+that one to it; the tests find it by `Conntrack::tuple_of`)."""
 from ctgen import scenario
-from scapy.all import ICMP, IP, UDP, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.all import ICMP, IP, UDP, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scenarios_helpers import FTP, login, pasv, transfer
 from scenarios_tcp import Flow
 from scenarios_zones import z
@@ -52,7 +52,9 @@ def _():
 def _():
     # UDP marked by its first datagram and again by its answer; ICMP echo marked by its reply;
     # the same over IPv6. A datagram marked in a zone leaves the same tuple's connection in
-    # zone 0 unmarked. An INVALID packet (an echo reply with no request) marks nothing.
+    # zone 0 unmarked. An INVALID packet (an echo reply with no request) marks nothing. A port
+    # unreachable marks the datagram's connection it is about (RELATED), over IPv4 and IPv6,
+    # in zone 0 and in a zone.
     q, a = IP(src=C, dst=S) / UDP(sport=44100, dport=53) / b"q", IP(src=S, dst=C) / UDP(sport=53, dport=44100) / b"a"
     q6 = IPv6(src=C6, dst=S6) / UDP(sport=44101, dport=53) / b"q"
     a6 = IPv6(src=S6, dst=C6) / UDP(sport=53, dport=44101) / b"a"
@@ -60,10 +62,13 @@ def _():
     ping6 = IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=10, seq=1)
     pong6 = IPv6(src=S6, dst=C6) / ICMPv6EchoReply(id=10, seq=1)
     stray = IP(src=S, dst=C) / ICMP(type=0, id=11, seq=1)
+    un = IP(src=S, dst=C) / ICMP(type=3, code=3) / IP(bytes(q))
+    un6 = IPv6(src=S6, dst=C6) / ICMPv6DestUnreach(code=4) / IPv6(bytes(q6))
     return [m(q.copy(), 5), m(a.copy(), 6), q.copy(),
             m(q6.copy(), 7), a6.copy(), m(q6.copy(), 8),
             ping.copy(), m(pong.copy(), 9), ping6.copy(), m(pong6.copy(), 1),
-            z(m(q.copy(), 2), 1), z(a.copy(), 1), m(stray.copy(), 3)]
+            z(m(q.copy(), 2), 1), z(a.copy(), 1), m(stray.copy(), 3),
+            m(un.copy(), 4), m(un6.copy(), 5), z(m(un.copy(), 6), 1)]
 
 
 @scenario("marks/ftp-expected", args=FTP, marks=True, zones=True)

@@ -80,44 +80,10 @@ pub fn mark_of(frame: &[u8], link: LinkType) -> Option<u32> {
     }
 }
 
-/// The tuple a TCP, UDP or ICMP echo packet carries (its own direction), in `zone`.
-pub fn tuple_of(frame: &[u8], link: LinkType, zone: u16) -> Option<ctrack::Tuple> {
-    let ip = ctrack::packet::ip_of_frame(frame, link)?;
-    let p = ctrack::packet::parse_ip(ip).ok()?;
-    let addr = |b: &[u8]| -> Option<std::net::IpAddr> {
-        Some(if p.v6 {
-            std::net::IpAddr::from(<[u8; 16]>::try_from(b).ok()?)
-        } else {
-            std::net::IpAddr::from(<[u8; 4]>::try_from(b).ok()?)
-        })
-    };
-    let l4 = p.l4();
-    let be = |i: usize| Some(u16::from_be_bytes([*l4.get(i)?, *l4.get(i + 1)?]));
-    let l4 = match p.proto {
-        6 | 17 => ctrack::L4::Ports {
-            src: be(0)?,
-            dst: be(2)?,
-        },
-        // Echo request and reply.
-        1 | 58 => ctrack::L4::Icmp {
-            id: be(4)?,
-            kind: *l4.first()?,
-            code: *l4.get(1)?,
-        },
-        _ => return None,
-    };
-    Some(ctrack::Tuple {
-        src: addr(p.src())?,
-        dst: addr(p.dst())?,
-        proto: p.proto,
-        zone,
-        l4,
-    })
-}
-
 /// A mark scenario's rule for a packet just tracked: when [`mark_of`] gives it a mark and it
 /// has a connection (a packet the kernel leaves without one marks nothing), the connection
-/// gets the mark.
+/// gets the mark (found by `tuple_of`: an ICMP error's is the connection it is about, as the
+/// kernel attaches that one to the error).
 pub fn apply_mark(
     ct: &ctrack::Conntrack,
     v: ctrack::Verdict,
@@ -127,9 +93,8 @@ pub fn apply_mark(
     now: u64,
 ) {
     let carries = v.tracked() || v.state == ctrack::State::Unmarked;
-    if let (true, Some(mark), Some(t)) =
-        (carries, mark_of(frame, link), tuple_of(frame, link, zone))
-    {
+    let tuple = ct.in_zone(zone).tuple_of(frame, link);
+    if let (true, Some(mark), Some(t)) = (carries, mark_of(frame, link), tuple) {
         ct.set_mark(&t, mark, now);
     }
 }
