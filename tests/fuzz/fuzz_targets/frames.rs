@@ -2,7 +2,9 @@
 //! (sorted by shard or in order) must decide exactly what the general path decides (same
 //! verdicts, table and counters); `process`, recording events, must give events that tell the
 //! table's story (a connection or an expectation new once until destroyed, a connection
-//! updated only between, every one destroyed once expiry has emptied the table).
+//! updated only between, every one destroyed once expiry has emptied the table); with a host
+//! that confirms every entry, a frame tracked alone must find its connection by the tuple
+//! `tuple_of` gives.
 //!
 //! The input is two configuration bytes, then records `[flags][len][dt][len bytes]`. A record
 //! is either a raw frame (any link type, bytes as given, or raw IP with the lengths and the
@@ -253,6 +255,33 @@ fn table_views(ct: &Conntrack, now: u64) -> Vec<ctrack::EntryView> {
     t
 }
 
+/// A frame just tracked (not a datagram gathered from fragments) by a host that confirms
+/// every entry finds its connection by the tuple `tuple_of` gives: the table has it, but after
+/// an RST that ended a connection that never saw a reply (the kernel kills it). (The oracle's
+/// router leaves some first packets unconfirmed, and prints for a packet it answers with an
+/// error of its own the verdict its quote carries, with no entry behind it.)
+fn check_tuple_of(
+    ct: &Conntrack,
+    z: &ctrack::InZone<'_>,
+    v: Verdict,
+    f: &[u8],
+    link: LinkType,
+    now: u64,
+) {
+    let Some(t) = z.tuple_of(f, link) else {
+        // Only a fragment past the first has none among tracked packets.
+        let p = packet::ip_of_frame(f, link).and_then(|ip| packet::parse_ip(ip).ok());
+        assert!(p.is_some_and(|p| p.frag.is_some()), "a tracked packet without a tuple");
+        return;
+    };
+    if ct.get(&t, now).is_none() {
+        let rst = packet::ip_of_frame(f, link)
+            .and_then(|ip| packet::parse_ip(ip).ok())
+            .is_some_and(|p| p.proto == 6 && p.l4().get(13).is_some_and(|fl| fl & 4 != 0));
+        assert!(rst, "{v}: tuple_of gives {t:?}, which finds no connection");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let [cfg_byte, extra, ref body @ ..] = *data else {
         return;
@@ -314,6 +343,7 @@ fuzz_target!(|data: &[u8]| {
     let mut last = Vec::new();
     let mut out: Vec<Verdict> = Vec::new();
     let zones = extra & 0x20 != 0;
+    let confirm_all = cfg_byte & 1 != 0;
     let mut zone = 0u16;
     let mut run = |cts: &[Conntrack; 3],
                    burst: &mut Vec<Vec<u8>>,
@@ -334,6 +364,9 @@ fuzz_target!(|data: &[u8]| {
             };
             assert_eq!(one.process(f, link, now), want, "process and general disagree");
             assert_eq!(*v, want, "batch and general disagree");
+            if confirm_all && want.tracked() && want.frames == 1 {
+                check_tuple_of(&cts[1], &one, want, f, link, now);
+            }
         }
         burst.clear();
     };
