@@ -1326,8 +1326,8 @@ impl Conntrack {
         self.report(q, EventKind::Update, sb, i, now, state_changed);
     }
 
-    /// Reports that entry `e` (its counters `c`, its mark `mark`) timed out and left the table (`staged`: its
-    /// locked shard's staged events).
+    /// Reports that entry `e` (its counters `c`, its mark `mark`) timed out and left the
+    /// table (`staged`: its locked shard's staged events).
     #[inline]
     fn report_gone<A: Addr>(
         &self,

@@ -155,9 +155,9 @@ impl Conntrack {
 
     /// With helpers configured, what a new entry `e` gets: the pending expectation its tuple
     /// takes, if any (EXPECTED, and what it took returned: its master and their mark), and
-    /// its helper: the ruleset's for
-    /// its port, or else the one the expectation gives. [`NoRoom`] when the memory to record
-    /// an expected connection cannot be had: nothing is taken then.
+    /// its helper: the ruleset's for its port, or else the one the expectation gives.
+    /// [`NoRoom`] when the memory to record an expected connection cannot be had: nothing is
+    /// taken then.
     #[inline(never)]
     pub(super) fn expected_and_helper<A: Addr>(
         &self,
