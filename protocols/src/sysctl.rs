@@ -62,11 +62,17 @@ macro_rules! sysctls {
                 #[doc = concat!("`net.netfilter.", $name, "`, default ", stringify!($default), ".")]
                 pub $field: u32,
             )*
+            /// The timeout of TCP's SYN_SENT2 (simultaneous open), 120 s: no sysctl sets it,
+            /// only a connection's timeout policy (see [`POLICY_STATES`]).
+            pub tcp_timeout_syn_sent2: u32,
         }
 
         impl Default for Sysctl {
             fn default() -> Self {
-                Sysctl { $( $field: $default, )* }
+                Sysctl {
+                    $( $field: $default, )*
+                    tcp_timeout_syn_sent2: crate::tcp::SYN_SENT2_TIMEOUT,
+                }
             }
         }
 
@@ -126,6 +132,73 @@ sysctls! {
     nf_conntrack_frag6_timeout: "nf_conntrack_frag6_timeout" = 60, Seconds, 0, MAX_SECS;
     nf_conntrack_frag6_high_thresh: "nf_conntrack_frag6_high_thresh" = 4194304, Count, 0, i32::MAX as u32;
     nf_conntrack_frag6_low_thresh: "nf_conntrack_frag6_low_thresh" = 3145728, Count, 0, i32::MAX as u32;
+}
+
+/// One timeout a connection timeout policy (nftables' `ct timeout` object) may set: the
+/// protocol it belongs to, nft's name for it, and where it lives in a [`Sysctl`].
+#[derive(Clone, Copy)]
+pub struct PolicyState {
+    /// The IP protocol number (6 for TCP, 17 for UDP).
+    pub proto: u8,
+    /// nft's name for the state (`established`, `unreplied`, ...).
+    pub name: &'static str,
+    /// Reads the timeout, in seconds.
+    pub get: fn(&Sysctl) -> u32,
+    /// Sets it.
+    pub set: fn(&mut Sysctl, u32),
+}
+
+impl fmt::Debug for PolicyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyState")
+            .field("proto", &self.proto)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+macro_rules! policy_states {
+    ($( $proto:literal $name:literal => $field:ident; )*) => {
+        /// Every timeout a timeout policy may set, in nft's order per protocol: the TCP states
+        /// (with `retrans` and `unack`, the caps of `nf_conntrack_tcp_timeout_max_retrans` and
+        /// `nf_conntrack_tcp_timeout_unacknowledged`, and SYN_SENT2, which has no sysctl) and
+        /// UDP's `unreplied` and `replied` (`nf_conntrack_udp_timeout` and
+        /// `nf_conntrack_udp_timeout_stream`). These are the protocols nftables makes policies
+        /// for. The first of each protocol is the timeout a policy gives the packet that
+        /// opens a connection (the kernel's slot 0: SYN_SENT's for TCP, whatever state the
+        /// packet leads to).
+        pub const POLICY_STATES: &[PolicyState] = &[
+            $( PolicyState {
+                proto: $proto,
+                name: $name,
+                get: |s| s.$field,
+                set: |s, v| s.$field = v,
+            }, )*
+        ];
+    };
+}
+
+policy_states! {
+    6 "syn_sent" => nf_conntrack_tcp_timeout_syn_sent;
+    6 "syn_recv" => nf_conntrack_tcp_timeout_syn_recv;
+    6 "established" => nf_conntrack_tcp_timeout_established;
+    6 "fin_wait" => nf_conntrack_tcp_timeout_fin_wait;
+    6 "close_wait" => nf_conntrack_tcp_timeout_close_wait;
+    6 "last_ack" => nf_conntrack_tcp_timeout_last_ack;
+    6 "time_wait" => nf_conntrack_tcp_timeout_time_wait;
+    6 "close" => nf_conntrack_tcp_timeout_close;
+    6 "syn_sent2" => tcp_timeout_syn_sent2;
+    6 "retrans" => nf_conntrack_tcp_timeout_max_retrans;
+    6 "unack" => nf_conntrack_tcp_timeout_unacknowledged;
+    17 "unreplied" => nf_conntrack_udp_timeout;
+    17 "replied" => nf_conntrack_udp_timeout_stream;
+}
+
+/// The state named `name` of protocol `proto` in [`POLICY_STATES`].
+pub fn policy_state(proto: u8, name: &str) -> Option<&'static PolicyState> {
+    POLICY_STATES
+        .iter()
+        .find(|p| p.proto == proto && p.name == name)
 }
 
 /// Why a `name=value` pair was refused.

@@ -62,7 +62,8 @@ pub const CWR: u8 = 0x80;
 /// Length of a TCP header without options.
 pub const MIN_HEADER: usize = 20;
 
-/// Lifetime of an entry in SYN_SENT2 (simultaneous open), which has no sysctl.
+/// Lifetime of an entry in SYN_SENT2 (simultaneous open), which has no sysctl (a timeout
+/// policy may change it: [`Sysctl::tcp_timeout_syn_sent2`]).
 pub const SYN_SENT2_TIMEOUT: u32 = 120;
 
 /// An out-of-window FIN or RST may lower the timeout only of an entry with at least this much
@@ -264,7 +265,7 @@ impl State {
             State::LastAck => s.nf_conntrack_tcp_timeout_last_ack,
             State::TimeWait => s.nf_conntrack_tcp_timeout_time_wait,
             State::Close => s.nf_conntrack_tcp_timeout_close,
-            State::SynSent2 => SYN_SENT2_TIMEOUT,
+            State::SynSent2 => s.tcp_timeout_syn_sent2,
         }
     }
 
