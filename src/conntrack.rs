@@ -20,6 +20,7 @@ use crate::format::EntryView;
 use crate::host::{HostModel, Limited, Route};
 use crate::icmp_error::{self, Redirect};
 use crate::packet::{self, IpPacket, LinkType, PendingSum};
+use crate::policy::Policies;
 use crate::ratelimit::{IcmpPeers, REDIRECT};
 use crate::stats::{Counter, ShardStats, Stats};
 use crate::table::{Counters, Entry, Found, ProtoState, Shard, status};
@@ -97,6 +98,11 @@ pub struct Config {
     /// Besides the queue, each shard keeps room for the 32 events it may stage while locked
     /// (about 7 KiB per shard once it has reported any).
     pub events: usize,
+    /// Timeout policies for new connections, as a ruleset's `ct timeout set` gives them (see
+    /// [`crate::TimeoutRule`]): a connection whose first packet a rule matches is timed by
+    /// that rule's policy (the last matching rule's). At most [`crate::MAX_TIMEOUT_RULES`]
+    /// are honoured, as [`Config::add_timeout_rule`] checks.
+    pub timeout_rules: Vec<crate::TimeoutRule>,
 }
 
 /// The most lock shards a family has (see [`Config::shards`]).
@@ -118,6 +124,7 @@ impl Default for Config {
             shards: default_shards(),
             in_order_entries: 4096,
             events: 0,
+            timeout_rules: Vec::new(),
         }
     }
 }
@@ -126,6 +133,26 @@ impl Config {
     /// Applies one `NAME=VALUE` sysctl assignment (with or without `net.netfilter.`).
     pub fn set_sysctl(&mut self, assignment: &str) -> Result<&mut Self, SysctlError> {
         self.sysctl.apply(assignment)?;
+        Ok(self)
+    }
+
+    /// Adds a timeout rule from its text (see [`crate::TimeoutRule`]), after the others: it
+    /// wins over them where both match. Refuses a bad rule, and one past the
+    /// [`crate::MAX_TIMEOUT_RULES`]th.
+    ///
+    /// ```
+    /// use ctrack::Config;
+    /// let mut c = Config::default();
+    /// c.add_timeout_rule("udp:53:unreplied=5,replied=10").unwrap();
+    /// assert_eq!(c.timeout_rules.len(), 1);
+    /// assert!(c.add_timeout_rule("udp:53:closed=5").is_err());
+    /// ```
+    pub fn add_timeout_rule(&mut self, rule: &str) -> Result<&mut Self, crate::TimeoutRuleError> {
+        let r: crate::TimeoutRule = rule.parse()?;
+        if self.timeout_rules.len() >= crate::MAX_TIMEOUT_RULES {
+            return Err(crate::policy::too_many(rule));
+        }
+        self.timeout_rules.push(r);
         Ok(self)
     }
 }
@@ -357,7 +384,14 @@ enum Input<'a> {
 /// The sysctls in force, which packets read under a shard's lock and
 /// [`Conntrack::set_sysctl`] writes with every shard of both families locked: a packet never
 /// meets a change half made, and reading costs what reading a plain field does.
-struct LiveSysctl(std::cell::UnsafeCell<Sysctl>);
+struct LiveSysctl(std::cell::UnsafeCell<Live>);
+
+/// What [`LiveSysctl`] holds: the sysctls, and those that time the connections of each
+/// timeout policy (the same, but for the policy's own timeouts; see [`Policies::in_force`]).
+struct Live {
+    sysctl: Sysctl,
+    policies: Box<[Sysctl]>,
+}
 
 // SAFETY: the set is written only while every shard of both families is locked (see
 // `Conntrack::set_sysctl`), and read only by holders of a shard's lock (see
@@ -373,7 +407,7 @@ impl LiveSysctl {
         let _ = locked;
         // SAFETY: the caller holds a shard's lock for as long as the reference lives (it
         // borrows the locked shard), and writes happen only under every shard's lock.
-        unsafe { &*self.0.get() }
+        unsafe { &(*self.0.get()).sysctl }
     }
 
     /// [`LiveSysctl::in_shard`] for a caller that goes on changing the locked shard while it
@@ -388,7 +422,23 @@ impl LiveSysctl {
         // SAFETY: writes happen only under every shard's lock; the caller holds one for as
         // long as it uses the reference (this function's contract), and the cell lives as
         // long as the tracker, which outlives every lock on its shards.
-        unsafe { &*self.0.get() }
+        unsafe { &(*self.0.get()).sysctl }
+    }
+
+    /// [`LiveSysctl::unbound`] for a connection with timeout policy `policy` (0: none, which
+    /// is what a policy the tracker does not have is taken as).
+    ///
+    /// # Safety
+    ///
+    /// As for [`LiveSysctl::unbound`].
+    #[inline(always)]
+    unsafe fn unbound_for<'s>(&self, policy: u8) -> &'s Sysctl {
+        // SAFETY: as in `unbound` (this function's contract is the same).
+        let live = unsafe { &*self.0.get() };
+        match usize::from(policy).checked_sub(1) {
+            Some(i) => live.policies.get(i).unwrap_or(&live.sysctl),
+            None => &live.sysctl,
+        }
     }
 }
 
@@ -415,6 +465,11 @@ pub struct Conntrack {
     sysctl: Mutex<Sysctl>,
     /// The same set, for packets (see [`LiveSysctl`]).
     live: LiveSysctl,
+    /// The timeout rules, made (see [`crate::policy`]).
+    pub(crate) policies: Policies,
+    /// Whether the fast refresh has more to do than refresh: events to report, or timeout
+    /// policies to time connections by (see [`Conntrack::run_refresh`]).
+    refresh_extras: bool,
     /// `nf_conntrack_checksum`, read where a packet's headers are checked (before a lock).
     checksum: AtomicBool,
     /// `nf_conntrack_max`, read where a burst is planned (before a lock).
@@ -469,7 +524,9 @@ impl Conntrack {
             .then(|| Arc::new(EventQueue::new(cfg.events)));
         let reporter = Reporter(events.clone());
         let sysctl = cfg.sysctl.clone();
+        let policies = Policies::new(&cfg.timeout_rules);
         Conntrack {
+            refresh_extras: events.is_some() || !policies.is_empty(),
             events,
             helper_ports: helper_ports.into_boxed_slice(),
             v4: Table::new(cfg.shards, acct, tstamp, reporter.clone()),
@@ -477,7 +534,11 @@ impl Conntrack {
             checksum: AtomicBool::new(sysctl.nf_conntrack_checksum != 0),
             max: AtomicU32::new(sysctl.nf_conntrack_max),
             expect_max: AtomicU32::new(sysctl.nf_conntrack_expect_max),
-            live: LiveSysctl(std::cell::UnsafeCell::new(sysctl.clone())),
+            live: LiveSysctl(std::cell::UnsafeCell::new(Live {
+                sysctl: sysctl.clone(),
+                policies: policies.in_force(&sysctl),
+            })),
+            policies,
             sysctl: Mutex::new(sysctl),
             cfg,
             hasher: FixedState::with_seed(seed),
@@ -584,7 +645,12 @@ impl Conntrack {
             let v6: Vec<_> = self.v6.shards.iter().map(|slot| slot.lock()).collect();
             // SAFETY: every shard of both families is locked (`v4`, `v6`), so no packet reads
             // the set now (see `LiveSysctl`), and writers are ordered by `master`.
-            unsafe { *self.live.0.get() = s.clone() };
+            unsafe {
+                *self.live.0.get() = Live {
+                    sysctl: s.clone(),
+                    policies: self.policies.in_force(&s),
+                }
+            };
             drop((v4, v6));
         }
         self.checksum
@@ -1365,26 +1431,39 @@ impl Conntrack {
             // No entry to try, or the general path owes a collection step first.
             return None;
         }
-        if self.events.is_some() {
-            // Apart, so that the common case keeps nothing live for the report.
-            return self.run_refresh_reporting::<A, FRESH>(sb, r, hint, now);
+        if self.refresh_extras {
+            // Apart, so that the common case keeps nothing live for the report, and tests no
+            // timeout policy.
+            return self.run_refresh_extras::<A, FRESH>(sb, r, hint, now);
         }
-        let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now)?;
+        // SAFETY: `s` is used in this call only, while the caller's lock on `sb` is held.
+        let s = unsafe { self.live.unbound() };
+        let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now, s)?;
         Some(refreshed(dir, before, after))
     }
 
-    /// [`Conntrack::run_refresh`] with an event stream: reports the update of an entry whose
-    /// status the packet changed (its first reply, or ASSURED).
+    /// [`Conntrack::run_refresh`] with an event stream or timeout policies: a connection with
+    /// a policy is refreshed by its policy's timeouts, and the update of an entry whose status
+    /// the packet changed (its first reply, or ASSURED) is reported.
     #[inline(never)]
-    fn run_refresh_reporting<A: Addr, const FRESH: bool>(
+    fn run_refresh_extras<A: Addr, const FRESH: bool>(
         &self,
         sb: &mut ShardBox<A>,
         r: &Ready<'_, A>,
         hint: u32,
         now: Nanos,
     ) -> Option<Verdict> {
-        let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now)?;
-        if before != after || before & status::UNREPORTED != 0 {
+        let policy = if self.policies.is_empty() {
+            0
+        } else {
+            // The hinted entry's: if the hint is another connection's, the refresh finds that
+            // it is not the packet's and does nothing.
+            sb.shard.policy_at(hint)
+        };
+        // SAFETY: `s` is used in this call only, while the caller's lock on `sb` is held.
+        let s = unsafe { self.live.unbound_for(policy) };
+        let (dir, before, after) = self.refresh_hinted::<A, FRESH>(sb, r, hint, now, s)?;
+        if self.events.is_some() && (before != after || before & status::UNREPORTED != 0) {
             let passes = self.passes(r.route, &r.key);
             self.report_change(sb, hint, before, false, passes, now);
         }
@@ -1400,9 +1479,8 @@ impl Conntrack {
         r: &Ready<'_, A>,
         hint: u32,
         now: Nanos,
+        s: &Sysctl,
     ) -> Option<(Dir, u8, u8)> {
-        // SAFETY: `s` is used in this call only, while the caller's lock on `sb` is held.
-        let s = unsafe { self.live.unbound() };
         let found = match &r.l4 {
             ReadyL4::Tcp(seg) => sb.shard.refresh_with::<FRESH>(
                 hint,
@@ -1682,6 +1760,15 @@ impl Conntrack {
         let Some(Found { idx, dir }) = found else {
             return self.create(t, slot, sb, h, key, now, len, route, s, &mut track, init);
         };
+        // The connection's timeout policy times it from now on; a new connection made in its
+        // place (below) starts without one, as every connection does.
+        let live = s;
+        let s = if self.policies.is_empty() {
+            s
+        } else {
+            // SAFETY: as for `s` above.
+            unsafe { self.live.unbound_for(sb.shard.get(idx).policy) }
+        };
         sb.stats.found += 1;
         // The batch has tried the hinted entry already (`run_refresh`); the general decision
         // agrees with the fast one wherever that one answers, so skipping it is only slower.
@@ -1740,7 +1827,7 @@ impl Conntrack {
                 // nothing now (a tuple is in the table once): a new connection.
                 self.drop_entry(t, sb, h, idx);
                 sb.stats.search_restart += 1;
-                self.create(t, slot, sb, h, key, now, len, route, s, &mut track, init)
+                self.create(t, slot, sb, h, key, now, len, route, live, &mut track, init)
             }
         }
     }
@@ -1861,6 +1948,15 @@ impl Conntrack {
             }
         };
         e.expires = now.saturating_add(a.timeout.unwrap_or(0));
+        if !self.policies.is_empty() {
+            // A ruleset's `ct timeout set`, once the tracker has had the packet: the policy
+            // times the connection from its first packet on, that one by its first timeout.
+            let p = self.policies.of(key.proto, key.dport);
+            if let Some(first) = self.policies.first_timeout(p) {
+                e.policy = p;
+                e.expires = now.saturating_add(ctrack_protocols::secs(first));
+            }
+        }
         if a.assured {
             e.status |= status::ASSURED;
         }

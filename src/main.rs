@@ -49,6 +49,12 @@ pub struct EngineArgs {
     /// Set a sysctl, NAME=VALUE, with or without `net.netfilter.`. Repeatable.
     #[arg(long = "sysctl", value_name = "NAME=VALUE")]
     sysctls: Vec<String>,
+    /// Give the connections whose first packet matches a timeout policy, as nftables' `ct
+    /// timeout set` does: PROTO[:PORT]:STATE=SECONDS,... (e.g. udp:53:unreplied=5,replied=10;
+    /// PROTO tcp or udp, PORT the destination port, states by nft's names). Repeatable: the
+    /// last rule that matches wins. Its states not named take Linux's defaults, not --sysctl's.
+    #[arg(long = "timeout-policy", value_name = "PROTO[:PORT]:STATE=SECS,...")]
+    timeout_rules: Vec<String>,
     /// What the host around the tracker confirms.
     #[arg(long, value_enum, default_value = "router")]
     host: Host,
@@ -79,6 +85,9 @@ impl EngineArgs {
         }
         cfg.helpers = ctrack_helpers::parse_assignments(self.helpers.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;
+        for r in &self.timeout_rules {
+            cfg.add_timeout_rule(r).map_err(|e| e.to_string())?;
+        }
         if self.shards == 0 || self.shards > ctrack::MAX_SHARDS {
             return Err(format!(
                 "--shards must be 1 to {}, not {}",

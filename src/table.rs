@@ -68,6 +68,9 @@ pub struct Entry<A> {
     pub helper: u8,
     /// Wheel slot holding the entry.
     wslot: u16,
+    /// Its timeout policy (1 up, see `crate::policy`), 0 for none: the entry is timed by the
+    /// sysctls. (In what was padding before the expiry time: no byte more.)
+    pub policy: u8,
     /// Absolute expiry time.
     pub expires: Nanos,
     prev: u32,
@@ -83,6 +86,7 @@ impl<A: Addr> Entry<A> {
             status: 0,
             helper: 0,
             wslot: UNFILED,
+            policy: 0,
             expires: 0,
             prev: NIL,
             next: NIL,
@@ -433,6 +437,12 @@ impl<A: Addr> Shard<A> {
     #[inline]
     pub fn helper_at(&self, i: u32) -> u8 {
         self.entries.get(i as usize).map_or(0, |e| e.helper)
+    }
+
+    /// The timeout policy of the entry at slab index `i` (0: none, or no such entry).
+    #[inline]
+    pub fn policy_at(&self, i: u32) -> u8 {
+        self.entries.get(i as usize).map_or(0, |e| e.policy)
     }
 
     /// The entry at slab index `i`, mutably.
