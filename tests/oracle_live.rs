@@ -79,14 +79,16 @@ fn kernel_still_agrees_with_committed_goldens() {
                 continue;
             };
             let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/gen/ktrace_rules.py");
-            let mut cmd =
-                if p.with_extension("zones").exists() || p.with_extension("marks").exists() {
-                    let mut c = Command::new(&rules);
-                    c.env("KTRACE", &ktrace);
-                    c
-                } else {
-                    Command::new(&ktrace)
-                };
+            let mut cmd = if p.with_extension("zones").exists()
+                || p.with_extension("marks").exists()
+                || args.contains("--timeout-policy")
+            {
+                let mut c = Command::new(&rules);
+                c.env("KTRACE", &ktrace);
+                c
+            } else {
+                Command::new(&ktrace)
+            };
             let out = cmd
                 .arg(&p)
                 .args(args.split_whitespace())

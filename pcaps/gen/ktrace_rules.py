@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""The kernel oracle with the rules of an embedder's ruleset: conntrack zones and connection
-marks, for the captures of pcaps/zones/ and pcaps/marks/.
+"""The kernel oracle with the rules of an embedder's ruleset: conntrack zones, connection
+marks and timeout policies, for the captures of pcaps/zones/, pcaps/marks/ and
+pcaps/timeouts/.
 
     pcaps/gen/ktrace_rules.py FILE.pcap [ktrace's arguments]
 
@@ -15,6 +16,12 @@ tables loaded beside its ruleset:
   with DSCP N (1 to 9) sets its connection's mark to N (`ct mark set`), one with DSCP 10 sets
   it to 0. The oracle's own chain rewrites DSCP later (at forward), to report the verdict.
 Packets with neither are left alone, so each capture takes the rules its packets ask for.
+And, for each `--timeout-policy PROTO[:PORT]:STATE=SECS,...` among the arguments (ctrack's
+option, taken out of those ktrace gets), a `ct timeout` object with those timeouts and a rule
+that sets it (priority -100, after conntrack: the kernel gives it to a connection while its
+first packet makes it) for packets of that protocol and destination port, in the order given,
+so that the last one that matches wins. (nft fills the states a policy does not name with
+Linux's defaults, whatever the sysctls say; ctrack's policies do the same.)
 Like ktrace, it needs root and runs itself in a private network namespace.
 `tests/golden.rs` replays these captures with the same rules (`common::zone_of`,
 `common::mark_of`).
@@ -47,6 +54,40 @@ def rules():
     ])
 
 
+def timeout_rules(specs):
+    """The nftables table for ctrack's `--timeout-policy` rules `specs` (empty: none)."""
+    if not specs:
+        return ""
+    r = ["table inet timeouts {"]
+    for i, spec in enumerate(specs):
+        fields = spec.split(":")
+        proto, port, states = (fields[0], None, fields[1]) if len(fields) == 2 else fields
+        policy = ", ".join(f"{k} : {v}" for k, v in (kv.split("=") for kv in states.split(",")))
+        r.append(f"  ct timeout p{i} {{ protocol {proto}; l3proto inet; policy = {{ {policy} }}; }}")
+    r.append("  chain set_timeout { type filter hook prerouting priority -100;")
+    for i, spec in enumerate(specs):
+        fields = spec.split(":")
+        match = f"{fields[0]} dport {fields[1]}" if len(fields) == 3 else f"meta l4proto {fields[0]}"
+        r.append(f'    {match} ct timeout set "p{i}"')
+    r.append("  }")
+    r.append("}")
+    return "\n".join(r)
+
+
+def take_timeout_rules(argv):
+    """Takes the `--timeout-policy X` pairs out of `argv`; returns their values, in order."""
+    specs, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--timeout-policy" and i + 1 < len(argv):
+            specs.append(argv[i + 1])
+            i += 2
+        else:
+            rest.append(argv[i])
+            i += 1
+    argv[:] = rest
+    return specs
+
+
 def oracle_dir():
     if os.environ.get("KTRACE"):
         return os.path.dirname(os.path.abspath(os.environ["KTRACE"]))
@@ -62,8 +103,10 @@ def main():
                                os.path.abspath(__file__), *sys.argv[1:]], env)
     sys.path.insert(0, oracle_dir())
     import ktrace  # noqa: E402  (the shared oracle, unchanged)
+    specs = take_timeout_rules(sys.argv)
     base = ktrace.nft_rules
-    ktrace.nft_rules = lambda helpers: base(helpers) + "\n" + rules()
+
+    ktrace.nft_rules = lambda helpers: base(helpers) + "\n" + rules() + "\n" + timeout_rules(specs)
     ktrace.main()
 
 

@@ -11,7 +11,9 @@
 # commits the capture as built instead: the kernel-stamped copy would not step back. A zone
 # scenario (zones=ttl in its meta, pcaps/zones/) or a mark scenario (marks=dscp, pcaps/marks/)
 # is replayed through ktrace_rules.py, which puts packets in conntrack zones by their TTL and
-# marks connections by their DSCP, and gets pcaps/NAME.zones or pcaps/NAME.marks beside it.
+# marks connections by their DSCP, and gets pcaps/NAME.zones or pcaps/NAME.marks beside it;
+# so is one whose arguments give timeout policies (--timeout-policy, pcaps/timeouts/), which
+# that wrapper turns into the kernel's `ct timeout` objects and rules.
 # Goldens are never edited by hand: rerun this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +34,7 @@ while read -r name; do
   mkdir -p "$(dirname "$dest")"
   oracle=$ktrace
   [ -z "$zones$marks" ] || oracle=$here/ktrace_rules.py
+  [[ " $args " != *" --timeout-policy "* ]] || oracle=$here/ktrace_rules.py
   # shellcheck disable=SC2086
   KTRACE=$ktrace "$oracle" "$work/src/$name.pcap" $args --out-pcap "$work/stamped.pcap" > "$work/golden"
   rm -f "$dest.pcap" "$dest.pcapng" "$dest.zones" "$dest.marks"

@@ -14,7 +14,8 @@
 # pcaps/NAME.expect-events, as `conntrack -E expect` prints them (no file: none). Captures
 # whose replay did not reproduce the golden's verdicts get no events files (old ones are
 # removed) and are listed on standard error.
-# A zone or mark scenario (NAME.zones or NAME.marks beside it) is replayed through
+# A zone or mark scenario (NAME.zones or NAME.marks beside it), or one whose arguments give
+# timeout policies (--timeout-policy), is replayed through
 # ktrace_rules.py, as regen.sh does.
 # Event files are never edited by hand: rerun this script.
 set -euo pipefail
@@ -37,7 +38,7 @@ while read -r golden; do
   args=$(cat "$base.args" 2> /dev/null || true)
   # (`env` first, so that EXPECT_EVENTS below stays an assignment whatever comes before it.)
   oracle=(env)
-  if [ -f "$base.zones" ] || [ -f "$base.marks" ]; then
+  if [ -f "$base.zones" ] || [ -f "$base.marks" ] || [[ " $args " == *" --timeout-policy "* ]]; then
     # Already in ktrace_events.sh's namespace: the rules' oracle must not make one of its own.
     oracle=(env KTRACE_PY="$here/ktrace_rules.py" KTRACE_RULES_INSIDE=1)
   fi

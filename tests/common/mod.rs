@@ -114,6 +114,10 @@ pub fn config(args: &str) -> Config {
                 cfg.set_sysctl(it.next().expect("--sysctl value")).unwrap();
             }
             "--helper" => helpers.push(it.next().expect("--helper value").to_string()),
+            "--timeout-policy" => {
+                cfg.add_timeout_rule(it.next().expect("--timeout-policy value"))
+                    .unwrap();
+            }
             "--realtime" => {}
             other => panic!("unknown scenario argument {other}"),
         }
