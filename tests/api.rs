@@ -890,3 +890,70 @@ fn tuple_of_gives_the_tuple_a_packet_finds_its_connection_by() {
     );
     assert_eq!(ct.tuple_of(&[0u8; 10], LinkType::Ethernet), None);
 }
+
+#[test]
+fn a_timeout_policy_times_the_connections_its_rule_gives_it_to() {
+    let mut cfg = Config {
+        events: 64,
+        ..Config::default()
+    };
+    cfg.set_sysctl("nf_conntrack_checksum=0").unwrap();
+    // Any UDP: 10 s unanswered. Port 53: 4 s unanswered, 9 s answered (the later rule wins).
+    cfg.add_timeout_rule("udp:unreplied=10").unwrap();
+    cfg.add_timeout_rule("udp:53:unreplied=4,replied=9")
+        .unwrap();
+    cfg.add_timeout_rule("tcp:22:established=50").unwrap();
+    assert!(cfg.add_timeout_rule("udp:53:established=4").is_err());
+    let ct = Conntrack::new(cfg);
+    let (c, s) = ([10, 9, 1, 1], [10, 9, 1, 2]);
+    let dns = ports(IpAddr::from(c), IpAddr::from(s), 17, 41000, 53);
+    let other = ports(IpAddr::from(c), IpAddr::from(s), 17, 41001, 123);
+    let left = |t: &Tuple, now| ct.get(t, now).map(|e| e.seconds_left);
+    ct.process(&common::udp(c, s, 41000, 53), LinkType::Raw, S);
+    ct.process(&common::udp(c, s, 41001, 123), LinkType::Raw, S);
+    assert_eq!(left(&dns, S), Some(4));
+    assert_eq!(left(&other, S), Some(10));
+    // The [NEW] event shows the policy's first timeout, as the kernel's does.
+    let ev: Vec<String> = ct.events().iter().map(|e| e.line()).collect();
+    assert!(ev[0].contains("[NEW] udp      17 4 "), "{ev:?}");
+    assert!(ev[1].contains("[NEW] udp      17 10 "), "{ev:?}");
+    // A sysctl changed later changes no policy's timeouts, only those of connections without.
+    ct.set_sysctl("nf_conntrack_udp_timeout=20").unwrap();
+    ct.process(&common::udp(c, s, 41000, 53), LinkType::Raw, 2 * S);
+    assert_eq!(left(&dns, 2 * S), Some(4));
+    // Answered, then past the two-second stream delay: the policy's 9 s, ASSURED.
+    ct.process(&common::udp(s, c, 53, 41000), LinkType::Raw, 3 * S);
+    ct.process(&common::udp(c, s, 41000, 53), LinkType::Raw, 4 * S);
+    let e = ct.get(&dns, 4 * S).unwrap();
+    assert_eq!((e.seconds_left, e.status & status::ASSURED != 0), (9, true));
+    // Through the batch, and with the tuple reversed: the same entry, the same policy.
+    let mut out = Vec::new();
+    ct.process_batch(
+        &[&common::udp(s, c, 53, 41000), &common::udp(c, s, 41000, 53)],
+        LinkType::Raw,
+        5 * S,
+        &mut out,
+    );
+    assert_eq!(left(&dns, 5 * S), Some(9));
+    // Gone 9 s after its last packet; the other one 10 s after its own.
+    assert_eq!(left(&dns, 14 * S + 1), None);
+    assert_eq!(left(&other, 11 * S + 1), None);
+    // A connection opened from port 53 is not the port's rule's (its first packet goes
+    // elsewhere) but any UDP's, and an answer to port 53 later does not give it the port's
+    // policy (4 s): it keeps its own (10 s).
+    let back = ports(IpAddr::from(s), IpAddr::from(c), 17, 53, 41002);
+    ct.process(&common::udp(s, c, 53, 41002), LinkType::Raw, 20 * S);
+    ct.process(&common::udp(c, s, 41002, 53), LinkType::Raw, 20 * S);
+    assert_eq!(left(&back, 20 * S), Some(10));
+    // TCP by its state: established for 50 s on port 22, once its handshake is done.
+    let ssh = ports(IpAddr::from(c), IpAddr::from(s), 6, 41003, 22);
+    for (p, t) in [
+        (common::tcp(c, s, 41003, 22, 0x02, 1, 0), 30),
+        (common::tcp(s, c, 22, 41003, 0x12, 9, 2), 30),
+        (common::tcp(c, s, 41003, 22, 0x10, 2, 10), 31),
+    ] {
+        ct.process(&p, LinkType::Raw, t * S);
+    }
+    let e = ct.get(&ssh, 31 * S).unwrap();
+    assert_eq!((e.tcp_state, e.seconds_left), (Some("ESTABLISHED"), 50));
+}

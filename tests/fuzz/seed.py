@@ -40,7 +40,9 @@ for f in sorted(glob.glob(os.path.join(PCAPS, '**', '*.pcap*'), recursive=True))
                or (os.path.exists(args) and '--helper' in open(args).read()))
     # The zone scenarios' frames go in zones (0x20: each burst's zone by its first `dt`).
     zoned = os.path.exists(os.path.splitext(f)[0] + '.zones')
-    out = bytearray([0, int(helpers) | (0x20 if zoned else 0)])  # router, checksums off, one shard
+    # The timeout policy captures with the target's short policies (0x40).
+    policed = os.path.exists(args) and '--timeout-policy' in open(args).read()
+    out = bytearray([0, int(helpers) | (0x20 if zoned else 0) | (0x40 if policed else 0)])  # router, checksums off, one shard
     off, prev, n = 24, None, 0
     while off + 16 <= len(d) and n < 200:
         ts, _, incl, _ = struct.unpack('<IIII', d[off:off + 16])

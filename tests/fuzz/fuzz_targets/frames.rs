@@ -107,6 +107,18 @@ fn config(b: u8, extra: u8) -> Config {
         // timed-out entries, meet entries on every walk.
         set(&mut cfg, "nf_conntrack_buckets=2");
     }
+    if extra & 64 != 0 {
+        // Timeout policies: short ones for every TCP and UDP connection, and those of a
+        // port after them (which win there).
+        for r in [
+            "tcp:established=2,syn_sent=1,time_wait=1,close=1,unack=1,retrans=1",
+            "udp:unreplied=1,replied=2",
+            "udp:53:unreplied=0,replied=1",
+            "tcp:80:syn_sent2=1,syn_recv=1,fin_wait=1",
+        ] {
+            cfg.add_timeout_rule(r).expect("a valid rule");
+        }
+    }
     // Bursts sorted by shard, or in order while the table is small.
     cfg.in_order_entries = [0, 4096, 3, 20][usize::from(extra >> 2 & 3)];
     cfg
