@@ -1767,7 +1767,7 @@ impl Conntrack {
             s
         } else {
             // SAFETY: as for `s` above.
-            unsafe { self.live.unbound_for(sb.shard.get(idx).policy) }
+            unsafe { self.live.unbound_for(sb.shard.policy_at(idx)) }
         };
         sb.stats.found += 1;
         // The batch has tried the hinted entry already (`run_refresh`); the general decision
@@ -1948,12 +1948,13 @@ impl Conntrack {
             }
         };
         e.expires = now.saturating_add(a.timeout.unwrap_or(0));
+        let mut policy = 0;
         if !self.policies.is_empty() {
             // A ruleset's `ct timeout set`, once the tracker has had the packet: the policy
             // times the connection from its first packet on, that one by its first timeout.
             let p = self.policies.of(key.proto, key.dport);
             if let Some(first) = self.policies.first_timeout(p) {
-                e.policy = p;
+                policy = p;
                 e.expires = now.saturating_add(ctrack_protocols::secs(first));
             }
         }
@@ -1966,11 +1967,16 @@ impl Conntrack {
             return v;
         }
         let helped = e.helper != 0;
+        // Room for the shard's policies first, so that nothing fails once the entry is in.
+        if policy != 0 && sb.shard.keep_policies().is_err() {
+            return self.out_of_memory(sb);
+        }
         let Ok(idx) = sb.shard.insert(h, e, now, &hash) else {
             // Never after `make_room` above (nothing has been allocated since).
             return self.out_of_memory(sb);
         };
         sb.shard.count_packet(idx, Dir::Original, len);
+        sb.shard.set_policy(idx, policy);
         if let Some(tk) = taken {
             // Within the room kept above: cannot fail.
             let _ = sb.shard.set_mark(idx, tk.mark);

@@ -68,9 +68,6 @@ pub struct Entry<A> {
     pub helper: u8,
     /// Wheel slot holding the entry.
     wslot: u16,
-    /// Its timeout policy (1 up, see `crate::policy`), 0 for none: the entry is timed by the
-    /// sysctls. (In what was padding before the expiry time: no byte more.)
-    pub policy: u8,
     /// Absolute expiry time.
     pub expires: Nanos,
     prev: u32,
@@ -86,7 +83,6 @@ impl<A: Addr> Entry<A> {
             status: 0,
             helper: 0,
             wslot: UNFILED,
-            policy: 0,
             expires: 0,
             prev: NIL,
             next: NIL,
@@ -346,6 +342,9 @@ pub struct Shard<A> {
     /// Per-entry connection marks (the kernel's `ct mark`), kept from the first mark set in
     /// the shard on; before that every entry's mark is 0.
     marks: Option<Vec<u32>>,
+    /// Per-entry timeout policies (1 up, see `crate::policy`; 0: timed by the sysctls), kept
+    /// from the first entry with one in the shard on.
+    policies: Option<Vec<u8>>,
     buckets: Vec<Bucket>,
     mask: usize,
     /// Buckets with a nonzero overflow count, which a lookup that reaches them walks past
@@ -396,6 +395,7 @@ impl<A: Addr> Shard<A> {
             acct: acct.then(Vec::new),
             born: timestamps.then(Vec::new),
             marks: None,
+            policies: None,
             buckets: vec![EMPTY_BUCKET; 1],
             mask: 0,
             open: 0,
@@ -442,7 +442,29 @@ impl<A: Addr> Shard<A> {
     /// The timeout policy of the entry at slab index `i` (0: none, or no such entry).
     #[inline]
     pub fn policy_at(&self, i: u32) -> u8 {
-        self.entries.get(i as usize).map_or(0, |e| e.policy)
+        self.policies
+            .as_ref()
+            .and_then(|p| p.get(i as usize).copied())
+            .unwrap_or(0)
+    }
+
+    /// Gives entry `i` timeout policy `policy`, within the room [`Shard::keep_policies`] made.
+    pub fn set_policy(&mut self, i: u32, policy: u8) {
+        if let Some(p) = self.policies.as_mut().and_then(|p| p.get_mut(i as usize)) {
+            *p = policy;
+        }
+    }
+
+    /// Starts keeping timeout policies (all 0), with room for every slot of the slab, as
+    /// [`Shard::keep_marks`] does for marks.
+    pub fn keep_policies(&mut self) -> Result<(), TryReserveError> {
+        if self.policies.is_none() {
+            let mut p = Vec::new();
+            p.try_reserve_exact(self.entries.capacity())?;
+            p.resize(self.entries.len(), 0);
+            self.policies = Some(p);
+        }
+        Ok(())
     }
 
     /// The entry at slab index `i`, mutably.
@@ -465,6 +487,7 @@ impl<A: Addr> Shard<A> {
                 .as_ref()
                 .map_or(0, |b| b.capacity() * std::mem::size_of::<Nanos>())
             + self.marks.as_ref().map_or(0, |m| m.capacity() * 4)
+            + self.policies.as_ref().map_or(0, Vec::capacity)
             + self.wheel.levels_memory()
     }
 
@@ -766,6 +789,9 @@ impl<A: Addr> Shard<A> {
         if let Some(m) = self.marks.as_mut() {
             m.try_reserve_exact(cap.saturating_sub(m.len()))?;
         }
+        if let Some(p) = self.policies.as_mut() {
+            p.try_reserve_exact(cap.saturating_sub(p.len()))?;
+        }
         Ok(())
     }
 
@@ -899,6 +925,10 @@ impl<A: Addr> Shard<A> {
         if let Some(m) = self.marks.as_mut() {
             m.resize(n, 0);
             m[i as usize] = 0;
+        }
+        if let Some(p) = self.policies.as_mut() {
+            p.resize(n, 0);
+            p[i as usize] = 0;
         }
         Ok(i)
     }
@@ -1205,6 +1235,37 @@ mod tests {
         assert_eq!(s.mark(ids[50]), 9);
         // The marks have room for the whole slab: what the shard holds grows with it.
         assert!(s.heap_memory() >= s.entries.capacity() * (size_of::<Entry<[u8; 4]>>() + 4));
+    }
+
+    #[test]
+    fn policies_are_kept_from_the_first_one_and_start_at_zero_in_a_reused_slot() {
+        let (mut s, ids) = filled(100, &h);
+        let bare = s.heap_memory();
+        // Nothing is kept until asked for; a policy set before that changes nothing.
+        s.set_policy(ids[3], 2);
+        assert_eq!((s.heap_memory(), s.policy_at(ids[3])), (bare, 0));
+        s.keep_policies().unwrap();
+        s.set_policy(ids[3], 2);
+        assert!(s.heap_memory() > bare);
+        assert_eq!(
+            (s.policy_at(ids[3]), s.policy_at(ids[4]), s.policy_at(NIL)),
+            (2, 0, 0)
+        );
+        // The slot of a removed entry is reused without a policy, and growth keeps them.
+        s.remove(h(&key(3)), ids[3]);
+        let mut e = Entry::new(key(1000));
+        e.expires = u64::MAX;
+        let i = s.insert(h(&key(1000)), e, 0, &h).unwrap();
+        assert_eq!((i, s.policy_at(i)), (ids[3], 0));
+        s.set_policy(ids[50], 9);
+        for n in 2000..4000 {
+            let mut e = Entry::new(key(n));
+            e.expires = u64::MAX;
+            let i = s.insert(h(&key(n)), e, 0, &h).unwrap();
+            assert_eq!(s.policy_at(i), 0);
+        }
+        assert_eq!(s.policy_at(ids[50]), 9);
+        assert!(s.heap_memory() >= s.entries.capacity() * (size_of::<Entry<[u8; 4]>>() + 1));
     }
 
     #[test]
