@@ -1948,16 +1948,6 @@ impl Conntrack {
             }
         };
         e.expires = now.saturating_add(a.timeout.unwrap_or(0));
-        let mut policy = 0;
-        if !self.policies.is_empty() {
-            // A ruleset's `ct timeout set`, once the tracker has had the packet: the policy
-            // times the connection from its first packet on, that one by its first timeout.
-            let p = self.policies.of(key.proto, key.dport);
-            if let Some(first) = self.policies.first_timeout(p) {
-                policy = p;
-                e.expires = now.saturating_add(ctrack_protocols::secs(first));
-            }
-        }
         if a.assured {
             e.status |= status::ASSURED;
         }
@@ -1967,8 +1957,9 @@ impl Conntrack {
             return v;
         }
         let helped = e.helper != 0;
-        // Room for the shard's policies first, so that nothing fails once the entry is in.
-        if policy != 0 && sb.shard.keep_policies().is_err() {
+        // Room for the shard's timeout policies first, so that nothing fails once the entry is
+        // in.
+        if !self.policies.is_empty() && sb.shard.keep_policies().is_err() {
             return self.out_of_memory(sb);
         }
         let Ok(idx) = sb.shard.insert(h, e, now, &hash) else {
@@ -1976,7 +1967,9 @@ impl Conntrack {
             return self.out_of_memory(sb);
         };
         sb.shard.count_packet(idx, Dir::Original, len);
-        sb.shard.set_policy(idx, policy);
+        if !self.policies.is_empty() {
+            self.give_policy(sb, idx, now);
+        }
         if let Some(tk) = taken {
             // Within the room kept above: cannot fail.
             let _ = sb.shard.set_mark(idx, tk.mark);
@@ -1988,6 +1981,21 @@ impl Conntrack {
             self.report(q, EventKind::New, sb, idx, now, true);
         }
         v
+    }
+
+    /// A ruleset's `ct timeout set` for entry `idx`, just made by its first packet (at `now`)
+    /// in a shard with room for its policy: the policy of the last rule that matches it, if
+    /// any, times the connection from that packet on, that one by the policy's first timeout.
+    /// Out of line: a tracker without rules never calls it.
+    #[inline(never)]
+    fn give_policy<A: Addr>(&self, sb: &mut ShardBox<A>, idx: u32, now: Nanos) {
+        let key = sb.shard.get(idx).key;
+        let p = self.policies.of(key.proto, key.dport);
+        if let Some(first) = self.policies.first_timeout(p) {
+            sb.shard.set_policy(idx, p);
+            sb.shard
+                .set_expiry(idx, now.saturating_add(ctrack_protocols::secs(first)), now);
+        }
     }
 
     /// An ICMP or ICMPv6 packet refused as a bad or unmatched error. The kernel leaves it
