@@ -51,13 +51,21 @@ if [ "$(head -c 4 "$file" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ]; then
   editcap -F pcap "$file" "$work/input.pcap"
   in=$work/input.pcap
 fi
+# Timeout policies (ctrack's --timeout-policy) reach the kernel through ktrace_rules.py, which
+# makes its ct timeout objects and rules of them.
+oracle=("$ktrace")
+rules=(env)
+if [[ " ${args[*]} " == *" --timeout-policy "* ]]; then
+  oracle=(env KTRACE="$ktrace" "$here/ktrace_rules.py")
+  rules=(env KTRACE_PY="$here/ktrace_rules.py" KTRACE_RULES_INSIDE=1)
+fi
 if [ -n "${EVENTS:-}" ]; then
-  EXPECT_EVENTS="$work/kernel.expect" \
+  "${rules[@]}" EXPECT_EVENTS="$work/kernel.expect" \
     "$here/ktrace_events.sh" "$work/kernel.events" "$in" "${args[@]}" \
     --out-pcap "$work/stamped.pcap" > "$work/kernel.out" ||
     { echo "compare: the oracle failed on $file (exit $?)" >&2; exit 2; }
 else
-  "$ktrace" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out" ||
+  "${oracle[@]}" "$in" "${args[@]}" --out-pcap "$work/stamped.pcap" > "$work/kernel.out" ||
     { echo "compare: the oracle failed on $file (exit $?)" >&2; exit 2; }
 fi
 replayed=$work/stamped.pcap

@@ -29,7 +29,9 @@ Every case is compared with `--helper all` unless DIFFFUZZ_HELPERS=0, which comp
 no helpers (`--sysctl nf_conntrack_checksum=0`, the default of both sides, stands in for
 compare.sh's default `--helper all`): ctrack's `process` then takes ordinary TCP and UDP
 frames through its one-pass lanes instead of the general path, so run it both ways.
-EVENTS=1 (compare.sh's) compares the connection events of every case too.
+EVENTS=1 (compare.sh's) compares the connection events of every case too. One case in eight
+(and half the real-time ones) also gives timeout policies (`--timeout-policy`, see
+`Case.policy_args`), which compare.sh hands the kernel through ktrace_rules.py.
 """
 import os
 import random
@@ -163,6 +165,32 @@ class Case:
                          "last_ack", "time_wait", "close", "max_retrans", "unacknowledged"):
                 if rng.random() < 0.5:
                     a += ["--sysctl", "nf_conntrack_tcp_timeout_%s=%d" % (name, rng.choice([2, 6]))]
+        return a + self.policy_args()
+
+    def policy_args(self):
+        """Timeout policies (`--timeout-policy`, which compare.sh gives the kernel through
+        ktrace_rules.py) for one case in eight and half the real-time ones: one for every TCP
+        connection, sometimes followed by one for a server port of the cases' conversations
+        (which wins there), with some of nft's states set: 2 or 6 s in real time (against its
+        gaps of 3.5 s), otherwise long enough to show in the final table and not to end within
+        the replay. A generator of its own,
+        so that the cases themselves are those the same seeds gave before."""
+        rng = random.Random(self.seed * 7919 + 1)
+        if rng.random() >= (0.5 if self.realtime else 0.125):
+            return []
+        # (Not replayed in real time, a pack of cases lasts about a second in the kernel: a
+        # timeout that short would end there at a point no timestamp settles.)
+        times = [2, 6] if self.realtime else [45, 200, 3000]
+        states = ["syn_sent", "syn_recv", "established", "fin_wait", "close_wait", "last_ack",
+                  "time_wait", "close", "syn_sent2", "retrans", "unack"]
+
+        def policy():
+            chosen = [st for st in states if rng.random() < 0.4] or [rng.choice(states)]
+            return ",".join("%s=%d" % (st, rng.choice(times)) for st in chosen)
+
+        a = ["--timeout-policy", "tcp:" + policy()]
+        if rng.random() < 0.4:
+            a += ["--timeout-policy", "tcp:%d:%s" % (rng.choice(SERVER_PORTS), policy())]
         return a
 
 
