@@ -16,6 +16,8 @@ SEED-1, ..., compares each with compare.sh (kernel-stamped replay) and keeps eve
 `gen` rebuilds one case from its seed string (e.g. `gen 7-123 case.pcap`) and prints the
 arguments it is compared with. DIFFFUZZ_HELPERS=0 compares with no helpers instead of
 `--helper all` (see difffuzz.py). EVENTS=1 (compare.sh's) compares the connection events too.
+One case in eight (and half the timed ones) also gives UDP and TCP timeout policies
+(`--timeout-policy`, see `Case.policy_args`).
 """
 import os
 import random
@@ -98,6 +100,7 @@ class Flow:
 
 class Case:
     def __init__(self, seed):
+        self.seed = seed
         self.rng = random.Random(str(seed))
         self.items = []      # (time, ip bytes or scapy pkt, note, frame-kind)
         self.flows = []
@@ -1108,7 +1111,30 @@ class Case:
             args += " " + rng.choice(SYSCTL_VARIANTS)
         if "acct" not in args and rng.random() < 0.4:
             args += " --sysctl nf_conntrack_acct=1"        # counters show what was counted
-        return frames, notes, args
+        return frames, notes, args + self.policy_args()
+
+    def policy_args(self):
+        """Timeout policies (`--timeout-policy`, which compare.sh gives the kernel through
+        ktrace_rules.py) for one case in eight and half the timed ones: for UDP or TCP, for
+        every port or one of the ports cases favour, one to three rules (the last that matches
+        wins), some of nft's states set: 1 or 2 s in real time (as the shortened sysctls are),
+        otherwise long enough not to end within the replay. A generator of its own, so that the
+        cases themselves are those the same seeds gave before."""
+        rng = random.Random("policy-" + str(self.seed))
+        if rng.random() >= (0.5 if self.realtime else 0.125):
+            return ""
+        times = [1, 2] if self.realtime else [45, 200, 3000]
+        states = {"udp": ["unreplied", "replied"],
+                  "tcp": ["syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
+                          "last_ack", "time_wait", "close", "syn_sent2", "retrans", "unack"]}
+        out = ""
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            proto = rng.choice(["udp", "udp", "tcp"])
+            chosen = [st for st in states[proto] if rng.random() < 0.5] or [rng.choice(states[proto])]
+            port = rng.choice(["", "", "53:", "123:", "500:"])
+            out += " --timeout-policy %s:%s%s" % (proto, port, ",".join(
+                "%s=%d" % (st, rng.choice(times)) for st in chosen))
+        return out
 
 
 def write_pcap(path, frames):
