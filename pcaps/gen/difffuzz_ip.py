@@ -1212,6 +1212,7 @@ def run(argv):
             # An expected connection whose time is up holds its master (use=) until the kernel
             # reaps it, which its garbage collector and its listing order decide: noise.
             noise += 1
+            print(f"{seed}: use= only ({args})", flush=True)
         elif p.returncode == 1:
             failing += 1
             bad += s - ag + sum(1 for line in p.stdout.splitlines() if line.startswith("  table"))
