@@ -333,6 +333,22 @@ pub struct Counters {
     pub bytes: [u64; 2],
 }
 
+/// Starts keeping a per-slot array, when not kept yet: one default value for each of the `len`
+/// slots in use, with room for the slab's `cap`.
+fn keep_per_slot<T: Copy + Default>(
+    kept: &mut Option<Vec<T>>,
+    len: usize,
+    cap: usize,
+) -> Result<(), TryReserveError> {
+    if kept.is_none() {
+        let mut v = Vec::new();
+        v.try_reserve_exact(cap)?;
+        v.resize(len, T::default());
+        *kept = Some(v);
+    }
+    Ok(())
+}
+
 /// One shard: entries, their index and their timer wheel.
 pub struct Shard<A> {
     /// Per-entry counters, kept only with accounting on (indexed like the entries).
@@ -458,13 +474,11 @@ impl<A: Addr> Shard<A> {
     /// Starts keeping timeout policies (all 0), with room for every slot of the slab, as
     /// [`Shard::keep_marks`] does for marks.
     pub fn keep_policies(&mut self) -> Result<(), TryReserveError> {
-        if self.policies.is_none() {
-            let mut p = Vec::new();
-            p.try_reserve_exact(self.entries.capacity())?;
-            p.resize(self.entries.len(), 0);
-            self.policies = Some(p);
-        }
-        Ok(())
+        keep_per_slot(
+            &mut self.policies,
+            self.entries.len(),
+            self.entries.capacity(),
+        )
     }
 
     /// The entry at slab index `i`, mutably.
@@ -538,13 +552,7 @@ impl<A: Addr> Shard<A> {
     /// Starts keeping marks (all 0), with room for every slot of the slab, so that inserting
     /// within the slab's capacity allocates nothing for them.
     pub fn keep_marks(&mut self) -> Result<(), TryReserveError> {
-        if self.marks.is_none() {
-            let mut m = Vec::new();
-            m.try_reserve_exact(self.entries.capacity())?;
-            m.resize(self.entries.len(), 0);
-            self.marks = Some(m);
-        }
-        Ok(())
+        keep_per_slot(&mut self.marks, self.entries.len(), self.entries.capacity())
     }
 
     /// Where the buckets start and the mask that picks one: for prefetching from outside
