@@ -135,11 +135,13 @@ impl FromStr for TimeoutRule {
 
 impl fmt::Display for TimeoutRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.proto == proto::TCP {
-            "tcp"
-        } else {
-            "udp"
-        })?;
+        // (A rule built field by field may name another protocol: it matches nothing, and
+        // prints its number.)
+        match self.proto {
+            proto::TCP => f.write_str("tcp")?,
+            proto::UDP => f.write_str("udp")?,
+            n => write!(f, "{n}")?,
+        }
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
@@ -248,6 +250,15 @@ mod tests {
         }
         let r: TimeoutRule = "tcp:close=1,close=2".parse().unwrap();
         assert_eq!(r.timeouts, vec![("close", 2)]);
+        let icmp = TimeoutRule {
+            proto: 1,
+            port: None,
+            timeouts: vec![("timeout", 5)],
+        };
+        assert_eq!(icmp.to_string(), "1:timeout=5");
+        // Such a rule gives no connection a policy.
+        let p = Policies::new(&[icmp]);
+        assert_eq!(p.first_timeout(p.of(1, 0)), None);
     }
 
     #[test]
