@@ -1277,6 +1277,37 @@ mod tests {
     }
 
     #[test]
+    fn every_kept_array_has_room_for_every_slot_as_the_slab_grows() {
+        // Insertion writes the per-slot arrays within room made beforehand (fallibly, with
+        // the slab's): an array that had to grow during insertion would allocate infallibly,
+        // and abort the process when memory runs out.
+        let mut s: Shard<[u8; 4]> = Shard::with_extras(true, true);
+        s.keep_marks().unwrap();
+        s.keep_policies().unwrap();
+        let room = |s: &Shard<[u8; 4]>| {
+            [
+                s.acct.as_ref().map(Vec::capacity),
+                s.born.as_ref().map(Vec::capacity),
+                s.marks.as_ref().map(Vec::capacity),
+                s.policies.as_ref().map(Vec::capacity),
+            ]
+        };
+        let mut grew = 0;
+        for n in 0..3000 {
+            let cap = s.entries.capacity();
+            let mut e = Entry::new(key(n));
+            e.expires = u64::MAX;
+            s.insert(h(&key(n)), e, 0, &h).unwrap();
+            grew += usize::from(s.entries.capacity() > cap);
+            for r in room(&s) {
+                assert!(r.unwrap() >= s.entries.capacity(), "{n}: {:?}", room(&s));
+            }
+        }
+        // The slab grew many times, on the heap and in a mapping.
+        assert!(grew > 10 && s.entries.is_mapped(), "{grew}");
+    }
+
+    #[test]
     fn slab_grows_by_a_quarter_then_a_sixteenth() {
         let size = std::mem::size_of::<Entry<[u8; 4]>>();
         // Sizes whose last growth was clearly on the heap (under 2,979 entries of 88 bytes)
