@@ -600,9 +600,10 @@ impl<S: Source> Reader<S> {
                     Fill::Short(_) if off == 0 => return Err(Problem::TruncatedHeader),
                     Fill::Short(_) => return Err(truncated),
                 };
+                // The section header's type reads the same either way round; every other
+                // block's type is in its section's byte order.
                 let le = Rd { b: head, be: false };
-                let btype = le.u32(0).unwrap_or(0);
-                if btype == SHB {
+                if le.u32(0) == Some(SHB) {
                     // Section header: its byte-order magic decides the section's endianness.
                     match le.u32(8) {
                         Some(0x1a2b3c4d) => *be = false,
@@ -615,7 +616,9 @@ impl<S: Source> Reader<S> {
                     }
                     ifaces.clear();
                 }
-                let blen = Rd { b: head, be: *be }.u32(4).unwrap_or(0) as usize;
+                let head = Rd { b: head, be: *be };
+                let btype = head.u32(0).unwrap_or(0);
+                let blen = head.u32(4).unwrap_or(0) as usize;
                 if blen < 12 || blen % 4 != 0 || blen as u64 > MAX_RECORD as u64 + 64 {
                     return Err(Problem::AbsurdLength {
                         index: block,
@@ -843,8 +846,8 @@ mod tests {
         }
     }
 
-    /// A valid capture of a few packets: classic pcap either way round, or pcapng with two
-    /// interfaces (one of nanoseconds) and every kind of packet block.
+    /// A valid capture of a few packets: classic pcap either way round, or pcapng (either byte
+    /// order) with two interfaces (one of nanoseconds) and every kind of packet block.
     fn sample(kind: u8, frames: &[Vec<u8>]) -> Vec<u8> {
         match kind % 3 {
             0 => {
@@ -856,45 +859,78 @@ mod tests {
                 pcap(&recs, kind & 4 != 0, 1)
             }
             _ => {
-                let mut v = block(
+                // pcapng, little-endian (kind % 3 == 1) or big-endian (2).
+                let be = kind % 3 == 2;
+                let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+                let w16 = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+                let blk = |t: u32, body: &[u8]| {
+                    let len = 12 + body.len().div_ceil(4) * 4;
+                    let mut v = w32(t).to_vec();
+                    v.extend_from_slice(&w32(len as u32));
+                    v.extend_from_slice(body);
+                    v.resize(len - 4, 0);
+                    v.extend_from_slice(&w32(len as u32));
+                    v
+                };
+                let mut v = blk(
                     0x0a0d0d0a,
-                    &[
-                        0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                        0xff, 0xff,
-                    ],
+                    &[&w32(0x1a2b3c4d)[..], &w16(1), &w16(0), &[0xff; 8]].concat(),
                 );
-                v.extend(block(1, &[1, 0, 0, 0, 0, 0, 4, 0]));
-                v.extend(block(
+                v.extend(blk(1, &[&w16(1)[..], &w16(0), &w32(0x40000)].concat()));
+                // Raw IP, nanoseconds (if_tsresol = 9).
+                let opts = [&w16(9)[..], &w16(1), &[9, 0, 0, 0], &w16(0), &w16(0)].concat();
+                v.extend(blk(
                     1,
-                    &[101, 0, 0, 0, 0, 0, 4, 0, 9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0],
+                    &[&w16(101)[..], &w16(0), &w32(0x40000), &opts].concat(),
                 ));
                 for (i, f) in frames.iter().enumerate() {
                     let mut b = Vec::new();
                     match i % 3 {
                         0 | 1 => {
                             if i % 3 == 0 {
-                                b.extend_from_slice(&((i % 2) as u32).to_le_bytes());
+                                b.extend_from_slice(&w32((i % 2) as u32));
                             } else {
-                                b.extend_from_slice(&((i % 2) as u16).to_le_bytes());
+                                b.extend_from_slice(&w16((i % 2) as u16));
                                 b.extend_from_slice(&[0, 0]);
                             }
-                            b.extend_from_slice(&0u32.to_le_bytes());
-                            b.extend_from_slice(&(i as u32 * 1000 + 5).to_le_bytes());
-                            b.extend_from_slice(&(f.len() as u32).to_le_bytes());
-                            b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                            b.extend_from_slice(&w32(0));
+                            b.extend_from_slice(&w32(i as u32 * 1000 + 5));
+                            b.extend_from_slice(&w32(f.len() as u32));
+                            b.extend_from_slice(&w32(f.len() as u32));
                             b.extend_from_slice(f);
-                            v.extend(block(if i % 3 == 0 { 6 } else { 2 }, &b));
+                            v.extend(blk(if i % 3 == 0 { 6 } else { 2 }, &b));
                         }
                         _ => {
-                            b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+                            b.extend_from_slice(&w32(f.len() as u32));
                             b.extend_from_slice(f);
-                            v.extend(block(3, &b));
+                            v.extend(blk(3, &b));
                         }
                     }
                 }
                 v
             }
         }
+    }
+
+    #[test]
+    fn pcapng_reads_the_same_either_byte_order() {
+        // The same packets in a little-endian and a big-endian section (every block type and
+        // field, the interfaces' link types and time resolutions) read alike.
+        let frames: Vec<Vec<u8>> = (0..7u8).map(|i| vec![0x45, i, 1, 2, 3]).collect();
+        let (le, be) = (
+            parse(sample(1, &frames)).unwrap(),
+            parse(sample(2, &frames)).unwrap(),
+        );
+        let read = |c: &Capture| -> Vec<(Nanos, LinkType, Vec<u8>)> {
+            c.packets().map(|(t, l, f)| (t, l, f.to_vec())).collect()
+        };
+        assert_eq!(le.len(), 7);
+        assert_eq!(read(&le), read(&be));
+        assert_eq!(
+            (read(&be)[0].0, read(&be)[0].1),
+            (5_000, LinkType::Ethernet)
+        );
+        assert_eq!((read(&be)[3].0, read(&be)[3].1), (3_005, LinkType::Raw));
     }
 
     proptest! {
