@@ -16,6 +16,12 @@ use crate::packet::LinkType;
 /// Largest record ctrack believes (a capture claiming more is corrupt).
 pub const MAX_RECORD: u32 = 64 << 20;
 
+/// The latest time a capture gives a packet, in nanoseconds since 1970: the latest a signed
+/// 64-bit count of nanoseconds holds (Linux's `ktime_t`), in the year 2262. A pcapng timestamp
+/// past it (64 bits of units, as a damaged file may hold) is read as this time, so that the
+/// timeouts a replay adds to it cannot overflow. Classic pcap's 32-bit seconds end in 2106.
+pub const MAX_TIME: u64 = i64::MAX as u64;
+
 /// One packet of a capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -673,7 +679,7 @@ impl<S: Source> Reader<S> {
                             Some(u) => {
                                 let ns = (u as u128 * 1_000_000_000 / ifc.per_sec as u128) as i128
                                     + ifc.offset as i128 * 1_000_000_000;
-                                ns.clamp(0, u64::MAX as i128) as u64
+                                ns.clamp(0, MAX_TIME as i128) as u64
                             }
                             // Simple packet blocks carry no time: keep the previous packet's.
                             None => self.last_ts,
@@ -1096,6 +1102,13 @@ mod tests {
         assert_eq!(c.frame(&c.records[0]), b"xyz");
         assert_eq!(c.records[1].ts, 3_000_000_123);
         assert_eq!(c.records[1].link, LinkType::Raw);
+        // A time past 2262 (2^64 - 1 nanoseconds, or a hundredth of that many microseconds) is
+        // read as the latest there is.
+        let mut late = f.clone();
+        late.extend(epb(1, u64::MAX, b"z"));
+        late.extend(epb(0, u64::MAX / 100, b"z"));
+        let c = parse(late).unwrap();
+        assert_eq!((c.records[2].ts, c.records[3].ts), (MAX_TIME, MAX_TIME));
         let mut bad = f.clone();
         bad.extend(epb(7, 0, b"q"));
         assert_eq!(parse(bad).unwrap_err(), Problem::UnknownInterface(7));

@@ -709,6 +709,7 @@ impl Conntrack {
     /// effect then depends on which connections share its shard, which the random hash seed
     /// decides. A caller reading timestamps it does not control (a capture's) passes the
     /// largest seen so far, as [`crate::capture::Capture::packets_monotonic`] gives them.
+    /// Times up to [`crate::capture::MAX_TIME`] (the year 2262) leave room for any timeout.
     ///
     /// The common frame (a plain IPv4 or IPv6 header behind untagged Ethernet or raw, then
     /// TCP or UDP) goes straight to its shard; every other frame takes the general path, which

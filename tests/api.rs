@@ -457,6 +457,27 @@ fn seconds_left(ct: &Conntrack, sport: u16, now: u64) -> Option<u64> {
 }
 
 #[test]
+fn times_up_to_the_latest_a_capture_gives_are_kept_as_any_others() {
+    // A capture's times reach `capture::MAX_TIME` (2262); a replay's deadlines past them
+    // neither overflow nor end early.
+    let ct = tracker(0);
+    let start = ctrack::capture::MAX_TIME - 100 * S;
+    assert_eq!(udp_port(&ct, A, B, 1000, 53, start), "new,orig");
+    assert_eq!(
+        udp_port(&ct, B, A, 53, 1000, start + S),
+        "established,reply"
+    );
+    assert_eq!(seconds_left(&ct, 1000, start + 20 * S), Some(11));
+    assert_eq!(seconds_left(&ct, 1000, start + 32 * S), None);
+    assert_eq!(
+        udp_port(&ct, A, B, 1001, 53, ctrack::capture::MAX_TIME),
+        "new,orig"
+    );
+    assert_eq!(seconds_left(&ct, 1001, ctrack::capture::MAX_TIME), Some(30));
+    assert_eq!(ct.expire(ctrack::capture::MAX_TIME), 1);
+}
+
+#[test]
 fn a_new_timeout_counts_from_the_next_packet() {
     let ct = tracker(0);
     for sport in [1000, 1001] {
