@@ -5,7 +5,8 @@
 #
 # ARGS are what both the oracle and ctrack get (default: --helper all, as the evaluation uses).
 # FILE may be pcap or pcapng (pcapng is converted with editcap for the oracle, which reads
-# classic pcap only). The oracle replays FILE with --out-pcap; ctrack then replays that
+# classic pcap of one link type only, or where editcap cannot, rewritten as raw IP by
+# rawip.py). The oracle replays FILE with --out-pcap; ctrack then replays that
 # kernel-stamped capture with --sysctl nf_conntrack_checksum=0, so both see the same timing.
 #
 # Prints one summary line
@@ -48,7 +49,10 @@ fi
 mkdir -p "$work"
 in=$file
 if [ "$(head -c 4 "$file" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ]; then
-  editcap -F pcap "$file" "$work/input.pcap"
+  # A file whose interfaces differ in link type (or whose records classic pcap cannot hold)
+  # is rewritten as raw IP instead, frame for frame (rawip.py).
+  editcap -F pcap "$file" "$work/input.pcap" 2>/dev/null ||
+    python3 "$here/rawip.py" "$file" "$work/input.pcap"
   in=$work/input.pcap
 fi
 # Timeout policies (ctrack's --timeout-policy) reach the kernel through ktrace_rules.py, which
