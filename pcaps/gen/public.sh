@@ -189,8 +189,10 @@ debian-newer oarc-dsc 2.16.1-2
 debian-newer diffoscope 297+deb13u1
 EOF
 # The link types the oracle reads: Ethernet, BSD loopback, raw IP (three codes), Linux cooked
-# v1 and v2; pcapng files are tried as they are (compare.sh converts them). A file whose bytes
-# equal an earlier one's (the collections share some) is left out.
+# v1 and v2, in the low 16 bits of the header's field as libpcap reads it (compare.sh clears
+# the FCS bits above them for the oracle); pcapng files are tried as they are (compare.sh
+# converts them). A file whose bytes equal an earlier one's (the collections share some) is
+# left out.
 find "$dir/src" -type f \( -name '*.pcap' -o -name '*.pcapng' -o -name '*.cap' \) -size -"$max"c | sort |
   /usr/bin/python3 -c '
 import hashlib, struct, sys
@@ -208,10 +210,10 @@ for path in sys.stdin.read().split("\n"):
     if head[:4] == b"\x0a\x0d\x0d\x0a":
         print(path)
     elif len(head) == 24 and head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        if struct.unpack("<I", head[20:24])[0] in ok:
+        if struct.unpack("<I", head[20:24])[0] & 0xFFFF in ok:
             print(path)
     elif len(head) == 24 and head[:4] in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        if struct.unpack(">I", head[20:24])[0] in ok:
+        if struct.unpack(">I", head[20:24])[0] & 0xFFFF in ok:
             print(path)
 ' > "$dir/list.txt"
 if [ -n "${FETCH_ONLY:-}" ]; then

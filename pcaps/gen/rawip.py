@@ -11,8 +11,8 @@ tags, BSD loopback, raw IP, Linux cooked v1 and v2); a frame that carries no IPv
 packet (another ethertype, another link type) becomes a one-byte frame, which the oracle skips
 as ctrack does. Frame numbers and timestamps (nanoseconds) are kept, so the oracle's verdicts
 line up with ctrack's on IN. Blocks other than packets (statistics, name resolution, custom
-blocks) are passed over. IN is not checked beyond what the rewrite needs (a section version
-ctrack refuses is read all the same).
+blocks) are passed over. IN is not checked beyond what the rewrite needs, but for the
+section versions that libpcap and ctrack refuse (other than 1.0 and 1.2).
 """
 import struct
 import sys
@@ -82,6 +82,9 @@ def pcapng(data):
         btype = struct.unpack("<I", data[off:off + 4])[0]
         if btype == 0x0A0D0D0A:  # section header: byte order and a fresh list of interfaces
             e = "<" if data[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+            version = struct.unpack(e + "HH", data[off + 12:off + 16])
+            if version not in ((1, 0), (1, 2)):  # as libpcap, and ctrack, refuse the rest
+                sys.exit("rawip: unsupported pcapng section version %d.%d" % version)
             ifaces = []
         btype, blen = struct.unpack(e + "II", data[off:off + 8])
         if blen < 12 or off + blen > len(data):
