@@ -18,7 +18,8 @@ T0 = 1_700_000_000.0  # capture epoch; the oracle restamps with kernel time anyw
 
 def scenario(name, args="", fmt="pcap", link=None, steps_back=False, zones=False, marks=False):
     """Registers a scenario. args: extra ktrace/ctrack arguments (e.g. '--sysctl X=1').
-    fmt: 'pcap' or 'pcapng' (pcapng is produced from the kernel-stamped pcap with editcap).
+    fmt: 'pcap', 'pcapng' (produced from the kernel-stamped pcap with editcap) or 'pcapng-be'
+    (editcap's pcapng rewritten in big-endian order by pcapng_be.py).
     link: None for Ethernet, or one of 'raw', 'raw4', 'raw6', 'null', 'sll', 'sll2'.
     steps_back: a timed scenario whose packets stay in the order given, timestamps stepping
     back where they say so; regen.sh commits this capture itself (the kernel-stamped one never

@@ -43,6 +43,9 @@ while read -r name; do
   fi
   if [ "$fmt" = pcapng ]; then
     editcap -F pcapng "$work/stamped.pcap" "$dest.pcapng"
+  elif [ "$fmt" = pcapng-be ]; then
+    editcap -F pcapng "$work/stamped.pcap" "$work/stamped.pcapng"
+    /usr/bin/python3 "$here/pcapng_be.py" "$work/stamped.pcapng" "$dest.pcapng"
   else
     cp "$work/stamped.pcap" "$dest.pcap"
   fi

@@ -225,6 +225,12 @@ def _():
     return mixed_ip() + vlan_frames()[:3]
 
 
+@scenario("link/pcapng-big-endian", fmt="pcapng-be")
+def _():
+    # As a big-endian machine writes pcapng: every block's fields in that order.
+    return mixed_ip() + vlan_frames()[:3] + [udp("10.7.0.2", "10.7.0.1", 53, 40000, b"r")]
+
+
 @scenario("link/short-and-odd-frames")
 def _():
     e = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
