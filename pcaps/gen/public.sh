@@ -45,7 +45,7 @@
 # its clock tick's phase. ctrack ends it at the window's middle. So 2 to 6 packets of that flow
 # disagree on ASSURED in about three runs in four (2026-12-05: the kernel's first ASSURED packet
 # came 2.0010 to 2.0043 s after the flow's first, ctrack's 2.0021 to 2.0029 s; two later runs
-# had 6 each: three query and answer pairs ASSURED for ctrack only).
+# had 6 each: three query and answer pairs ASSURED for ctrack only; 2026-12-06: 2, then 6).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ctrack=${CTRACK:-$here/../../target/release/ctrack}

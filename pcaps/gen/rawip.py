@@ -117,11 +117,14 @@ def main():
     else:
         sys.exit("rawip: not a pcap or pcapng file")
     out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 101)]
-    for ns, link, frame in records:
-        ip = ip_of(link, frame) if link is not None else None
-        ip = NOT_IP if ip is None else ip
-        out.append(struct.pack("<IIII", ns // 1_000_000_000, ns % 1_000_000_000, len(ip), len(ip)))
-        out.append(ip)
+    try:
+        for ns, link, frame in records:
+            ip = ip_of(link, frame) if link is not None else None
+            ip = NOT_IP if ip is None else ip
+            out.append(struct.pack("<IIII", ns // 1_000_000_000, ns % 1_000_000_000, len(ip), len(ip)))
+            out.append(ip)
+    except (struct.error, IndexError, ValueError) as e:
+        sys.exit(f"rawip: {sys.argv[1]}: malformed ({e})")
     open(sys.argv[2], "wb").write(b"".join(out))
 
 
