@@ -61,6 +61,15 @@ def main():
     data = open(sys.argv[1], "rb").read()
     if data[:4] != b"\x0a\x0d\x0d\x0a" or data[8:12] != b"\x4d\x3c\x2b\x1a":
         sys.exit("pcapng_be: not a little-endian pcapng file")
+    try:
+        out = convert(data)
+    except (struct.error, IndexError) as e:
+        sys.exit(f"pcapng_be: {sys.argv[1]}: malformed ({e})")
+    open(sys.argv[2], "wb").write(b"".join(out))
+
+
+def convert(data):
+    """The big-endian blocks of a little-endian pcapng file."""
     out, off = [], 0
     while off + 12 <= len(data):
         btype, blen = struct.unpack("<II", data[off:off + 8])
@@ -81,7 +90,7 @@ def main():
         else:
             rest = options(btype, rest)
         out.append(struct.pack(">II", btype, blen) + head + rest + struct.pack(">I", blen))
-    open(sys.argv[2], "wb").write(b"".join(out))
+    return out
 
 
 if __name__ == "__main__":
