@@ -28,8 +28,11 @@
 # MAXSIZE (bytes, default 30000000) skips larger captures. FETCH_ONLY=1 stops after fetching
 # and listing. Identical files are compared once.
 # Every capture whose link type the oracle reads goes through compare.sh with its default
-# arguments (--helper all); DIR/results.txt gets one line per capture (compare.sh's exit status
-# and summary), DIR/keep/NAME what compare.sh printed for each that did not agree. Then every
+# arguments (--helper all), or with ARGS (split on spaces) when set, e.g.
+# ARGS="--helper all --sysctl nf_conntrack_checksum=1" to run the kernel's checksum check on
+# real traffic; DIR/results.txt (DIR/results-TAG.txt with TAG set) gets one line per capture
+# (compare.sh's exit status and summary), DIR/keep/NAME (DIR/keep-TAG/NAME) what compare.sh
+# printed for each that did not agree. Then, unless READER=0, every
 # pcapng file is replayed by ctrack as it is and as a classic copy (see the end). Exit status
 # 1 when any capture disagreed (status 1) or a pcapng file read otherwise than its copy, 0
 # otherwise; captures the oracle itself cannot replay (status 2, or a traceback) are listed,
@@ -51,7 +54,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 ctrack=${CTRACK:-$here/../../target/release/ctrack}
 dir=${1:-/tmp/ctrack-public}
 max=${MAXSIZE:-30000000}
-mkdir -p "$dir/src" "$dir/keep"
+results=$dir/results${TAG:+-$TAG}.txt
+keepdir=$dir/keep${TAG:+-$TAG}
+read -r -a args <<<"${ARGS:---helper all}"
+mkdir -p "$dir/src" "$keepdir"
 cd "$dir/src"
 if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
   # A deb-src entry beside the machine's first deb822 entry: its mirror, suite and key.
@@ -220,18 +226,18 @@ if [ -n "${FETCH_ONLY:-}" ]; then
   echo "public: $(wc -l < "$dir/list.txt") distinct captures in link types the oracle reads (FETCH_ONLY: none compared)"
   exit 0
 fi
-: > "$dir/results.txt"
+: > "$results"
 bad=0
 artefact=
 while read -r f; do
   name=${f#"$dir/src/"}
-  keep=$dir/keep/${name//\//_}
+  keep=$keepdir/${name//\//_}
   set +e
-  r=$(MAX=20 timeout 600 "$here/compare.sh" "$f" 2>&1)
+  r=$(MAX=20 timeout 600 "$here/compare.sh" "$f" "${args[@]}" 2>&1)
   rc=$?
   set -e
   line=$(grep -m1 ': packets ' <<<"$r" || tail -1 <<<"$r")
-  echo "rc=$rc $name: ${line#"$f: "}" >> "$dir/results.txt"
+  echo "rc=$rc $name: ${line#"$f: "}" >> "$results"
   if [ $rc != 0 ]; then
     printf '%s\n' "$r" > "$keep"
     # The oracle's known artefact (see the header) is listed apart, not counted.
@@ -245,9 +251,10 @@ done < "$dir/list.txt"
 awk '{for (i = 1; i <= NF; i++) { if ($i == "scored") s += $(i + 1); if ($i == "packets") p += $(i + 1) } }
      /^rc=0 / { a++ } /: packets / { n++ }
      END { printf "public: %d captures compared, %d agree; %d packets, %d scored\n", n, a, p, s }' \
-  "$dir/results.txt"
+  "$results"
 [ -z "$artefact" ] || echo "public: not counted, the oracle's own artefact (its output device drops part of 1,025 frames):$artefact"
-echo "public: $bad disagree; the oracle could not replay $(grep -vc ': packets ' "$dir/results.txt" || true) (see $dir/results.txt)"
+echo "public: $bad disagree; the oracle could not replay $(grep -vc ': packets ' "$results" || true) (see $results)"
+[ "${READER:-1}" != 0 ] || exit $((bad != 0))
 # ctrack's own pcapng reader: compare.sh replays the oracle's classic copy, so each pcapng file
 # is also replayed as it is and as a classic copy with the same timestamps (editcap's, or raw
 # IP by rawip.py where editcap cannot write one), and the two outputs must be the same. A file
