@@ -263,7 +263,7 @@ fn table(ct: &Conntrack, now: u64) -> Vec<String> {
 fn table_views(ct: &Conntrack, now: u64) -> Vec<ctrack::EntryView> {
     let mut t = Vec::new();
     ct.for_each_entry(now, |e| t.push(e));
-    t.sort_by_key(|e| e.proc_line());
+    t.sort_by_cached_key(|e| e.proc_line());
     t
 }
 
