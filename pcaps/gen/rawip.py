@@ -121,6 +121,8 @@ def main():
         for ns, link, frame in records:
             ip = ip_of(link, frame) if link is not None else None
             ip = NOT_IP if ip is None else ip
+            if ns // 1_000_000_000 > 0xFFFFFFFF:
+                sys.exit(f"rawip: {sys.argv[1]}: a timestamp past what a classic pcap holds (2106)")
             out.append(struct.pack("<IIII", ns // 1_000_000_000, ns % 1_000_000_000, len(ip), len(ip)))
             out.append(ip)
     except (struct.error, IndexError, ValueError) as e:
