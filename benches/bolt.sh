@@ -65,6 +65,6 @@ while read -r f; do
   [ "$(target/release/ctrack "${args[@]}" 2>&1)" = "$("$out/ctrack" "${args[@]}" 2>&1)" ] ||
     { log "$f replays otherwise than in the release build"; exit 1; }
   n=$((n + 1))
-done < <(find pcaps -name '*.pcap' | sort)
+done < <(find pcaps \( -name '*.pcap' -o -name '*.pcapng' \) | sort)
 log "$n captures replay alike"
 echo "$out/ctrack"
