@@ -983,7 +983,7 @@ impl Conntrack {
             *v = if helpers {
                 self.process_helped::<ZONED>(frame, link, zone, now, cksum)
             } else {
-                self.process_with_in::<ZONED>(frame, link, zone, now, cksum)
+                self.process_plain::<ZONED>(frame, link, zone, now, cksum)
             };
         }
     }
@@ -1010,7 +1010,7 @@ impl Conntrack {
             *v = if helpers {
                 self.process_helped::<ZONED>(frame, link, zone, now, true)
             } else {
-                self.process_with_in::<ZONED>(frame, link, zone, now, true)
+                self.process_plain::<ZONED>(frame, link, zone, now, true)
             };
         }
     }
