@@ -284,6 +284,39 @@ impl<R: std::io::Read> CaptureReader<R> {
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Problem> {
         Ok(self.inner.next()?.map(|p| (p.ts, p.link, p.frame)))
     }
+
+    /// After [`CaptureReader::next_packet`] gave [`Problem::TruncatedRecord`] for a classic
+    /// pcap record whose 16-byte header is whole but whose data the file ends inside: that
+    /// record as a packet of the bytes the file holds, as a frame cut short by the capture's
+    /// snapshot length would be (the kernel oracle's reader sends it so). `None` otherwise,
+    /// and for pcapng, whose blocks end with their length.
+    ///
+    /// ```
+    /// let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    /// pcap.extend_from_slice(&[0; 8]);
+    /// pcap.extend_from_slice(&65535u32.to_le_bytes());
+    /// pcap.extend_from_slice(&101u32.to_le_bytes()); // raw IP
+    /// pcap.extend_from_slice(&7u32.to_le_bytes());
+    /// pcap.extend_from_slice(&[0; 4]);
+    /// pcap.extend_from_slice(&40u32.to_le_bytes()); // claims 40 bytes
+    /// pcap.extend_from_slice(&40u32.to_le_bytes());
+    /// pcap.extend_from_slice(&[0x45, 0, 0, 40]); // holds 4
+    /// let mut r = ctrack::capture::CaptureReader::new(&pcap[..]).unwrap();
+    /// assert!(r.next_packet().is_err());
+    /// let (ts, _, frame) = r.cut_short().unwrap();
+    /// assert_eq!((ts, frame), (7_000_000_000, &[0x45, 0, 0, 40][..]));
+    /// ```
+    pub fn cut_short(&mut self) -> Option<Packet<'_>> {
+        let (ts, link) = self.inner.cut?;
+        let held = match self.inner.src.fill(usize::MAX).ok()? {
+            Fill::Short(n) => n,
+            Fill::Got(_) => return None,
+        };
+        match self.inner.src.fill(held).ok()? {
+            Fill::Got(b) => Some((ts, link, b.get(16..)?)),
+            Fill::Short(_) => None,
+        }
+    }
 }
 
 /// A packet as (time, link type, frame).
@@ -466,6 +499,9 @@ struct Reader<S> {
     last_ts: Nanos,
     /// The problem that stopped the reading, given again to every later call.
     failed: Option<Problem>,
+    /// When that problem is a classic pcap record whose header is whole but whose data the
+    /// file ends inside: the record's time and link type (its bytes stay in the source).
+    cut: Option<(Nanos, LinkType)>,
 }
 
 /// Block type of a pcapng section header, and the pcapng file magic.
@@ -508,6 +544,7 @@ impl<S: Source> Reader<S> {
             packets: 0,
             last_ts: 0,
             failed: None,
+            cut: None,
         })
     }
 
@@ -577,15 +614,16 @@ impl<S: Source> Reader<S> {
                     });
                 }
                 let rec = 16 + incl as usize;
-                if let Fill::Short(_) = self.src.fill(rec)? {
-                    return Err(truncated);
-                }
                 let ts = sec as u64 * 1_000_000_000
                     + if nano {
                         frac as u64
                     } else {
                         frac as u64 * 1000
                     };
+                if let Fill::Short(_) = self.src.fill(rec)? {
+                    self.cut = Some((ts, link));
+                    return Err(truncated);
+                }
                 Ok(Some(Next {
                     ts,
                     link,
@@ -1027,6 +1065,39 @@ mod tests {
         let c = parse(pcap(&[(1, 5, b"abc")], true, 101)).unwrap();
         assert_eq!(c.records[0].ts, 1_000_000_005);
         assert_eq!(c.records[0].link, LinkType::Raw);
+    }
+
+    #[test]
+    fn a_record_cut_by_the_files_end_is_given_as_the_bytes_it_holds() {
+        let whole = pcap(&[(1, 0, b"abcd"), (2, 0, b"efghij")], false, 101);
+        let reader = |b: &[u8]| CaptureReader::new(std::io::Cursor::new(b.to_vec()));
+        // Cut inside the last record's data: the first record, then its bytes so far.
+        let cut = &whole[..whole.len() - 2];
+        let mut r = reader(cut).unwrap();
+        assert_eq!(r.next_packet().unwrap().unwrap().2, b"abcd");
+        assert!(r.cut_short().is_none());
+        assert!(matches!(
+            r.next_packet(),
+            Err(Problem::TruncatedRecord { index: 1, .. })
+        ));
+        assert_eq!(
+            r.cut_short(),
+            Some((2_000_000_000, LinkType::Raw, &b"efgh"[..]))
+        );
+        // Asked again, the same bytes: nothing was consumed.
+        assert_eq!(r.cut_short().map(|p| p.2.len()), Some(4));
+        // Cut right after the record's header: an empty frame, as the oracle reads it; cut
+        // inside the header: no record at all.
+        for (end, held) in [(whole.len() - 6, Some(0)), (whole.len() - 6 - 16 + 5, None)] {
+            let mut r = reader(&whole[..end]).unwrap();
+            r.next_packet().unwrap();
+            assert!(r.next_packet().is_err());
+            assert_eq!(r.cut_short().map(|p| p.2.len()), held, "{end}");
+        }
+        // A whole file: nothing cut.
+        let mut r = reader(&whole).unwrap();
+        while r.next_packet().unwrap().is_some() {}
+        assert!(r.cut_short().is_none());
     }
 
     #[test]

@@ -174,27 +174,22 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
         }
         Ok::<_, String>(())
     };
-    if std::fs::metadata(&a.file).is_ok_and(|m| m.is_file()) {
-        // A file is read twice, a record at a time: first to the end, so that a malformed one
-        // anywhere is refused before anything is printed, then to replay. Memory stays that
-        // of one record whatever the capture's size.
-        let mut check = capture::open(&a.file).map_err(|e| e.to_string())?;
-        while check
-            .next_packet()
-            .map_err(|p| problem(&a.file, p))?
-            .is_some()
-        {}
-        let mut r = capture::open(&a.file).map_err(|e| e.to_string())?;
-        while let Some((ts, link, frame)) = r.next_packet().map_err(|p| problem(&a.file, p))? {
-            track(ts, link, frame, &mut out)?;
-        }
+    // Read a record at a time, in one pass: memory stays that of one record whatever the
+    // capture's size. A bad record ends the replay there, as tcpdump's reading does: what came
+    // before it is tracked and printed (and the table as it then stands), and the problem is
+    // the one-line error the replay then fails with. A classic pcap record that the file ends
+    // inside is tracked first as the bytes it holds, as the kernel oracle's reader sends it.
+    let stopped = if a.file.as_os_str() == "-" {
+        let r = capture::CaptureReader::new(io::stdin().lock()).map_err(|p| problem(&a.file, p))?;
+        feed(r, &a.file, |ts, link, frame| {
+            track(ts, link, frame, &mut out)
+        })?
     } else {
-        // Standard input, a pipe or a device is read once, whole, then replayed.
-        let cap = load_capture(&a.file)?;
-        for (ts, link, frame) in cap.packets() {
-            track(ts, link, frame, &mut out)?;
-        }
-    }
+        let r = capture::open(&a.file).map_err(|e| e.to_string())?;
+        feed(r, &a.file, |ts, link, frame| {
+            track(ts, link, frame, &mut out)
+        })?
+    };
     if a.table {
         let mut lines = Vec::new();
         ct.for_each_entry(last, |e| lines.push(e.proc_line()));
@@ -218,7 +213,30 @@ fn replay(a: &ReplayArgs) -> Result<(), String> {
         ct.expire(last);
         write_events(&mut out, &ct)?;
     }
-    out.flush().map_err(io_err)
+    out.flush().map_err(io_err)?;
+    stopped.map_or(Ok(()), Err)
+}
+
+/// Hands every packet of `r` to `track`, in file order. `Ok(Some(error))` when a bad record
+/// stopped the reading (after a classic pcap record cut short by the file's end went to
+/// `track` as the bytes it holds); `Err` when `track` failed.
+fn feed<R: Read>(
+    mut r: capture::CaptureReader<R>,
+    path: &std::path::Path,
+    mut track: impl FnMut(u64, ctrack::LinkType, &[u8]) -> Result<(), String>,
+) -> Result<Option<String>, String> {
+    loop {
+        match r.next_packet() {
+            Ok(Some((ts, link, frame))) => track(ts, link, frame)?,
+            Ok(None) => return Ok(None),
+            Err(p) => {
+                if let Some((ts, link, frame)) = r.cut_short() {
+                    track(ts, link, frame)?;
+                }
+                return Ok(Some(problem(path, p)));
+            }
+        }
+    }
 }
 
 /// Reads a whole capture into memory: the file at `path`, or standard input for `-`.

@@ -940,22 +940,65 @@ fn a_capture_on_standard_input() {
     }
 }
 
-/// A record that runs past the end of the file, after good ones, is refused in one line
-/// before anything is printed, though the good records are read first.
-#[test]
-fn a_bad_record_late_in_a_file_prints_nothing_else() {
-    let mut f = pcap_header(1);
-    for _ in 0..3 {
-        f.extend(record(&[0u8; 60], 60));
+/// Byte offsets of a classic little-endian pcap's records.
+fn record_offsets(pcap: &[u8]) -> Vec<usize> {
+    let (mut off, mut at) = (24, Vec::new());
+    while off + 16 <= pcap.len() {
+        at.push(off);
+        off += 16 + u32::from_le_bytes(pcap[off + 8..off + 12].try_into().unwrap()) as usize;
     }
-    f.extend(record(&[0u8; 60], 60));
-    f.truncate(f.len() - 1);
-    let p = tmp("late-cut.pcap", &f);
+    at
+}
+
+/// A capture the file ends inside (as a capture cut short leaves it): every record before the
+/// cut is tracked and printed as the kernel oracle gives it (the golden's lines), the cut
+/// record as the bytes the file holds (the oracle's reader sends those too), then the table;
+/// the replay then fails with the truncation as its one-line error. The same through a pipe.
+#[test]
+fn a_capture_cut_short_replays_up_to_the_cut() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/udp/");
+    let whole = std::fs::read(format!("{dir}dns-burst.pcap")).unwrap();
+    let golden = std::fs::read_to_string(format!("{dir}dns-burst.golden")).unwrap();
+    let at = record_offsets(&whole);
+    let last = *at.last().unwrap();
+    let n = at.len();
+    assert!(n > 2 && whole.len() > last + 16 + 2);
+    let cut = &whole[..last + 16 + (whole.len() - last - 16) / 2];
+    let p = tmp("dns-burst-cut.pcap", cut);
+    let args = ["replay", p.to_str().unwrap(), "--verdicts", "--table"];
+    let out = ctrack(&args);
+    let msg = format!("truncated record {}", n - 1);
+    fails_with(&out, &["dns-burst-cut.pcap", &msg]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let verdicts: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let kernel: Vec<&str> = golden.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(verdicts.len(), n, "{text}");
+    assert_eq!(verdicts[..n - 1], kernel[..n - 1]);
+    assert!(verdicts[n - 1].starts_with(&format!("{} ", n - 1)));
+    assert!(text.lines().any(|l| l.starts_with("# table ")), "{text}");
+    // The same bytes on standard input: the same lines, the same error.
+    let piped = ctrack_fed(&["replay", "-", "--verdicts", "--table"], cut.to_vec());
+    fails_with(&piped, &["-: ", &msg]);
+    assert_eq!(String::from_utf8(piped.stdout).unwrap(), text);
+}
+
+/// A record that claims an impossible length, after good ones: those are tracked and printed,
+/// nothing stands for the bad one, and the replay fails with it as its one-line error.
+#[test]
+fn a_bad_record_late_in_a_file_ends_the_replay_there() {
+    let mut f = pcap_header(101);
+    for _ in 0..3 {
+        f.extend(record(&[0x45, 0, 0, 20], 4));
+    }
+    f.extend(record_claiming(b"abcd", 0xffff_fff0, 4));
+    f.extend(record(&[0x45, 0, 0, 20], 4));
+    let p = tmp("late-absurd.pcap", &f);
     let out = ctrack(&["replay", p.to_str().unwrap(), "--verdicts", "--table"]);
-    fails_with(&out, &["late-cut.pcap", "truncated record 3"]);
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    fails_with(&out, &["late-absurd.pcap", "absurd length"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.starts_with(&format!("{i} ")), "{text}");
+    }
 }
