@@ -1,7 +1,7 @@
 //! Any bytes as a capture file: a clean error or a capture whose every record replays
 //! through the engine, never a panic; and the same bytes read as a stream, in reads of any
 //! size, give the same packets (or, where the file is refused, some of them and then the same
-//! problem).
+//! problem, with a record cut by the file's end given as the file's last bytes).
 
 #![no_main]
 
@@ -33,7 +33,14 @@ fuzz_target!(|data: &[u8]| {
             match r.next_packet() {
                 Ok(Some((ts, link, f))) => streamed.push((ts, link, f.to_vec())),
                 Ok(None) => break None,
-                Err(p) => break Some(p),
+                Err(p) => {
+                    // A record the file ends inside comes as the file's last bytes.
+                    if let Some((_, _, f)) = r.cut_short() {
+                        assert!(matches!(p, capture::Problem::TruncatedRecord { .. }), "{p:?}");
+                        assert!(data.ends_with(f));
+                    }
+                    break Some(p);
+                }
             }
         },
     };
