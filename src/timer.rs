@@ -29,6 +29,9 @@ pub const UNFILED: u16 = u16::MAX;
 /// The slot number of an entry waiting on the list examined at the next tick (its level could
 /// not be allocated).
 const PENDING: u16 = u16::MAX - 1;
+/// How many drained lists [`Wheel::advance`] keeps in its short array (the waiting list and
+/// up to 15 slots); more take an array with room for every slot.
+const FEW_LISTS: usize = 16;
 
 /// What the wheel needs to read and write in the entries it links.
 pub trait Links {
@@ -202,7 +205,7 @@ impl Wheel {
         &mut self,
         ls: &mut L,
         now: Nanos,
-        mut expire: impl FnMut(&mut L, u32),
+        expire: impl FnMut(&mut L, u32),
     ) -> usize {
         let target = tick_of(now);
         if !self.started {
@@ -215,30 +218,50 @@ impl Wheel {
         }
         let from = self.tick;
         self.tick = target;
-        // The drained lists, in the order drained (each still linked through its entries'
-        // `next` links): at most every slot of every level, and the waiting list.
-        let mut lists = [NIL; LEVELS * SLOTS + 1];
-        lists[0] = std::mem::replace(&mut self.pending, NIL);
-        let mut n = 1;
-        for level in 0..LEVELS {
+        // The occupied slots that came due, level by level, and how many lists that makes
+        // with the waiting list.
+        let mut due = [0u64; LEVELS];
+        let mut lists = 1;
+        for (level, due) in due.iter_mut().enumerate() {
             let shift = SLOT_BITS * level as u32;
             let (a, b) = (from >> shift, target >> shift);
             if a == b {
                 break;
             }
+            // Slots a+1 to b of the level, wrapping round: every slot after a full turn.
             let turns = b - a;
             let mask = if turns >= SLOTS as u64 {
                 u64::MAX
             } else {
-                let mut m = 0u64;
-                let mut k = a + 1;
-                while k <= b {
-                    m |= 1 << (k & (SLOTS as u64 - 1));
-                    k += 1;
-                }
-                m
+                ((1u64 << turns) - 1).rotate_left(((a + 1) % SLOTS as u64) as u32)
             };
-            let mut todo = self.occupied[level] & mask;
+            *due = self.occupied[level] & mask;
+            lists += due.count_ones() as usize;
+        }
+        // Most advances drain a few slots, whose heads fit a short array; a long jump gets
+        // room for every slot of every level.
+        if lists <= FEW_LISTS {
+            self.drain(ls, now, &due, &mut [NIL; FEW_LISTS], expire)
+        } else {
+            self.drain(ls, now, &due, &mut [NIL; LEVELS * SLOTS + 1], expire)
+        }
+    }
+
+    /// [`Wheel::advance`]'s work once the slots that came due are known: takes the waiting
+    /// list and those slots' lists (their heads into `lists`, which has room for them all),
+    /// then expires or re-files their entries, in that order.
+    fn drain<L: Links>(
+        &mut self,
+        ls: &mut L,
+        now: Nanos,
+        due: &[u64; LEVELS],
+        lists: &mut [u32],
+        mut expire: impl FnMut(&mut L, u32),
+    ) -> usize {
+        lists[0] = std::mem::replace(&mut self.pending, NIL);
+        let mut n = 1;
+        for (level, &due) in due.iter().enumerate() {
+            let mut todo = due;
             while todo != 0 {
                 let slot = todo.trailing_zeros() as usize;
                 todo &= todo - 1;
@@ -441,6 +464,31 @@ mod tests {
         assert_eq!(gone, vec![e1]);
         w.advance(&mut a, now + 432_001 * S, |_, i| gone.push(i));
         assert_eq!(gone, vec![e1, e2]);
+    }
+
+    #[test]
+    fn a_jump_drains_any_number_of_slots_at_once() {
+        const TICK: Nanos = 1 << TICK_SHIFT;
+        // 14 to 16 level-0 slots (with the waiting list, either side of the short array's
+        // room), every level-0 slot, and slots of three levels at once; the wheel's tick
+        // starts mid-turn, so that the slots that come due wrap round.
+        for (count, spacing) in [(14, 1), (15, 1), (16, 1), (63, 1), (40, 70), (30, 4_500)] {
+            let mut w = Wheel::default();
+            let mut a = Arena::default();
+            let now = 1_000 * TICK + 37 * TICK;
+            let ids: Vec<u32> = (1..=count)
+                .map(|k| a.add(now + k * spacing * TICK + TICK / 2))
+                .collect();
+            for &i in &ids {
+                w.insert(&mut a, i, now);
+            }
+            let last = now + (count + 1) * spacing * TICK;
+            let mut gone = vec![];
+            w.advance(&mut a, last, |_, i| gone.push(i));
+            gone.sort();
+            assert_eq!(gone, ids, "{count} entries {spacing} ticks apart");
+            assert_eq!(w.occupied, [0; LEVELS]);
+        }
     }
 
     #[test]
