@@ -13,6 +13,9 @@
 #   REPS           runs of each measurement; the best is reported (default 3)
 #   CASES          space-separated subset of the cases below, e.g. "est:1000 syn:0"
 #   CTRACK         a ctrack binary to time instead of building target/release/ctrack
+#   PCAPS          space-separated captures to time as they are, instead of CASES: classic
+#                  pcap, Ethernet (as the harness reads them), e.g. real traffic; each is
+#                  replayed once, whole (no untimed setup), from an empty table on both sides
 #
 # Progress goes to stderr; the tables go to stdout and to $DATA_DIR/results.md.
 set -euo pipefail
@@ -135,12 +138,28 @@ agree() { # pcap setup packets -> one line
 # processes falls on both engines alike; the best of the reps is kept.
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 ROWS=() CSUM_ROWS=() EXTRA_ROWS=() AGREE=()
-for c in $CASES; do
-  IFS=: read -r kind flows v6 payload <<<"$c"
-  gen "$kind" "$flows" "$v6" "$payload"
-  label="$kind${v6:+ (IPv6)}${payload:+, $payload-byte segments}"
-  fl=$flows; [ "$kind" = syn ] && fl="- ($NPK SYNs)"
-  log "case $label flows $flows: $PCAP, setup $SETUP"
+if [ -n "${PCAPS:-}" ]; then
+  ITEMS=()
+  for f in $PCAPS; do ITEMS+=("file:$(realpath "$f")"); done
+else
+  read -r -a ITEMS <<<"$CASES"
+fi
+for c in "${ITEMS[@]}"; do
+  if [ "${c%%:*}" = file ]; then
+    # A capture as it is: every packet timed, from an empty table.
+    PCAP=${c#file:} SETUP=0 FLAGS=()
+    NPK=$("$CTRACK" bench --pcap "$PCAP" --batch 32 | awk '/^packets /{print $2}')
+    [ -n "$NPK" ] || { log "skipping $PCAP: ctrack cannot bench it"; continue; }
+    "$HARNESS" "$PCAP" >/dev/null 2>&1 || { log "skipping $PCAP: the harness cannot read it"; continue; }
+    label=$(basename "$PCAP") fl="- ($NPK packets)" what="$label, $NPK packets"
+  else
+    IFS=: read -r kind flows v6 payload <<<"$c"
+    gen "$kind" "$flows" "$v6" "$payload"
+    label="$kind${v6:+ (IPv6)}${payload:+, $payload-byte segments}"
+    fl=$flows; [ "$kind" = syn ] && fl="- ($NPK SYNs)"
+    what="$label, $fl flows"
+  fi
+  log "case $label ($fl): $PCAP, setup $SETUP"
   declare -A runs=()
   OVS_ARGS=(--setup "$SETUP")
   CT_ARGS=(bench --pcap "$PCAP" --setup "$SETUP" --batch 32)
@@ -156,7 +175,7 @@ for c in $CASES; do
     runs[ovs_off_hot]+=" $("$HARNESS" "${OVS_ARGS[@]}" --csum-offload --hot "$PCAP" | mpps)"
     runs[ct_off_hot]+=" $("$CTRACK" "${CT_ARGS[@]}" "${CSUM0[@]}" --hot | mpps)"
     runs[ct256]+=" $("$CTRACK" bench --pcap "$PCAP" --setup "$SETUP" --batch 256 | mpps)"
-    runs[ctw]+=" $("$CTRACK" bench "${FLAGS[@]}" | mpps)"
+    [ ${#FLAGS[@]} = 0 ] || runs[ctw]+=" $("$CTRACK" bench "${FLAGS[@]}" | mpps)"
   done
   declare -A b=()
   for k in "${!runs[@]}"; do
@@ -165,14 +184,19 @@ for c in $CASES; do
   done
   ROWS+=("| $label | $fl | ${b[ovs]} | ${b[ct]} | $(ratio "${b[ovs]}" "${b[ct]}") | ${b[ovs_hot]} | ${b[ct_hot]} | $(ratio "${b[ovs_hot]}" "${b[ct_hot]}") |")
   CSUM_ROWS+=("| $label | $fl | ${b[ovs_off]} | ${b[ct_off]} | $(ratio "${b[ovs_off]}" "${b[ct_off]}") | ${b[ovs_off_hot]} | ${b[ct_off_hot]} | $(ratio "${b[ovs_off_hot]}" "${b[ct_off_hot]}") |")
-  EXTRA_ROWS+=("| $label | $fl | ${b[ct]} | ${b[ct256]} | ${b[ctw]} |")
+  EXTRA_ROWS+=("| $label | $fl | ${b[ct]} | ${b[ct256]} | ${b[ctw]:--} |")
   unset runs b
   log "  verdicts"
-  AGREE+=("- $label, $fl flows: $(agree "$PCAP" "$SETUP" $((SETUP + NPK)))")
+  AGREE+=("- $what: $(agree "$PCAP" "$SETUP" $((SETUP + NPK)))")
 done
 
 {
-  echo "OVS $OVS_VERSION (Debian openvswitch-source, gcc -g -O2) vs ctrack $(git -C "$REPO" rev-parse --short HEAD); $CPU, $(nproc) CPUs; $(date -u +%Y-%m-%d); best of $REPS; $PACKETS timed packets per workload (syn: $SYN_PACKETS; bulk: $BULK_PACKETS); one thread each; bursts of 32."
+  if [ -n "${PCAPS:-}" ]; then
+    what="each capture replayed whole from an empty table, every packet timed"
+  else
+    what="$PACKETS timed packets per workload (syn: $SYN_PACKETS; bulk: $BULK_PACKETS)"
+  fi
+  echo "OVS $OVS_VERSION (Debian openvswitch-source, gcc -g -O2) vs ctrack $(git -C "$REPO" rev-parse --short HEAD); $CPU, $(nproc) CPUs; $(date -u +%Y-%m-%d); best of $REPS; $what; one thread each; bursts of 32."
   echo
   echo "Checksums validated in software by both (OVS: packets without offload flags; ctrack: nf_conntrack_checksum=1, its default). *Cold*: one clock around the timed loop, packets read from memory. *Hot*: each burst timed alone after its packets were read untimed."
   echo
