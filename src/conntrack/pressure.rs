@@ -105,13 +105,24 @@ const FEW_PICKS: usize = 32;
 /// so a flood into a table nine tenths ASSURED is dropped one time in five, as the kernel's
 /// replay of such a flood shows (`tests/early_drop.rs`).
 pub(super) fn chain_sizes(h: u64, entries: usize, buckets: u32) -> [u32; EVICTION_RANGE] {
-    let tuples = (entries as u64).saturating_mul(2);
     let mut x = h;
     std::array::from_fn(|_| {
-        // A uniform draw in [0, 1) from the hash, a fresh one per chain.
+        // A fresh draw per chain.
         x = splitmix(x);
-        binomial(tuples, buckets, (x >> 11) as f64 / (1u64 << 53) as f64)
+        chain_size(x, entries, buckets)
     })
+}
+
+/// The first of [`chain_sizes`], alone: the chain of the tuple hashed `h` itself.
+pub(super) fn first_chain_size(h: u64, entries: usize, buckets: u32) -> u32 {
+    chain_size(splitmix(h), entries, buckets)
+}
+
+/// One chain's size for [`chain_sizes`], from its draw `x`.
+fn chain_size(x: u64, entries: usize, buckets: u32) -> u32 {
+    let tuples = (entries as u64).saturating_mul(2);
+    // A uniform draw in [0, 1) from the hash.
+    binomial(tuples, buckets, (x >> 11) as f64 / (1u64 << 53) as f64)
 }
 
 /// The next state of a splitmix64 sequence from `x`, mixed: what early drop draws from.
@@ -286,13 +297,13 @@ impl Conntrack {
     #[cold]
     #[inline(never)]
     pub(super) fn lookup_reaps<A: Addr>(&self, t: &Table<A>, sb: &mut ShardBox<A>, h: u64) {
-        let sizes = chain_sizes(
+        let size = first_chain_size(
             h,
             seen_size(t, sb),
             self.live.in_shard(sb).nf_conntrack_buckets,
         );
         let mut z = h ^ 0xbb67_ae85_84ca_a73b;
-        for _ in 0..sizes[0] {
+        for _ in 0..size {
             if Self::draw_zombie(sb, &mut z) {
                 self.reap_zombie(sb);
             }
@@ -499,6 +510,19 @@ impl Conntrack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lookups_chain_is_the_first_early_drop_walks() {
+        for i in 0..20_000u64 {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            for (entries, buckets) in [(262_144, 262_144), (9_000, 4_096), (8, 4), (3, 1)] {
+                assert_eq!(
+                    first_chain_size(h, entries, buckets),
+                    chain_sizes(h, entries, buckets)[0]
+                );
+            }
+        }
+    }
 
     #[test]
     fn chains_hold_as_many_tuples_as_the_kernels_would() {
