@@ -513,6 +513,7 @@ impl Conntrack {
     /// A tracker whose hash seed is fixed (reproducible table layout, for tests and benches).
     pub fn with_seed(cfg: Config, seed: u64) -> Conntrack {
         crate::checksum::detect_cpu();
+        pressure::warm_up();
         // Its own seed, so that what one table's layout shows says nothing of the other's.
         let frags = Defrag::new(&cfg.sysctl, seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15);
         let acct = cfg.sysctl.nf_conntrack_acct != 0;
