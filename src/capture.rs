@@ -663,7 +663,7 @@ impl<S: Source> Reader<S> {
                 let head = Rd { b: head, be: *be };
                 let btype = head.u32(0).unwrap_or(0);
                 let blen = head.u32(4).unwrap_or(0) as usize;
-                if blen < 12 || blen % 4 != 0 || blen as u64 > MAX_RECORD as u64 + 64 {
+                if blen < 12 || !blen.is_multiple_of(4) || blen as u64 > MAX_RECORD as u64 + 64 {
                     return Err(Problem::AbsurdLength {
                         index: block,
                         offset: off,

@@ -194,7 +194,7 @@ pub fn csum_add_u32(sum: u64, v: u32) -> u64 {
 /// the value modulo `0xffff` (as 2^16 = 1), and only zero folds to zero.
 #[inline]
 pub fn csum_ok(sum: u64) -> bool {
-    sum != 0 && sum % 0xffff == 0
+    sum != 0 && sum.is_multiple_of(0xffff)
 }
 
 /// Folds a running sum from [`csum_add`] to the 16-bit one's-complement sum, in network

@@ -1365,7 +1365,7 @@ mod tests {
                 s.remove(h(&key(m)), ids[m as usize]);
             }
             s.reserve(n as usize * 8, &h).unwrap();
-            let live = |m: u32| m % 3 != 0;
+            let live = |m: u32| !m.is_multiple_of(3);
             for m in 0..n {
                 let k = key(m);
                 assert_eq!(
