@@ -141,14 +141,16 @@ fn wide(sum: u64, data: &[u8]) -> u64 {
     lanes(sum, data)
 }
 
-/// Finds out, once per process, whether the CPU has the vector unit [`wide`] uses, so that
-/// no packet pays for finding out: the standard library asks with CPUID instructions, which a
-/// virtual machine's hypervisor traps (on this project's KVM guests, about 6% of the time
-/// `bench --pcap` gave a 3,284-packet capture went there, inside its first long frame).
+/// Finds out, once per process, whether the CPU has the vector unit [`wide`] uses (and the
+/// CRC32 instruction SCTP's checksum uses, see [`ctrack_protocols::sctp::checksum_ok`]), so
+/// that no packet pays for finding out: the standard library asks with CPUID instructions,
+/// which a virtual machine's hypervisor traps (on this project's KVM guests, about 6% of the
+/// time `bench --pcap` gave a 3,284-packet capture went there, inside its first long frame).
 /// [`crate::Conntrack`] calls it as it is made.
 pub(crate) fn detect_cpu() {
     #[cfg(target_arch = "x86_64")]
-    let _ = std::arch::is_x86_feature_detected!("avx2");
+    let _ =
+        std::arch::is_x86_feature_detected!("avx2") | std::arch::is_x86_feature_detected!("sse4.2");
 }
 
 /// [`lanes`] compiled for AVX2: four 64-bit lanes per register.

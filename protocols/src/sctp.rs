@@ -360,25 +360,76 @@ const CRC32C: [u32; 256] = {
 /// assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
 /// ```
 pub fn checksum_ok(l4: &[u8]) -> bool {
-    if l4.len() < 12 {
+    let (Some(head), Some(sent), Some(rest)) = (l4.get(..8), l4.get(8..12), l4.get(12..)) else {
         return false;
-    }
-    let mut c = !0u32;
-    for (i, &b) in l4.iter().enumerate() {
-        let b = if (8..12).contains(&i) { 0 } else { b };
-        c = CRC32C[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
-    }
+    };
+    let c = crc_update(crc_update(crc_update(!0, head), &[0; 4]), rest);
     // The CRC goes on the wire least significant byte first.
-    (!c).to_le_bytes() == [l4[8], l4[9], l4[10], l4[11]]
+    (!c).to_le_bytes() == sent
 }
 
 /// CRC32c of `data`.
 pub fn crc32c(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c = CRC32C[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
+    !crc_update(!0, data)
+}
+
+/// Folds `data` into a running CRC32c register `c` (the CRC before its final inversion): with
+/// the CPU's CRC32 instruction where it has one (SSE4.2 on x86-64, eight bytes an instruction),
+/// else a byte at a time from [`CRC32C`]. The table's loop waits on each lookup before the next
+/// (about five cycles a byte); on this project's Zen 4 host it was about half of an SCTP
+/// packet's time in the tracker (tcpdump's ForCES test capture `forces3.pcap`: 3.3 to 3.7
+/// Mpps with checksums, 6.8 without).
+#[inline]
+fn crc_update(c: u32, data: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: `crc_update_sse42` only requires SSE4.2, which the CPU was just found to have;
+        // it has no other precondition.
+        return unsafe { crc_update_sse42(c, data) };
     }
-    !c
+    crc_update_table(c, data)
+}
+
+/// [`crc_update`] a byte at a time from the table.
+fn crc_update_table(mut c: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        c = CRC32C[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    c
+}
+
+/// [`crc_update`] with SSE4.2's CRC32 instruction, which computes CRC32c: eight bytes at a
+/// time (taken little-endian, as the reflected CRC reads them), then the last few one by one.
+///
+/// # Safety
+///
+/// The CPU must have SSE4.2. (An `unsafe fn`, as Rust before 1.86 requires of a function with
+/// a target feature.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc_update_sse42(c: u32, data: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u64};
+    let words = data.chunks_exact(8);
+    let tail = words.remainder();
+    let mut c = u64::from(c);
+    for w in words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        // SAFETY: the intrinsic needs SSE4.2, this function's target feature, and reads no
+        // memory. (Rust 1.87 made it safe to call here; the block keeps older Rust building.)
+        #[allow(unused_unsafe)]
+        let next = unsafe { _mm_crc32_u64(c, u64::from_le_bytes(b)) };
+        c = next;
+    }
+    // The instruction leaves the 32-bit CRC in the low half.
+    let mut c = c as u32;
+    for &b in tail {
+        // SAFETY: as above.
+        #[allow(unused_unsafe)]
+        let next = unsafe { _mm_crc32_u8(c, b) };
+        c = next;
+    }
+    c
 }
 
 /// Tracks one SCTP packet whose header passed [`parse`], for the entry state `st` (a default
@@ -679,6 +730,47 @@ mod tests {
             &pkt(0, &[(1, 0, &init_body(9))]),
         );
         assert_eq!(d, Decision::Ignore);
+    }
+
+    /// The CRC as the tracker computes it (the CPU's instruction where it has one; under Miri,
+    /// given `-C target-feature=+sse4.2`) against the table, byte by byte, at every length
+    /// around a word's and from every alignment.
+    #[test]
+    fn the_crc_instruction_and_the_table_agree() {
+        let data: Vec<u8> = (0..200u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for start in 0..8 {
+            for len in (0..=40).chain([100, 192]) {
+                let d = &data[start..start + len];
+                for c in [!0, 0, 0x1234_5678] {
+                    assert_eq!(crc_update(c, d), crc_update_table(c, d), "{start} {len}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any packet: the check with the field zeroed in place agrees with the table's CRC of
+        /// a copy whose field is zeroed, and a packet carrying that CRC passes.
+        #[test]
+        fn any_packet_checks_as_the_table_says(
+            mut l4 in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600),
+        ) {
+            if l4.len() >= 12 {
+                let mut zeroed = l4.clone();
+                zeroed[8..12].fill(0);
+                let want = !crc_update_table(!0, &zeroed);
+                proptest::prop_assert_eq!(
+                    checksum_ok(&l4),
+                    want.to_le_bytes() == l4[8..12]
+                );
+                l4[8..12].copy_from_slice(&want.to_le_bytes());
+                proptest::prop_assert!(checksum_ok(&l4));
+            } else {
+                proptest::prop_assert!(!checksum_ok(&l4));
+            }
+        }
     }
 
     #[test]
