@@ -491,6 +491,73 @@ fn bench_written_workload_replays_with_its_setup() {
     );
 }
 
+/// `bench --pcap` first replays copies of the capture's first 4,096 packets into a scratch
+/// tracker (each thread into its own), and says so; `--no-warm-up` does not. Either way the
+/// timed tracker tracks the same packets into the same table.
+#[test]
+fn bench_pcap_warms_up_on_copies_unless_told_not_to() {
+    let p = scratch().join("udp-warm-up.pcap");
+    let ps = p.to_str().unwrap();
+    let setup = write_workload("udp", "10", "5000", ps).to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["bench", "--pcap", ps, "--setup", &setup, "--batch", "32"];
+        args.extend(extra);
+        let out = ctrack(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let warm_ups = |text: &str| -> Vec<(String, u64)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("warm-up"))
+            .map(|l| {
+                let (who, rest) = l.split_once("packets ").unwrap();
+                let k = rest.split(' ').next().unwrap().parse().unwrap();
+                (who.trim().to_string(), k)
+            })
+            .collect()
+    };
+    let timed = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("tracked ") || l.starts_with("entries "))
+            .map(|l| l.split(" memory").next().unwrap().to_string())
+            .collect()
+    };
+    let warm = run(&[]);
+    assert_eq!(warm_ups(&warm), [(String::new(), 4096)], "{warm}");
+    let cold = run(&["--no-warm-up"]);
+    assert!(warm_ups(&cold).is_empty(), "{cold}");
+    assert_eq!(timed(&warm), timed(&cold));
+    assert!(warm.contains("tracked 5020 of 5020\n"), "{warm}");
+    let two = run(&["--threads", "2"]);
+    assert_eq!(
+        warm_ups(&two),
+        [
+            ("thread 0".to_string(), 4096),
+            ("thread 1".to_string(), 4096)
+        ],
+        "{two}"
+    );
+    assert!(two.contains("tracked 5020 of 5020\n"), "{two}");
+    assert!(
+        two.lines()
+            .last()
+            .unwrap()
+            .starts_with("packets 5000 seconds "),
+        "{two}"
+    );
+    // A capture shorter than the warm-up is copied whole.
+    let p = scratch().join("udp-warm-up-short.pcap");
+    let ps = p.to_str().unwrap();
+    write_workload("udp", "10", "100", ps);
+    let out = ctrack(&["bench", "--pcap", ps]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(warm_ups(&text), [(String::new(), 120)], "{text}");
+    fails_with(
+        &ctrack(&["bench", "--workload", "udp", "--no-warm-up"]),
+        &["--no-warm-up"],
+    );
+}
+
 /// `bench --pcap --threads T` splits a capture's timed packets between T threads: a line per
 /// thread, their shares adding up to every timed packet, each replayed `--repeat` times, and
 /// every packet tracked into the same table as on one thread (once it took a single thread

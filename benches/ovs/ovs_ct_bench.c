@@ -6,7 +6,7 @@
  * library API; it is built against an OVS build tree by benches/ovs/run.sh.
  *
  *   ovs_ct_bench [--setup K] [--batch B] [--verdicts] [--csum-offload]
- *                [--hot] [--max-conns N] FILE.pcap
+ *                [--hot] [--no-warm-up] [--max-conns N] FILE.pcap
  *
  * 1. Every packet of FILE (Ethernet pcap) is read into memory as a
  *    dp_packet; flow_extract() sets its L2/L3/L4 offsets, as the datapath's
@@ -15,9 +15,15 @@
  * 2. The packets are cut into bursts of up to B (default 32, OVS's
  *    NETDEV_MAX_BURST) consecutive packets of one EtherType; this happens
  *    before any timing.
- * 3. The first K packets (the workload's setup: handshakes, first
+ * 3. Unless --no-warm-up, as `ctrack bench --pcap` does: copies of the
+ *    capture's first WARM_UP packets (fewer if they pass WARM_UP_BYTES), in
+ *    bursts cut the same way, go through a scratch tracker, which is then
+ *    destroyed, so that the timed pass does not fetch OVS's code from memory
+ *    as it first meets it.  That replay is timed and printed as `warm-up
+ *    packets K seconds S mpps M`: the first pass of a fresh process.  Then
+ *    the first K packets (the workload's setup: handshakes, first
  *    exchanges), in bursts of their own, go through conntrack_execute()
- *    untimed.
+ *    untimed, into the tracker that is timed.
  * 4. The remaining packets go through conntrack_execute() timed, burst by
  *    burst: commit (like a firewall's ct(commit)), zone 0, no force, no
  *    mark/label, no NAT, no ALG helper, `now` read once per burst with
@@ -66,6 +72,11 @@ struct burst {
     ovs_be16 dl_type;
 };
 
+/* Packets and bytes of frames the warm-up replays at most (ctrack's bench's
+ * WARM_UP and WARM_UP_BYTES). */
+#define WARM_UP 4096
+#define WARM_UP_BYTES (16 << 20)
+
 static double
 mono_seconds(void)
 {
@@ -73,6 +84,46 @@ mono_seconds(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Replays copies of the first 'k' packets ('setup' of the capture's are setup
+ * packets) through a scratch tracker, in bursts cut as the bench cuts them;
+ * returns the seconds that took. */
+static double
+warm_up(struct dp_packet **pkts, const ovs_be16 *dl_types, size_t setup,
+        size_t k, size_t batch_size, uint32_t max_conns)
+{
+    struct conntrack *ct = conntrack_init();
+    size_t n_bursts = 0;
+    struct burst *bursts = xmalloc((k + 1) * sizeof *bursts);
+
+    conntrack_set_maxconns(ct, max_conns);
+    for (size_t i = 0; i < k;) {
+        struct burst *b = &bursts[n_bursts++];
+        size_t end = i < setup && setup < k ? setup : k;
+
+        dp_packet_batch_init(&b->batch);
+        b->dl_type = dl_types[i];
+        while (i < end && b->batch.count < batch_size
+               && dl_types[i] == b->dl_type) {
+            struct dp_packet *c = dp_packet_clone(pkts[i++]);
+
+            pkt_metadata_init(&c->md, 0);
+            dp_packet_batch_add(&b->batch, c);
+        }
+    }
+    double start = mono_seconds();
+    for (size_t i = 0; i < n_bursts; i++) {
+        conntrack_execute(ct, &bursts[i].batch, bursts[i].dl_type, false, true,
+                          0, NULL, NULL, 0, 0, NULL, NULL, time_msec(), 0);
+    }
+    double secs = mono_seconds() - start;
+    for (size_t i = 0; i < n_bursts; i++) {
+        dp_packet_delete_batch(&bursts[i].batch, true);
+    }
+    free(bursts);
+    conntrack_destroy(ct);
+    return secs;
 }
 
 /* Reads every cache line of a burst's packets: metadata and frame bytes. */
@@ -106,7 +157,8 @@ usage(void)
 {
     fprintf(stderr,
             "usage: ovs_ct_bench [--setup K] [--batch B] [--verdicts] "
-            "[--csum-offload] [--hot] [--max-conns N] FILE.pcap\n");
+            "[--csum-offload] [--hot] [--no-warm-up] [--max-conns N] "
+            "FILE.pcap\n");
     exit(2);
 }
 
@@ -174,7 +226,7 @@ main(int argc, char *argv[])
 {
     unsigned long long setup = 0, batch_size = NETDEV_MAX_BURST;
     unsigned long long max_conns = 0;
-    bool verdicts = false, csum_offload = false, hot = false;
+    bool verdicts = false, csum_offload = false, hot = false, warm_up_first = true;
     const char *file = NULL;
 
     set_program_name(argv[0]);
@@ -192,6 +244,8 @@ main(int argc, char *argv[])
             verdicts = true;
         } else if (!strcmp(a, "--hot")) {
             hot = true;
+        } else if (!strcmp(a, "--no-warm-up")) {
+            warm_up_first = false;
         } else if (!strcmp(a, "--csum-offload")) {
             csum_offload = true;
         } else if (a[0] == '-' || file) {
@@ -284,7 +338,20 @@ main(int argc, char *argv[])
     conntrack_set_maxconns(ct, max_conns > UINT32_MAX ? UINT32_MAX
                                                       : max_conns);
 
-    /* 3. Setup, untimed. */
+    /* 3. Warm-up, then the setup, untimed. */
+    size_t warmed = 0;
+    double warm_secs = 0;
+    if (warm_up_first) {
+        size_t bytes = 0;
+
+        while (warmed < n && warmed < WARM_UP
+               && (bytes += dp_packet_size(pkts[warmed])) <= WARM_UP_BYTES) {
+            warmed++;
+        }
+        warm_secs = warm_up(pkts, dl_types, setup, warmed, batch_size,
+                            max_conns > UINT32_MAX ? UINT32_MAX : max_conns);
+    }
+
     for (size_t i = 0; i < n_setup_bursts; i++) {
         conntrack_execute(ct, &bursts[i].batch, bursts[i].dl_type, false,
                           true, 0, NULL, NULL, 0, 0, NULL, NULL, time_msec(),
@@ -332,6 +399,10 @@ main(int argc, char *argv[])
     size_t timed = n - setup;
     printf("pcap %s setup %llu batch %llu csum-offload %s hot %s\n", file,
            setup, batch_size, csum_offload ? "yes" : "no", hot ? "yes" : "no");
+    if (warmed) {
+        printf("warm-up packets %"PRIuSIZE" seconds %.6f mpps %.3f\n", warmed,
+               warm_secs, warmed / warm_secs / 1e6);
+    }
     printf("states new %"PRIuSIZE" established %"PRIuSIZE" related %"PRIuSIZE
            " invalid %"PRIuSIZE" untracked %"PRIuSIZE" other %"PRIuSIZE"\n",
            counts[0], counts[1], counts[2], counts[4], counts[5], counts[6]);
