@@ -288,9 +288,13 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     let mut cfg = a.engine.config()?;
     cfg.in_order_entries = a.in_order_entries;
     cfg.events = a.events;
-    let cap = crate::load_capture(path)?;
+    // A bad record ends the capture where it stands, as in a replay: the packets before it
+    // are timed, then the problem is the error.
+    let (cap, bad) = crate::load_capture(path)?;
     if cap.is_empty() {
-        return Err(format!("{}: the capture holds no packets", path.display()));
+        return Err(
+            bad.unwrap_or_else(|| format!("{}: the capture holds no packets", path.display()))
+        );
     }
     if a.setup >= cap.len() {
         return Err(format!(
@@ -417,7 +421,7 @@ fn bench_pcap(a: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
     }
     println!("tracked {tracked} of {}", n + setup.len() as u64);
     report(&ct, n, secs);
-    Ok(())
+    bad.map_or(Ok(()), Err)
 }
 
 /// A frame of a capture as `bench --pcap` replays it: its time, link type and bytes.

@@ -216,6 +216,71 @@ pub fn parse(data: Vec<u8>) -> Result<Capture, Problem> {
     Ok(Capture { data, records })
 }
 
+/// Reads a capture file as far as it can be read: see [`parse_prefix`].
+pub fn load_prefix(path: &Path) -> Result<(Capture, Option<CaptureError>), CaptureError> {
+    let err = |problem| CaptureError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let data = std::fs::read(path).map_err(|e| err(io_problem(path, &e)))?;
+    let (cap, problem) = parse_prefix(data).map_err(err)?;
+    Ok((cap, problem.map(err)))
+}
+
+/// Parses as much of a capture held in memory as can be read, as a replay reads it: the
+/// records before the first bad one, a classic pcap record the data ends inside as the bytes
+/// it holds (see [`CaptureReader::cut_short`]), and the problem that stopped the reading, if
+/// any. A problem with the file's header is an error: nothing can be read.
+///
+/// ```
+/// let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+/// pcap.extend_from_slice(&[0; 8]);
+/// pcap.extend_from_slice(&65535u32.to_le_bytes());
+/// pcap.extend_from_slice(&101u32.to_le_bytes()); // raw IP
+/// for held in [1, 3] {
+///     pcap.extend_from_slice(&[0; 8]);
+///     pcap.extend_from_slice(&20u32.to_le_bytes()); // claims 20 bytes
+///     pcap.extend_from_slice(&20u32.to_le_bytes());
+///     pcap.extend_from_slice(&vec![0x45; if held == 1 { 20 } else { held }]);
+/// }
+/// let (cap, problem) = ctrack::capture::parse_prefix(pcap).unwrap();
+/// assert_eq!(cap.len(), 2); // the whole record, and the 3 bytes of the cut one
+/// assert_eq!(cap.packets().nth(1).unwrap().2, &[0x45; 3][..]);
+/// assert!(problem.unwrap().to_string().contains("truncated record"));
+/// ```
+pub fn parse_prefix(data: Vec<u8>) -> Result<(Capture, Option<Problem>), Problem> {
+    let mut reader = Reader::new(Mem { b: &data, at: 0 })?;
+    let mut records = Vec::new();
+    let problem = loop {
+        match reader.next() {
+            Ok(Some(p)) => records.push(Record {
+                ts: p.ts,
+                link: p.link,
+                start: p.start,
+                len: p.frame.len(),
+            }),
+            Ok(None) => break None,
+            Err(problem) => {
+                // A cut record's header is whole; its frame is the rest of the data.
+                let start = reader.src.at + 16;
+                if let Some((ts, link)) = reader.cut
+                    && start <= data.len()
+                {
+                    records.push(Record {
+                        ts,
+                        link,
+                        start,
+                        len: data.len() - start,
+                    });
+                }
+                break Some(problem);
+            }
+        }
+    };
+    drop(reader);
+    Ok((Capture { data, records }, problem))
+}
+
 /// Opens a capture file to read its packets one at a time, in file order, holding no more
 /// than one record in memory (see [`CaptureReader`]). Problems with the file's header are
 /// found at once, those of a later record when it is reached.

@@ -239,17 +239,21 @@ fn feed<R: Read>(
     }
 }
 
-/// Reads a whole capture into memory: the file at `path`, or standard input for `-`.
-pub fn load_capture(path: &std::path::Path) -> Result<capture::Capture, String> {
+/// Reads a capture into memory, the file at `path` or standard input for `-`, as far as it can
+/// be read (as a replay reads it, see [`capture::parse_prefix`]), with the one-line problem
+/// that stopped the reading, if any.
+pub fn load_capture(path: &std::path::Path) -> Result<(capture::Capture, Option<String>), String> {
     if path.as_os_str() != "-" {
-        return capture::load(path).map_err(|e| e.to_string());
+        let (cap, bad) = capture::load_prefix(path).map_err(|e| e.to_string())?;
+        return Ok((cap, bad.map(|e| e.to_string())));
     }
     let mut bytes = Vec::new();
     io::stdin()
         .lock()
         .read_to_end(&mut bytes)
         .map_err(|e| format!("-: reading standard input: {e}"))?;
-    capture::parse(bytes).map_err(|p| problem(path, p))
+    let (cap, bad) = capture::parse_prefix(bytes).map_err(|p| problem(path, p))?;
+    Ok((cap, bad.map(|p| problem(path, p))))
 }
 
 /// The one-line refusal of a capture with a problem.

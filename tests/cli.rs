@@ -1047,6 +1047,24 @@ fn a_capture_cut_short_replays_up_to_the_cut() {
     let piped = ctrack_fed(&["replay", "-", "--verdicts", "--table"], cut.to_vec());
     fails_with(&piped, &["-: ", &msg]);
     assert_eq!(String::from_utf8(piped.stdout).unwrap(), text);
+    // `bench --pcap` times the same packets, then fails with the same error.
+    for (bench, input) in [
+        (ctrack(&["bench", "--pcap", p.to_str().unwrap()]), None),
+        (
+            ctrack_fed(&["bench", "--pcap", "-"], cut.to_vec()),
+            Some("-: "),
+        ),
+    ] {
+        fails_with(&bench, &[input.unwrap_or("dns-burst-cut.pcap"), &msg]);
+        let text = String::from_utf8(bench.stdout).unwrap();
+        assert!(
+            text.lines()
+                .last()
+                .unwrap()
+                .starts_with(&format!("packets {n} seconds ")),
+            "{text}"
+        );
+    }
 }
 
 /// A record that claims an impossible length, after good ones: those are tracked and printed,
@@ -1068,4 +1086,23 @@ fn a_bad_record_late_in_a_file_ends_the_replay_there() {
     for (i, l) in lines.iter().enumerate() {
         assert!(l.starts_with(&format!("{i} ")), "{text}");
     }
+    // `bench --pcap` times the three, then fails with the same error.
+    let out = ctrack(&["bench", "--pcap", p.to_str().unwrap()]);
+    fails_with(&out, &["late-absurd.pcap", "absurd length"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(" of 3\n"), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("packets 3 seconds "),
+        "{text}"
+    );
+    // A first record that is bad: nothing to time, and the bad record is the error.
+    let mut f = pcap_header(101);
+    f.extend(record_claiming(b"abcd", 0xffff_fff0, 4));
+    let p = tmp("first-absurd.pcap", &f);
+    let out = ctrack(&["bench", "--pcap", p.to_str().unwrap()]);
+    fails_with(&out, &["first-absurd.pcap", "absurd length"]);
+    assert!(out.stdout.is_empty());
 }
