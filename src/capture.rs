@@ -201,19 +201,12 @@ pub fn load(path: &Path) -> Result<Capture, CaptureError> {
     parse(data).map_err(err)
 }
 
-/// Parses a capture held in memory.
+/// Parses a capture held in memory; any problem is an error.
 pub fn parse(data: Vec<u8>) -> Result<Capture, Problem> {
-    let mut reader = Reader::new(Mem { b: &data, at: 0 })?;
-    let mut records = Vec::new();
-    while let Some(p) = reader.next()? {
-        records.push(Record {
-            ts: p.ts,
-            link: p.link,
-            start: p.start,
-            len: p.frame.len(),
-        });
+    match parse_prefix(data)? {
+        (cap, None) => Ok(cap),
+        (_, Some(problem)) => Err(problem),
     }
-    Ok(Capture { data, records })
 }
 
 /// Reads a capture file as far as it can be read: see [`parse_prefix`].
