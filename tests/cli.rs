@@ -383,6 +383,15 @@ fn thread_shares(text: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Asserts that `bench`'s output `text` ends with its figures for `n` timed packets.
+fn assert_timed(text: &str, n: usize) {
+    let want = format!("packets {n} seconds ");
+    assert!(
+        text.lines().last().is_some_and(|l| l.starts_with(&want)),
+        "{text}"
+    );
+}
+
 /// Runs `ctrack bench --workload KIND --flows FLOWS --packets PACKETS` with `more` arguments.
 fn workload(kind: &str, flows: &str, packets: &str, more: &[&str]) -> Output {
     let mut args = vec![
@@ -474,13 +483,7 @@ fn bench_written_workload_replays_with_its_setup() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("tracked 120 of 120\n"), "{text}");
-    assert!(
-        text.lines()
-            .last()
-            .unwrap()
-            .starts_with("packets 100 seconds "),
-        "{text}"
-    );
+    assert_timed(&text, 100);
     fails_with(
         &ctrack(&["bench", "--pcap", ps, "--setup", "120"]),
         &["--setup 120", "120 packets"],
@@ -538,13 +541,7 @@ fn bench_pcap_warms_up_on_copies_unless_told_not_to() {
         "{two}"
     );
     assert!(two.contains("tracked 5020 of 5020\n"), "{two}");
-    assert!(
-        two.lines()
-            .last()
-            .unwrap()
-            .starts_with("packets 5000 seconds "),
-        "{two}"
-    );
+    assert_timed(&two, 5000);
     // A capture shorter than the warm-up is copied whole.
     let p = scratch().join("udp-warm-up-short.pcap");
     let ps = p.to_str().unwrap();
@@ -598,13 +595,7 @@ fn bench_pcap_splits_a_capture_between_threads() {
             assert!(shares.iter().all(|&n| n > 0), "{text}");
             assert_eq!(shares.iter().sum::<u64>(), 6000, "{text}");
         }
-        assert!(
-            text.lines()
-                .last()
-                .unwrap()
-                .starts_with("packets 6000 seconds "),
-            "{text}"
-        );
+        assert_timed(&text, 6000);
         entries.push(
             text.lines()
                 .find(|l| l.starts_with("entries "))
@@ -1057,13 +1048,7 @@ fn a_capture_cut_short_replays_up_to_the_cut() {
     ] {
         fails_with(&bench, &[input.unwrap_or("dns-burst-cut.pcap"), &msg]);
         let text = String::from_utf8(bench.stdout).unwrap();
-        assert!(
-            text.lines()
-                .last()
-                .unwrap()
-                .starts_with(&format!("packets {n} seconds ")),
-            "{text}"
-        );
+        assert_timed(&text, n);
     }
 }
 
@@ -1091,13 +1076,7 @@ fn a_bad_record_late_in_a_file_ends_the_replay_there() {
     fails_with(&out, &["late-absurd.pcap", "absurd length"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(" of 3\n"), "{text}");
-    assert!(
-        text.lines()
-            .last()
-            .unwrap()
-            .starts_with("packets 3 seconds "),
-        "{text}"
-    );
+    assert_timed(&text, 3);
     // A first record that is bad: nothing to time, and the bad record is the error.
     let mut f = pcap_header(101);
     f.extend(record_claiming(b"abcd", 0xffff_fff0, 4));
