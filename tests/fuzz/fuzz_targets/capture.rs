@@ -27,6 +27,8 @@ impl std::io::Read for Chunks<'_> {
 fuzz_target!(|data: &[u8]| {
     let parsed = capture::parse(data.to_vec());
     let mut streamed = Vec::new();
+    // The streamed packets and, after them, a record cut by the file's end.
+    let mut cut = None;
     let problem = match capture::CaptureReader::new(Chunks { b: data, k: 0 }) {
         Err(p) => Some(p),
         Ok(mut r) => loop {
@@ -35,15 +37,29 @@ fuzz_target!(|data: &[u8]| {
                 Ok(None) => break None,
                 Err(p) => {
                     // A record the file ends inside comes as the file's last bytes.
-                    if let Some((_, _, f)) = r.cut_short() {
+                    if let Some((ts, link, f)) = r.cut_short() {
                         assert!(matches!(p, capture::Problem::TruncatedRecord { .. }), "{p:?}");
                         assert!(data.ends_with(f));
+                        cut = Some((ts, link, f.to_vec()));
                     }
                     break Some(p);
                 }
             }
         },
     };
+    // Read as far as it can be, in memory: the streamed packets, the cut record, the problem
+    // (a file refused at its header is refused there too).
+    match capture::parse_prefix(data.to_vec()) {
+        Err(p) => {
+            assert_eq!(problem.as_ref(), Some(&p));
+            assert!(streamed.is_empty());
+        }
+        Ok((cap, p)) => {
+            assert_eq!(p, problem);
+            let whole = streamed.iter().cloned().chain(cut);
+            assert!(cap.packets().map(|(t, l, f)| (t, l, f.to_vec())).eq(whole));
+        }
+    }
     let cap = match parsed {
         Err(p) => {
             assert_eq!(problem, Some(p));
