@@ -53,6 +53,24 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
+/// The ethertype that a BSD loopback frame's 4-byte address family (in the byte order of the
+/// machine that captured it) stands for: IPv4 for family 2, IPv6 for 24, 28 or 30 (each BSD's
+/// own number); `None` for any other family or a frame too short to hold one.
+#[inline]
+pub fn loopback_ethertype(frame: &[u8]) -> Option<u16> {
+    let h: [u8; 4] = frame.get(..4)?.try_into().ok()?;
+    let fam = if h[0] == 0 && h[1] == 0 {
+        u32::from_be_bytes(h)
+    } else {
+        u32::from_le_bytes(h)
+    };
+    match fam {
+        2 => Some(ETH_P_IP),
+        24 | 28 | 30 => Some(ETH_P_IPV6),
+        _ => None,
+    }
+}
+
 /// Returns the IP packet a frame carries, or `None` when the frame is not IP (`skipped`).
 ///
 /// The IP packet is trimmed to its own length field (dropping link-layer padding); a length
@@ -74,16 +92,8 @@ pub fn ip_of_frame(frame: &[u8], link: LinkType) -> Option<&[u8]> {
         }
         LinkType::Raw => frame,
         LinkType::Loopback => {
-            let h: [u8; 4] = frame.get(..4)?.try_into().ok()?;
-            let fam = if h[0] == 0 && h[1] == 0 {
-                u32::from_be_bytes(h)
-            } else {
-                u32::from_le_bytes(h)
-            };
-            if !matches!(fam, 2 | 24 | 28 | 30) {
-                return None;
-            }
-            &frame[4..]
+            loopback_ethertype(frame)?;
+            frame.get(4..)?
         }
         LinkType::LinuxSll => {
             let et = be16(frame, 14)?;
