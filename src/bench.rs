@@ -200,7 +200,7 @@ struct Ring {
 /// The one-line refusal when a copy of `packets` packets (or of references to them) cannot
 /// get its memory.
 fn no_room(packets: usize) -> String {
-    format!("cannot get the memory to hold {packets} packets for the threads")
+    format!("cannot get the memory to hold a copy of {packets} packets")
 }
 
 /// The machine's memory in bytes, where the system tells it (Linux's `/proc/meminfo`).
