@@ -457,13 +457,16 @@ impl WarmUp {
     /// Copies the first packets of `frames`, whose first `setup` are setup packets.
     fn new(frames: &[Frame], setup: usize) -> Result<WarmUp, String> {
         let mut bytes = 0;
+        // The first frame always (a record may be larger than the byte bound).
         let head: Vec<&Frame> = frames
             .iter()
             .take(WARM_UP)
-            .take_while(|f| {
+            .enumerate()
+            .take_while(|(i, f)| {
                 bytes += f.2.len();
-                bytes <= WARM_UP_BYTES
+                *i == 0 || bytes <= WARM_UP_BYTES
             })
+            .map(|(_, f)| f)
             .collect();
         Ok(WarmUp {
             ring: Ring::new(&head.iter().map(|f| f.2).collect::<Vec<_>>())?,
@@ -803,6 +806,14 @@ mod tests {
         let w = WarmUp::new(&frames, 0).unwrap();
         assert_eq!(w.frames.len(), WARM_UP_BYTES / 8192);
         assert_eq!(w.ring.frames().len(), WARM_UP_BYTES / 8192);
+        // A first frame over the byte bound is copied alone.
+        let huge = vec![2u8; WARM_UP_BYTES + 1];
+        let frames: Vec<Frame> = vec![
+            (0, LinkType::Raw, &huge[..]),
+            (1, LinkType::Raw, &small[..]),
+        ];
+        let w = WarmUp::new(&frames, 0).unwrap();
+        assert_eq!(w.frames.len(), 1);
     }
 
     #[test]

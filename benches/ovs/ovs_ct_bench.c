@@ -344,8 +344,10 @@ main(int argc, char *argv[])
     if (warm_up_first) {
         size_t bytes = 0;
 
+        /* The first packet always (a record may be larger than the bound). */
         while (warmed < n && warmed < WARM_UP
-               && (bytes += dp_packet_size(pkts[warmed])) <= WARM_UP_BYTES) {
+               && ((bytes += dp_packet_size(pkts[warmed])) <= WARM_UP_BYTES
+                   || warmed == 0)) {
             warmed++;
         }
         warm_secs = warm_up(pkts, dl_types, setup, warmed, batch_size,
