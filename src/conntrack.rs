@@ -1012,6 +1012,10 @@ impl Conntrack {
                                 zone,
                                 ..q
                             };
+                            // The helper of the connection as the datagram finds it: the
+                            // datagram may end that connection (a reply RST to a SYN), and the
+                            // kernel's helper still reads it, as it holds the connection.
+                            let helper = self.helper_before(&q);
                             let v = self.track_limited(&mut q, now);
                             let len = packet.len() as u32;
                             if q.v6 && len <= max_frag {
@@ -1019,7 +1023,7 @@ impl Conntrack {
                                 frames = 1;
                             } else if early_demux_pulls(&q, first_len)
                                 || self.sctp_checksum_pulls(&q, len, head_len, first_len)
-                                || self.helper_linearizes(&q, v)
+                                || self.helper_linearizes(&q, v, helper)
                             {
                                 frames = crate::defrag::refragmented_frames(
                                     q.v6, len, head_len, max_frag,
@@ -1103,11 +1107,42 @@ impl Conntrack {
             && first_len < at + SCTP_HEADER
     }
 
+    /// The helper of the connection reassembled packet `q` belongs to before it is tracked
+    /// (`None` without helpers configured, for a packet of no TCP or UDP connection yet, or
+    /// of one without a helper).
+    #[cold]
+    fn helper_before(&self, q: &IpPacket<'_>) -> Option<&'static ctrack_helpers::Helper> {
+        if self.cfg.helpers.is_empty() || !matches!(q.proto, proto::TCP | proto::UDP) {
+            return None;
+        }
+        self.helper_now(q).flatten()
+    }
+
+    /// The helper (`Some(None)`: none) of the connection TCP or UDP packet `q` belongs to in
+    /// the table now; `None` when the table has no such connection.
+    fn helper_now(&self, q: &IpPacket<'_>) -> Option<Option<&'static ctrack_helpers::Helper>> {
+        let l4 = q.l4();
+        if q.v6 {
+            self.helper_of(&self.v6, q, l4)
+        } else {
+            self.helper_of(&self.v4, q, l4)
+        }
+    }
+
     /// Whether the connection's helper linearised reassembled packet `q` (tracked as `v`),
     /// losing the fragments it came in: the SIP helper does for every UDP packet with a
-    /// payload, and the SIP and FTP helpers for TCP segments with one once established.
+    /// payload, and the SIP and FTP helpers for TCP segments with one once established. The
+    /// helper is the connection's in the table after tracking, or, when tracking removed it
+    /// (a reply RST to a SYN kills its connection at once), `before`, what the connection had
+    /// when the packet came: the kernel's helper runs after tracking on the connection the
+    /// packet holds, removed or not.
     #[cold]
-    fn helper_linearizes(&self, q: &IpPacket<'_>, v: Verdict) -> bool {
+    fn helper_linearizes(
+        &self,
+        q: &IpPacket<'_>,
+        v: Verdict,
+        before: Option<&'static ctrack_helpers::Helper>,
+    ) -> bool {
         if self.cfg.helpers.is_empty() || !v.tracked() {
             return false;
         }
@@ -1124,27 +1159,24 @@ impl Conntrack {
         if !has_payload {
             return false;
         }
-        let helper = if q.v6 {
-            self.helper_of(&self.v6, q, l4)
-        } else {
-            self.helper_of(&self.v4, q, l4)
-        };
+        let helper = self.helper_now(q).unwrap_or(before);
         helper.is_some_and(|h| h.name == "sip" || (h.name == "ftp" && q.proto == proto::TCP))
     }
 
-    /// The helper of the connection TCP or UDP packet `p` (layer 4 `l4`) belongs to.
+    /// The helper (`Some(None)`: none) of the connection TCP or UDP packet `p` (layer 4 `l4`)
+    /// belongs to; `None` when the table has no such connection.
     fn helper_of<A: Addr>(
         &self,
         t: &Table<A>,
         p: &IpPacket<'_>,
         l4: &[u8],
-    ) -> Option<&'static ctrack_helpers::Helper> {
+    ) -> Option<Option<&'static ctrack_helpers::Helper>> {
         let key = port_key::<A>(p, l4, p.proto);
         let inv = key.inverse()?;
         let h = self.hash(&key);
         let g = t.shards[t.shard_of(h)].lock();
         let f = g.shard.find(h, &key, &inv)?;
-        ctrack_helpers::at_index(g.shard.get(f.idx).helper)
+        Some(ctrack_helpers::at_index(g.shard.get(f.idx).helper))
     }
 
     fn track_packet(&self, p: &IpPacket<'_>, now: Nanos) -> Verdict {

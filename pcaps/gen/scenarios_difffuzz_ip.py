@@ -287,3 +287,31 @@ def _():
             out += cut(seg(s, c, dport, sport, "A", ss + 1 + len(banner), cs + 1 + len(cmd)), [8, 12],
                        dport + 10 * v6 + 4)
     return out
+
+
+@scenario("difffuzz/refragment-after-ftp-reset", args="--helper all")
+def _():
+    # A reply RST to a SYN ends its connection at once, but the kernel's helper still reads
+    # the packet, on the connection the packet holds: an FTP control connection's reply RST
+    # that carries data, reassembled, is cut again by the router (IPv6: in pieces of at least
+    # 1280 bytes) instead of going on in the fragments it came in. On a port no helper is
+    # assigned to, it goes on as it came.
+    out = []
+    for dport in (21, 2121):
+        for v6, (c, s) in ((False, (A, B)), (True, (A6, B6))):
+            ip = IPv6 if v6 else IP
+            for k, flags in enumerate(("R", "RA")):
+                sport = 41000 + dport + 7 * v6 + k
+                cs = 3000 + k
+                out.append(ip(src=c, dst=s) / TCP(sport=sport, dport=dport, flags="S", seq=cs,
+                                                  window=1024))
+                data = b"550 no\r\n" * (175 if v6 else 23)
+                rst = ip(src=s, dst=c) / TCP(sport=dport, dport=sport, flags=flags, seq=777000,
+                                             ack=cs + 1 if "A" in flags else 0, window=65535) / data
+                l4 = l4_of(rst, TCP)
+                ident = dport * 4 + 2 * v6 + k
+                if v6:
+                    out += frags6(l4, 6, [96] * (len(l4) // 96) + [len(l4) % 96], ident, src=s, dst=c)
+                else:
+                    out += frags4(l4, 6, [24, 48, len(l4) - 72], ident, src=s, dst=c)
+    return out
