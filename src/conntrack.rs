@@ -1171,6 +1171,10 @@ impl Conntrack {
         p: &IpPacket<'_>,
         l4: &[u8],
     ) -> Option<Option<&'static ctrack_helpers::Helper>> {
+        // Too short for ports: no connection of a helper's (the tracker refuses the packet).
+        if l4.len() < 4 {
+            return None;
+        }
         let key = port_key::<A>(p, l4, p.proto);
         let inv = key.inverse()?;
         let h = self.hash(&key);
@@ -2312,6 +2316,25 @@ mod tests {
 
     /// A TFTP request whose expectation cannot be added (the kernel's global limit, which
     /// its namespaced oracle cannot lower) is dropped before its entry is confirmed: the
+    /// A reassembled datagram's helper is looked up before it is tracked, whatever its
+    /// layer 4 holds: one too short for ports (the tracker refuses it later) has no helper.
+    #[test]
+    fn a_helper_lookup_before_tracking_takes_a_layer_4_too_short_for_ports() {
+        let cfg = Config {
+            helpers: ctrack_helpers::parse_assignments(["all"]).unwrap(),
+            ..Config::default()
+        };
+        let ct = Conntrack::with_seed(cfg, 7);
+        for proto in [proto::TCP, proto::UDP] {
+            for n in 0..4 {
+                let bytes = ip4(A, B, proto, &[0x15; 4][..n]);
+                let q = packet::parse_ip(&bytes).unwrap();
+                assert_eq!(q.l4().len(), n);
+                assert!(ct.helper_before(&q).is_none());
+            }
+        }
+    }
+
     /// entry never exists, and the request is NEW again once there is room.
     #[test]
     fn tftp_request_over_the_expectation_limit_leaves_no_entry() {
