@@ -132,6 +132,22 @@ fn long_at<'a>(chunk: &[&'a [u8]], at: usize) -> Option<&'a [u8]> {
     chunk.get(at).copied().filter(|f| f.len() >= LONG_FRAME)
 }
 
+/// Asks for the headers of a burst's first frames, which no frame before them in the burst
+/// asked for [`LOOKAHEAD`] places ahead: the line of each one's first byte and, for a long
+/// frame, the next. Behind a long frame the next frame's headers are a gap away that the
+/// hardware prefetcher's stream does not cross, and one frame's tracking is longer than the
+/// core's window, so without this the burst's first frames would miss one after another.
+#[inline(always)]
+fn prefetch_first(chunk: &[&[u8]]) {
+    for f in chunk.iter().take(LOOKAHEAD) {
+        let p = f.as_ptr();
+        crate::table::prefetch(p);
+        if f.len() >= LONG_FRAME {
+            crate::table::prefetch(p.wrapping_add(64));
+        }
+    }
+}
+
 /// [`prefetch_ahead`] for `f`, frame `at` of `chunk`, known to be long.
 #[inline(always)]
 fn prefetch_long(chunk: &[&[u8]], at: usize, f: &[u8], whole: bool) {
@@ -983,6 +999,11 @@ impl Conntrack {
         // The checksum setting as the chunk starts (see `Conntrack::process_with`).
         let cksum = self.checksum();
         let helpers = !self.cfg.helpers.is_empty();
+        if !cksum {
+            // (With checksums, a long frame near the start hands the chunk to
+            // `run_in_order_long`, whose look ahead asks for these lines itself.)
+            prefetch_first(chunk);
+        }
         for (i, (v, frame)) in out.iter_mut().zip(chunk).enumerate() {
             if let Some(f) = long_at(chunk, i + LOOKAHEAD) {
                 if cksum {
