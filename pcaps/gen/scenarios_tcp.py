@@ -888,3 +888,61 @@ def _():
     p += [h.c("S"), h.s("S"), h.s("R", seq=h.nxt["s"] - 2000000, ack=0, advance=False),
           h.c("R", seq=h.nxt["c"] - 2000000, ack=0, advance=False)]
     return p
+
+
+# ---------------------------------------------------------------- checksums of long segments
+
+def corrupt(pkt, back, bits=0x40):
+    """`pkt` as sent (checksums computed) with the byte `back` places from its end changed:
+    its IP header stays right, its TCP or UDP checksum no longer adds up."""
+    b = bytearray(bytes(pkt))
+    b[-back] ^= bits
+    return IPv6(bytes(b)) if IPv6 in pkt else IP(bytes(b))
+
+
+def swap_words(pkt, back):
+    """`pkt` as sent with the two 16-bit words that end `back` places from its end swapped: a
+    different packet whose one's-complement sum is the same, so its checksum still adds up."""
+    b = bytearray(bytes(pkt))
+    i = len(b) - back
+    b[i - 4:i - 2], b[i - 2:i] = b[i - 2:i], b[i - 4:i - 2]
+    return IPv6(bytes(b)) if IPv6 in pkt else IP(bytes(b))
+
+
+def _long_segments(f, sizes):
+    """Data segments of the given payload sizes on flow `f`, each first sent with one byte
+    wrong (at a place that moves through the segment: its first block, a middle one, the
+    tail under a block, the last byte), which is invalid and changes nothing, then right."""
+    out = []
+    for k, n in enumerate(sizes):
+        data = bytes((i * 7 + n) & 0xFF for i in range(n))
+        frm = f.c if k % 2 == 0 else f.s
+        back = [n - 3, n // 2, 37, 1][k % 4]
+        out.append(corrupt(frm("PA", data, advance=False), max(back, 1)))
+        out.append(frm("PA", data))
+    return out
+
+
+@scenario("tcp/checksum-long-segments", args="--sysctl nf_conntrack_checksum=1")
+def _():
+    # With the checksum check on, every segment's TCP checksum is summed, the long ones (a
+    # layer 4 of 256 bytes or more) by ctrack's vector loop in blocks of 128 bytes and the rest
+    # of them word by word. Segments of layer-4 lengths around those sizes (236 to 1,460 bytes
+    # of payload, odd and even), over IPv4 and IPv6, each first with one byte wrong (invalid),
+    # then right. A segment whose words are swapped keeps its sum and is taken as right; so is
+    # one where a word of zeros became a word of ones (0x0000 and 0xffff are the same in
+    # one's complement).
+    sizes = [180, 235, 236, 237, 363, 364, 365, 491, 748, 981, 1399, 1400, 1401, 1460]
+    f = Flow(41130, 80)
+    p = f.handshake() + _long_segments(f, sizes)
+    g = Flow(41131, 80, v6=True)
+    p += g.handshake() + _long_segments(g, [s for s in sizes if s <= 1440] + [1440])
+    for h in (Flow(41132, 80), Flow(41133, 80, v6=True)):
+        p += h.handshake()
+        data = bytes(range(256)) * 4 + b"\0" * 200
+        p.append(swap_words(h.c("PA", data, advance=False), 301))
+        ones = bytearray(bytes(h.c("PA", data, advance=False)))
+        ones[-10:-8] = b"\xff\xff"
+        p.append(IPv6(bytes(ones)) if h.v6 else IP(bytes(ones)))
+        p += [h.c("PA", data), h.s("A")]
+    return p
