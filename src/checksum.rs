@@ -157,9 +157,10 @@ pub(crate) fn detect_cpu() {
 #[cfg(target_arch = "x86_64")]
 const MADD_BLOCK: usize = 128;
 
-/// Rounds of [`lanes_avx2`] between two folds of its 32-bit accumulators: a round adds under
-/// 2^16 in magnitude to each of their lanes, and the four are added lane by lane before the
-/// fold, so a run of 2^13 rounds (1 MiB) stays within 2^31.
+/// Rounds of [`lanes_avx2`] between two folds of its 32-bit accumulators: a round adds at
+/// most 2^16 in magnitude to each of their lanes (-2^16 for two zero words), and the four are
+/// added lane by lane before the fold, so a run of 2^13 rounds (1 MiB) stays within a signed
+/// 32-bit lane (a run of zeros reaches -2^31 exactly).
 #[cfg(target_arch = "x86_64")]
 const MADD_RUN: usize = 1 << 13;
 
