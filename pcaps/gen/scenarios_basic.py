@@ -488,6 +488,7 @@ def _():
     then right. A datagram without a checksum (zero) is taken unchecked over IPv6 too:
     conntrack lets it pass there as over IPv4 (the IPv6 stack refuses one only for delivery to
     the host, which a forwarded packet never reaches)."""
+    from scenarios_tcp import corrupt
     out = []
     for v6 in (False, True):
         src, dst = (A6, B6) if v6 else (A, B)
@@ -496,15 +497,9 @@ def _():
             port = 41000 + 100 * v6 + k
             data = bytes((i * 13 + n) & 0xFF for i in range(n))
             q = mk(src, dst, port, 7, data)
-            b = bytearray(bytes(q))
-            b[-[n - 5, n // 2, 40, 1][k % 4]] ^= 0x21
-            out.append(IPv6(bytes(b)) if v6 else IP(bytes(b)))
-            out.append(q)
             r = mk(dst, src, 7, port, data)
-            b = bytearray(bytes(r))
-            b[-[1, 40, n // 2, n - 5][k % 4]] ^= 0x84
-            out.append(IPv6(bytes(b)) if v6 else IP(bytes(b)))
-            out.append(r)
+            out += [corrupt(q, [n - 5, n // 2, 40, 1][k % 4], 0x21), q,
+                    corrupt(r, [1, 40, n // 2, n - 5][k % 4], 0x84), r]
         zero = mk(src, dst, 41099 + 100 * v6, 7, bytes(300))
         zero[UDP].chksum = 0
         out += [zero, mk(dst, src, 7, 41099 + 100 * v6, bytes(300))]
