@@ -1856,20 +1856,26 @@ impl Conntrack {
         let (d, lower) = track(&mut e.proto, &e.key, &ctx, s);
         match d {
             Decision::Accept(a) => self.apply(t, sb, h, idx, dir, state, a, now, len, was),
-            Decision::Ignore => {
-                sb.stats.ignore += 1;
+            Decision::Ignore => self.ignored(sb, idx, dir, state, was, false, now),
+            Decision::Partial(p) => {
                 let e = sb.shard.get_mut(idx);
-                if dir == Dir::Reply {
-                    e.status |= status::SEEN_REPLY;
+                let before = e.status;
+                if p.assured {
+                    e.status |= status::ASSURED;
                 }
-                let v = verdict_of(e, state, dir);
-                if let Some(was) = was {
-                    // A retransmitted SYN the tracker ignores may still have moved the state
-                    // (SYN_SENT to SYN_SENT2).
-                    let moved = phase(&sb.shard.get(idx).proto) != was.phase;
-                    self.report_change(sb, idx, was.status, moved, was.passes, now);
+                if !p.refused {
+                    return self.ignored(sb, idx, dir, state, was, p.changed, now);
                 }
-                v
+                sb.stats.invalid += 1;
+                if was.is_some() && (p.changed || e.status != before) {
+                    // No event for a refused packet: the kernel keeps what it changed for
+                    // the entry's next packet that gets through, as for one the host drops.
+                    e.status |= status::UNREPORTED;
+                    if p.changed {
+                        e.status |= status::UNREPORTED_STATE;
+                    }
+                }
+                Verdict::INVALID
             }
             Decision::Invalid => {
                 if let Some(t) = lower {
@@ -1886,6 +1892,35 @@ impl Conntrack {
                 self.create(t, slot, sb, h, key, now, len, route, live, &mut track, init)
             }
         }
+    }
+
+    /// An ignored packet of a confirmed entry (let through, neither refreshing nor counted):
+    /// only its direction is noted. `changed`: its tracker moved the state on the way (see
+    /// [`Partial::changed`]).
+    #[allow(clippy::too_many_arguments)]
+    fn ignored<A: Addr>(
+        &self,
+        sb: &mut ShardBox<A>,
+        idx: u32,
+        dir: Dir,
+        state: State,
+        was: Option<Was>,
+        changed: bool,
+        now: Nanos,
+    ) -> Verdict {
+        sb.stats.ignore += 1;
+        let e = sb.shard.get_mut(idx);
+        if dir == Dir::Reply {
+            e.status |= status::SEEN_REPLY;
+        }
+        let v = verdict_of(e, state, dir);
+        if let Some(was) = was {
+            // A retransmitted SYN the tracker ignores may still have moved the state
+            // (SYN_SENT to SYN_SENT2).
+            let moved = changed || phase(&sb.shard.get(idx).proto) != was.phase;
+            self.report_change(sb, idx, was.status, moved, was.passes, now);
+        }
+        v
     }
 
     /// Applies an accepted decision to a confirmed entry.
@@ -1997,7 +2032,7 @@ impl Conntrack {
         };
         let a = match decided {
             Decision::Accept(a) => a,
-            Decision::Ignore | Decision::Invalid | Decision::Reopen => {
+            Decision::Ignore | Decision::Invalid | Decision::Reopen | Decision::Partial(_) => {
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 sb.stats.invalid += 1;
                 return Verdict::INVALID;

@@ -315,3 +315,54 @@ def _():
                 else:
                     out += frags4(l4, 6, [24, 48, len(l4) - 72], ident, src=s, dst=c)
     return out
+
+
+@scenario("difffuzz/sctp-partial-chunks", args="--sysctl nf_conntrack_acct=1")
+def _():
+    # The kernel walks an SCTP packet's chunks one by one and keeps what each did before one
+    # is refused (an ABORT whose tag is neither side's) or the packet is let through untracked
+    # (a HEARTBEAT whose tag is not the association's): a state a chunk moved to stays, a
+    # chunk that reaches ESTABLISHED makes the connection ASSURED there and then, and the
+    # event of that change waits for the connection's next packet that gets through. (A
+    # packet whose INIT is not its only chunk, or whose COOKIE_ACK is not its first, is
+    # refused before any chunk is walked.)
+    from scapy.all import (SCTP, SCTPChunkAbort, SCTPChunkCookieAck, SCTPChunkCookieEcho,
+                           SCTPChunkData, SCTPChunkHeartbeatReq, SCTPChunkInit,
+                           SCTPChunkInitAck, SCTPChunkShutdown)
+    va, vb, stray = 0x1111, 0x2222, 0x7777
+
+    def s(src, dst, sp, dp, tag, *chunks):
+        p = SCTP(sport=sp, dport=dp, tag=tag)
+        for c in chunks:
+            p = p / c
+        return IP(src=src, dst=dst) / p
+
+    def opening(sp, dp):
+        # INIT, INIT_ACK, COOKIE_ECHO: the association waits in COOKIE_ECHOED.
+        return [s(A, B, sp, dp, 0, SCTPChunkInit(init_tag=va, n_out_streams=1, n_in_streams=1, init_tsn=1)),
+                s(B, A, dp, sp, va, SCTPChunkInitAck(init_tag=vb, n_out_streams=1, n_in_streams=1, init_tsn=1)),
+                s(A, B, sp, dp, vb, SCTPChunkCookieEcho(cookie=b"cookie!!"))]
+
+    # COOKIE_ACK (ESTABLISHED, ASSURED), then an ABORT with a stray tag: refused, the
+    # connection ASSURED all the same; the client's next DATA carries the update event.
+    out = opening(7010, 7011) + [
+        s(B, A, 7011, 7010, stray, SCTPChunkCookieAck(), SCTPChunkAbort()),
+        s(A, B, 7010, 7011, vb, SCTPChunkData(tsn=1, data=b"hello")),
+        s(B, A, 7011, 7010, va, SCTPChunkData(tsn=1, data=b"reply"))]
+    # Established; then SHUTDOWN (SHUTDOWN_SENT) and an ABORT with a stray tag: refused, left
+    # in SHUTDOWN_SENT, which the server's next DATA chunk reports.
+    out += opening(7012, 7013) + [
+        s(B, A, 7013, 7012, va, SCTPChunkCookieAck()),
+        s(A, B, 7012, 7013, stray, SCTPChunkShutdown(cumul_tsn_ack=1), SCTPChunkAbort()),
+        s(B, A, 7013, 7012, va, SCTPChunkData(tsn=1, data=b"late"))]
+    # COOKIE_ACK, then a HEARTBEAT with a stray tag: let through untracked (no refresh), yet
+    # ESTABLISHED and ASSURED.
+    out += opening(7014, 7015) + [
+        s(B, A, 7015, 7014, stray, SCTPChunkCookieAck(), SCTPChunkHeartbeatReq()),
+        s(A, B, 7014, 7015, vb, SCTPChunkData(tsn=1, data=b"after"))]
+    # Established; the ABORT with a stray tag first: refused before SHUTDOWN moves anything.
+    out += opening(7016, 7017) + [
+        s(B, A, 7017, 7016, va, SCTPChunkCookieAck()),
+        s(A, B, 7016, 7017, stray, SCTPChunkAbort(), SCTPChunkShutdown(cumul_tsn_ack=1)),
+        s(B, A, 7017, 7016, va, SCTPChunkData(tsn=1, data=b"still"))]
+    return out

@@ -126,6 +126,24 @@ pub enum Decision {
     /// The entry must be destroyed and the packet looked up again, so that it starts a fresh
     /// connection (TCP reopening a closed connection with a SYN).
     Reopen,
+    /// [`Decision::Ignore`] or [`Decision::Invalid`] (as [`Partial::refused`] says) for a
+    /// packet whose tracker changed its entry before deciding so, as the kernel's SCTP tracker
+    /// does chunk by chunk: the state it left stays, and the entry gains what [`Partial`] says.
+    Partial(Partial),
+}
+
+/// What a packet that is ignored or refused did to its entry on the way (see
+/// [`Decision::Partial`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Partial {
+    /// The packet is refused (verdict `invalid`); otherwise it is ignored (let through, with
+    /// no refresh and no accounting).
+    pub refused: bool,
+    /// Set the ASSURED bit (a chunk took the association to ESTABLISHED).
+    pub assured: bool,
+    /// The protocol state moved (see [`Accept::changed`]): the kernel reports it with the
+    /// entry's next event, this packet's own if it is let through.
+    pub changed: bool,
 }
 
 /// Details of an accepted packet.
@@ -139,7 +157,8 @@ pub struct Accept {
     pub kill: bool,
     /// The tracker's protocol state moved (the kernel then reports the entry's state in an
     /// update event, `IPCT_PROTOINFO`): TCP sets it, as the kernel does, also where it resyncs
-    /// an entry from SYN_SENT's view without the visible state changing.
+    /// an entry from SYN_SENT's view without the visible state changing; SCTP where any chunk
+    /// moved the state, even if a later one moved it back.
     pub changed: bool,
 }
 

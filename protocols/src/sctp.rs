@@ -20,7 +20,7 @@
 //! ```
 
 use crate::sysctl::Sysctl;
-use crate::{Accept, Ctx, Decision, Dir, secs};
+use crate::{Accept, Ctx, Decision, Dir, Partial, secs};
 
 /// Association states, in the kernel's order (the `/proc` names come from [`State::name`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -442,8 +442,10 @@ unsafe fn crc_update_sse42(c: u32, data: &[u8]) -> u32 {
 /// SHUTDOWN_ACK, SHUTDOWN_COMPLETE, ABORT or heartbeat chunk is present, which carry their own
 /// rules); an invalid transition. Accepted packets refresh the entry to the last chunk's
 /// state's timeout, except a retransmitted INIT in CLOSED and a heartbeat with a surprising
-/// tag, which are let through ignored (`Ignore`: no refresh, no accounting, no ASSURED). State
-/// changes made by the chunks before a refused one stay, as in the kernel.
+/// tag, which are let through ignored (`Ignore`: no refresh, no accounting). What the chunks
+/// before a refused one (or beside such a heartbeat) did stays, as in the kernel: the state
+/// they moved to, and ASSURED if one reached ESTABLISHED (`Partial`, which also says that the
+/// state moved, for the entry's next event).
 pub fn track(st: &mut SctpState, p: &Packet<'_>, ctx: &Ctx, s: &Sysctl) -> Decision {
     use chunk::*;
     let dir = ctx.dir;
@@ -490,95 +492,111 @@ pub fn track(st: &mut SctpState, p: &Packet<'_>, ctx: &Ctx, s: &Sysctl) -> Decis
     let mut new_state = State::None;
     let mut ignore = false;
     let mut assured = false;
-    for (off, ty, flags) in p.chunks() {
-        let own_or_peer = |st: &SctpState| {
-            if flags & FLAG_T == 0 {
-                p.vtag == st.vtag[d]
-            } else {
-                p.vtag == st.vtag[o]
-            }
-        };
-        match ty {
-            INIT if p.vtag != 0 => return Decision::Invalid,
-            ABORT | SHUTDOWN_COMPLETE if !own_or_peer(st) => return Decision::Invalid,
-            COOKIE_ECHO if p.vtag != st.vtag[d] => return Decision::Invalid,
-            COOKIE_ACK => st.init = [false; 2],
-            HEARTBEAT | HEARTBEAT_ACK => {
-                if st.vtag[d] == 0 {
-                    st.vtag[d] = p.vtag;
-                } else if p.vtag != st.vtag[d] {
-                    if p.has(DATA) || ignore {
-                        return Decision::Invalid;
-                    }
-                    if ty == HEARTBEAT {
-                        // Perhaps a restarted peer: let it through once, untracked.
-                        st.hb_vtag_failed = true;
-                        st.last_dir = d as u8;
-                        ignore = true;
-                        continue;
-                    }
-                    if !st.hb_vtag_failed || st.last_dir == d as u8 {
-                        return Decision::Invalid;
-                    }
-                    // The answer to that heartbeat: adopt the new tags.
-                    st.hb_vtag_failed = false;
-                    st.vtag[d] = p.vtag;
-                    st.vtag[o] = 0;
+    let mut changed = false;
+    // Each chunk moves the state in turn; one that is refused stops the walk, and what the
+    // chunks before it did stays, ASSURED included, as in the kernel.
+    let refused = 'chunks: {
+        for (off, ty, flags) in p.chunks() {
+            let own_or_peer = |st: &SctpState| {
+                if flags & FLAG_T == 0 {
+                    p.vtag == st.vtag[d]
                 } else {
-                    st.hb_vtag_failed = false;
+                    p.vtag == st.vtag[o]
                 }
+            };
+            match ty {
+                INIT if p.vtag != 0 => break 'chunks true,
+                ABORT | SHUTDOWN_COMPLETE if !own_or_peer(st) => break 'chunks true,
+                COOKIE_ECHO if p.vtag != st.vtag[d] => break 'chunks true,
+                COOKIE_ACK => st.init = [false; 2],
+                HEARTBEAT | HEARTBEAT_ACK => {
+                    if st.vtag[d] == 0 {
+                        st.vtag[d] = p.vtag;
+                    } else if p.vtag != st.vtag[d] {
+                        if p.has(DATA) || ignore {
+                            break 'chunks true;
+                        }
+                        if ty == HEARTBEAT {
+                            // Perhaps a restarted peer: let it through once, untracked.
+                            st.hb_vtag_failed = true;
+                            st.last_dir = d as u8;
+                            ignore = true;
+                            continue;
+                        }
+                        if !st.hb_vtag_failed || st.last_dir == d as u8 {
+                            break 'chunks true;
+                        }
+                        // The answer to that heartbeat: adopt the new tags.
+                        st.hb_vtag_failed = false;
+                        st.vtag[d] = p.vtag;
+                        st.vtag[o] = 0;
+                    } else {
+                        st.hb_vtag_failed = false;
+                    }
+                }
+                _ => {}
             }
-            _ => {}
+            let old = st.state;
+            let Some(next) = next_state(dir, old, ty) else {
+                break 'chunks true;
+            };
+            new_state = next;
+            match ty {
+                INIT => {
+                    let Some(tag) = p.init_tag(off) else {
+                        break 'chunks true;
+                    };
+                    if st.init[d] && st.init[o] {
+                        st.init[o] = false;
+                    }
+                    st.init[d] = true;
+                    st.vtag[o] = tag;
+                    // A retransmitted INIT must not keep a closed entry alive forever.
+                    if next == State::Closed && old == State::Closed && ctx.confirmed {
+                        ignore = true;
+                    }
+                }
+                INIT_ACK => {
+                    let Some(tag) = p.init_tag(off) else {
+                        break 'chunks true;
+                    };
+                    let known = st.vtag[o];
+                    if !st.init[o] && known != 0 && known != tag {
+                        break 'chunks true;
+                    }
+                    if st.init[d] && st.init[o] && known != tag {
+                        break 'chunks true; // colliding INITs
+                    }
+                    st.vtag[o] = tag;
+                }
+                _ => {}
+            }
+            st.state = next;
+            if old != next {
+                changed = true;
+                assured |= next == State::Established;
+            }
         }
-        let old = st.state;
-        let Some(next) = next_state(dir, old, ty) else {
-            return Decision::Invalid;
+        false
+    };
+    if refused || ignore {
+        // Refused, or let through but neither refreshed nor counted; either way the entry
+        // keeps what the chunks walked did to it.
+        return match (assured || changed, refused) {
+            (true, _) => Decision::Partial(Partial {
+                refused,
+                assured,
+                changed,
+            }),
+            (false, true) => Decision::Invalid,
+            (false, false) => Decision::Ignore,
         };
-        new_state = next;
-        match ty {
-            INIT => {
-                let Some(tag) = p.init_tag(off) else {
-                    return Decision::Invalid;
-                };
-                if st.init[d] && st.init[o] {
-                    st.init[o] = false;
-                }
-                st.init[d] = true;
-                st.vtag[o] = tag;
-                // A retransmitted INIT must not keep a closed entry alive forever.
-                if next == State::Closed && old == State::Closed && ctx.confirmed {
-                    ignore = true;
-                }
-            }
-            INIT_ACK => {
-                let Some(tag) = p.init_tag(off) else {
-                    return Decision::Invalid;
-                };
-                let known = st.vtag[o];
-                if !st.init[o] && known != 0 && known != tag {
-                    return Decision::Invalid;
-                }
-                if st.init[d] && st.init[o] && known != tag {
-                    return Decision::Invalid; // colliding INITs
-                }
-                st.vtag[o] = tag;
-            }
-            _ => {}
-        }
-        st.state = next;
-        if old != next && next == State::Established {
-            assured = true;
-        }
-    }
-    if ignore {
-        // Let through, but neither refreshed nor counted (nor made ASSURED).
-        return Decision::Ignore;
     }
     Decision::Accept(Accept {
         timeout: Some(secs(new_state.timeout(s))),
         assured,
         kill: false,
-        changed: false,
+        changed,
     })
 }
 
@@ -675,6 +693,97 @@ mod tests {
         assert_eq!(st.state(), State::ShutdownAckSent);
         let d = run(&mut st, Dir::Original, true, &pkt(0xb, &[(14, 0, b"")]));
         assert_eq!((st.state(), timeout(d)), (State::Closed, Some(10)));
+    }
+
+    /// A handshake up to COOKIE_ECHOED (tags 0xb from the client, 0xa from the server).
+    fn cookie_echoed() -> SctpState {
+        let mut st = SctpState::default();
+        run(
+            &mut st,
+            Dir::Original,
+            false,
+            &pkt(0, &[(1, 0, &init_body(0xa))]),
+        );
+        run(
+            &mut st,
+            Dir::Reply,
+            true,
+            &pkt(0xa, &[(2, 0, &init_body(0xb))]),
+        );
+        run(
+            &mut st,
+            Dir::Original,
+            true,
+            &pkt(0xb, &[(10, 0, b"cookie")]),
+        );
+        assert_eq!(st.state(), State::CookieEchoed);
+        st
+    }
+
+    /// What the chunks before a refused one did stays and is told (`Partial`), as in the
+    /// kernel: the state, ASSURED when one reached ESTABLISHED, and that the state moved.
+    #[test]
+    fn chunks_before_a_refusal_keep_what_they_did() {
+        // COOKIE_ACK, then an ABORT with a stray tag: refused, ESTABLISHED and ASSURED.
+        let mut st = cookie_echoed();
+        let d = run(
+            &mut st,
+            Dir::Reply,
+            true,
+            &pkt(0x77, &[(11, 0, b""), (6, 0, b"")]),
+        );
+        let refused = Partial {
+            refused: true,
+            assured: true,
+            changed: true,
+        };
+        assert_eq!(
+            (d, st.state()),
+            (Decision::Partial(refused), State::Established)
+        );
+        // SHUTDOWN, then that ABORT: refused, left in SHUTDOWN_SENT, not made ASSURED again.
+        let d = run(
+            &mut st,
+            Dir::Original,
+            true,
+            &pkt(0x77, &[(7, 0, &[0, 0, 0, 1]), (6, 0, b"")]),
+        );
+        let moved = Partial {
+            assured: false,
+            ..refused
+        };
+        assert_eq!(
+            (d, st.state()),
+            (Decision::Partial(moved), State::ShutdownSent)
+        );
+        // The ABORT first: refused before anything moves.
+        let d = run(
+            &mut st,
+            Dir::Original,
+            true,
+            &pkt(0x77, &[(6, 0, b""), (8, 0, b"")]),
+        );
+        assert_eq!((d, st.state()), (Decision::Invalid, State::ShutdownSent));
+        // COOKIE_ACK, then a HEARTBEAT with a stray tag: let through untracked, yet
+        // ESTABLISHED and ASSURED.
+        let mut st = cookie_echoed();
+        let d = run(
+            &mut st,
+            Dir::Reply,
+            true,
+            &pkt(0x77, &[(11, 0, b""), (4, 0, b"hb")]),
+        );
+        let ignored = Partial {
+            refused: false,
+            ..refused
+        };
+        assert_eq!(
+            (d, st.state()),
+            (Decision::Partial(ignored), State::Established)
+        );
+        // A heartbeat alone with a stray tag moves nothing: ignored as before.
+        let d = run(&mut st, Dir::Reply, true, &pkt(0x78, &[(4, 0, b"hb")]));
+        assert_eq!(d, Decision::Ignore);
     }
 
     #[test]

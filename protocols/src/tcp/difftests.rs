@@ -294,6 +294,7 @@ fn decision_kind(d: Decision) -> u8 {
         Decision::Ignore => 2,
         Decision::Invalid => 3,
         Decision::Reopen => 4,
+        Decision::Partial(_) => 5,
     }
 }
 
@@ -495,6 +496,7 @@ fn run_realistic(
                             again = true;
                         }
                         Decision::Ignore => e.seen_reply |= dir == Dir::Reply,
+                        Decision::Partial(_) => unreachable!("TCP decides whole"),
                         Decision::Accept(a) => {
                             if a.kill {
                                 entry = None;

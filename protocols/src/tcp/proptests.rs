@@ -291,6 +291,7 @@ fn run(gens: &[Gen], s: &Sysctl, check: bool) {
                             again = true;
                         }
                         Decision::Ignore => e.seen_reply |= dir == Dir::Reply,
+                        Decision::Partial(_) => unreachable!("TCP decides whole"),
                         Decision::Accept(a) => {
                             if a.kill {
                                 assert!(!e.seen_reply);

@@ -113,6 +113,7 @@ impl Drive {
                 self.seen_reply |= dir == R;
                 V::Ign
             }
+            Decision::Partial(_) => unreachable!("TCP decides whole"),
             Decision::Accept(a) => {
                 self.seen_reply |= dir == R;
                 self.assured |= a.assured;
