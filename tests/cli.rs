@@ -6,11 +6,25 @@ use std::process::{Command, Output};
 
 mod common;
 
+/// The `ctrack` binary as a command: run through `CTRACK_TEST_RUNNER` (an emulator and its
+/// arguments, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`) when that is set, as `.ci/run`
+/// sets it to test a build for another architecture.
+fn ctrack_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_ctrack");
+    let runner = std::env::var("CTRACK_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.args(words).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
 fn ctrack(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctrack"))
-        .args(args)
-        .output()
-        .expect("run ctrack")
+    ctrack_command().args(args).output().expect("run ctrack")
 }
 
 /// Runs ctrack with `bytes` written to its standard input (from another thread, so that a
@@ -18,7 +32,7 @@ fn ctrack(args: &[&str]) -> Output {
 fn ctrack_fed(args: &[&str], bytes: Vec<u8>) -> Output {
     use std::io::Write as _;
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctrack"))
+    let mut child = ctrack_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -901,11 +915,7 @@ fn replay_of_a_file_is_that_of_the_same_bytes_through_a_pipe() {
             "1",
         ];
         argv.extend(args.split_whitespace().filter(|&a| a != "--realtime"));
-        let from_file = Command::new(env!("CARGO_BIN_EXE_ctrack"))
-            .args(&argv)
-            .arg(&cap)
-            .output()
-            .unwrap();
+        let from_file = ctrack_command().args(&argv).arg(&cap).output().unwrap();
         argv.push(if n % 2 == 0 { "-" } else { "/dev/stdin" });
         let from_pipe = ctrack_fed(&argv, std::fs::read(&cap).unwrap());
         assert!(from_file.status.success(), "{}", cap.display());
