@@ -418,16 +418,18 @@ mod tests {
     /// Every vector loop this build has, each callable here: the one this CPU runs, the
     /// portable one, and on x86_64 SSE2's and (when the CPU has it) AVX2's.
     fn vector_loops() -> Vec<Loop> {
-        let mut loops: Vec<Loop> = vec![("wide", wide), ("portable", |s, d| lanes(s, d))];
+        let loops: Vec<Loop> = vec![("wide", wide), ("portable", |s, d| lanes(s, d))];
         #[cfg(target_arch = "x86_64")]
-        {
+        let loops = {
+            let mut loops = loops;
             // SAFETY: SSE2 is part of the x86_64 baseline.
             loops.push(("sse2", |s, d| unsafe { lanes_sse2(s, d) }));
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2 (just checked).
                 loops.push(("avx2", |s, d| unsafe { lanes_avx2(s, d) }));
             }
-        }
+            loops
+        };
         loops
     }
 
