@@ -1858,22 +1858,17 @@ impl Conntrack {
             Decision::Accept(a) => self.apply(t, sb, h, idx, dir, state, a, now, len, was),
             Decision::Ignore => self.ignored(sb, idx, dir, state, was, false, now),
             Decision::Partial(p) => {
-                let e = sb.shard.get_mut(idx);
-                let before = e.status;
                 if p.assured {
-                    e.status |= status::ASSURED;
+                    sb.shard.get_mut(idx).status |= status::ASSURED;
                 }
                 if !p.refused {
                     return self.ignored(sb, idx, dir, state, was, p.changed, now);
                 }
                 sb.stats.invalid += 1;
-                if was.is_some() && (p.changed || e.status != before) {
+                if let Some(was) = was {
                     // No event for a refused packet: the kernel keeps what it changed for
                     // the entry's next packet that gets through, as for one the host drops.
-                    e.status |= status::UNREPORTED;
-                    if p.changed {
-                        e.status |= status::UNREPORTED_STATE;
-                    }
+                    self.report_change(sb, idx, was.status, p.changed, false, now);
                 }
                 Verdict::INVALID
             }

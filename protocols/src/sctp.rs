@@ -649,8 +649,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn four_way_handshake_data_and_shutdown() {
+    /// A handshake up to COOKIE_ECHOED (tags 0xb from the client, 0xa from the server),
+    /// each step checked.
+    fn cookie_echoed() -> SctpState {
         let mut st = SctpState::default();
         let d = run(
             &mut st,
@@ -674,6 +675,12 @@ mod tests {
             &pkt(0xb, &[(10, 0, b"cookie")]),
         );
         assert_eq!(st.state(), State::CookieEchoed);
+        st
+    }
+
+    #[test]
+    fn four_way_handshake_data_and_shutdown() {
+        let mut st = cookie_echoed();
         let d = run(&mut st, Dir::Reply, true, &pkt(0xa, &[(11, 0, b"")]));
         assert_eq!(st.state(), State::Established);
         assert!(matches!(d, Decision::Accept(a) if a.assured && a.timeout == Some(secs(210))));
@@ -695,95 +702,74 @@ mod tests {
         assert_eq!((st.state(), timeout(d)), (State::Closed, Some(10)));
     }
 
-    /// A handshake up to COOKIE_ECHOED (tags 0xb from the client, 0xa from the server).
-    fn cookie_echoed() -> SctpState {
-        let mut st = SctpState::default();
-        run(
-            &mut st,
-            Dir::Original,
-            false,
-            &pkt(0, &[(1, 0, &init_body(0xa))]),
-        );
-        run(
-            &mut st,
-            Dir::Reply,
-            true,
-            &pkt(0xa, &[(2, 0, &init_body(0xb))]),
-        );
-        run(
-            &mut st,
-            Dir::Original,
-            true,
-            &pkt(0xb, &[(10, 0, b"cookie")]),
-        );
-        assert_eq!(st.state(), State::CookieEchoed);
-        st
-    }
-
     /// What the chunks before a refused one did stays and is told (`Partial`), as in the
     /// kernel: the state, ASSURED when one reached ESTABLISHED, and that the state moved.
     #[test]
     fn chunks_before_a_refusal_keep_what_they_did() {
-        // COOKIE_ACK, then an ABORT with a stray tag: refused, ESTABLISHED and ASSURED.
+        const ABORT: (u8, u8, &[u8]) = (6, 0, b"");
+        const COOKIE_ACK: (u8, u8, &[u8]) = (11, 0, b"");
+        const HEARTBEAT: (u8, u8, &[u8]) = (4, 0, b"hb");
+        const SHUTDOWN: (u8, u8, &[u8]) = (7, 0, &[0, 0, 0, 1]);
+        let partial = |refused, assured| {
+            Decision::Partial(Partial {
+                refused,
+                assured,
+                changed: true,
+            })
+        };
+        // Each step on the association the one before left (a fresh handshake where `fresh`),
+        // all with a stray tag.
+        let steps: [(bool, Dir, &[(u8, u8, &[u8])], Decision, State); 5] = [
+            // COOKIE_ACK, then the ABORT: refused, ESTABLISHED and ASSURED.
+            (
+                true,
+                Dir::Reply,
+                &[COOKIE_ACK, ABORT],
+                partial(true, true),
+                State::Established,
+            ),
+            // SHUTDOWN, then the ABORT: refused, left in SHUTDOWN_SENT, not ASSURED again.
+            (
+                false,
+                Dir::Original,
+                &[SHUTDOWN, ABORT],
+                partial(true, false),
+                State::ShutdownSent,
+            ),
+            // The ABORT first: refused before anything moves.
+            (
+                false,
+                Dir::Original,
+                &[ABORT, (8, 0, b"")],
+                Decision::Invalid,
+                State::ShutdownSent,
+            ),
+            // COOKIE_ACK, then a HEARTBEAT: let through untracked, yet ESTABLISHED and
+            // ASSURED.
+            (
+                true,
+                Dir::Reply,
+                &[COOKIE_ACK, HEARTBEAT],
+                partial(false, true),
+                State::Established,
+            ),
+            // A heartbeat alone moves nothing: ignored as before.
+            (
+                false,
+                Dir::Reply,
+                &[HEARTBEAT],
+                Decision::Ignore,
+                State::Established,
+            ),
+        ];
         let mut st = cookie_echoed();
-        let d = run(
-            &mut st,
-            Dir::Reply,
-            true,
-            &pkt(0x77, &[(11, 0, b""), (6, 0, b"")]),
-        );
-        let refused = Partial {
-            refused: true,
-            assured: true,
-            changed: true,
-        };
-        assert_eq!(
-            (d, st.state()),
-            (Decision::Partial(refused), State::Established)
-        );
-        // SHUTDOWN, then that ABORT: refused, left in SHUTDOWN_SENT, not made ASSURED again.
-        let d = run(
-            &mut st,
-            Dir::Original,
-            true,
-            &pkt(0x77, &[(7, 0, &[0, 0, 0, 1]), (6, 0, b"")]),
-        );
-        let moved = Partial {
-            assured: false,
-            ..refused
-        };
-        assert_eq!(
-            (d, st.state()),
-            (Decision::Partial(moved), State::ShutdownSent)
-        );
-        // The ABORT first: refused before anything moves.
-        let d = run(
-            &mut st,
-            Dir::Original,
-            true,
-            &pkt(0x77, &[(6, 0, b""), (8, 0, b"")]),
-        );
-        assert_eq!((d, st.state()), (Decision::Invalid, State::ShutdownSent));
-        // COOKIE_ACK, then a HEARTBEAT with a stray tag: let through untracked, yet
-        // ESTABLISHED and ASSURED.
-        let mut st = cookie_echoed();
-        let d = run(
-            &mut st,
-            Dir::Reply,
-            true,
-            &pkt(0x77, &[(11, 0, b""), (4, 0, b"hb")]),
-        );
-        let ignored = Partial {
-            refused: false,
-            ..refused
-        };
-        assert_eq!(
-            (d, st.state()),
-            (Decision::Partial(ignored), State::Established)
-        );
-        // A heartbeat alone with a stray tag moves nothing: ignored as before.
-        let d = run(&mut st, Dir::Reply, true, &pkt(0x78, &[(4, 0, b"hb")]));
-        assert_eq!(d, Decision::Ignore);
+        for (n, (fresh, dir, chunks, want, state)) in steps.into_iter().enumerate() {
+            if fresh {
+                st = cookie_echoed();
+            }
+            let d = run(&mut st, dir, true, &pkt(0x77, chunks));
+            assert_eq!((d, st.state()), (want, state), "step {n}");
+        }
     }
 
     #[test]
