@@ -706,10 +706,12 @@ mod tests {
     /// kernel: the state, ASSURED when one reached ESTABLISHED, and that the state moved.
     #[test]
     fn chunks_before_a_refusal_keep_what_they_did() {
-        const ABORT: (u8, u8, &[u8]) = (6, 0, b"");
-        const COOKIE_ACK: (u8, u8, &[u8]) = (11, 0, b"");
-        const HEARTBEAT: (u8, u8, &[u8]) = (4, 0, b"hb");
-        const SHUTDOWN: (u8, u8, &[u8]) = (7, 0, &[0, 0, 0, 1]);
+        /// A chunk: type, flags, body.
+        type Chunk = (u8, u8, &'static [u8]);
+        const ABORT: Chunk = (6, 0, b"");
+        const COOKIE_ACK: Chunk = (11, 0, b"");
+        const HEARTBEAT: Chunk = (4, 0, b"hb");
+        const SHUTDOWN: Chunk = (7, 0, &[0, 0, 0, 1]);
         let partial = |refused, assured| {
             Decision::Partial(Partial {
                 refused,
@@ -719,7 +721,7 @@ mod tests {
         };
         // Each step on the association the one before left (a fresh handshake where `fresh`),
         // all with a stray tag.
-        let steps: [(bool, Dir, &[(u8, u8, &[u8])], Decision, State); 5] = [
+        let steps: [(bool, Dir, &[Chunk], Decision, State); 5] = [
             // COOKIE_ACK, then the ABORT: refused, ESTABLISHED and ASSURED.
             (
                 true,
