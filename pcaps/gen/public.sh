@@ -30,7 +30,9 @@
 # Every capture whose link type the oracle reads goes through compare.sh with its default
 # arguments (--helper all), or with ARGS (split on spaces) when set, e.g.
 # ARGS="--helper all --sysctl nf_conntrack_checksum=1" to run the kernel's checksum check on
-# real traffic; DIR/results.txt (DIR/results-TAG.txt with TAG set) gets one line per capture
+# real traffic, or ARGS="--sysctl nf_conntrack_tcp_loose=1" (a sysctl at its default: no helpers
+# assigned on either side, so that ctrack's path for frames no helper sees is the one compared);
+# DIR/results.txt (DIR/results-TAG.txt with TAG set) gets one line per capture
 # (compare.sh's exit status and summary), DIR/keep/NAME (DIR/keep-TAG/NAME) what compare.sh
 # printed for each that did not agree. Then, unless READER=0, every
 # pcapng file is replayed by ctrack as it is and as a classic copy (see the end). Exit status
