@@ -344,7 +344,7 @@ impl Conntrack {
         let buckets = u64::from(buckets.max(1));
         *draw = splitmix(*draw);
         let part = ((u128::from(*draw) * u128::from(buckets)) >> 64) as u64;
-        let n = (all / buckets + u64::from(part < all % buckets)).min(u64::from(*zombies));
+        let n = reaped_on_the_way(all, buckets, part, *zombies);
         if n != 0 {
             *zombies -= n as u32;
             self.count.fetch_sub(n as usize, Ordering::Relaxed);
@@ -519,9 +519,43 @@ impl Conntrack {
     }
 }
 
+/// How many zombies [`Conntrack::found_reaps`] reaps: `all / buckets` (`all`, the table's
+/// zombies; `buckets`, at least 1), and one more when `part` (drawn uniformly below `buckets`)
+/// falls under the remainder, at most the shard's own `zombies`. With fewer zombies than
+/// chains, the usual case, that is one or none, found with no division: a 64-bit one costs
+/// tens of cycles, and a long capture with timeouts makes this call for two packets in five
+/// (the 4SICS capture: 97,540 calls for 246,137 packets).
+#[inline]
+fn reaped_on_the_way(all: u64, buckets: u64, part: u64, zombies: u32) -> u64 {
+    if all < buckets {
+        u64::from(part < all).min(u64::from(zombies))
+    } else {
+        (all / buckets + u64::from(part < all % buckets)).min(u64::from(zombies))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reaping_without_a_division_reaps_as_the_quotient_does() {
+        let mut x = 1u64;
+        for _ in 0..200_000 {
+            x = splitmix(x);
+            let buckets = [1, 2, 7, 4_096, 65_536, 262_144, u64::from(u32::MAX)][(x % 7) as usize];
+            let zombies = [1, 3, 1_000, 70_000, u32::MAX][((x >> 8) % 5) as usize];
+            let all = u64::from(zombies) * [1, 16, 64][((x >> 16) % 3) as usize];
+            let part = ((u128::from(splitmix(x)) * u128::from(buckets)) >> 64) as u64;
+            let want = (all / buckets + u64::from(part < all % buckets)).min(u64::from(zombies));
+            assert_eq!(reaped_on_the_way(all, buckets, part, zombies), want);
+        }
+        // At the edges of the short cut: one zombie short of the chains, and exactly as many.
+        assert_eq!(reaped_on_the_way(4_095, 4_096, 4_094, 300), 1);
+        assert_eq!(reaped_on_the_way(4_095, 4_096, 4_095, 300), 0);
+        assert_eq!(reaped_on_the_way(4_096, 4_096, 0, 300), 1);
+        assert_eq!(reaped_on_the_way(4_096, 4_096, 4_095, 300), 1);
+    }
 
     #[test]
     fn a_lookups_chain_is_the_first_early_drop_walks() {
