@@ -1234,9 +1234,11 @@ impl Conntrack {
                     return self.run_ready(t, &r, h, now);
                 }
                 // Whether this packet may create its entry, for a helper that may refuse it
-                // (the entry is then never confirmed): a helper is assigned to its port.
-                let fresh = ctrack_helpers::assigned(&self.cfg.helpers, r.key.proto, r.key.dport)
+                // (the entry is then never confirmed): a helper is assigned to its port, or a
+                // pending expectation may give it one (SIP's registrations do).
+                let fresh = (ctrack_helpers::assigned(&self.cfg.helpers, r.key.proto, r.key.dport)
                     .is_some()
+                    || t.expect.flags() & PENDING != 0)
                     && !self.in_table(t, &r.key, h, now);
                 let mark = self.events.as_ref().map_or(0, |q| q.mark());
                 let v = self.run_ready(t, &r, h, now);

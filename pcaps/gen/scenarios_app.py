@@ -304,6 +304,31 @@ def _():
     return p
 
 
+@scenario("helpers/sip-register-refused", args=ALL)
+def _():
+    """A packet that opens a connection through a registration's expectation (so it carries
+    the SIP helper) and that the helper refuses (an INVITE without CSeq): it is dropped and its
+    connection never confirmed, so no entry, no event and no hold on the master remain; the
+    expectation is permanent, so the same source port then opens the connection with a message
+    the helper reads (RELATED), and a refused packet on that confirmed connection leaves it be."""
+    C, R = "10.40.8.1", "10.40.8.2"
+    d = Dialog(C, R, callid="reg8", buser="alice")
+    contact = "Contact: <sip:alice@%s:5062>" % C
+    bad = sip_msg("INVITE sip:alice@%s:5062 SIP/2.0" % C, ["Call-ID: bad8@x"])
+    return [
+        d.req("REGISTER", 1, extra=[contact, "Expires: 600"], uri="sip:%s" % R),        # 0
+        d.resp(200, "OK", 1, "REGISTER", extra=[contact + ";expires=600"]),              # 1
+        udp(R, C, 5070, 5062, bad),                                                      # 2: dropped
+        udp(R, C, 5070, 5062, bad),                                                      # 3: again
+        udp(R, C, 5070, 5062, sip_msg("OPTIONS sip:alice@%s:5062 SIP/2.0" % C,          # 4: related
+                                      ["CSeq: 1 OPTIONS", "Call-ID: probe8@x"])),
+        udp(C, R, 5062, 5070, sip_msg("SIP/2.0 200 OK",                                  # 5
+                                      ["CSeq: 1 OPTIONS", "Call-ID: probe8@x"])),
+        udp(R, C, 5070, 5062, bad),                                                      # 6: dropped
+        udp(R, C, 5080, 5062, bad),                                                      # 7: dropped
+    ]
+
+
 @scenario("helpers/sip-bad", args=ALL)
 def _():
     """Messages the helper refuses (the packet is dropped after tracking): a handled request

@@ -384,7 +384,7 @@ impl Conntrack {
             (helper, expected)
         };
         let out = self.read_for_helper(t, r, helper, &orig, v, payload, expected, now);
-        if out.state == State::Dropped && fresh && v.state == State::New {
+        if out.state == State::Dropped && fresh && matches!(v.state, State::New | State::Related) {
             // Dropped before it was confirmed: the entry never was. (An entry that was
             // already there keeps living; only the packet is dropped.)
             let slot = &t.shards[t.shard_of(h)];
