@@ -32,6 +32,8 @@ frames through its one-pass lanes instead of the general path, so run it both wa
 EVENTS=1 (compare.sh's) compares the connection events of every case too. One case in eight
 (and half the real-time ones) also gives timeout policies (`--timeout-policy`, see
 `Case.policy_args`), which compare.sh hands the kernel through ktrace_rules.py.
+DIFFFUZZ_FOCUS=ftp makes most conversations FTP control connections (four in five, against
+about one in seven), whose lines are spelt in other ways three times in ten (`ftp_spelling`).
 """
 import os
 import random
@@ -207,7 +209,7 @@ class Conv:
             ca, sa = hosts
         self.v6 = v6
         self.c = Ep(rng, ca, cport or rng.randrange(1024, 65535))
-        if sport is None and rng.random() < 0.15:
+        if sport is None and rng.random() < (0.8 if os.environ.get("DIFFFUZZ_FOCUS") == "ftp" else 0.15):
             sport = 21
         elif sport is None and rng.random() < 0.06:
             sport = rng.choice([6667, 6566, 1723])
@@ -610,7 +612,10 @@ class Conv:
                 continue
             frm = self.c if rng.random() < 0.5 else self.s
             to = self.peer(frm)
-            line = self.ftp_line(frm).encode()
+            line = self.ftp_line(frm)
+            if rng.random() < 0.3:
+                line = ftp_spelling(rng, line)
+            line = line.encode()
             r = rng.random()
             if r < 0.2 and len(line) > 2:
                 cut = rng.randrange(1, len(line))
@@ -737,6 +742,48 @@ class Conv:
                 self.close()
                 self.probes(pp)
         return self.out
+
+
+def ftp_spelling(rng, line):
+    """`line` (an FTP command or reply) in another spelling: the command's case, blanks,
+    zero-padded or out-of-range numbers, other delimiters, missing brackets or delimiters,
+    another line end. The FTP helper reads some of these and refuses others."""
+    body = line[:-2] if line.endswith("\r\n") else line
+    k = rng.choice(["case", "blanks", "zeros", "range", "short", "trail", "delim", "brackets",
+                    "family", "lead", "eol", "eol"])
+    if k == "case" and body[:1].isalpha():
+        body = body[:4].lower() + body[4:] if rng.random() < 0.7 else body[0] + body[1:4].lower() + body[4:]
+    elif k == "blanks":
+        body = body.replace(",", rng.choice([", ", " ,", ",  "])) if "," in body else body.replace(" ", "  ", 1)
+    elif k == "zeros" and "," in body:
+        head, _, nums = body.rpartition(" ")
+        body = head + " " + ",".join(n.zfill(3) if n.isdigit() else n for n in nums.split(","))
+    elif k == "range":
+        digits = [i for i, ch in enumerate(body) if ch.isdigit() and (i == 0 or not body[i - 1].isdigit())]
+        if len(digits) > 1:
+            i = rng.choice(digits[1:])
+            j = i
+            while j < len(body) and body[j].isdigit():
+                j += 1
+            body = body[:i] + rng.choice(["256", "999", "65536", "4294967296", "", "-1", "0"]) + body[j:]
+    elif k == "short":
+        for sep in (",", "|"):
+            if sep in body:
+                body = body[:body.rindex(sep)]
+                break
+    elif k == "trail":
+        body += rng.choice([" x", ".", ")", "|", "  "])
+    elif k == "delim" and "|" in body:
+        body = body.replace("|", rng.choice(["!", "#", "/", " "]))
+    elif k == "brackets" and "(" in body:
+        body = body.replace("(", rng.choice(["", "=", " ", "(("])).replace(")", rng.choice(["", ")", " "]))
+    elif k == "family" and "|1|" in body:
+        body = body.replace("|1|", rng.choice(["|2|", "|3|", "||", "|01|"]))
+    elif k == "family" and "|2|" in body:
+        body = body.replace("|2|", rng.choice(["|1|", "|3|", "||"]))
+    elif k == "lead":
+        body = rng.choice([" ", "\r\n", "x"]) + body
+    return body + rng.choice(["\r\n", "\r\n", "\n", "\r", "", "\r\n\r\n"]) if k == "eol" else body + "\r\n"
 
 
 def ip_variants(rng, pkts, q):

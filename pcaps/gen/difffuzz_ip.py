@@ -17,7 +17,8 @@ SEED-1, ..., compares each with compare.sh (kernel-stamped replay) and keeps eve
 arguments it is compared with. DIFFFUZZ_HELPERS=0 compares with no helpers instead of
 `--helper all` (see difffuzz.py). EVENTS=1 (compare.sh's) compares the connection events too.
 One case in eight (and half the timed ones) also gives UDP and TCP timeout policies
-(`--timeout-policy`, see `Case.policy_args`).
+(`--timeout-policy`, see `Case.policy_args`). SIP dialogs and registrations are also spelt in
+the grammar's many ways (`sipgrammar.py`); DIFFFUZZ_FOCUS=sip makes cases of little else.
 """
 import os
 import random
@@ -43,6 +44,7 @@ from scapy.layers.sctp import crc32c  # noqa: E402
 sys.path.insert(0, HERE)
 import scenarios_pptp as pptp  # noqa: E402
 import scenarios_sane as sane  # noqa: E402
+import sipgrammar as G  # noqa: E402
 
 conf.verb = 0
 
@@ -895,6 +897,193 @@ class Case:
             if self.r() < 0.5:
                 self.emit(self.l4(c, self.r() < 0.5, data=self.payload(0, 40)), "call signalling, not SIP")
 
+    def ev_sip_dialog(self, v6):
+        """A SIP call spelt in random ways (see sipgrammar.py): an offer, provisional and final
+        answers, ACK, maybe re-offers and other requests from either side, media to what the
+        bodies announced (and next to it), then BYE or CANCEL or nothing, and media after it."""
+        rng = self.rng
+        a, b = self.hosts(v6)
+        A, B = G.Host(a, v6), G.Host(b, v6)
+        third = G.Host(self.ch(R6 if v6 else R4), v6)
+        f = Flow(v6, "udp", a, b, self.ch([5060, 5060, self.rng.randint(1024, 65535)]),
+                 self.ch([5060] * 9 + [5061]))
+        call = rng.randint(0, 10**9)
+        num = rng.randint(1, 60)
+        announced = []     # (address, port, peer address): media one side offered the other
+
+        def media(owner, peer):
+            out = []
+            for _ in range(self.ch([0, 1, 1, 1, 1, 2, 2, 3, 4])):
+                kind = self.ch(["audio", "audio", "audio", "video", "image", "application", "text", "AUDIO"])
+                port = rng.randint(1024, 65000) & ~1 if self.r() < 0.9 else rng.randint(1, 65535)
+                own_c = None
+                if self.r() < 0.15:
+                    own_c = self.ch([owner, third, peer])
+                out.append((kind, port, own_c))
+                announced.append(((own_c or owner).addr, port, peer.addr))
+            return out
+
+        def offer(owner, peer):
+            other = None if self.r() < 0.85 else self.ch([third, peer])
+            return G.sdp_body(rng, f.sp, owner, media(owner, peer), other)
+
+        def heads(frm, to, method, n, with_contact=True):
+            h = [("Via", f"SIP/2.0/UDP {frm.sip(rng)}:{f.sp if frm is A else f.dp};branch=z9hG4bK{n}"
+                  + self.ch(["", "", ";rport", f";received={frm.addr}"])),
+                 ("From", f"<sip:alice@{A.sip(rng)}>;tag=1"),
+                 ("To", f"<sip:bob@{B.sip(rng)}>" + ("" if method == "INVITE" and n == num else ";tag=2")),
+                 ("Call-ID", f"{call}@x"),
+                 ("CSeq", G.cseq(rng, n, method))]
+            if with_contact and self.r() < 0.9:
+                h.append(("Contact", G.contact(rng, "alice" if frm is A else "bob", frm,
+                                               f.sp if frm is A else f.dp)))
+            if self.r() < 0.1:
+                h.insert(rng.randrange(1, len(h)), ("Max-Forwards", "70"))
+            return h
+
+        def length():
+            return self.ch(["right"] * 17 + ["wrong", "missing", "zero"])
+
+        def send(frm, start, h, body, note):
+            msg = G.Msg(start, h, body, length())
+            self.emit(self.l4(f, frm is B, data=G.render(rng, msg)), note, self.gap())
+
+        def request(frm, method, n, body=""):
+            to = B if frm is A else A
+            uri = self.ch([f"sip:bob@{to.sip(rng)}", f"sip:{to.sip(rng)}", f"sip:bob@{to.sip(rng)}:5060"])
+            verb = method if self.r() < 0.97 else self.ch([method.lower(), method + "X", " " + method])
+            send(frm, f"{verb} {uri} SIP/2.0", heads(frm, to, method, n), body, f"sip {method}")
+
+        def response(frm, code, method, n, body=""):
+            reason = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK"}.get(code, "Other")
+            start = f"SIP/2.0 {code} {reason}" if self.r() < 0.97 else self.ch(
+                [f"SIP/2.0  {code} {reason}", f"sip/2.0 {code} {reason}", f"SIP/2.0 x{code}", "SIP/2.0 0 Zero"])
+            send(frm, start, heads(frm, A if frm is B else B, method, n, code < 300), body, f"sip {code} {method}")
+
+        # The offer and its answers.
+        early = self.r() < 0.9
+        request(A, "INVITE", num, offer(A, B) if early else "")
+        if self.r() < 0.5:
+            response(B, 100, "INVITE", num)
+        if self.r() < 0.4:
+            response(B, self.ch([180, 183]), "INVITE", num, offer(B, A) if self.r() < 0.5 else "")
+        final = self.ch([200] * 6 + [486, 487, 603, 404, 302, 401, 199, 0])
+        if final and self.r() < 0.9:
+            response(B, final, "INVITE", num, offer(B, A) if final < 300 and self.r() < 0.85 else "")
+        if self.r() < 0.8:
+            request(A, "ACK", num, "" if early or self.r() < 0.3 else offer(A, B))
+        # Mid-dialog requests from either side.
+        for _ in range(self.ch([0, 0, 1, 1, 2, 3])):
+            num += 1
+            frm = self.ch([A, B])
+            method = self.ch(["INVITE", "UPDATE", "PRACK", "OPTIONS", "INFO", "MESSAGE", "REGISTER"])
+            body = offer(frm, B if frm is A else A) if method in ("INVITE", "UPDATE", "PRACK") and self.r() < 0.8 else ""
+            request(frm, method, num, body)
+            if self.r() < 0.8:
+                code = self.ch([200, 200, 200, 491, 500, 183])
+                back = B if frm is A else A
+                response(back, code, method, num, offer(back, frm) if code < 300 and body and self.r() < 0.8 else "")
+
+        def traffic(note):
+            for addr, port, peer in announced:
+                if self.r() < 0.6:
+                    src = peer if self.r() < 0.85 else self.ch(R6 if v6 else R4)
+                    dport = port + self.ch([0, 0, 0, 1, 1, 2, -1]) if 0 < port < 65534 else port
+                    m = Flow(v6, "udp", src, addr, rng.randint(1024, 65535), max(0, dport))
+                    self.emit(self.l4(m, False, data=b"\x80\x00" + b"M" * 12), note, self.gap())
+                    if self.r() < 0.3:
+                        self.emit(self.l4(m, True, data=b"\x80\x00" + b"N" * 12), note + " back")
+        traffic("media to an announced port")
+        end = self.ch(["BYE", "BYE", "CANCEL", None])
+        if end:
+            num += 1 if end == "BYE" else 0
+            frm = self.ch([A, B])
+            request(frm, end, num)
+            if self.r() < 0.7:
+                response(B if frm is A else A, 200, end, num)
+            if self.r() < 0.5:
+                traffic("media after the call ended")
+
+    def ev_sip_register_wild(self, v6):
+        """A SIP registration spelt in random ways: contacts in a list or several headers, the
+        expiry in a header or a parameter, refusals and re-registrations, answers that list
+        contacts with other expiries, calls from the registrar to a contact, unregistering."""
+        rng = self.rng
+        a, b = self.hosts(v6)
+        A, B = G.Host(a, v6), G.Host(b, v6)
+        third = G.Host(self.ch(R6 if v6 else R4), v6)
+        f = Flow(v6, "udp", a, b, self.ch([5060, self.rng.randint(1024, 65535)]), 5060)
+        call = rng.randint(0, 10**9)
+        num = rng.randint(1, 9)
+        ports = [self.ch([5060, 5062, rng.randint(1024, 65535)]) for _ in range(self.ch([1, 1, 1, 2, 3]))]
+        owners = [A if self.r() < 0.9 else third for _ in ports]
+
+        def contacts(exp_param):
+            vals = []
+            for p, o in zip(ports, owners):
+                params = ""
+                if exp_param is not None and self.r() < 0.8:
+                    params = f";expires={exp_param}" if self.r() < 0.9 else self.ch([";EXPIRES=0", ";expires=x", ";expires"])
+                vals.append(G.contact(rng, "alice", o, p, params))
+            if len(vals) > 1 and self.r() < 0.5:
+                return [("Contact", ", ".join(vals))]
+            return [("Contact", v) for v in vals]
+
+        def send(reply, start, n, extra, body="", note="sip"):
+            h = [("Via", f"SIP/2.0/UDP {A.sip(rng)}:{f.sp};branch=z9hG4bK{n}"),
+                 ("From", f"<sip:alice@{B.sip(rng)}>;tag=1"), ("To", f"<sip:alice@{B.sip(rng)}>"),
+                 ("Call-ID", f"{call}@x"), ("CSeq", G.cseq(rng, n, "REGISTER"))] + extra
+            rng.shuffle(h) if self.r() < 0.1 else None
+            msg = G.Msg(start, h, body, self.ch(["right"] * 18 + ["missing", "wrong"]))
+            self.emit(self.l4(f, reply, data=G.render(rng, msg)), note, self.gap())
+
+        def register(expires):
+            hdr = self.r() < 0.6
+            extra = contacts(None if hdr and self.r() < 0.7 else expires)
+            if hdr:
+                extra.append(("Expires", expires if self.r() < 0.95 else self.ch(["", "abc", "-1", "99999999999"])))
+            if expires == "0" and self.r() < 0.2:
+                extra = [("Contact", "*"), ("Expires", "0")]
+            send(False, f"REGISTER sip:{B.sip(rng)} SIP/2.0", num, extra, note=f"sip register {expires}")
+
+        def answer(code, expires):
+            extra = contacts(expires) if code < 300 and self.r() < 0.9 else []
+            if self.r() < 0.3:
+                extra.append(("Expires", expires))
+            reason = "OK" if code == 200 else "Other"
+            send(True, f"SIP/2.0 {code} {reason}", num, extra, note=f"sip register {code}")
+
+        expires = self.ch(["3600", "600", "60", "0", "7200", "1"])
+        register(expires)
+        if self.r() < 0.25:
+            answer(self.ch([401, 407, 100]), expires)
+            num += 1
+            register(expires)
+        if self.r() < 0.85:
+            answer(self.ch([200, 200, 200, 202, 403, 500]), self.ch([expires, expires, "0", "300", "120"]))
+        for _ in range(self.ch([0, 1, 1, 2])):
+            k = rng.randrange(len(ports))
+            c = Flow(v6, "udp", self.ch([b, b, b, third.addr]), owners[k].addr,
+                     self.ch([5060, rng.randint(1024, 65535)]), ports[k])
+            rtp = rng.randint(1024, 65000) & ~1
+            body = G.sdp_body(rng, c.sp, G.Host(c.a, v6), [("audio", rtp, None)])
+            msg = G.Msg(f"INVITE sip:alice@{owners[k].sip(rng)}:{ports[k]} SIP/2.0",
+                        [("Via", f"SIP/2.0/UDP {G.Host(c.a, v6).sip(rng)}:{c.sp};branch=z9hG4bKc"),
+                         ("From", "<sip:reg@x>;tag=9"), ("To", "<sip:alice@y>"), ("Call-ID", f"{call + 1}@x"),
+                         ("CSeq", "1 INVITE"), ("Contact", G.contact(rng, "reg", G.Host(c.a, v6), c.sp))], body)
+            self.emit(self.l4(c, False, data=G.render(rng, msg)), "sip call to a registered contact", self.gap())
+            if self.r() < 0.6:
+                m = Flow(v6, "udp", owners[k].addr, c.a, rng.randint(1024, 65535), rtp)
+                self.emit(self.l4(m, False, data=b"\x80\x00" + b"M" * 12), "rtp to the registrar's offer")
+        if self.r() < 0.3:
+            num += 1
+            register("0")
+            if self.r() < 0.7:
+                answer(200, "0")
+            k = rng.randrange(len(ports))
+            c = Flow(v6, "udp", b, owners[k].addr, rng.randint(1024, 65535), ports[k])
+            self.emit(self.l4(c, False, data=b"INVITE sip:x SIP/2.0\r\n\r\n"), "to a contact unregistered")
+
     def ev_irc(self, v6):
         a, b = self.hosts(v6)
         send = self.tcp_session(v6, a, b, self.rng.randint(1024, 65535), 6667)
@@ -1063,7 +1252,12 @@ class Case:
             (lambda v6: self.ev_ext6() if v6 else self.ev_ipopts(), 2), (self.ev_ftp, 1), (self.ev_tftp, 1),
             (self.ev_sip, 1), (self.ev_sip_reply, 1), (self.ev_sip_register, 1), (self.ev_irc, 1), (self.ev_amanda, 1),
             (self.ev_own_inverse, 1), (self.ev_pptp, 1), (self.ev_sane, 1),
+            (self.ev_sip_dialog, 1), (self.ev_sip_register_wild, 1),
         ]
+        if os.environ.get("DIFFFUZZ_FOCUS") == "sip":
+            # SIP dialogs and registrations in their many spellings, with a little other UDP.
+            events = [(self.ev_sip_dialog, 6), (self.ev_sip_register_wild, 3), (self.ev_sip_reply, 1),
+                      (self.ev_sip_register, 1), (self.ev_udp, 1)]
         fns = [f for f, w in events for _ in range(w)]
         target = rng.randint(5, 60)
         while len(self.items) < target:
