@@ -33,7 +33,9 @@ EVENTS=1 (compare.sh's) compares the connection events of every case too. One ca
 (and half the real-time ones) also gives timeout policies (`--timeout-policy`, see
 `Case.policy_args`), which compare.sh hands the kernel through ktrace_rules.py.
 DIFFFUZZ_FOCUS=ftp makes most conversations FTP control connections (four in five, against
-about one in seven), whose lines are spelt in other ways three times in ten (`ftp_spelling`).
+about one in seven), whose lines are spelt in other ways three times in ten (`ftp_spelling`);
+DIFFFUZZ_FOCUS=irc makes them IRC connections, whose DCC offers are spelt in other ways about
+one time in three (`dcc_spelling`).
 """
 import os
 import random
@@ -209,7 +211,10 @@ class Conv:
             ca, sa = hosts
         self.v6 = v6
         self.c = Ep(rng, ca, cport or rng.randrange(1024, 65535))
-        if sport is None and rng.random() < (0.8 if os.environ.get("DIFFFUZZ_FOCUS") == "ftp" else 0.15):
+        focus = os.environ.get("DIFFFUZZ_FOCUS")
+        if sport is None and focus == "irc" and rng.random() < 0.8:
+            sport = 6667
+        elif sport is None and rng.random() < (0.8 if focus == "ftp" else 0.15):
             sport = 21
         elif sport is None and rng.random() < 0.06:
             sport = rng.choice([6667, 6566, 1723])
@@ -663,6 +668,8 @@ class Conv:
             port = rng.randrange(1024, 65535)
             kind = rng.choice(["SEND f", "CHAT chat", "SEND f", "RESUME f"])
             line = ("PRIVMSG bob :\x01DCC %s %d %d %d\x01\r\n" % (kind, ip, port, rng.randrange(1, 9999))).encode()
+            if rng.random() < 0.35:
+                line = dcc_spelling(rng, kind, ip, port).encode()
             if rng.random() < 0.2:
                 line = line[:rng.randrange(5, len(line))]
             if rng.random() < 0.25:
@@ -784,6 +791,30 @@ def ftp_spelling(rng, line):
     elif k == "lead":
         body = rng.choice([" ", "\r\n", "x"]) + body
     return body + rng.choice(["\r\n", "\r\n", "\n", "\r", "", "\r\n\r\n"]) if k == "eol" else body + "\r\n"
+
+
+def dcc_spelling(rng, kind, ip, port):
+    """An IRC DCC offer in another spelling: the command's and the type's case, other types
+    (MOVE, TSEND, SCHAT, unknown), names with blanks or quotes, the address dotted, padded or
+    too big, ports out of range or padded, blanks doubled, the closing \\x01 missing, two
+    offers in one line, or the offer in a NOTICE or with no command before it."""
+    name = rng.choice(["f", "a b.txt", '"a b.txt"', "x" * 40, ""])
+    kind = rng.choice([kind, kind.lower(), "MOVE f", "TSEND f", "SCHAT chat", "GET f", "SEND"])
+    if kind.split()[0] in ("SEND", "MOVE", "TSEND", "GET") and len(kind.split()) > 1:
+        kind = kind.split()[0] + " " + name if rng.random() < 0.5 else kind
+    addr = rng.choice([str(ip)] * 6 + ["0" + str(ip), str(ip + (1 << 32)), "%d.%d.%d.%d" % tuple(
+        (ip >> s) & 255 for s in (24, 16, 8, 0)), "x", ""])
+    p = rng.choice([str(port)] * 6 + ["0", "80", "1023", "65536", "0" + str(port), "-1", ""])
+    sep = " " if rng.random() < 0.85 else "  "
+    dcc = rng.choice(["DCC", "DCC", "DCC", "dcc", "Dcc"])
+    offer = "\x01%s %s%s%s%s%s %d" % (dcc, kind, sep, addr, sep, p, rng.randrange(1, 9999))
+    if rng.random() < 0.85:
+        offer += "\x01"
+    lead = rng.choice(["PRIVMSG bob :"] * 4 + ["NOTICE bob :", "privmsg bob :", "", ":x!y@z PRIVMSG bob :"])
+    line = lead + offer
+    if rng.random() < 0.1:
+        line += " " + offer
+    return line + rng.choice(["\r\n"] * 5 + ["\n", "", "\r"])
 
 
 def ip_variants(rng, pkts, q):

@@ -18,7 +18,8 @@ arguments it is compared with. DIFFFUZZ_HELPERS=0 compares with no helpers inste
 `--helper all` (see difffuzz.py). EVENTS=1 (compare.sh's) compares the connection events too.
 One case in eight (and half the timed ones) also gives UDP and TCP timeout policies
 (`--timeout-policy`, see `Case.policy_args`). SIP dialogs and registrations are also spelt in
-the grammar's many ways (`sipgrammar.py`); DIFFFUZZ_FOCUS=sip makes cases of little else.
+the grammar's many ways (`sipgrammar.py`), Amanda replies now and then in other spellings
+(`Case.amanda_spelling`); DIFFFUZZ_FOCUS=sip or DIFFFUZZ_FOCUS=amanda makes cases of little else.
 """
 import os
 import random
@@ -1185,12 +1186,43 @@ class Case:
         f = Flow(v6, "udp", a, b, self.rng.randint(800, 1023), 10080)
         self.emit(self.l4(f, False, data=b"Amanda 2.6 REQ HANDLE 000-1 SEQ 1\nSERVICE sendbackup\n"), "amanda req")
         ports = " ".join(f"{n} {self.rng.randint(1024, 65535)}" for n in self.rng.sample(["DATA", "MESG", "INDEX"], 2))
-        rep = f"Amanda 2.6 REP HANDLE 000-1 SEQ 1\nCONNECT {ports}\n\x00".encode()
-        self.emit(self.l4(f, True, data=rep), "amanda rep")
+        rep = f"Amanda 2.6 REP HANDLE 000-1 SEQ 1\nCONNECT {ports}\n\x00"
+        if self.r() < 0.4:
+            rep = self.amanda_spelling(rep)
+        self.emit(self.l4(f, True, data=rep.encode("latin-1")), "amanda rep")
         if self.r() < 0.7:
             port = int(ports.split()[1])
             df = Flow(v6, "tcp", a, b, self.rng.randint(1024, 65535), port)
             self.emit(self.l4(df, False, data=b"", flags="S", seq=5), "amanda data syn")
+
+    def amanda_spelling(self, rep):
+        """An Amanda reply in another spelling: the keywords' case, blanks, ports padded, out
+        of range or missing, all three streams or one, the line end or the NUL missing, the
+        CONNECT line first, twice, or not at the start of a line."""
+        k = self.ch(["case", "blanks", "ports", "three", "one", "end", "first", "twice", "inline"])
+        head, _, rest = rep.partition("CONNECT ")
+        line, _, tail = rest.partition("\n")
+        if k == "case":
+            return head + self.ch(["connect ", "Connect ", "CONNECT  "]) + (line.lower() if self.r() < 0.5 else line) + "\n" + tail
+        if k == "blanks":
+            return head + "CONNECT " + line.replace(" ", self.ch(["  ", "\t", " \t"])) + "\n" + tail
+        if k == "ports":
+            toks = line.split()
+            i = self.rng.randrange(1, len(toks), 2)
+            toks[i] = self.ch(["0", "65535", "65536", "99999", "0" + toks[i], "-5", "x", "1023", ""])
+            return head + "CONNECT " + " ".join(toks) + "\n" + tail
+        if k == "three":
+            return head + "CONNECT " + " ".join(f"{n} {self.rng.randint(1024, 65535)}"
+                                                for n in ["DATA", "MESG", "INDEX"]) + "\n" + tail
+        if k == "one":
+            return head + "CONNECT " + " ".join(line.split()[:2]) + "\n" + tail
+        if k == "end":
+            return rep.rstrip("\x00") if self.r() < 0.5 else rep.replace("\n\x00", "")
+        if k == "first":
+            return "CONNECT " + line + "\n" + head + tail
+        if k == "twice":
+            return head + "CONNECT " + line + "\nCONNECT " + line + "\n" + tail
+        return head.rstrip("\n") + " CONNECT " + line + "\n" + tail
 
     # ------------------------------------------------------------ perturbations
 
@@ -1254,6 +1286,8 @@ class Case:
             (self.ev_own_inverse, 1), (self.ev_pptp, 1), (self.ev_sane, 1),
             (self.ev_sip_dialog, 1), (self.ev_sip_register_wild, 1),
         ]
+        if os.environ.get("DIFFFUZZ_FOCUS") == "amanda":
+            events = [(self.ev_amanda, 6), (self.ev_udp, 1)]
         if os.environ.get("DIFFFUZZ_FOCUS") == "sip":
             # SIP dialogs and registrations in their many spellings, with a little other UDP.
             events = [(self.ev_sip_dialog, 6), (self.ev_sip_register_wild, 3), (self.ev_sip_reply, 1),
