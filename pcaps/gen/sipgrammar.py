@@ -202,20 +202,17 @@ def cseq(rng, n, method):
 
 
 def contact(rng, user, host, port, params=""):
-    """A Contact value for `host:port`, in one of its forms."""
+    """A Contact value for `host:port`, in one of its forms (weighted: mostly the usual one)."""
     h = host.sip(rng)
     p = port_literal(rng, port)
-    k = rng.random()
-    if k < 0.55:
-        return f"<sip:{user}@{h}:{p}{params}>"
-    if k < 0.7:
-        return f"\"{user.title()}\" <sip:{user}@{h}:{p}>{params}"
-    if k < 0.8:
-        return f"sip:{user}@{h}:{p}{params}"
-    if k < 0.86:
-        return f"<sip:{h}:{p}{params}>"
-    if k < 0.9:
-        return f"<sip:{user}@{h}{params}>"
-    if k < 0.94:
-        return f"<sip:{user}@{h}:{p};transport={rng.choice(['udp', 'tcp', 'UDP', 'tls'])}>{params}"
-    return f"<sips:{user}@{h}:{p}>{params}"
+    tr = rng.choice(["udp", "tcp", "UDP", "tls"])
+    forms = [
+        (55, f"<sip:{user}@{h}:{p}{params}>"),
+        (15, f"\"{user.title()}\" <sip:{user}@{h}:{p}>{params}"),
+        (10, f"sip:{user}@{h}:{p}{params}"),
+        (6, f"<sip:{h}:{p}{params}>"),
+        (4, f"<sip:{user}@{h}{params}>"),
+        (4, f"<sip:{user}@{h}:{p};transport={tr}>{params}"),
+        (6, f"<sips:{user}@{h}:{p}>{params}"),
+    ]
+    return rng.choices([f for _, f in forms], weights=[w for w, _ in forms])[0]
