@@ -117,7 +117,7 @@ pub trait Expect {
     /// process_register_request's expectation for incoming signalling from the peer to `addr`:`port`
     /// over `proto` (17 UDP or 6 TCP). Returns false when the packet must be dropped.
     ///
-    /// Over UDP `proto` is always 17 (a Contact asking for another transport is ignored). The
+    /// `proto` is the connection's own (a Contact asking for another transport is ignored). The
     /// kernel's expectation is permanent and inactive, gets the SIP helper for the connection
     /// it creates, and is added without flags (replacing this master's identical one).
     fn signalling(&mut self, addr: [u8; 16], proto: u8, port: u16) -> bool;
@@ -145,7 +145,7 @@ pub fn help_udp(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -
     if payload.len() < SHORTEST {
         return Outcome::Accept;
     }
-    message(m, c, payload, x)
+    message(m, c, payload, x, UDP)
 }
 
 /// Reads one TCP segment's payload of an established SIP connection (what `sip_help_tcp`
@@ -201,7 +201,7 @@ pub fn help_tcp(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -
         let Some(msg) = rest.get(..len) else {
             return Outcome::Accept;
         };
-        let out = message(m, c, msg, x);
+        let out = message(m, c, msg, x, TCP);
         if out != Outcome::Accept {
             return out;
         }
@@ -210,9 +210,9 @@ pub fn help_tcp(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -
     Outcome::Accept
 }
 
-/// One SIP message (`process_sip_msg`): a response when it starts with "SIP/2.0 ", a request
-/// otherwise.
-fn message(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -> Outcome {
+/// One SIP message (`process_sip_msg`) on a connection of protocol `proto`: a response when
+/// it starts with "SIP/2.0 ", a request otherwise.
+fn message(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect, proto: u8) -> Outcome {
     let mut r = Reader {
         t: Text {
             b: payload,
@@ -221,6 +221,7 @@ fn message(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -> Out
         c,
         m,
         x,
+        proto,
     };
     if r.t.eq_nocase(0, b"SIP/2.0 ") {
         r.response()
@@ -993,11 +994,11 @@ impl Text<'_> {
         Some(self.search_header(from, limit, name)? + name.len())
     }
 
-    /// The Contact's transport (`ct_sip_parse_transport`) on a UDP connection: UDP when not
-    /// given, `None` when it is not UDP.
-    fn transport(&self, from: usize) -> Option<u8> {
+    /// The Contact's transport (`ct_sip_parse_transport`) on a connection of protocol
+    /// `conn`: `conn` when not given, `None` when it is another protocol.
+    fn transport(&self, from: usize, conn: u8) -> Option<u8> {
         let Some(v) = self.param(from, b"transport=") else {
-            return Some(UDP);
+            return Some(conn);
         };
         let proto = if self.eq_nocase(v, b"TCP") {
             TCP
@@ -1006,7 +1007,7 @@ impl Text<'_> {
         } else {
             return None;
         };
-        (proto == UDP).then_some(proto)
+        (proto == conn).then_some(proto)
     }
 
     /// A numeric parameter (`ct_sip_parse_numerical_param`), its number ending by the comma
@@ -1063,6 +1064,8 @@ struct Reader<'a, X: Expect> {
     c: &'a Conn,
     m: &'a mut Master,
     x: &'a mut X,
+    /// The connection's protocol (UDP or TCP): a Contact's transport must be it.
+    proto: u8,
 }
 
 impl<X: Expect> Reader<'_, X> {
@@ -1212,7 +1215,7 @@ impl<X: Expect> Reader<'_, X> {
         if addr != self.c.src {
             return Outcome::Accept;
         }
-        let Some(proto) = t.transport(params) else {
+        let Some(proto) = t.transport(params, self.proto) else {
             return Outcome::Accept;
         };
         match t.numeric_param(params, b"expires=") {
@@ -1258,7 +1261,7 @@ impl<X: Expect> Reader<'_, X> {
                 if addr != self.c.dst {
                     continue;
                 }
-                let Some(proto) = t.transport(params) else {
+                let Some(proto) = t.transport(params, self.proto) else {
                     continue;
                 };
                 let this = match t.numeric_param(params, b"expires=") {
@@ -1625,6 +1628,45 @@ mod tests {
         assert_eq!(run(&mut m, &from_bob(), &two), (Outcome::Accept, vec![]));
         let tab = response("486 Busy", "5\tinvite", "", "");
         assert_eq!(run(&mut m, &from_bob(), &tab).1, [Call::Flush(true)]);
+    }
+
+    #[test]
+    fn register_over_tcp_expects_tcp_signalling() {
+        // The Contact's transport defaults to the connection's protocol and must match it.
+        let tcp = |m: &mut Master, msg: &str| {
+            let mut x = Rec::default();
+            (help_tcp(m, &from_alice(), msg.as_bytes(), &mut x), x.calls)
+        };
+        let mut m = Master::default();
+        for (contact, want) in [
+            (
+                "<sip:alice@10.0.0.1:5070>",
+                vec![Call::Signalling(ALICE, 6, 5070)],
+            ),
+            (
+                "<sip:10.0.0.1;transport=TCP>",
+                vec![Call::Signalling(ALICE, 6, 5060)],
+            ),
+            ("<sip:10.0.0.1;transport=udp>", vec![]),
+        ] {
+            let reg = register(21, contact, "Expires: 60\r\n");
+            assert_eq!(tcp(&mut m, &reg), (Outcome::Accept, want), "{contact}");
+        }
+        let ok = response(
+            "200 OK",
+            "21 REGISTER",
+            "Contact: <sip:10.0.0.1:5070>;expires=30\r\n",
+            "",
+        );
+        let mut x = Rec {
+            found: true,
+            ..Rec::default()
+        };
+        assert_eq!(
+            help_tcp(&mut m, &from_bob(), ok.as_bytes(), &mut x),
+            Outcome::Accept
+        );
+        assert_eq!(x.calls, [Call::Refresh(ALICE, 6, 5070, 30)]);
     }
 
     #[test]

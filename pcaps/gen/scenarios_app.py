@@ -580,6 +580,45 @@ def _():
 
 # ---------------------------------------------------------------- SIP over TCP
 
+@scenario("helpers/sip-tcp-register", args="--helper sip:tcp:5060 --helper sip:udp:5060")
+def _():
+    """A registration over TCP: the Contact's transport defaults to the connection's own, so
+    the registrar's calls back are expected over TCP (a connection to the contact is RELATED,
+    and the SIP helper reads it), not over UDP; a Contact asking for UDP on the TCP connection
+    is not followed."""
+    C, R = "10.40.9.1", "10.40.9.2"
+    f = Flow(43061, 5060, c=C, s=R)
+
+    def reg(cseq, contact, answer=False):
+        hdrs = ["Via: SIP/2.0/TCP %s:43061;branch=z9hG4bKr%d" % (C, cseq),
+                "From: <sip:alice@%s>;tag=r9" % R, "To: <sip:alice@%s>" % R,
+                "Call-ID: tcpreg@%s" % C, "CSeq: %d REGISTER" % cseq,
+                "Contact: %s" % contact + (";expires=600" if answer else "")]
+        if not answer:
+            hdrs.append("Expires: 600")
+        first = "SIP/2.0 200 OK" if answer else "REGISTER sip:%s SIP/2.0" % R
+        return sip_msg(first, hdrs)
+
+    here = "<sip:alice@%s:5062>" % C
+    udp_only = "<sip:alice@%s:5064;transport=udp>" % C
+    p = f.handshake()                                                                    # 0-2
+    p += [f.c("PA", reg(1, here)), f.s("PA", reg(1, here, answer=True)), f.c("A")]      # 3-5
+    p += [f.c("PA", reg(2, udp_only)), f.s("PA", reg(2, udp_only, answer=True))]        # 6, 7
+    # The registrar calls back over UDP: nothing expects it.
+    p += [udp(R, C, 5070, 5062, sip_msg("OPTIONS sip:alice@%s:5062 SIP/2.0" % C,        # 8
+                                        ["CSeq: 1 OPTIONS", "Call-ID: u9@x"])),
+          udp(R, C, 5071, 5064, sip_msg("OPTIONS sip:alice@%s:5064 SIP/2.0" % C,        # 9
+                                        ["CSeq: 1 OPTIONS", "Call-ID: u10@x"]))]
+    # Over TCP: expected, with the SIP helper, whose reading of its INVITE expects media.
+    g = Flow(40000, 5062, c=R, s=C)
+    p += g.handshake()                                                                   # 10-12
+    invite = sip_msg("INVITE sip:alice@%s:5062 SIP/2.0" % C,
+                     ["Via: SIP/2.0/TCP %s:40000;branch=z9hG4bKi9" % R, "CSeq: 1 INVITE",
+                      "Call-ID: t9@x"], sdp(R, ["c=IN IP4 %s" % R, "t=0 0", "m=audio 30000 RTP/AVP 0"]))
+    p += [g.c("PA", invite), g.s("A"), rtp(C, R, 41000, 30000)]                          # 13-15
+    return p
+
+
 @scenario("helpers/sip-tcp", args="--helper sip:tcp:5060")
 def _():
     """SIP over TCP (the helper assigned with sip:tcp:5060): only established segments are
