@@ -35,7 +35,10 @@ EVENTS=1 (compare.sh's) compares the connection events of every case too. One ca
 DIFFFUZZ_FOCUS=ftp makes most conversations FTP control connections (four in five, against
 about one in seven), whose lines are spelt in other ways three times in ten (`ftp_spelling`);
 DIFFFUZZ_FOCUS=irc makes them IRC connections, whose DCC offers are spelt in other ways about
-one time in three (`dcc_spelling`).
+one time in three (`dcc_spelling`); DIFFFUZZ_FOCUS=siptcp makes them SIP over TCP (calls and
+registrations spelt as sipgrammar.py spells them, whole, two to a segment or split; media and
+calls to registered contacts after them), compared with SIP assigned to tcp/5060 and udp/5060
+and FTP to tcp/21 instead of `--helper all`, which gives SIP UDP only.
 """
 import os
 import random
@@ -49,8 +52,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Arguments every case starts from (see the module's docstring).
 BASE_ARGS = (["--helper", "all"] if os.environ.get("DIFFFUZZ_HELPERS", "1") != "0"
              else ["--sysctl", "nf_conntrack_checksum=0"])
+if os.environ.get("DIFFFUZZ_FOCUS") == "siptcp":
+    # SIP over TCP: `--helper all` assigns SIP to UDP only.
+    BASE_ARGS = ["--helper", "sip:tcp:5060", "--helper", "sip:udp:5060", "--helper", "ftp:tcp:21"]
 sys.path.insert(0, HERE)
 import ctgen  # noqa: E402
+import sipgrammar as G  # noqa: E402
 
 M32 = 0xFFFFFFFF
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 1, 2, 4, 8, 16, 32, 64, 128
@@ -214,6 +221,8 @@ class Conv:
         focus = os.environ.get("DIFFFUZZ_FOCUS")
         if sport is None and focus == "irc" and rng.random() < 0.8:
             sport = 6667
+        elif sport is None and focus == "siptcp" and rng.random() < 0.8:
+            sport = 5060
         elif sport is None and rng.random() < (0.8 if focus == "ftp" else 0.15):
             sport = 21
         elif sport is None and rng.random() < 0.06:
@@ -690,6 +699,99 @@ class Conv:
                     d.data_phase()
                 self.out += d.out
 
+    def sip_phase(self):
+        """SIP over the connection (see sipgrammar.py): a call or a registration whose messages
+        go whole, two to a segment, or split over two, then media to what they announced and
+        maybe a call from the registrar to a registered contact."""
+        rng = self.rng
+        C, S = G.Host(self.c.addr, self.v6), G.Host(self.s.addr, self.v6)
+        call, num = rng.randrange(10**9), rng.randrange(1, 50)
+        announced = []     # (address, port, peer address)
+        contacts = []      # (address, port, transport)
+
+        def offer(owner, peer):
+            media = []
+            for _ in range(rng.choice([0, 1, 1, 1, 2])):
+                port = rng.randrange(1024, 65000) & ~1
+                media.append((rng.choice(["audio", "audio", "video"]), port, None))
+                announced.append((owner.addr, port, peer.addr))
+            return G.sdp_body(rng, 0, owner, media)
+
+        def msg(frm, start, method, n, body="", extra=()):
+            ep = self.c if frm is C else self.s
+            h = [("Via", f"SIP/2.0/TCP {frm.sip(rng)}:{ep.port};branch=z9hG4bK{n}"),
+                 ("From", f"<sip:alice@{C.sip(rng)}>;tag=1"), ("To", f"<sip:bob@{S.sip(rng)}>"),
+                 ("Call-ID", f"{call}@x"), ("CSeq", G.cseq(rng, n, method))] + list(extra)
+            if not extra and rng.random() < 0.9:
+                h.append(("Contact", G.contact(rng, "alice" if frm is C else "bob", frm, ep.port)))
+            length = rng.choice(["right"] * 8 + ["wrong", "missing"])
+            return frm, G.render(rng, G.Msg(start, h, body, length))
+
+        plan = []
+        if rng.random() < 0.7:
+            plan.append(msg(C, f"INVITE sip:bob@{S.sip(rng)} SIP/2.0", "INVITE", num, offer(C, S)))
+            if rng.random() < 0.4:
+                plan.append(msg(S, "SIP/2.0 100 Trying", "INVITE", num))
+            code = rng.choice([200, 200, 200, 183, 486])
+            plan.append(msg(S, f"SIP/2.0 {code} X", "INVITE", num, offer(S, C) if code < 300 else ""))
+            plan.append(msg(C, f"ACK sip:bob@{S.sip(rng)} SIP/2.0", "ACK", num))
+            if rng.random() < 0.3:
+                num += 1
+                plan.append(msg(S, f"INVITE sip:alice@{C.sip(rng)} SIP/2.0", "INVITE", num, offer(S, C)))
+                plan.append(msg(C, "SIP/2.0 200 OK", "INVITE", num, offer(C, S)))
+            if rng.random() < 0.5:
+                num += 1
+                plan.append(msg(rng.choice([C, S]), f"BYE sip:x@{S.sip(rng)} SIP/2.0", "BYE", num))
+        else:
+            port = rng.choice([5060, 5062, rng.randrange(1024, 65535)])
+            tr = rng.choice(["", ";transport=tcp", ";transport=udp", ";transport=TCP"])
+            contacts.append((self.c.addr, port, tr))
+            exp = rng.choice(["3600", "600", "0"])
+            ct = ("Contact", f"<sip:alice@{C.sip(rng)}:{port}{tr}>")
+            plan.append(msg(C, f"REGISTER sip:{S.sip(rng)} SIP/2.0", "REGISTER", num, "",
+                            [ct, ("Expires", exp)]))
+            if rng.random() < 0.85:
+                code = rng.choice([200, 200, 401])
+                plan.append(msg(S, f"SIP/2.0 {code} X", "REGISTER", num, "",
+                                [(ct[0], ct[1] + f";expires={exp}")]))
+        i = 0
+        while i < len(plan):
+            frm, data = plan[i]
+            ep = self.c if frm is C else self.s
+            r = rng.random()
+            if r < 0.15 and i + 1 < len(plan) and plan[i + 1][0] is frm:
+                data += plan[i + 1][1]
+                i += 1
+            if r > 0.8 and len(data) > 2:
+                cut = rng.randrange(1, len(data))
+                self.seg(ep, ACK | PSH, data[:cut])
+                self.seg(ep, ACK | PSH, data[cut:])
+            else:
+                self.seg(ep, ACK | PSH, data)
+            if rng.random() < 0.6:
+                self.seg(self.peer(ep), ACK)
+            i += 1
+        from scapy.all import IP, IPv6, UDP, Raw
+        for addr, port, peer in announced:
+            if rng.random() < 0.7:
+                ip = IPv6(src=peer, dst=addr) if self.v6 else IP(src=peer, dst=addr)
+                self.out.append(ip / UDP(sport=rng.randrange(1024, 65535), dport=port) / Raw(b"\x80\x00" + b"M" * 12))
+        for addr, port, tr in contacts:
+            if rng.random() < 0.6:
+                if "udp" in tr.lower() or rng.random() < 0.3:
+                    ip = IPv6(src=self.s.addr, dst=addr) if self.v6 else IP(src=self.s.addr, dst=addr)
+                    self.out.append(ip / UDP(sport=rng.choice([5060, rng.randrange(1024, 65535)]), dport=port)
+                                    / Raw(b"OPTIONS sip:alice SIP/2.0\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"))
+                else:
+                    d = Conv(self.case, self.v6, cport=rng.randrange(1024, 65535), sport=port,
+                             hosts=(self.s.addr, addr))
+                    d.pert = self.pert / 2
+                    d.open()
+                    if rng.random() < 0.6:
+                        d.seg(d.c, ACK | PSH, b"OPTIONS sip:alice SIP/2.0\r\nCSeq: 1 OPTIONS\r\n"
+                              b"Content-Length: 0\r\n\r\n")
+                    self.out += d.out
+
     def probe(self):
         """A segment chosen relative to the numbers either side has used, whatever the state:
         the corners of the window checks and of the state table."""
@@ -736,6 +838,8 @@ class Conv:
             self.ftp_phase()
         elif self.s.port == 6667 and (full or rng.random() < 0.5):
             self.irc_phase()
+        elif self.s.port == 5060 and (full or rng.random() < 0.5):
+            self.sip_phase()
         elif full or rng.random() < 0.5:
             self.data_phase()
         self.probes(pp)
