@@ -37,8 +37,9 @@ about one in seven), whose lines are spelt in other ways three times in ten (`ft
 DIFFFUZZ_FOCUS=irc makes them IRC connections, whose DCC offers are spelt in other ways about
 one time in three (`dcc_spelling`); DIFFFUZZ_FOCUS=siptcp makes them SIP over TCP (calls and
 registrations spelt as sipgrammar.py spells them, whole, two to a segment or split; media and
-calls to registered contacts after them), compared with SIP assigned to tcp/5060 and udp/5060
-and FTP to tcp/21 instead of `--helper all`, which gives SIP UDP only.
+calls to registered contacts after them), compared with SIP assigned to tcp/5060 and FTP to
+tcp/21 instead of `--helper all`, which gives SIP UDP only (the oracle cannot assign SIP to
+both protocols at once: it names its helper objects by helper alone).
 """
 import os
 import random
@@ -53,8 +54,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BASE_ARGS = (["--helper", "all"] if os.environ.get("DIFFFUZZ_HELPERS", "1") != "0"
              else ["--sysctl", "nf_conntrack_checksum=0"])
 if os.environ.get("DIFFFUZZ_FOCUS") == "siptcp":
-    # SIP over TCP: `--helper all` assigns SIP to UDP only.
-    BASE_ARGS = ["--helper", "sip:tcp:5060", "--helper", "sip:udp:5060", "--helper", "ftp:tcp:21"]
+    # SIP over TCP: `--helper all` assigns SIP to UDP only. Not sip:udp:5060 beside it: the
+    # oracle names its helper objects by helper alone, so the kernel gets SIP for TCP only and
+    # UDP to port 5060 would have no helper there.
+    BASE_ARGS = ["--helper", "sip:tcp:5060", "--helper", "ftp:tcp:21"]
 sys.path.insert(0, HERE)
 import ctgen  # noqa: E402
 import sipgrammar as G  # noqa: E402

@@ -580,7 +580,7 @@ def _():
 
 # ---------------------------------------------------------------- SIP over TCP
 
-@scenario("helpers/sip-tcp-register", args="--helper sip:tcp:5060 --helper sip:udp:5060")
+@scenario("helpers/sip-tcp-register", args="--helper sip:tcp:5060")
 def _():
     """A registration over TCP: the Contact's transport defaults to the connection's own, so
     the registrar's calls back are expected over TCP (a connection to the contact is RELATED,
