@@ -685,11 +685,9 @@ class Conv:
             if rng.random() < 0.2:
                 line = line[:rng.randrange(5, len(line))]
             if rng.random() < 0.25:
-                cut = rng.randrange(1, len(line))
-                self.seg(frm, ACK | PSH, line[:cut])
-                self.seg(frm, ACK | PSH, line[cut:])
+                self.push(frm, line, rng.randrange(1, len(line)))
             else:
-                self.seg(frm, ACK | PSH, line)
+                self.push(frm, line)
                 if rng.random() < 0.2:
                     self.seg(frm, ACK | PSH, line, seq=(frm.nxt - len(line)) & M32, advance=False)
             self.seg(self.peer(frm), ACK)
@@ -701,6 +699,14 @@ class Conv:
                 if rng.random() < 0.5:
                     d.data_phase()
                 self.out += d.out
+
+    def push(self, frm, data, cut=None):
+        """Sends `data` from `frm` in one segment, or in two split at `cut`."""
+        if cut is None:
+            self.seg(frm, ACK | PSH, data)
+        else:
+            self.seg(frm, ACK | PSH, data[:cut])
+            self.seg(frm, ACK | PSH, data[cut:])
 
     def sip_phase(self):
         """SIP over the connection (see sipgrammar.py): a call or a registration whose messages
@@ -765,12 +771,7 @@ class Conv:
             if r < 0.15 and i + 1 < len(plan) and plan[i + 1][0] is frm:
                 data += plan[i + 1][1]
                 i += 1
-            if r > 0.8 and len(data) > 2:
-                cut = rng.randrange(1, len(data))
-                self.seg(ep, ACK | PSH, data[:cut])
-                self.seg(ep, ACK | PSH, data[cut:])
-            else:
-                self.seg(ep, ACK | PSH, data)
+            self.push(ep, data, rng.randrange(1, len(data)) if r > 0.8 and len(data) > 2 else None)
             if rng.random() < 0.6:
                 self.seg(self.peer(ep), ACK)
             i += 1
