@@ -193,11 +193,13 @@ pub fn help_tcp(m: &mut Master, c: &Conn, payload: &[u8], x: &mut impl Expect) -
         if end == off {
             break;
         }
-        let Some(blank) = (end..rest.len().saturating_sub(3)).find(|&i| t.eq_case(i, b"\r\n\r\n"))
+        let Some(blank) = rest
+            .get(end..)
+            .and_then(|r| memchr::memmem::find(r, b"\r\n\r\n"))
         else {
             break;
         };
-        let len = blank + 4 + clen as usize;
+        let len = end + blank + 4 + clen as usize;
         let Some(msg) = rest.get(..len) else {
             return Outcome::Accept;
         };
@@ -277,6 +279,46 @@ fn is_eol(c: u8) -> bool {
 
 fn is_blank(c: u8) -> bool {
     c == b' ' || c == b'\t'
+}
+
+/// Where `a` or `b` first occurs in `s`: the first [`NEAR`] bytes a word at a time (lines and
+/// words are mostly short, and a crafted message may be all line ends, so this part must cost
+/// little per call), the rest by memchr's vector search (a crafted message may also be 64 KiB
+/// without either byte).
+#[inline(always)]
+fn find2(a: u8, b: u8, s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let (wa, wb) = (ONES * u64::from(a), ONES * u64::from(b));
+    let mut i = 0;
+    while i < NEAR {
+        let Some(w) = s.get(i..i + 8) else {
+            // Fewer than eight bytes left: one by one.
+            return s
+                .get(i..)?
+                .iter()
+                .position(|&c| c == a || c == b)
+                .map(|k| i + k);
+        };
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // A byte of `x` or `y` is zero where `w` holds `a` or `b`; the lowest flagged byte
+        // is the first such (a borrow only flags bytes above a zero one).
+        let (x, y) = (w ^ wa, w ^ wb);
+        let z = (x.wrapping_sub(ONES) & !x | y.wrapping_sub(ONES) & !y) & HIGH;
+        if z != 0 {
+            return Some(i + (z.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    find2_far(a, b, &s[i..]).map(|k| i + k)
+}
+
+/// How many bytes [`find2`] looks at before it hands over to memchr.
+const NEAR: usize = 64;
+
+#[inline(never)]
+fn find2_far(a: u8, b: u8, s: &[u8]) -> Option<usize> {
+    memchr::memchr2(a, b, s)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,6 +518,16 @@ struct Field {
     /// What the value is searched for first (`sip:`), the value proper following it.
     search: Option<&'static [u8]>,
     value: Value,
+}
+
+impl Field {
+    /// Whether a line starting with `c` may hold this field: its name's or its compact form's
+    /// first byte, without case (a cheap test before the whole name is compared).
+    #[inline(always)]
+    fn may_start(&self, c: u8) -> bool {
+        let starts = |s: &[u8]| s.first().is_none_or(|f| f.eq_ignore_ascii_case(&c));
+        starts(self.name) || self.compact.is_some_and(starts)
+    }
 }
 
 const CSEQ: Field = Field {
@@ -788,15 +840,64 @@ impl Text<'_> {
         let limit = limit.checked_sub(needle.len())?;
         let mut p = i;
         while p < limit {
-            if is_eol(self.at(p)) {
-                // The first byte of the continuation's text is stepped over, as in the kernel.
-                p = self.continuation(p, limit)? + 1;
-                continue;
+            let eol = self.eol(p, limit);
+            if let Some(q) = self.find_in(p, eol, needle, false) {
+                return Some(q);
             }
-            if self.eq_nocase(p, needle) {
-                return Some(p);
+            if eol >= limit {
+                return None;
             }
-            p += 1;
+            // The first byte of the continuation's text is stepped over, as in the kernel.
+            p = self.continuation(eol, limit)? + 1;
+        }
+        None
+    }
+
+    /// The first line end at or after `p` and before `limit`, or `limit`: the next two bytes
+    /// looked at directly (a crafted message may be all line ends), then [`find2`] (it may also
+    /// hold 64 KiB without one).
+    #[inline(always)]
+    fn eol(&self, p: usize, limit: usize) -> usize {
+        let end = limit.min(self.len());
+        // The next two bytes first: a line may be all but empty.
+        for q in p..end.min(p + 2) {
+            if is_eol(self.b[q]) {
+                return q;
+            }
+        }
+        self.b
+            .get(p..end)
+            .and_then(|s| find2(b'\r', b'\n', s))
+            .map_or(limit, |k| p + k)
+    }
+
+    /// The first position in `from..to` where `needle` starts, compared with or without case
+    /// (the comparison may read past `to`): candidates are found by their first byte with
+    /// [`find2`], so that text without it costs next to nothing.
+    fn find_in(&self, from: usize, to: usize, needle: &[u8], case: bool) -> Option<usize> {
+        let Some(&first) = needle.first() else {
+            return (from < to).then_some(from);
+        };
+        let hay = self.b.get(from..to.min(self.len()))?;
+        let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+        let mut k = 0;
+        while k < hay.len() {
+            let rest = &hay[k..];
+            let q = if case {
+                find2(first, first, rest)
+            } else {
+                find2(lo, up, rest)
+            }?;
+            let at = from + k + q;
+            let hit = if case {
+                self.eq_case(at, needle)
+            } else {
+                self.eq_nocase(at, needle)
+            };
+            if hit {
+                return Some(at);
+            }
+            k += q + 1;
         }
         None
     }
@@ -804,17 +905,10 @@ impl Text<'_> {
     /// Case-sensitive search for `needle` from `i` within one SDP line.
     fn search_line(&self, i: usize, limit: usize, needle: &[u8]) -> Option<usize> {
         let limit = limit.checked_sub(needle.len())?;
-        let mut p = i;
-        while p < limit {
-            if is_eol(self.at(p)) {
-                return None;
-            }
-            if self.eq_case(p, needle) {
-                return Some(p);
-            }
-            p += 1;
+        if i >= limit {
+            return None;
         }
-        None
+        self.find_in(i, self.eol(i, limit), needle, true)
     }
 
     /// The start of the line after a line end at `p`, `None` when none starts before the end.
@@ -835,9 +929,13 @@ impl Text<'_> {
 
     /// The start of the first line that begins after a line end at or after `p` (`None` when
     /// there is none before the end).
+    #[inline(always)]
     fn line_after(&self, p: usize) -> Option<usize> {
         let limit = self.len();
-        let eol = (p..limit).find(|&i| is_eol(self.at(i)))?;
+        let eol = self.eol(p, limit);
+        if eol >= limit {
+            return None;
+        }
         self.next_line(eol)
     }
 
@@ -847,7 +945,8 @@ impl Text<'_> {
         let mut p = from;
         while let Some(q) = self.line_after(p) {
             p = q;
-            if is_blank(self.at(p)) {
+            let c = self.at(p);
+            if is_blank(c) || !f.may_start(c) {
                 p += 1;
                 continue;
             }
@@ -1031,6 +1130,11 @@ impl Text<'_> {
         let mut p = from;
         while let Some(q) = self.line_after(p) {
             p = q;
+            let c = self.at(p);
+            if !f.may_start(c) && !stop.is_some_and(|t| t.may_start(c)) {
+                p += 1;
+                continue;
+            }
             if stop.is_some_and(|t| limit - p >= t.name.len() && self.eq_nocase(p, t.name)) {
                 break;
             }
@@ -2199,6 +2303,185 @@ mod tests {
                 let mut m = Master::default();
                 help_udp(&mut m, c, &t, &mut Rec::default());
             }
+        }
+    }
+}
+
+/// The searches against the byte-at-a-time loops they replaced (the kernel's own way of
+/// reading), on texts made of the bytes that matter to them.
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn search_header_model(t: &Text, i: usize, limit: usize, needle: &[u8]) -> Option<usize> {
+        let limit = limit.checked_sub(needle.len())?;
+        let mut p = i;
+        while p < limit {
+            if is_eol(t.at(p)) {
+                p = t.continuation(p, limit)? + 1;
+                continue;
+            }
+            if t.eq_nocase(p, needle) {
+                return Some(p);
+            }
+            p += 1;
+        }
+        None
+    }
+
+    fn search_line_model(t: &Text, i: usize, limit: usize, needle: &[u8]) -> Option<usize> {
+        let limit = limit.checked_sub(needle.len())?;
+        let mut p = i;
+        while p < limit {
+            if is_eol(t.at(p)) {
+                return None;
+            }
+            if t.eq_case(p, needle) {
+                return Some(p);
+            }
+            p += 1;
+        }
+        None
+    }
+
+    fn line_after_model(t: &Text, p: usize) -> Option<usize> {
+        let eol = (p..t.len()).find(|&i| is_eol(t.at(i)))?;
+        t.next_line(eol)
+    }
+
+    fn header_model(t: &Text, from: usize, f: &Field) -> Hit {
+        let limit = t.len();
+        let mut p = from;
+        while let Some(q) = line_after_model(t, p) {
+            p = q;
+            if is_blank(t.at(p)) {
+                p += 1;
+                continue;
+            }
+            let compact = f.compact.filter(|c| {
+                limit - p > c.len() && t.eq_nocase(p, c) && !is_alpha(t.at(p + c.len()))
+            });
+            if limit - p >= f.name.len() && t.eq_nocase(p, f.name) {
+                p += f.name.len();
+            } else if let Some(c) = compact {
+                p += c.len();
+            } else {
+                p += 1;
+                continue;
+            }
+            let Some(q) = t.skip_space(p, limit) else {
+                break;
+            };
+            p = q;
+            if t.at(p) != b':' {
+                break;
+            }
+            p += 1;
+            if p >= limit {
+                break;
+            }
+            let Some(q) = t.skip_space(p, limit) else {
+                break;
+            };
+            return t.field_value(q, f, search_header_model);
+        }
+        Hit::Absent
+    }
+
+    fn sdp_line_model(t: &Text, from: usize, f: &Field, stop: Option<&Field>) -> Hit {
+        let limit = t.len();
+        let mut p = from;
+        while let Some(q) = line_after_model(t, p) {
+            p = q;
+            if stop.is_some_and(|s| limit - p >= s.name.len() && t.eq_nocase(p, s.name)) {
+                break;
+            }
+            if limit - p >= f.name.len() && t.eq_nocase(p, f.name) {
+                p += f.name.len();
+            } else {
+                p += 1;
+                continue;
+            }
+            return t.field_value(p, f, search_line_model);
+        }
+        Hit::Absent
+    }
+
+    /// Texts of the bytes the searches stop at or look for, in runs long enough to cross the
+    /// word-at-a-time part and reach the vector search.
+    fn text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => proptest::sample::select(&b"\r\n \t,;:=sSiIpPcCmM0129aZ"[..]).prop_map(|b| vec![b]),
+            1 => proptest::sample::select(&WORDS[..]).prop_map(<[u8]>::to_vec),
+            1 => (1usize..200).prop_map(|n| vec![b'x'; n]),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+    }
+
+    const WORDS: [&[u8]; 11] = [
+        b"sip:",
+        b"SIP:",
+        b"CSeq",
+        b"Contact",
+        b"m=",
+        b"c=",
+        b"IN IP4 ",
+        b"transport=",
+        b"expires=",
+        b"\r\n ",
+        b"\r\n",
+    ];
+    const NEEDLES: [&[u8]; 6] = [b",", b"sip:", b"transport=", b"IN IP4 ", b"expires=", b"m"];
+    const FIELDS: [&Field; 6] = [
+        &CSEQ,
+        &CONTACT,
+        &CONTENT_LENGTH,
+        &EXPIRES,
+        &SDP_MEDIA,
+        &SDP_VERSION,
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn searches_agree_with_byte_loops(b in text(), from in 0usize..400, cut in 0usize..400) {
+            let t = Text { b: &b, v6: false };
+            let from = from.min(b.len());
+            let limit = b.len() - cut.min(b.len());
+            for needle in NEEDLES {
+                prop_assert_eq!(
+                    t.search_header(from, limit, needle),
+                    search_header_model(&t, from, limit, needle)
+                );
+                prop_assert_eq!(
+                    t.search_line(from, limit, needle),
+                    search_line_model(&t, from, limit, needle)
+                );
+            }
+            prop_assert_eq!(t.line_after(from), line_after_model(&t, from));
+            for f in FIELDS {
+                prop_assert_eq!(t.header(from, f), header_model(&t, from, f));
+                prop_assert_eq!(
+                    t.sdp_line(from, f, Some(&SDP_MEDIA)),
+                    sdp_line_model(&t, from, f, Some(&SDP_MEDIA))
+                );
+                prop_assert_eq!(t.sdp_line(from, f, None), sdp_line_model(&t, from, f, None));
+            }
+        }
+
+        #[test]
+        fn find2_finds_the_first_of_two_bytes(
+            s in proptest::collection::vec(proptest::sample::select(&b"abc\r\n"[..]), 0..300),
+            a in proptest::sample::select(&b"abc\r\n"[..]),
+            b in proptest::sample::select(&b"abc\r\n"[..]),
+            skip in 0usize..300,
+        ) {
+            // Long runs without either byte, then the rest.
+            let mut s2 = vec![b'z'; skip];
+            s2.extend_from_slice(&s);
+            prop_assert_eq!(find2(a, b, &s2), s2.iter().position(|&c| c == a || c == b));
         }
     }
 }
