@@ -886,15 +886,16 @@ impl Text<'_> {
     fn eol(&self, p: usize, limit: usize) -> usize {
         let end = limit.min(self.len());
         // The next two bytes first: a line may be all but empty.
-        for q in p..end.min(p + 2) {
+        let near = end.min(p + 2);
+        for q in p..near {
             if is_eol(self.b[q]) {
                 return q;
             }
         }
         self.b
-            .get(p..end)
+            .get(near..end)
             .and_then(|s| find2(b'\r', b'\n', s))
-            .map_or(limit, |k| p + k)
+            .map_or(limit, |k| near + k)
     }
 
     /// The first position in `from..to` where `needle` starts, compared with or without case
